@@ -1,0 +1,217 @@
+"""Markdown knowledge base: front matter, passages for retrieval, safe HTML rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
+_UNSAFE_SCHEME = re.compile(r"^\s*(javascript|vbscript|data):", re.I)
+
+
+class ArticleError(ValueError):
+    """A file that cannot be read as an article; the KB skips it with a warning."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable piece of an article: its title, a section, or a short list item."""
+
+    kind: str  # "title" | "section" | "item"
+    text: str  # what gets embedded and tokenised
+    snippet: str  # what a user sees under the result
+
+
+@dataclass
+class Article:
+    id: str
+    title: str
+    body: str
+    path: str
+    locale: str = "en"
+    tags: list[str] = field(default_factory=list)
+    url: str = ""
+    draft: bool = False
+    content_hash: str = ""
+    passages: list[Passage] = field(default_factory=list)
+
+    def to_summary(self) -> dict:
+        return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
+
+
+def parse_article(
+    raw: bytes, rel_path: str, default_locale: str = "en", passage_chars: int = 700
+) -> Article:
+    """Parse one Markdown file; raise ArticleError with a readable reason when it is malformed."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise ArticleError("empty file")
+    meta: dict = {}
+    body = text
+    if text.startswith("---"):
+        match = _FRONT_MATTER.match(text)
+        if not match:
+            raise ArticleError("front matter opened with --- but never closed")
+        try:
+            loaded = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as exc:
+            raise ArticleError(f"bad YAML front matter: {str(exc).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ArticleError("front matter is not a mapping of keys to values")
+        meta = loaded or {}
+        body = text[match.end() :]
+    if not body.strip():
+        raise ArticleError("no content after the front matter")
+    default_id = rel_path[:-3] if rel_path.endswith(".md") else rel_path
+    article_id = str(meta.get("id") or default_id).strip().strip("/")
+    title = meta.get("title")
+    if not title:
+        title = next((m.group(2) for line in body.splitlines() if (m := _HEADING.match(line)) and len(m.group(1)) == 1), None)
+    title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
+    tags = meta.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list):
+        raise ArticleError("tags must be a list")
+    draft = meta.get("draft", False)
+    if not isinstance(draft, bool):
+        raise ArticleError("draft must be true or false")
+    article = Article(
+        id=article_id,
+        title=title,
+        body=body,
+        path=rel_path,
+        locale=str(meta.get("locale") or default_locale),
+        tags=[str(t) for t in tags],
+        url=str(meta.get("url") or f"/articles/{article_id}"),
+        draft=draft,
+        content_hash=hashlib.sha256(raw).hexdigest(),
+    )
+    article.passages = split_passages(title, body, passage_chars)
+    return article
+
+
+def plain_text(markdown_text: str) -> str:
+    """Strip the Markdown syntax that would only add noise to embeddings and snippets."""
+    text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
+    text = re.sub(r"[*_`~]{1,3}", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Passage]:
+    """Split at headings and at a size bound; short bullet items also stand alone.
+
+    Bullet items are often the phrasings customers use ("I can't log in"), so they are
+    indexed on their own as well as inside their section.
+    """
+    passages = [Passage("title", title, title)]
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    in_code = False
+    for line in body.splitlines():
+        if line.strip().startswith("```"):
+            in_code = not in_code
+        match = None if in_code else _HEADING.match(line)
+        if match:
+            sections.append((match.group(2).strip(), []))
+        else:
+            sections[-1][1].append(line)
+    for heading, lines in sections:
+        for chunk in _chunks("\n".join(lines), passage_chars):
+            content = plain_text(chunk)
+            if not content:
+                continue
+            context = heading if heading and heading != title else ""
+            text = f"{title}. {context}: {content}" if context else f"{title}. {content}"
+            passages.append(Passage("section", text, content))
+        for line in lines:
+            item = _BULLET.match(line)
+            if item:
+                content = plain_text(item.group(1))
+                if 12 <= len(content) <= 240:
+                    passages.append(Passage("item", content, content))
+    return passages
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    """Group paragraphs into chunks of at most ~limit characters (a long paragraph stays whole)."""
+    chunks: list[str] = []
+    current = ""
+    for para in re.split(r"\n\s*\n", text):
+        if not para.strip():
+            continue
+        if current and len(current) + len(para) > limit:
+            chunks.append(current)
+            current = para
+        else:
+            current = f"{current}\n\n{para}" if current else para
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def load_kb(
+    kb_dir: str | Path, default_locale: str = "en", passage_chars: int = 700
+) -> tuple[list[Article], list[str]]:
+    """Read every .md file under kb_dir; return the good articles and one warning per bad file."""
+    root = Path(kb_dir)
+    articles: list[Article] = []
+    warnings: list[str] = []
+    seen: dict[str, str] = {}
+    if not root.is_dir():
+        return [], [f"{root}: knowledge-base folder not found"]
+    for path in sorted(root.rglob("*.md")):
+        rel = path.relative_to(root).as_posix()
+        try:
+            article = parse_article(path.read_bytes(), rel, default_locale, passage_chars)
+        except (ArticleError, OSError) as exc:
+            warnings.append(f"{rel}: skipped: {exc}")
+            continue
+        if article.draft:
+            continue
+        if article.id in seen:
+            warnings.append(f"{rel}: skipped: id {article.id!r} already used by {seen[article.id]}")
+            continue
+        seen[article.id] = rel
+        articles.append(article)
+    for warning in warnings:
+        log.warning(warning)
+    return articles, warnings
+
+
+def render_html(markdown_text: str) -> str:
+    """Render Markdown to HTML with raw HTML escaped and script-capable URLs removed."""
+    import markdown
+    from markdown.treeprocessors import Treeprocessor
+
+    class _DropUnsafeUrls(Treeprocessor):
+        def run(self, root):  # type: ignore[override]
+            for element in root.iter():
+                for attr in ("href", "src"):
+                    value = element.get(attr)
+                    if value is not None and _UNSAFE_SCHEME.match(value.replace("\x00", "")):
+                        element.set(attr, "#")
+                for attr in list(element.keys()):
+                    if attr.lower().startswith("on"):
+                        del element.attrib[attr]
+
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    md.treeprocessors.register(_DropUnsafeUrls(md), "drop_unsafe_urls", 0)
+    return md.convert(markdown_text)

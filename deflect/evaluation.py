@@ -1,0 +1,102 @@
+"""`deflect eval`: retrieval and answered-decision quality on a benchmark (DESIGN section 8)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .scoring import auroc
+
+
+@dataclass
+class EvalReport:
+    queries: int = 0
+    answerable: int = 0
+    unanswerable: int = 0
+    hit_at_1: float = 0.0
+    hit_at_3: float = 0.0
+    mrr_at_10: float = 0.0
+    auroc: float = float("nan")
+    answered_correct_rate: float = 0.0  # answered=true with the right top article, share of answerable
+    false_answer_rate: float = 0.0  # answered=true on unanswerable, share of unanswerable
+    feedback_replayed: int = 0
+    misses: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "misses"}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    return rows
+
+
+def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
+    """Score an engine (articles only) on labelled queries; queries are embedded in one batch."""
+    report = EvalReport(queries=len(queries))
+    vectors = engine.embedder.encode([q["text"] for q in queries])
+    hits1 = hits3 = 0
+    rr = 0.0
+    pos_scores, neg_scores = [], []
+    answered_right = answered_wrong_unanswerable = 0
+    for query, vector in zip(queries, vectors):
+        suggestion = engine.suggest(query["text"], k=k, types=("article",), query_vector=vector)
+        ids = [r.id for r in suggestion.results]
+        expected = query.get("expected")
+        if expected is None:
+            report.unanswerable += 1
+            neg_scores.append(suggestion.top_probability)
+            answered_wrong_unanswerable += suggestion.answered
+            continue
+        report.answerable += 1
+        pos_scores.append(suggestion.top_probability)
+        if ids[:1] == [expected]:
+            hits1 += 1
+            answered_right += suggestion.answered
+        else:
+            report.misses.append({"text": query["text"], "expected": expected, "got": ids[:3]})
+        hits3 += expected in ids[:3]
+        if expected in ids[:10]:
+            rr += 1 / (ids.index(expected) + 1)
+    if report.answerable:
+        report.hit_at_1 = hits1 / report.answerable
+        report.hit_at_3 = hits3 / report.answerable
+        report.mrr_at_10 = rr / report.answerable
+        report.answered_correct_rate = answered_right / report.answerable
+    if report.unanswerable:
+        report.false_answer_rate = answered_wrong_unanswerable / report.unanswerable
+        report.auroc = auroc(np.array(pos_scores), np.array(neg_scores))
+    return report
+
+
+def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False, index_dir: str | None = None):
+    """Index a benchmark KB in a throwaway folder and return an engine over it (no ideas)."""
+    from .index import build_index
+    from .runtime import make_embedder, model_id_for
+    from .suggest import Engine, fit_calibration
+
+    embedder = make_embedder(settings)
+    index_dir = index_dir or tempfile.mkdtemp(prefix="deflect-eval-")
+    index, report = build_index(
+        kb_dir,
+        index_dir,
+        embedder,
+        model_id_for(settings),
+        settings.default_locale,
+        settings.passage_chars,
+        progress=progress,
+        calibrate=lambda idx: fit_calibration(idx, embedder),
+    )
+    return Engine(embedder, index, [], settings.answer_threshold), report

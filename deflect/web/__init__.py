@@ -1,0 +1,25 @@
+"""Flask app factory: thin handlers over deflect's core."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..runtime import Runtime
+from ..settings import Settings, load_settings
+
+MAX_BODY_BYTES = 16 * 1024
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or (runtime.settings if runtime else load_settings())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["deflect"] = runtime or Runtime(settings)
+    app.extensions["deflect_settings"] = settings
+
+    from .api import api
+    from .errors import register_error_handlers
+
+    app.register_blueprint(api)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,5 @@
+"""WSGI entry point: `gunicorn server:app` or `waitress-serve server:app`."""
+
+from deflect.web import create_app
+
+app = create_app()
