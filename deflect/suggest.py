@@ -122,7 +122,7 @@ class Engine:
 
     def _idea_catalog(self, ideas: list[dict]) -> Catalog:
         """Ideas are short: their title and title+description are the passages."""
-        items, passages, texts = [], [], []
+        items, passages = [], []
         for i, idea in enumerate(ideas):
             items.append(
                 {
