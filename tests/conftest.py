@@ -1,0 +1,159 @@
+"""Shared fixtures: real model, real faiss, real SQLite in tmp folders, real HTTP.
+
+The sample KB (kb_articles/, ~50 articles) takes ~30 s to embed, so it is indexed once
+per session (`sample_runtime`) and served once per session (`live_server`). Tests that
+index something themselves use tiny KBs written into tmp_path (`write_kb`).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything can import huggingface_hub / sentence-transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_KB = ROOT / "kb_articles"
+DATA = Path(__file__).resolve().parent / "data"
+ADMIN_TOKEN = "test-token"
+
+# Three short, clearly distinct articles: enough for indexing, CLI and eval tests.
+TINY_KB = {
+    "account/reset-password.md": """---
+title: Reset a forgotten password
+tags: [account]
+---
+# Reset a forgotten password
+
+If you forgot your password, click **Forgot password?** on the sign-in page and we
+email you a reset link. The link is valid for one hour.
+
+- I forgot my password and cannot log in
+""",
+    "billing/refunds.md": """# How refunds work
+
+We refund annual plans within 30 days of payment. Monthly plans are not refunded,
+but you can cancel at any time so you are not charged again.
+
+- Can I get my money back?
+""",
+    "integrations/slack.md": """# Connect Slack
+
+Send task notifications to a Slack channel. Open Settings, then Integrations, click
+Slack and choose the channel that should receive updates.
+""",
+}
+
+
+def write_kb(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Write {relative path: text or bytes} under root and return root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _hermetic_settings(tmp: Path, **overrides):
+    """Settings that ignore the caller's environment and any deflect.toml in the cwd."""
+    from deflect.settings import load_settings
+
+    values = {
+        "kb_dir": str(tmp / "kb"),
+        "index_dir": str(tmp / "index"),
+        "database_url": f"sqlite:///{tmp / 'd.db'}",
+        "admin_token": ADMIN_TOKEN,
+    }
+    values.update(overrides)
+    return load_settings(config_file=tmp / "no-such-deflect.toml", env={}, **values)
+
+
+@pytest.fixture
+def settings_factory(tmp_path):
+    """settings_factory(**overrides) -> Settings rooted in this test's tmp_path."""
+
+    def make(**overrides):
+        return _hermetic_settings(tmp_path, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def tiny_kb(tmp_path) -> Path:
+    return write_kb(tmp_path / "kb", TINY_KB)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real bundled model (one instance per process, shared with Runtime)."""
+    from deflect.runtime import make_embedder
+
+    return make_embedder(_hermetic_settings(Path("/nonexistent")))
+
+
+@pytest.fixture(scope="session")
+def sample_runtime(tmp_path_factory):
+    """The sample KB indexed once with the real model; SQLite and index in a tmp folder."""
+    from deflect.runtime import Runtime
+
+    tmp = tmp_path_factory.mktemp("sample")
+    settings = _hermetic_settings(tmp, kb_dir=str(SAMPLE_KB))
+    runtime = Runtime(settings)
+    yield runtime
+    runtime.db.dispose()
+
+
+@contextlib.contextmanager
+def serve_app(app) -> Iterator[str]:
+    """Serve a WSGI app on 127.0.0.1:<free port> in a thread; yield its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="deflect-test-server", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        requests.get(base + "/healthz", timeout=30).raise_for_status()
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(sample_runtime) -> Iterator[str]:
+    """Base URL of a real HTTP server serving sample_runtime."""
+    from deflect.web import create_app
+
+    app = create_app(sample_runtime.settings, sample_runtime)
+    with serve_app(app) as base:
+        yield base
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No DEFLECT_* variable from the caller's shell, and no deflect.toml from the cwd."""
+    for name in list(os.environ):
+        if name.startswith("DEFLECT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DEFLECT_CONFIG", str(tmp_path / "no-such-deflect.toml"))
+    return monkeypatch

@@ -1,0 +1,343 @@
+"""Markdown KB parsing (DESIGN section 2): front matter, passages, malformed files, safe HTML."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+from html.parser import HTMLParser
+
+import pytest
+from conftest import SAMPLE_KB, write_kb
+
+from deflect.articles import ArticleError, load_kb, parse_article, plain_text, render_html, split_passages
+
+
+def parse(text: str, rel_path: str = "billing/refunds.md", **kwargs):
+    return parse_article(text.encode("utf-8"), rel_path, **kwargs)
+
+
+# --- front matter and defaults -------------------------------------------------------
+
+
+def test_front_matter_values_are_used():
+    article = parse(
+        "---\nid: billing/refund-policy\ntitle: How refunds work\nlocale: de\ntags: [billing, money]\n"
+        "url: https://help.example.com/refunds\n---\n# Some other heading\n\nBody text.\n"
+    )
+    assert article.id == "billing/refund-policy"
+    assert article.title == "How refunds work"
+    assert article.locale == "de"
+    assert article.tags == ["billing", "money"]
+    assert article.url == "https://help.example.com/refunds"
+    assert article.draft is False
+    assert "Body text." in article.body and "---" not in article.body
+
+
+def test_defaults_without_front_matter():
+    article = parse("# How refunds work\n\nWe refund annual plans.\n", "billing/refunds.md")
+    assert article.id == "billing/refunds"  # path relative to the KB, without .md
+    assert article.title == "How refunds work"  # first "# " heading
+    assert article.locale == "en"
+    assert article.url == "/articles/billing/refunds"
+    assert article.tags == []
+    assert article.draft is False
+
+
+def test_default_locale_comes_from_the_caller():
+    assert parse("# Hallo\n\nText.\n", default_locale="de").locale == "de"
+    assert parse("---\nlocale: fr\n---\n# Bonjour\n\nTexte.\n", default_locale="de").locale == "fr"
+
+
+def test_title_is_the_first_level_one_heading_not_a_subheading():
+    article = parse("Intro line.\n\n## Not the title\n\nText.\n\n# The title\n\nMore.\n")
+    assert article.title == "The title"
+
+
+def test_title_falls_back_to_the_file_name():
+    article = parse("Just some text without any heading.\n", "plans/free-trial.md")
+    assert article.title == "free trial"
+    assert article.id == "plans/free-trial"
+
+
+def test_title_ignores_hash_lines_inside_code_blocks():
+    """A shell comment in a fenced code block is not a "# " heading."""
+    text = "Run this first:\n\n```bash\n# install the CLI\npip install orbitask\n```\n\n# Use the command line\n\nText.\n"
+    assert parse(text, "integrations/cli.md").title == "Use the command line"
+    no_heading = "```bash\n# install the CLI\npip install orbitask\n```\n\nText without a heading.\n"
+    assert parse(no_heading, "integrations/cli-setup.md").title == "cli setup"
+
+
+def test_url_default_uses_the_front_matter_id():
+    article = parse("---\nid: /custom/slug/\n---\n# T\n\nText.\n", "x/y.md")
+    assert article.id == "custom/slug"
+    assert article.url == "/articles/custom/slug"
+
+
+def test_content_hash_is_sha256_of_the_file_bytes():
+    raw = "# Title\n\nText.\n".encode()
+    assert parse_article(raw, "a.md").content_hash == hashlib.sha256(raw).hexdigest()
+
+
+def test_crlf_and_bom_files_parse():
+    raw = "\ufeff---\r\ntitle: Windows file\r\nlocale: en\r\n---\r\n# Heading\r\n\r\nBody.\r\n".encode()
+    article = parse_article(raw, "w.md")
+    assert article.title == "Windows file"
+    assert "Body." in article.body
+
+
+def test_string_tags_become_a_list():
+    assert parse("---\ntags: billing\n---\n# T\n\nText.\n").tags == ["billing"]
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty"),
+        ("   \n\n", "empty"),
+        ("---\ntitle: x\n", "never closed"),
+        ("---\ntitle: [unclosed\n---\n# T\n\nText.\n", "YAML"),
+        ("---\n- a\n- b\n---\n# T\n\nText.\n", "mapping"),
+        ("---\ntitle: only front matter\n---\n", "no content"),
+        ("---\ndraft: maybe\n---\n# T\n\nText.\n", "draft"),
+        ("---\ntags: {a: 1}\n---\n# T\n\nText.\n", "tags"),
+    ],
+)
+def test_malformed_articles_raise_a_readable_error(text, reason):
+    with pytest.raises(ArticleError, match=reason):
+        parse(text)
+
+
+def test_not_utf8_raises():
+    with pytest.raises(ArticleError, match="UTF-8"):
+        parse_article("# Caf\u00e9\n\nPrix: 5\u20ac\n".encode("latin-1", errors="replace"), "a.md")
+
+
+# --- passages ------------------------------------------------------------------------
+
+
+def test_passages_split_at_headings():
+    body = (
+        "# Reset your password\n\nIntro paragraph about resets.\n\n"
+        "## Request a link\n\nClick Forgot password on the sign-in page.\n\n"
+        "## Link expired\n\nLinks are valid for one hour; request a new one.\n"
+    )
+    article = parse(body)
+    kinds = [p.kind for p in article.passages]
+    assert kinds[0] == "title" and article.passages[0].text == "Reset your password"
+    sections = [p for p in article.passages if p.kind == "section"]
+    assert len(sections) == 3
+    assert "Intro paragraph" in sections[0].snippet
+    assert "Forgot password" in sections[1].snippet and "Request a link" in sections[1].text
+    assert "one hour" in sections[2].snippet and "Link expired" in sections[2].text
+    # Every section passage carries the article title for context; snippets are plain text.
+    assert all(s.text.startswith("Reset your password.") for s in sections)
+    assert all("#" not in s.snippet for s in sections)
+
+
+def test_headings_inside_code_blocks_do_not_split():
+    body = "# Title\n\nBefore.\n\n```bash\n# a comment\necho hi\n```\n\nAfter.\n"
+    sections = [p for p in parse(body).passages if p.kind == "section"]
+    assert len(sections) == 1
+
+
+@pytest.mark.parametrize("limit", [200, 400])
+def test_long_sections_split_at_the_size_bound(limit):
+    paragraphs = [f"Paragraph {i} " + " ".join(f"word{i}x{j}" for j in range(20)) for i in range(12)]
+    body = "# Long article\n\n" + "\n\n".join(paragraphs) + "\n"
+    sections = [p for p in split_passages("Long article", body, limit) if p.kind == "section"]
+    longest_paragraph = max(len(p) for p in paragraphs)
+    assert len(sections) > 1
+    assert all(len(s.snippet) <= limit + longest_paragraph for s in sections)
+    # Nothing is lost or duplicated: every paragraph lands in exactly one section.
+    for i in range(12):
+        assert sum(f"Paragraph {i} word{i}x0 " in s.snippet for s in sections) == 1
+    fewer = [p for p in split_passages("Long article", body, limit * 4) if p.kind == "section"]
+    assert len(fewer) < len(sections)
+
+
+def test_a_single_long_paragraph_stays_whole():
+    para = " ".join(f"w{i}" for i in range(400))
+    sections = [p for p in split_passages("T", f"# T\n\n{para}\n", 100) if p.kind == "section"]
+    assert len(sections) == 1 and sections[0].snippet == para
+
+
+def test_short_bullet_items_become_extra_passages():
+    body = (
+        "# Can't sign in\n\nCommon reasons:\n\n"
+        "- I forgot my password\n"
+        "* My account is locked after too many attempts\n"
+        "- Ok\n"  # too short to stand alone
+        f"- {'very long item ' * 30}\n"  # too long to stand alone
+    )
+    passages = parse(body).passages
+    items = [p.text for p in passages if p.kind == "item"]
+    assert items == ["I forgot my password", "My account is locked after too many attempts"]
+    # The items are still part of their section too.
+    section = next(p for p in passages if p.kind == "section")
+    assert "I forgot my password" in section.snippet
+
+
+def test_plain_text_strips_markdown_noise():
+    text = plain_text("## Head\n\nSee **[the docs](https://x.test)** and ![logo](a.png) `code`\n\n```\nblock\n```\n")
+    assert text == "Head See the docs and logo code"
+
+
+# --- the KB folder -------------------------------------------------------------------
+
+
+def test_load_kb_skips_drafts(tmp_path):
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "a.md": "# Published\n\nText.\n",
+            "b.md": "---\ndraft: true\n---\n# Work in progress\n\nText.\n",
+        },
+    )
+    articles, warnings = load_kb(kb)
+    assert [a.id for a in articles] == ["a"]
+    assert warnings == []
+
+
+def test_load_kb_applies_the_default_locale(tmp_path):
+    kb = write_kb(tmp_path / "kb", {"a.md": "# A\n\nText.\n", "b.md": "---\nlocale: ko\n---\n# B\n\n본문.\n"})
+    articles, _ = load_kb(kb, default_locale="fr")
+    assert {a.id: a.locale for a in articles} == {"a": "fr", "b": "ko"}
+
+
+def test_malformed_files_are_skipped_with_a_warning_naming_the_file(tmp_path, caplog):
+    bad = {
+        "bad/yaml.md": "---\ntitle: [oops\n---\n# T\n\nText.\n",
+        "bad/latin1.md": "# Caf\u00e9 cr\u00e8me\n\nText.\n".encode("latin-1"),
+        "bad/empty.md": "",
+        "bad/unclosed.md": "---\ntitle: never closed\n\n# T\n\nText.\n",
+        "zz-dup/second.md": "---\nid: good/one\n---\n# Same id\n\nText.\n",
+    }
+    good = {
+        "good/one.md": "# Good one\n\nText.\n",
+        "good/two.md": "---\ntitle: Good two\n---\nText.\n",
+        "ko/guide.md": "---\nlocale: ko\n---\n# 안내\n\n본문입니다.\n",
+    }
+    kb = write_kb(tmp_path / "kb", {**bad, **good})
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+    assert sorted(a.path for a in articles) == sorted(good)
+    assert len(warnings) == len(bad)
+    for rel in bad:
+        matching = [w for w in warnings if rel in w]
+        assert len(matching) == 1, (rel, warnings)
+        assert rel in caplog.text
+    duplicate = next(w for w in warnings if "zz-dup/second.md" in w)
+    assert "good/one" in duplicate
+
+
+def test_missing_kb_folder_is_a_warning_not_a_crash(tmp_path):
+    articles, warnings = load_kb(tmp_path / "nope")
+    assert articles == [] and len(warnings) == 1 and "nope" in warnings[0]
+
+
+def test_korean_articles_parse(tmp_path):
+    raw = (SAMPLE_KB / "ko" / "reset-password.md").read_bytes()
+    article = parse_article(raw, "ko/reset-password.md")
+    assert article.locale == "ko"
+    assert article.id == "ko/reset-password"
+    assert any(0xAC00 <= ord(c) <= 0xD7AF for c in article.title)
+    sections = [p for p in article.passages if p.kind == "section"]
+    assert len(sections) >= 2
+    assert all(any(0xAC00 <= ord(c) <= 0xD7AF for c in s.snippet) for s in sections)
+    # A Korean article without front matter takes its title from its heading.
+    kb = write_kb(tmp_path / "kb", {"ko/faq.md": "# 자주 묻는 질문\n\n## 결제\n\n카드 결제가 실패하면 다시 시도하세요.\n"})
+    articles, warnings = load_kb(kb, default_locale="ko")
+    assert warnings == []
+    assert articles[0].title == "자주 묻는 질문" and articles[0].locale == "ko"
+
+
+def test_sample_kb_loads_without_warnings():
+    articles, warnings = load_kb(SAMPLE_KB)
+    assert warnings == []
+    assert len(articles) == len(list(SAMPLE_KB.rglob("*.md")))
+    assert len({a.id for a in articles}) == len(articles)
+    assert all(a.title and a.passages and a.passages[0].kind == "title" for a in articles)
+
+
+# --- HTML rendering ------------------------------------------------------------------
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    handle_startendtag = handle_starttag
+
+
+def _elements(markup: str) -> list[tuple[str, dict]]:
+    collector = _Collector()
+    collector.feed(markup)
+    return collector.tags
+
+
+def _assert_safe(markup: str) -> None:
+    for tag, attrs in _elements(markup):
+        assert tag not in ("script", "iframe", "object", "embed", "style"), markup
+        for name, value in attrs.items():
+            assert not name.lower().startswith("on"), markup
+            if name in ("href", "src") and value:
+                # What a browser sees: entities decoded, control characters and spaces dropped.
+                url = "".join(c for c in html.unescape(value) if ord(c) > 0x20).lower()
+                assert not url.startswith(("javascript:", "vbscript:", "data:")), markup
+
+
+def test_render_html_renders_markdown():
+    markup = render_html("# Title\n\nSome **bold** and a [link](https://example.com/x).\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    tags = [t for t, _ in _elements(markup)]
+    assert "h1" in tags and "strong" in tags and "table" in tags
+    assert ("a", {"href": "https://example.com/x"}) in _elements(markup)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<script>alert(1)</script>",
+        "Hello <script>alert(document.cookie)</script> world",
+        '<img src="x" onerror="alert(1)">',
+        "<div onmouseover=\"alert(1)\">hover</div>",
+        "<a href=\"javascript:alert(1)\">raw link</a>",
+        "[click](javascript:alert(1))",
+        "[click](JaVaScRiPt:alert(1))",
+        "[click]( javascript:alert(1))",
+        "![img](javascript:alert(1))",
+        "[click](vbscript:msgbox(1))",
+        "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "[ref link][r]\n\n[r]: javascript:alert(1)",
+        "<iframe src=\"https://evil.test\"></iframe>",
+    ],
+)
+def test_render_html_neutralises_script(source):
+    markup = render_html(source)
+    _assert_safe(markup)
+    assert "<script" not in markup.lower()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[click](&#106;avascript:alert(1))",
+        "[click](&#x6A;avascript:alert(1))",
+        "[click](javascript&colon;alert(1))",
+        "[click](java&#x09;script:alert(1))",
+    ],
+)
+def test_render_html_neutralises_entity_encoded_javascript_links(source):
+    """A browser decodes character references in href before looking at the scheme."""
+    _assert_safe(render_html(source))
+
+
+def test_render_html_keeps_ordinary_links_and_text():
+    markup = render_html("Write to [support](mailto:help@example.com) or see [docs](/articles/a) & more <3")
+    hrefs = [attrs.get("href") for tag, attrs in _elements(markup) if tag == "a"]
+    assert hrefs == ["mailto:help@example.com", "/articles/a"]
+    assert "&amp; more &lt;3" in markup
