@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ log = logging.getLogger(__name__)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
-_UNSAFE_SCHEME = re.compile(r"^\s*(javascript|vbscript|data):", re.I)
+_SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
+_HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
 
 class ArticleError(ValueError):
@@ -78,7 +80,7 @@ def parse_article(
     article_id = str(meta.get("id") or default_id).strip().strip("/")
     title = meta.get("title")
     if not title:
-        title = next((m.group(2) for line in body.splitlines() if (m := _HEADING.match(line)) and len(m.group(1)) == 1), None)
+        title = _first_h1(body)
     title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
     tags = meta.get("tags") or []
     if isinstance(tags, str):
@@ -101,6 +103,23 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _first_h1(body: str) -> str | None:
+    """The first "# " heading outside fenced code blocks."""
+    in_code = False
+    for line in body.splitlines():
+        if line.strip().startswith("```"):
+            in_code = not in_code
+        elif not in_code and (match := _HEADING.match(line)) and len(match.group(1)) == 1:
+            return match.group(2)
+    return None
+
+
+def is_safe_url(value: str) -> bool:
+    """Allow http(s), mailto and relative URLs only, after undoing entity and control tricks."""
+    decoded = "".join(c for c in html.unescape(html.unescape(value)) if ord(c) > 0x20)
+    return bool(_SAFE_SCHEME.match(decoded)) or not _HAS_SCHEME.match(decoded)
 
 
 def plain_text(markdown_text: str) -> str:
@@ -204,7 +223,7 @@ def render_html(markdown_text: str) -> str:
             for element in root.iter():
                 for attr in ("href", "src"):
                     value = element.get(attr)
-                    if value is not None and _UNSAFE_SCHEME.match(value.replace("\x00", "")):
+                    if value is not None and not is_safe_url(value):
                         element.set(attr, "#")
                 for attr in list(element.keys()):
                     if attr.lower().startswith("on"):

@@ -88,10 +88,10 @@ def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False,
     from .suggest import Engine, fit_calibration
 
     embedder = make_embedder(settings)
-    index_dir = index_dir or tempfile.mkdtemp(prefix="deflect-eval-")
+    scratch = None if index_dir else tempfile.TemporaryDirectory(prefix="deflect-eval-")
     index, report = build_index(
         kb_dir,
-        index_dir,
+        index_dir or scratch.name,
         embedder,
         model_id_for(settings),
         settings.default_locale,
@@ -99,4 +99,6 @@ def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False,
         progress=progress,
         calibrate=lambda idx: fit_calibration(idx, embedder),
     )
+    if scratch is not None:
+        scratch.cleanup()  # the index is in memory now
     return Engine(embedder, index, [], settings.answer_threshold), report

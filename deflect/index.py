@@ -227,7 +227,7 @@ def build_index(
         "files": new_files,
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})
-    if not report.changed_anything and previous is not None:
+    if not report.changed_anything and previous is not None and article_rows == previous.articles:
         report.version = previous.version
         return previous, report
     if calibrate is not None:

@@ -8,14 +8,12 @@ matches "비밀번호" without a language-specific analyser.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for from with about into over under is are was "
     "were be been being am do does did doing have has had having i me my mine we us our you "
@@ -36,31 +34,48 @@ def _is_bigram_script(char: str) -> bool:
     )
 
 
+def _is_word_char(char: str) -> bool:
+    """Letters, digits and combining marks (Thai vowels, Devanagari matras) all build words."""
+    return unicodedata.category(char)[0] in "LNM"
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased words for spaced scripts, character bigrams for unspaced ones."""
     tokens: list[str] = []
-    for word in _WORD.findall(unicodedata.normalize("NFKC", text).lower()):
-        if any(_is_bigram_script(c) for c in word):
+    word = ""
+    run = ""
+    for char in unicodedata.normalize("NFKC", text).lower() + " ":
+        if _is_bigram_script(char):
+            if word:
+                tokens.extend(_word_token(word))
+                word = ""
+            run += char
+            continue
+        if run:
+            tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
             run = ""
-            for char in word + " ":
-                if _is_bigram_script(char):
-                    run += char
-                    continue
-                if run:
-                    tokens.extend(run[i : i + 2] for i in range(max(1, len(run) - 1)))
-                    run = ""
-                if char != " ":
-                    tokens.append(char)
-        elif word not in _STOPWORDS and (len(word) > 1 or word.isdigit()):
-            tokens.append(_light_stem(word))
+        if _is_word_char(char):
+            word += char
+        elif word:
+            tokens.extend(_word_token(word))
+            word = ""
     return tokens
 
 
+def _word_token(word: str) -> list[str]:
+    if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
+        return []
+    return [_light_stem(word)]
+
+
 def _light_stem(word: str) -> str:
-    """Fold the commonest English plural/verb endings; enough for cards/card, charged/charge."""
+    """Fold the commonest English plural/verb endings: cards/card, charged/charge, invoices/invoice."""
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: -len(suffix)] + keep
+            word = word[: -len(suffix)] + keep
+            break
+    if word.endswith("e") and len(word) >= 4 and word.isascii():
+        word = word[:-1]
     return word
 
 

@@ -156,7 +156,8 @@ class Engine:
         locale: str | None = None,
         query_vector: np.ndarray | None = None,
     ) -> Suggestion:
-        articles, ideas, calibration = self.articles, self.ideas, self.calibration
+        with self._lock:
+            articles, ideas, calibration = self.articles, self.ideas, self.calibration
         if query_vector is None:
             query_vector = self.embedder.encode([query])[0]
         tokens = tokenize(query)

@@ -62,7 +62,9 @@ def test_title_falls_back_to_the_file_name():
 
 def test_title_ignores_hash_lines_inside_code_blocks():
     """A shell comment in a fenced code block is not a "# " heading."""
-    text = "Run this first:\n\n```bash\n# install the CLI\npip install orbitask\n```\n\n# Use the command line\n\nText.\n"
+    text = (
+        "Run this first:\n\n```bash\n# install the CLI\npip install orbitask\n```\n\n# Use the command line\n\nText.\n"
+    )
     assert parse(text, "integrations/cli.md").title == "Use the command line"
     no_heading = "```bash\n# install the CLI\npip install orbitask\n```\n\nText without a heading.\n"
     assert parse(no_heading, "integrations/cli-setup.md").title == "cli setup"
@@ -75,7 +77,7 @@ def test_url_default_uses_the_front_matter_id():
 
 
 def test_content_hash_is_sha256_of_the_file_bytes():
-    raw = "# Title\n\nText.\n".encode()
+    raw = b"# Title\n\nText.\n"
     assert parse_article(raw, "a.md").content_hash == hashlib.sha256(raw).hexdigest()
 
 
@@ -246,7 +248,9 @@ def test_korean_articles_parse(tmp_path):
     assert len(sections) >= 2
     assert all(any(0xAC00 <= ord(c) <= 0xD7AF for c in s.snippet) for s in sections)
     # A Korean article without front matter takes its title from its heading.
-    kb = write_kb(tmp_path / "kb", {"ko/faq.md": "# 자주 묻는 질문\n\n## 결제\n\n카드 결제가 실패하면 다시 시도하세요.\n"})
+    kb = write_kb(
+        tmp_path / "kb", {"ko/faq.md": "# 자주 묻는 질문\n\n## 결제\n\n카드 결제가 실패하면 다시 시도하세요.\n"}
+    )
     articles, warnings = load_kb(kb, default_locale="ko")
     assert warnings == []
     assert articles[0].title == "자주 묻는 질문" and articles[0].locale == "ko"
@@ -292,7 +296,9 @@ def _assert_safe(markup: str) -> None:
 
 
 def test_render_html_renders_markdown():
-    markup = render_html("# Title\n\nSome **bold** and a [link](https://example.com/x).\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    markup = render_html(
+        "# Title\n\nSome **bold** and a [link](https://example.com/x).\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    )
     tags = [t for t, _ in _elements(markup)]
     assert "h1" in tags and "strong" in tags and "table" in tags
     assert ("a", {"href": "https://example.com/x"}) in _elements(markup)
@@ -304,8 +310,8 @@ def test_render_html_renders_markdown():
         "<script>alert(1)</script>",
         "Hello <script>alert(document.cookie)</script> world",
         '<img src="x" onerror="alert(1)">',
-        "<div onmouseover=\"alert(1)\">hover</div>",
-        "<a href=\"javascript:alert(1)\">raw link</a>",
+        '<div onmouseover="alert(1)">hover</div>',
+        '<a href="javascript:alert(1)">raw link</a>',
         "[click](javascript:alert(1))",
         "[click](JaVaScRiPt:alert(1))",
         "[click]( javascript:alert(1))",
@@ -313,7 +319,7 @@ def test_render_html_renders_markdown():
         "[click](vbscript:msgbox(1))",
         "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
         "[ref link][r]\n\n[r]: javascript:alert(1)",
-        "<iframe src=\"https://evil.test\"></iframe>",
+        '<iframe src="https://evil.test"></iframe>',
     ],
 )
 def test_render_html_neutralises_script(source):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -142,7 +144,8 @@ def test_bm25_score_approaches_1_when_a_document_is_all_query_terms():
 def test_bm25_rarer_terms_weigh_more():
     docs = [tokenize(t) for t in ["common rare", "common", "common", "common other"]]
     bm25 = BM25(docs)
-    assert bm25.idf["rare"] > bm25.idf["common"]
+    (rare,), (common,) = tokenize("rare"), tokenize("common")
+    assert bm25.idf[rare] > bm25.idf[common]
     scores = bm25.scores(tokenize("common rare"))
     assert int(np.argmax(scores)) == 0
 
@@ -150,8 +153,8 @@ def test_bm25_rarer_terms_weigh_more():
 def test_bm25_score_without_removes_the_given_tokens(bm25):
     query = tokenize("slack notifications")
     full = float(bm25.scores(query)[2])
-    assert bm25.score_without(query, 2, __import__("collections").Counter()) == pytest.approx(full, rel=1e-5)
-    removed = __import__("collections").Counter(tokenize(DOCS[2]))
+    assert bm25.score_without(query, 2, Counter()) == pytest.approx(full, rel=1e-5)
+    removed = Counter(tokenize(DOCS[2]))
     assert bm25.score_without(query, 2, removed) == 0.0
 
 

@@ -13,7 +13,8 @@ MAX_BODY_BYTES = 16 * 1024
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     settings = settings or (runtime.settings if runtime else load_settings())
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the limit so a truncated chunked body is still seen as too large.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["deflect"] = runtime or Runtime(settings)
     app.extensions["deflect_settings"] = settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Request
@@ -19,9 +20,10 @@ def json_body(request: Request) -> dict:
     raw = request.get_data(cache=True)
     if len(raw) > 16 * 1024:
         raise ApiError(413, "payload_too_large", "request body is larger than 16 KB", "body")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "invalid_json", "request body is not valid JSON", "body")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "request body must be a JSON object", "body")
     return data

@@ -1,0 +1,474 @@
+"""The HTTP API over real HTTP (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import ADMIN_TOKEN, DATA, SAMPLE_KB, TINY_KB, read_jsonl, serve_app, write_kb
+
+from deflect.articles import load_kb
+from deflect.index import current_version_dir
+
+TIMEOUT = 60
+
+
+def post_suggest(base: str, body, **kwargs) -> requests.Response:
+    return requests.post(f"{base}/api/suggest", json=body, timeout=TIMEOUT, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def article_locales(live_server) -> dict[str, str]:
+    articles = requests.get(f"{live_server}/api/articles", timeout=TIMEOUT).json()["articles"]
+    return {a["id"]: a["locale"] for a in articles}
+
+
+# --- health, articles, openapi -------------------------------------------------------
+
+
+def test_healthz(live_server, sample_runtime):
+    r = requests.get(f"{live_server}/healthz", timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert set(body) >= {"status", "articles", "ideas", "index_version"}
+    assert body["status"] == "ok"
+    assert body["articles"] == len(load_kb(SAMPLE_KB)[0])
+    ideas = requests.get(f"{live_server}/api/ideas", timeout=TIMEOUT).json()["ideas"]
+    assert body["ideas"] == len(ideas) > 0
+    assert isinstance(body["index_version"], str) and body["index_version"]
+    assert current_version_dir(sample_runtime.settings.index_dir).name == f"v-{body['index_version']}"
+
+
+def test_list_articles(live_server):
+    r = requests.get(f"{live_server}/api/articles", timeout=TIMEOUT)
+    assert r.status_code == 200
+    articles = r.json()["articles"]
+    expected = {a.id: a for a in load_kb(SAMPLE_KB)[0]}
+    assert {a["id"] for a in articles} == set(expected)
+    for a in articles:
+        assert {"id", "title", "url", "locale", "tags"} <= a.keys()
+        assert a["title"] == expected[a["id"]].title
+        assert a["locale"] == expected[a["id"]].locale
+
+
+def test_get_one_article_with_html(live_server):
+    r = requests.get(f"{live_server}/api/articles/account/reset-password", timeout=TIMEOUT)
+    assert r.status_code == 200
+    article = r.json()
+    assert article["id"] == "account/reset-password"
+    assert article["title"] and article["url"]
+    assert "<h" in article["html"] and "<p>" in article["html"]
+    assert "<script" not in article["html"].lower()
+    assert article["markdown"].strip()
+
+
+def test_get_korean_article(live_server):
+    r = requests.get(f"{live_server}/api/articles/ko/reset-password", timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert r.json()["locale"] == "ko"
+    assert "비밀번호" in r.json()["html"]
+
+
+@pytest.mark.parametrize("article_id", ["no/such-article", "account", "account/reset-password/extra"])
+def test_unknown_article_is_a_404_json_error(live_server, article_id):
+    r = requests.get(f"{live_server}/api/articles/{article_id}", timeout=TIMEOUT)
+    assert r.status_code == 404
+    error = r.json()["error"]
+    assert error["code"] and error["message"]
+    assert error.get("field") == "id"
+
+
+def test_unknown_route_is_a_404_json_error(live_server):
+    r = requests.get(f"{live_server}/api/no-such-endpoint", timeout=TIMEOUT)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"]
+
+
+def test_openapi_lists_the_endpoints(live_server):
+    r = requests.get(f"{live_server}/api/openapi.json", timeout=TIMEOUT)
+    assert r.status_code == 200
+    spec = r.json()
+    assert spec["openapi"].startswith("3.")
+    assert "post" in spec["paths"]["/api/suggest"]
+    for path in ("/healthz", "/api/articles", "/api/reindex"):
+        assert path in spec["paths"]
+
+
+# --- suggest -------------------------------------------------------------------------
+
+
+def _check_result_shape(results):
+    for r in results:
+        assert set(r) >= {"type", "id", "title", "url", "snippet", "score"}
+        assert r["type"] in ("article", "idea")
+        assert isinstance(r["id"], str) and r["id"]
+        assert isinstance(r["title"], str) and r["title"]
+        assert isinstance(r["url"], str) and r["url"]
+        assert isinstance(r["snippet"], str)
+        assert isinstance(r["score"], (int, float)) and 0.0 <= r["score"] <= 1.0
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True), "results must be best first"
+
+
+def test_suggest_contract(live_server):
+    r = post_suggest(live_server, {"query": "how do I get a refund"})
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert set(body) >= {"search_id", "answered", "results"}
+    assert isinstance(body["search_id"], str) and body["search_id"]
+    assert isinstance(body["answered"], bool)
+    assert len(body["results"]) == 5  # default k
+    _check_result_shape(body["results"])
+    assert len({(x["type"], x["id"]) for x in body["results"]}) == 5, "no duplicates"
+    articles = [x for x in body["results"] if x["type"] == "article"]
+    assert all(x["snippet"] for x in articles)
+
+
+def test_forgot_password_finds_the_reset_article(live_server):
+    body = post_suggest(live_server, {"query": "I forgot my password"}).json()
+    assert body["results"][0]["type"] == "article"
+    assert body["results"][0]["id"] == "account/reset-password"
+    assert body["results"][0]["url"] == "/articles/account/reset-password"
+
+
+def test_search_ids_are_unique(live_server):
+    ids = {post_suggest(live_server, {"query": "change my plan"}).json()["search_id"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_suggest_respects_k(live_server, k):
+    body = post_suggest(live_server, {"query": "billing and invoices", "k": k}).json()
+    assert len(body["results"]) == k
+    _check_result_shape(body["results"])
+
+
+def test_suggest_types_idea_returns_only_ideas(live_server):
+    body = post_suggest(live_server, {"query": "dark mode for the app", "types": ["idea"], "k": 10}).json()
+    assert body["results"], "the sample ideas board should match something"
+    assert {r["type"] for r in body["results"]} == {"idea"}
+    idea_ids = {i["id"] for i in requests.get(f"{live_server}/api/ideas", timeout=TIMEOUT).json()["ideas"]}
+    assert {r["id"] for r in body["results"]} <= idea_ids
+    _check_result_shape(body["results"])
+
+
+def test_suggest_types_article_returns_only_articles(live_server, article_locales):
+    body = post_suggest(live_server, {"query": "dark mode for the app", "types": ["article"]}).json()
+    assert body["results"] and {r["type"] for r in body["results"]} == {"article"}
+    assert {r["id"] for r in body["results"]} <= set(article_locales)
+
+
+def test_ideas_are_suggested_alongside_articles(live_server):
+    body = post_suggest(live_server, {"query": "I wish there was a dark theme", "k": 10}).json()
+    assert "idea" in {r["type"] for r in body["results"]}
+
+
+@pytest.mark.parametrize("locale", ["ko", "ko-KR", "KO"])
+def test_suggest_locale_ko_returns_only_korean_articles(live_server, article_locales, locale):
+    body = post_suggest(
+        live_server, {"query": "비밀번호를 잊어버렸어요", "locale": locale, "types": ["article"]}
+    ).json()
+    korean = [i for i, loc in article_locales.items() if loc == "ko"]
+    assert len(body["results"]) == min(5, len(korean))
+    assert all(article_locales[r["id"]] == "ko" for r in body["results"]), body["results"]
+    assert body["results"][0]["id"] == "ko/reset-password"
+
+
+def test_suggest_locale_en_excludes_korean_articles(live_server, article_locales):
+    body = post_suggest(
+        live_server, {"query": "비밀번호를 잊어버렸어요", "locale": "en", "k": 20, "types": ["article"]}
+    ).json()
+    assert body["results"]
+    assert all(article_locales[r["id"]] == "en" for r in body["results"])
+
+
+def test_suggest_unknown_locale_is_not_an_error(live_server):
+    r = post_suggest(live_server, {"query": "password", "locale": "fr", "types": ["article"]})
+    assert r.status_code == 200
+    assert r.json()["results"] == [] and r.json()["answered"] is False
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["???", "🙂🙂", "a", "x" * 1000, "  padded question about refunds  ", "Orbitask에서 CSV로 내보내기"],
+)
+def test_odd_but_valid_queries_succeed(live_server, query):
+    r = post_suggest(live_server, {"query": query})
+    assert r.status_code == 200, r.text
+    _check_result_shape(r.json()["results"])
+
+
+def test_content_type_with_charset_is_accepted(live_server):
+    r = requests.post(
+        f"{live_server}/api/suggest",
+        data=json.dumps({"query": "refund"}).encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 200
+
+
+def test_suggest_is_recorded_in_the_database(live_server, sample_runtime):
+    query = "how do I export my tasks to a spreadsheet"
+    body = post_suggest(live_server, {"query": query, "session": "sess-recorded", "k": 4}).json()
+    engine = sa.create_engine(sample_runtime.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT query, session, answered, top_score, index_version FROM searches WHERE id = :id"),
+                {"id": body["search_id"]},
+            ).one()
+            shown = conn.execute(
+                sa.text(
+                    "SELECT rank, item_type, item_id, score FROM search_results WHERE search_id = :id ORDER BY rank"
+                ),
+                {"id": body["search_id"]},
+            ).all()
+    finally:
+        engine.dispose()
+    assert row.query == query
+    assert row.session == "sess-recorded"
+    assert bool(row.answered) == body["answered"]
+    assert row.top_score == pytest.approx(body["results"][0]["score"])
+    assert row.index_version == requests.get(f"{live_server}/healthz", timeout=TIMEOUT).json()["index_version"]
+    assert [(s.rank, s.item_type, s.item_id) for s in shown] == [
+        (i, r["type"], r["id"]) for i, r in enumerate(body["results"], 1)
+    ]
+
+
+def test_concurrent_suggests_all_succeed(live_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [q["text"] for q in read_jsonl(DATA / "sample_questions.jsonl")[:8]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda q: post_suggest(live_server, {"query": q}), questions))
+    assert [r.status_code for r in responses] == [200] * len(questions)
+    assert len({r.json()["search_id"] for r in responses}) == len(questions)
+
+
+# --- bad input: always a 4xx JSON error naming the field, never a 500 -----------------
+
+
+def _assert_error(r: requests.Response, field: str | None, statuses=range(400, 500)):
+    assert r.status_code in statuses, (r.status_code, r.text[:300])
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    error = r.json()["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if field is not None:
+        assert error.get("field") == field, error
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "query"),
+        ({"k": 5}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "   \n\t "}, "query"),
+        ({"query": 42}, "query"),
+        ({"query": 4.2}, "query"),
+        ({"query": ["reset", "password"]}, "query"),
+        ({"query": {"text": "reset"}}, "query"),
+        ({"query": None}, "query"),
+        ({"query": True}, "query"),
+        ({"query": "x" * 1001}, "query"),
+        ({"query": "refund", "k": 0}, "k"),
+        ({"query": "refund", "k": -1}, "k"),
+        ({"query": "refund", "k": 21}, "k"),
+        ({"query": "refund", "k": 10**30}, "k"),
+        ({"query": "refund", "k": "5"}, "k"),
+        ({"query": "refund", "k": 2.5}, "k"),
+        ({"query": "refund", "k": True}, "k"),
+        ({"query": "refund", "k": None}, "k"),
+        ({"query": "refund", "types": ["faq"]}, "types"),
+        ({"query": "refund", "types": ["article", "faq"]}, "types"),
+        ({"query": "refund", "types": "article"}, "types"),
+        ({"query": "refund", "types": []}, "types"),
+        ({"query": "refund", "types": [["article"]]}, "types"),
+        ({"query": "refund", "types": {"article": True}}, "types"),
+        ({"query": "refund", "locale": 123}, "locale"),
+        ({"query": "refund", "locale": ""}, "locale"),
+        ({"query": "refund", "locale": ["ko"]}, "locale"),
+        ({"query": "refund", "locale": "ko; DROP TABLE"}, "locale"),
+        ({"query": "refund", "session": 7}, "session"),
+        ({"query": "refund", "session": ""}, "session"),
+        ({"query": "refund", "session": "s" * 201}, "session"),
+    ],
+)
+def test_bad_suggest_fields_are_400_naming_the_field(live_server, body, field):
+    r = post_suggest(live_server, body)
+    _assert_error(r, field, statuses=(400, 422))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json at all",
+        b'{"query": "refund"',
+        b"",
+        b"null",
+        b"\xff\xfe\x00garbage",
+    ],
+)
+def test_body_not_json_is_a_400(live_server, raw):
+    r = requests.post(
+        f"{live_server}/api/suggest", data=raw, headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    _assert_error(r, "body", statuses=(400,))
+
+
+def test_nan_k_is_a_400_naming_k(live_server):
+    r = requests.post(
+        f"{live_server}/api/suggest",
+        data=b'{"query": "refund", "k": NaN}',
+        headers={"Content-Type": "application/json"},
+        timeout=TIMEOUT,
+    )
+    _assert_error(r, "k", statuses=(400,))
+
+
+@pytest.mark.parametrize("raw", [b'["query", "refund"]', b'"refund"', b"42", b"true"])
+def test_body_not_an_object_is_a_400(live_server, raw):
+    r = requests.post(
+        f"{live_server}/api/suggest", data=raw, headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    _assert_error(r, "body", statuses=(400,))
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(live_server):
+    raw = b"[" * 5000 + b"]" * 5000  # 10 KB: under the size limit, over the JSON parser's recursion limit
+    r = requests.post(
+        f"{live_server}/api/suggest", data=raw, headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    _assert_error(r, "body", statuses=(400,))
+
+
+def test_body_over_16_kb_is_a_413(live_server):
+    r = post_suggest(live_server, {"query": "refund", "padding": "x" * (17 * 1024)})
+    _assert_error(r, "body", statuses=(413,))
+
+
+def test_body_over_16_kb_without_content_length_is_rejected(live_server):
+    def chunks():
+        yield b'{"query": "refund", "padding": "'
+        for _ in range(20):
+            yield b"x" * 1024
+        yield b'"}'
+
+    r = requests.post(
+        f"{live_server}/api/suggest", data=chunks(), headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    _assert_error(r, "body", statuses=(413,))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        {},
+    ],
+)
+def test_wrong_content_type_is_a_415(live_server, headers):
+    r = requests.post(
+        f"{live_server}/api/suggest", data=json.dumps({"query": "refund"}).encode(), headers=headers, timeout=TIMEOUT
+    )
+    _assert_error(r, "Content-Type", statuses=(415,))
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_wrong_method_on_suggest_is_a_405_json_error(live_server, method):
+    r = requests.request(method, f"{live_server}/api/suggest", timeout=TIMEOUT)
+    _assert_error(r, None, statuses=(405,))
+
+
+def test_bad_input_does_not_break_the_next_request(live_server):
+    post_suggest(live_server, {"query": 1})
+    requests.post(
+        f"{live_server}/api/suggest", data=b"{{{", headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    assert post_suggest(live_server, {"query": "refund"}).status_code == 200
+
+
+# --- admin: reindex ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": ADMIN_TOKEN},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
+    ],
+)
+def test_reindex_refuses_without_the_right_token(live_server, headers):
+    r = requests.post(f"{live_server}/api/reindex", headers=headers, timeout=TIMEOUT)
+    _assert_error(r, "Authorization", statuses=(401,))
+
+
+def test_reindex_with_the_right_token(live_server):
+    version = requests.get(f"{live_server}/healthz", timeout=TIMEOUT).json()["index_version"]
+    r = requests.post(f"{live_server}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["added"] == [] and body["changed"] == [] and body["removed"] == []
+    assert body["unchanged"] == len(load_kb(SAMPLE_KB)[0])
+    assert body["index_version"] == version
+    assert requests.get(f"{live_server}/healthz", timeout=TIMEOUT).json()["index_version"] == version
+
+
+@pytest.fixture
+def tiny_server(tmp_path, settings_factory):
+    """A second real server over a tiny KB that the test may edit."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    settings = settings_factory(kb_dir=str(kb))
+    runtime = Runtime(settings)
+    with serve_app(create_app(settings, runtime)) as base:
+        yield base, kb
+    runtime.db.dispose()
+
+
+def test_reindex_picks_up_a_new_article_while_serving(tiny_server):
+    base, kb = tiny_server
+    before = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()
+    assert before["articles"] == len(TINY_KB)
+    write_kb(
+        kb, {"data/export.md": "# Export your tasks\n\nDownload every task as a CSV or JSON file from Settings.\n"}
+    )
+    r = requests.post(f"{base}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert r.json()["added"] == ["data/export.md"]
+    after = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()
+    assert after["articles"] == len(TINY_KB) + 1
+    assert after["index_version"] == r.json()["index_version"] != before["index_version"]
+    top = post_suggest(base, {"query": "download my tasks as csv", "types": ["article"]}).json()["results"][0]
+    assert top["id"] == "data/export"
+    assert requests.get(f"{base}/api/articles/data/export", timeout=TIMEOUT).status_code == 200
+
+
+def test_admin_endpoints_refuse_when_no_token_is_configured(tmp_path, settings_factory):
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    settings = settings_factory(kb_dir=str(kb), admin_token="")
+    runtime = Runtime(settings)
+    try:
+        with serve_app(create_app(settings, runtime)) as base:
+            for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
+                r = requests.post(f"{base}/api/reindex", headers=headers, timeout=TIMEOUT)
+                _assert_error(r, "Authorization", statuses=(401,))
+    finally:
+        runtime.db.dispose()

@@ -1,0 +1,250 @@
+"""The `deflect` command (DESIGN section 4), in-process with CliRunner plus one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import TINY_KB, write_kb
+
+from deflect.cli import main
+from deflect.settings import SETTINGS
+
+COMMANDS = [["serve"], ["index"], ["suggest"], ["ideas"], ["ideas", "import"], ["eval"], ["settings"]]
+
+
+@pytest.fixture
+def runner(clean_env) -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def paths(tmp_path) -> list[str]:
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    return ["--kb", str(kb), "--index-dir", str(tmp_path / "index"), "--database-url", f"sqlite:///{tmp_path / 'd.db'}"]
+
+
+def invoke(runner: CliRunner, args: list[str]):
+    result = runner.invoke(main, args, catch_exceptions=False)
+    return result
+
+
+def test_real_executable_help():
+    exe = Path(sys.executable).parent / "deflect"
+    assert exe.exists(), f"console script not installed at {exe}"
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+    for command in ("serve", "index", "suggest", "ideas", "eval", "settings"):
+        assert re.search(rf"^\s+{command}\b", proc.stdout, re.M), command
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(runner, command):
+    result = invoke(runner, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert len(result.stdout.strip().splitlines()) > 3
+
+
+def test_serve_help_lists_the_documented_options(runner):
+    out = invoke(runner, ["serve", "--help"]).stdout
+    for option in ("--host", "--port", "--kb", "--index-dir", "--database-url"):
+        assert option in out
+
+
+def test_eval_help_lists_the_documented_options(runner):
+    out = invoke(runner, ["eval", "--help"]).stdout
+    for option in ("--kb", "--queries", "--feedback", "--json"):
+        assert option in out
+
+
+def _count(pattern: str, text: str) -> int:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in {text!r}"
+    return int(match.group(1))
+
+
+def test_index_prints_counts_and_is_incremental(runner, paths, tmp_path):
+    first = invoke(runner, ["index", *paths])
+    assert first.exit_code == 0, first.output
+    assert _count(r"(\d+) added", first.stdout) == len(TINY_KB)
+    assert _count(r"(\d+) passages embedded", first.stdout) > 0
+    assert (tmp_path / "index" / "CURRENT").exists()
+
+    second = invoke(runner, ["index", *paths])
+    assert second.exit_code == 0, second.output
+    assert _count(r"(\d+) added", second.stdout) == 0
+    assert _count(r"(\d+) changed", second.stdout) == 0
+    assert _count(r"(\d+) unchanged", second.stdout) == len(TINY_KB)
+    assert _count(r"(\d+) passages embedded", second.stdout) == 0
+
+    (tmp_path / "kb" / "billing" / "refunds.md").write_text("# How refunds work\n\nRefunds take 5 days.\n")
+    third = invoke(runner, ["index", *paths])
+    assert _count(r"(\d+) changed", third.stdout) == 1
+    assert 0 < _count(r"(\d+) passages embedded", third.stdout) < _count(r"(\d+) passages embedded", first.stdout)
+
+
+def test_index_warns_about_a_malformed_file_and_indexes_the_rest(runner, paths, tmp_path):
+    write_kb(tmp_path / "kb", {"broken.md": "---\ntitle: [oops\n---\n# Broken\n\nText.\n"})
+    result = invoke(runner, ["index", *paths])
+    assert result.exit_code == 0, result.output
+    assert "broken.md" in result.stderr
+    assert _count(r"(\d+) added", result.stdout) == len(TINY_KB)
+
+
+def test_index_reads_paths_from_the_environment(runner, tmp_path):
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    env = {"DEFLECT_KB_DIR": str(kb), "DEFLECT_INDEX_DIR": str(tmp_path / "env-index")}
+    result = runner.invoke(main, ["index"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "env-index" / "CURRENT").exists()
+
+
+def test_suggest_prints_a_ranked_list(runner, paths):
+    result = invoke(runner, ["suggest", "I forgot my password and can't log in", *paths])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^answered: (yes|no)$", result.stdout, re.M)
+    ranked = re.findall(r"^(\d+)\. \[(article|idea)\] (.+?)  \((\S+), score ([0-9.]+)\)$", result.stdout, re.M)
+    assert [int(r[0]) for r in ranked] == list(range(1, len(TINY_KB) + 1))
+    assert ranked[0][3] == "account/reset-password"
+    scores = [float(r[4]) for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_suggest_json_matches_the_api_contract(runner, paths):
+    result = invoke(runner, ["suggest", "refund my annual plan", "--json", "-k", "2", "--type", "article", *paths])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert isinstance(answer["search_id"], str) and isinstance(answer["answered"], bool)
+    assert len(answer["results"]) == 2
+    assert answer["results"][0]["id"] == "billing/refunds"
+    assert all(r["type"] == "article" and 0 <= r["score"] <= 1 for r in answer["results"])
+
+
+@pytest.mark.parametrize("k", ["0", "21", "two"])
+def test_suggest_rejects_a_bad_k(runner, paths, k):
+    result = runner.invoke(main, ["suggest", "refund", "-k", k, *paths])
+    assert result.exit_code == 2
+    assert "-k" in result.output
+
+
+def test_ideas_import_reports_skipped_lines(runner, tmp_path):
+    from deflect.db import make_engine
+    from deflect.ideas import list_ideas
+
+    ideas = tmp_path / "ideas.jsonl"
+    ideas.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "dark-mode", "title": "Dark mode", "status": "planned", "votes": 3}),
+                "{this is not json",
+                json.dumps({"title": "Gantt export to PDF", "description": "Print the timeline."}),
+                json.dumps({"title": "", "status": "open"}),
+                "",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    url = f"sqlite:///{tmp_path / 'ideas.db'}"
+    result = invoke(runner, ["ideas", "import", str(ideas), "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert _count(r"(\d+) ideas added", result.stdout) == 2
+    assert _count(r"(\d+) skipped", result.stdout) == 2
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped:")]
+    assert len(skipped) == 2
+    assert any(":2:" in line for line in skipped) and any(":4:" in line and "title" in line for line in skipped)
+    engine = make_engine(url)
+    try:
+        stored = {i["id"]: i for i in list_ideas(engine)}
+    finally:
+        engine.dispose()
+    assert set(stored) == {"dark-mode", "gantt-export-to-pdf"}
+    assert stored["dark-mode"]["status"] == "planned" and stored["dark-mode"]["votes"] == 3
+
+    again = invoke(runner, ["ideas", "import", str(ideas), "--database-url", url])
+    assert _count(r"(\d+) ideas added", again.stdout) == 0
+    assert _count(r"(\d+) updated", again.stdout) == 2
+
+
+def test_ideas_import_of_a_missing_file_is_a_usage_error(runner, tmp_path):
+    result = runner.invoke(main, ["ideas", "import", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 2
+
+
+@pytest.fixture
+def eval_files(tmp_path) -> tuple[Path, Path]:
+    kb = write_kb(tmp_path / "bench-kb", TINY_KB)
+    queries = tmp_path / "queries.jsonl"
+    rows = [
+        {"text": "i forgot my password", "expected": "account/reset-password", "label": "reset"},
+        {"text": "can i get my money back for the yearly plan", "expected": "billing/refunds", "label": "refund"},
+        {"text": "post task updates into a slack channel", "expected": "integrations/slack", "label": "slack"},
+        {"text": "what is the weather in lisbon tomorrow", "expected": None, "label": "none"},
+    ]
+    queries.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return kb, queries
+
+
+def test_eval_json_reports_hit_at_1(runner, eval_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # keep eval's throwaway index in tmp_path
+    kb, queries = eval_files
+    result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 4 and report["answerable"] == 3 and report["unanswerable"] == 1
+    for key in ("hit_at_1", "hit_at_3", "mrr_at_10", "answered_correct_rate", "false_answer_rate"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert report["hit_at_1"] <= report["hit_at_3"] == 1.0  # only three articles
+    assert report["hit_at_1"] >= 2 / 3
+    assert "auroc" in report
+
+
+def test_eval_plain_output(runner, eval_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kb, queries = eval_files
+    result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(queries), "--show-misses", "5"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"hit_at_1: [0-9.]+", result.stdout)
+
+
+def test_eval_leaves_no_temporary_index_behind(runner, eval_files, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    kb, queries = eval_files
+    result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    assert list(scratch.iterdir()) == [], "deflect eval should delete its throwaway index folder"
+
+
+def test_eval_requires_kb_and_queries(runner, tmp_path):
+    assert runner.invoke(main, ["eval"]).exit_code == 2
+    assert (
+        runner.invoke(main, ["eval", "--kb", str(tmp_path / "missing"), "--queries", str(tmp_path / "q")]).exit_code
+        == 2
+    )
+
+
+def test_settings_lists_every_setting(runner):
+    result = invoke(runner, ["settings"])
+    assert result.exit_code == 0
+    for setting in SETTINGS:
+        assert f"DEFLECT_{setting.name.upper()}" in result.stdout
+        assert setting.help in result.stdout
+
+
+def test_a_bad_deflect_toml_is_a_usage_error(runner, tmp_path, clean_env):
+    config = tmp_path / "deflect.toml"
+    config.write_text('no_such_setting = "x"\n')
+    clean_env.setenv("DEFLECT_CONFIG", str(config))
+    result = runner.invoke(main, ["index", "--kb", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no_such_setting" in result.output

@@ -1,0 +1,325 @@
+"""The index: incremental builds with the real model, manifest, atomic save/load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_KB, write_kb
+
+from deflect.articles import load_kb
+from deflect.index import build_index, current_version_dir, load_index, save_index
+
+MODEL_ID = "bundled-test-model"
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.texts: list[str] = []
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def encode(self, texts, progress: bool = False):
+        self.texts.extend(texts)
+        return self.inner.encode(texts, progress=progress)
+
+
+@pytest.fixture
+def counting(embedder):
+    return CountingEmbedder(embedder)
+
+
+@pytest.fixture
+def kb(tmp_path) -> Path:
+    return write_kb(tmp_path / "kb", TINY_KB)
+
+
+@pytest.fixture
+def index_dir(tmp_path) -> Path:
+    return tmp_path / "index"
+
+
+def build(kb, index_dir, embedder, model_id=MODEL_ID, **kwargs):
+    return build_index(kb, index_dir, embedder, model_id, **kwargs)
+
+
+def passage_count(kb: Path, rel: str | None = None, passage_chars: int = 700) -> int:
+    articles, _ = load_kb(kb, passage_chars=passage_chars)
+    return sum(len(a.passages) for a in articles if rel is None or a.path == rel)
+
+
+def vectors_by_path(index) -> dict[str, np.ndarray]:
+    out: dict[str, list[int]] = {}
+    for i, passage in enumerate(index.passages):
+        out.setdefault(index.articles[passage["article"]]["path"], []).append(i)
+    return {path: index.vectors[rows] for path, rows in out.items()}
+
+
+def snapshot(index_dir: Path) -> dict[str, bytes]:
+    """Every file of the live version plus CURRENT, byte for byte."""
+    folder = current_version_dir(index_dir)
+    files = {p.relative_to(index_dir).as_posix(): p.read_bytes() for p in folder.iterdir()}
+    files["CURRENT"] = (index_dir / "CURRENT").read_bytes()
+    return files
+
+
+def test_first_build_embeds_every_passage(kb, index_dir, counting):
+    index, report = build(kb, index_dir, counting)
+    expected = passage_count(kb)
+    assert report.rebuilt is True
+    assert sorted(report.added) == sorted(TINY_KB)
+    assert report.changed == [] and report.removed == [] and report.unchanged == 0
+    assert report.embedded_passages == expected == len(counting.texts)
+    assert index.vectors.shape == (expected, counting.dimension)
+    assert index.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-4)
+    assert sorted(a["path"] for a in index.articles) == sorted(TINY_KB)
+    assert len(index.passages) == expected
+    assert report.version == index.version
+    assert current_version_dir(index_dir).name == f"v-{index.version}"
+
+
+def test_second_build_embeds_nothing_and_keeps_the_version(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    before = snapshot(index_dir)
+    counting.texts.clear()
+    second, report = build(kb, index_dir, counting)
+    assert counting.texts == []
+    assert report.embedded_passages == 0
+    assert report.changed_anything is False
+    assert report.unchanged == len(TINY_KB)
+    assert second.version == first.version == report.version
+    assert snapshot(index_dir) == before
+    assert len(list(index_dir.glob("v-*"))) == 1
+
+
+def test_editing_one_file_re_embeds_only_it(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    old = vectors_by_path(first)
+    path = kb / "billing" / "refunds.md"
+    path.write_text(path.read_text() + "\n## Partial refunds\n\nWe never give partial refunds for unused seats.\n")
+    counting.texts.clear()
+    second, report = build(kb, index_dir, counting)
+    assert report.changed == ["billing/refunds.md"]
+    assert report.added == [] and report.removed == [] and report.unchanged == len(TINY_KB) - 1
+    assert report.embedded_passages == passage_count(kb, "billing/refunds.md") == len(counting.texts)
+    assert any("partial refunds" in t for t in counting.texts)
+    assert second.version != first.version
+    assert current_version_dir(index_dir).name == f"v-{second.version}"
+    new = vectors_by_path(second)
+    for rel in TINY_KB:
+        if rel != "billing/refunds.md":
+            assert np.array_equal(new[rel], old[rel]), rel  # reused, not re-embedded
+    assert new["billing/refunds.md"].shape[0] == old["billing/refunds.md"].shape[0] + 1
+    assert second.manifest["files"]["billing/refunds.md"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_adding_a_file_embeds_only_the_new_one(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    write_kb(kb, {"data/export.md": "# Export your data\n\nDownload every task as CSV or JSON from Settings.\n"})
+    counting.texts.clear()
+    index, report = build(kb, index_dir, counting)
+    assert report.added == ["data/export.md"]
+    assert report.changed == [] and report.removed == [] and report.unchanged == len(TINY_KB)
+    assert report.embedded_passages == passage_count(kb, "data/export.md") == len(counting.texts)
+    assert "data/export" in {a["id"] for a in index.articles}
+    assert load_index(index_dir).version == index.version
+
+
+def test_deleting_a_file_removes_it(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    (kb / "integrations" / "slack.md").unlink()
+    counting.texts.clear()
+    index, report = build(kb, index_dir, counting)
+    assert report.removed == ["integrations/slack.md"]
+    assert counting.texts == [] and report.embedded_passages == 0
+    loaded = load_index(index_dir)
+    for idx in (index, loaded):
+        assert "integrations/slack" not in {a["id"] for a in idx.articles}
+        assert "integrations/slack.md" not in idx.manifest["files"]
+        assert len(idx.passages) == idx.vectors.shape[0] == passage_count(kb)
+        assert all(0 <= p["article"] < len(idx.articles) for p in idx.passages)
+        assert "integrations/slack" not in idx.bodies
+
+
+def test_a_file_turned_draft_leaves_the_index(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    path = kb / "integrations" / "slack.md"
+    path.write_text("---\ndraft: true\n---\n" + path.read_text())
+    index, report = build(kb, index_dir, counting)
+    assert report.removed == ["integrations/slack.md"]
+    assert "integrations/slack" not in {a["id"] for a in index.articles}
+
+
+def test_model_change_forces_a_full_rebuild(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    counting.texts.clear()
+    index, report = build(kb, index_dir, counting, model_id="some-other-model")
+    assert report.rebuilt is True
+    assert sorted(report.added) == sorted(TINY_KB) and report.unchanged == 0
+    assert report.embedded_passages == passage_count(kb) == len(counting.texts)
+    assert index.manifest["model"] == "some-other-model"
+    assert load_index(index_dir).manifest["model"] == "some-other-model"
+    assert index.version != first.version
+
+
+def test_passage_size_change_forces_a_full_rebuild(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    counting.texts.clear()
+    index, report = build(kb, index_dir, counting, passage_chars=120)
+    assert report.rebuilt is True
+    assert report.embedded_passages == passage_count(kb, passage_chars=120) == len(counting.texts)
+    assert index.manifest["passage_chars"] == 120
+
+
+def test_manifest_records_model_dimension_and_file_hashes(kb, index_dir, counting):
+    index, _ = build(kb, index_dir, counting)
+    manifest = json.loads((current_version_dir(index_dir) / "manifest.json").read_text())
+    assert manifest == index.manifest
+    assert manifest["model"] == MODEL_ID
+    assert manifest["dimension"] == counting.dimension == index.vectors.shape[1]
+    assert manifest["articles"] == len(TINY_KB)
+    assert manifest["passages"] == index.vectors.shape[0]
+    assert manifest["version"] == index.version
+    expected = {rel: hashlib.sha256((kb / rel).read_bytes()).hexdigest() for rel in TINY_KB}
+    assert manifest["files"] == expected
+
+
+def test_load_index_round_trips(kb, index_dir, counting):
+    index, _ = build(kb, index_dir, counting)
+    loaded = load_index(index_dir)
+    assert loaded.version == index.version
+    assert loaded.articles == index.articles
+    assert loaded.passages == index.passages
+    assert loaded.bodies == index.bodies
+    assert np.array_equal(loaded.vectors, index.vectors)
+
+
+def test_load_index_without_an_index_is_none(tmp_path):
+    assert load_index(tmp_path / "empty") is None
+    assert current_version_dir(tmp_path / "empty") is None
+
+
+def test_calibration_is_stored_in_the_manifest(kb, index_dir, counting):
+    index, _ = build(kb, index_dir, counting, calibrate=lambda idx: {"bias": 1.0, "w_score": 2.0, "w_margin": 3.0})
+    assert load_index(index_dir).manifest["calibration"] == {"bias": 1.0, "w_score": 2.0, "w_margin": 3.0}
+
+
+# --- atomic save ---------------------------------------------------------------------
+
+
+def test_current_points_to_a_complete_version_folder(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    pointer = (index_dir / "CURRENT").read_text().strip()
+    folder = index_dir / pointer
+    assert folder.is_dir() and folder == current_version_dir(index_dir)
+    assert {p.name for p in folder.iterdir()} >= {"manifest.json", "passages.json", "vectors.npy"}
+    assert not list(index_dir.glob(".tmp-*"))
+    assert not list(index_dir.glob(".CURRENT.*"))
+
+
+def test_old_versions_are_pruned(kb, index_dir, counting):
+    path = kb / "integrations" / "slack.md"
+    for i in range(4):
+        path.write_text(path.read_text() + f"\nEdit number {i}.\n")
+        build(kb, index_dir, counting)
+    versions = [p.name for p in index_dir.glob("v-*")]
+    assert 1 <= len(versions) <= 2
+    assert current_version_dir(index_dir).name in versions
+
+
+def test_a_leftover_tmp_folder_is_ignored(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    leftover = index_dir / ".tmp-crashed"
+    leftover.mkdir()
+    (leftover / "vectors.npy").write_bytes(b"half written")
+    (leftover / "manifest.json").write_text('{"format": 1, "version": "broken"')
+    assert load_index(index_dir).version == first.version
+    path = kb / "integrations" / "slack.md"
+    path.write_text(path.read_text() + "\nMore text.\n")
+    second, report = build(kb, index_dir, counting)
+    assert report.changed == ["integrations/slack.md"]
+    assert load_index(index_dir).version == second.version
+
+
+def _edit(kb: Path) -> None:
+    path = kb / "billing" / "refunds.md"
+    path.write_text(path.read_text() + "\nAn edit that needs a new version.\n")
+
+
+@pytest.mark.parametrize(
+    "target, when",
+    [
+        ("numpy.save", "writing vectors"),
+        ("os.rename", "renaming the version folder"),
+        ("pathlib.Path.write_text", "writing the manifest"),
+        ("os.replace", "switching CURRENT"),
+    ],
+)
+def test_a_crash_mid_save_leaves_the_previous_version_loadable(kb, index_dir, counting, monkeypatch, target, when):
+    first, _ = build(kb, index_dir, counting)
+    before = snapshot(index_dir)
+    _edit(kb)
+
+    def crash(*args, **kwargs):
+        raise OSError(f"simulated crash while {when}")
+
+    if target == "numpy.save":
+        monkeypatch.setattr(np, "save", crash)
+    elif target == "os.rename":
+        monkeypatch.setattr(os, "rename", crash)
+    elif target == "os.replace":
+        monkeypatch.setattr(os, "replace", crash)
+    else:
+        real = Path.write_text
+
+        def write_text(self, data, *args, **kwargs):
+            if self.name == "manifest.json":
+                raise OSError(f"simulated crash while {when}")
+            return real(self, data, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(OSError, match="simulated crash"):
+        build(kb, index_dir, counting)
+    monkeypatch.undo()
+
+    loaded = load_index(index_dir)
+    assert loaded is not None and loaded.version == first.version
+    assert np.array_equal(loaded.vectors, first.vectors)
+    assert snapshot(index_dir) == before
+    assert not list(index_dir.glob(".tmp-*")), "a failed save must clean its temp folder"
+
+    # The next build recovers and sees the edit as a change.
+    index, report = build(kb, index_dir, counting)
+    assert report.changed == ["billing/refunds.md"]
+    assert load_index(index_dir).version == index.version != first.version
+
+
+def test_save_index_never_touches_the_live_version(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    live = current_version_dir(index_dir)
+    live_files = {p.name: p.read_bytes() for p in live.iterdir()}
+    first.manifest = dict(first.manifest, version="20990101T000000-abcdef")
+    new_folder = save_index(first, index_dir)
+    assert new_folder != live and new_folder.name == "v-20990101T000000-abcdef"
+    assert {p.name: p.read_bytes() for p in live.iterdir()} == live_files
+    assert current_version_dir(index_dir) == new_folder
+
+
+def test_default_locale_change_reaches_the_index(kb, index_dir, counting):
+    """Articles without a locale take settings.default_locale; changing it must not leave stale metadata."""
+    build(kb, index_dir, counting, default_locale="en")
+    counting.texts.clear()
+    index, report = build(kb, index_dir, counting, default_locale="de")
+    assert counting.texts == []  # the text did not change, so nothing needs embedding...
+    assert {a["locale"] for a in index.articles} == {"de"}  # ...but the metadata did
+    assert {a["locale"] for a in load_index(index_dir).articles} == {"de"}
