@@ -83,22 +83,14 @@ def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
 
 def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False, index_dir: str | None = None):
     """Index a benchmark KB in a throwaway folder and return an engine over it (no ideas)."""
-    from .index import build_index
-    from .runtime import make_embedder, model_id_for
-    from .suggest import Engine, fit_calibration
+    from .runtime import make_embedder, refresh_index
+    from .suggest import Engine
 
-    embedder = make_embedder(settings)
     scratch = None if index_dir else tempfile.TemporaryDirectory(prefix="deflect-eval-")
-    index, report = build_index(
-        kb_dir,
-        index_dir or scratch.name,
-        embedder,
-        model_id_for(settings),
-        settings.default_locale,
-        settings.passage_chars,
-        progress=progress,
-        calibrate=lambda idx: fit_calibration(idx, embedder),
+    index, report = refresh_index(
+        settings.with_overrides(kb_dir=str(kb_dir), index_dir=index_dir or scratch.name), progress=progress
     )
+    embedder = make_embedder(settings)
     if scratch is not None:
         scratch.cleanup()  # the index is in memory now
     return Engine(embedder, index, [], settings.answer_threshold), report
