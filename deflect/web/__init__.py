@@ -20,7 +20,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     from .api import api
     from .errors import register_error_handlers
+    from .pages import pages
+    from .security import install_security
 
     app.register_blueprint(api)
+    app.register_blueprint(pages)
     register_error_handlers(app)
+    install_security(app, settings.cors_origin_list)
     return app

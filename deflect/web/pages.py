@@ -1,0 +1,155 @@
+"""The pages people use: the demo help form, articles, the idea board and the admin dashboard.
+
+Pages are rendered with Jinja's autoescaping; article bodies come from the core's sanitising
+Markdown renderer. Anything dynamic in the browser is done by static scripts (no inline
+JavaScript), so the pages can run under a strict Content-Security-Policy (see security.py).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import defaultdict
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from ..articles import is_safe_url
+
+pages = Blueprint("pages", __name__, template_folder="templates")
+
+STATUS_LABELS = {
+    "open": "Open",
+    "planned": "Planned",
+    "in_progress": "In progress",
+    "shipped": "Shipped",
+    "declined": "Declined",
+    "merged": "Merged",
+}
+BOARD_STATUSES = ("open", "planned", "in_progress", "shipped", "declined")
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+MAX_TICKET_CHARS = 5000
+
+
+def _runtime():
+    return current_app.extensions["deflect"]
+
+
+def _settings():
+    return current_app.extensions["deflect_settings"]
+
+
+@pages.app_template_filter("safe_href")
+def safe_href(value: str | None) -> str:
+    """A link target that cannot run script: unsafe schemes (javascript:, data:, ...) become '#'."""
+    return value if value and is_safe_url(value) else "#"
+
+
+@pages.app_template_filter("status_label")
+def status_label(value: str) -> str:
+    return STATUS_LABELS.get(value, value.replace("_", " ").capitalize())
+
+
+def _category(article: dict) -> str:
+    """Group articles by their top folder (account/, billing/, ...) for browsing."""
+    head = article["id"].split("/", 1)[0] if "/" in article["id"] else "general"
+    if head.lower() == str(article.get("locale", "")).lower():
+        return f"Other languages ({head})"  # a folder per language, such as ko/
+    return head.replace("-", " ").replace("_", " ").capitalize()
+
+
+def _topics(locale: str) -> list[tuple[str, str, int]]:
+    """(category, anchor, article count) for the help page's "browse by topic" list."""
+    counts: dict[str, int] = defaultdict(int)
+    for article in _runtime().articles():
+        if not locale or article["locale"] == locale:
+            counts[_category(article)] += 1
+    return [(name, _anchor(name), n) for name, n in sorted(counts.items())]
+
+
+def _anchor(name: str) -> str:
+    return "topic-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _page(template: str, code: int = 200, **context):
+    return render_template(template, **context), code
+
+
+@pages.get("/")
+def home():
+    return redirect(url_for("pages.help_form"))
+
+
+@pages.get("/favicon.ico")
+def favicon():
+    return redirect(url_for("static", filename="favicon.svg"))
+
+
+@pages.get("/help")
+def help_form():
+    locale = request.args.get("locale", "")
+    locale = locale if _LOCALE.match(locale) else ""
+    return _page("help.html", locale=locale, topics=_topics(locale), nav="help")
+
+
+@pages.post("/help")
+def help_sent():
+    """The demo form's target: a real help desk would create the ticket here."""
+    subject = (request.form.get("subject") or "").strip()
+    details = (request.form.get("details") or "").strip()
+    errors = []
+    if not subject:
+        errors.append(("subject", "Please tell us what your question is about."))
+    if len(subject) > 300 or len(details) > MAX_TICKET_CHARS:
+        errors.append(("details", "That message is too long."))
+    if errors:
+        return _page("help.html", 400, errors=errors, form=request.form, locale="", topics=_topics(""), nav="help")
+    return _page("help_sent.html", subject=subject, email=(request.form.get("email") or "").strip(), nav="help")
+
+
+@pages.get("/articles")
+def article_list():
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for article in sorted(_runtime().articles(), key=lambda a: a["title"].lower()):
+        groups[_category(article)].append(article)
+    listed = [(name, _anchor(name), items) for name, items in sorted(groups.items())]
+    return _page("articles.html", groups=listed, nav="articles")
+
+
+@pages.get("/articles/<path:article_id>")
+def article_page(article_id: str):
+    article = _runtime().article(article_id)
+    if article is None:
+        return _page("not_found.html", 404, what="article", nav="articles")
+    body = _without_title_heading(article["html"], article["title"])
+    return _page("article.html", article=article, body=body, category=_category(article), nav="articles")
+
+
+_LEADING_H1 = re.compile(r"\A\s*<h1>(.*?)</h1>\s*", re.S)
+
+
+def _without_title_heading(body_html: str, title: str) -> str:
+    """Drop the body's leading "# Title" heading: the page already shows the title as its h1."""
+    match = _LEADING_H1.match(body_html)
+    if match and html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip() == title.strip():
+        return body_html[match.end() :]
+    return body_html
+
+
+@pages.get("/ideas")
+def ideas_board():
+    from ..ideas import list_ideas
+
+    status = request.args.get("status", "")
+    if status and status not in BOARD_STATUSES:
+        return _page("not_found.html", 404, what="idea status", nav="ideas")
+    ideas = [i for i in list_ideas(_runtime().db) if i["status"] != "merged"]
+    counts = {s: sum(1 for i in ideas if i["status"] == s) for s in BOARD_STATUSES}
+    shown = [i for i in ideas if i["status"] == status] if status else ideas
+    return _page(
+        "ideas.html", ideas=shown, counts=counts, total=len(ideas), status=status, statuses=BOARD_STATUSES, nav="ideas"
+    )
+
+
+@pages.get("/admin")
+def admin():
+    return _page("admin.html", token_configured=bool(_settings().admin_token), nav="admin")

@@ -1,0 +1,64 @@
+"""Response headers: CORS for the public API (listed origins only) and browser hardening for everything."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+# Pages run only our own static scripts and styles; nothing inline, nothing from a CDN.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# JSON never needs to run anything, so API answers get the strictest policy.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+# Cross-origin callers may send JSON but not credentials or an Authorization header, so a
+# listed origin can use the public API from a visitor's browser but never the admin one.
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Content-Type"
+CORS_MAX_AGE = "600"
+
+
+def _is_cors_path(path: str) -> bool:
+    return path.startswith("/api/") or path == "/healthz"
+
+
+def allowed_origin(origin: str | None, allowed: list[str]) -> str | None:
+    """The value for Access-Control-Allow-Origin, or None when this origin is not listed."""
+    if not origin:
+        return None
+    if "*" in allowed:
+        return "*"
+    return origin if origin.rstrip("/") in {o.rstrip("/") for o in allowed} else None
+
+
+def install_security(app: Flask, cors_origins: list[str]) -> None:
+    """Answer CORS preflights for the API and add CORS and hardening headers to every response."""
+
+    @app.before_request
+    def _preflight():
+        if request.method == "OPTIONS" and _is_cors_path(request.path):
+            # Answered here so a preflight never depends on the route (or reaches a handler).
+            return Response(status=204)
+        return None
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if _is_cors_path(request.path):
+            headers.setdefault("Content-Security-Policy", API_CSP)
+            response.vary.add("Origin")
+            origin = allowed_origin(request.headers.get("Origin"), cors_origins)
+            if origin:
+                headers["Access-Control-Allow-Origin"] = origin
+                if request.method == "OPTIONS":
+                    headers["Access-Control-Allow-Methods"] = CORS_METHODS
+                    headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+                    headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        elif response.mimetype == "text/html":
+            headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            headers.setdefault("X-Frame-Options", "DENY")
+        return response

@@ -1,0 +1,441 @@
+/* Admin dashboard: metrics, chart, articles, content gaps, idea candidates and learned aliases.
+ * The admin token is typed once and kept in sessionStorage (this tab only); every call sends it
+ * as a Bearer token. All text from the server goes into the page with textContent. */
+(function () {
+  "use strict";
+  var TOKEN_KEY = "deflect-admin-token";
+  var $ = function (selector) { return document.querySelector(selector); };
+  var loginCard = $("[data-admin-login]");
+  var loginForm = $("[data-login-form]");
+  var loginError = $("[data-login-error]");
+  var tokenField = $("[data-deflect-token]");
+  var dashboard = $("[data-admin-dashboard]");
+  var message = $("[data-dash-message]");
+  var period = $("[data-period]");
+  var titles = {};
+  var ideas = [];
+
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+  function setToken(value) {
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* storage disabled: the token lives until reload */ }
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function ApiFailure(status, body) {
+    this.status = status;
+    this.message = (body && body.error && body.error.message) || ("HTTP " + status);
+  }
+
+  function api(method, path, body) {
+    var options = { method: method, headers: { Authorization: "Bearer " + token() } };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(path, options).then(function (response) {
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!response.ok) throw new ApiFailure(response.status, data);
+        return data;
+      });
+    });
+  }
+
+  function say(text, kind) {
+    message.hidden = !text;
+    message.textContent = text || "";
+    message.className = "notice" + (kind === "error" ? " notice-error" : "");
+  }
+
+  function unavailable(target, what, error) {
+    target.textContent = "";
+    var text = error && error.status === 404
+      ? what + " is not available on this server yet."
+      : "Could not load " + what.toLowerCase() + ": " + (error && error.message ? error.message : "network error") + ".";
+    target.appendChild(el("p", "muted", text));
+  }
+
+  // --- formatting ------------------------------------------------------------------------
+  function num(value) {
+    return typeof value === "number" && isFinite(value) ? value.toLocaleString("en-US") : "–";
+  }
+  function pct(value) {
+    if (typeof value !== "number" || !isFinite(value)) return "–";
+    var p = value * 100;
+    return (p > 0 && p < 10 ? p.toFixed(1) : Math.round(p).toString()) + "%";
+  }
+  function toDate(value) {
+    if (value == null || value === "") return null;
+    if (typeof value === "number") return new Date(value < 1e12 ? value * 1000 : value);
+    var parsed = Date.parse(value);
+    return isNaN(parsed) ? null : new Date(parsed);
+  }
+  function shortDate(value) {
+    var d = toDate(value);
+    if (!d) return value == null ? "" : String(value);
+    return d.toLocaleDateString("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
+  }
+  function first() {
+    for (var i = 0; i < arguments.length; i++) if (arguments[i] != null) return arguments[i];
+    return null;
+  }
+
+  function table(headers, rows) {
+    var t = el("table", "data");
+    var head = el("tr");
+    headers.forEach(function (h) {
+      var th = el("th", h.num ? "num" : "", h.label);
+      th.scope = "col";
+      head.appendChild(th);
+    });
+    t.appendChild(el("thead")).appendChild(head);
+    var body = t.appendChild(el("tbody"));
+    rows.forEach(function (cells) {
+      var tr = body.appendChild(el("tr"));
+      cells.forEach(function (cell, i) {
+        var td = tr.appendChild(el("td", headers[i].num ? "num" : ""));
+        if (cell instanceof Node) td.appendChild(cell);
+        else td.textContent = cell == null ? "" : String(cell);
+      });
+    });
+    return t;
+  }
+
+  function articleLink(id) {
+    var a = el("a", "", titles[id] || id);
+    a.href = "/articles/" + String(id).split("/").map(encodeURIComponent).join("/");
+    return a;
+  }
+
+  // --- metrics ---------------------------------------------------------------------------
+  function periodQuery() {
+    var days = parseInt(period.value, 10);
+    if (!days) return "";
+    var since = new Date(Date.now() - days * 86400 * 1000);
+    return "?since=" + encodeURIComponent(since.toISOString());
+  }
+
+  function setMetric(name, value, text) {
+    Array.prototype.forEach.call(document.querySelectorAll('[data-deflect-metric="' + name + '"]'), function (node) {
+      node.textContent = text;
+      node.setAttribute("data-value", value == null ? "" : String(value));
+    });
+  }
+
+  function showMetrics(metrics) {
+    var t = metrics.totals || {};
+    var searches = t.searches || 0;
+    var confirmed = t.confirmed_deflections;
+    var assumed = t.assumed_deflections;
+    var events = metrics.events || {};
+    var answered = t.answered_rate;
+    var noAnswer = first(t.no_answer_rate, typeof answered === "number" && searches ? 1 - answered : null);
+    var confirmedRate = first(t.confirmed_deflection_rate, searches && typeof confirmed === "number" ? confirmed / searches : null);
+    setMetric("searches", t.searches, num(t.searches));
+    setMetric("deflection_rate", t.deflection_rate, pct(t.deflection_rate));
+    setMetric("confirmed_deflection_rate", confirmedRate, pct(confirmedRate));
+    var deflections = typeof confirmed === "number" && typeof assumed === "number" ? confirmed + assumed : null;
+    setMetric("deflections", deflections, num(deflections));
+    setMetric("confirmed_deflections", confirmed, num(confirmed));
+    setMetric("assumed_deflections", assumed, num(assumed));
+    setMetric("tickets", t.tickets, num(t.tickets));
+    setMetric("answered_rate", answered, pct(answered));
+    setMetric("no_answer_rate", noAnswer, pct(noAnswer));
+    setMetric("click_rate", t.click_rate, pct(t.click_rate));
+    setMetric("helpful_events", events.helpful, num(events.helpful));
+
+    var points = (metrics.series || []).map(function (p) {
+      var label = first(p.date, p.day, p.period, p.start, p.week, p.bucket);
+      return { label: shortDate(label), bars: first(p.searches, 0), line: first(p.deflection_rate, null) };
+    });
+    window.DeflectChart.render($("[data-chart]"), points, { empty: "No searches in this period yet." });
+
+    showArticles(metrics.articles || []);
+    showGaps(metrics.content_gaps || []);
+  }
+
+  function articleRow(a) {
+    var tickets = first(a.tickets_after_click, a.tickets_after, a.tickets, 0);
+    return [articleLink(a.id), num(a.impressions), num(a.clicks), num(a.helpful), num(a.not_helpful), num(tickets),
+      a.effectiveness == null ? "–" : pct(a.effectiveness)];
+  }
+
+  function showArticles(items) {
+    var headers = [{ label: "Article" }, { label: "Shown", num: true }, { label: "Opened", num: true },
+      { label: "Helpful", num: true }, { label: "Not", num: true }, { label: "Tickets", num: true },
+      { label: "Effect.", num: true }];
+    var shown = items.filter(function (a) { return (a.impressions || 0) > 0; });
+    var top = shown.slice().sort(function (a, b) {
+      return (b.helpful || 0) - (a.helpful || 0) || (b.clicks || 0) - (a.clicks || 0) || (b.impressions || 0) - (a.impressions || 0);
+    }).slice(0, 5);
+    var topIds = top.map(function (a) { return a.id; });
+    var weak = shown.filter(function (a) {
+      return topIds.indexOf(a.id) < 0 || (a.not_helpful || 0) > 0;
+    }).sort(function (a, b) {
+      var ea = a.effectiveness == null ? 0.5 : a.effectiveness;
+      var eb = b.effectiveness == null ? 0.5 : b.effectiveness;
+      return ea - eb || (b.not_helpful || 0) - (a.not_helpful || 0) || (b.impressions || 0) - (a.impressions || 0);
+    }).slice(0, 5);
+    var topBox = $("[data-top-articles]");
+    var weakBox = $("[data-weak-articles]");
+    topBox.textContent = weakBox.textContent = "";
+    if (!top.length) topBox.appendChild(el("p", "muted", "No article was shown in this period."));
+    else topBox.appendChild(table(headers, top.map(articleRow)));
+    if (!weak.length) weakBox.appendChild(el("p", "muted", "Nothing stands out as weak yet."));
+    else weakBox.appendChild(table(headers, weak.map(articleRow)));
+  }
+
+  function showGaps(gaps) {
+    var box = $("[data-content-gaps]");
+    box.textContent = "";
+    if (!gaps.length) {
+      box.appendChild(el("p", "muted", "No unanswered questions in this period. Nice."));
+      return;
+    }
+    var list = box.appendChild(el("ul", "gap-list"));
+    gaps.forEach(function (gap) {
+      var li = list.appendChild(el("li"));
+      var left = li.appendChild(el("div"));
+      left.appendChild(el("strong", "", first(gap.label, gap.query, gap.text, "(unlabelled)")));
+      var examples = (gap.queries || gap.examples || []).slice(0, 3).map(function (q) {
+        return typeof q === "string" ? q : first(q.text, q.query, "");
+      }).filter(Boolean);
+      if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
+      li.appendChild(el("span", "count", num(first(gap.size, gap.count, gap.searches)) + " searches"));
+    });
+  }
+
+  // --- idea candidates -------------------------------------------------------------------
+  function candidateActions(c) {
+    var box = el("div", "candidate-actions");
+    if (c.status && c.status !== "new") return box;
+    var title = el("input");
+    title.type = "text";
+    title.value = c.label || "";
+    title.setAttribute("aria-label", "Title of the new idea");
+    title.setAttribute("data-promote-title", "");
+    var promote = el("button", "btn btn-primary btn-small", "Promote to idea");
+    promote.type = "button";
+    promote.setAttribute("data-action", "promote");
+    promote.addEventListener("click", function () {
+      var body = title.value.trim() && title.value.trim() !== c.label ? { title: title.value.trim() } : {};
+      review(c, "promote", body, "Promoted “" + (body.title || c.label) + "” to a new idea.");
+    });
+    var select = el("select");
+    select.setAttribute("aria-label", "Idea to merge into");
+    var nearestIdea = c.nearest && (c.nearest.type || c.nearest.item_type) === "idea" ? c.nearest.id : null;
+    ideas.filter(function (i) { return ["open", "planned", "in_progress"].indexOf(i.status) >= 0; })
+      .forEach(function (i) {
+        var option = el("option", "", i.title);
+        option.value = i.id;
+        if (i.id === nearestIdea) option.selected = true;
+        select.appendChild(option);
+      });
+    var merge = el("button", "btn btn-small", "Merge");
+    merge.type = "button";
+    merge.setAttribute("data-action", "merge");
+    merge.disabled = !select.options.length;
+    merge.addEventListener("click", function () {
+      review(c, "merge", { idea_id: select.value }, "Merged into “" + select.options[select.selectedIndex].text + "”.");
+    });
+    var dismiss = el("button", "btn btn-quiet btn-small btn-danger", "Dismiss");
+    dismiss.type = "button";
+    dismiss.setAttribute("data-action", "dismiss");
+    dismiss.addEventListener("click", function () { review(c, "dismiss", {}, "Dismissed “" + c.label + "”."); });
+    [title, promote, select, merge, dismiss].forEach(function (n) { box.appendChild(n); });
+    return box;
+  }
+
+  function review(candidate, action, body, done) {
+    var buttons = document.querySelectorAll('[data-candidate-id="' + CSS.escape(String(candidate.id)) + '"] button');
+    Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+    api("POST", "/api/clusters/" + encodeURIComponent(candidate.id) + "/" + action, body)
+      .then(function () { say(done); return Promise.all([loadIdeas(), loadCandidates()]); })
+      .catch(function (error) {
+        Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+        handle(error, "Could not " + action + " the candidate");
+      });
+  }
+
+  function showCandidates(list) {
+    var box = $("[data-candidates]");
+    box.textContent = "";
+    var open = list.filter(function (c) { return !c.status || c.status === "new"; });
+    var reviewed = list.length - open.length;
+    if (!open.length) {
+      box.appendChild(el("p", "muted", list.length
+        ? "All " + reviewed + " candidates are reviewed."
+        : "No candidates yet. Unanswered questions appear here after “Rebuild candidates”."));
+    }
+    open.concat(list.filter(function (c) { return c.status && c.status !== "new"; })).forEach(function (c) {
+      var card = box.appendChild(el("article", "candidate"));
+      card.setAttribute("data-candidate-id", c.id);
+      card.setAttribute("data-status", c.status || "new");
+      var head = card.appendChild(el("div", "candidate-head"));
+      head.appendChild(el("span", "candidate-label", c.label || "(unlabelled)"));
+      var meta = [num(c.size) + " questions"];
+      if (c.last_seen != null) meta.push("last " + shortDate(c.last_seen));
+      if (c.mrr) meta.push("$" + num(Math.round(c.mrr)) + " MRR");
+      if (c.status && c.status !== "new") meta.push(c.status);
+      head.appendChild(el("span", "candidate-meta", meta.join(" · ")));
+      if (c.keywords && c.keywords.length) {
+        var kw = card.appendChild(el("div"));
+        c.keywords.slice(0, 8).forEach(function (k) { kw.appendChild(el("span", "keyword", k)); });
+      }
+      var queries = (c.queries || []).slice(0, 4);
+      if (queries.length) {
+        var ul = card.appendChild(el("ul", "candidate-queries"));
+        queries.forEach(function (q) { ul.appendChild(el("li", "", typeof q === "string" ? q : q.text)); });
+      }
+      if (c.nearest && c.nearest.id) {
+        var near = (c.nearest.type || c.nearest.item_type || "item") + " “" + (c.nearest.title || titles[c.nearest.id] || c.nearest.id) + "”";
+        var score = typeof c.nearest.score === "number" ? " (" + Math.round(c.nearest.score * 100) + "% similar)" : "";
+        card.appendChild(el("p", "muted", "Closest existing: " + near + score));
+      }
+      card.appendChild(candidateActions(c));
+    });
+  }
+
+  // --- aliases ---------------------------------------------------------------------------
+  function showAliases(list) {
+    var box = $("[data-aliases]");
+    box.textContent = "";
+    if (!list.length) {
+      box.appendChild(el("p", "muted", "No learned aliases yet. They appear when customers mark a suggestion helpful."));
+      return;
+    }
+    var rows = list.map(function (a) {
+      var remove = el("button", "btn btn-quiet btn-small btn-danger", "Delete");
+      remove.type = "button";
+      remove.setAttribute("data-delete-alias", a.id);
+      remove.setAttribute("aria-label", "Delete alias " + first(a.query, a.text, a.alias, ""));
+      remove.addEventListener("click", function () {
+        remove.disabled = true;
+        api("DELETE", "/api/aliases/" + encodeURIComponent(a.id))
+          .then(function () { say("Alias deleted."); return loadAliases(); })
+          .catch(function (error) { remove.disabled = false; handle(error, "Could not delete the alias"); });
+      });
+      var type = first(a.item_type, a.type, "article");
+      var item = type === "article" ? articleLink(a.item_id) : el("span", "", a.item_id);
+      return [first(a.query, a.text, a.alias, ""), item, num(first(a.confirmations, a.count, null)), remove];
+    });
+    box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
+      { label: "" }], rows));
+  }
+
+  // --- loading ---------------------------------------------------------------------------
+  function handle(error, what) {
+    if (error && error.status === 401) {
+      signOut("Your admin token was not accepted. Please sign in again.");
+      return;
+    }
+    say(what + ": " + (error && error.message ? error.message : "network error") + ".", "error");
+  }
+
+  function loadMetrics() {
+    return api("GET", "/api/metrics" + periodQuery()).then(showMetrics, function (error) {
+      if (error.status === 401) throw error;
+      unavailable($("[data-top-articles]"), "Metrics", error);
+      say(error.status === 404 ? "This server does not report metrics yet (GET /api/metrics)." : "Could not load metrics: " + error.message, "error");
+    });
+  }
+  function loadCandidates() {
+    return api("GET", "/api/clusters").then(function (data) {
+      showCandidates(Array.isArray(data) ? data : (data && (data.clusters || data.candidates)) || []);
+    }, function (error) {
+      if (error.status === 401) throw error;
+      unavailable($("[data-candidates]"), "Idea candidates", error);
+    });
+  }
+  function loadAliases() {
+    return api("GET", "/api/aliases").then(function (data) {
+      showAliases(Array.isArray(data) ? data : (data && data.aliases) || []);
+    }, function (error) {
+      if (error.status === 401) throw error;
+      unavailable($("[data-aliases]"), "Learned aliases", error);
+    });
+  }
+  function loadIdeas() {
+    return fetch("/api/ideas").then(function (r) { return r.ok ? r.json() : { ideas: [] }; })
+      .then(function (data) { ideas = data.ideas || []; }, function () { ideas = []; });
+  }
+  function loadTitles() {
+    return fetch("/api/articles").then(function (r) { return r.ok ? r.json() : { articles: [] }; })
+      .then(function (data) {
+        (data.articles || []).forEach(function (a) { titles[a.id] = a.title; });
+      }, function () { /* titles fall back to ids */ });
+  }
+
+  function loadAll() {
+    say("");
+    dashboard.setAttribute("aria-busy", "true");
+    return Promise.all([loadTitles(), loadIdeas()])
+      .then(function () { return Promise.all([loadMetrics(), loadCandidates(), loadAliases()]); })
+      .then(function () { dashboard.setAttribute("data-loaded", "true"); })
+      .catch(function (error) { handle(error, "Could not load the dashboard"); })
+      .finally(function () { dashboard.removeAttribute("aria-busy"); });
+  }
+
+  function showDashboard() {
+    loginCard.hidden = true;
+    dashboard.hidden = false;
+    return loadAll();
+  }
+
+  function signOut(reason) {
+    setToken("");
+    dashboard.hidden = true;
+    dashboard.removeAttribute("data-loaded");
+    loginCard.hidden = false;
+    loginError.textContent = reason || "";
+    tokenField.value = "";
+    tokenField.focus();
+  }
+
+  loginForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var value = tokenField.value.trim();
+    if (!value) return;
+    loginError.textContent = "";
+    setToken(value);
+    // Check the token against an admin endpoint before showing anything.
+    api("GET", "/api/aliases").catch(function (error) {
+      if (error.status === 404) return null; // this server has no aliases endpoint: try metrics
+      throw error;
+    }).then(function () {
+      return showDashboard();
+    }).catch(function (error) {
+      setToken("");
+      loginError.textContent = error && error.status === 401
+        ? "That token is not right. Check DEFLECT_ADMIN_TOKEN on the server."
+        : "Could not reach the server: " + (error && error.message ? error.message : "network error") + ".";
+    });
+  });
+  $("[data-sign-out]").addEventListener("click", function () { signOut(""); });
+  $("[data-refresh]").addEventListener("click", loadAll);
+  period.addEventListener("change", loadMetrics);
+  $("[data-rebuild-clusters]").addEventListener("click", function (e) {
+    var button = e.currentTarget;
+    button.disabled = true;
+    say("Rebuilding idea candidates…");
+    api("POST", "/api/clusters/rebuild", {})
+      .then(function () { say("Idea candidates rebuilt."); return loadCandidates(); })
+      .catch(function (error) { handle(error, "Could not rebuild candidates"); })
+      .finally(function () { button.disabled = false; });
+  });
+
+  if (token()) showDashboard();
+  else tokenField.focus();
+})();

@@ -1,0 +1,32 @@
+/* Article page: when opened from a suggestion (?search=<search_id>), ask whether it answered the question. */
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-article-feedback]");
+  var searchId = new URLSearchParams(location.search).get("search") || "";
+  if (!box || !/^[A-Za-z0-9_-]{1,64}$/.test(searchId)) return;
+  var articleId = box.getAttribute("data-article-id");
+  var thanks = box.querySelector(".feedback-thanks");
+  var buttons = box.querySelectorAll("[data-feedback]");
+  box.hidden = false;
+
+  Array.prototype.forEach.call(buttons, function (button) {
+    button.addEventListener("click", function () {
+      var type = button.getAttribute("data-feedback");
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+      fetch("/api/events", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ search_id: searchId, type: type, item_id: articleId, item_type: "article" }),
+      }).then(function (response) {
+        if (!response.ok) throw new Error("events answered " + response.status);
+        box.setAttribute("data-feedback-sent", type);
+        thanks.textContent = type === "helpful"
+          ? "Great, glad it helped. Thanks for letting us know!"
+          : "Thanks. If you still need help, contact support below.";
+      }).catch(function () {
+        Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+        thanks.textContent = "Your answer could not be saved. Please try again.";
+      });
+    });
+  });
+})();

@@ -1,0 +1,66 @@
+/* A tiny SVG chart (no dependencies): bars for a count, a line for a 0..1 rate on a second axis. */
+(function () {
+  "use strict";
+  var NS = "http://www.w3.org/2000/svg";
+
+  function node(tag, attrs, text) {
+    var n = document.createElementNS(NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { n.setAttribute(k, attrs[k]); });
+    if (text != null) n.textContent = text;
+    return n;
+  }
+
+  function niceMax(value) {
+    if (value <= 4) return 4;
+    var power = Math.pow(10, Math.floor(Math.log10(value)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * power >= value) return steps[i] * power;
+    return 10 * power;
+  }
+
+  /** points: [{label, bars: number, line: number|null (0..1)}] */
+  function render(container, points, options) {
+    options = options || {};
+    container.textContent = "";
+    if (!points.length) {
+      container.appendChild(Object.assign(document.createElement("p"), {
+        className: "chart-empty", textContent: options.empty || "No data for this period yet.",
+      }));
+      return;
+    }
+    var W = 720, H = 240, left = 40, right = 44, top = 12, bottom = 28;
+    var plotW = W - left - right, plotH = H - top - bottom;
+    var maxBars = niceMax(Math.max.apply(null, points.map(function (p) { return p.bars || 0; })));
+    var svg = node("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "aria-hidden": "true" });
+    for (var g = 0; g <= 4; g++) {
+      var y = top + plotH - (plotH * g) / 4;
+      svg.appendChild(node("line", { class: g ? "grid" : "axis", x1: left, x2: W - right, y1: y, y2: y }));
+      svg.appendChild(node("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, String(Math.round((maxBars * g) / 4))));
+      svg.appendChild(node("text", { x: W - right + 6, y: y + 4 }, (25 * g) + "%"));
+    }
+    var slot = plotW / points.length;
+    var barW = Math.max(2, Math.min(36, slot * 0.7));
+    var labelEvery = Math.ceil(points.length / 8);
+    var path = [];
+    points.forEach(function (p, i) {
+      var cx = left + slot * i + slot / 2;
+      var h = plotH * (p.bars || 0) / maxBars;
+      var bar = node("rect", { class: "bar", x: cx - barW / 2, y: top + plotH - h, width: barW, height: Math.max(h, 0) });
+      var rateText = p.line == null ? "" : ", deflection " + Math.round(p.line * 100) + "%";
+      bar.appendChild(node("title", {}, p.label + ": " + (p.bars || 0) + " searches" + rateText));
+      svg.appendChild(bar);
+      if (i % labelEvery === 0) {
+        svg.appendChild(node("text", { x: cx, y: H - 8, "text-anchor": "middle" }, p.label));
+      }
+      if (p.line != null && isFinite(p.line)) {
+        var ly = top + plotH - plotH * Math.max(0, Math.min(1, p.line));
+        path.push((path.length ? "L" : "M") + cx.toFixed(1) + " " + ly.toFixed(1));
+        svg.appendChild(node("circle", { class: "dot", cx: cx, cy: ly, r: 3 }));
+      }
+    });
+    if (path.length > 1) svg.appendChild(node("path", { class: "line", d: path.join(" ") }));
+    container.appendChild(svg);
+  }
+
+  window.DeflectChart = { render: render };
+})();

@@ -1,0 +1,496 @@
+/*! deflect widget: as-you-type answers for a help form. No build step, no dependencies.
+ *
+ *   <script src="https://deflect.example.com/static/deflect-widget.js"
+ *           data-endpoint="https://deflect.example.com"   (default: where this script came from)
+ *           data-types="article,idea" data-k="5" data-locale="en"
+ *           data-input="[data-deflect-input]"              (question field selector, the default)
+ *           data-customer-id="..." data-email="..." data-mrr="..."   (optional, known requester)
+ *           data-css="none"                                (skip the default stylesheet)
+ *           defer></script>
+ *
+ * The question field becomes an ARIA combobox. Searches of one question share a `session`;
+ * typing is debounced and a newer request aborts the older one. Opening a suggestion records a
+ * `click`, the answer buttons record `helpful` / `not_helpful`, idea votes go to the idea board,
+ * and sending the form anyway records `ticket_created` for the last search.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script || !window.fetch) return;
+  var data = script.dataset;
+  var scriptUrl = new URL(script.src, location.href);
+  var config = {
+    endpoint: (data.endpoint || scriptUrl.origin).replace(/\/+$/, ""),
+    types: (data.types || "article,idea").split(",").map(function (t) { return t.trim(); })
+      .filter(function (t) { return t === "article" || t === "idea"; }),
+    locale: data.locale || null,
+    k: Math.min(20, Math.max(1, parseInt(data.k || "5", 10) || 5)),
+    input: data.input || "[data-deflect-input]",
+    minChars: 3,
+    debounceMs: 200,
+    sessionIdleMs: 10 * 60 * 1000,
+    submitWaitMs: 2000,
+  };
+  if (!config.types.length) config.types = ["article", "idea"];
+
+  if (data.css !== "none") {
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = new URL("deflect-widget.css", scriptUrl).href;
+    document.head.appendChild(link);
+  }
+
+  var instances = 0;
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  /** Only http(s) links, relative ones resolved against deflect (not the host page). */
+  function safeUrl(url) {
+    try {
+      var parsed = new URL(url, config.endpoint + "/");
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function isDeflectUrl(url) {
+    return new URL(url).origin === new URL(config.endpoint + "/", location.href).origin;
+  }
+
+  function post(path, body, options) {
+    return fetch(config.endpoint + path, Object.assign({
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      mode: "cors",
+    }, options || {}));
+  }
+
+  function requester(form) {
+    var who = {};
+    if (data.customerId) who.customer_id = data.customerId;
+    var email = data.email || "";
+    var field = form && form.querySelector("[data-deflect-email]");
+    if (field && /.+@.+/.test(field.value.trim())) email = field.value.trim();
+    if (email) who.email = email;
+    if (data.mrr && !isNaN(parseFloat(data.mrr))) who.mrr = parseFloat(data.mrr);
+    return Object.keys(who).length ? who : null;
+  }
+
+  function attach(input) {
+    if (input.dataset.deflectAttached) return;
+    input.dataset.deflectAttached = "1";
+    if (!input.hasAttribute("data-deflect-input")) input.setAttribute("data-deflect-input", "");
+    var uid = "deflect-" + (++instances);
+    var form = input.form || input.closest("form");
+
+    var state = {
+      session: null,
+      lastTyped: 0,
+      timer: null,
+      controller: null,
+      seq: 0,
+      lastQuery: "",
+      search: null, // {id, answered, results}
+      options: [], // [{node, result}]
+      active: -1,
+      open: false,
+      clicked: {},
+      feedback: {},
+      submitting: false,
+    };
+
+    // --- DOM -----------------------------------------------------------------------------
+    var root = el("div", "dfl-widget");
+    root.id = uid;
+    var status = el("div", "dfl-sr-status");
+    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    var panel = el("div", "dfl-panel");
+    panel.hidden = true;
+    var heading = el("div", "dfl-panel-head");
+    var listbox = el("div", "dfl-listbox");
+    listbox.id = uid + "-listbox";
+    listbox.setAttribute("role", "listbox");
+    listbox.setAttribute("aria-label", "Suggested answers");
+    var preview = el("section", "dfl-preview");
+    preview.hidden = true;
+    preview.setAttribute("aria-live", "polite");
+    panel.appendChild(heading);
+    panel.appendChild(listbox);
+    panel.appendChild(preview);
+    root.appendChild(status);
+    root.appendChild(panel);
+    input.insertAdjacentElement("afterend", root);
+
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.setAttribute("aria-controls", listbox.id);
+    input.setAttribute("autocomplete", "off");
+
+    function announce(text) {
+      status.textContent = text;
+    }
+
+    function setOpen(open) {
+      state.open = open && state.options.length > 0;
+      panel.hidden = !state.open && preview.hidden;
+      listbox.hidden = !state.open;
+      input.setAttribute("aria-expanded", state.open ? "true" : "false");
+      if (!state.open) setActive(-1);
+    }
+
+    function setActive(index) {
+      state.options.forEach(function (o, i) {
+        o.node.setAttribute("aria-selected", i === index ? "true" : "false");
+        o.node.classList.toggle("dfl-active", i === index);
+      });
+      state.active = index;
+      if (index >= 0) {
+        input.setAttribute("aria-activedescendant", state.options[index].node.id);
+        var node = state.options[index].node;
+        if (node.scrollIntoView) node.scrollIntoView({ block: "nearest" });
+      } else {
+        input.removeAttribute("aria-activedescendant");
+      }
+    }
+
+    // --- searching -----------------------------------------------------------------------
+    function newQuestion() {
+      state.session = null;
+      state.search = null;
+      state.lastQuery = "";
+      state.clicked = {};
+      state.feedback = {};
+    }
+
+    function cancelPending() {
+      clearTimeout(state.timer);
+      if (state.controller) state.controller.abort();
+      state.controller = null;
+    }
+
+    function onInput() {
+      var query = input.value.trim();
+      var now = Date.now();
+      if (state.session && now - state.lastTyped > config.sessionIdleMs) newQuestion();
+      state.lastTyped = now;
+      cancelPending();
+      if (!query) {
+        newQuestion();
+        clearResults();
+        return;
+      }
+      if (query.length < config.minChars) return;
+      state.timer = setTimeout(function () { search(query); }, config.debounceMs);
+    }
+
+    function search(query) {
+      if (query === state.lastQuery) return;
+      if (!state.session) state.session = randomId();
+      if (state.controller) state.controller.abort();
+      var controller = new AbortController();
+      state.controller = controller;
+      var seq = ++state.seq;
+      var body = { query: query, k: config.k, types: config.types, session: state.session };
+      if (config.locale) body.locale = config.locale;
+      root.setAttribute("aria-busy", "true");
+      post("/api/suggest", body, { signal: controller.signal })
+        .then(function (response) {
+          if (!response.ok) throw new Error("suggest answered " + response.status);
+          return response.json();
+        })
+        .then(function (answer) {
+          if (seq !== state.seq) return; // a newer search is on its way
+          state.lastQuery = query;
+          render(answer);
+        })
+        .catch(function (error) {
+          if (error && error.name === "AbortError") return;
+          if (seq === state.seq) announce("Suggestions are not available right now. You can still send your question.");
+        })
+        .finally(function () {
+          if (seq === state.seq) {
+            root.removeAttribute("aria-busy");
+            state.controller = null;
+          }
+        });
+    }
+
+    function clearResults() {
+      state.options = [];
+      listbox.textContent = "";
+      heading.textContent = "";
+      closePreview();
+      setOpen(false);
+      panel.hidden = true;
+    }
+
+    function render(answer) {
+      state.search = { id: answer.search_id, answered: !!answer.answered, results: answer.results || [] };
+      state.clicked = {};
+      listbox.textContent = "";
+      listbox.setAttribute("data-search-id", answer.search_id);
+      listbox.setAttribute("data-query", state.lastQuery);
+      state.options = [];
+      closePreview();
+      var groups = [
+        { type: "article", label: "Help articles" },
+        { type: "idea", label: "Ideas from other customers" },
+      ];
+      var counts = {};
+      groups.forEach(function (group) {
+        var items = state.search.results.filter(function (r) { return r.type === group.type; });
+        counts[group.type] = items.length;
+        if (!items.length) return;
+        var box = el("div", "dfl-group dfl-group-" + group.type);
+        box.setAttribute("role", "group");
+        var label = el("div", "dfl-group-label", group.label);
+        label.id = uid + "-group-" + group.type;
+        label.setAttribute("role", "presentation");
+        box.setAttribute("aria-labelledby", label.id);
+        box.appendChild(label);
+        items.forEach(function (result) {
+          var index = state.options.length;
+          var option = el("div", "dfl-option");
+          option.id = uid + "-option-" + index;
+          option.setAttribute("role", "option");
+          option.setAttribute("aria-selected", "false");
+          option.setAttribute("data-deflect-suggestion", "");
+          option.setAttribute("data-type", result.type);
+          option.setAttribute("data-id", result.id);
+          var title = el("span", "dfl-title", result.title);
+          if (result === state.search.results[0] && state.search.answered) {
+            title.appendChild(el("span", "dfl-badge", "Best match"));
+          }
+          option.appendChild(title);
+          if (result.snippet) option.appendChild(el("span", "dfl-snippet", result.snippet));
+          option.addEventListener("mousedown", function (e) { e.preventDefault(); });
+          option.addEventListener("click", function () { setActive(index); openPreview(index, false); });
+          box.appendChild(option);
+          state.options.push({ node: option, result: result });
+        });
+        listbox.appendChild(box);
+      });
+      if (state.options.length) {
+        heading.textContent = state.search.answered ? "This might answer your question:" : "Related answers:";
+        announce(describe(counts) + " Use the up and down arrows to review, Enter to open.");
+        setOpen(true);
+      } else {
+        heading.textContent = "";
+        announce("No suggestions yet. Add a few words, or send your question to support.");
+        setOpen(false);
+        panel.hidden = true;
+      }
+    }
+
+    function describe(counts) {
+      var parts = [];
+      if (counts.article) parts.push(counts.article + (counts.article === 1 ? " article" : " articles"));
+      if (counts.idea) parts.push(counts.idea + (counts.idea === 1 ? " idea" : " ideas"));
+      return parts.join(" and ") + " found.";
+    }
+
+    // --- events --------------------------------------------------------------------------
+    function sendEvent(type, result, options) {
+      if (!state.search) return Promise.resolve(null);
+      var body = { search_id: state.search.id, type: type };
+      if (result) {
+        body.item_id = result.id;
+        body.item_type = result.type;
+      }
+      var who = requester(form);
+      if (who && (type === "ticket_created" || type === "vote" || type === "helpful")) body.requester = who;
+      return post("/api/events", body, options).catch(function () { return null; });
+    }
+
+    function recordClick(result) {
+      var key = result.type + ":" + result.id;
+      if (state.clicked[key]) return;
+      state.clicked[key] = true;
+      sendEvent("click", result);
+    }
+
+    // --- preview of one suggestion -------------------------------------------------------
+    function closePreview() {
+      preview.hidden = true;
+      preview.textContent = "";
+      panel.hidden = !state.open;
+    }
+
+    function openPreview(index, moveFocus) {
+      var result = state.options[index].result;
+      var search = state.search;
+      recordClick(result);
+      preview.textContent = "";
+      preview.hidden = false;
+      panel.hidden = false;
+      preview.setAttribute("data-type", result.type);
+      var title = el("h3", "dfl-preview-title", result.title);
+      title.tabIndex = -1;
+      preview.appendChild(title);
+      if (result.snippet) preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+      var href = safeUrl(result.url);
+      var actions = el("div", "dfl-actions");
+      if (href) {
+        var target = href;
+        if (result.type === "article" && isDeflectUrl(href)) {
+          var withSearch = new URL(href);
+          withSearch.searchParams.set("search", search.id);
+          target = withSearch.href;
+        }
+        var open = el("a", "dfl-open", result.type === "idea" ? "See the idea" : "Read the full article");
+        open.href = target;
+        open.target = "_blank";
+        open.rel = "noopener";
+        open.setAttribute("data-deflect-open", "");
+        open.addEventListener("click", function () { recordClick(result); });
+        actions.appendChild(open);
+      }
+      preview.appendChild(actions);
+      var done = el("p", "dfl-feedback-done");
+      done.setAttribute("role", "status");
+      if (result.type === "idea") {
+        var vote = el("button", "dfl-button dfl-vote", "Vote for this idea");
+        vote.type = "button";
+        vote.setAttribute("data-deflect-vote", "");
+        vote.addEventListener("click", function () {
+          vote.disabled = true;
+          voteFor(result, search).then(function (ok) {
+            done.textContent = ok ? "Thanks, your vote is counted." : "Your vote could not be saved. Please try again.";
+            vote.disabled = ok;
+            if (ok) vote.textContent = "Voted";
+          });
+        });
+        actions.appendChild(vote);
+      } else {
+        var ask = el("p", "dfl-ask", "Did this answer your question?");
+        var yes = el("button", "dfl-button dfl-yes", "Yes, this answered my question");
+        yes.type = "button";
+        yes.setAttribute("data-deflect-helpful", "");
+        var no = el("button", "dfl-button dfl-no", "No");
+        no.type = "button";
+        no.setAttribute("data-deflect-not-helpful", "");
+        var key = search.id + ":" + result.id;
+        function mark(type) {
+          if (state.feedback[key]) return;
+          state.feedback[key] = type;
+          yes.disabled = no.disabled = true;
+          sendEvent(type, result).then(function (response) {
+            var ok = response && response.ok;
+            if (!ok) {
+              delete state.feedback[key];
+              yes.disabled = no.disabled = false;
+              done.textContent = "Your answer could not be saved. Please try again.";
+              return;
+            }
+            root.setAttribute("data-feedback", type);
+            done.textContent = type === "helpful"
+              ? "Great, glad that helped! There is no need to send the form."
+              : "Thanks for telling us. Try another suggestion, or send your question below.";
+          });
+        }
+        yes.addEventListener("click", function () { mark("helpful"); });
+        no.addEventListener("click", function () { mark("not_helpful"); });
+        if (state.feedback[key]) yes.disabled = no.disabled = true;
+        var buttons = el("div", "dfl-feedback");
+        buttons.appendChild(yes);
+        buttons.appendChild(no);
+        preview.appendChild(ask);
+        preview.appendChild(buttons);
+      }
+      preview.appendChild(done);
+      if (moveFocus) title.focus();
+    }
+
+    function voteFor(result, search) {
+      var body = { search_id: search.id };
+      var who = requester(form);
+      if (who) body.requester = who;
+      return post("/api/ideas/" + encodeURIComponent(result.id) + "/vote", body)
+        .then(function (response) {
+          if (!response.ok) return false;
+          return sendEvent("vote", result).then(function () { return true; });
+        })
+        .catch(function () { return false; });
+    }
+
+    // --- keyboard ------------------------------------------------------------------------
+    input.addEventListener("input", onInput);
+    input.addEventListener("keydown", function (e) {
+      var count = state.options.length;
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        if (!count) return;
+        e.preventDefault();
+        if (!state.open) setOpen(true);
+        var step = e.key === "ArrowDown" ? 1 : -1;
+        var next = state.active < 0 ? (step > 0 ? 0 : count - 1) : (state.active + step + count) % count;
+        setActive(next);
+      } else if (e.key === "Enter" && state.open && state.active >= 0) {
+        e.preventDefault();
+        openPreview(state.active, true);
+      } else if (e.key === "Escape") {
+        if (!preview.hidden) {
+          e.preventDefault();
+          closePreview();
+        } else if (state.open) {
+          e.preventDefault();
+          setOpen(false);
+          panel.hidden = true;
+        }
+      }
+    });
+    root.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && !preview.hidden) {
+        e.preventDefault();
+        closePreview();
+        input.focus();
+      }
+    });
+
+    // --- sending the form anyway ---------------------------------------------------------
+    // Listening on the document runs after the page's own submit handlers, so a page that
+    // handles the submit itself (preventDefault) keeps control; otherwise the ticket_created
+    // event is stored before the browser leaves the page.
+    if (form) {
+      document.addEventListener("submit", function (e) {
+        if (e.target !== form || state.submitting) return;
+        cancelPending();
+        if (!state.search) return;
+        var sent = sendEvent("ticket_created", null);
+        state.submitting = true;
+        if (e.defaultPrevented) {
+          sent.then(function () { state.submitting = false; newQuestion(); });
+          return;
+        }
+        e.preventDefault();
+        var timeout = new Promise(function (resolve) { setTimeout(resolve, config.submitWaitMs); });
+        Promise.race([sent, timeout]).then(function () {
+          HTMLFormElement.prototype.submit.call(form);
+        });
+      });
+    }
+  }
+
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll(config.input), attach);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

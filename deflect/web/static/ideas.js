@@ -1,0 +1,64 @@
+/* Idea board: vote buttons (POST /api/ideas/<id>/vote), one vote per idea per browser. */
+(function () {
+  "use strict";
+  var STORE = "deflect-voted";
+  var EMAIL = "deflect-voter-email";
+  var message = document.querySelector("[data-vote-message]");
+  var emailField = document.querySelector("[data-voter-email]");
+
+  function voted() {
+    try { return JSON.parse(localStorage.getItem(STORE) || "[]"); } catch (e) { return []; }
+  }
+  function remember(id) {
+    var list = voted();
+    if (list.indexOf(id) < 0) list.push(id);
+    try { localStorage.setItem(STORE, JSON.stringify(list)); } catch (e) { /* private mode: fine */ }
+  }
+  function markVoted(button) {
+    button.textContent = "Voted";
+    button.setAttribute("aria-pressed", "true");
+    button.disabled = true;
+  }
+
+  if (emailField) {
+    try { emailField.value = localStorage.getItem(EMAIL) || ""; } catch (e) { /* ignore */ }
+    emailField.addEventListener("change", function () {
+      try { localStorage.setItem(EMAIL, emailField.value.trim()); } catch (e) { /* ignore */ }
+    });
+    emailField.form.addEventListener("submit", function (e) { e.preventDefault(); });
+  }
+
+  var already = voted();
+  Array.prototype.forEach.call(document.querySelectorAll("[data-vote-idea]"), function (button) {
+    var id = button.getAttribute("data-vote-idea");
+    button.setAttribute("aria-pressed", "false");
+    if (already.indexOf(id) >= 0) markVoted(button);
+    button.addEventListener("click", function () {
+      var card = button.closest("[data-idea-id]");
+      var count = card.querySelector("[data-vote-count]");
+      var title = card.querySelector(".idea-title").textContent;
+      var body = {};
+      var email = emailField ? emailField.value.trim() : "";
+      if (/.+@.+/.test(email)) body.requester = { email: email };
+      button.disabled = true;
+      fetch("/api/ideas/" + encodeURIComponent(id) + "/vote", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      }).then(function (response) {
+        if (!response.ok) throw new Error("vote answered " + response.status);
+        return response.json();
+      }).then(function (answer) {
+        var idea = answer && (answer.idea || answer);
+        var votes = idea && typeof idea.votes === "number" ? idea.votes : parseInt(count.textContent, 10) + 1;
+        count.textContent = String(votes);
+        remember(id);
+        markVoted(button);
+        message.textContent = "Thanks! Your vote for “" + title + "” is counted.";
+      }).catch(function () {
+        button.disabled = false;
+        message.textContent = "Your vote could not be saved. Please try again.";
+      });
+    });
+  });
+})();

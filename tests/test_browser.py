@@ -1,0 +1,645 @@
+"""The widget and pages in a real browser: Playwright driving Debian's Chromium against a real server.
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`); Playwright's own browser download is
+never used. DEFLECT_SKIP_BROWSER=1 skips this module explicitly (it fails otherwise, so a CI
+machine without Chromium cannot pass silently). Every test fails on any console error or
+uncaught page error. Screenshots go to docs/screenshots/ (DEFLECT_SCREENSHOT_DIR overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import ADMIN_TOKEN, DATA, ROOT, SAMPLE_KB, read_jsonl, serve_app
+from pages_support import (
+    HOSTILE_ARTICLE_ID,
+    HOSTILE_IDEA,
+    HOSTILE_QUERY,
+    admin_headers,
+    hostile_kb,
+    make_settings,
+    suggest,
+)
+
+from deflect.db import searches
+
+CHROMIUM = os.environ.get("DEFLECT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+SCREENSHOTS = Path(os.environ.get("DEFLECT_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
+TIMEOUT = 60
+
+NEEDS_EVENTS = pytest.mark.xfail(strict=False, reason="needs POST /api/events (events work, not merged yet)")
+NEEDS_METRICS = pytest.mark.xfail(strict=False, reason="needs GET /api/metrics (events work, not merged yet)")
+NEEDS_ALIASES = pytest.mark.xfail(strict=False, reason="needs GET/DELETE /api/aliases (events work, not merged yet)")
+NEEDS_VOTE = pytest.mark.xfail(strict=False, reason="needs POST /api/ideas/<id>/vote (ideas work, not merged yet)")
+NEEDS_CLUSTERS = pytest.mark.xfail(
+    strict=False, reason="needs /api/clusters, /api/clusters/rebuild and /promote (clusters work, not merged yet)"
+)
+
+if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
+    pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+# --- browser and servers --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: `apt-get install -y chromium` (or DEFLECT_SKIP_BROWSER=1 to skip)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """Console errors and uncaught exceptions seen by one page."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.allowed: list[re.Pattern] = []
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+    def check(self) -> None:
+        assert not self.unexpected(), "console errors:\n" + "\n".join(self.unexpected())
+
+
+def _open_page(browser, request, **context_options):
+    context = browser.new_context(**({"viewport": {"width": 1280, "height": 900}} | context_options))
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console = Console()
+    page.on("console", lambda m: console.errors.append(f"{m.text} at {m.location.get('url')}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
+    page.console = console
+    return context, page
+
+
+@pytest.fixture
+def page(browser, request):
+    context, page = _open_page(browser, request)
+    yield page
+    context.close()
+    # xfail tests check the console themselves (a teardown error would hide the xfail).
+    if not request.node.get_closest_marker("xfail"):
+        page.console.check()
+
+
+@pytest.fixture
+def phone(browser, request):
+    context, page = _open_page(
+        browser, request, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    yield page
+    context.close()
+    page.console.check()
+
+
+CUSTOMER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Acme support</title><link rel="icon" href="data:,"></head>
+<body><h1>Contact Acme</h1>
+<form method="post" action="/sent">
+  <input name="q" aria-label="Question" data-deflect-input>
+  <input name="email" type="email" aria-label="Email" data-deflect-email>
+  <button type="submit">Send</button>
+</form>
+<script src="{base}/static/deflect-widget.js" data-endpoint="{base}" data-types="article" data-k="3" defer></script>
+</body></html>"""
+
+
+def customer_site():
+    """Another origin (another port) embedding the widget, as a customer's own help page would."""
+    from flask import Flask
+
+    app = Flask("customer")
+    app.config["DEFLECT_BASE"] = ""
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/")
+    def home():
+        return CUSTOMER_PAGE.format(base=app.config["DEFLECT_BASE"])
+
+    @app.post("/sent")
+    def sent():
+        return "<!doctype html><title>sent</title><link rel='icon' href='data:,'><p>Sent</p>"
+
+    return app
+
+
+@dataclass
+class Site:
+    base: str
+    customer: str
+    runtime: object
+
+    @property
+    def db(self) -> sa.Engine:
+        return self.runtime.db
+
+
+@pytest.fixture(scope="module")
+def site(sample_runtime, tmp_path_factory):
+    """deflect on the sample KB (index shared with sample_runtime, database of its own) and a customer site."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    customer = customer_site()
+    with serve_app(customer) as customer_base:
+        tmp = tmp_path_factory.mktemp("browser")
+        settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=customer_base)
+        runtime = Runtime(settings)
+        with serve_app(create_app(settings, runtime)) as base:
+            customer.config["DEFLECT_BASE"] = base
+            suggest(base, "warm up the model")  # the first query pays for lazy loading
+            yield Site(base, customer_base, runtime)
+        runtime.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    shared = tmp_path_factory.getbasetemp()
+    tmp = tmp_path_factory.mktemp("browser-hostile")
+    runtime = Runtime(make_settings(tmp, hostile_kb(shared), shared / "hostile-index"))
+    with serve_app(create_app(runtime.settings, runtime)) as base:
+        suggest(base, "warm up the model")
+        yield Site(base, "", runtime)
+    runtime.db.dispose()
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def ask(page: Page, question: str, delay_ms: int = 90):
+    """Type a question key by key; return the listbox once it shows results for the whole question.
+
+    The wait is one second from the last key: debounce (200 ms) + search + rendering must fit in it.
+    """
+    field = page.locator("[data-deflect-input]").first
+    field.click()
+    page.keyboard.type(question, delay=delay_ms)
+    listbox = page.locator("[role=listbox]").first
+    expect(listbox).to_have_attribute("data-query", question, timeout=1000)
+    return listbox
+
+
+def search_row(db: sa.Engine, search_id: str) -> dict:
+    with db.connect() as conn:
+        return dict(conn.execute(sa.select(searches).where(searches.c.id == search_id)).one()._mapping)
+
+
+def session_searches(db: sa.Engine, session: str) -> list[dict]:
+    with db.connect() as conn:
+        rows = conn.execute(sa.select(searches).where(searches.c.session == session).order_by(searches.c.created_at))
+        return [dict(r._mapping) for r in rows]
+
+
+def stored_events(db: sa.Engine, search_id: str) -> list[dict]:
+    """The events stored for one search, read straight from the database."""
+    table = sa.Table("events", sa.MetaData(), autoload_with=db)
+    with db.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(table).where(table.c.search_id == search_id))]
+
+
+def wait_for_event(db: sa.Engine, search_id: str, event_type: str, timeout: float = 5.0) -> list[dict]:
+    """Events are acknowledged (202) only once stored, but the page may learn that a moment later."""
+    found: list[dict] = []
+    for _ in range(int(timeout / 0.1)):
+        found = [e for e in stored_events(db, search_id) if e["type"] == event_type]
+        if found:
+            break
+        time.sleep(0.1)
+    return found
+
+
+def assert_nothing_ran(page: Page) -> None:
+    """No hostile payload ran, and no element carries an inline handler or a script-capable URL."""
+    assert page.evaluate("window.__pwned") is None
+    assert page.title() != "pwned"
+    offenders = page.evaluate(
+        """() => {
+          const bad = [];
+          for (const el of document.querySelectorAll('*')) {
+            for (const a of el.attributes) {
+              if (a.name.toLowerCase().startsWith('on')) bad.push(el.tagName + ' ' + a.name);
+              if (['href', 'src', 'action'].includes(a.name) && /^\\s*(javascript|data|vbscript):/i.test(a.value)
+                  && !(el.tagName === 'LINK' && a.value === 'data:,')) bad.push(el.tagName + ' ' + a.value);
+            }
+            if (el.tagName === 'SCRIPT' && !(el.getAttribute('src') || '').includes('/static/')) bad.push('inline script');
+            if (['IFRAME', 'OBJECT', 'EMBED'].includes(el.tagName)) bad.push(el.tagName);
+          }
+          return bad;
+        }"""
+    )
+    assert offenders == []
+
+
+# --- the help form --------------------------------------------------------------------
+
+
+def test_help_suggests_while_typing(page, site):
+    page.goto(site.base + "/help")
+    question = "I forgot my password"
+    listbox = ask(page, question)
+    field = page.locator("[data-deflect-input]")
+    options = page.locator("[data-deflect-suggestion]")
+    expect(options.first).to_be_visible()
+    assert options.first.get_attribute("data-id") == "account/reset-password"
+    assert options.first.get_attribute("data-type") == "article"
+    # ARIA combobox wiring.
+    expect(field).to_have_attribute("role", "combobox")
+    expect(field).to_have_attribute("aria-expanded", "true")
+    assert field.get_attribute("aria-controls") == listbox.get_attribute("id")
+    group = page.locator("[role=listbox] [role=group]").first
+    label_id = group.get_attribute("aria-labelledby")
+    expect(page.locator(f"#{label_id}")).to_have_text("Help articles")
+    assert options.count() == page.locator("[role=listbox] [role=option]").count() >= 3
+    for snippet in page.locator("[data-deflect-suggestion] .dfl-snippet").all_text_contents():
+        assert snippet.strip()
+    # Debounced and one session: fewer searches than keys, all in one session, the last is the one shown.
+    search_id = listbox.get_attribute("data-search-id")
+    session = search_row(site.db, search_id)["session"]
+    assert session and len(session) >= 16
+    rows = session_searches(site.db, session)
+    assert 1 <= len(rows) < len(question) // 2
+    assert rows[-1]["id"] == search_id and rows[-1]["query"] == question
+    assert all(question.startswith(r["query"]) for r in rows)
+    screenshot(page, "help.png")
+
+
+def test_articles_and_ideas_are_separate_groups(page, site):
+    page.goto(site.base + "/help")
+    ask(page, "is there a dark mode")
+    groups = page.locator("[role=listbox] [role=group]")
+    labels = [page.locator(f"#{g.get_attribute('aria-labelledby')}").inner_text() for g in groups.all()]
+    assert labels == ["Help articles", "Ideas from other customers"]
+    ideas = groups.nth(1).locator("[data-deflect-suggestion]")
+    assert ideas.first.get_attribute("data-type") == "idea"
+    assert ideas.first.get_attribute("data-id") == "dark-mode"
+    assert all(t == "article" for t in groups.nth(0).locator("[role=option]").evaluate_all("els => els.map(e => e.dataset.type)"))
+
+
+def test_a_new_question_gets_a_new_session(page, site):
+    page.goto(site.base + "/help")
+    first = ask(page, "how do I export my data").get_attribute("data-search-id")
+    page.locator("[data-deflect-input]").fill("")
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
+    second = ask(page, "cancel my subscription").get_attribute("data-search-id")
+    assert search_row(site.db, first)["session"] != search_row(site.db, second)["session"]
+
+
+@NEEDS_EVENTS
+def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
+    page.goto(site.base + "/help")
+    listbox = ask(page, "I can't log in because I lost my phone")
+    field = page.locator("[data-deflect-input]")
+    options = page.locator("[data-deflect-suggestion]")
+    ids = [o.get_attribute("id") for o in options.all()]
+    assert len(ids) >= 3
+
+    def active_is(index: int) -> None:
+        expect(field).to_have_attribute("aria-activedescendant", ids[index])
+        expect(options.nth(index)).to_have_attribute("aria-selected", "true")
+        assert page.locator("[data-deflect-suggestion][aria-selected=true]").count() == 1
+
+    page.keyboard.press("ArrowDown")
+    active_is(0)
+    page.keyboard.press("ArrowDown")
+    active_is(1)
+    page.keyboard.press("ArrowUp")
+    active_is(0)
+    page.keyboard.press("ArrowUp")  # wraps to the last suggestion
+    active_is(len(ids) - 1)
+    page.keyboard.press("Escape")
+    expect(field).to_have_attribute("aria-expanded", "false")
+    expect(listbox).to_be_hidden()
+    assert field.get_attribute("aria-activedescendant") is None
+    page.keyboard.press("ArrowDown")  # reopens
+    expect(field).to_have_attribute("aria-expanded", "true")
+    active_is(0)
+    page.keyboard.press("ArrowDown")
+    active_is(1)
+    chosen = options.nth(1)
+    item_id, title = chosen.get_attribute("data-id"), chosen.locator(".dfl-title").inner_text()
+    page.keyboard.press("Enter")  # opens the suggestion instead of sending the form
+    preview = page.locator(".dfl-preview")
+    expect(preview).to_be_visible()
+    expect(preview.locator(".dfl-preview-title")).to_have_text(title)
+    expect(preview.locator(".dfl-preview-title")).to_be_focused()
+    assert page.url.endswith("/help")
+    page.keyboard.press("Escape")  # closes the preview and returns to the question
+    expect(preview).to_be_hidden()
+    expect(field).to_be_focused()
+    active_is(1)
+    page.keyboard.press("Enter")
+    expect(preview.locator(".dfl-preview-title")).to_be_focused()
+    page.keyboard.press("Tab")  # the "read the article" link, then the answer buttons
+    page.keyboard.press("Tab")
+    expect(page.locator("[data-deflect-helpful]")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".dfl-widget")).to_have_attribute("data-feedback", "helpful")
+
+    search_id = listbox.get_attribute("data-search-id")
+    helpful = wait_for_event(site.db, search_id, "helpful")
+    assert [(e["item_id"], e["item_type"]) for e in helpful] == [(item_id, "article")]
+    clicks = wait_for_event(site.db, search_id, "click")
+    assert [(e["item_id"], e["item_type"]) for e in clicks] == [(item_id, "article")]  # one click, not one per look
+    page.console.check()
+
+
+@NEEDS_EVENTS
+def test_sending_the_form_anyway_records_a_ticket(page, site):
+    page.goto(site.base + "/help")
+    question = "do you have a physical office in lisbon"
+    listbox = ask(page, question)
+    search_id = listbox.get_attribute("data-search-id")
+    page.fill("#details", "I would like to visit.")
+    page.fill("[data-deflect-email]", "visitor@example.com")
+    page.get_by_role("button", name="Send to support").click()
+    expect(page.get_by_role("heading", name="Thanks, we got your question")).to_be_visible()
+    tickets = stored_events(site.db, search_id)
+    assert [e["type"] for e in tickets if e["type"] == "ticket_created"] == ["ticket_created"]
+    assert question in page.locator("main").inner_text()
+    page.console.check()
+
+
+@NEEDS_EVENTS
+def test_opening_an_article_and_answering_there(page, site):
+    page.goto(site.base + "/help")
+    listbox = ask(page, "how do I change my email address")
+    search_id = listbox.get_attribute("data-search-id")
+    page.locator("[data-deflect-suggestion]").first.click()
+    link = page.locator("[data-deflect-open]")
+    assert f"search={search_id}" in link.get_attribute("href")
+    assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    with page.context.expect_page() as opened:
+        link.click()
+    article = opened.value
+    article.on("console", lambda m: page.console.errors.append(m.text) if m.type == "error" else None)
+    expect(article.locator("[data-article-feedback]")).to_be_visible()
+    article.locator("[data-feedback=not_helpful]").click()
+    expect(article.locator("[data-article-feedback]")).to_have_attribute("data-feedback-sent", "not_helpful")
+    assert wait_for_event(site.db, search_id, "not_helpful")
+    page.console.check()
+
+
+def test_article_page_without_a_search_does_not_ask_for_feedback(page, site):
+    page.goto(site.base + "/articles/billing/refunds")
+    expect(page.locator("h1")).to_have_text(re.compile("refund", re.I))
+    expect(page.locator("[data-article-feedback]")).to_be_hidden()
+
+
+# --- ideas ----------------------------------------------------------------------------
+
+
+@NEEDS_VOTE
+def test_vote_on_the_idea_board(page, site):
+    from deflect.ideas import list_ideas
+
+    page.goto(site.base + "/ideas")
+    screenshot(page, "ideas.png")
+    card = page.locator("[data-idea-id]").filter(has=page.locator("[data-vote-idea]")).nth(2)
+    idea_id = card.get_attribute("data-idea-id")
+    before = next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id)
+    expect(card.locator("[data-vote-count]")).to_have_text(str(before))
+    page.fill("[data-voter-email]", "fan@example.com")
+    card.locator("[data-vote-idea]").click()
+    expect(card.locator("[data-vote-count]")).to_have_text(str(before + 1))
+    expect(card.locator("[data-vote-idea]")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("[data-vote-message]")).to_contain_text("counted")
+    assert next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id) == before + 1
+    page.reload()  # the board shows the stored count, and this browser's vote is remembered
+    card = page.locator(f"[data-idea-id='{idea_id}']")
+    expect(card.locator("[data-vote-count]")).to_have_text(str(before + 1))
+    expect(card.locator("[data-vote-idea]")).to_be_disabled()
+    page.console.check()
+
+
+@NEEDS_VOTE
+def test_vote_for_an_idea_from_the_widget(page, site):
+    from deflect.ideas import list_ideas
+
+    page.goto(site.base + "/help")
+    listbox = ask(page, "please add a dark mode")
+    idea = page.locator("[data-deflect-suggestion][data-type=idea]").first
+    idea_id = idea.get_attribute("data-id")
+    before = next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id)
+    idea.click()
+    page.locator("[data-deflect-vote]").click()
+    expect(page.locator("[data-deflect-vote]")).to_have_text("Voted")
+    assert next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id) == before + 1
+    assert wait_for_event(site.db, listbox.get_attribute("data-search-id"), "vote")
+    page.console.check()
+
+
+def test_idea_board_filters(page, site):
+    page.goto(site.base + "/ideas")
+    page.get_by_role("link", name=re.compile("^Planned")).click()
+    expect(page).to_have_url(re.compile(r"/ideas\?status=planned$"))
+    statuses = page.locator(".idea .status").all_inner_texts()
+    assert statuses and set(statuses) == {"Planned"}
+
+
+# --- admin ----------------------------------------------------------------------------
+
+
+def sign_in(page: Page, base: str, token: str = ADMIN_TOKEN) -> None:
+    page.goto(base + "/admin")
+    page.fill("[data-deflect-token]", token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@NEEDS_ALIASES
+def test_admin_rejects_a_wrong_token(page, site):
+    page.console.allow(r"status of 401")  # the browser logs the refused request itself
+    sign_in(page, site.base, "not-the-token")
+    expect(page.locator("[data-login-error]")).to_contain_text("not right")
+    expect(page.locator("[data-admin-dashboard]")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('deflect-admin-token')") is None
+    page.console.check()
+
+
+@NEEDS_METRICS
+def test_admin_sees_metrics(page, site):
+    for question in ("I forgot my password", "how do I get a refund", "can I pay with bitcoin"):
+        suggest(site.base, question, session=question)
+    sign_in(page, site.base)
+    dashboard = page.locator("[data-admin-dashboard]")
+    expect(dashboard).to_have_attribute("data-loaded", "true")
+    totals = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["totals"]
+    searches_shown = page.locator("[data-deflect-metric=searches]")
+    assert int(searches_shown.get_attribute("data-value")) >= 3
+    for name in ("searches", "deflection_rate", "answered_rate", "click_rate", "tickets",
+                 "confirmed_deflections", "assumed_deflections"):
+        shown = page.locator(f"[data-deflect-metric={name}]").first
+        assert float(shown.get_attribute("data-value")) == pytest.approx(totals[name], abs=1e-9)
+        assert re.fullmatch(r"[\d,.]+%?", shown.inner_text()), shown.inner_text()
+    assert page.locator("[data-chart] svg rect.bar").count() >= 1
+    # The token is kept for the tab: a reload goes straight to the dashboard.
+    page.reload()
+    expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
+    expect(page.locator("[data-admin-login]")).to_be_hidden()
+    screenshot(page, "admin.png")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("[data-admin-login]")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('deflect-admin-token')") is None
+    page.console.check()
+
+
+@NEEDS_CLUSTERS
+def test_admin_promotes_an_idea_candidate(page, site):
+    for row in read_jsonl(DATA / "unanswerable_questions.jsonl")[:12]:
+        suggest(site.base, row["text"], session="unanswered-" + row["text"][:40])
+    for text in ("can I pay with bitcoin", "do you accept crypto payments", "pay my invoice in ethereum or bitcoin"):
+        suggest(site.base, text, session="crypto-" + text)
+    sign_in(page, site.base)
+    expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
+    page.get_by_role("button", name="Rebuild candidates").click()
+    candidate = page.locator("[data-candidate-id][data-status=new]").first
+    expect(candidate).to_be_visible(timeout=60_000)
+    candidate_id = candidate.get_attribute("data-candidate-id")
+    title = "Pay with cryptocurrency"
+    candidate.locator("[data-promote-title]").fill(title)
+    candidate.locator("[data-action=promote]").click()
+    expect(page.locator("[data-dash-message]")).to_contain_text("Promoted")
+    expect(page.locator(f"[data-candidate-id='{candidate_id}']")).to_have_attribute("data-status", "promoted")
+    ideas = requests.get(f"{site.base}/api/ideas", timeout=TIMEOUT).json()["ideas"]
+    assert title in [i["title"] for i in ideas]
+    page.console.check()
+
+
+@NEEDS_ALIASES
+def test_admin_deletes_a_learned_alias(page, site):
+    answer = suggest(site.base, "my reset link never arrived", session="alias-test")
+    top = answer["results"][0]
+    r = requests.post(
+        f"{site.base}/api/events",
+        json={"search_id": answer["search_id"], "type": "helpful", "item_id": top["id"], "item_type": top["type"]},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 202
+    sign_in(page, site.base)
+    row = page.locator("[data-aliases] tr").filter(has_text="my reset link never arrived")
+    expect(row).to_have_count(1)
+    row.locator("[data-delete-alias]").click()
+    expect(page.locator("[data-dash-message]")).to_contain_text("Alias deleted")
+    expect(page.locator("[data-aliases] tr").filter(has_text="my reset link never arrived")).to_have_count(0)
+    aliases = requests.get(f"{site.base}/api/aliases", headers=admin_headers(), timeout=TIMEOUT).json()
+    assert "my reset link never arrived" not in str(aliases)
+    page.console.check()
+
+
+# --- cross-origin ---------------------------------------------------------------------
+
+
+def test_widget_works_from_a_listed_origin(page, site):
+    page.goto(site.customer + "/")
+    assert page.evaluate("location.origin") != site.base
+    listbox = ask(page, "I forgot my password")
+    option = page.locator("[data-deflect-suggestion]").first
+    assert option.get_attribute("data-id") == "account/reset-password"
+    assert search_row(site.db, listbox.get_attribute("data-search-id"))["query"] == "I forgot my password"
+    option.click()
+    link = page.locator("[data-deflect-open]")
+    assert link.get_attribute("href").startswith(site.base + "/articles/account/reset-password")
+
+
+def test_widget_gets_nothing_from_an_unlisted_origin(page, site):
+    # localhost and 127.0.0.1 are different origins; only the 127.0.0.1 one is listed.
+    page.console.allow(r"CORS policy|Failed to load resource: net::ERR_FAILED")
+    page.goto(site.customer.replace("127.0.0.1", "localhost") + "/")
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type("I forgot my password", delay=50)
+    expect(page.locator(".dfl-sr-status")).to_contain_text("not available", timeout=5000)
+    expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
+    assert any("CORS" in e for e in page.console.errors)
+
+
+# --- hostile content ------------------------------------------------------------------
+
+
+def test_hostile_article_is_inert_on_its_page(page, hostile):
+    page.goto(f"{hostile.base}/articles/{HOSTILE_ARTICLE_ID}")
+    body = page.locator("[data-article-body]")
+    expect(body).to_contain_text("<script>window.__pwned = 'script'</script>")  # shown, not run
+    expect(page.locator("h1.article-title")).to_contain_text("<img src=x onerror=")
+    page.get_by_role("link", name="Download the export").click()
+    page.get_by_role("link", name="the encoded one").click()
+    assert_nothing_ran(page)
+
+
+def test_hostile_article_and_idea_are_inert_in_the_widget(page, hostile):
+    page.goto(f"{hostile.base}/help")
+    ask(page, "how do I export my tasks to a spreadsheet")
+    titles = page.locator("[data-deflect-suggestion] .dfl-title").all_inner_texts()
+    assert any("<img src=x onerror=" in t for t in titles)
+    article = page.locator(f"[data-deflect-suggestion][data-id='{HOSTILE_ARTICLE_ID}']")
+    article.click()
+    # Its front matter url is javascript:, so the widget offers no link rather than a dangerous one.
+    expect(page.locator(".dfl-preview")).to_be_visible()
+    expect(page.locator("[data-deflect-open]")).to_have_count(0)
+    idea = page.locator(f"[data-deflect-suggestion][data-id='{HOSTILE_IDEA['id']}']")
+    expect(idea).to_have_count(1)
+    idea.click()
+    assert_nothing_ran(page)
+
+
+def test_hostile_idea_is_inert_on_the_board_and_index(page, hostile):
+    page.goto(f"{hostile.base}/ideas")
+    expect(page.locator(f"#idea-{HOSTILE_IDEA['id']} .idea-title")).to_have_text(HOSTILE_IDEA["title"])
+    assert_nothing_ran(page)
+    page.goto(f"{hostile.base}/articles")
+    expect(page.locator("main")).to_contain_text("Export <img src=x onerror=")
+    assert_nothing_ran(page)
+
+
+@NEEDS_METRICS
+def test_hostile_text_is_inert_on_the_admin_dashboard(page, hostile):
+    answer = suggest(hostile.base, HOSTILE_QUERY, session="hostile")
+    suggest(hostile.base, "how do I export my tasks to a spreadsheet", session="hostile-2")
+    requests.post(f"{hostile.base}/api/clusters/rebuild", headers=admin_headers(), json={}, timeout=TIMEOUT)
+    sign_in(page, hostile.base)
+    expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
+    assert answer["search_id"]
+    expect(page.locator("[data-admin-dashboard]")).to_contain_text("<img src=x onerror=")
+    assert_nothing_ran(page)
+    page.console.check()
+
+
+# --- phones ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/help", "/ideas", "/admin", "/articles/account/reset-password"])
+def test_pages_fit_a_phone_screen(phone, site, path):
+    phone.goto(site.base + path)
+    if path == "/help":
+        ask(phone, "I forgot my password")
+        screenshot(phone, "help-phone.png")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a 390px screen"
+    font = phone.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+    assert font >= 15

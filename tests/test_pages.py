@@ -1,0 +1,334 @@
+"""Pages, static files, security headers and CORS over real HTTP (the browser tests are in test_browser.py)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+import requests
+from conftest import SAMPLE_KB, serve_app
+from pages_support import HOSTILE_ARTICLE_ID, HOSTILE_IDEA, hostile_kb, make_settings
+
+from deflect.articles import is_safe_url, load_kb
+from deflect.ideas import list_ideas
+
+TIMEOUT = 60
+ALLOWED_ORIGIN = "https://help.customer.example"
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the page's visible text."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def find(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for t, attrs in self.tags if t == tag]
+
+
+def get(base: str, path: str, **kwargs) -> requests.Response:
+    return requests.get(base + path, timeout=TIMEOUT, **kwargs)
+
+
+def assert_inert(html: str) -> Tags:
+    """No script but our own static files, no event-handler attribute, no script-capable URL."""
+    page = Tags(html)
+    for attrs in page.find("script"):
+        assert (attrs.get("src") or "").startswith("/static/"), attrs
+    for tag, attrs in page.tags:
+        assert not [a for a in attrs if a.lower().startswith("on")], (tag, attrs)
+        for name in ("href", "src", "action", "formaction"):
+            if attrs.get(name) is not None:
+                assert is_safe_url(attrs[name]), (tag, attrs)
+        assert tag not in ("iframe", "object", "embed"), (tag, attrs)
+    return page
+
+
+@pytest.fixture(scope="module")
+def cors_server(sample_runtime, tmp_path_factory):
+    """The sample KB (index shared with sample_runtime) with one CORS origin listed, own database."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    tmp = tmp_path_factory.mktemp("pages-cors")
+    settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=ALLOWED_ORIGIN)
+    runtime = Runtime(settings)
+    with serve_app(create_app(settings, runtime)) as base:
+        yield base
+    runtime.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory):
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    shared = tmp_path_factory.getbasetemp()
+    tmp = tmp_path_factory.mktemp("pages-hostile")
+    runtime = Runtime(make_settings(tmp, hostile_kb(shared), shared / "hostile-index"))
+    with serve_app(create_app(runtime.settings, runtime)) as base:
+        yield base
+    runtime.db.dispose()
+
+
+# --- pages ----------------------------------------------------------------------------
+
+
+def test_root_sends_newcomers_to_the_help_form(live_server):
+    r = get(live_server, "/", allow_redirects=False)
+    assert r.status_code in (301, 302, 303, 307, 308)
+    assert r.headers["Location"].endswith("/help")
+
+
+def test_help_page_has_the_widget_and_a_form(live_server):
+    r = get(live_server, "/help")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    page = assert_inert(r.text)
+    inputs = {a.get("name"): a for a in page.find("input")}
+    assert "data-deflect-input" in inputs["subject"]
+    assert "data-deflect-email" in inputs["email"]
+    (form,) = page.find("form")
+    assert form["method"] == "post" and form["action"] == "/help"
+    widget = [a for a in page.find("script") if a.get("src") == "/static/deflect-widget.js"]
+    assert len(widget) == 1 and "defer" in widget[0]
+    assert widget[0]["data-types"] == "article,idea"
+    # Every topic listed links to a section of the article index that exists.
+    index = Tags(get(live_server, "/articles").text)
+    section_ids = {a.get("id") for _, a in index.tags}
+    topic_links = [a["href"] for a in page.find("a") if a.get("href", "").startswith("/articles#")]
+    assert topic_links and all(link.split("#", 1)[1] in section_ids for link in topic_links)
+
+
+def test_help_page_passes_a_valid_locale_to_the_widget_and_drops_a_bad_one(live_server):
+    ko = Tags(get(live_server, "/help?locale=ko").text)
+    assert [a.get("data-locale") for a in ko.find("script") if a.get("data-endpoint") is not None] == ["ko"]
+    bad = Tags(get(live_server, '/help?locale="><script>').text)
+    assert [a.get("data-locale") for a in bad.find("script") if a.get("data-endpoint") is not None] == [None]
+
+
+def test_sending_the_help_form(live_server):
+    r = requests.post(
+        f"{live_server}/help",
+        data={"subject": "Invoices <b>missing</b>", "details": "since May", "email": "ana@example.com"},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 200
+    assert "Invoices &lt;b&gt;missing&lt;/b&gt;" in r.text and "ana@example.com" in r.text
+    empty = requests.post(f"{live_server}/help", data={"subject": "  "}, timeout=TIMEOUT)
+    assert empty.status_code == 400
+    assert "Please tell us what your question is about." in empty.text
+    too_long = requests.post(f"{live_server}/help", data={"subject": "x", "details": "y" * 6000}, timeout=TIMEOUT)
+    assert too_long.status_code == 400
+
+
+def test_article_index_lists_every_article(live_server):
+    r = get(live_server, "/articles")
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    hrefs = {a["href"] for a in page.find("a")}
+    for article in load_kb(SAMPLE_KB)[0]:
+        assert f"/articles/{article.id}" in hrefs
+    assert "Other languages (ko)" in "".join(page.text)
+
+
+def test_article_page_renders_markdown(live_server):
+    r = get(live_server, "/articles/account/reset-password")
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    article = next(a for a in load_kb(SAMPLE_KB)[0] if a.id == "account/reset-password")
+    text = "".join(page.text)
+    assert article.title in text
+    assert len(page.find("h1")) == 1  # the body's own "# Title" is not repeated
+    assert page.find("ol") or page.find("ul")
+    assert "<strong>Forgot password?</strong>" in r.text  # Markdown emphasis became HTML
+    assert [a for a in page.find("script") if a.get("src") == "/static/article.js"]
+
+
+def test_korean_article_page_is_marked_as_korean(live_server):
+    page = Tags(get(live_server, "/articles/ko/reset-password").text)
+    assert page.find("html")[0]["lang"] == "ko"
+    assert "비밀번호" in "".join(page.text)
+
+
+@pytest.mark.parametrize("path", ["/articles/no/such-article", "/articles/account"])
+def test_unknown_article_is_an_html_404(live_server, path):
+    r = get(live_server, path)
+    assert r.status_code == 404
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "We could not find that article" in r.text
+
+
+def test_idea_board_lists_ideas_with_status_votes_and_vote_buttons(live_server, sample_runtime):
+    r = get(live_server, "/ideas")
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    ideas = [i for i in list_ideas(sample_runtime.db) if i["status"] != "merged"]
+    cards = [a for a in page.find("li") if a.get("data-idea-id")]
+    assert [c["data-idea-id"] for c in cards] == [i["id"] for i in ideas]  # most votes first
+    buttons = {a["data-vote-idea"] for a in page.find("button") if a.get("data-vote-idea")}
+    assert buttons == {i["id"] for i in ideas if i["status"] in ("open", "planned", "in_progress")}
+    html = r.text
+    for idea in ideas[:5]:
+        assert f'id="idea-{idea["id"]}"' in html
+        assert f'<span class="vote-count" data-vote-count>{idea["votes"]}</span>' in html
+
+
+def test_idea_board_filters_by_status(live_server, sample_runtime):
+    planned = Tags(get(live_server, "/ideas?status=planned").text)
+    ids = [a["data-idea-id"] for a in planned.find("li") if a.get("data-idea-id")]
+    assert ids == [i["id"] for i in list_ideas(sample_runtime.db, ("planned",))]
+    assert get(live_server, "/ideas?status=nonsense").status_code == 404
+
+
+def test_admin_page_asks_for_the_token(live_server):
+    r = get(live_server, "/admin")
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    tokens = [a for a in page.find("input") if "data-deflect-token" in a]
+    assert len(tokens) == 1 and tokens[0]["type"] == "password"
+    assert "data-deflect-metric" in r.text
+    assert [a for a in page.find("script") if a.get("src") == "/static/admin.js"]
+
+
+@pytest.mark.parametrize(
+    "path, kind",
+    [
+        ("/static/deflect-widget.js", "javascript"),
+        ("/static/deflect-widget.css", "text/css"),
+        ("/static/deflect.css", "text/css"),
+        ("/static/admin.js", "javascript"),
+        ("/static/deflect-chart.js", "javascript"),
+        ("/static/ideas.js", "javascript"),
+        ("/static/article.js", "javascript"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ],
+)
+def test_static_files_are_served_with_their_types(live_server, path, kind):
+    r = get(live_server, path)
+    assert r.status_code == 200 and r.content
+    assert kind in r.headers["Content-Type"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    # Nothing is fetched from a CDN: the only absolute URLs are the SVG namespace and doc examples.
+    urls = set(re.findall(rb"https?://[^\s\"')]+", r.content))
+    assert urls <= {b"http://www.w3.org/2000/svg", b"https://deflect.example.com/static/deflect-widget.js",
+                    b"https://deflect.example.com"}, urls
+
+
+# --- security headers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/help", "/articles", "/articles/account/reset-password", "/ideas", "/admin"])
+def test_pages_send_security_headers(live_server, path):
+    r = get(live_server, path)
+    csp = {d.split()[0]: d.split()[1:] for d in r.headers["Content-Security-Policy"].split("; ")}
+    assert csp["script-src"] == ["'self'"]  # no inline script, no eval, no CDN
+    assert csp["object-src"] == ["'none'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["default-src"] == ["'self'"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "<script>" not in r.text and " on" + "click=" not in r.text  # really no inline script
+
+
+def test_api_answers_get_nosniff_and_a_deny_all_csp(live_server):
+    r = get(live_server, "/healthz")
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+# --- CORS -----------------------------------------------------------------------------
+
+
+def preflight(base: str, path: str, origin: str, headers: str = "content-type") -> requests.Response:
+    return requests.options(
+        base + path,
+        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers},
+        timeout=TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/suggest", "/api/events", "/api/ideas/dark-mode/vote"])
+def test_preflight_from_a_listed_origin(cors_server, path):
+    r = preflight(cors_server, path, ALLOWED_ORIGIN)
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert r.headers["Access-Control-Allow-Headers"].lower() == "content-type"
+    assert "Origin" in r.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in r.headers
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "https://help.customer.example.evil.example", "null"])
+def test_preflight_from_an_unlisted_origin_is_not_allowed(cors_server, origin):
+    r = preflight(cors_server, "/api/suggest", origin)
+    assert "Access-Control-Allow-Origin" not in r.headers
+    assert "Access-Control-Allow-Methods" not in r.headers
+
+
+def test_listed_origin_can_read_suggestions(cors_server):
+    r = requests.post(
+        f"{cors_server}/api/suggest", json={"query": "I forgot my password"}, headers={"Origin": ALLOWED_ORIGIN}, timeout=TIMEOUT
+    )
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert r.json()["results"][0]["id"] == "account/reset-password"
+    other = requests.post(
+        f"{cors_server}/api/suggest", json={"query": "password"}, headers={"Origin": "https://evil.example"}, timeout=TIMEOUT
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_admin_endpoints_cannot_be_called_cross_origin(cors_server):
+    # The preflight never allows the Authorization header, so a browser refuses to send the token.
+    r = preflight(cors_server, "/api/reindex", ALLOWED_ORIGIN, headers="authorization,content-type")
+    assert "authorization" not in r.headers.get("Access-Control-Allow-Headers", "").lower()
+
+
+def test_no_cors_headers_without_configured_origins(live_server):
+    r = preflight(live_server, "/api/suggest", ALLOWED_ORIGIN)
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_pages_never_send_cors_headers(cors_server):
+    r = get(cors_server, "/help", headers={"Origin": ALLOWED_ORIGIN})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+# --- hostile content ------------------------------------------------------------------
+
+
+def test_hostile_article_page_is_inert(hostile_server):
+    r = get(hostile_server, f"/articles/{HOSTILE_ARTICLE_ID}")
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    text = "".join(page.text)
+    # The raw HTML is shown as text, not dropped silently and not run.
+    assert "<script>window.__pwned = 'script'</script>" in text
+    assert "<img src=x onerror=" in text  # the hostile title, escaped
+    assert [a for a in page.find("a") if a.get("href") == "#"]  # the javascript: links were neutralised
+    assert not [a for a in page.find("img") if a.get("src") not in ("/static/favicon.svg", "#")]
+
+
+@pytest.mark.parametrize("path", ["/help", "/articles", "/ideas"])
+def test_hostile_titles_are_escaped_on_every_page(hostile_server, path):
+    r = get(hostile_server, path)
+    assert r.status_code == 200
+    page = assert_inert(r.text)
+    text = "".join(page.text)
+    if path == "/ideas":
+        assert HOSTILE_IDEA["title"] in text
+        assert "<script>window.__pwned='idea-description'</script>" in text
+    if path == "/articles":
+        assert "Export <img src=x onerror=" in text
