@@ -46,6 +46,8 @@ searches = sa.Table(
     sa.Column("index_version", sa.String(64), nullable=True),
 )
 
+sa.Index("ix_searches_session_created", searches.c.session, searches.c.created_at)
+
 search_results = sa.Table(
     "search_results",
     metadata,
@@ -54,6 +56,61 @@ search_results = sa.Table(
     sa.Column("item_type", sa.String(10), nullable=False),
     sa.Column("item_id", sa.String(200), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
+)
+
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), nullable=False, index=True),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("item_type", sa.String(10), nullable=True),
+    sa.Column("item_id", sa.String(200), nullable=True),
+    sa.Column("session", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("customer_id", sa.String(200), nullable=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("mrr", sa.Float, nullable=True),
+)
+
+# A learned alias: a query that users confirmed (helpful events) answers an item. Its
+# vector is stored so every server process can load it without re-encoding.
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_type", sa.String(10), nullable=False),
+    sa.Column("item_id", sa.String(200), nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("query_key", sa.String(1000), nullable=False),
+    sa.Column("confirmations", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("model", sa.String(300), nullable=True),
+    sa.Column("vector", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("item_type", "item_id", "query_key", name="uq_alias_item_query"),
+)
+
+alias_confirmations = sa.Table(
+    "alias_confirmations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("search_id", sa.String(64), nullable=False),
+    sa.Column("session", sa.String(200), nullable=True, index=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+)
+
+# Small shared counters (e.g. the alias generation) that server processes poll to notice
+# changes made by other processes.
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("text", sa.String(300), nullable=True),
 )
 
 
@@ -67,14 +124,27 @@ def make_engine(database_url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            # Transactions are begun by hand (below), so the driver must not begin its own.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Writers take the lock up front (BEGIN IMMEDIATE) so that a read-then-write
+            # transaction waits for the busy timeout instead of failing "database is locked".
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def writing(engine: sa.Engine):
+    """`with writing(engine) as conn:` a write transaction (BEGIN IMMEDIATE on SQLite)."""
+    return engine.execution_options(write=True).begin()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:

@@ -1,13 +1,69 @@
-"""Searches: every suggest call is recorded with the results it showed."""
+"""Searches and deflection events (DESIGN section 6).
+
+Every suggest call is a *search*; what the user did next (click, helpful, not_helpful,
+ticket_created, vote) is an *event* on that search. Searches are written by a background
+writer in batches, so logging stays off the request path; events are written
+synchronously and acknowledged only once committed.
+"""
 
 from __future__ import annotations
 
+import logging
+import queue
+import re
+import threading
 import time
 import uuid
 
 import sqlalchemy as sa
 
-from .db import search_results, searches
+from .db import events, search_results, searches, writing
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
+# Events about one suggested item; ticket_created is about the search as a whole.
+ITEM_EVENT_TYPES = ("click", "helpful", "not_helpful", "vote")
+
+
+class EventError(ValueError):
+    """An event that refers to something that does not exist; `field` names it."""
+
+    def __init__(self, status: int, code: str, field: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+def normalize_query(text: str) -> str:
+    """Case- and whitespace-insensitive form used to compare queries (supersession, aliases)."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def search_rows(query: str, session, locale, answered: bool, results: list[dict], index_version) -> tuple[dict, list]:
+    search_id = uuid.uuid4().hex
+    search = {
+        "id": search_id,
+        "query": query,
+        "session": session,
+        "locale": locale,
+        "created_at": time.time(),
+        "answered": bool(answered),
+        "top_score": results[0]["score"] if results else None,
+        "index_version": index_version,
+    }
+    shown = [
+        {"search_id": search_id, "rank": rank, "item_type": r["type"], "item_id": r["id"], "score": r["score"]}
+        for rank, r in enumerate(results, 1)
+    ]
+    return search, shown
+
+
+def write_searches(engine: sa.Engine, batch: list[tuple[dict, list]]) -> None:
+    with writing(engine) as conn:
+        conn.execute(searches.insert(), [search for search, _ in batch])
+        shown = [row for _, rows in batch for row in rows]
+        if shown:
+            conn.execute(search_results.insert(), shown)
 
 
 def record_search(
@@ -19,30 +75,84 @@ def record_search(
     results: list[dict],
     index_version: str | None,
 ) -> str:
-    """Store one search and its ranked results; returns the new search_id once committed."""
-    search_id = uuid.uuid4().hex
-    with engine.begin() as conn:
-        conn.execute(
-            searches.insert().values(
-                id=search_id,
-                query=query,
-                session=session,
-                locale=locale,
-                created_at=time.time(),
-                answered=answered,
-                top_score=results[0]["score"] if results else None,
-                index_version=index_version,
-            )
-        )
-        if results:
-            conn.execute(
-                search_results.insert(),
-                [
-                    {"search_id": search_id, "rank": rank, "item_type": r["type"], "item_id": r["id"], "score": r["score"]}
-                    for rank, r in enumerate(results, 1)
-                ],
-            )
-    return search_id
+    """Store one search and its ranked results synchronously; returns its search_id."""
+    search, shown = search_rows(query, session, locale, answered, results, index_version)
+    write_searches(engine, [(search, shown)])
+    return search["id"]
+
+
+class SearchLog:
+    """Background writer for searches: the request returns its search_id at once.
+
+    Rows are written in batches by one thread, in the order they were queued. `flush()`
+    waits until everything queued before the call is committed; events call it before
+    looking a search up, so an event can never outrun the search it refers to. A write
+    that fails is retried, not dropped.
+    """
+
+    def __init__(self, engine: sa.Engine, max_batch: int = 500, retry_seconds: float = 0.5):
+        self.engine = engine
+        self.max_batch = max_batch
+        self.retry_seconds = retry_seconds
+        self._queue: queue.Queue = queue.Queue()
+        self._done = threading.Condition()
+        self._queued = 0  # sequence number of the last search queued
+        self._written = 0  # ... and of the last one committed
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="deflect-search-log", daemon=True)
+        self._thread.start()
+
+    def record(self, query, session, locale, answered, results, index_version) -> str:
+        search, shown = search_rows(query, session, locale, answered, results, index_version)
+        with self._done:
+            self._queued += 1
+            self._queue.put((self._queued, search, shown))
+        return search["id"]
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Block until every search queued before this call is committed (False on timeout)."""
+        with self._done:
+            target = self._queued
+            return self._done.wait_for(lambda: self._written >= target, timeout=timeout)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[int, dict, list]]) -> None:
+        rows = [(search, shown) for _, search, shown in batch]
+        for attempt in range(1, 1000):
+            try:
+                write_searches(self.engine, rows)
+                break
+            except sa.exc.SQLAlchemyError as exc:  # database restarting, locked, ...
+                log.warning("search log: write of %d searches failed (attempt %d): %s", len(rows), attempt, exc)
+                time.sleep(min(self.retry_seconds * attempt, 5.0))
+        with self._done:
+            self._written = batch[-1][0]
+            self._done.notify_all()
 
 
 def get_search(engine: sa.Engine, search_id: str) -> dict | None:
@@ -54,3 +164,53 @@ def get_search(engine: sa.Engine, search_id: str) -> dict | None:
             sa.select(search_results).where(search_results.c.search_id == search_id).order_by(search_results.c.rank)
         )
         return dict(row._mapping) | {"results": [dict(r._mapping) for r in shown]}
+
+
+def insert_event(conn: sa.Connection, search: dict, event_type: str, item_type, item_id, requester: dict | None) -> int:
+    requester = requester or {}
+    result = conn.execute(
+        events.insert().values(
+            search_id=search["id"],
+            type=event_type,
+            item_type=item_type,
+            item_id=item_id,
+            session=search.get("session"),
+            created_at=time.time(),
+            customer_id=requester.get("customer_id"),
+            email=requester.get("email"),
+            mrr=requester.get("mrr"),
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def export_rows(engine: sa.Engine, since: float | None = None, until: float | None = None):
+    """Events joined with their search, oldest first, for analysts (`deflect events export`)."""
+    query = (
+        sa.select(
+            events.c.id.label("event_id"),
+            events.c.created_at,
+            events.c.type,
+            events.c.item_type,
+            events.c.item_id,
+            events.c.search_id,
+            searches.c.query,
+            searches.c.session,
+            searches.c.locale,
+            searches.c.answered,
+            searches.c.top_score,
+            searches.c.created_at.label("search_created_at"),
+            events.c.customer_id,
+            events.c.email,
+            events.c.mrr,
+        )
+        .join(searches, searches.c.id == events.c.search_id)
+        .order_by(events.c.created_at, events.c.id)
+    )
+    if since is not None:
+        query = query.where(events.c.created_at >= since)
+    if until is not None:
+        query = query.where(events.c.created_at < until)
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            yield dict(row._mapping)

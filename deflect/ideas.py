@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from .db import idea_votes
 from .db import ideas as ideas_table
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
@@ -88,3 +89,39 @@ def list_ideas(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> li
 def count_ideas(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(ideas_table)).scalar_one())
+
+
+def get_idea(conn_or_engine, idea_id: str) -> dict | None:
+    query = sa.select(ideas_table).where(ideas_table.c.id == idea_id)
+    if isinstance(conn_or_engine, sa.Engine):
+        with conn_or_engine.connect() as conn:
+            row = conn.execute(query).first()
+    else:
+        row = conn_or_engine.execute(query).first()
+    return dict(row._mapping) if row else None
+
+
+def add_vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> str:
+    """Count one vote (with its optional requester); a merged idea's votes go to its target."""
+    idea = get_idea(conn, idea_id)
+    seen = {idea_id}
+    while idea and idea["status"] == "merged" and idea["merged_into"] and idea["merged_into"] not in seen:
+        seen.add(idea["merged_into"])
+        idea = get_idea(conn, idea["merged_into"]) or idea
+    target = idea["id"] if idea else idea_id
+    requester = requester or {}
+    now = time.time()
+    conn.execute(
+        idea_votes.insert().values(
+            idea_id=target,
+            customer_id=requester.get("customer_id"),
+            email=requester.get("email"),
+            mrr=requester.get("mrr"),
+            search_id=search_id,
+            created_at=now,
+        )
+    )
+    conn.execute(
+        ideas_table.update().where(ideas_table.c.id == target).values(votes=ideas_table.c.votes + 1, updated_at=now)
+    )
+    return target

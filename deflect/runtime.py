@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from .settings import Settings
 
@@ -48,8 +49,9 @@ def refresh_index(settings: Settings, progress: bool = False):
 class Runtime:
     """A running deflect: store, index and engine built from one Settings object."""
 
-    def __init__(self, settings: Settings, progress: bool = False):
+    def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
+        from .events import SearchLog
         from .ideas import SUGGESTED_STATUSES, count_ideas, import_ideas, list_ideas
         from .suggest import Engine
 
@@ -69,6 +71,43 @@ class Runtime:
             list_ideas(self.db, SUGGESTED_STATUSES),
             settings.answer_threshold,
         )
+        self.search_log = SearchLog(self.db)
+        self._alias_generation = -1
+        self._alias_lock = threading.Lock()
+        self.refresh_aliases()
+        self._stop = threading.Event()
+        self._sync_thread = None
+        if sync and settings.sync_interval_seconds > 0:
+            self._sync_thread = threading.Thread(target=self._sync_loop, name="deflect-sync", daemon=True)
+            self._sync_thread.start()
+
+    def close(self) -> None:
+        """Stop the sync thread and write every queued search."""
+        self._stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=10)
+        self.search_log.close()
+
+    def _sync_loop(self) -> None:
+        from .aliases import generation
+
+        while not self._stop.wait(self.settings.sync_interval_seconds):
+            try:
+                if generation(self.db) != self._alias_generation:
+                    self.refresh_aliases()
+            except Exception:  # the database may be restarting; try again next tick
+                log.warning("alias sync failed", exc_info=True)
+
+    def refresh_aliases(self) -> int:
+        """Load the active learned aliases from the database into the engine."""
+        from .aliases import active_vectors, generation
+
+        with self._alias_lock:
+            current = generation(self.db)
+            rows = active_vectors(self.db, model_id_for(self.settings), self.engine.embedder.encode)
+            self.engine.set_aliases(rows)
+            self._alias_generation = current
+            return len(rows)
 
     def suggest(
         self,
@@ -78,12 +117,104 @@ class Runtime:
         locale: str | None = None,
         session: str | None = None,
     ) -> dict:
-        from .events import record_search
-
         suggestion = self.engine.suggest(query, k=k, types=types, locale=locale)
         results = [r.to_dict() for r in suggestion.results]
-        search_id = record_search(self.db, query, session, locale, suggestion.answered, results, self.engine.version)
+        search_id = self.search_log.record(query, session, locale, suggestion.answered, results, self.engine.version)
         return {"search_id": search_id, "answered": suggestion.answered, "results": results}
+
+    def record_event(
+        self,
+        search_id: str,
+        event_type: str,
+        item_id: str | None = None,
+        item_type: str | None = None,
+        requester: dict | None = None,
+        client: str | None = None,
+    ) -> dict:
+        """Store one event (committed before this returns); a helpful one may teach an alias."""
+        from . import aliases
+        from .db import writing
+        from .events import ITEM_EVENT_TYPES, EventError, get_search, insert_event
+        from .ideas import add_vote
+
+        search = get_search(self.db, search_id)
+        if search is None:  # it may still be queued in the background writer
+            self.search_log.flush()
+            search = get_search(self.db, search_id)
+        if search is None:
+            raise EventError(404, "not_found", "search_id", f"no search with id {search_id!r}")
+        if event_type in ITEM_EVENT_TYPES and not item_id:
+            raise EventError(400, "invalid_field", "item_id", f"a {event_type} event needs item_id")
+        if item_id:
+            item_type = self._item_type(search, item_id, item_type)
+        if event_type == "vote" and item_type != "idea":
+            raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
+        vector = None
+        if event_type == "helpful" and item_id:
+            vector = self.engine.embedder.encode([search["query"]])[0]
+        alias = None
+        with writing(self.db) as conn:
+            event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
+            if event_type == "vote":
+                add_vote(conn, item_id, requester, search_id)
+            if event_type == "helpful" and item_id:
+                policy = aliases.AliasPolicy(self.settings.min_confirmations, self.settings.alias_limit_per_session)
+                rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
+                alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model_id_for(self.settings))
+        if alias and alias["status"] == "learned":
+            self.refresh_aliases()
+        out = {"event_id": event_id, "search_id": search_id, "type": event_type}
+        if item_id:
+            out |= {"item_type": item_type, "item_id": item_id}
+        if alias:
+            out["alias"] = alias
+        return out
+
+    def _item_type(self, search: dict, item_id: str, item_type: str | None) -> str:
+        """The type of a known item (shown in the search, an indexed article or an idea)."""
+        from .events import EventError
+        from .ideas import get_idea
+
+        shown = {(r["item_type"], r["item_id"]) for r in search["results"]}
+        candidates = [item_type] if item_type else ["article", "idea"]
+        for kind in candidates:
+            if (kind, item_id) in shown:
+                return kind
+            if kind == "article" and item_id in self.engine.articles.position:
+                return kind
+            if kind == "idea" and get_idea(self.db, item_id) is not None:
+                return kind
+        raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {item_id!r}")
+
+    def aliases(self, active_only: bool = False) -> list[dict]:
+        from .aliases import list_aliases
+
+        return list_aliases(self.db, active_only)
+
+    def delete_alias(self, alias_id: int) -> bool:
+        from .aliases import delete_alias
+        from .db import writing
+
+        with writing(self.db) as conn:
+            deleted = delete_alias(conn, alias_id)
+        if deleted:
+            self.refresh_aliases()
+        return deleted
+
+    def metrics(self, since: float | None = None, until: float | None = None) -> dict:
+        """DESIGN section 6 metrics, with titles added to the per-item rows."""
+        from .ideas import list_ideas
+        from .metrics import compute_metrics
+
+        self.search_log.flush()
+        report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds)
+        titles = {a["id"]: a["title"] for a in self.engine.index.articles}
+        for row in report["articles"]:
+            row["title"] = titles.get(row["id"])
+        idea_titles = {i["id"]: i["title"] for i in list_ideas(self.db)}
+        for row in report["ideas"]:
+            row["title"] = idea_titles.get(row["id"])
+        return report
 
     def reindex(self, progress: bool = False):
         """Re-embed changed articles and swap the new index in while requests keep flowing."""
@@ -124,4 +255,5 @@ class Runtime:
             "articles": len(self.engine.index.articles),
             "ideas": count_ideas(self.db),
             "index_version": self.engine.version,
+            "aliases": self.engine.alias_count,
         }

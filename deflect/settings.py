@@ -51,6 +51,18 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting("min_confirmations", 1, "Helpful events needed before a query becomes a learned alias.", int),
+    Setting(
+        "alias_limit_per_session",
+        20,
+        "Most alias confirmations one session (or client) may add per hour; the rest are ignored.",
+        int,
+    ),
+    Setting(
+        "sync_interval_seconds",
+        1.0,
+        "How often a server process checks the database for aliases learned by other processes.",
+        float,
+    ),
     Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int),
     Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int),
     Setting("encode_batch_size", 64, "Texts per batch when embedding articles.", int),
@@ -74,6 +86,8 @@ class Settings:
     passage_chars: int = 700
     answer_threshold: float = 0.5
     min_confirmations: int = 1
+    alias_limit_per_session: int = 20
+    sync_interval_seconds: float = 1.0
     assumed_window_seconds: int = 1800
     max_query_chars: int = 1000
     encode_batch_size: int = 64

@@ -62,6 +62,7 @@ class Catalog:
             np.add.at(centroids, self.passage_items, self.vectors)
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         self.centroids = centroids / np.maximum(norms, 1e-12)
+        self.position = {item["id"]: i for i, item in enumerate(items)}
         self.tokens_by_passage = [tokenize(p["text"]) for p in passages]
         docs: list[list[str]] = [[] for _ in items]
         for p, toks in zip(passages, self.tokens_by_passage):
@@ -83,9 +84,33 @@ class Catalog:
         return sims
 
     def fused_scores(
-        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray
+        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray, aliases: AliasSet | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Fused item scores and each item's best passage (an index >= len(passages) is an alias)."""
+        if aliases is not None and len(aliases):
+            sims = np.concatenate([sims, aliases.vectors @ query_vector])
+            return _fused(self, sims, self.centroids @ query_vector, lexical, aliases.items)
         return _fused(self, sims, self.centroids @ query_vector, lexical)
+
+
+@dataclass
+class AliasSet:
+    """Learned aliases of one catalog's items: their vectors and the item each belongs to."""
+
+    vectors: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog, kind: str, rows: list[dict], dim: int) -> AliasSet:
+        mine = [r for r in rows if r["item_type"] == kind and r["item_id"] in catalog.position]
+        mine = [r for r in mine if len(r["vector"]) == dim]
+        if not mine:
+            return cls(np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64))
+        vectors = np.stack([r["vector"] for r in mine]).astype(np.float32)
+        return cls(vectors, np.array([catalog.position[r["item_id"]] for r in mine], dtype=np.int64))
 
 
 class Engine:
@@ -104,6 +129,28 @@ class Engine:
         self.articles = Catalog(index.articles, index.passages, index.vectors)
         self.calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
         self.ideas = self._idea_catalog(ideas or [])
+        self._alias_rows: list[dict] = []
+        self.aliases = self._map_aliases(self.articles, self.ideas, [])
+
+    @property
+    def dim(self) -> int:
+        return self.index.vectors.shape[1] if self.index.vectors.ndim == 2 else 384
+
+    def _map_aliases(self, articles: Catalog, ideas: Catalog, rows: list[dict]) -> dict[str, AliasSet]:
+        return {
+            "article": AliasSet.for_catalog(articles, "article", rows, self.dim),
+            "idea": AliasSet.for_catalog(ideas, "idea", rows, self.dim),
+        }
+
+    def set_aliases(self, rows: list[dict]) -> None:
+        """Replace the learned aliases ({item_type, item_id, vector} rows); used at once."""
+        with self._lock:
+            self._alias_rows = rows
+            self.aliases = self._map_aliases(self.articles, self.ideas, rows)
+
+    @property
+    def alias_count(self) -> int:
+        return sum(len(a) for a in self.aliases.values())
 
     @property
     def version(self) -> str:
@@ -114,11 +161,13 @@ class Engine:
         calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
         with self._lock:
             self.index, self.articles, self.calibration = index, articles, calibration
+            self.aliases = self._map_aliases(articles, self.ideas, self._alias_rows)
 
     def set_ideas(self, ideas: list[dict]) -> None:
         catalog = self._idea_catalog(ideas)
         with self._lock:
             self.ideas = catalog
+            self.aliases = self._map_aliases(self.articles, catalog, self._alias_rows)
 
     def _idea_catalog(self, ideas: list[dict]) -> Catalog:
         """Ideas are short: their title and title+description are the passages."""
@@ -140,7 +189,7 @@ class Engine:
         if missing:
             for text, vector in zip(missing, self.embedder.encode(missing)):
                 self._idea_vectors[text] = vector
-        dim = self.index.vectors.shape[1] if self.index.vectors.ndim == 2 else 384
+        dim = self.dim
         vectors = (
             np.stack([self._idea_vectors[p["text"]] for p in passages])
             if passages
@@ -157,7 +206,7 @@ class Engine:
         query_vector: np.ndarray | None = None,
     ) -> Suggestion:
         with self._lock:
-            articles, ideas, calibration = self.articles, self.ideas, self.calibration
+            articles, ideas, calibration, aliases = self.articles, self.ideas, self.calibration, self.aliases
         if query_vector is None:
             query_vector = self.embedder.encode([query])[0]
         tokens = tokenize(query)
@@ -166,7 +215,7 @@ class Engine:
             if kind not in types or not len(catalog):
                 continue
             sims = catalog.passage_sims(query_vector)
-            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
+            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens), aliases[kind])
             for i in range(len(catalog)):
                 if kind == "article" and locale and not _locale_matches(catalog.items[i]["locale"], locale):
                     continue
@@ -194,7 +243,7 @@ def _locale_matches(article_locale: str, wanted: str) -> bool:
 
 def _snippet(catalog: Catalog, item: int, best_passage: int) -> str:
     """The best-matching section's text; title-only or list-item matches fall back to the first section."""
-    passage = catalog.passages[best_passage] if best_passage >= 0 else None
+    passage = catalog.passages[best_passage] if 0 <= best_passage < len(catalog.passages) else None
     if passage is None or passage["kind"] != "section":
         passage = next(
             (p for p in catalog.passages if p["article"] == item and p["kind"] == "section"), passage
@@ -271,8 +320,12 @@ def fit_calibration(index: KBIndex, embedder, max_queries: int = 3000, seed: int
     }
 
 
-def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray):
+def _fused(
+    catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray, alias_items: np.ndarray | None = None
+):
+    """Aggregate passage (and alias) similarities per item, then fuse with centroid and lexical."""
     finite = sims[np.isfinite(sims)]
     floor = float(finite.min()) if len(finite) else 0.0
-    dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor)
+    items = catalog.passage_items if alias_items is None else np.concatenate([catalog.passage_items, alias_items])
+    dense, best = scoring.aggregate_passages(items, sims, len(catalog), floor)
     return scoring.fuse(dense, centroid, lexical), best

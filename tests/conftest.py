@@ -157,3 +157,88 @@ def clean_env(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DEFLECT_CONFIG", str(tmp_path / "no-such-deflect.toml"))
     return monkeypatch
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+# Storage tests run against SQLite and a real PostgreSQL server. The server comes from
+# DEFLECT_TEST_POSTGRES_URL, or is started here from Debian's postgresql binaries on
+# 127.0.0.1 in a temp folder. Without either, PostgreSQL tests are skipped, unless
+# DEFLECT_REQUIRE_POSTGRES=1 (set by .ci/run), where that is a failure.
+
+
+def _find_pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL (without database name) for this test session."""
+    import shutil
+    import subprocess
+
+    given = os.environ.get("DEFLECT_TEST_POSTGRES_URL")
+    if given:
+        yield given.rstrip("/")
+        return
+    initdb, pg_ctl = _find_pg_bin("initdb"), _find_pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        if os.environ.get("DEFLECT_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL binaries not found (apt-get install postgresql) but DEFLECT_REQUIRE_POSTGRES=1")
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql, or set DEFLECT_TEST_POSTGRES_URL)")
+    import tempfile
+
+    # Not under pytest's tmp folder: that one is private to root, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="deflect-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "deflect", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://deflect@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each storage test runs once on a SQLite file and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")

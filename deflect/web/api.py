@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .errors import ApiError
 from .openapi import OPENAPI
-from .validation import json_body, suggest_request
+from .validation import event_request, json_body, suggest_request, timestamp_param
 
 api = Blueprint("api", __name__)
 
@@ -35,6 +35,46 @@ def healthz():
 def suggest():
     params = suggest_request(json_body(request), current_app.extensions["deflect_settings"].max_query_chars)
     return jsonify(runtime().suggest(**params))
+
+
+@api.post("/api/events")
+def post_event():
+    from ..events import EventError
+
+    params = event_request(json_body(request))
+    try:
+        stored = runtime().record_event(**params, client=request.remote_addr)
+    except EventError as exc:
+        raise ApiError(exc.status, exc.code, str(exc), exc.field) from None
+    return jsonify(stored), 202
+
+
+@api.get("/api/metrics")
+def metrics():
+    require_admin()
+    since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
+    if since is not None and until is not None and since >= until:
+        raise ApiError(400, "invalid_field", "since must be before until", "since")
+    return jsonify(runtime().metrics(since, until))
+
+
+@api.get("/api/aliases")
+def list_aliases():
+    require_admin()
+    active = request.args.get("active")
+    if active not in (None, "", "true", "false"):
+        raise ApiError(400, "invalid_field", "active must be true or false", "active")
+    return jsonify({"aliases": runtime().aliases(active_only=active == "true")})
+
+
+@api.delete("/api/aliases/<alias_id>")
+def delete_alias(alias_id: str):
+    require_admin()
+    if not alias_id.isdigit() or len(alias_id) > 18:
+        raise ApiError(404, "not_found", f"no alias with id {alias_id!r}", "id")
+    if not runtime().delete_alias(int(alias_id)):
+        raise ApiError(404, "not_found", f"no alias with id {alias_id!r}", "id")
+    return jsonify({"deleted": int(alias_id)})
 
 
 @api.get("/api/articles")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 
 from flask import Request
 
@@ -61,3 +62,92 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
     if session is not None and (not isinstance(session, str) or not 1 <= len(session) <= 200):
         raise _bad("session", "session must be a string of 1-200 characters")
     return {"query": query.strip(), "k": k, "types": tuple(dict.fromkeys(types)), "locale": locale, "session": session}
+
+
+EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
+_EMAIL = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$")
+
+
+def _optional_string(data: dict, field: str, max_len: int = 200) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+        raise _bad(field, f"{field} must be a string of 1-{max_len} characters")
+    return value
+
+
+def requester_fields(data) -> dict | None:
+    """The optional requester {customer_id?, email?, mrr?} of a vote or event."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise _bad("requester", "requester must be an object with customer_id, email and/or mrr")
+    unknown = set(data) - {"customer_id", "email", "mrr"}
+    if unknown:
+        raise _bad(f"requester.{sorted(unknown)[0]}", "requester takes only customer_id, email and mrr")
+    customer_id = data.get("customer_id")
+    if customer_id is not None and (not isinstance(customer_id, str | int) or isinstance(customer_id, bool)):
+        raise _bad("requester.customer_id", "requester.customer_id must be a string")
+    if customer_id is not None and not 1 <= len(str(customer_id)) <= 200:
+        raise _bad("requester.customer_id", "requester.customer_id must be 1-200 characters")
+    email = data.get("email")
+    if email is not None and (not isinstance(email, str) or not _EMAIL.match(email) or len(email) > 320):
+        raise _bad("requester.email", "requester.email must be an email address")
+    mrr = data.get("mrr")
+    if mrr is not None and (not isinstance(mrr, int | float) or isinstance(mrr, bool) or not 0 <= mrr < 1e12 or mrr != mrr):
+        raise _bad("requester.mrr", "requester.mrr must be a non-negative number")
+    return {
+        "customer_id": None if customer_id is None else str(customer_id),
+        "email": email,
+        "mrr": None if mrr is None else float(mrr),
+    }
+
+
+def event_request(data: dict) -> dict:
+    search_id = data.get("search_id")
+    if search_id is None:
+        raise _bad("search_id", "search_id is required")
+    if not isinstance(search_id, str) or not re.fullmatch(r"[0-9a-f]{1,64}", search_id):
+        raise _bad("search_id", "search_id must be the id returned by /api/suggest")
+    event_type = data.get("type")
+    if event_type is None:
+        raise _bad("type", "type is required")
+    if event_type not in EVENT_TYPES:
+        raise _bad("type", f"type must be one of {', '.join(EVENT_TYPES)}")
+    item_id = _optional_string(data, "item_id")
+    item_type = data.get("item_type")
+    if item_type is not None and item_type not in ITEM_TYPES:
+        raise _bad("item_type", 'item_type must be "article" or "idea"')
+    if event_type != "ticket_created" and item_id is None:
+        raise _bad("item_id", f"a {event_type} event needs item_id")
+    return {
+        "search_id": search_id,
+        "event_type": event_type,
+        "item_id": item_id,
+        "item_type": item_type,
+        "requester": requester_fields(data.get("requester")),
+    }
+
+
+def timestamp_param(args, field: str) -> float | None:
+    """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    from datetime import datetime
+
+    raw = args.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+        if value != value or abs(value) > 1e11:
+            raise ValueError
+        return value
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise _bad(field, f"{field} must be epoch seconds or an ISO 8601 date such as 2026-11-01") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

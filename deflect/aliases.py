@@ -1,0 +1,165 @@
+"""Learned aliases: queries that users confirmed an item answers (DESIGN section 5).
+
+A `helpful` event on a search confirms "this query -> this item". Once a query has
+`min_confirmations` confirmations from distinct sessions it becomes an active alias: its
+stored vector joins retrieval for that item at once. Every change bumps a generation
+counter in the database, which other server processes poll to reload.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from .db import alias_confirmations, aliases, sync_state, writing
+from .events import normalize_query
+
+GENERATION = "aliases"
+
+
+@dataclass(frozen=True)
+class AliasPolicy:
+    min_confirmations: int = 1
+    per_session_hour: int = 20
+
+
+def generation(conn_or_engine) -> int:
+    query = sa.select(sync_state.c.value).where(sync_state.c.name == GENERATION)
+    if isinstance(conn_or_engine, sa.Engine):
+        with conn_or_engine.connect() as conn:
+            value = conn.execute(query).scalar()
+    else:
+        value = conn_or_engine.execute(query).scalar()
+    return int(value or 0)
+
+
+def bump_generation(conn: sa.Connection) -> None:
+    updated = conn.execute(
+        sync_state.update().where(sync_state.c.name == GENERATION).values(value=sync_state.c.value + 1)
+    ).rowcount
+    if not updated:
+        conn.execute(sync_state.insert().values(name=GENERATION, value=1))
+
+
+def confirm(
+    conn: sa.Connection,
+    search: dict,
+    item_type: str,
+    item_id: str,
+    rate_key: str,
+    policy: AliasPolicy,
+    vector: np.ndarray | None,
+    model: str,
+) -> dict:
+    """Count one confirmation of search's query for the item, inside the event's transaction.
+
+    Returns {"status": learned|confirmed|already_confirmed|rate_limited, "alias_id"?}.
+    `rate_key` is the session (or client) that may add at most policy.per_session_hour
+    confirmations an hour.
+    """
+    now = time.time()
+    recent = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(alias_confirmations)
+        .where(alias_confirmations.c.session == rate_key, alias_confirmations.c.created_at > now - 3600)
+    ).scalar_one()
+    if recent >= policy.per_session_hour:
+        return {"status": "rate_limited"}
+    key = normalize_query(search["query"])[:1000]
+    row = conn.execute(
+        sa.select(aliases).where(
+            aliases.c.item_type == item_type, aliases.c.item_id == item_id, aliases.c.query_key == key
+        )
+    ).first()
+    if row is None:
+        alias_id = conn.execute(
+            aliases.insert().values(
+                item_type=item_type,
+                item_id=item_id,
+                query=search["query"],
+                query_key=key,
+                confirmations=0,
+                active=False,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        confirmations, active = 0, False
+    else:
+        alias_id, confirmations, active = row.id, row.confirmations, row.active
+        seen = conn.execute(
+            sa.select(alias_confirmations.c.id).where(
+                alias_confirmations.c.alias_id == alias_id, alias_confirmations.c.session == rate_key
+            )
+        ).first()
+        if seen is not None:
+            return {"status": "already_confirmed", "alias_id": alias_id}
+    conn.execute(
+        alias_confirmations.insert().values(
+            alias_id=alias_id, search_id=search["id"], session=rate_key, created_at=now
+        )
+    )
+    confirmations += 1
+    values: dict = {"confirmations": confirmations, "updated_at": now}
+    learned = not active and confirmations >= policy.min_confirmations
+    if learned:
+        values |= {"active": True, "model": model, "vector": _to_blob(vector) if vector is not None else None}
+    conn.execute(aliases.update().where(aliases.c.id == alias_id).values(**values))
+    if learned:
+        bump_generation(conn)
+    return {"status": "learned" if learned else "confirmed", "alias_id": alias_id}
+
+
+def list_aliases(engine: sa.Engine, active_only: bool = False) -> list[dict]:
+    query = sa.select(
+        aliases.c.id,
+        aliases.c.item_type,
+        aliases.c.item_id,
+        aliases.c.query,
+        aliases.c.confirmations,
+        aliases.c.active,
+        aliases.c.created_at,
+        aliases.c.updated_at,
+    ).order_by(aliases.c.id)
+    if active_only:
+        query = query.where(aliases.c.active.is_(True))
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def delete_alias(conn: sa.Connection, alias_id: int) -> bool:
+    conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id == alias_id))
+    deleted = conn.execute(aliases.delete().where(aliases.c.id == alias_id)).rowcount
+    if deleted:
+        bump_generation(conn)
+    return bool(deleted)
+
+
+def active_vectors(engine: sa.Engine, model: str, encode) -> list[dict]:
+    """Active aliases with their vectors; vectors from another model are re-encoded and saved."""
+    with engine.connect() as conn:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                sa.select(aliases.c.id, aliases.c.item_type, aliases.c.item_id, aliases.c.query, aliases.c.model, aliases.c.vector)
+                .where(aliases.c.active.is_(True))
+                .order_by(aliases.c.id)
+            )
+        ]
+    stale = [r for r in rows if r["model"] != model or r["vector"] is None]
+    if stale:
+        fresh = encode([r["query"] for r in stale])
+        with writing(engine) as conn:
+            for row, vector in zip(stale, fresh):
+                row["vector"], row["model"] = _to_blob(vector), model
+                conn.execute(aliases.update().where(aliases.c.id == row["id"]).values(vector=row["vector"], model=model))
+    for row in rows:
+        row["vector"] = np.frombuffer(row["vector"], dtype=np.float32)
+    return rows
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()

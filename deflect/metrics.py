@@ -1,0 +1,261 @@
+"""Deflection metrics, exactly as DESIGN section 6 defines them.
+
+The definitions are pure functions over plain rows (searches, shown results, events), so
+they can be tested on hand-built sequences; `compute_metrics` loads the rows for a period
+from the database and applies them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from .db import events, search_results, searches
+from .events import EVENT_TYPES, normalize_query
+
+SUPERSEDE_SECONDS = 30.0
+
+
+@dataclass
+class SearchOutcome:
+    """What happened after one final search."""
+
+    search: dict
+    clicked_at: float | None = None
+    helpful: bool = False
+    not_helpful: bool = False
+    ticket_times: tuple = ()
+
+    @property
+    def ticket(self) -> bool:
+        return bool(self.ticket_times)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.helpful and not self.ticket
+
+    def assumed(self, window: float) -> bool:
+        if self.clicked_at is None or self.helpful or self.not_helpful:
+            return False
+        return not any(t <= self.clicked_at + window for t in self.ticket_times)
+
+
+def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[str]:
+    """Searches followed within `seconds` in the same session by a search whose query extends them."""
+    by_session: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("session"):
+            by_session[row["session"]].append(row)
+    out: set[str] = set()
+    for session_rows in by_session.values():
+        session_rows.sort(key=lambda r: r["created_at"])
+        keys = [normalize_query(r["query"]) for r in session_rows]
+        for i, row in enumerate(session_rows):
+            for j in range(i + 1, len(session_rows)):
+                later = session_rows[j]
+                if later["created_at"] - row["created_at"] > seconds:
+                    break
+                if keys[j].startswith(keys[i]):
+                    out.add(row["id"])
+                    break
+    return out
+
+
+def outcomes(final: list[dict], event_rows: list[dict]) -> dict[str, SearchOutcome]:
+    by_id = {s["id"]: SearchOutcome(s) for s in final}
+    tickets: dict[str, list[float]] = defaultdict(list)
+    for event in sorted(event_rows, key=lambda e: e["created_at"]):
+        outcome = by_id.get(event["search_id"])
+        if outcome is None:
+            continue
+        if event["type"] == "click" and outcome.clicked_at is None:
+            outcome.clicked_at = event["created_at"]
+        elif event["type"] == "helpful":
+            outcome.helpful = True
+        elif event["type"] == "not_helpful":
+            outcome.not_helpful = True
+        elif event["type"] == "ticket_created":
+            tickets[event["search_id"]].append(event["created_at"])
+    for search_id, times in tickets.items():
+        by_id[search_id].ticket_times = tuple(times)
+    return by_id
+
+
+def _rate(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def totals(final: dict[str, SearchOutcome], window: float, now: float) -> dict:
+    n = len(final)
+    answered = sum(bool(o.search["answered"]) for o in final.values())
+    clicked = sum(o.clicked_at is not None for o in final.values())
+    confirmed = sum(o.confirmed for o in final.values())
+    assumed = [o for o in final.values() if o.assumed(window)]
+    tickets = sum(o.ticket for o in final.values())
+    return {
+        "searches": n,
+        "answered_rate": _rate(answered, n),
+        "no_answer_rate": round(1 - answered / n, 4) if n else 0.0,
+        "click_rate": _rate(clicked, n),
+        "confirmed_deflections": confirmed,
+        "assumed_deflections": len(assumed),
+        # Assumed deflections whose window has not closed yet: a ticket may still come.
+        "assumed_pending": sum(o.clicked_at + window > now for o in assumed),
+        "tickets": tickets,
+        "deflection_rate": _rate(confirmed + len(assumed), n),
+        "confirmed_deflection_rate": _rate(confirmed, n),
+    }
+
+
+def item_metrics(final: dict[str, SearchOutcome], shown: list[dict], event_rows: list[dict]) -> dict[str, list[dict]]:
+    """Per article and per idea: impressions, clicks, helpful, not_helpful, tickets, effectiveness."""
+    stats: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for row in shown:
+        outcome = final.get(row["search_id"])
+        if outcome is None:
+            continue
+        key = (row["item_type"], row["item_id"])
+        stats[key]["impressions"] += 1
+        stats[key]["tickets_after_shown"] += outcome.ticket
+    clicks_at: dict[tuple[str, str, str], float] = {}
+    for event in event_rows:
+        outcome = final.get(event["search_id"])
+        if outcome is None or not event.get("item_id") or event["type"] == "ticket_created":
+            continue
+        key = (event.get("item_type") or "article", event["item_id"])
+        name = {"click": "clicks", "helpful": "helpful", "not_helpful": "not_helpful", "vote": "votes"}[event["type"]]
+        stats[key][name] += 1
+        if event["type"] == "click":
+            mark = (event["search_id"], *key)
+            clicks_at[mark] = min(clicks_at.get(mark, event["created_at"]), event["created_at"])
+    for (search_id, item_type, item_id), clicked in clicks_at.items():
+        if any(t >= clicked for t in final[search_id].ticket_times):
+            stats[(item_type, item_id)]["tickets_after_click"] += 1
+    out: dict[str, list[dict]] = {"article": [], "idea": []}
+    for (item_type, item_id), c in stats.items():
+        judged = c["helpful"] + c["not_helpful"] + c["tickets_after_click"]
+        out.setdefault(item_type, []).append(
+            {
+                "id": item_id,
+                "impressions": c["impressions"],
+                "clicks": c["clicks"],
+                "helpful": c["helpful"],
+                "not_helpful": c["not_helpful"],
+                "tickets_after_shown": c["tickets_after_shown"],
+                "tickets_after_click": c["tickets_after_click"],
+                "votes": c["votes"],
+                "effectiveness": round(c["helpful"] / judged, 4) if judged else None,
+            }
+        )
+    for rows in out.values():
+        rows.sort(key=lambda r: (-r["impressions"], -r["clicks"], r["id"]))
+    return out
+
+
+def in_pool(outcome: SearchOutcome, event_rows_for_search: list[dict]) -> bool:
+    """DESIGN section 7: unanswered, or a ticket was filed, or not_helpful without a later helpful."""
+    if not outcome.search["answered"] or outcome.ticket:
+        return True
+    last_not_helpful = max((e["created_at"] for e in event_rows_for_search if e["type"] == "not_helpful"), default=None)
+    if last_not_helpful is None:
+        return False
+    return not any(e["type"] == "helpful" and e["created_at"] >= last_not_helpful for e in event_rows_for_search)
+
+
+def content_gaps(final: dict[str, SearchOutcome], event_rows: list[dict], limit: int = 10) -> list[dict]:
+    """The most frequent pool queries (until clusters replace them with the largest open clusters)."""
+    by_search: dict[str, list[dict]] = defaultdict(list)
+    for event in event_rows:
+        by_search[event["search_id"]].append(event)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for search_id, outcome in final.items():
+        if in_pool(outcome, by_search.get(search_id, [])):
+            groups[normalize_query(outcome.search["query"])].append(outcome.search)
+    ranked = sorted(groups.values(), key=lambda rows: (-len(rows), -max(r["created_at"] for r in rows)))
+    return [
+        {
+            "query": rows[-1]["query"],
+            "count": len(rows),
+            "last_seen": max(r["created_at"] for r in rows),
+            "search_ids": [r["id"] for r in rows][:20],
+        }
+        for rows in ranked[:limit]
+    ]
+
+
+def daily_series(final: dict[str, SearchOutcome], window: float) -> list[dict]:
+    days: dict[str, list[SearchOutcome]] = defaultdict(list)
+    for outcome in final.values():
+        day = datetime.fromtimestamp(outcome.search["created_at"], tz=UTC).date().isoformat()
+        days[day].append(outcome)
+    series = []
+    for day in sorted(days):
+        rows = days[day]
+        deflected = sum(o.confirmed or o.assumed(window) for o in rows)
+        series.append(
+            {
+                "date": day,
+                "searches": len(rows),
+                "answered": sum(bool(o.search["answered"]) for o in rows),
+                "deflections": deflected,
+                "confirmed_deflections": sum(o.confirmed for o in rows),
+                "tickets": sum(o.ticket for o in rows),
+                "deflection_rate": _rate(deflected, len(rows)),
+            }
+        )
+    return series
+
+
+def compute_metrics(
+    engine: sa.Engine,
+    since: float | None = None,
+    until: float | None = None,
+    assumed_window_seconds: float = 1800,
+    now: float | None = None,
+) -> dict:
+    """GET /api/metrics: totals, event counts, per item, content gaps and a daily series."""
+    now = time.time() if now is None else now
+    until = now if until is None else until
+    with engine.connect() as conn:
+        query = sa.select(searches).where(searches.c.created_at < until + SUPERSEDE_SECONDS)
+        if since is not None:
+            query = query.where(searches.c.created_at >= since)
+        loaded = [dict(r._mapping) for r in conn.execute(query)]
+        superseded = superseded_ids(loaded)
+        in_period = [s for s in loaded if s["created_at"] < until]
+        final_rows = [s for s in in_period if s["id"] not in superseded]
+        final_ids = {s["id"] for s in final_rows}
+        search_events = _rows_for_searches(conn, events, final_ids, since, until)
+        shown = _rows_for_searches(conn, search_results, final_ids, since, until)
+        counted = sa.select(events.c.type, sa.func.count()).where(events.c.created_at < until).group_by(events.c.type)
+        if since is not None:
+            counted = counted.where(events.c.created_at >= since)
+        event_counts = dict.fromkeys(EVENT_TYPES, 0) | {t: int(n) for t, n in conn.execute(counted)}
+    final = outcomes(final_rows, search_events)
+    per_item = item_metrics(final, shown, search_events)
+    totals_ = totals(final, assumed_window_seconds, now)
+    totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}
+    return {
+        "since": since,
+        "until": until,
+        "totals": totals_,
+        "events": event_counts,
+        "articles": per_item.get("article", []),
+        "ideas": per_item.get("idea", []),
+        "content_gaps": content_gaps(final, search_events),
+        "series": daily_series(final, assumed_window_seconds),
+    }
+
+
+def _rows_for_searches(conn: sa.Connection, table: sa.Table, search_ids: set[str], since, until) -> list[dict]:
+    """Rows of `table` for the given searches (joined on the search period, not a long IN list)."""
+    if not search_ids:
+        return []
+    query = sa.select(table).join(searches, searches.c.id == table.c.search_id).where(searches.c.created_at < until)
+    if since is not None:
+        query = query.where(searches.c.created_at >= since)
+    return [dict(r._mapping) for r in conn.execute(query) if r.search_id in search_ids]

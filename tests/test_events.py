@@ -1,0 +1,242 @@
+"""POST /api/events, learned aliases, /api/metrics and /api/aliases over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import ADMIN_TOKEN, serve_app
+
+from deflect import db
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Unrelated to every article of the tiny KB, so only a learned alias can tie it to one.
+ODD_QUERY = "the purple elephant code from the conference"
+
+
+@pytest.fixture
+def served(settings_factory, tiny_kb, database_url):
+    """A tiny-KB deflect on the parametrised database, served over HTTP: (base_url, runtime)."""
+
+    def start(**overrides):
+        from deflect.runtime import Runtime
+        from deflect.web import create_app
+
+        settings = settings_factory(database_url=database_url, **overrides)
+        runtime = Runtime(settings)
+        started.append(runtime)
+        return runtime, create_app(settings, runtime)
+
+    started: list = []
+    servers = []
+
+    def make(**overrides):
+        runtime, app = start(**overrides)
+        ctx = serve_app(app)
+        base = ctx.__enter__()
+        servers.append(ctx)
+        return base, runtime
+
+    yield make
+    for ctx in servers:
+        ctx.__exit__(None, None, None)
+    for runtime in started:
+        runtime.close()
+        runtime.db.dispose()
+
+
+def suggest(base, query, session=None, **extra):
+    body = {"query": query, **extra}
+    if session:
+        body["session"] = session
+    response = requests.post(f"{base}/api/suggest", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def post_event(base, **body):
+    return requests.post(f"{base}/api/events", json=body, timeout=30)
+
+
+def count_events(runtime) -> int:
+    with runtime.db.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one()
+
+
+def test_event_is_stored_before_it_is_acknowledged(served):
+    base, runtime = served()
+    answer = suggest(base, "I forgot my password", session="s1")
+    top = answer["results"][0]
+    # Posted immediately: the search may still be in the background writer's queue.
+    response = post_event(base, search_id=answer["search_id"], type="click", item_id=top["id"])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["type"] == "click" and body["item_type"] == top["type"]
+    with runtime.db.connect() as conn:
+        row = conn.execute(sa.select(db.events).where(db.events.c.id == body["event_id"])).one()
+    assert (row.search_id, row.type, row.item_id, row.session) == (answer["search_id"], "click", top["id"], "s1")
+    ticket = post_event(base, search_id=answer["search_id"], type="ticket_created")
+    assert ticket.status_code == 202
+    assert count_events(runtime) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"type": "click", "item_id": "billing/refunds"}, 400, "search_id"),
+        ({"search_id": 7, "type": "click", "item_id": "billing/refunds"}, 400, "search_id"),
+        ({"search_id": "0" * 32, "type": "click", "item_id": "billing/refunds"}, 404, "search_id"),
+        ({"search_id": "SEARCH", "type": "bounce", "item_id": "billing/refunds"}, 400, "type"),
+        ({"search_id": "SEARCH"}, 400, "type"),
+        ({"search_id": "SEARCH", "type": "click"}, 400, "item_id"),
+        ({"search_id": "SEARCH", "type": "helpful", "item_id": "no/such-article"}, 404, "item_id"),
+        ({"search_id": "SEARCH", "type": "click", "item_id": ["x"]}, 400, "item_id"),
+        ({"search_id": "SEARCH", "type": "click", "item_id": "billing/refunds", "item_type": "faq"}, 400, "item_type"),
+        ({"search_id": "SEARCH", "type": "vote", "item_id": "billing/refunds"}, 400, "item_type"),
+        ({"search_id": "SEARCH", "type": "ticket_created", "requester": "me"}, 400, "requester"),
+        ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"email": "nope"}}, 400, "requester.email"),
+        ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"mrr": -5}}, 400, "requester.mrr"),
+        ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"plan": "pro"}}, 400, "requester.plan"),
+    ],
+)
+def test_bad_events_name_the_field_and_store_nothing(served, body, status, field):
+    base, runtime = served()
+    search_id = suggest(base, "refund")["search_id"]
+    if body.get("search_id") == "SEARCH":
+        body = body | {"search_id": search_id}
+    response = post_event(base, **body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+    assert count_events(runtime) == 0
+
+
+def test_events_reject_non_json(served):
+    base, _ = served()
+    response = requests.post(f"{base}/api/events", data="type=click", timeout=30)
+    assert response.status_code == 415
+    assert response.json()["error"]["field"] == "Content-Type"
+
+
+def test_helpful_teaches_an_alias_used_at_once_and_admins_can_delete_it(served):
+    base, runtime = served()
+    before = suggest(base, ODD_QUERY, types=["article"])
+    assert before["results"][0]["id"] != "billing/refunds"  # precondition: the KB alone does not tie them
+    before_score = next(r["score"] for r in before["results"] if r["id"] == "billing/refunds")
+
+    response = post_event(base, search_id=before["search_id"], type="helpful", item_id="billing/refunds")
+    assert response.status_code == 202
+    assert response.json()["alias"]["status"] == "learned"
+
+    after = suggest(base, ODD_QUERY.upper() + "  ", types=["article"])
+    assert after["results"][0]["id"] == "billing/refunds"
+    assert after["results"][0]["score"] > before_score
+    assert requests.get(f"{base}/healthz", timeout=30).json()["aliases"] == 1
+
+    listed = requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=30)
+    assert listed.status_code == 200
+    [alias] = listed.json()["aliases"]
+    assert (alias["item_id"], alias["query"], alias["active"], alias["confirmations"]) == (
+        "billing/refunds", ODD_QUERY, True, 1)
+
+    assert requests.get(f"{base}/api/aliases", timeout=30).status_code == 401
+    assert requests.delete(f"{base}/api/aliases/{alias['id']}", timeout=30).status_code == 401
+    deleted = requests.delete(f"{base}/api/aliases/{alias['id']}", headers=ADMIN, timeout=30)
+    assert deleted.status_code == 200
+    again = requests.delete(f"{base}/api/aliases/{alias['id']}", headers=ADMIN, timeout=30)
+    assert again.status_code == 404 and again.json()["error"]["field"] == "id"
+    assert requests.delete(f"{base}/api/aliases/abc", headers=ADMIN, timeout=30).status_code == 404
+
+    gone = suggest(base, ODD_QUERY, types=["article"])
+    assert gone["results"][0]["id"] == before["results"][0]["id"]
+    assert requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=30).json()["aliases"] == []
+
+
+def test_min_confirmations_counts_distinct_sessions(served):
+    base, runtime = served(min_confirmations=2)
+
+    def confirm(session):
+        search_id = suggest(base, ODD_QUERY, session=session)["search_id"]
+        response = post_event(base, search_id=search_id, type="helpful", item_id="billing/refunds")
+        assert response.status_code == 202
+        return response.json()["alias"]["status"]
+
+    assert confirm("first") == "confirmed"
+    assert confirm("first") == "already_confirmed"
+    assert runtime.engine.alias_count == 0
+    assert confirm("second") == "learned"
+    assert runtime.engine.alias_count == 1
+    assert suggest(base, ODD_QUERY, types=["article"])["results"][0]["id"] == "billing/refunds"
+
+
+def test_a_session_cannot_flood_aliases(served):
+    base, runtime = served(alias_limit_per_session=2)
+    statuses = []
+    for n in range(4):
+        search_id = suggest(base, f"{ODD_QUERY} number {n}", session="flooder")["search_id"]
+        response = post_event(base, search_id=search_id, type="helpful", item_id="integrations/slack")
+        assert response.status_code == 202  # the event itself is always kept
+        statuses.append(response.json()["alias"]["status"])
+    assert statuses == ["learned", "learned", "rate_limited", "rate_limited"]
+    assert runtime.engine.alias_count == 2
+    assert count_events(runtime) == 4
+    other = suggest(base, f"{ODD_QUERY} number 9", session="someone-else")["search_id"]
+    assert post_event(base, search_id=other, type="helpful", item_id="integrations/slack").json()["alias"]["status"] == "learned"
+
+
+def test_metrics_endpoint(served):
+    base, _ = served()
+    for partial in ("reset", "reset my pass", "reset my password"):
+        last = suggest(base, partial, session="typing")
+    post_event(base, search_id=last["search_id"], type="click", item_id=last["results"][0]["id"])
+    post_event(base, search_id=last["search_id"], type="helpful", item_id=last["results"][0]["id"])
+    lost = suggest(base, "can I pay with bitcoin", session="other")
+    post_event(base, search_id=lost["search_id"], type="ticket_created")
+
+    assert requests.get(f"{base}/api/metrics", timeout=30).status_code == 401
+    response = requests.get(f"{base}/api/metrics", headers=ADMIN, timeout=30)
+    assert response.status_code == 200
+    m = response.json()
+    assert m["totals"]["searches"] == 2
+    assert m["totals"]["superseded_searches"] == 2
+    assert m["totals"]["confirmed_deflections"] == 1
+    assert m["totals"]["tickets"] == 1
+    assert m["totals"]["deflection_rate"] == 0.5
+    assert m["events"] == {"click": 1, "helpful": 1, "not_helpful": 0, "ticket_created": 1, "vote": 0}
+    top = next(r for r in m["articles"] if r["id"] == last["results"][0]["id"])
+    assert top["helpful"] == 1 and top["title"]
+    assert set(m) >= {"totals", "events", "articles", "ideas", "content_gaps", "series"}
+
+    future = requests.get(f"{base}/api/metrics?since=2099-01-01", headers=ADMIN, timeout=30).json()
+    assert future["totals"]["searches"] == 0
+    bad = requests.get(f"{base}/api/metrics?since=yesterday", headers=ADMIN, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "since"
+    backwards = requests.get(f"{base}/api/metrics?since=2026-02-01&until=2026-01-01", headers=ADMIN, timeout=30)
+    assert backwards.status_code == 400
+
+
+def test_32_concurrent_clients_lose_no_event(served):
+    base, runtime = served()
+    search_ids = [suggest(base, f"question {n}", session=f"c{n}")["search_id"] for n in range(32)]
+    per_client = 8
+    failures: list[str] = []
+
+    def client(search_id: str) -> None:
+        with requests.Session() as http:
+            for n in range(per_client):
+                kind = ("click", "ticket_created", "not_helpful")[n % 3]
+                body = {"search_id": search_id, "type": kind}
+                if kind != "ticket_created":
+                    body["item_id"] = "integrations/slack"
+                response = http.post(f"{base}/api/events", json=body, timeout=60)
+                if response.status_code != 202:
+                    failures.append(f"{response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in search_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert count_events(runtime) == 32 * per_client

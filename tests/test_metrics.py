@@ -1,0 +1,175 @@
+"""Metric definitions (DESIGN section 6) on hand-built searches and events, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import sqlalchemy as sa
+
+from deflect import db
+from deflect.events import write_searches
+from deflect.metrics import compute_metrics, superseded_ids
+
+T0 = 1_790_000_000.0  # a fixed "now" in 2026, so the assumed window is under test control
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def store(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_search(engine, query, at, session=None, answered=True, shown=("a1", "a2")) -> str:
+    search_id = f"{next(_ids):032x}"
+    row = {
+        "id": search_id,
+        "query": query,
+        "session": session,
+        "locale": None,
+        "created_at": T0 + at,
+        "answered": answered,
+        "top_score": 0.9,
+        "index_version": "v",
+    }
+    results = [
+        {"search_id": search_id, "rank": r, "item_type": "idea" if i.startswith("i") else "article", "item_id": i, "score": 0.5}
+        for r, i in enumerate(shown, 1)
+    ]
+    write_searches(engine, [(row, results)])
+    return search_id
+
+
+def add_event(engine, search_id, event_type, at, item_id=None, item_type="article"):
+    with db.writing(engine) as conn:
+        conn.execute(
+            db.events.insert().values(
+                search_id=search_id,
+                type=event_type,
+                item_type=item_type if item_id else None,
+                item_id=item_id,
+                created_at=T0 + at,
+            )
+        )
+
+
+def test_superseded_needs_same_session_extension_within_30_seconds():
+    rows = [
+        {"id": "1", "query": "how", "session": "s", "created_at": 0},
+        {"id": "2", "query": "How  do I", "session": "s", "created_at": 2},
+        {"id": "3", "query": "how do i reset my password", "session": "s", "created_at": 4},
+        {"id": "4", "query": "refund", "session": "t", "created_at": 0},
+        {"id": "5", "query": "refund please", "session": "t", "created_at": 31},  # too late
+        {"id": "6", "query": "cancel", "session": "u", "created_at": 0},
+        {"id": "7", "query": "plan", "session": "u", "created_at": 1},  # not an extension
+        {"id": "8", "query": "x", "session": None, "created_at": 0},
+        {"id": "9", "query": "x y", "session": None, "created_at": 1},  # no session: never superseded
+        {"id": "10", "query": "invoice", "session": "v", "created_at": 0},
+        {"id": "11", "query": "invoice", "session": "w", "created_at": 1},  # other session
+    ]
+    assert superseded_ids(rows) == {"1", "2"}
+
+
+def test_confirmed_assumed_tickets_and_superseded(store):
+    # One question typed as you type: two superseded searches, one final with a helpful event.
+    add_search(store, "reset", 0, session="s1")
+    typing = add_search(store, "reset pass", 1, session="s1")
+    helped = add_search(store, "reset password", 2, session="s1")
+    add_event(store, typing, "click", 1.5, "a1")  # on a superseded search: counted in events only
+    add_event(store, helped, "helpful", 5, "a1")
+    # helpful, then a ticket anyway: not a confirmed deflection
+    helped_then_ticket = add_search(store, "refund", 0, session="s2")
+    add_event(store, helped_then_ticket, "helpful", 3, "a1")
+    add_event(store, helped_then_ticket, "ticket_created", 30)
+    # click, no verdict, no ticket: assumed
+    assumed = add_search(store, "export csv", 0, session="s3")
+    add_event(store, assumed, "click", 10, "a2")
+    # click then ticket inside the window: not assumed
+    clicked_then_ticket = add_search(store, "sso setup", 0, session="s4", answered=False)
+    add_event(store, clicked_then_ticket, "click", 10, "a2")
+    add_event(store, clicked_then_ticket, "ticket_created", 100)
+    # click then ticket after the window: still an assumed deflection, and a ticket
+    late_ticket = add_search(store, "api limits", 0, session="s5")
+    add_event(store, late_ticket, "click", 10, "a1")
+    add_event(store, late_ticket, "ticket_created", 10 + 1801)
+    # click and not_helpful: neither
+    not_helpful = add_search(store, "dark mode", 0, session="s6", answered=False)
+    add_event(store, not_helpful, "click", 10, "a1")
+    add_event(store, not_helpful, "not_helpful", 20, "a1")
+
+    m = compute_metrics(store, assumed_window_seconds=1800, now=T0 + 5000)
+    t = m["totals"]
+    assert t["searches"] == 6
+    assert t["all_searches"] == 8 and t["superseded_searches"] == 2
+    assert t["confirmed_deflections"] == 1
+    assert t["assumed_deflections"] == 2
+    assert t["assumed_pending"] == 0
+    assert t["tickets"] == 3
+    assert t["deflection_rate"] == pytest.approx(3 / 6, abs=1e-4)
+    assert t["confirmed_deflection_rate"] == pytest.approx(1 / 6, abs=1e-4)
+    assert t["answered_rate"] == pytest.approx(4 / 6, abs=1e-4)
+    assert t["no_answer_rate"] == pytest.approx(2 / 6, abs=1e-4)
+    assert t["click_rate"] == pytest.approx(4 / 6, abs=1e-4)
+    assert m["events"] == {"click": 5, "helpful": 2, "not_helpful": 1, "ticket_created": 3, "vote": 0}
+
+    a1 = next(r for r in m["articles"] if r["id"] == "a1")
+    # a1 shown in all 6 final searches; helpful twice (final), not_helpful once; clicked in
+    # late_ticket and not_helpful (the superseded click does not count); tickets after a1 was
+    # clicked: late_ticket only.
+    assert a1["impressions"] == 6
+    assert a1["clicks"] == 2
+    assert (a1["helpful"], a1["not_helpful"]) == (2, 1)
+    assert a1["tickets_after_shown"] == 3
+    assert a1["tickets_after_click"] == 1
+    assert a1["effectiveness"] == pytest.approx(2 / (2 + 1 + 1), abs=1e-4)
+    a2 = next(r for r in m["articles"] if r["id"] == "a2")
+    assert (a2["clicks"], a2["helpful"], a2["tickets_after_click"]) == (2, 0, 1)
+    assert a2["effectiveness"] == 0.0
+
+    gaps = {g["query"]: g["count"] for g in m["content_gaps"]}
+    # pool: unanswered (sso setup, dark mode) or a ticket (refund, api limits)
+    assert set(gaps) == {"sso setup", "dark mode", "refund", "api limits"}
+    assert m["series"] and sum(day["searches"] for day in m["series"]) == 6
+
+
+def test_assumed_window_and_pending(store):
+    clicked = add_search(store, "change my email", 0, session="a")
+    add_event(store, clicked, "click", 5, "a1")
+    early = compute_metrics(store, assumed_window_seconds=60, now=T0 + 10)
+    assert early["totals"]["assumed_deflections"] == 1
+    assert early["totals"]["assumed_pending"] == 1
+    add_event(store, clicked, "ticket_created", 50)
+    after_ticket = compute_metrics(store, assumed_window_seconds=60, now=T0 + 100)
+    assert after_ticket["totals"]["assumed_deflections"] == 0
+    assert after_ticket["totals"]["tickets"] == 1
+    # With a shorter window the same ticket comes too late to cancel the deflection.
+    short = compute_metrics(store, assumed_window_seconds=30, now=T0 + 100)
+    assert short["totals"]["assumed_deflections"] == 1
+
+
+def test_period_bounds(store):
+    old = add_search(store, "old question", -86400 * 3, session="o")
+    add_event(store, old, "helpful", -86400 * 3 + 5, "a1")
+    new = add_search(store, "new question", 0, session="n")
+    add_event(store, new, "click", 3, "a2")
+    m = compute_metrics(store, since=T0 - 3600, until=T0 + 3600, now=T0 + 7200)
+    assert m["totals"]["searches"] == 1
+    assert m["events"]["helpful"] == 0 and m["events"]["click"] == 1
+    everything = compute_metrics(store, now=T0 + 7200)
+    assert everything["totals"]["searches"] == 2
+    assert len(everything["series"]) == 2
+    assert everything["totals"]["confirmed_deflections"] == 1
+
+
+def test_votes_count_for_ideas(store):
+    search_id = add_search(store, "dark mode please", 0, session="v", answered=False, shown=("a1", "i-dark"))
+    add_event(store, search_id, "vote", 3, "i-dark", item_type="idea")
+    m = compute_metrics(store, now=T0 + 60)
+    idea = next(r for r in m["ideas"] if r["id"] == "i-dark")
+    assert idea["impressions"] == 1 and idea["votes"] == 1
+    assert m["events"]["vote"] == 1
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one() == 1
