@@ -28,16 +28,13 @@ from pages_support import (
     suggest,
 )
 
-from deflect.db import searches
+from deflect.db import events, searches
 
 CHROMIUM = os.environ.get("DEFLECT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = Path(os.environ.get("DEFLECT_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 TIMEOUT = 60
 
-NEEDS_EVENTS = pytest.mark.xfail(strict=False, reason="needs POST /api/events (events work, not merged yet)")
-NEEDS_METRICS = pytest.mark.xfail(strict=False, reason="needs GET /api/metrics (events work, not merged yet)")
-NEEDS_ALIASES = pytest.mark.xfail(strict=False, reason="needs GET/DELETE /api/aliases (events work, not merged yet)")
 NEEDS_VOTE = pytest.mark.xfail(strict=False, reason="needs POST /api/ideas/<id>/vote (ideas work, not merged yet)")
 NEEDS_CLUSTERS = pytest.mark.xfail(
     strict=False, reason="needs /api/clusters, /api/clusters/rebuild and /promote (clusters work, not merged yet)"
@@ -167,8 +164,9 @@ def site(sample_runtime, tmp_path_factory):
         runtime = Runtime(settings)
         with serve_app(create_app(settings, runtime)) as base:
             customer.config["DEFLECT_BASE"] = base
-            suggest(base, "warm up the model")  # the first query pays for lazy loading
+            suggest(base, "how do I invite my team")  # the first query pays for lazy loading
             yield Site(base, customer_base, runtime)
+        runtime.close()
         runtime.db.dispose()
 
 
@@ -181,8 +179,9 @@ def hostile(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser-hostile")
     runtime = Runtime(make_settings(tmp, hostile_kb(shared), shared / "hostile-index"))
     with serve_app(create_app(runtime.settings, runtime)) as base:
-        suggest(base, "warm up the model")
+        suggest(base, "how do I invite my team")
         yield Site(base, "", runtime)
+    runtime.close()
     runtime.db.dispose()
 
 
@@ -207,22 +206,24 @@ def ask(page: Page, question: str, delay_ms: int = 90):
     return listbox
 
 
-def search_row(db: sa.Engine, search_id: str) -> dict:
-    with db.connect() as conn:
+def search_row(runtime, search_id: str) -> dict:
+    """One stored search (searches are written by a background writer, so flush it first)."""
+    runtime.search_log.flush()
+    with runtime.db.connect() as conn:
         return dict(conn.execute(sa.select(searches).where(searches.c.id == search_id)).one()._mapping)
 
 
-def session_searches(db: sa.Engine, session: str) -> list[dict]:
-    with db.connect() as conn:
+def session_searches(runtime, session: str) -> list[dict]:
+    runtime.search_log.flush()
+    with runtime.db.connect() as conn:
         rows = conn.execute(sa.select(searches).where(searches.c.session == session).order_by(searches.c.created_at))
         return [dict(r._mapping) for r in rows]
 
 
 def stored_events(db: sa.Engine, search_id: str) -> list[dict]:
     """The events stored for one search, read straight from the database."""
-    table = sa.Table("events", sa.MetaData(), autoload_with=db)
     with db.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).where(table.c.search_id == search_id))]
+        return [dict(r._mapping) for r in conn.execute(sa.select(events).where(events.c.search_id == search_id))]
 
 
 def wait_for_event(db: sa.Engine, search_id: str, event_type: str, timeout: float = 5.0) -> list[dict]:
@@ -282,9 +283,9 @@ def test_help_suggests_while_typing(page, site):
         assert snippet.strip()
     # Debounced and one session: fewer searches than keys, all in one session, the last is the one shown.
     search_id = listbox.get_attribute("data-search-id")
-    session = search_row(site.db, search_id)["session"]
+    session = search_row(site.runtime, search_id)["session"]
     assert session and len(session) >= 16
-    rows = session_searches(site.db, session)
+    rows = session_searches(site.runtime, session)
     assert 1 <= len(rows) < len(question) // 2
     assert rows[-1]["id"] == search_id and rows[-1]["query"] == question
     assert all(question.startswith(r["query"]) for r in rows)
@@ -309,10 +310,9 @@ def test_a_new_question_gets_a_new_session(page, site):
     page.locator("[data-deflect-input]").fill("")
     expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
     second = ask(page, "cancel my subscription").get_attribute("data-search-id")
-    assert search_row(site.db, first)["session"] != search_row(site.db, second)["session"]
+    assert search_row(site.runtime, first)["session"] != search_row(site.runtime, second)["session"]
 
 
-@NEEDS_EVENTS
 def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
     page.goto(site.base + "/help")
     listbox = ask(page, "I can't log in because I lost my phone")
@@ -343,7 +343,9 @@ def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
     active_is(0)
     page.keyboard.press("ArrowDown")
     active_is(1)
-    chosen = options.nth(1)
+    page.keyboard.press("ArrowUp")
+    active_is(0)
+    chosen = options.nth(0)
     item_id, title = chosen.get_attribute("data-id"), chosen.locator(".dfl-title").inner_text()
     page.keyboard.press("Enter")  # opens the suggestion instead of sending the form
     preview = page.locator(".dfl-preview")
@@ -354,7 +356,7 @@ def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
     page.keyboard.press("Escape")  # closes the preview and returns to the question
     expect(preview).to_be_hidden()
     expect(field).to_be_focused()
-    active_is(1)
+    active_is(0)
     page.keyboard.press("Enter")
     expect(preview.locator(".dfl-preview-title")).to_be_focused()
     page.keyboard.press("Tab")  # the "read the article" link, then the answer buttons
@@ -371,7 +373,6 @@ def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
     page.console.check()
 
 
-@NEEDS_EVENTS
 def test_sending_the_form_anyway_records_a_ticket(page, site):
     page.goto(site.base + "/help")
     question = "do you have a physical office in lisbon"
@@ -381,13 +382,12 @@ def test_sending_the_form_anyway_records_a_ticket(page, site):
     page.fill("[data-deflect-email]", "visitor@example.com")
     page.get_by_role("button", name="Send to support").click()
     expect(page.get_by_role("heading", name="Thanks, we got your question")).to_be_visible()
-    tickets = stored_events(site.db, search_id)
-    assert [e["type"] for e in tickets if e["type"] == "ticket_created"] == ["ticket_created"]
+    tickets = [e for e in stored_events(site.db, search_id) if e["type"] == "ticket_created"]
+    assert [(e["email"], e["item_id"]) for e in tickets] == [("visitor@example.com", None)]
     assert question in page.locator("main").inner_text()
     page.console.check()
 
 
-@NEEDS_EVENTS
 def test_opening_an_article_and_answering_there(page, site):
     page.goto(site.base + "/help")
     listbox = ask(page, "how do I change my email address")
@@ -421,7 +421,6 @@ def test_vote_on_the_idea_board(page, site):
     from deflect.ideas import list_ideas
 
     page.goto(site.base + "/ideas")
-    screenshot(page, "ideas.png")
     card = page.locator("[data-idea-id]").filter(has=page.locator("[data-vote-idea]")).nth(2)
     idea_id = card.get_attribute("data-idea-id")
     before = next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id)
@@ -439,7 +438,6 @@ def test_vote_on_the_idea_board(page, site):
     page.console.check()
 
 
-@NEEDS_VOTE
 def test_vote_for_an_idea_from_the_widget(page, site):
     from deflect.ideas import list_ideas
 
@@ -458,6 +456,7 @@ def test_vote_for_an_idea_from_the_widget(page, site):
 
 def test_idea_board_filters(page, site):
     page.goto(site.base + "/ideas")
+    screenshot(page, "ideas.png")
     page.get_by_role("link", name=re.compile("^Planned")).click()
     expect(page).to_have_url(re.compile(r"/ideas\?status=planned$"))
     statuses = page.locator(".idea .status").all_inner_texts()
@@ -467,13 +466,18 @@ def test_idea_board_filters(page, site):
 # --- admin ----------------------------------------------------------------------------
 
 
+# Until the clusters work is merged, the dashboard's GET /api/clusters is a 404 that the browser
+# logs itself; the dashboard shows "not available" for that section. Lead: drop this after merging.
+CLUSTERS_NOT_MERGED = r"status of 404 .* at \S+/api/clusters"
+
+
 def sign_in(page: Page, base: str, token: str = ADMIN_TOKEN) -> None:
+    page.console.allow(CLUSTERS_NOT_MERGED)
     page.goto(base + "/admin")
     page.fill("[data-deflect-token]", token)
     page.get_by_role("button", name="Sign in").click()
 
 
-@NEEDS_ALIASES
 def test_admin_rejects_a_wrong_token(page, site):
     page.console.allow(r"status of 401")  # the browser logs the refused request itself
     sign_in(page, site.base, "not-the-token")
@@ -483,7 +487,6 @@ def test_admin_rejects_a_wrong_token(page, site):
     page.console.check()
 
 
-@NEEDS_METRICS
 def test_admin_sees_metrics(page, site):
     for question in ("I forgot my password", "how do I get a refund", "can I pay with bitcoin"):
         suggest(site.base, question, session=question)
@@ -532,7 +535,6 @@ def test_admin_promotes_an_idea_candidate(page, site):
     page.console.check()
 
 
-@NEEDS_ALIASES
 def test_admin_deletes_a_learned_alias(page, site):
     answer = suggest(site.base, "my reset link never arrived", session="alias-test")
     top = answer["results"][0]
@@ -562,7 +564,7 @@ def test_widget_works_from_a_listed_origin(page, site):
     listbox = ask(page, "I forgot my password")
     option = page.locator("[data-deflect-suggestion]").first
     assert option.get_attribute("data-id") == "account/reset-password"
-    assert search_row(site.db, listbox.get_attribute("data-search-id"))["query"] == "I forgot my password"
+    assert search_row(site.runtime, listbox.get_attribute("data-search-id"))["query"] == "I forgot my password"
     option.click()
     link = page.locator("[data-deflect-open]")
     assert link.get_attribute("href").startswith(site.base + "/articles/account/reset-password")
@@ -617,7 +619,6 @@ def test_hostile_idea_is_inert_on_the_board_and_index(page, hostile):
     assert_nothing_ran(page)
 
 
-@NEEDS_METRICS
 def test_hostile_text_is_inert_on_the_admin_dashboard(page, hostile):
     answer = suggest(hostile.base, HOSTILE_QUERY, session="hostile")
     suggest(hostile.base, "how do I export my tasks to a spreadsheet", session="hostile-2")

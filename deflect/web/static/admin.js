@@ -62,8 +62,8 @@
   function unavailable(target, what, error) {
     target.textContent = "";
     var text = error && error.status === 404
-      ? what + " is not available on this server yet."
-      : "Could not load " + what.toLowerCase() + ": " + (error && error.message ? error.message : "network error") + ".";
+      ? what + " not available on this server yet."
+      : "Could not load " + what.replace(/ (is|are)$/, "").toLowerCase() + ": " + (error && error.message ? error.message : "network error") + ".";
     target.appendChild(el("p", "muted", text));
   }
 
@@ -156,34 +156,54 @@
     setMetric("click_rate", t.click_rate, pct(t.click_rate));
     setMetric("helpful_events", events.helpful, num(events.helpful));
 
-    var points = (metrics.series || []).map(function (p) {
-      var label = first(p.date, p.day, p.period, p.start, p.week, p.bucket);
-      return { label: shortDate(label), bars: first(p.searches, 0), line: first(p.deflection_rate, null) };
-    });
+    var points = dailyPoints(metrics.series || []);
     window.DeflectChart.render($("[data-chart]"), points, { empty: "No searches in this period yet." });
 
     showArticles(metrics.articles || []);
     showGaps(metrics.content_gaps || []);
   }
 
+  /** One point per day from the period start (or the first search) to today, empty days included. */
+  function dailyPoints(series) {
+    var byDay = {};
+    series.forEach(function (p) {
+      var d = toDate(first(p.date, p.day, p.period, p.start));
+      if (d) byDay[d.toISOString().slice(0, 10)] = p;
+    });
+    var days = Object.keys(byDay).sort();
+    if (!days.length) return [];
+    var periodDays = parseInt(period.value, 10);
+    var start = periodDays ? new Date(Date.now() - (periodDays - 1) * 86400000) : new Date(days[0] + "T00:00:00Z");
+    var end = new Date();
+    var points = [];
+    for (var d = new Date(start.toISOString().slice(0, 10) + "T00:00:00Z"); d <= end && points.length < 400;
+      d = new Date(d.getTime() + 86400000)) {
+      var key = d.toISOString().slice(0, 10);
+      var p = byDay[key];
+      points.push({ label: shortDate(key), bars: p ? first(p.searches, 0) : 0, line: p ? first(p.deflection_rate, null) : null });
+    }
+    return points;
+  }
+
   function articleRow(a) {
-    var tickets = first(a.tickets_after_click, a.tickets_after, a.tickets, 0);
-    return [articleLink(a.id), num(a.impressions), num(a.clicks), num(a.helpful), num(a.not_helpful), num(tickets),
-      a.effectiveness == null ? "–" : pct(a.effectiveness)];
+    var tickets = first(a.tickets_after_click, a.tickets_after_shown, a.tickets, 0);
+    var effective = a.effectiveness == null ? "–" : pct(a.effectiveness);
+    var cell = el("span", "", effective);
+    cell.title = num(a.helpful) + " helpful, " + num(a.not_helpful) + " not helpful, " + num(tickets) + " tickets after opening it";
+    return [articleLink(a.id), num(a.impressions), num(a.clicks), num(a.helpful) + " / " + num(a.not_helpful), cell];
   }
 
   function showArticles(items) {
     var headers = [{ label: "Article" }, { label: "Shown", num: true }, { label: "Opened", num: true },
-      { label: "Helpful", num: true }, { label: "Not", num: true }, { label: "Tickets", num: true },
-      { label: "Effect.", num: true }];
+      { label: "Yes / no", num: true }, { label: "Effective", num: true }];
     var shown = items.filter(function (a) { return (a.impressions || 0) > 0; });
-    var top = shown.slice().sort(function (a, b) {
-      return (b.helpful || 0) - (a.helpful || 0) || (b.clicks || 0) - (a.clicks || 0) || (b.impressions || 0) - (a.impressions || 0);
-    }).slice(0, 5);
+    // Top: what customers confirm or at least open. Weakest: the rest, least effective first.
+    var top = shown.filter(function (a) { return (a.helpful || 0) + (a.clicks || 0) > 0 && (a.effectiveness == null || a.effectiveness >= 0.5); })
+      .sort(function (a, b) {
+        return (b.helpful || 0) - (a.helpful || 0) || (b.clicks || 0) - (a.clicks || 0) || (b.impressions || 0) - (a.impressions || 0);
+      }).slice(0, 5);
     var topIds = top.map(function (a) { return a.id; });
-    var weak = shown.filter(function (a) {
-      return topIds.indexOf(a.id) < 0 || (a.not_helpful || 0) > 0;
-    }).sort(function (a, b) {
+    var weak = shown.filter(function (a) { return topIds.indexOf(a.id) < 0; }).sort(function (a, b) {
       var ea = a.effectiveness == null ? 0.5 : a.effectiveness;
       var eb = b.effectiveness == null ? 0.5 : b.effectiveness;
       return ea - eb || (b.not_helpful || 0) - (a.not_helpful || 0) || (b.impressions || 0) - (a.impressions || 0);
@@ -191,7 +211,7 @@
     var topBox = $("[data-top-articles]");
     var weakBox = $("[data-weak-articles]");
     topBox.textContent = weakBox.textContent = "";
-    if (!top.length) topBox.appendChild(el("p", "muted", "No article was shown in this period."));
+    if (!top.length) topBox.appendChild(el("p", "muted", "No article was opened or marked helpful in this period."));
     else topBox.appendChild(table(headers, top.map(articleRow)));
     if (!weak.length) weakBox.appendChild(el("p", "muted", "Nothing stands out as weak yet."));
     else weakBox.appendChild(table(headers, weak.map(articleRow)));
@@ -213,7 +233,9 @@
         return typeof q === "string" ? q : first(q.text, q.query, "");
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
-      li.appendChild(el("span", "count", num(first(gap.size, gap.count, gap.searches)) + " searches"));
+      var n = first(gap.size, gap.count, gap.searches);
+      var when = gap.last_seen != null ? " · last " + shortDate(gap.last_seen) : "";
+      li.appendChild(el("span", "count", num(n) + (n === 1 ? " search" : " searches") + when));
     });
   }
 
@@ -329,10 +351,11 @@
       });
       var type = first(a.item_type, a.type, "article");
       var item = type === "article" ? articleLink(a.item_id) : el("span", "", a.item_id);
-      return [first(a.query, a.text, a.alias, ""), item, num(first(a.confirmations, a.count, null)), remove];
+      var state = a.active === false ? "waiting for confirmations" : "in use";
+      return [first(a.query, a.text, a.alias, ""), item, num(first(a.confirmations, a.count, null)), state, remove];
     });
     box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
-      { label: "" }], rows));
+      { label: "Status" }, { label: "" }], rows));
   }
 
   // --- loading ---------------------------------------------------------------------------
@@ -347,7 +370,7 @@
   function loadMetrics() {
     return api("GET", "/api/metrics" + periodQuery()).then(showMetrics, function (error) {
       if (error.status === 401) throw error;
-      unavailable($("[data-top-articles]"), "Metrics", error);
+      unavailable($("[data-top-articles]"), "Metrics are", error);
       say(error.status === 404 ? "This server does not report metrics yet (GET /api/metrics)." : "Could not load metrics: " + error.message, "error");
     });
   }
@@ -356,7 +379,7 @@
       showCandidates(Array.isArray(data) ? data : (data && (data.clusters || data.candidates)) || []);
     }, function (error) {
       if (error.status === 401) throw error;
-      unavailable($("[data-candidates]"), "Idea candidates", error);
+      unavailable($("[data-candidates]"), "Idea candidates are", error);
     });
   }
   function loadAliases() {
@@ -364,7 +387,7 @@
       showAliases(Array.isArray(data) ? data : (data && data.aliases) || []);
     }, function (error) {
       if (error.status === 401) throw error;
-      unavailable($("[data-aliases]"), "Learned aliases", error);
+      unavailable($("[data-aliases]"), "Learned aliases are", error);
     });
   }
   function loadIdeas() {

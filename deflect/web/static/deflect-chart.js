@@ -10,12 +10,13 @@
     return n;
   }
 
+  /** The smallest "round" maximum (4 equal integer steps of 1, 2 or 5 x 10^n) at or above value. */
   function niceMax(value) {
-    if (value <= 4) return 4;
-    var power = Math.pow(10, Math.floor(Math.log10(value)));
-    var steps = [1, 2, 2.5, 5, 10];
-    for (var i = 0; i < steps.length; i++) if (steps[i] * power >= value) return steps[i] * power;
-    return 10 * power;
+    var step = Math.max(1, value / 4);
+    var power = Math.pow(10, Math.floor(Math.log10(step)));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * power >= step) return 4 * steps[i] * power;
+    return 40 * power;
   }
 
   /** points: [{label, bars: number, line: number|null (0..1)}] */
@@ -28,10 +29,11 @@
       }));
       return;
     }
-    var W = 720, H = 240, left = 40, right = 44, top = 12, bottom = 28;
+    // Drawn at the container's own width so the text keeps its size on a phone.
+    var W = Math.max(280, Math.round(container.clientWidth || 720)), H = 240, left = 40, right = 44, top = 12, bottom = 28;
     var plotW = W - left - right, plotH = H - top - bottom;
     var maxBars = niceMax(Math.max.apply(null, points.map(function (p) { return p.bars || 0; })));
-    var svg = node("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "aria-hidden": "true" });
+    var svg = node("svg", { viewBox: "0 0 " + W + " " + H, "aria-hidden": "true" });
     for (var g = 0; g <= 4; g++) {
       var y = top + plotH - (plotH * g) / 4;
       svg.appendChild(node("line", { class: g ? "grid" : "axis", x1: left, x2: W - right, y1: y, y2: y }));
@@ -40,7 +42,7 @@
     }
     var slot = plotW / points.length;
     var barW = Math.max(2, Math.min(36, slot * 0.7));
-    var labelEvery = Math.ceil(points.length / 8);
+    var labelEvery = Math.ceil(points.length / Math.max(2, Math.floor(plotW / 70)));
     var path = [];
     points.forEach(function (p, i) {
       var cx = left + slot * i + slot / 2;
@@ -60,7 +62,19 @@
     });
     if (path.length > 1) svg.appendChild(node("path", { class: "line", d: path.join(" ") }));
     container.appendChild(svg);
+    container._deflectChart = { points: points, options: options, width: W };
   }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      Array.prototype.forEach.call(document.querySelectorAll("[data-chart]"), function (c) {
+        var drawn = c._deflectChart;
+        if (drawn && Math.abs(c.clientWidth - drawn.width) > 20) render(c, drawn.points, drawn.options);
+      });
+    }, 150);
+  });
 
   window.DeflectChart = { render: render };
 })();

@@ -10,8 +10,9 @@
  *
  * The question field becomes an ARIA combobox. Searches of one question share a `session`;
  * typing is debounced and a newer request aborts the older one. Opening a suggestion records a
- * `click`, the answer buttons record `helpful` / `not_helpful`, idea votes go to the idea board,
- * and sending the form anyway records `ticket_created` for the last search.
+ * `click`, the answer buttons record `helpful` / `not_helpful`, voting for an idea records a
+ * `vote` (which counts on the idea board), and sending the form anyway records `ticket_created`
+ * for the last search.
  */
 (function () {
   "use strict";
@@ -42,6 +43,7 @@
   }
 
   var instances = 0;
+  var EMAIL = /^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/;
 
   function randomId() {
     var bytes = new Uint8Array(16);
@@ -85,8 +87,8 @@
     if (data.customerId) who.customer_id = data.customerId;
     var email = data.email || "";
     var field = form && form.querySelector("[data-deflect-email]");
-    if (field && /.+@.+/.test(field.value.trim())) email = field.value.trim();
-    if (email) who.email = email;
+    if (field && EMAIL.test(field.value.trim())) email = field.value.trim();
+    if (email && EMAIL.test(email)) who.email = email;
     if (data.mrr && !isNaN(parseFloat(data.mrr))) who.mrr = parseFloat(data.mrr);
     return Object.keys(who).length ? who : null;
   }
@@ -274,11 +276,12 @@
           option.setAttribute("data-deflect-suggestion", "");
           option.setAttribute("data-type", result.type);
           option.setAttribute("data-id", result.id);
-          var title = el("span", "dfl-title", result.title);
+          var row = el("span", "dfl-title-row");
+          row.appendChild(el("span", "dfl-title", result.title));
           if (result === state.search.results[0] && state.search.answered) {
-            title.appendChild(el("span", "dfl-badge", "Best match"));
+            row.appendChild(el("span", "dfl-badge", "Best match"));
           }
-          option.appendChild(title);
+          option.appendChild(row);
           if (result.snippet) option.appendChild(el("span", "dfl-snippet", result.snippet));
           option.addEventListener("mousedown", function (e) { e.preventDefault(); });
           option.addEventListener("click", function () { setActive(index); openPreview(index, false); });
@@ -371,7 +374,7 @@
         vote.setAttribute("data-deflect-vote", "");
         vote.addEventListener("click", function () {
           vote.disabled = true;
-          voteFor(result, search).then(function (ok) {
+          voteFor(result).then(function (ok) {
             done.textContent = ok ? "Thanks, your vote is counted." : "Your vote could not be saved. Please try again.";
             vote.disabled = ok;
             if (ok) vote.textContent = "Voted";
@@ -418,16 +421,9 @@
       if (moveFocus) title.focus();
     }
 
-    function voteFor(result, search) {
-      var body = { search_id: search.id };
-      var who = requester(form);
-      if (who) body.requester = who;
-      return post("/api/ideas/" + encodeURIComponent(result.id) + "/vote", body)
-        .then(function (response) {
-          if (!response.ok) return false;
-          return sendEvent("vote", result).then(function () { return true; });
-        })
-        .catch(function () { return false; });
+    function voteFor(result) {
+      // A vote event on the search counts the vote on the idea as well (and keeps its requester).
+      return sendEvent("vote", result).then(function (response) { return !!(response && response.ok); });
     }
 
     // --- keyboard ------------------------------------------------------------------------

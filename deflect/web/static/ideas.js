@@ -39,7 +39,7 @@
       var title = card.querySelector(".idea-title").textContent;
       var body = {};
       var email = emailField ? emailField.value.trim() : "";
-      if (/.+@.+/.test(email)) body.requester = { email: email };
+      if (/^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/.test(email)) body.requester = { email: email };
       button.disabled = true;
       fetch("/api/ideas/" + encodeURIComponent(id) + "/vote", {
         method: "POST",
