@@ -87,6 +87,7 @@ class Runtime:
         self._alias_lock = threading.Lock()
         self._recalibrate_after: float | None = None
         self._recent_vectors: OrderedDict = OrderedDict()
+        self._vectors_lock = threading.Lock()
         self.refresh_aliases(recalibrate=False)
         stored = index.manifest.get("calibration") or {}
         if self.engine.alias_count or stored.get("target_false_answer") != settings.target_false_answer:
@@ -159,7 +160,7 @@ class Runtime:
 
     def _remember_vector(self, query: str, vector) -> None:
         """Keep recent query vectors: a helpful event on the search reuses its vector as the alias's."""
-        with self._alias_lock:
+        with self._vectors_lock:
             self._recent_vectors[query] = vector
             self._recent_vectors.move_to_end(query)
             while len(self._recent_vectors) > 1024:
@@ -194,7 +195,8 @@ class Runtime:
             raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
         vector = None
         if event_type == "helpful" and item_id:
-            vector = self._recent_vectors.get(search["query"])
+            with self._vectors_lock:
+                vector = self._recent_vectors.get(search["query"])
             if vector is None:
                 vector = self.engine.embedder.encode([search["query"]])[0]
         alias = None
