@@ -388,6 +388,22 @@ def test_sending_the_form_anyway_records_a_ticket(page, site):
     page.console.check()
 
 
+def test_sending_before_the_last_keys_were_searched_records_the_whole_question(page, site):
+    page.goto(site.base + "/help")
+    question = "my invoices show the wrong company address"
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type(question, delay=20)
+    page.keyboard.press("Enter")  # sends the form at once, inside the debounce
+    expect(page.get_by_role("heading", name="Thanks, we got your question")).to_be_visible()
+    site.runtime.search_log.flush()
+    with site.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(searches.c.query, events.c.type).join(events, events.c.search_id == searches.c.id)
+            .where(searches.c.query.like("my invoices%"))
+        ).all()
+    assert [tuple(r) for r in rows] == [(question, "ticket_created")]
+
+
 def test_opening_an_article_and_answering_there(page, site):
     page.goto(site.base + "/help")
     listbox = ask(page, "how do I change my email address")

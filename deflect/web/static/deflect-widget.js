@@ -202,8 +202,9 @@
       state.timer = setTimeout(function () { search(query); }, config.debounceMs);
     }
 
+    /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
-      if (query === state.lastQuery) return;
+      if (query === state.lastQuery) return Promise.resolve();
       if (!state.session) state.session = randomId();
       if (state.controller) state.controller.abort();
       var controller = new AbortController();
@@ -212,7 +213,7 @@
       var body = { query: query, k: config.k, types: config.types, session: state.session };
       if (config.locale) body.locale = config.locale;
       root.setAttribute("aria-busy", "true");
-      post("/api/suggest", body, { signal: controller.signal })
+      return post("/api/suggest", body, { signal: controller.signal })
         .then(function (response) {
           if (!response.ok) throw new Error("suggest answered " + response.status);
           return response.json();
@@ -467,9 +468,14 @@
       document.addEventListener("submit", function (e) {
         if (e.target !== form || state.submitting) return;
         cancelPending();
-        if (!state.search) return;
-        var sent = sendEvent("ticket_created", null);
+        // The ticket belongs to the whole question: if the last keys were not searched yet, search them first.
+        var query = input.value.trim();
+        var needsSearch = query.length >= config.minChars && query !== state.lastQuery;
+        if (!state.search && !needsSearch) return;
         state.submitting = true;
+        var sent = (needsSearch ? search(query) : Promise.resolve()).then(function () {
+          return sendEvent("ticket_created", null);
+        });
         if (e.defaultPrevented) {
           sent.then(function () { state.submitting = false; newQuestion(); });
           return;
