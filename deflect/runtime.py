@@ -8,16 +8,30 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-_EMBEDDERS: dict[tuple[str, int], object] = {}
+_EMBEDDERS: dict[tuple, object] = {}
 
 
 def make_embedder(settings: Settings):
-    """One embedder (and model in memory) per model and batch size in a process."""
+    """One embedder (and model in memory) per model, batch size and backend in a process.
+
+    The ONNX export is cached under <index_dir>/onnx when that folder (or its parent)
+    exists, else it is redone in a temporary folder once per process.
+    """
+    from pathlib import Path
+
     from .embedder import Embedder
 
-    key = (settings.model_name, settings.encode_batch_size)
+    key = (settings.model_name, settings.encode_batch_size, settings.embed_backend, settings.query_cache_size)
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = Embedder(settings.model_name, settings.encode_batch_size)
+        index_dir = Path(settings.index_dir)
+        cache_dir = index_dir / "onnx" if index_dir.exists() or index_dir.parent.exists() else None
+        _EMBEDDERS[key] = Embedder(
+            settings.model_name,
+            settings.encode_batch_size,
+            backend=settings.embed_backend,
+            cache_dir=cache_dir,
+            query_cache_size=settings.query_cache_size,
+        )
     return _EMBEDDERS[key]
 
 
