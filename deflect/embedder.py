@@ -165,7 +165,9 @@ class OnnxRunner:
         from tokenizers import Tokenizer
 
         self.backend = "onnx-int8" if quantized else "onnx"
-        self.chunk = chunk
+        # int8 quantises activations with one scale per run, so a text's vector would depend on
+        # the texts sharing its run: int8 runs every text alone, so vectors are deterministic.
+        self.chunk = 1 if quantized else chunk
         config = json.loads((folder / "deflect-onnx.json").read_text())
         self.pooling = config["pooling"]
         self.dimension = int(config["dimension"])
@@ -217,7 +219,7 @@ class OnnxRunner:
         encodings = self.tokenizer.encode_batch(texts)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        size = chunk or self.chunk
+        size = 1 if self.backend == "onnx-int8" else (chunk or self.chunk)
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             out[rows] = self._run([encodings[i] for i in rows])

@@ -72,10 +72,15 @@ def test_export_is_cached_on_disk_and_reused(model_name, onnx_cache, onnx_embedd
     assert np.allclose(again.encode(["hello there"]), onnx_embedder.encode(["hello there"]), atol=1e-5)
 
 
-def test_single_texts_in_any_batch_give_the_same_vector(onnx_embedder):
-    together = onnx_embedder.encode(TEXTS)  # length-sorted chunks, padded per chunk
-    alone = np.stack([onnx_embedder.encode([t])[0] for t in TEXTS])
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_text_gets_the_same_vector_whatever_is_encoded_with_it(model_name, onnx_cache, backend):
+    """Micro-batching must not make a query's answer depend on what others type at the same time."""
+    embedder = Embedder(model_name, backend=backend, cache_dir=onnx_cache, query_cache_size=0)
+    together = embedder.encode(TEXTS)  # length-sorted chunks, padded per chunk
+    other_company = embedder.encode(TEXTS[::-1][:20])[::-1]
+    alone = np.stack([embedder.encode([t])[0] for t in TEXTS])
     assert (together * alone).sum(1).min() > 0.9999
+    assert (together[-20:] * other_company).sum(1).min() > 0.9999
 
 
 def test_concurrent_queries_are_encoded_together_and_each_gets_its_own_vector(onnx_embedder):
