@@ -15,7 +15,9 @@ Transformer + mean/CLS pooling (+ Normalize) fall back to torch with a warning.
 
 Single texts (as-you-type queries) go through an LRU cache and a micro-batcher that folds
 concurrent queries into one encode; lists of texts (indexing) are encoded directly. Either
-way texts run in chunks sorted by token length, so short queries are not padded to long ones.
+way texts run in chunks sorted by token length, so short queries are not padded to long ones
+(int8 runs each text alone: its activations get one quantisation scale per run, which would
+otherwise make a vector depend on the texts encoded with it).
 """
 
 from __future__ import annotations
