@@ -232,10 +232,12 @@ class Engine:
                 continue
             sims = catalog.passage_sims(query_vector)
             fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
-            for i in range(len(catalog)):
-                if kind == "article" and locale and not _locale_matches(catalog.items[i]["locale"], locale):
-                    continue
-                candidates.append((kind, catalog, i, float(fused[i]), int(best[i])))
+            keep = np.arange(len(catalog))
+            if kind == "article" and locale:
+                keep = keep[np.array([_locale_matches(item["locale"], locale) for item in catalog.items], dtype=bool)]
+            # Only each catalog's top max(k, 2) can be shown or set the margins (best, second best).
+            top = np.sort(keep[np.argsort(-fused[keep], kind="stable")[: max(k, 2)]])
+            candidates.extend((kind, catalog, int(i), float(fused[i]), int(best[i])) for i in top)
         if not candidates:
             return Suggestion([], False, 0.0)
         fused_all = np.array([c[3] for c in candidates])
