@@ -324,7 +324,6 @@ def fit_calibration(
         fresh = embedder.encode(texts)
         for row, vec in zip([picks.index(i) for i in section_queries], fresh):
             query_vectors[row] = vec
-    all_sims = query_vectors @ catalog.vectors.T
     features, labels, negatives = [], [], []
     for row, pid in enumerate(picks):
         own = int(catalog.passage_items[pid])
@@ -332,10 +331,11 @@ def fit_calibration(
         tokens = tokenize(text)
         lexical = catalog.bm25.scores(tokens).astype(np.float64)
         qv = query_vectors[row]
+        row_sims = (catalog.vectors @ qv).astype(np.float64)  # one row at a time: no queries x passages matrix
         centroid = catalog.centroids @ qv
         own_rows = catalog.passage_items == own
         # Answerable: hide this passage only.
-        sims = all_sims[row].astype(np.float64).copy()
+        sims = row_sims.copy()
         sims[pid] = -np.inf
         lex = lexical.copy()
         lex[own] = catalog.bm25.score_without(tokens, own, Counter(catalog.tokens_by_passage[pid]))
@@ -347,7 +347,7 @@ def fit_calibration(
         features.append((fused[top], scoring.margins(fused)[top]))
         labels.append(1 if top == own else 0)
         # Unanswerable: hide the whole article.
-        sims = all_sims[row].astype(np.float64).copy()
+        sims = row_sims
         sims[own_rows] = -np.inf
         fused, _ = _fused(catalog, sims, centroid, lexical)
         fused[own] = -np.inf
