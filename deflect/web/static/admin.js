@@ -243,20 +243,25 @@
   function candidateActions(c) {
     var box = el("div", "candidate-actions");
     if (c.status && c.status !== "new") return box;
+    var label = String(c.label || "").replace(/\u2026$/, "").trim();
     var title = el("input");
     title.type = "text";
-    title.value = c.label || "";
+    title.value = label;
     title.setAttribute("aria-label", "Title of the new idea");
     title.setAttribute("data-promote-title", "");
     var promote = el("button", "btn btn-primary btn-small", "Promote to idea");
     promote.type = "button";
     promote.setAttribute("data-action", "promote");
     promote.addEventListener("click", function () {
-      var body = title.value.trim() && title.value.trim() !== c.label ? { title: title.value.trim() } : {};
-      review(c, "promote", body, "Promoted “" + (body.title || c.label) + "” to a new idea.");
+      var chosen = title.value.trim();
+      var body = chosen && chosen !== label ? { title: chosen } : {};
+      review(c, "promote", body, "Promoted “" + (chosen || label) + "” to a new idea.");
     });
     var select = el("select");
     select.setAttribute("aria-label", "Idea to merge into");
+    var placeholder = el("option", "", "Merge into idea…");
+    placeholder.value = "";
+    select.appendChild(placeholder);
     var nearestIdea = c.nearest && (c.nearest.type || c.nearest.item_type) === "idea" ? c.nearest.id : null;
     ideas.filter(function (i) { return ["open", "planned", "in_progress"].indexOf(i.status) >= 0; })
       .forEach(function (i) {
@@ -268,16 +273,34 @@
     var merge = el("button", "btn btn-small", "Merge");
     merge.type = "button";
     merge.setAttribute("data-action", "merge");
-    merge.disabled = !select.options.length;
+    var syncMerge = function () { merge.disabled = !select.value; };
+    select.addEventListener("change", syncMerge);
+    syncMerge();
     merge.addEventListener("click", function () {
+      if (!select.value) return;
       review(c, "merge", { idea_id: select.value }, "Merged into “" + select.options[select.selectedIndex].text + "”.");
     });
     var dismiss = el("button", "btn btn-quiet btn-small btn-danger", "Dismiss");
     dismiss.type = "button";
     dismiss.setAttribute("data-action", "dismiss");
-    dismiss.addEventListener("click", function () { review(c, "dismiss", {}, "Dismissed “" + c.label + "”."); });
+    dismiss.addEventListener("click", function () { review(c, "dismiss", {}, "Dismissed “" + label + "”."); });
     [title, promote, select, merge, dismiss].forEach(function (n) { box.appendChild(n); });
     return box;
+  }
+
+  /** Distinct example questions, most frequent first, with how often each was asked. */
+  function examples(queries, limit) {
+    var counts = {};
+    var order = [];
+    queries.forEach(function (q) {
+      var text = typeof q === "string" ? q : first(q.text, q.query, "");
+      if (!text) return;
+      var key = text.trim().toLowerCase();
+      if (!(key in counts)) { counts[key] = { text: text.trim(), n: 0 }; order.push(key); }
+      counts[key].n += 1;
+    });
+    return order.map(function (k) { return counts[k]; })
+      .sort(function (a, b) { return b.n - a.n; }).slice(0, limit);
   }
 
   function review(candidate, action, body, done) {
@@ -307,8 +330,9 @@
       card.setAttribute("data-status", c.status || "new");
       var head = card.appendChild(el("div", "candidate-head"));
       head.appendChild(el("span", "candidate-label", c.label || "(unlabelled)"));
-      var meta = [num(c.size) + " questions"];
+      var meta = [num(c.size) + (c.size === 1 ? " question" : " questions")];
       if (c.last_seen != null) meta.push("last " + shortDate(c.last_seen));
+      if (c.requesters) meta.push(num(c.requesters) + (c.requesters === 1 ? " requester" : " requesters"));
       if (c.mrr) meta.push("$" + num(Math.round(c.mrr)) + " MRR");
       if (c.status && c.status !== "new") meta.push(c.status);
       head.appendChild(el("span", "candidate-meta", meta.join(" · ")));
@@ -316,15 +340,21 @@
         var kw = card.appendChild(el("div"));
         c.keywords.slice(0, 8).forEach(function (k) { kw.appendChild(el("span", "keyword", k)); });
       }
-      var queries = (c.queries || []).slice(0, 4);
-      if (queries.length) {
+      var asked = examples(c.queries || [], 4);
+      if (asked.length) {
         var ul = card.appendChild(el("ul", "candidate-queries"));
-        queries.forEach(function (q) { ul.appendChild(el("li", "", typeof q === "string" ? q : q.text)); });
+        asked.forEach(function (q) { ul.appendChild(el("li", "", q.n > 1 ? q.text + " (×" + q.n + ")" : q.text)); });
+      }
+      if (c.idea_id && c.status !== "new") {
+        var done = card.appendChild(el("p", "muted", (c.status === "merged" ? "Merged into " : "Became ")));
+        var link = el("a", "", "idea “" + c.idea_id + "”");
+        link.href = "/ideas#idea-" + encodeURIComponent(c.idea_id);
+        done.appendChild(link);
       }
       if (c.nearest && c.nearest.id) {
         var near = (c.nearest.type || c.nearest.item_type || "item") + " “" + (c.nearest.title || titles[c.nearest.id] || c.nearest.id) + "”";
-        var score = typeof c.nearest.score === "number" ? " (" + Math.round(c.nearest.score * 100) + "% similar)" : "";
-        card.appendChild(el("p", "muted", "Closest existing: " + near + score));
+        var score = typeof c.nearest.score === "number" ? " (" + pct(c.nearest.score) + " match)" : "";
+        card.appendChild(el("p", "muted", "Closest existing " + near + score));
       }
       card.appendChild(candidateActions(c));
     });
