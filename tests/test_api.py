@@ -215,6 +215,7 @@ def test_content_type_with_charset_is_accepted(live_server):
 def test_suggest_is_recorded_in_the_database(live_server, sample_runtime):
     query = "how do I export my tasks to a spreadsheet"
     body = post_suggest(live_server, {"query": query, "session": "sess-recorded", "k": 4}).json()
+    sample_runtime.search_log.flush()  # searches are written by a background writer
     engine = sa.create_engine(sample_runtime.settings.database_url)
     try:
         with engine.connect() as conn:
