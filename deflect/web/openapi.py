@@ -25,6 +25,49 @@ OPENAPI = {
                               **{c: _ERRORS[c] for c in ("400", "413", "415")}},
             }
         },
+        "/api/events": {
+            "post": {
+                "summary": "Record what the user did after a search (acknowledged once committed)",
+                "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/EventRequest"})},
+                "responses": {"202": {"description": "stored", **_json({"type": "object", "properties": {
+                    "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
+                    "item_type": {"type": "string"}, "item_id": {"type": "string"},
+                    "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
+                        "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}}}})},
+                              **{c: _ERRORS[c] for c in ("400", "404", "413", "415")}},
+            }
+        },
+        "/api/metrics": {
+            "get": {
+                "summary": "Deflection metrics for a period (admin)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "ISO 8601 date/time (UTC unless given) or epoch seconds"},
+                    {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "exclusive end; default now"},
+                ],
+                "responses": {"200": {"description": "totals, events, articles, ideas, content_gaps, series"},
+                              "400": _ERRORS["400"], "401": _ERRORS["401"]},
+            }
+        },
+        "/api/aliases": {
+            "get": {
+                "summary": "Learned aliases (admin)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "active", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["true", "false"]}}],
+                "responses": {"200": {"description": "aliases"}, "400": _ERRORS["400"], "401": _ERRORS["401"]},
+            }
+        },
+        "/api/aliases/{id}": {
+            "delete": {
+                "summary": "Delete a learned alias (admin)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "deleted"}, "401": _ERRORS["401"], "404": _ERRORS["404"]},
+            }
+        },
         "/api/articles": {"get": {"summary": "List articles", "responses": {"200": {"description": "articles"}}}},
         "/api/articles/{id}": {
             "get": {
@@ -63,6 +106,20 @@ OPENAPI = {
                     "types": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["article", "idea"]}},
                     "locale": {"type": "string", "example": "en"},
                     "session": {"type": "string", "maxLength": 200},
+                },
+            },
+            "EventRequest": {
+                "type": "object",
+                "required": ["search_id", "type"],
+                "properties": {
+                    "search_id": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"},
+                    "type": {"type": "string", "enum": ["click", "helpful", "not_helpful", "ticket_created", "vote"]},
+                    "item_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "item_type": {"type": "string", "enum": ["article", "idea"]},
+                    "requester": {"type": "object", "additionalProperties": False, "properties": {
+                        "customer_id": {"type": "string", "maxLength": 200},
+                        "email": {"type": "string", "format": "email", "maxLength": 320},
+                        "mrr": {"type": "number", "minimum": 0}}},
                 },
             },
             "SuggestResponse": {
