@@ -22,5 +22,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from .errors import register_error_handlers
 
     app.register_blueprint(api)
+    from .board_api import init_board
+
+    init_board(app)
     register_error_handlers(app)
     return app
