@@ -169,7 +169,8 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
     with writing(engine) as conn:
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
-        mapping = clusters.match_previous(new_sets, {k: v for k, v in old_members.items() if k in old})
+        in_pool = {r["id"] for r in pool}
+        mapping = clusters.match_previous(new_sets, {k: v for k, v in old_members.items() if k in old}, in_pool)
         # A group made mostly of one old candidate's members is still that candidate (so a
         # dismissed one cannot sneak back under a new id by losing a few members).
         taken = set(mapping.values())

@@ -146,7 +146,7 @@ def keywords(groups: Sequence[Sequence[str]], top: int = 5) -> list[list[str]]:
         forms = _surface_forms(texts)
         words: list[str] = []
         for token in ranked:
-            word = forms[token].most_common(1)[0][0] if token in forms else token
+            word = min(forms[token].items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))[0] if token in forms else token
             if word not in words:
                 words.append(word)
             if len(words) == top:
@@ -175,13 +175,17 @@ def label_for(texts: Sequence[str], vectors: np.ndarray, words: Sequence[str], m
 # --- stable ids and incremental assignment ---------------------------------------------
 
 
-def match_previous(new_groups: Sequence[set], old_groups: dict[str, set], keep_share: float = 0.5) -> dict[int, str]:
+def match_previous(
+    new_groups: Sequence[set], old_groups: dict[str, set], present: set | None = None, keep_share: float = 0.5
+) -> dict[int, str]:
     """Give a new group the id of the old group whose members it mostly keeps.
 
-    An old id passes to the new group holding more than `keep_share` of its (still
-    present) members; each old id goes to at most one new group, biggest overlap first.
+    An old id passes to the new group holding more than `keep_share` of its members that
+    are still `present` (in the pool, clustered or not; default: in some new group); each
+    old id goes to at most one new group, biggest overlap first.
     """
-    present = set().union(*new_groups) if new_groups else set()
+    if present is None:
+        present = set().union(*new_groups) if new_groups else set()
     pairs = []
     for i, group in enumerate(new_groups):
         for old_id, old in old_groups.items():
