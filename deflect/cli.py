@@ -57,7 +57,16 @@ def serve(host, port, threads, **paths):
     from waitress import serve as waitress_serve
 
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on http://{settings.host}:{settings.port}", err=True)
-    waitress_serve(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
+    import signal
+
+    def _terminate(_signum, _frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _terminate)  # so queued searches are written on a normal stop
+    try:
+        waitress_serve(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
+    finally:
+        runtime.close()
 
 
 @main.command()
@@ -89,7 +98,11 @@ def suggest(question, k, types, locale, as_json, **paths):
     settings = _settings(**paths)
     from .runtime import Runtime
 
-    answer = Runtime(settings).suggest(question, k=k, types=tuple(types) or ("article", "idea"), locale=locale)
+    runtime = Runtime(settings, sync=False)
+    try:
+        answer = runtime.suggest(question, k=k, types=tuple(types) or ("article", "idea"), locale=locale)
+    finally:
+        runtime.close()  # the search is written before the command exits
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return
@@ -125,19 +138,27 @@ def ideas_import(file, database_url):
 @main.command("eval")
 @click.option("--kb", "kb_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Benchmark KB folder.")
 @click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False), help="queries.jsonl ({text, expected, label}).")
-@click.option("--feedback", type=click.Path(exists=True, dir_okay=False), default=None, help="feedback.jsonl of confirmed answers to replay first (needs the events issue).")
+@click.option("--feedback", type=click.Path(exists=True, dir_okay=False), default=None, help="feedback.jsonl ({text, article}) of confirmed answers, replayed first as helpful events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--model", default=None, help="Sentence-transformers model name or path.")
 @click.option("--show-misses", type=int, default=0, help="Also list this many missed queries.")
 def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
     """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (DESIGN section 8)."""
     settings = _settings(model=model)
-    from .evaluation import build_benchmark_engine, evaluate, read_jsonl
+    from .evaluation import build_benchmark_engine, evaluate, evaluate_with_feedback, read_jsonl
 
-    if feedback:
-        raise click.UsageError("--feedback replay needs learned aliases, which are not built yet (events issue)")
-    engine, _ = build_benchmark_engine(kb_dir, settings, progress=not as_json)
-    report = evaluate(engine, read_jsonl(queries))
+    try:
+        query_rows = read_jsonl(queries)
+        feedback_rows = read_jsonl(feedback) if feedback else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if feedback_rows is not None:
+        report, problems = evaluate_with_feedback(kb_dir, query_rows, feedback_rows, settings, progress=not as_json)
+        for problem in problems:
+            click.echo(f"warning: {problem}", err=True)
+    else:
+        engine, _ = build_benchmark_engine(kb_dir, settings, progress=not as_json)
+        report = evaluate(engine, query_rows)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -145,6 +166,153 @@ def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
             click.echo(f"{key:>24}: {value}")
     for miss in report.misses[:show_misses]:
         click.echo(f"miss: {miss['text']!r} expected {miss['expected']} got {miss['got']}")
+
+
+@main.group()
+def db():
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+def db_upgrade(database_url, revision):
+    """Apply the Alembic migrations (deflect serve also does this on start)."""
+    settings = _settings(database_url=database_url)
+    from .db import current_revision, make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    click.echo(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
+
+
+def _period(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    from datetime import UTC, datetime
+
+    def parse(name, raw):
+        if raw is None:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("use epoch seconds or an ISO 8601 date such as 2026-11-01", param_hint=name) from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+    return parse("--since", since), parse("--until", until)
+
+
+_PERIOD_OPTIONS = [
+    click.option("--since", default=None, help="Start of the period (ISO 8601 date/time or epoch seconds, UTC)."),
+    click.option("--until", default=None, help="End of the period, exclusive (default: now)."),
+    click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
+]
+
+
+def period_options(func):
+    for option in reversed(_PERIOD_OPTIONS):
+        func = option(func)
+    return func
+
+
+@main.command()
+@period_options
+@click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows per table (articles, gaps).")
+def metrics(since, until, database_url, as_json, top):
+    """Deflection metrics for a period (DESIGN section 6), as readable tables."""
+    settings = _settings(database_url=database_url)
+    from .db import make_engine, upgrade
+    from .metrics import compute_metrics
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    start, end = _period(since, until)
+    report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    from .metrics import format_report
+
+    click.echo(format_report(report, top))
+
+
+@main.group()
+def events():
+    """Searches and deflection events."""
+
+
+@events.command("export")
+@period_options
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True, help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-", help="File to write (default: stdout).")
+def events_export(since, until, database_url, fmt, output):
+    """Write every event with its search (query, session, answered...) for analysts."""
+    settings = _settings(database_url=database_url)
+    import csv
+
+    from .db import make_engine, upgrade
+    from .events import export_rows
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    start, end = _period(since, until)
+    count = 0
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        writer = None
+        for row in export_rows(engine, start, end):
+            if fmt == "jsonl":
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+            count += 1
+    if output != "-":
+        click.echo(f"{count} events written to {output}", err=True)
+
+
+@main.group()
+def aliases():
+    """Learned aliases (queries users confirmed an article answers)."""
+
+
+@aliases.command("list")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+@click.option("--all", "show_all", is_flag=True, help="Also list queries not yet confirmed often enough.")
+def aliases_list(database_url, show_all):
+    """List learned aliases."""
+    settings = _settings(database_url=database_url)
+    from .aliases import list_aliases
+    from .db import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    for row in list_aliases(engine, active_only=not show_all):
+        state = "active" if row["active"] else "pending"
+        click.echo(f"{row['id']:>6}  {state:<7} {row['confirmations']:>3}x  {row['item_type']}:{row['item_id']}  {row['query']!r}")
+
+
+@aliases.command("delete")
+@click.argument("alias_id", type=int)
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+def aliases_delete(alias_id, database_url):
+    """Delete alias ALIAS_ID (running servers drop it within sync_interval_seconds)."""
+    settings = _settings(database_url=database_url)
+    from .aliases import delete_alias
+    from .db import make_engine, upgrade, writing
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with writing(engine) as conn:
+        if not delete_alias(conn, alias_id):
+            raise click.ClickException(f"no alias with id {alias_id}")
+    click.echo(f"alias {alias_id} deleted")
 
 
 @main.command()

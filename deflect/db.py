@@ -154,7 +154,10 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with engine.begin() as connection:
+    with writing(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            # Several server processes may start at once: one migrates, the others wait.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7260001)")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

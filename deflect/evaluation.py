@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,58 @@ def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
         report.false_answer_rate = answered_wrong_unanswerable / report.unanswerable
         report.auroc = auroc(np.array(pos_scores), np.array(neg_scores))
     return report
+
+
+def replay_feedback(runtime, feedback: list[dict], progress: bool = False) -> tuple[int, list[str]]:
+    """Replay confirmed answers exactly as a help form would: a search, then a `helpful` event.
+
+    Each line gets its own session, as if from a different customer. Returns (replayed,
+    problems) where problems name the lines that could not be replayed.
+    """
+    from tqdm import tqdm
+
+    from .events import EventError
+
+    replayed, problems = 0, []
+    for number, row in enumerate(tqdm(feedback, desc="replaying feedback", disable=not progress, unit="q"), 1):
+        text, article = row.get("text"), row.get("article")
+        if not isinstance(text, str) or not text.strip() or not isinstance(article, str):
+            problems.append(f"feedback line {number}: needs text and article")
+            continue
+        answer = runtime.suggest(text.strip(), k=10, types=("article",), session=f"feedback-{number}")
+        try:
+            runtime.record_event(answer["search_id"], "helpful", item_id=article, item_type="article")
+        except EventError as exc:
+            problems.append(f"feedback line {number}: {exc}")
+            continue
+        replayed += 1
+    return replayed, problems
+
+
+def evaluate_with_feedback(kb_dir, queries: list[dict], feedback: list[dict], settings, progress: bool = False):
+    """Index the benchmark in a scratch folder with its own SQLite store, replay feedback, evaluate."""
+    from .runtime import Runtime
+
+    with tempfile.TemporaryDirectory(prefix="deflect-eval-") as scratch:
+        runtime = Runtime(
+            settings.with_overrides(
+                kb_dir=str(kb_dir),
+                index_dir=f"{scratch}/index",
+                database_url=f"sqlite:///{scratch}/eval.db",
+                ideas_file=os.devnull,  # a benchmark has articles only
+            ),
+            progress=progress,
+            sync=False,
+        )
+        try:
+            replayed, problems = replay_feedback(runtime, feedback, progress=progress)
+            runtime.recalibrate()
+            report = evaluate(runtime.engine, queries)
+        finally:
+            runtime.close()
+            runtime.db.dispose()
+    report.feedback_replayed = replayed
+    return report, problems
 
 
 def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False, index_dir: str | None = None):

@@ -259,3 +259,51 @@ def _rows_for_searches(conn: sa.Connection, table: sa.Table, search_ids: set[str
     if since is not None:
         query = query.where(searches.c.created_at >= since)
     return [dict(r._mapping) for r in conn.execute(query) if r.search_id in search_ids]
+
+
+def format_report(report: dict, top: int = 10) -> str:
+    """`deflect metrics`: the report as plain-text tables."""
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    def when(ts) -> str:
+        return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+    t = report["totals"]
+    lines = [
+        f"period: {when(report['since'])} .. {when(report['until'])} (UTC)",
+        "",
+        f"searches (final)         {t['searches']:>8}   (+{t['superseded_searches']} superseded while typing)",
+        f"answered rate            {pct(t['answered_rate']):>8}",
+        f"click rate               {pct(t['click_rate']):>8}",
+        f"confirmed deflections    {t['confirmed_deflections']:>8}",
+        f"assumed deflections      {t['assumed_deflections']:>8}   ({t['assumed_pending']} still inside the window)",
+        f"tickets                  {t['tickets']:>8}",
+        f"deflection rate          {pct(t['deflection_rate']):>8}   (confirmed only {pct(t['confirmed_deflection_rate'])})",
+        "",
+        "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items()),
+    ]
+    for kind in ("articles", "ideas"):
+        rows = report[kind][:top]
+        if not rows:
+            continue
+        lines += ["", f"{kind:<40} {'shown':>6} {'clicks':>6} {'yes':>5} {'no':>5} {'tickets':>7} {'effective':>9}"]
+        for r in rows:
+            name = (r.get("title") or r["id"])[:40]
+            lines.append(
+                f"{name:<40} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "
+                f"{r['tickets_after_shown']:>7} {pct(r['effectiveness']):>9}"
+            )
+    if report["content_gaps"]:
+        lines += ["", "content gaps (most frequent unanswered questions)"]
+        for gap in report["content_gaps"][:top]:
+            lines.append(f"{gap['count']:>6}  {gap['query'][:70]}")
+    if report["series"]:
+        lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
+        for day in report["series"][-top:]:
+            lines.append(
+                f"{day['date']:<12} {day['searches']:>8} {day['deflections']:>9} {day['tickets']:>7} "
+                f"{pct(day['deflection_rate']):>7}"
+            )
+    return "\n".join(lines)

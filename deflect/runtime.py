@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
 
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Seconds without further alias changes before the calibration is refit in the background.
+RECALIBRATE_DELAY = 2.0
 
 _EMBEDDERS: dict[tuple[str, int], object] = {}
 
@@ -42,7 +47,9 @@ def refresh_index(settings: Settings, progress: bool = False):
         settings.default_locale,
         settings.passage_chars,
         progress=progress,
-        calibrate=lambda idx: fit_calibration(idx, embedder),
+        calibrate=lambda idx: fit_calibration(
+            idx, embedder, target_false_answer=settings.target_false_answer, answer_threshold=settings.answer_threshold
+        ),
     )
 
 
@@ -58,9 +65,13 @@ class Runtime:
         self.settings = settings
         self.db = db.make_engine(settings.database_url)
         db.upgrade(self.db)
-        if count_ideas(self.db) == 0 and settings.ideas_path is not None:
-            inserted, _, errors = import_ideas(self.db, settings.ideas_path)
-            log.info("imported %d sample ideas from %s", inserted, settings.ideas_path)
+        ideas_path = settings.ideas_path
+        if ideas_path is not None and not ideas_path.exists():
+            log.warning("ideas_file %s does not exist; no sample ideas imported", ideas_path)
+            ideas_path = None
+        if count_ideas(self.db) == 0 and ideas_path is not None:
+            inserted, _, errors = import_ideas(self.db, ideas_path)
+            log.info("imported %d sample ideas from %s", inserted, ideas_path)
             for error in errors:
                 log.warning(error)
         index, report = refresh_index(settings, progress=progress)
@@ -74,7 +85,13 @@ class Runtime:
         self.search_log = SearchLog(self.db)
         self._alias_generation = -1
         self._alias_lock = threading.Lock()
-        self.refresh_aliases()
+        self._recalibrate_after: float | None = None
+        self._recent_vectors: OrderedDict = OrderedDict()
+        self._vectors_lock = threading.Lock()
+        self.refresh_aliases(recalibrate=False)
+        stored = index.manifest.get("calibration") or {}
+        if self.engine.alias_count or stored.get("target_false_answer") != settings.target_false_answer:
+            self.recalibrate()
         self._stop = threading.Event()
         self._sync_thread = None
         if sync and settings.sync_interval_seconds > 0:
@@ -95,11 +112,19 @@ class Runtime:
             try:
                 if generation(self.db) != self._alias_generation:
                     self.refresh_aliases()
+                due = self._recalibrate_after
+                if due is not None and time.monotonic() >= due:
+                    self._recalibrate_after = None
+                    self.recalibrate()
             except Exception:  # the database may be restarting; try again next tick
                 log.warning("alias sync failed", exc_info=True)
 
-    def refresh_aliases(self) -> int:
-        """Load the active learned aliases from the database into the engine."""
+    def refresh_aliases(self, recalibrate: bool = True) -> int:
+        """Load the active learned aliases from the database into the engine (used at once).
+
+        The answered-calibration is refit with them shortly after, in the background,
+        once changes have settled (RECALIBRATE_DELAY seconds without another change).
+        """
         from .aliases import active_vectors, generation
 
         with self._alias_lock:
@@ -107,7 +132,9 @@ class Runtime:
             rows = active_vectors(self.db, model_id_for(self.settings), self.engine.embedder.encode)
             self.engine.set_aliases(rows)
             self._alias_generation = current
-            return len(rows)
+        if recalibrate:
+            self._recalibrate_after = time.monotonic() + RECALIBRATE_DELAY
+        return len(rows)
 
     def suggest(
         self,
@@ -116,11 +143,28 @@ class Runtime:
         types: tuple[str, ...] = ("article", "idea"),
         locale: str | None = None,
         session: str | None = None,
+        record: bool = True,
     ) -> dict:
-        suggestion = self.engine.suggest(query, k=k, types=types, locale=locale)
+        """Answer a query; the search is logged unless record=False (benchmarks of the logging cost)."""
+        vector = self.engine.embedder.encode([query])[0]
+        if record:
+            self._remember_vector(query, vector)
+        suggestion = self.engine.suggest(query, k=k, types=types, locale=locale, query_vector=vector)
         results = [r.to_dict() for r in suggestion.results]
-        search_id = self.search_log.record(query, session, locale, suggestion.answered, results, self.engine.version)
+        search_id = (
+            self.search_log.record(query, session, locale, suggestion.answered, results, self.engine.version)
+            if record
+            else None
+        )
         return {"search_id": search_id, "answered": suggestion.answered, "results": results}
+
+    def _remember_vector(self, query: str, vector) -> None:
+        """Keep recent query vectors: a helpful event on the search reuses its vector as the alias's."""
+        with self._vectors_lock:
+            self._recent_vectors[query] = vector
+            self._recent_vectors.move_to_end(query)
+            while len(self._recent_vectors) > 1024:
+                self._recent_vectors.popitem(last=False)
 
     def record_event(
         self,
@@ -151,7 +195,10 @@ class Runtime:
             raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
         vector = None
         if event_type == "helpful" and item_id:
-            vector = self.engine.embedder.encode([search["query"]])[0]
+            with self._vectors_lock:
+                vector = self._recent_vectors.get(search["query"])
+            if vector is None:
+                vector = self.engine.embedder.encode([search["query"]])[0]
         alias = None
         with writing(self.db) as conn:
             event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
@@ -185,6 +232,20 @@ class Runtime:
             if kind == "idea" and get_idea(self.db, item_id) is not None:
                 return kind
         raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {item_id!r}")
+
+    def recalibrate(self) -> None:
+        """Refit the answered-probability with the learned aliases as real example queries."""
+        from .suggest import fit_calibration
+
+        engine = self.engine
+        calibration = fit_calibration(
+            engine.index,
+            engine.embedder,
+            aliases=engine.alias_rows,
+            target_false_answer=self.settings.target_false_answer,
+            answer_threshold=self.settings.answer_threshold,
+        )
+        engine.set_calibration(calibration)
 
     def aliases(self, active_only: bool = False) -> list[dict]:
         from .aliases import list_aliases
@@ -221,6 +282,8 @@ class Runtime:
         index, report = refresh_index(self.settings, progress=progress)
         if report.changed_anything:
             self.engine.replace_index(index)
+            if self.engine.alias_count:
+                self.recalibrate()
         self.last_report = report
         return report
 

@@ -50,6 +50,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Calibrated probability at or above which the top result counts as answering the query.",
         float,
     ),
+    Setting(
+        "target_false_answer",
+        0.08,
+        "Share of questions the KB cannot answer that may still get answered=true; the calibration is capped to it.",
+        float,
+    ),
     Setting("min_confirmations", 1, "Helpful events needed before a query becomes a learned alias.", int),
     Setting(
         "alias_limit_per_session",
@@ -99,6 +105,7 @@ class Settings:
     port: int = 8000
     passage_chars: int = 700
     answer_threshold: float = 0.5
+    target_false_answer: float = 0.08
     min_confirmations: int = 1
     alias_limit_per_session: int = 20
     sync_interval_seconds: float = 1.0

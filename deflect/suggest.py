@@ -46,7 +46,9 @@ class Suggestion:
 class Catalog:
     """One searchable collection (articles or ideas): passage vectors, centroids, BM25."""
 
-    def __init__(self, items: list[dict], passages: list[dict], vectors: np.ndarray):
+    def __init__(
+        self, items: list[dict], passages: list[dict], vectors: np.ndarray, tokens: list[list[str]] | None = None
+    ):
         import faiss
 
         self.items = items
@@ -63,7 +65,8 @@ class Catalog:
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         self.centroids = centroids / np.maximum(norms, 1e-12)
         self.position = {item["id"]: i for i, item in enumerate(items)}
-        self.tokens_by_passage = [tokenize(p["text"]) for p in passages]
+        self.base_catalog: Catalog | None = None  # set on a copy that adds learned aliases
+        self.tokens_by_passage = tokens if tokens is not None else [tokenize(p["text"]) for p in passages]
         docs: list[list[str]] = [[] for _ in items]
         for p, toks in zip(passages, self.tokens_by_passage):
             docs[p["article"]].extend(toks)
@@ -84,33 +87,41 @@ class Catalog:
         return sims
 
     def fused_scores(
-        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray, aliases: AliasSet | None = None
+        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Fused item scores and each item's best passage (an index >= len(passages) is an alias)."""
-        if aliases is not None and len(aliases):
-            sims = np.concatenate([sims, aliases.vectors @ query_vector])
-            return _fused(self, sims, self.centroids @ query_vector, lexical, aliases.items)
         return _fused(self, sims, self.centroids @ query_vector, lexical)
 
+    def with_aliases(self, kind: str, rows: list[dict], tokens: list[list[str]]) -> Catalog:
+        """This catalog plus learned aliases of its items as extra passages (kind "alias").
 
-@dataclass
-class AliasSet:
-    """Learned aliases of one catalog's items: their vectors and the item each belongs to."""
-
-    vectors: np.ndarray
-    items: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @classmethod
-    def for_catalog(cls, catalog: Catalog, kind: str, rows: list[dict], dim: int) -> AliasSet:
-        mine = [r for r in rows if r["item_type"] == kind and r["item_id"] in catalog.position]
-        mine = [r for r in mine if len(r["vector"]) == dim]
+        An alias is a real customer query confirmed to be answered by the item, so it joins
+        the item's passages in every channel (dense, centroid, lexical). `tokens` are this
+        catalog's own passage tokens, cached so that adding an alias costs milliseconds.
+        """
+        base = self.base
+        mine = [r for r in rows if r["item_type"] == kind and r["item_id"] in base.position]
+        mine = [r for r in mine if len(r["vector"]) == base.vectors.shape[1]]
         if not mine:
-            return cls(np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=np.int64))
-        vectors = np.stack([r["vector"] for r in mine]).astype(np.float32)
-        return cls(vectors, np.array([catalog.position[r["item_id"]] for r in mine], dtype=np.int64))
+            return base
+        extra = [
+            {"article": base.position[r["item_id"]], "kind": ALIAS_KIND, "text": r["query"], "snippet": ""} for r in mine
+        ]
+        vectors = np.vstack([base.vectors, np.stack([r["vector"] for r in mine]).astype(np.float32)])
+        catalog = Catalog(base.items, base.passages + extra, vectors, tokens + [tokenize(p["text"]) for p in extra])
+        catalog.base_catalog = base
+        return catalog
+
+    @property
+    def base(self) -> Catalog:
+        """The catalog without learned aliases."""
+        return self.base_catalog or self
+
+    @property
+    def alias_count(self) -> int:
+        return len(self.passages) - len(self.base.passages)
+
+
+ALIAS_KIND = "alias"
 
 
 class Engine:
@@ -125,49 +136,54 @@ class Engine:
         self.answer_threshold = answer_threshold
         self._lock = threading.Lock()
         self._idea_vectors: dict[str, np.ndarray] = {}
+        self._alias_rows: list[dict] = []
         self.index = index
         self.articles = Catalog(index.articles, index.passages, index.vectors)
         self.calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
         self.ideas = self._idea_catalog(ideas or [])
-        self._alias_rows: list[dict] = []
-        self.aliases = self._map_aliases(self.articles, self.ideas, [])
 
     @property
     def dim(self) -> int:
         return self.index.vectors.shape[1] if self.index.vectors.ndim == 2 else 384
 
-    def _map_aliases(self, articles: Catalog, ideas: Catalog, rows: list[dict]) -> dict[str, AliasSet]:
-        return {
-            "article": AliasSet.for_catalog(articles, "article", rows, self.dim),
-            "idea": AliasSet.for_catalog(ideas, "idea", rows, self.dim),
-        }
-
-    def set_aliases(self, rows: list[dict]) -> None:
-        """Replace the learned aliases ({item_type, item_id, vector} rows); used at once."""
-        with self._lock:
-            self._alias_rows = rows
-            self.aliases = self._map_aliases(self.articles, self.ideas, rows)
-
-    @property
-    def alias_count(self) -> int:
-        return sum(len(a) for a in self.aliases.values())
-
     @property
     def version(self) -> str:
         return self.index.version
 
-    def replace_index(self, index: KBIndex) -> None:
-        articles = Catalog(index.articles, index.passages, index.vectors)
-        calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
+    @property
+    def alias_count(self) -> int:
+        return self.articles.alias_count + self.ideas.alias_count
+
+    @property
+    def alias_rows(self) -> list[dict]:
+        return self._alias_rows
+
+    def set_calibration(self, calibration: dict) -> None:
+        with self._lock:
+            self.calibration = scoring.Calibration.from_dict(calibration)
+
+    def set_aliases(self, rows: list[dict]) -> None:
+        """Replace the learned aliases ({item_type, item_id, query, vector} rows); used at once."""
+        with self._lock:
+            articles, ideas = self.articles.base, self.ideas.base
+        articles = _aliased(articles, "article", rows)
+        ideas = _aliased(ideas, "idea", rows)
+        with self._lock:
+            if self.articles.base is articles.base and self.ideas.base is ideas.base:
+                self.articles, self.ideas, self._alias_rows = articles, ideas, rows
+                return
+        self.set_aliases(rows)  # the index or ideas changed meanwhile: build again on the new ones
+
+    def replace_index(self, index: KBIndex, calibration: dict | None = None) -> None:
+        articles = _aliased(Catalog(index.articles, index.passages, index.vectors), "article", self._alias_rows)
+        calibration = scoring.Calibration.from_dict(calibration or index.manifest.get("calibration"))
         with self._lock:
             self.index, self.articles, self.calibration = index, articles, calibration
-            self.aliases = self._map_aliases(articles, self.ideas, self._alias_rows)
 
     def set_ideas(self, ideas: list[dict]) -> None:
-        catalog = self._idea_catalog(ideas)
+        catalog = _aliased(self._idea_catalog(ideas), "idea", self._alias_rows)
         with self._lock:
             self.ideas = catalog
-            self.aliases = self._map_aliases(self.articles, catalog, self._alias_rows)
 
     def _idea_catalog(self, ideas: list[dict]) -> Catalog:
         """Ideas are short: their title and title+description are the passages."""
@@ -206,7 +222,7 @@ class Engine:
         query_vector: np.ndarray | None = None,
     ) -> Suggestion:
         with self._lock:
-            articles, ideas, calibration, aliases = self.articles, self.ideas, self.calibration, self.aliases
+            articles, ideas, calibration = self.articles, self.ideas, self.calibration
         if query_vector is None:
             query_vector = self.embedder.encode([query])[0]
         tokens = tokenize(query)
@@ -215,7 +231,7 @@ class Engine:
             if kind not in types or not len(catalog):
                 continue
             sims = catalog.passage_sims(query_vector)
-            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens), aliases[kind])
+            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
             for i in range(len(catalog)):
                 if kind == "article" and locale and not _locale_matches(catalog.items[i]["locale"], locale):
                     continue
@@ -236,6 +252,11 @@ class Engine:
         return Suggestion(results, top >= self.answer_threshold, top)
 
 
+def _aliased(catalog: Catalog, kind: str, rows: list[dict]) -> Catalog:
+    base = catalog.base
+    return base.with_aliases(kind, rows, base.tokens_by_passage)
+
+
 def _locale_matches(article_locale: str, wanted: str) -> bool:
     a, w = article_locale.lower(), wanted.lower()
     return a == w or a.split("-")[0] == w.split("-")[0]
@@ -254,20 +275,32 @@ def _snippet(catalog: Catalog, item: int, best_passage: int) -> str:
     return text
 
 
-def fit_calibration(index: KBIndex, embedder, max_queries: int = 3000, seed: int = 0) -> dict:
-    """Fit the KB's own answered-probability by leave-one-out on its articles.
+def fit_calibration(
+    index: KBIndex,
+    embedder,
+    max_queries: int = 3000,
+    seed: int = 0,
+    aliases: list[dict] | None = None,
+    target_false_answer: float = scoring.TARGET_FALSE_ANSWER,
+    answer_threshold: float = 0.5,
+) -> dict:
+    """Fit the KB's own answered-probability by leave-one-out on its articles and aliases.
 
-    Pseudo-queries are the KB's own titles and list items. Answerable examples: the
-    query's own passage is hidden, the rest of its article stays (label 1 only if that
-    article still ranks first). Unanswerable examples: the query's whole article is
-    hidden, as if nobody had written it. The logistic fit on (fused score, margin) is
-    then this KB's calibration, refit at every index change.
+    Pseudo-queries are the KB's own titles and list items, and the learned aliases (real
+    customer queries). Answerable examples: the query's own passage is hidden, the rest of
+    its article stays (label 1 only if that article still ranks first). Unanswerable
+    examples: the query's whole article is hidden, as if nobody had written it. A logistic
+    fit on (fused score, margin), with its bias lowered until at most `target_false_answer`
+    of the unanswerable examples would be answered, is this KB's calibration; it is refit
+    at every index change and when aliases change.
     """
-    catalog = Catalog(index.articles, index.passages, index.vectors)
+    base = Catalog(index.articles, index.passages, index.vectors)
+    catalog = base.with_aliases("article", aliases or [], base.tokens_by_passage)
     n_items = len(catalog)
     if n_items < 5:
         return scoring.DEFAULT_CALIBRATION.to_dict()
     rng = np.random.default_rng(seed)
+    passages = catalog.passages
     picks = [i for i, p in enumerate(index.passages) if p["kind"] in ("item", "title")]
     per_article = Counter(catalog.passage_items[picks])
     if len(per_article) < n_items / 2:
@@ -275,19 +308,25 @@ def fit_calibration(index: KBIndex, embedder, max_queries: int = 3000, seed: int
     picks = [i for i in picks if (catalog.passage_items == catalog.passage_items[i]).sum() > 1]
     if len(picks) > max_queries:
         picks = sorted(rng.choice(picks, size=max_queries, replace=False).tolist())
-    section_queries = [i for i in picks if index.passages[i]["kind"] == "section"]
+    # Aliases are real queries: every one of them is an example (its vector is the query's).
+    picks += [
+        i
+        for i in range(len(index.passages), len(passages))
+        if (catalog.passage_items == catalog.passage_items[i]).sum() > 1
+    ]
+    section_queries = [i for i in picks if passages[i]["kind"] == "section"]
     query_vectors = catalog.vectors[picks].copy()
     if section_queries:
         # A section passage embeds "Title. text": query with the text alone so the title does not leak.
-        texts = [index.passages[i]["snippet"][:300] for i in section_queries]
+        texts = [passages[i]["snippet"][:300] for i in section_queries]
         fresh = embedder.encode(texts)
         for row, vec in zip([picks.index(i) for i in section_queries], fresh):
             query_vectors[row] = vec
     all_sims = query_vectors @ catalog.vectors.T
-    features, labels = [], []
+    features, labels, negatives = [], [], []
     for row, pid in enumerate(picks):
         own = int(catalog.passage_items[pid])
-        text = index.passages[pid]["snippet"] if index.passages[pid]["kind"] == "section" else index.passages[pid]["text"]
+        text = passages[pid]["snippet"] if passages[pid]["kind"] == "section" else passages[pid]["text"]
         tokens = tokenize(text)
         lexical = catalog.bm25.scores(tokens).astype(np.float64)
         qv = query_vectors[row]
@@ -314,18 +353,19 @@ def fit_calibration(index: KBIndex, embedder, max_queries: int = 3000, seed: int
         rest_scores = fused[np.isfinite(fused)]
         features.append((fused[top], scoring.margins(rest_scores)[int(np.argmax(rest_scores))]))
         labels.append(0)
+        negatives.append(features[-1])
     weights = scoring.fit_logistic(np.array(features), np.array(labels))
+    weights = scoring.cap_false_answers(weights, np.array(negatives), target_false_answer, answer_threshold)
     return scoring.Calibration(float(weights[0]), float(weights[1]), float(weights[2])).to_dict() | {
-        "pseudo_queries": len(picks)
+        "pseudo_queries": len(picks),
+        "aliases": catalog.alias_count,
+        "target_false_answer": target_false_answer,
     }
 
 
-def _fused(
-    catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray, alias_items: np.ndarray | None = None
-):
-    """Aggregate passage (and alias) similarities per item, then fuse with centroid and lexical."""
+def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray):
+    """Aggregate passage similarities per item, then fuse with the centroid and lexical channels."""
     finite = sims[np.isfinite(sims)]
     floor = float(finite.min()) if len(finite) else 0.0
-    items = catalog.passage_items if alias_items is None else np.concatenate([catalog.passage_items, alias_items])
-    dense, best = scoring.aggregate_passages(items, sims, len(catalog), floor)
+    dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor)
     return scoring.fuse(dense, centroid, lexical), best

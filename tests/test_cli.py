@@ -16,7 +16,10 @@ from conftest import TINY_KB, write_kb
 from deflect.cli import main
 from deflect.settings import SETTINGS
 
-COMMANDS = [["serve"], ["index"], ["suggest"], ["ideas"], ["ideas", "import"], ["eval"], ["settings"]]
+COMMANDS = [
+    ["serve"], ["index"], ["suggest"], ["ideas"], ["ideas", "import"], ["eval"], ["settings"], ["db"], ["db", "upgrade"],
+    ["metrics"], ["events"], ["events", "export"], ["aliases"], ["aliases", "list"], ["aliases", "delete"],
+]
 
 
 @pytest.fixture
@@ -248,3 +251,82 @@ def test_a_bad_deflect_toml_is_a_usage_error(runner, tmp_path, clean_env):
     result = runner.invoke(main, ["index", "--kb", str(tmp_path)])
     assert result.exit_code == 2
     assert "no_such_setting" in result.output
+
+
+def test_eval_feedback_replays_helpful_events_into_aliases(runner, eval_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kb, queries = eval_files
+    odd = {"text": "the purple elephant code from the conference", "expected": "billing/refunds", "label": "odd"}
+    with queries.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(odd) + "\n")
+    base = json.loads(invoke(runner, ["eval", "--kb", str(kb), "--queries", str(queries), "--json"]).stdout)
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(
+        json.dumps({"text": odd["text"], "article": "billing/refunds"}) + "\n"
+        + json.dumps({"text": "x", "article": "no/such-article"}) + "\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(main, ["eval", "--kb", str(kb), "--queries", str(queries), "--feedback", str(feedback), "--json"])
+    assert result.exit_code == 0, result.output
+    warm = json.loads(result.stdout)
+    assert warm["feedback_replayed"] == 1
+    assert "no/such-article" in result.stderr  # the bad line is named, the rest replayed
+    assert base["hit_at_1"] < 1.0  # the odd query is a miss without feedback...
+    assert warm["hit_at_1"] > base["hit_at_1"]  # ...and a hit once its confirmed answer is learned
+
+
+def _seed_events(tmp_path) -> str:
+    """A store with searches and events written through the real runtime."""
+    from deflect.runtime import Runtime
+    from deflect.settings import load_settings
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    settings = load_settings(
+        config_file=tmp_path / "none.toml", env={}, kb_dir=str(write_kb(tmp_path / "kb", TINY_KB)),
+        index_dir=str(tmp_path / "index"), database_url=url,
+    )
+    runtime = Runtime(settings, sync=False)
+    answer = runtime.suggest("I forgot my password", session="cli")
+    runtime.record_event(answer["search_id"], "click", item_id="account/reset-password")
+    runtime.record_event(answer["search_id"], "helpful", item_id="account/reset-password")
+    lost = runtime.suggest("do you sell gift cards", session="cli-2")
+    runtime.record_event(lost["search_id"], "ticket_created")
+    runtime.close()
+    runtime.db.dispose()
+    return url
+
+
+def test_metrics_events_export_and_aliases_commands(runner, tmp_path):
+    url = _seed_events(tmp_path)
+    table = invoke(runner, ["metrics", "--database-url", url])
+    assert table.exit_code == 0, table.output
+    assert re.search(r"searches \(final\)\s+2", table.stdout)
+    assert re.search(r"confirmed deflections\s+1", table.stdout)
+    as_json = json.loads(invoke(runner, ["metrics", "--database-url", url, "--json"]).stdout)
+    assert as_json["events"]["helpful"] == 1 and as_json["totals"]["tickets"] == 1
+    assert runner.invoke(main, ["metrics", "--database-url", url, "--since", "last week"]).exit_code == 2
+
+    jsonl = invoke(runner, ["events", "export", "--database-url", url])
+    rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [r["type"] for r in rows] == ["click", "helpful", "ticket_created"]
+    assert rows[0]["query"] == "I forgot my password" and rows[0]["session"] == "cli"
+    out = tmp_path / "events.csv"
+    csv_run = invoke(runner, ["events", "export", "--database-url", url, "--format", "csv", "-o", str(out)])
+    assert csv_run.exit_code == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("event_id,") and len(lines) == 4
+
+    listed = invoke(runner, ["aliases", "list", "--database-url", url])
+    assert "account/reset-password" in listed.stdout and "I forgot my password" in listed.stdout
+    alias_id = listed.stdout.split()[0]
+    assert invoke(runner, ["aliases", "delete", alias_id, "--database-url", url]).exit_code == 0
+    assert invoke(runner, ["aliases", "list", "--database-url", url]).stdout.strip() == ""
+    assert runner.invoke(main, ["aliases", "delete", alias_id, "--database-url", url]).exit_code == 1
+
+
+def test_db_upgrade(runner, tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = invoke(runner, ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == 0
+    assert "revision 0002 (was empty)" in result.stdout
+    assert "revision 0002 (was 0002)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout

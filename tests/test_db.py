@@ -1,0 +1,46 @@
+"""Migrations from an empty database and from the previous schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from deflect import db
+
+
+def test_upgrade_from_empty_creates_every_table(database_url):
+    engine = db.make_engine(database_url)
+    assert db.current_revision(engine) is None
+    db.upgrade(engine)
+    assert db.current_revision(engine) == "0002"
+    tables = set(sa.inspect(engine).get_table_names())
+    assert tables >= {"ideas", "idea_votes", "searches", "search_results", "events", "aliases", "alias_confirmations", "sync_state"}
+    db.upgrade(engine)  # idempotent: serve runs it on every start
+    assert db.current_revision(engine) == "0002"
+    engine.dispose()
+
+
+def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0001")
+    assert "events" not in sa.inspect(engine).get_table_names()
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(db.ideas.insert().values(id="dark-mode", title="Dark mode", created_at=now, updated_at=now))
+        conn.execute(
+            sa.text(
+                "INSERT INTO searches (id, query, session, locale, created_at, answered, top_score, index_version) "
+                "VALUES (:id, :q, :s, NULL, :t, :a, 0.7, 'v1')"
+            ),
+            {"id": "a" * 32, "q": "old question", "s": "old-session", "t": now, "a": True},
+        )
+    db.upgrade(engine)
+    assert db.current_revision(engine) == "0002"
+    with db.writing(engine) as conn:
+        assert conn.execute(sa.select(db.searches.c.query)).scalar_one() == "old question"
+        assert conn.execute(sa.select(db.ideas.c.title)).scalar_one() == "Dark mode"
+        conn.execute(db.events.insert().values(search_id="a" * 32, type="click", item_id="x", created_at=now))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one() == 1
+    engine.dispose()
