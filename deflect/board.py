@@ -57,6 +57,7 @@ class Board:
         self._flush()
         with self._rebuild_lock:
             summary = cand.rebuild(self.db, self.encode, self.model_id, self.settings)
+            summary["requesters_added"] = self._sync_requesters()
             summary["notifications"] = self.check_answered()
         return summary
 
@@ -65,8 +66,12 @@ class Board:
         self._flush()
         with self._rebuild_lock:
             joined = cand.join_new(self.db, self.encode, self.model_id)
+            self._sync_requesters()
             self.check_answered()
             return joined
+
+    def _sync_requesters(self) -> int:
+        return cand.sync_requesters(self.db)
 
     def check_answered(self) -> int:
         return cand.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)

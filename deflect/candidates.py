@@ -408,6 +408,22 @@ def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> 
     return added
 
 
+def sync_requesters(engine: sa.Engine) -> int:
+    """People who asked after a candidate was promoted or merged are recorded on its (still open) idea too."""
+    added = 0
+    with writing(engine) as conn:
+        reviewed = conn.execute(
+            sa.select(candidates.c.id, candidates.c.idea_id)
+            .where(candidates.c.status.in_(("promoted", "merged")), candidates.c.idea_id.is_not(None),
+                   candidates.c.active == sa.true())
+        ).all()
+        for candidate_id, idea_id in reviewed:
+            idea = get_idea(conn, idea_id)
+            if idea is not None and idea["status"] not in CLOSED_STATUSES:
+                added += _record_requesters(conn, candidate_id, idea_id)
+    return added
+
+
 def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
     """Create an idea from the candidate; its requesters become the idea's first votes."""
     with writing(engine) as conn:
@@ -505,4 +521,5 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
 __all__ = [
     "STATUSES", "CandidateError", "IdeaConflict", "IdeaNotFound", "candidates", "candidate_members", "check_answered",
     "dismiss", "get_candidate", "join_new", "list_candidates", "load_pool", "merge", "promote", "rebuild",
+    "sync_requesters",
 ]

@@ -124,9 +124,14 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
         ask(store, q["text"])
     cand.rebuild(store, embedder.encode, MODEL, settings)
     offline = by_topic(store, cand.list_candidates(store))["offline"]
-    late = ask(store, "is there an offline mode for the iphone app when travelling")
+    idea_id = cand.promote(store, offline["id"])["idea"]["id"]
+    assert get_idea(store, idea_id)["votes"] == 0  # nobody had left contact details
+    late = ask(store, "is there an offline mode for the iphone app when travelling", ticket={"email": "late@example.com"})
     stray = ask(store, "what is the capital of peru")
     assert cand.join_new(store, embedder.encode, MODEL) == 1
+    # Who asks after the promotion is recorded on the idea too (once).
+    assert cand.sync_requesters(store) == 1 and cand.sync_requesters(store) == 0
+    assert get_idea(store, idea_id)["votes"] == 1
     now = cand.get_candidate(store, offline["id"])
     assert now["size"] == offline["size"] + 1
     assert {"search_id": late, "text": "is there an offline mode for the iphone app when travelling", "joined": True} in now["queries"]

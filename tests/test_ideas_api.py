@@ -186,6 +186,17 @@ def test_bad_requests_name_the_field(board, method, path, body, status, field):
     assert r.json()["error"]["field"] == field
 
 
+def test_openapi_describes_the_board(board):
+    base, _, _ = board
+    paths = requests.get(f"{base}/api/openapi.json", timeout=TIMEOUT).json()["paths"]
+    assert {"get", "post"} <= set(paths["/api/ideas"])
+    assert {"get", "patch"} <= set(paths["/api/ideas/{id}"])
+    for path in ("/api/ideas/{id}/vote", "/api/clusters/rebuild", "/api/clusters/{id}/promote", "/api/clusters/{id}/merge",
+                 "/api/clusters/{id}/dismiss", "/api/outbox"):
+        assert path in paths
+    assert "409" in paths["/api/clusters/{id}/merge"]["post"]["responses"]
+
+
 def test_admin_endpoints_need_the_token(board):
     base, _, _ = board
     for method, path in (("post", "/api/ideas"), ("patch", "/api/ideas/timeline"), ("post", "/api/clusters/rebuild"),
