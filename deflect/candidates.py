@@ -370,6 +370,26 @@ def list_candidates(engine: sa.Engine, status: str | None = None, nearest=None) 
     return out
 
 
+def content_gaps(engine: sa.Engine, limit: int = 10) -> list[dict]:
+    """The largest open (new, active) candidates: what the metrics call content gaps."""
+    query = (
+        sa.select(candidates.c.id, candidates.c.label, candidates.c.keywords, sa.func.count().label("size"),
+                  sa.func.max(searches.c.created_at).label("last_seen"))
+        .join(candidate_members, candidate_members.c.candidate_id == candidates.c.id)
+        .join(searches, searches.c.id == candidate_members.c.search_id)
+        .where(candidates.c.status == "new", candidates.c.active == sa.true())
+        .group_by(candidates.c.id, candidates.c.label, candidates.c.keywords)
+        .order_by(sa.desc("size"), sa.desc("last_seen"), candidates.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [
+            {"candidate_id": r.id, "label": r.label, "keywords": json.loads(r.keywords or "[]"), "size": int(r.size),
+             "last_seen": r.last_seen}
+            for r in conn.execute(query)
+        ]
+
+
 def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
@@ -520,6 +540,7 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
 
 __all__ = [
     "STATUSES", "CandidateError", "IdeaConflict", "IdeaNotFound", "candidates", "candidate_members", "check_answered",
+    "content_gaps",
     "dismiss", "get_candidate", "join_new", "list_candidates", "load_pool", "merge", "promote", "rebuild",
     "sync_requesters",
 ]

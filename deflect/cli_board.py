@@ -8,9 +8,32 @@ from datetime import UTC, datetime
 
 import click
 
+# The same path options as the other commands (deflect.cli imports this module, so it
+# cannot import deflect.cli back while `python -m deflect.cli` is starting).
+_PATH_OPTIONS = [
+    click.option("--kb", "kb_dir", help="Knowledge-base folder (setting kb_dir).", default=None),
+    click.option("--index-dir", help="Index folder (setting index_dir).", default=None),
+    click.option("--database-url", help="SQLAlchemy database URL (setting database_url).", default=None),
+    click.option("--model", help="Sentence-transformers model name or path (setting model).", default=None),
+]
+
+
+def _path_options(func):
+    for option in reversed(_PATH_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _settings(**overrides):
+    from .settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
 
 def _board(paths: dict):
-    from .cli import _settings
     from .runtime import Runtime
 
     settings = _settings(**paths)
@@ -36,12 +59,6 @@ def _when(ts: float | None) -> str:
 
 def _fail(exc) -> None:
     raise click.ClickException(str(exc)) from None
-
-
-def _path_options(func):
-    from .cli import path_options
-
-    return path_options(func)
 
 
 @click.group()
@@ -155,7 +172,6 @@ def outbox():
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def outbox_list(status, database_url):
     """Recent notifications with attempts and the last error."""
-    from .cli import _settings
     from .db import make_engine, upgrade
     from .outbox import list_outbox
 
@@ -173,7 +189,6 @@ def outbox_list(status, database_url):
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def outbox_deliver(database_url):
     """Send every due notification once (for a cron job instead of a running server)."""
-    from .cli import _settings
     from .db import make_engine, upgrade
     from .outbox import deliver_due
 

@@ -91,6 +91,9 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
         assert c["first_seen"] <= c["last_seen"] and sum(w["count"] for w in c["weekly"]) == c["size"]
         assert c["mrr"] == 10.0 * c["requesters"]
     ids = {t: c["id"] for t, c in topics.items()}
+    gaps = cand.content_gaps(store, limit=2)
+    assert [g["size"] for g in gaps] == sorted((c["size"] for c in listed), reverse=True)[:2]
+    assert {g["candidate_id"] for g in gaps} <= set(ids.values()) and all(g["label"] for g in gaps)
 
     promoted = cand.promote(store, ids["gantt"])
     assert promoted["idea"]["status"] == "open" and promoted["candidate"]["status"] == "promoted"
@@ -105,6 +108,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
     assert again[ids["gantt"]]["status"] == "promoted" and again[ids["gantt"]]["idea_id"] == promoted["idea"]["id"]
     assert again[ids["time_tracking"]]["status"] == "dismissed"
     assert ids["time_tracking"] not in {c["id"] for c in cand.list_candidates(store)}
+    assert {g["candidate_id"] for g in cand.content_gaps(store)} == {ids["offline"], ids["invoice_vat"]}
 
     # A little growth does not bring the dismissed candidate back ...
     ask(store, MORE_TIME_TRACKING[0])
