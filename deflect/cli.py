@@ -54,6 +54,7 @@ def serve(host, port, threads, **paths):
     for warning in runtime.last_report.warnings:
         click.echo(f"warning: {warning}", err=True)
     app = create_app(settings, runtime)
+    runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
     from waitress import serve as waitress_serve
 
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on http://{settings.host}:{settings.port}", err=True)

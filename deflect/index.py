@@ -132,6 +132,24 @@ def _prune(root: Path, keep: str) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# On a large KB a handful of edited articles barely moves the answered-calibration, and
+# refitting it costs minutes; it is reused until the edits since the last fit pass this share.
+RECALIBRATE_MIN_ARTICLES = 500
+RECALIBRATE_CHANGED_SHARE = 0.01
+
+
+def _reusable_calibration(previous: KBIndex | None, report: BuildReport, n_articles: int) -> dict | None:
+    if previous is None or n_articles < RECALIBRATE_MIN_ARTICLES:
+        return None
+    calibration = previous.manifest.get("calibration")
+    if not calibration:
+        return None
+    edits = calibration.get("edits_since_fit", 0) + len(report.added) + len(report.changed) + len(report.removed)
+    if edits > RECALIBRATE_CHANGED_SHARE * n_articles:
+        return None
+    return calibration | {"edits_since_fit": edits}
+
+
 def build_index(
     kb_dir: str | Path,
     index_dir: str | Path,
@@ -231,7 +249,7 @@ def build_index(
         report.version = previous.version
         return previous, report
     if calibrate is not None:
-        manifest["calibration"] = calibrate(index)
+        manifest["calibration"] = _reusable_calibration(previous, report, len(article_rows)) or calibrate(index)
     save_index(index, index_dir)
     report.version = version
     return index, report

@@ -14,23 +14,39 @@ log = logging.getLogger(__name__)
 # Seconds without further alias changes before the calibration is refit in the background.
 RECALIBRATE_DELAY = 2.0
 
-_EMBEDDERS: dict[tuple[str, int], object] = {}
+_EMBEDDERS: dict[tuple, object] = {}
 
 
 def make_embedder(settings: Settings):
-    """One embedder (and model in memory) per model and batch size in a process."""
+    """One embedder (and model in memory) per model, batch size and backend in a process.
+
+    The ONNX export is cached under <index_dir>/onnx when that folder (or its parent)
+    exists, else it is redone in a temporary folder once per process.
+    """
+    from pathlib import Path
+
     from .embedder import Embedder
 
-    key = (settings.model_name, settings.encode_batch_size)
+    key = (settings.model_name, settings.encode_batch_size, settings.embed_backend, settings.query_cache_size)
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = Embedder(settings.model_name, settings.encode_batch_size)
+        index_dir = Path(settings.index_dir)
+        cache_dir = index_dir / "onnx" if index_dir.exists() or index_dir.parent.exists() else None
+        _EMBEDDERS[key] = Embedder(
+            settings.model_name,
+            settings.encode_batch_size,
+            backend=settings.embed_backend,
+            cache_dir=cache_dir,
+            query_cache_size=settings.query_cache_size,
+        )
     return _EMBEDDERS[key]
 
 
 def model_id_for(settings: Settings) -> str:
     from .index import model_identity
 
-    return model_identity(settings.model_name, is_default=not settings.model)
+    identity = model_identity(settings.model_name, is_default=not settings.model)
+    # int8 vectors differ measurably from the float model's: never mix them in one index.
+    return identity + "+int8" if settings.embed_backend == "onnx-int8" else identity
 
 
 def refresh_index(settings: Settings, progress: bool = False):

@@ -232,10 +232,12 @@ class Engine:
                 continue
             sims = catalog.passage_sims(query_vector)
             fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
-            for i in range(len(catalog)):
-                if kind == "article" and locale and not _locale_matches(catalog.items[i]["locale"], locale):
-                    continue
-                candidates.append((kind, catalog, i, float(fused[i]), int(best[i])))
+            keep = np.arange(len(catalog))
+            if kind == "article" and locale:
+                keep = keep[np.array([_locale_matches(item["locale"], locale) for item in catalog.items], dtype=bool)]
+            # Only each catalog's top max(k, 2) can be shown or set the margins (best, second best).
+            top = np.sort(keep[np.argsort(-fused[keep], kind="stable")[: max(k, 2)]])
+            candidates.extend((kind, catalog, int(i), float(fused[i]), int(best[i])) for i in top)
         if not candidates:
             return Suggestion([], False, 0.0)
         fused_all = np.array([c[3] for c in candidates])
@@ -322,7 +324,6 @@ def fit_calibration(
         fresh = embedder.encode(texts)
         for row, vec in zip([picks.index(i) for i in section_queries], fresh):
             query_vectors[row] = vec
-    all_sims = query_vectors @ catalog.vectors.T
     features, labels, negatives = [], [], []
     for row, pid in enumerate(picks):
         own = int(catalog.passage_items[pid])
@@ -330,10 +331,11 @@ def fit_calibration(
         tokens = tokenize(text)
         lexical = catalog.bm25.scores(tokens).astype(np.float64)
         qv = query_vectors[row]
+        row_sims = (catalog.vectors @ qv).astype(np.float64)  # one row at a time: no queries x passages matrix
         centroid = catalog.centroids @ qv
         own_rows = catalog.passage_items == own
         # Answerable: hide this passage only.
-        sims = all_sims[row].astype(np.float64).copy()
+        sims = row_sims.copy()
         sims[pid] = -np.inf
         lex = lexical.copy()
         lex[own] = catalog.bm25.score_without(tokens, own, Counter(catalog.tokens_by_passage[pid]))
@@ -345,7 +347,7 @@ def fit_calibration(
         features.append((fused[top], scoring.margins(fused)[top]))
         labels.append(1 if top == own else 0)
         # Unanswerable: hide the whole article.
-        sims = all_sims[row].astype(np.float64).copy()
+        sims = row_sims
         sims[own_rows] = -np.inf
         fused, _ = _fused(catalog, sims, centroid, lexical)
         fused[own] = -np.inf

