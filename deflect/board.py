@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from . import candidates as cand
-from . import ideas
+from . import ideas, review
 from .db import writing
 from .runtime import Runtime, model_id_for
 
@@ -71,10 +71,10 @@ class Board:
             return joined
 
     def _sync_requesters(self) -> int:
-        return cand.sync_requesters(self.db)
+        return review.sync_requesters(self.db)
 
     def check_answered(self) -> int:
-        return cand.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)
+        return review.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)
 
     def candidates(self, status: str | None = None) -> list[dict]:
         self.sync()
@@ -85,17 +85,17 @@ class Board:
         return cand.get_candidate(self.db, candidate_id, self.nearest)
 
     def promote(self, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
-        out = cand.promote(self.db, candidate_id, title, description)
+        out = review.promote(self.db, candidate_id, title, description)
         self.runtime.reload_ideas()
         return out
 
     def merge(self, candidate_id: str, idea_id) -> dict:
-        out = cand.merge(self.db, candidate_id, idea_id)
+        out = review.merge(self.db, candidate_id, idea_id)
         self.runtime.reload_ideas()
         return out
 
     def dismiss(self, candidate_id: str) -> dict:
-        return cand.dismiss(self.db, candidate_id)
+        return review.dismiss(self.db, candidate_id)
 
     # --- ideas -----------------------------------------------------------------------------
 

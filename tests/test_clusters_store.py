@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from conftest import DATA, read_jsonl
 
 from deflect import candidates as cand
-from deflect import db
+from deflect import db, review
 from deflect.events import insert_event, record_search
 from deflect.ideas import get_idea
 from deflect.settings import Settings
@@ -95,10 +95,10 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
     assert [g["size"] for g in gaps] == sorted((c["size"] for c in listed), reverse=True)[:2]
     assert {g["candidate_id"] for g in gaps} <= set(ids.values()) and all(g["label"] for g in gaps)
 
-    promoted = cand.promote(store, ids["gantt"])
+    promoted = review.promote(store, ids["gantt"])
     assert promoted["idea"]["status"] == "open" and promoted["candidate"]["status"] == "promoted"
     assert promoted["idea"]["votes"] == promoted["requesters_added"] == topics["gantt"]["requesters"]
-    cand.dismiss(store, ids["time_tracking"])
+    review.dismiss(store, ids["time_tracking"])
 
     # Same pool -> same ids, decisions kept; dismissed ones out of the default list.
     second = cand.rebuild(store, embedder.encode, MODEL, settings)
@@ -128,13 +128,13 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
         ask(store, q["text"])
     cand.rebuild(store, embedder.encode, MODEL, settings)
     offline = by_topic(store, cand.list_candidates(store))["offline"]
-    idea_id = cand.promote(store, offline["id"])["idea"]["id"]
+    idea_id = review.promote(store, offline["id"])["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 0  # nobody had left contact details
     late = ask(store, "is there an offline mode for the iphone app when travelling", ticket={"email": "late@example.com"})
     stray = ask(store, "what is the capital of peru")
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     # Who asks after the promotion is recorded on the idea too (once).
-    assert cand.sync_requesters(store) == 1 and cand.sync_requesters(store) == 0
+    assert review.sync_requesters(store) == 1 and review.sync_requesters(store) == 0
     assert get_idea(store, idea_id)["votes"] == 1
     now = cand.get_candidate(store, offline["id"])
     assert now["size"] == offline["size"] + 1
@@ -155,19 +155,19 @@ def test_merge_and_review_errors(store, embedder):
             {"id": "old", "title": "Old", "status": "shipped", "votes": 0, "created_at": now, "updated_at": now},
         ])
     with pytest.raises(cand.CandidateError) as missing:
-        cand.merge(store, topics["offline"]["id"], "no-such-idea")
+        review.merge(store, topics["offline"]["id"], "no-such-idea")
     assert missing.value.status == 404 and missing.value.field == "idea_id"
     with pytest.raises(cand.CandidateError) as closed:
-        cand.merge(store, topics["offline"]["id"], "old")
+        review.merge(store, topics["offline"]["id"], "old")
     assert closed.value.status == 409
-    merged = cand.merge(store, topics["offline"]["id"], "offline-mode")
+    merged = review.merge(store, topics["offline"]["id"], "offline-mode")
     assert merged["candidate"]["status"] == "merged"
     assert merged["idea"]["votes"] == 3 + topics["offline"]["requesters"]
     with pytest.raises(cand.CandidateError) as twice:
-        cand.promote(store, topics["offline"]["id"])
+        review.promote(store, topics["offline"]["id"])
     assert twice.value.status == 409
     with pytest.raises(cand.CandidateError) as unknown:
-        cand.dismiss(store, "c-nope")
+        review.dismiss(store, "c-nope")
     assert unknown.value.status == 404
     assert get_idea(store, "offline-mode")["status"] == "planned"
 
