@@ -39,8 +39,28 @@ def normalize_query(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
+# A search_id starts with its creation time in milliseconds (12 hex digits), so a process
+# that receives an event for a search written by another process can tell a search still
+# in that process's write queue (wait a moment) from an unknown one (404 at once).
+WRITE_GRACE_SECONDS = 5.0
+
+
+def new_search_id() -> str:
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+
+
+def search_age(search_id: str) -> float | None:
+    """Seconds since the search was created, from its id; None for ids of another shape."""
+    if len(search_id) != 32:
+        return None
+    try:
+        return time.time() - int(search_id[:12], 16) / 1000
+    except ValueError:
+        return None
+
+
 def search_rows(query: str, session, locale, answered: bool, results: list[dict], index_version) -> tuple[dict, list]:
-    search_id = uuid.uuid4().hex
+    search_id = new_search_id()
     search = {
         "id": search_id,
         "query": query,

@@ -194,13 +194,18 @@ class Runtime:
         """Store one event (committed before this returns); a helpful one may teach an alias."""
         from . import aliases
         from .db import writing
-        from .events import ITEM_EVENT_TYPES, EventError, get_search, insert_event
+        from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
         from .ideas import add_vote
 
         search = get_search(self.db, search_id)
-        if search is None:  # it may still be queued in the background writer
+        if search is None:  # it may still be queued in this process's background writer...
             self.search_log.flush()
             search = get_search(self.db, search_id)
+        age = search_age(search_id)
+        while search is None and age is not None and -WRITE_GRACE_SECONDS < age < WRITE_GRACE_SECONDS:
+            time.sleep(0.05)  # ...or in another server process's writer
+            search = get_search(self.db, search_id)
+            age = search_age(search_id)
         if search is None:
             raise EventError(404, "not_found", "search_id", f"no search with id {search_id!r}")
         if event_type in ITEM_EVENT_TYPES and not item_id:
