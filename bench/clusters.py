@@ -268,6 +268,26 @@ def report(name: str, pool: dict, settings, seeds: int, bertopic: bool, join_flo
     return dict(rows)
 
 
+def scale(sizes: list[int]) -> None:
+    """Time and peak memory of the core clustering on pools of n queries (real embeddings, jittered)."""
+    import resource
+
+    feedback = read_jsonl(DEFAULT_BENCH / "feedback.jsonl") + read_jsonl(DEFAULT_BENCH / "queries.jsonl")
+    from deflect.runtime import make_embedder
+
+    base = make_embedder(load_settings(config_file="/nonexistent", env={})).encode([f["text"] for f in feedback])
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        x = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.02, (n, base.shape[1])).astype(np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t0 = time.perf_counter()
+        found = cluster_vectors(x)
+        took = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"scale n={n}: {took:.1f}s, {found.max() + 1} candidates, peak RSS {peak:.0f} MB (before {before:.0f} MB)",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
@@ -276,8 +296,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="UMAP seeds for BERTopic")
     parser.add_argument("--no-bertopic", action="store_true")
     parser.add_argument("--join-floor", type=float, default=0.5, help="setting cluster_join_similarity to measure")
+    parser.add_argument("--scale", type=int, nargs="*", help="only time the core on pools of these sizes")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.scale:
+        scale(args.scale)
+        return
     settings = load_settings(config_file="/nonexistent", env={})
     started = time.perf_counter()
     print(f"benchmark: {args.bench} via {'engine' if args.engine else 'the HTTP API'}")

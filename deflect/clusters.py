@@ -51,10 +51,11 @@ def _average_linkage(distance: np.ndarray):
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
-    d = np.clip(distance, 0.0, None).astype(np.float64)
-    d = (d + d.T) / 2
-    np.fill_diagonal(d, 0.0)
-    return linkage(squareform(d, checks=False), method="average")
+    # The matrices here are symmetric by construction; the condensed upper triangle is all
+    # linkage needs (float32 until then, to keep a 5,000-query rebuild's memory down).
+    condensed = squareform(np.asarray(distance, dtype=np.float32), checks=False)
+    np.clip(condensed, 0.0, None, out=condensed)
+    return linkage(condensed.astype(np.float64), method="average")
 
 
 def _cuts(tree, thresholds: Sequence[float]) -> list[np.ndarray]:
@@ -72,7 +73,9 @@ def shared_neighbours(similarity: np.ndarray, k: int) -> np.ndarray:
     nearest = np.argpartition(-similarity, k, axis=1)[:, : k + 1]
     rows = np.repeat(np.arange(n), k + 1)
     member = sparse.csr_matrix((np.ones(n * (k + 1), dtype=np.float32), (rows, nearest.ravel())), shape=(n, n))
-    return (member @ member.T).toarray() / (k + 1)
+    shared = (member @ member.T).toarray()
+    shared /= k + 1
+    return shared
 
 
 def cluster_vectors(vectors: np.ndarray, params: ClusterParams = ClusterParams()) -> np.ndarray:
@@ -83,7 +86,7 @@ def cluster_vectors(vectors: np.ndarray, params: ClusterParams = ClusterParams()
         return labels
     x = _normalise(np.asarray(vectors, dtype=np.float64))
     x = _normalise(x - x.mean(0)) if n > 2 else x
-    similarity = x @ x.T
+    similarity = (x @ x.T).astype(np.float32)
     partitions = _cuts(_average_linkage(1 - similarity), COSINE_THRESHOLDS)
     k0 = int(np.clip(round(n * params.neighbours_per_query), params.min_neighbours, params.max_neighbours))
     for factor in SNN_SPREAD:
