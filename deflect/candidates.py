@@ -73,6 +73,12 @@ class CandidateError(ValueError):
         self.status, self.field = status, field
 
 
+def lock_candidates(conn: sa.Connection) -> None:
+    """Serialise candidate writers across server processes (SQLite's BEGIN IMMEDIATE already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7734201)"))
+
+
 def _chunks(items: list, size: int = CHUNK):
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -166,6 +172,7 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
     words = clusters.keywords(texts)
     summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0}
     with writing(engine) as conn:
+        lock_candidates(conn)
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
         in_pool = {r["id"] for r in pool}
@@ -266,7 +273,15 @@ def join_new(engine: sa.Engine, encode, model_id: str, now: float | None = None)
             for r, g in zip(fresh, got) if g >= 0]
     if rows:
         with writing(engine) as conn:
-            conn.execute(candidate_members.insert(), rows)
+            lock_candidates(conn)
+            # Another process may have placed some of them (or rebuilt) meanwhile.
+            taken = {r.search_id for r in conn.execute(
+                sa.select(candidate_members.c.search_id).where(candidate_members.c.search_id.in_([r["search_id"] for r in rows]))
+            )}
+            alive = {r.id for r in conn.execute(sa.select(candidates.c.id).where(candidates.c.active == sa.true()))}
+            rows = [r for r in rows if r["search_id"] not in taken and r["candidate_id"] in alive]
+            if rows:
+                conn.execute(candidate_members.insert(), rows)
             for cid in {r["candidate_id"] for r in rows}:
                 size = conn.execute(sa.select(sa.func.count()).where(candidate_members.c.candidate_id == cid)).scalar_one()
                 conn.execute(candidates.update().where(candidates.c.id == cid).values(size=size, updated_at=now))

@@ -181,3 +181,37 @@ def test_migration_0003_keeps_earlier_data(database_url):
     assert {"candidates", "candidate_members", "pool_vectors", "outbox"} <= set(sa.inspect(engine).get_table_names())
     assert [r["id"] for r in cand.load_pool(engine)] == [search_id]
     engine.dispose()
+
+
+def test_concurrent_rebuilds_and_joins_do_not_collide(store, embedder):
+    import threading
+
+    settings = Settings()
+    for q in QUESTIONS:
+        ask(store, q["text"])
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    for text in ("does the app work on a plane without wifi", "gantt timeline of the whole project"):
+        ask(store, text)
+    errors: list[BaseException] = []
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+
+    jobs = [lambda: cand.rebuild(store, embedder.encode, MODEL, settings) for _ in range(2)]
+    jobs += [lambda: cand.join_new(store, embedder.encode, MODEL) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    listed = cand.list_candidates(store)
+    assert len(listed) == 4
+    members = [q["search_id"] for c in listed for q in c["queries"]]
+    assert len(members) == len(set(members))
+    with store.connect() as conn:  # the stored sizes agree with the members
+        stored = dict(conn.execute(sa.select(cand.candidates.c.id, cand.candidates.c.size)).all())
+    assert all(stored[c["id"]] == len(c["queries"]) for c in listed)
