@@ -324,5 +324,11 @@ def settings():
     click.echo(settings_table())
 
 
+from .cli_board import clusters, outbox  # noqa: E402
+
+main.add_command(clusters)
+main.add_command(outbox)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -79,11 +79,18 @@ def import_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[st
 
 
 def list_ideas(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> list[dict]:
+    """Ideas, most votes first, each with its requester count and cumulative MRR."""
     query = sa.select(ideas_table).order_by(ideas_table.c.votes.desc(), ideas_table.c.id)
     if statuses:
         query = query.where(ideas_table.c.status.in_(statuses))
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+        people = _requesters_by_idea(conn)
+    for row in rows:
+        mine = people.get(row["id"], {})
+        row["requesters"] = len(mine)
+        row["mrr"] = round(sum(p["mrr"] or 0.0 for p in mine.values()), 2)
+    return rows
 
 
 def count_ideas(engine: sa.Engine) -> int:
@@ -125,3 +132,128 @@ def add_vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, s
         ideas_table.update().where(ideas_table.c.id == target).values(votes=ideas_table.c.votes + 1, updated_at=now)
     )
     return target
+
+
+# --- the board: create, edit, merge, vote, requesters -----------------------------------
+
+CLOSED_STATUSES = ("shipped", "declined", "merged")  # no new votes, nothing merges into them
+
+
+class IdeaConflict(IdeaError):
+    """A change the idea's state does not allow (HTTP 409)."""
+
+
+class IdeaNotFound(IdeaError):
+    """No such idea (HTTP 404); `field` names where the id came from."""
+
+
+def _requesters_by_idea(conn: sa.Connection, idea_id: str | None = None) -> dict[str, dict[str, dict]]:
+    """idea id -> distinct requesters (by customer id, else email), each with their highest MRR."""
+    from .outbox import requester_key
+
+    query = (
+        sa.select(idea_votes.c.idea_id, idea_votes.c.customer_id, idea_votes.c.email, idea_votes.c.mrr)
+        .where(sa.or_(idea_votes.c.customer_id.is_not(None), idea_votes.c.email.is_not(None)))
+        .order_by(idea_votes.c.created_at, idea_votes.c.id)
+    )
+    if idea_id is not None:
+        query = query.where(idea_votes.c.idea_id == idea_id)
+    out: dict[str, dict[str, dict]] = {}
+    for r in conn.execute(query):
+        key = requester_key({"customer_id": r.customer_id, "email": r.email})
+        seen = out.setdefault(r.idea_id, {}).setdefault(key, {"customer_id": r.customer_id, "email": r.email, "mrr": r.mrr})
+        seen["email"] = seen["email"] or r.email
+        if r.mrr is not None and (seen["mrr"] is None or r.mrr > seen["mrr"]):
+            seen["mrr"] = r.mrr
+    return out
+
+
+def requesters(conn: sa.Connection, idea_id: str) -> list[dict]:
+    """Distinct requesters of an idea, each with their highest MRR."""
+    return list(_requesters_by_idea(conn, idea_id).get(idea_id, {}).values())
+
+
+def with_requesters(conn: sa.Connection, idea: dict) -> dict:
+    people = requesters(conn, idea["id"])
+    return idea | {"requesters": len(people), "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)}
+
+
+def create_idea(conn: sa.Connection, data: dict) -> dict:
+    record = validate_idea(data)
+    if record["status"] == "merged":
+        raise IdeaError("status", "create the idea first, then merge it with PATCH")
+    if get_idea(conn, record["id"]) is not None:
+        raise IdeaConflict("id", f"an idea with id {record['id']!r} exists already")
+    now = time.time()
+    conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
+    return get_idea(conn, record["id"])
+
+
+def _merge_target(conn: sa.Connection, target_id, source_id: str | None = None, field: str = "merged_into") -> dict:
+    if not isinstance(target_id, str) or not target_id:
+        raise IdeaError(field, f"{field} must be the id of an existing idea")
+    if target_id == source_id:
+        raise IdeaError(field, "an idea cannot be merged into itself")
+    target = get_idea(conn, target_id)
+    if target is None:
+        raise IdeaNotFound(field, f"no idea with id {target_id!r}")
+    if target["status"] in CLOSED_STATUSES:
+        raise IdeaConflict(field, f"idea {target_id!r} is {target['status']}; merge into an open, planned or in-progress idea")
+    return target
+
+
+def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, list[dict]]:
+    """Apply a PATCH (title, description, status, merged_into); returns (idea, requesters to notify).
+
+    Merging moves votes and requesters to the target. Becoming `shipped` queues one outbox
+    notification per requester in this same transaction.
+    """
+    from .outbox import enqueue
+
+    idea = get_idea(conn, idea_id)
+    if idea is None:
+        raise IdeaNotFound("id", f"no idea with id {idea_id!r}")
+    unknown = set(patch) - {"title", "description", "status", "merged_into"}
+    if unknown:
+        raise IdeaError(sorted(unknown)[0], "only title, description, status and merged_into can be changed")
+    merged = {k: idea[k] for k in ("id", "title", "description", "status", "votes")} | {
+        k: patch[k] for k in ("title", "description", "status") if k in patch
+    }
+    if "merged_into" in patch and "status" not in patch:
+        merged["status"] = "merged"
+    record = validate_idea(merged)
+    now = time.time()
+    values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
+    if record["status"] == "merged" and idea["status"] != "merged":
+        target = _merge_target(conn, patch.get("merged_into"), idea_id)
+        conn.execute(idea_votes.update().where(idea_votes.c.idea_id == idea_id).values(idea_id=target["id"]))
+        conn.execute(
+            ideas_table.update()
+            .where(ideas_table.c.id == target["id"])
+            .values(votes=ideas_table.c.votes + idea["votes"], updated_at=now)
+        )
+        values |= {"merged_into": target["id"], "votes": 0}
+    elif "merged_into" in patch and patch["merged_into"] != idea["merged_into"]:
+        raise IdeaConflict("merged_into", f"idea {idea_id!r} is merged already; its votes have moved")
+    elif record["status"] != "merged":
+        values["merged_into"] = None
+    conn.execute(ideas_table.update().where(ideas_table.c.id == idea_id).values(**values))
+    notified: list[dict] = []
+    if record["status"] == "shipped" and idea["status"] != "shipped":
+        fresh = get_idea(conn, idea_id)
+        for person in requesters(conn, idea_id):
+            payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")}}
+            if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload):
+                notified.append(person)
+    return get_idea(conn, idea_id), notified
+
+
+def vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> dict:
+    """One vote (with optional requester) on an open idea; a merged idea's vote goes to its target."""
+    idea = get_idea(conn, idea_id)
+    if idea is None:
+        raise IdeaNotFound("id", f"no idea with id {idea_id!r}")
+    if idea["status"] in ("shipped", "declined"):
+        raise IdeaConflict("id", f"idea {idea_id!r} is {idea['status']}; voting is closed")
+    target = add_vote(conn, idea_id, requester, search_id)
+    return with_requesters(conn, get_idea(conn, target))

@@ -293,6 +293,11 @@ class Runtime:
         titles = {a["id"]: a["title"] for a in self.engine.index.articles}
         for row in report["articles"]:
             row["title"] = titles.get(row["id"])
+        from .candidates import content_gaps
+
+        clusters = content_gaps(self.db)
+        if clusters:  # once candidates are built, the gaps are the largest open ones (DESIGN section 7)
+            report["content_gaps"] = [g | {"query": g["label"], "count": g["size"]} for g in clusters]
         idea_titles = {i["id"]: i["title"] for i in list_ideas(self.db)}
         for row in report["ideas"]:
             row["title"] = idea_titles.get(row["id"])

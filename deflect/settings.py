@@ -80,6 +80,25 @@ SETTINGS: tuple[Setting, ...] = (
         "faster still, slightly lower quality) or torch.",
     ),
     Setting("query_cache_size", 4096, "Query vectors kept in memory for repeated queries and prefixes; 0 = off.", int),
+    Setting("cluster_min_size", 3, "Fewest unanswered searches that make an idea candidate.", int),
+    Setting(
+        "cluster_join_similarity",
+        0.5,
+        "Cosine similarity to a candidate's centre a new unanswered search needs (at least) to join it between rebuilds.",
+        float,
+    ),
+    Setting("cluster_regrow_factor", 2.0, "A dismissed candidate returns once it is this many times its size when dismissed.", float),
+    Setting(
+        "cluster_max_pool",
+        5000,
+        "Most recent unanswered searches clustered by a rebuild (5,000 take about 5 s and 600 MB while rebuilding).",
+        int,
+    ),
+    Setting("webhook_url", "", "URL that receives outbox notifications (JSON POST); empty = notifications wait in the outbox."),
+    Setting("webhook_secret", "", "If set, each webhook POST carries X-Deflect-Signature: sha256=HMAC of the body."),
+    Setting("webhook_max_attempts", 8, "Delivery attempts before a notification is marked failed.", int),
+    Setting("webhook_backoff_seconds", 5.0, "Wait before the first retry; doubles after each failure (capped at an hour).", float),
+    Setting("webhook_timeout_seconds", 10.0, "Timeout of one webhook POST.", float),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -108,6 +127,15 @@ class Settings:
     encode_batch_size: int = 64
     embed_backend: str = "onnx"
     query_cache_size: int = 4096
+    cluster_min_size: int = 3
+    cluster_join_similarity: float = 0.5
+    cluster_regrow_factor: float = 2.0
+    cluster_max_pool: int = 5000
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (explicit args win)."""

@@ -35,10 +35,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = Path(os.environ.get("DEFLECT_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 TIMEOUT = 60
 
-NEEDS_VOTE = pytest.mark.xfail(strict=False, reason="needs POST /api/ideas/<id>/vote (ideas work, not merged yet)")
-NEEDS_CLUSTERS = pytest.mark.xfail(
-    strict=False, reason="needs /api/clusters, /api/clusters/rebuild and /promote (clusters work, not merged yet)"
-)
 
 if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
     pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
@@ -432,7 +428,6 @@ def test_article_page_without_a_search_does_not_ask_for_feedback(page, site):
 # --- ideas ----------------------------------------------------------------------------
 
 
-@NEEDS_VOTE
 def test_vote_on_the_idea_board(page, site):
     from deflect.ideas import list_ideas
 
@@ -482,13 +477,7 @@ def test_idea_board_filters(page, site):
 # --- admin ----------------------------------------------------------------------------
 
 
-# Until the clusters work is merged, the dashboard's GET /api/clusters is a 404 that the browser
-# logs itself; the dashboard shows "not available" for that section. Lead: drop this after merging.
-CLUSTERS_NOT_MERGED = r"status of 404 .* at \S+/api/clusters"
-
-
 def sign_in(page: Page, base: str, token: str = ADMIN_TOKEN) -> None:
-    page.console.allow(CLUSTERS_NOT_MERGED)
     page.goto(base + "/admin")
     page.fill("[data-deflect-token]", token)
     page.get_by_role("button", name="Sign in").click()
@@ -529,7 +518,6 @@ def test_admin_sees_metrics(page, site):
     page.console.check()
 
 
-@NEEDS_CLUSTERS
 def test_admin_promotes_an_idea_candidate(page, site):
     for row in read_jsonl(DATA / "unanswerable_questions.jsonl")[:12]:
         suggest(site.base, row["text"], session="unanswered-" + row["text"][:40])

@@ -328,5 +328,5 @@ def test_db_upgrade(runner, tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     result = invoke(runner, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 0
-    assert "revision 0002 (was empty)" in result.stdout
-    assert "revision 0002 (was 0002)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout
+    assert "revision 0003 (was empty)" in result.stdout
+    assert "revision 0003 (was 0003)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout

@@ -25,6 +25,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    from .board_api import init_board
+
+    init_board(app)
     register_error_handlers(app)
     install_security(app, settings.cors_origin_list)
     return app

@@ -136,3 +136,9 @@ OPENAPI = {
         },
     },
 }
+
+from .board_openapi import BOARD_PATHS, BOARD_SCHEMAS  # noqa: E402
+
+for _path, _ops in BOARD_PATHS.items():
+    OPENAPI["paths"].setdefault(_path, {}).update(_ops)
+OPENAPI["components"]["schemas"].update(BOARD_SCHEMAS)

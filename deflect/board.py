@@ -1,0 +1,121 @@
+"""The product board wired to a running deflect: ideas and idea candidates, with the index,
+the search log and the outbox kept in step (used by the web API and the CLI alike)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import candidates as cand
+from . import ideas, review
+from .db import writing
+from .runtime import Runtime, model_id_for
+
+
+class Board:
+    """Every board action for one Runtime. Idea changes are re-indexed before returning."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.db = runtime.db
+        self.settings = runtime.settings
+        self._rebuild_lock = threading.Lock()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return model_id_for(self.settings)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.runtime.engine.embedder.encode(texts)
+
+    def nearest(self, label: str, vector: np.ndarray) -> dict | None:
+        """The closest existing idea or article to a candidate (merge hint)."""
+        top = self.runtime.engine.suggest(label, k=1, query_vector=np.asarray(vector, dtype=np.float32)).results
+        if not top:
+            return None
+        r = top[0]
+        return {"type": r.type, "id": r.id, "title": r.title, "score": round(float(r.score), 4)}
+
+    def answers(self, vectors: np.ndarray, texts: list[str]) -> list[tuple[str | None, bool]]:
+        out = []
+        for text, vector in zip(texts, vectors):
+            s = self.runtime.engine.suggest(text, k=1, types=("article",), query_vector=vector)
+            out.append((s.results[0].id if s.results else None, bool(s.answered)))
+        return out
+
+    def _flush(self) -> None:
+        log = getattr(self.runtime, "search_log", None)
+        if log is not None:
+            log.flush()
+
+    # --- candidates ----------------------------------------------------------------------
+
+    def rebuild(self) -> dict:
+        self._flush()
+        with self._rebuild_lock:
+            summary = cand.rebuild(self.db, self.encode, self.model_id, self.settings)
+            summary["requesters_added"] = self._sync_requesters()
+            summary["notifications"] = self.check_answered()
+        return summary
+
+    def sync(self) -> int:
+        """New pool searches join their nearest candidate (cheap; run before every read)."""
+        self._flush()
+        with self._rebuild_lock:
+            joined = cand.join_new(self.db, self.encode, self.model_id)
+            self._sync_requesters()
+            self.check_answered()
+            return joined
+
+    def _sync_requesters(self) -> int:
+        return review.sync_requesters(self.db)
+
+    def check_answered(self) -> int:
+        return review.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)
+
+    def candidates(self, status: str | None = None) -> list[dict]:
+        self.sync()
+        return cand.list_candidates(self.db, status, self.nearest)
+
+    def candidate(self, candidate_id: str) -> dict | None:
+        self.sync()
+        return cand.get_candidate(self.db, candidate_id, self.nearest)
+
+    def promote(self, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
+        out = review.promote(self.db, candidate_id, title, description)
+        self.runtime.reload_ideas()
+        return out
+
+    def merge(self, candidate_id: str, idea_id) -> dict:
+        out = review.merge(self.db, candidate_id, idea_id)
+        self.runtime.reload_ideas()
+        return out
+
+    def dismiss(self, candidate_id: str) -> dict:
+        return review.dismiss(self.db, candidate_id)
+
+    # --- ideas -----------------------------------------------------------------------------
+
+    def ideas(self, statuses: tuple[str, ...] | None = None) -> list[dict]:
+        return ideas.list_ideas(self.db, statuses)
+
+    def create_idea(self, data: dict) -> dict:
+        with writing(self.db) as conn:
+            idea = ideas.create_idea(conn, data)
+            idea = ideas.with_requesters(conn, idea)
+        self.runtime.reload_ideas()
+        return idea
+
+    def update_idea(self, idea_id: str, patch: dict) -> dict:
+        with writing(self.db) as conn:
+            idea, notified = ideas.update_idea(conn, idea_id, patch)
+            idea = ideas.with_requesters(conn, idea)
+        self.runtime.reload_ideas()
+        return idea | {"notifications_queued": len(notified)}
+
+    def vote(self, idea_id: str, requester: dict | None = None) -> dict:
+        with writing(self.db) as conn:
+            return ideas.vote(conn, idea_id, requester)

@@ -1,0 +1,416 @@
+"""Idea candidates in the store: rebuild from the pool, stable ids, review, incremental joins.
+
+The pool (DESIGN section 7) is every final search that was unanswered, or followed by a
+ticket, or by not_helpful without a later helpful. A rebuild clusters the pool's query
+vectors (deflect.clusters), keeps a candidate's id while it keeps most of its members,
+and carries review decisions over. Between rebuilds, new pool searches join the nearest
+candidate when they are as close to it as its own members are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import sqlalchemy as sa
+
+from . import clusters
+from .db import events, metadata, searches, sync_state, writing
+from .outbox import requester_key
+
+STATUSES = ("new", "promoted", "merged", "dismissed")
+REBUILT_AT = "clusters.rebuilt_at"
+CHUNK = 500
+
+candidates = sa.Table(
+    "candidates",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("keywords", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("status", sa.String(20), nullable=False, server_default="new", index=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("idea_id", sa.String(200), nullable=True),
+    sa.Column("size", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dismissed_size", sa.Integer, nullable=True),
+    sa.Column("centroid", sa.LargeBinary, nullable=True),
+    sa.Column("join_threshold", sa.Float, nullable=True),
+    sa.Column("checked_version", sa.String(64), nullable=True),
+    sa.Column("answered_by", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("reviewed_at", sa.Float, nullable=True),
+)
+
+candidate_members = sa.Table(
+    "candidate_members",
+    metadata,
+    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
+    sa.Column("candidate_id", sa.String(40), sa.ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("how", sa.String(10), nullable=False, server_default="rebuild"),
+    sa.Column("joined_at", sa.Float, nullable=False),
+)
+
+# Query vectors of pool searches, so a rebuild embeds only what is new.
+pool_vectors = sa.Table(
+    "pool_vectors",
+    metadata,
+    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
+    sa.Column("model", sa.String(300), nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
+
+
+class CandidateError(ValueError):
+    """A review action that cannot be done: status 404 (no such candidate) or 409 (state)."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+def lock_candidates(conn: sa.Connection) -> None:
+    """Serialise candidate writers across server processes (SQLite's BEGIN IMMEDIATE already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7734201)"))
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --- the pool ----------------------------------------------------------------------------
+
+
+def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
+    """Final pool searches, oldest first (the most recent `limit` of them)."""
+    from .metrics import in_pool, outcomes, superseded_ids
+
+    flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
+    cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
+            searches.c.index_version]
+    with engine.connect() as conn:
+        query = sa.select(*cols).where(sa.or_(searches.c.answered == sa.false(), searches.c.id.in_(flagged)))
+        if since is not None:
+            query = query.where(searches.c.created_at > since)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        if not rows:
+            return []
+        # Supersession needs the later searches of the same sessions.
+        sessions = sorted({r["session"] for r in rows if r["session"]})
+        lo = min(r["created_at"] for r in rows)
+        context = {r["id"]: r for r in rows}
+        for part in _chunks(sessions):
+            more = conn.execute(sa.select(*cols).where(searches.c.session.in_(part), searches.c.created_at >= lo))
+            context.update({r.id: dict(r._mapping) for r in more})
+        gone = superseded_ids(list(context.values()))
+        rows = [r for r in rows if r["id"] not in gone]
+        ids = [r["id"] for r in rows]
+        found: list[dict] = []
+        for part in _chunks(ids):
+            found += [dict(e._mapping) for e in conn.execute(
+                sa.select(events.c.search_id, events.c.type, events.c.created_at).where(events.c.search_id.in_(part))
+            )]
+    by_search: dict[str, list[dict]] = defaultdict(list)
+    for event in found:
+        by_search[event["search_id"]].append(event)
+    final = outcomes(rows, found)
+    pool = [r for r in rows if in_pool(final[r["id"]], by_search.get(r["id"], []))]
+    pool.sort(key=lambda r: (r["created_at"], r["id"]))
+    return pool[-limit:] if limit else pool
+
+
+def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> np.ndarray:
+    """Vectors of the pool's queries: cached ones from the store, the rest embedded and cached."""
+    ids = [r["id"] for r in pool]
+    cached: dict[str, np.ndarray] = {}
+    with engine.connect() as conn:
+        for part in _chunks(ids):
+            for row in conn.execute(
+                sa.select(pool_vectors).where(pool_vectors.c.search_id.in_(part), pool_vectors.c.model == model_id)
+            ):
+                cached[row.search_id] = np.frombuffer(row.vector, dtype=np.float32)
+    missing = [r for r in pool if r["id"] not in cached]
+    if missing:
+        fresh = encode([r["query"] for r in missing])
+        with writing(engine) as conn:
+            conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
+            conn.execute(pool_vectors.insert(), [
+                {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
+                for r, v in zip(missing, fresh)
+            ])
+        cached.update({r["id"]: np.asarray(v, dtype=np.float32) for r, v in zip(missing, fresh)})
+    if not ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([cached[i] for i in ids])
+
+
+# --- rebuild -------------------------------------------------------------------------------
+
+
+def _members(conn: sa.Connection) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for row in conn.execute(sa.select(candidate_members.c.candidate_id, candidate_members.c.search_id)):
+        out[row.candidate_id].add(row.search_id)
+    return out
+
+
+def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | None = None) -> dict:
+    """Re-cluster the whole pool; returns counts of what happened."""
+    now = time.time() if now is None else now
+    pool = load_pool(engine, settings.cluster_max_pool)
+    vectors = pool_matrix(engine, pool, encode, model_id)
+    labels = clusters.cluster_vectors(vectors, clusters.ClusterParams(min_size=settings.cluster_min_size))
+    groups = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+    new_sets = [{pool[i]["id"] for i in g} for g in groups]
+    texts = [[pool[i]["query"] for i in g] for g in groups]
+    words = clusters.keywords(texts)
+    summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0}
+    with writing(engine) as conn:
+        lock_candidates(conn)
+        old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
+        old_members = _members(conn)
+        in_pool = {r["id"] for r in pool}
+        mapping = clusters.match_previous(new_sets, {k: v for k, v in old_members.items() if k in old}, in_pool)
+        # A group made mostly of one old candidate's members is still that candidate (so a
+        # dismissed one cannot sneak back under a new id by losing a few members).
+        taken = set(mapping.values())
+        for i, group in enumerate(new_sets):
+            if i in mapping:
+                continue
+            best = max(((len(group & m), cid) for cid, m in old_members.items() if cid in old and cid not in taken),
+                       default=(0, None))
+            if best[1] is not None and best[0] > len(group) / 2:
+                mapping[i] = best[1]
+                taken.add(best[1])
+        conn.execute(candidate_members.delete())
+        for i, members in enumerate(groups):
+            vecs = vectors[members]
+            values = {
+                "label": clusters.label_for(texts[i], vecs, words[i]),
+                "keywords": json.dumps(words[i], ensure_ascii=False),
+                "active": True,
+                "size": len(members),
+                "centroid": clusters.centroid(vecs).astype(np.float32).tobytes(),
+                "join_threshold": clusters.join_threshold(vecs, settings.cluster_join_similarity),
+                "updated_at": now,
+            }
+            cid = mapping.get(i)
+            if cid is None:
+                cid = "c" + uuid.uuid4().hex[:10]
+                versions = [pool[j]["index_version"] for j in members if pool[j]["index_version"]]
+                conn.execute(candidates.insert().values(
+                    id=cid, status="new", created_at=now, checked_version=versions[-1] if versions else None, **values
+                ))
+                summary["new"] += 1
+            else:
+                prior = old[cid]
+                if prior["status"] == "dismissed" and len(members) >= settings.cluster_regrow_factor * (prior["dismissed_size"] or 1):
+                    values |= {"status": "new", "dismissed_size": None}
+                    summary["returned"] += 1
+                conn.execute(candidates.update().where(candidates.c.id == cid).values(**values))
+                summary["kept"] += 1
+            conn.execute(candidate_members.insert(), [
+                {"search_id": pool[j]["id"], "candidate_id": cid, "how": "rebuild", "joined_at": now} for j in members
+            ])
+        kept = set(mapping.values())
+        for cid, prior in old.items():
+            if cid in kept:
+                continue
+            if prior["status"] == "new":
+                conn.execute(candidates.delete().where(candidates.c.id == cid))
+            else:  # reviewed: keep the decision on record, out of the active list
+                conn.execute(candidates.update().where(candidates.c.id == cid).values(active=False, size=0, updated_at=now))
+            summary["retired"] += 1
+        _set_rebuilt_at(conn, now)
+    return summary
+
+
+def _set_rebuilt_at(conn: sa.Connection, now: float) -> None:
+    exists = conn.execute(sa.select(sync_state.c.name).where(sync_state.c.name == REBUILT_AT)).first()
+    if exists:
+        conn.execute(sync_state.update().where(sync_state.c.name == REBUILT_AT).values(value=int(now), text=repr(now)))
+    else:
+        conn.execute(sync_state.insert().values(name=REBUILT_AT, value=int(now), text=repr(now)))
+
+
+def rebuilt_at(engine: sa.Engine) -> float | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sync_state.c.text).where(sync_state.c.name == REBUILT_AT)).first()
+    return float(row.text) if row and row.text else None
+
+
+def join_new(engine: sa.Engine, encode, model_id: str, now: float | None = None) -> int:
+    """Let pool searches newer than the last rebuild join their nearest candidate when close enough."""
+    last = rebuilt_at(engine)
+    if last is None:
+        return 0
+    now = time.time() if now is None else now
+    with engine.connect() as conn:
+        active = [dict(r._mapping) for r in conn.execute(
+            sa.select(candidates.c.id, candidates.c.centroid, candidates.c.join_threshold)
+            .where(candidates.c.active == sa.true(), candidates.c.centroid.is_not(None))
+        )]
+        placed = {r.search_id for r in conn.execute(
+            sa.select(candidate_members.c.search_id)
+            .join(searches, searches.c.id == candidate_members.c.search_id)
+            .where(searches.c.created_at > last)
+        )}
+    if not active:
+        return 0
+    fresh = [r for r in load_pool(engine, since=last) if r["id"] not in placed]
+    if not fresh:
+        return 0
+    vectors = pool_matrix(engine, fresh, encode, model_id)
+    cents = np.stack([np.frombuffer(c["centroid"], dtype=np.float32) for c in active])
+    got = clusters.assign(vectors, cents, np.array([c["join_threshold"] for c in active]))
+    rows = [{"search_id": r["id"], "candidate_id": active[g]["id"], "how": "joined", "joined_at": now}
+            for r, g in zip(fresh, got) if g >= 0]
+    if rows:
+        with writing(engine) as conn:
+            lock_candidates(conn)
+            # Another process may have placed some of them (or rebuilt) meanwhile.
+            taken = {r.search_id for r in conn.execute(
+                sa.select(candidate_members.c.search_id).where(candidate_members.c.search_id.in_([r["search_id"] for r in rows]))
+            )}
+            alive = {r.id for r in conn.execute(sa.select(candidates.c.id).where(candidates.c.active == sa.true()))}
+            rows = [r for r in rows if r["search_id"] not in taken and r["candidate_id"] in alive]
+            if rows:
+                conn.execute(candidate_members.insert(), rows)
+            for cid in {r["candidate_id"] for r in rows}:
+                size = conn.execute(sa.select(sa.func.count()).where(candidate_members.c.candidate_id == cid)).scalar_one()
+                conn.execute(candidates.update().where(candidates.c.id == cid).values(size=size, updated_at=now))
+    return len(rows)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _week(ts: float) -> str:
+    year, week, _ = datetime.fromtimestamp(ts, tz=UTC).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def weekly(times: list[float]) -> list[dict]:
+    """Count per ISO week from the first to the last member, empty weeks included."""
+    if not times:
+        return []
+    counts: dict[str, int] = defaultdict(int)
+    for t in times:
+        counts[_week(t)] += 1
+    out, day = [], datetime.fromtimestamp(min(times), tz=UTC)
+    end = _week(max(times))
+    while True:
+        week = _week(day.timestamp())
+        if not out or out[-1]["week"] != week:
+            out.append({"week": week, "count": counts.get(week, 0)})
+        if week == end:
+            return out
+        day += timedelta(days=7)
+
+
+def candidate_requesters(conn: sa.Connection, search_ids: list[str]) -> list[dict]:
+    """Everyone who left contact details on the candidate's searches (events with a requester)."""
+    people: dict[str, dict] = {}
+    for part in _chunks(search_ids):
+        rows = conn.execute(
+            sa.select(events.c.customer_id, events.c.email, events.c.mrr, events.c.search_id)
+            .where(events.c.search_id.in_(part), sa.or_(events.c.customer_id.is_not(None), events.c.email.is_not(None)))
+            .order_by(events.c.created_at, events.c.id)
+        )
+        for r in rows:
+            key = requester_key({"customer_id": r.customer_id, "email": r.email})
+            seen = people.setdefault(key, {"customer_id": r.customer_id, "email": r.email, "mrr": r.mrr,
+                                           "search_id": r.search_id})
+            seen["email"] = seen["email"] or r.email
+            if r.mrr is not None and (seen["mrr"] is None or r.mrr > seen["mrr"]):
+                seen["mrr"] = r.mrr
+    return list(people.values())
+
+
+def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
+    members = conn.execute(
+        sa.select(searches.c.id, searches.c.query, searches.c.created_at, candidate_members.c.how)
+        .join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        .where(candidate_members.c.candidate_id == row["id"])
+        .order_by(searches.c.created_at, searches.c.id)
+    ).all()
+    times = [m.created_at for m in members]
+    people = candidate_requesters(conn, [m.id for m in members])
+    out = {
+        "id": row["id"],
+        "label": row["label"],
+        "keywords": json.loads(row["keywords"] or "[]"),
+        "status": row["status"],
+        "active": bool(row["active"]),
+        "size": len(members),
+        "first_seen": min(times) if times else None,
+        "last_seen": max(times) if times else None,
+        "weekly": weekly(times),
+        "requesters": len(people),
+        "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2),
+        "queries": [{"search_id": m.id, "text": m.query, "joined": m.how == "joined"} for m in members],
+        "idea_id": row["idea_id"],
+        "answered_by": row["answered_by"],
+        "nearest": None,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+    if row["status"] == "dismissed":
+        out["dismissed_size"] = row["dismissed_size"]
+    if nearest is not None and row["centroid"] is not None:
+        out["nearest"] = nearest(row["label"], np.frombuffer(row["centroid"], dtype=np.float32))
+    return out
+
+
+def list_candidates(engine: sa.Engine, status: str | None = None, nearest=None) -> list[dict]:
+    """Active candidates, largest first; status None = all but dismissed, "all" = every one on record."""
+    query = sa.select(candidates)
+    if status == "all":
+        pass
+    elif status:
+        query = query.where(candidates.c.status == status)
+    else:
+        query = query.where(candidates.c.active == sa.true(), candidates.c.status != "dismissed")
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        out = [_describe(conn, r, nearest) for r in rows]
+    out.sort(key=lambda c: (not c["active"], -c["size"], -(c["last_seen"] or 0), c["id"]))
+    return out
+
+
+def content_gaps(engine: sa.Engine, limit: int = 10) -> list[dict]:
+    """The largest open (new, active) candidates: what the metrics call content gaps."""
+    query = (
+        sa.select(candidates.c.id, candidates.c.label, candidates.c.keywords, sa.func.count().label("size"),
+                  sa.func.max(searches.c.created_at).label("last_seen"))
+        .join(candidate_members, candidate_members.c.candidate_id == candidates.c.id)
+        .join(searches, searches.c.id == candidate_members.c.search_id)
+        .where(candidates.c.status == "new", candidates.c.active == sa.true())
+        .group_by(candidates.c.id, candidates.c.label, candidates.c.keywords)
+        .order_by(sa.desc("size"), sa.desc("last_seen"), candidates.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [
+            {"candidate_id": r.id, "label": r.label, "keywords": json.loads(r.keywords or "[]"), "size": int(r.size),
+             "last_seen": r.last_seen}
+            for r in conn.execute(query)
+        ]
+
+
+def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
+        return _describe(conn, dict(row._mapping), nearest) if row else None
+
+
+__all__ = [
+    "STATUSES", "CandidateError", "candidates", "candidate_members", "candidate_requesters", "content_gaps",
+    "get_candidate", "join_new", "list_candidates", "load_pool", "pool_matrix", "rebuild",
+]

@@ -1,0 +1,201 @@
+"""`deflect clusters ...` and `deflect outbox ...`: the board from the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+
+import click
+
+# The same path options as the other commands (deflect.cli imports this module, so it
+# cannot import deflect.cli back while `python -m deflect.cli` is starting).
+_PATH_OPTIONS = [
+    click.option("--kb", "kb_dir", help="Knowledge-base folder (setting kb_dir).", default=None),
+    click.option("--index-dir", help="Index folder (setting index_dir).", default=None),
+    click.option("--database-url", help="SQLAlchemy database URL (setting database_url).", default=None),
+    click.option("--model", help="Sentence-transformers model name or path (setting model).", default=None),
+]
+
+
+def _path_options(func):
+    for option in reversed(_PATH_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _settings(**overrides):
+    from .settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _board(paths: dict):
+    from .runtime import Runtime
+
+    settings = _settings(**paths)
+    runtime = Runtime(settings, sync=False)
+    from .board import Board
+
+    return runtime, Board(runtime)
+
+
+@contextlib.contextmanager
+def _opened(paths: dict):
+    runtime, board = _board(paths)
+    try:
+        yield board
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+def _fail(exc) -> None:
+    raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def clusters():
+    """Idea candidates: unanswered questions grouped by meaning."""
+
+
+@clusters.command("rebuild")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_path_options
+def clusters_rebuild(as_json, **paths):
+    """Re-cluster every unanswered search; ids and review decisions carry over."""
+    with _opened(paths) as board:
+        summary = board.rebuild()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"{summary['candidates']} candidates from {summary['pool']} unanswered searches: {summary['new']} new, "
+        f"{summary['kept']} kept their id, {summary['returned']} dismissed ones returned, {summary['retired']} retired"
+    )
+
+
+@clusters.command("list")
+@click.option("--status", type=click.Choice(["new", "promoted", "merged", "dismissed", "all"]), default=None,
+              help="Only candidates with this status (default: all but dismissed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_path_options
+def clusters_list(status, as_json, **paths):
+    """Candidates, largest first."""
+    with _opened(paths) as board:
+        found = board.candidates(status)
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        click.echo("no candidates (run `deflect clusters rebuild` after some unanswered searches)")
+    for c in found:
+        mrr = f", MRR {c['mrr']:g}" if c["mrr"] else ""
+        click.echo(f"{c['id']}  [{c['status']}] {c['size']} queries{mrr}, last {_when(c['last_seen'])}: {c['label']}")
+        click.echo(f"    keywords: {', '.join(c['keywords'])}")
+
+
+@clusters.command("show")
+@click.argument("candidate_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_path_options
+def clusters_show(candidate_id, as_json, **paths):
+    """One candidate with all its queries and the nearest idea or article."""
+    with _opened(paths) as board:
+        c = board.candidate(candidate_id)
+    if c is None:
+        raise click.ClickException(f"no candidate with id {candidate_id!r}")
+    if as_json:
+        click.echo(json.dumps(c, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{c['id']}  [{c['status']}]  {c['label']}")
+    click.echo(f"keywords: {', '.join(c['keywords'])}")
+    click.echo(f"size {c['size']}, first {_when(c['first_seen'])}, last {_when(c['last_seen'])}, "
+               f"requesters {c['requesters']}, MRR {c['mrr']:g}")
+    click.echo("weekly: " + ", ".join(f"{w['week']} {w['count']}" for w in c["weekly"]))
+    if c["nearest"]:
+        n = c["nearest"]
+        click.echo(f"nearest: {n['type']} {n['id']} ({n['title']}), score {n['score']:.2f}")
+    if c["idea_id"]:
+        click.echo(f"idea: {c['idea_id']}")
+    for q in c["queries"]:
+        click.echo(f"  - {q['text']}  ({q['search_id']})")
+
+
+def _review(action: str):
+    @clusters.command(action)
+    @click.argument("candidate_id")
+    @_path_options
+    def command(candidate_id, idea_id=None, title=None, **paths):
+        from .candidates import CandidateError
+
+        with _opened(paths) as board:
+            try:
+                if action == "promote":
+                    out = board.promote(candidate_id, title)
+                elif action == "merge":
+                    out = board.merge(candidate_id, idea_id)
+                else:
+                    out = board.dismiss(candidate_id)
+            except CandidateError as exc:
+                _fail(exc)
+        idea = out.get("idea")
+        click.echo(f"{candidate_id}: {out['candidate']['status']}" + (f" -> idea {idea['id']}" if idea else ""))
+
+    return command
+
+
+_promote = _review("promote")
+_promote.help = "Create an idea from candidate CANDIDATE_ID (its requesters become votes)."
+click.option("--title", default=None, help="Idea title (default: the candidate's label).")(_promote)
+_merge = _review("merge")
+_merge.help = "Fold candidate CANDIDATE_ID into an existing open idea."
+click.option("--idea", "idea_id", required=True, help="Id of the idea to merge into.")(_merge)
+_dismiss = _review("dismiss")
+_dismiss.help = "Hide candidate CANDIDATE_ID until it grows markedly."
+
+
+@click.group()
+def outbox():
+    """Notifications to requesters and their webhook delivery state."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+def outbox_list(status, database_url):
+    """Recent notifications with attempts and the last error."""
+    from .db import make_engine, upgrade
+    from .outbox import list_outbox
+
+    engine = make_engine(_settings(database_url=database_url).database_url)
+    upgrade(engine)
+    found = list_outbox(engine, status)
+    click.echo(", ".join(f"{k} {v}" for k, v in found["counts"].items()))
+    for n in found["notifications"]:
+        who = n["email"] or n["customer_id"]
+        error = f"  last error: {n['last_error']}" if n["last_error"] else ""
+        click.echo(f"#{n['id']} {n['kind']} -> {who} [{n['status']}, {n['attempts']} attempts]{error}")
+
+
+@outbox.command("deliver")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+def outbox_deliver(database_url):
+    """Send every due notification once (for a cron job instead of a running server)."""
+    from .db import make_engine, upgrade
+    from .outbox import deliver_due
+
+    settings = _settings(database_url=database_url)
+    if not settings.webhook_url:
+        raise click.UsageError("set webhook_url (DEFLECT_WEBHOOK_URL) first")
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    result = deliver_due(engine, settings)
+    click.echo(f"{result['delivered']} delivered, {result['retrying']} will be retried, {result['failed']} failed")

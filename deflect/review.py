@@ -1,0 +1,167 @@
+"""Review of idea candidates: promote, merge, dismiss; and closing the loop with their requesters.
+
+Promoting or merging records everyone in the candidate who left contact details as a vote
+(with their details) on the idea; people who ask later are added while the idea is open.
+When the index changes and an article now answers most of a candidate's queries, each
+requester gets one `article_published` notification in the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from .candidates import (
+    CandidateError,
+    candidate_members,
+    candidate_requesters,
+    candidates,
+    get_candidate,
+    pool_matrix,
+)
+from .db import searches, writing
+from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, slugify
+from .outbox import enqueue, requester_key
+
+
+def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
+    row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
+    if row is None:
+        raise CandidateError(404, "id", f"no candidate with id {candidate_id!r}")
+    if row.status not in allowed:
+        raise CandidateError(409, "status", f"candidate {candidate_id!r} is {row.status}; it cannot be {action}")
+    return dict(row._mapping)
+
+
+def _member_ids(conn: sa.Connection, candidate_id: str) -> list[str]:
+    return [r.search_id for r in conn.execute(
+        sa.select(candidate_members.c.search_id).where(candidate_members.c.candidate_id == candidate_id)
+    )]
+
+
+def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
+    """Each requester of the candidate becomes a vote (with their details) on the idea, once."""
+    from .ideas import requesters as idea_requesters
+
+    already = {requester_key(p) for p in idea_requesters(conn, idea_id)}
+    added = 0
+    for person in candidate_requesters(conn, _member_ids(conn, candidate_id)):
+        if requester_key(person) in already:
+            continue
+        add_vote(conn, idea_id, person, person.get("search_id"))
+        added += 1
+    return added
+
+
+def sync_requesters(engine: sa.Engine) -> int:
+    """People who asked after a candidate was promoted or merged are recorded on its (still open) idea too."""
+    added = 0
+    with writing(engine) as conn:
+        reviewed = conn.execute(
+            sa.select(candidates.c.id, candidates.c.idea_id)
+            .where(candidates.c.status.in_(("promoted", "merged")), candidates.c.idea_id.is_not(None),
+                   candidates.c.active == sa.true())
+        ).all()
+        for candidate_id, idea_id in reviewed:
+            idea = get_idea(conn, idea_id)
+            if idea is not None and idea["status"] not in CLOSED_STATUSES:
+                added += _record_requesters(conn, candidate_id, idea_id)
+    return added
+
+
+def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
+    """Create an idea from the candidate; its requesters become the idea's first votes."""
+    with writing(engine) as conn:
+        row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
+        texts = [r.query for r in conn.execute(
+            sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+            .where(candidate_members.c.candidate_id == candidate_id).limit(3)
+        )]
+        title = title if title is not None else row["label"].rstrip("…").strip()
+        if description is None:
+            description = "Customers asked: " + " / ".join(texts)
+        base = slugify(title if isinstance(title, str) else "idea")
+        idea_id = base
+        while get_idea(conn, idea_id) is not None:
+            idea_id = f"{base}-{uuid.uuid4().hex[:4]}"
+        try:
+            idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
+        except IdeaError as exc:
+            raise CandidateError(400, exc.field, str(exc)) from None
+        added = _record_requesters(conn, candidate_id, idea["id"])
+        now = time.time()
+        conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
+            status="promoted", idea_id=idea["id"], reviewed_at=now, updated_at=now
+        ))
+    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added}
+
+
+def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
+    """Fold the candidate into an existing open idea: its requesters become votes there."""
+    with writing(engine) as conn:
+        _for_review(conn, candidate_id, ("new", "dismissed"), "merged")
+        if not isinstance(idea_id, str) or not idea_id:
+            raise CandidateError(400, "idea_id", "idea_id must be the id of an existing idea")
+        idea = get_idea(conn, idea_id)
+        if idea is None:
+            raise CandidateError(404, "idea_id", f"no idea with id {idea_id!r}")
+        if idea["status"] in CLOSED_STATUSES:
+            raise CandidateError(409, "idea_id", f"idea {idea_id!r} is {idea['status']}; merge into an open idea")
+        added = _record_requesters(conn, candidate_id, idea_id)
+        now = time.time()
+        conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
+            status="merged", idea_id=idea_id, reviewed_at=now, updated_at=now
+        ))
+    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea_id), "requesters_added": added}
+
+
+def dismiss(engine: sa.Engine, candidate_id: str) -> dict:
+    """Hide the candidate until it grows markedly (cluster_regrow_factor times its size now)."""
+    with writing(engine) as conn:
+        row = _for_review(conn, candidate_id, ("new",), "dismissed")
+        now = time.time()
+        conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
+            status="dismissed", dismissed_size=max(row["size"], 1), reviewed_at=now, updated_at=now
+        ))
+    return {"candidate": get_candidate(engine, candidate_id)}
+
+
+# --- closing the loop: an article now answers a candidate ---------------------------------
+
+
+def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str) -> int:
+    """After the index changed, notify the requesters of candidates a published article now answers.
+
+    `answer(vectors, texts)` returns (top article id, answered) per query. A candidate counts
+    as answered when more than half of its queries get the same article with answered=true.
+    """
+    queued = 0
+    with engine.connect() as conn:
+        due = [dict(r._mapping) for r in conn.execute(
+            sa.select(candidates.c.id, candidates.c.label, candidates.c.checked_version)
+            .where(candidates.c.active == sa.true(), candidates.c.status != "dismissed",
+                   candidates.c.answered_by.is_(None))
+        ) if r.checked_version != version]
+    for cand in due:
+        with engine.connect() as conn:
+            members = conn.execute(
+                sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+                .where(candidate_members.c.candidate_id == cand["id"])
+            ).all()
+        pool = [{"id": m.id, "query": m.query} for m in members]
+        verdicts = answer(pool_matrix(engine, pool, encode, model_id), [m.query for m in members]) if pool else []
+        tops = [article for article, answered in verdicts if answered]
+        winner = max(set(tops), key=tops.count) if tops else None
+        with writing(engine) as conn:
+            values = {"checked_version": version}
+            if winner is not None and tops.count(winner) * 2 > len(pool):
+                values["answered_by"] = winner
+                for person in candidate_requesters(conn, [m.id for m in members]):
+                    payload = {"article": {"id": winner}, "candidate": {"id": cand["id"], "label": cand["label"]}}
+                    queued += enqueue(conn, "article_published", f"article:{winner}:candidate:{cand['id']}", person, payload)
+            conn.execute(candidates.update().where(candidates.c.id == cand["id"]).values(**values))
+    return queued
+
+

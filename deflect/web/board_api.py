@@ -1,0 +1,202 @@
+"""Ideas board, idea candidates and the outbox over HTTP (DESIGN sections 3, 5, 7): thin handlers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+
+from .api import require_admin, runtime
+from .errors import ApiError
+from .validation import json_body, requester_fields
+
+log = logging.getLogger(__name__)
+
+board_api = Blueprint("board_api", __name__)
+CANDIDATE_STATUSES = ("new", "promoted", "merged", "dismissed", "all")
+OUTBOX_STATUSES = ("pending", "delivered", "failed")
+
+
+def board():
+    return current_app.extensions["deflect_board"]
+
+
+def _optional_body() -> dict:
+    """Body of an action whose fields are all optional: none, or a JSON object."""
+    if not request.get_data(cache=True):
+        return {}
+    return json_body(request)
+
+
+def _candidate_call(fn, *args):
+    from ..candidates import CandidateError
+
+    try:
+        return fn(*args)
+    except CandidateError as exc:
+        code = {404: "not_found", 409: "conflict"}.get(exc.status, "invalid_field")
+        raise ApiError(exc.status, code, str(exc), exc.field) from None
+
+
+def _idea_call(fn, *args):
+    from ..ideas import IdeaConflict, IdeaError, IdeaNotFound
+
+    try:
+        return fn(*args)
+    except IdeaNotFound as exc:
+        raise ApiError(404, "not_found", str(exc), exc.field) from None
+    except IdeaConflict as exc:
+        raise ApiError(409, "conflict", str(exc), exc.field) from None
+    except IdeaError as exc:
+        raise ApiError(400, "invalid_field", str(exc), exc.field) from None
+
+
+def _string_field(data: dict, field: str, max_len: int) -> str | None:
+    value = data.get(field)
+    if value is not None and (not isinstance(value, str) or len(value) > max_len):
+        raise ApiError(400, "invalid_field", f"{field} must be a string of at most {max_len} characters", field)
+    return value
+
+
+# --- candidates ------------------------------------------------------------------------------
+
+
+@board_api.post("/api/clusters/rebuild")
+def rebuild_clusters():
+    require_admin()
+    return jsonify(board().rebuild())
+
+
+@board_api.get("/api/clusters")
+def list_clusters():
+    require_admin()
+    status = request.args.get("status") or None
+    if status is not None and status not in CANDIDATE_STATUSES:
+        raise ApiError(400, "invalid_field", f"status must be one of {', '.join(CANDIDATE_STATUSES)}", "status")
+    return jsonify({"clusters": board().candidates(status)})
+
+
+@board_api.get("/api/clusters/<candidate_id>")
+def get_cluster(candidate_id: str):
+    require_admin()
+    found = board().candidate(candidate_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no candidate with id {candidate_id!r}", "id")
+    return jsonify(found)
+
+
+@board_api.post("/api/clusters/<candidate_id>/promote")
+def promote_cluster(candidate_id: str):
+    require_admin()
+    data = _optional_body()
+    title = _string_field(data, "title", 300)
+    description = _string_field(data, "description", 5000)
+    return jsonify(_candidate_call(board().promote, candidate_id, title, description))
+
+
+@board_api.post("/api/clusters/<candidate_id>/merge")
+def merge_cluster(candidate_id: str):
+    require_admin()
+    data = json_body(request)
+    if "idea_id" not in data:
+        raise ApiError(400, "invalid_field", "idea_id is required", "idea_id")
+    return jsonify(_candidate_call(board().merge, candidate_id, data["idea_id"]))
+
+
+@board_api.post("/api/clusters/<candidate_id>/dismiss")
+def dismiss_cluster(candidate_id: str):
+    require_admin()
+    return jsonify(_candidate_call(board().dismiss, candidate_id))
+
+
+# --- ideas -----------------------------------------------------------------------------------
+
+
+@board_api.post("/api/ideas")
+def create_idea():
+    require_admin()
+    data = json_body(request)
+    unknown = set(data) - {"id", "title", "description", "status", "votes"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ApiError(400, "invalid_field", "an idea takes id, title, description, status and votes", field)
+    return jsonify(_idea_call(board().create_idea, data)), 201
+
+
+@board_api.get("/api/ideas/<idea_id>")
+def get_idea(idea_id: str):
+    from ..ideas import get_idea as load
+    from ..ideas import with_requesters
+
+    db = runtime().db
+    idea = load(db, idea_id)
+    if idea is None:
+        raise ApiError(404, "not_found", f"no idea with id {idea_id!r}", "id")
+    with db.connect() as conn:
+        return jsonify(with_requesters(conn, idea))
+
+
+@board_api.patch("/api/ideas/<idea_id>")
+def patch_idea(idea_id: str):
+    require_admin()
+    return jsonify(_idea_call(board().update_idea, idea_id, json_body(request)))
+
+
+@board_api.post("/api/ideas/<idea_id>/vote")
+def vote_idea(idea_id: str):
+    data = _optional_body()
+    unknown = set(data) - {"requester"}
+    if unknown:
+        raise ApiError(400, "invalid_field", "a vote takes only an optional requester", sorted(unknown)[0])
+    requester = requester_fields(data.get("requester"))
+    if requester is not None and not any(requester.values()):
+        requester = None
+    return jsonify(_idea_call(board().vote, idea_id, requester))
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+@board_api.get("/api/outbox")
+def list_outbox():
+    from ..outbox import list_outbox as load
+
+    require_admin()
+    status = request.args.get("status") or None
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise ApiError(400, "invalid_field", f"status must be one of {', '.join(OUTBOX_STATUSES)}", "status")
+    settings = current_app.extensions["deflect_settings"]
+    return jsonify(load(runtime().db, status) | {"webhook_configured": bool(settings.webhook_url)})
+
+
+@board_api.post("/api/outbox/<int:notification_id>/retry")
+def retry_notification(notification_id: int):
+    from ..outbox import retry
+
+    require_admin()
+    row = retry(runtime().db, notification_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no notification with id {notification_id}", "id")
+    return jsonify(row)
+
+
+def init_board(app: Flask) -> None:
+    """Register the blueprint, the Board, and (with a webhook URL) the delivery worker."""
+    from ..board import Board
+    from ..outbox import OutboxWorker
+
+    rt = app.extensions["deflect"]
+    the_board = Board(rt)
+    app.extensions["deflect_board"] = the_board
+    app.register_blueprint(board_api)
+    settings = app.extensions["deflect_settings"]
+    if settings.webhook_url:
+        seen = {"version": rt.engine.version}
+
+        def tick():
+            # An index change may publish an article that answers a candidate.
+            if rt.engine.version != seen["version"]:
+                seen["version"] = rt.engine.version
+                the_board.check_answered()
+
+        app.extensions["deflect_outbox"] = OutboxWorker(rt.db, settings, interval=1.0, tick=tick).start()

@@ -1,0 +1,121 @@
+"""OpenAPI paths and schemas of the ideas board, idea candidates and the outbox (merged into OPENAPI)."""
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_E = {code: {"description": text, **_ERROR} for code, text in (
+    ("400", "bad field"), ("401", "admin token missing or wrong"), ("404", "no such candidate or idea"),
+    ("409", "not allowed in the current status (e.g. merging into a shipped, declined or merged idea)"),
+    ("415", "not application/json"))}
+_ADMIN = [{"bearer": []}]
+
+
+def _ref(name: str) -> dict:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+def _id(name: str = "id") -> list[dict]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _admin(summary: str, ok: dict, *errors: str, body: dict | None = None, params: list | None = None) -> dict:
+    op = {"summary": summary, "security": _ADMIN, "responses": {"200": ok, **{c: _E[c] for c in ("401", *errors)}}}
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_CANDIDATE_ACTION = {"description": "the candidate and its idea", **_ref("CandidateAction")}
+
+BOARD_PATHS = {
+    "/api/clusters/rebuild": {"post": _admin(
+        "Re-cluster every unanswered search into idea candidates (ids and review decisions carry over)",
+        {"description": "what happened: pool, candidates, new, kept, returned, retired, notifications"})},
+    "/api/clusters": {"get": _admin(
+        "Idea candidates, largest first (new unanswered searches join their nearest candidate first)",
+        {"description": "candidates", "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "clusters": {"type": "array", "items": {"$ref": "#/components/schemas/Candidate"}}}}}}},
+        "400", params=[{"name": "status", "in": "query", "required": False, "schema": {
+            "type": "string", "enum": ["new", "promoted", "merged", "dismissed", "all"]},
+            "description": "default: every active candidate that is not dismissed"}])},
+    "/api/clusters/{id}": {"get": _admin("One candidate", {"description": "candidate", **_ref("Candidate")}, "404",
+                                         params=_id())},
+    "/api/clusters/{id}/promote": {"post": _admin(
+        "Create an idea from the candidate (indexed at once); its requesters become the idea's votes",
+        _CANDIDATE_ACTION, "400", "404", "409", params=_id(),
+        body={"type": "object", "properties": {"title": {"type": "string"}, "description": {"type": "string"}}})},
+    "/api/clusters/{id}/merge": {"post": _admin(
+        "Fold the candidate into an existing open idea (its requesters become votes there)",
+        _CANDIDATE_ACTION, "400", "404", "409", "415", params=_id(),
+        body={"type": "object", "required": ["idea_id"], "properties": {"idea_id": {"type": "string"}}})},
+    "/api/clusters/{id}/dismiss": {"post": _admin(
+        "Hide the candidate until it grows markedly (cluster_regrow_factor)", _CANDIDATE_ACTION, "404", "409",
+        params=_id())},
+    "/api/ideas": {"post": {
+        "summary": "Create an idea (admin); suggested at once while open, planned or in progress",
+        "security": _ADMIN,
+        "requestBody": {"required": True, **_ref("IdeaInput")},
+        "responses": {"201": {"description": "the idea", **_ref("Idea")}, **{c: _E[c] for c in ("400", "401", "409", "415")}},
+    }},
+    "/api/ideas/{id}": {
+        "get": {"summary": "One idea with votes, requesters and cumulative MRR", "parameters": _id(),
+                "responses": {"200": {"description": "idea", **_ref("Idea")}, "404": _E["404"]}},
+        "patch": {
+            "summary": "Edit an idea (admin): title, description, status; merged_into moves votes and requesters. "
+                       "Becoming shipped notifies every requester through the outbox.",
+            "security": _ADMIN, "parameters": _id(),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "title": {"type": "string"}, "description": {"type": "string"},
+                "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined", "merged"]},
+                "merged_into": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "the idea (+ notifications_queued)", **_ref("Idea")},
+                          **{c: _E[c] for c in ("400", "401", "404", "409", "415")}},
+        },
+    },
+    "/api/ideas/{id}/vote": {"post": {
+        "summary": "Vote for an idea, optionally as a requester (a merged idea's votes go to its target)",
+        "parameters": _id(),
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "requester": {"$ref": "#/components/schemas/Requester"}}}}}},
+        "responses": {"200": {"description": "the idea voted for", **_ref("Idea")},
+                      **{c: _E[c] for c in ("400", "404", "409", "415")}},
+    }},
+    "/api/outbox": {"get": _admin(
+        "Notifications to requesters and their webhook delivery state", {"description": "counts and notifications"},
+        "400", params=[{"name": "status", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}])},
+    "/api/outbox/{id}/retry": {"post": _admin(
+        "Send a notification again now with a fresh attempt budget", {"description": "the notification"}, "404",
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}])},
+}
+
+BOARD_SCHEMAS = {
+    "Requester": {"type": "object", "properties": {
+        "customer_id": {"type": "string"}, "email": {"type": "string", "format": "email"},
+        "mrr": {"type": "number", "minimum": 0}}},
+    "IdeaInput": {"type": "object", "required": ["title"], "properties": {
+        "id": {"type": "string"}, "title": {"type": "string", "maxLength": 300}, "description": {"type": "string"},
+        "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined"]},
+        "votes": {"type": "integer", "minimum": 0}}},
+    "Idea": {"type": "object", "properties": {
+        "id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+        "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
+        "votes": {"type": "integer"}, "requesters": {"type": "integer"}, "mrr": {"type": "number"},
+        "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
+    "Candidate": {"type": "object", "properties": {
+        "id": {"type": "string"}, "label": {"type": "string"}, "keywords": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string", "enum": ["new", "promoted", "merged", "dismissed"]}, "active": {"type": "boolean"},
+        "size": {"type": "integer"}, "first_seen": {"type": "number"}, "last_seen": {"type": "number"},
+        "weekly": {"type": "array", "items": {"type": "object", "properties": {
+            "week": {"type": "string", "example": "2026-W47"}, "count": {"type": "integer"}}}},
+        "requesters": {"type": "integer"}, "mrr": {"type": "number"},
+        "queries": {"type": "array", "items": {"type": "object", "properties": {
+            "search_id": {"type": "string"}, "text": {"type": "string"}, "joined": {"type": "boolean"}}}},
+        "nearest": {"type": "object", "nullable": True, "properties": {
+            "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
+            "title": {"type": "string"}, "score": {"type": "number"}}},
+        "idea_id": {"type": "string", "nullable": True}, "answered_by": {"type": "string", "nullable": True}}},
+    "CandidateAction": {"type": "object", "properties": {
+        "candidate": {"$ref": "#/components/schemas/Candidate"}, "idea": {"$ref": "#/components/schemas/Idea"},
+        "requesters_added": {"type": "integer"}}},
+}

@@ -1,0 +1,309 @@
+"""The ideas board and the idea-candidate loop over real HTTP, with a webhook receiver on 127.0.0.1.
+
+One server over the tiny KB; its outbox worker delivers to a local receiver whose first
+answer is a 500, so the first notification is delivered only by a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from conftest import ADMIN_TOKEN, DATA, TINY_KB, read_jsonl, serve_app, write_kb
+
+TIMEOUT = 60
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that fails the first `fail_first` requests with 500."""
+
+    def __init__(self, fail_first: int = 1):
+        self.received: list[dict] = []
+        self.attempts = 0
+        self.fail_first = fail_first
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.attempts += 1
+                    failing = receiver.attempts <= receiver.fail_first
+                    if not failing:
+                        receiver.received.append({"headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, seconds: float = 30.0) -> list[dict]:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.1)
+        return list(self.received)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """(base URL, runtime, receiver) for a server over the tiny KB with a webhook configured."""
+    from conftest import _hermetic_settings
+
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    tmp = tmp_path_factory.mktemp("board")
+    write_kb(tmp / "kb", TINY_KB)
+    receiver = Receiver(fail_first=1)
+    settings = _hermetic_settings(tmp, webhook_url=receiver.url, webhook_backoff_seconds=0.5, webhook_secret="s3cret")
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime)
+    with serve_app(app) as base:
+        yield base, runtime, receiver
+    app.extensions["deflect_outbox"].stop()
+    runtime.close()
+    runtime.db.dispose()
+    receiver.close()
+
+
+def ask(base: str, text: str, session: str, requester: dict | None = None) -> str:
+    r = requests.post(f"{base}/api/suggest", json={"query": text, "session": session}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    search_id = r.json()["search_id"]
+    body = {"search_id": search_id, "type": "ticket_created"}
+    if requester:
+        body["requester"] = requester
+    assert requests.post(f"{base}/api/events", json=body, timeout=TIMEOUT).status_code == 202
+    return search_id
+
+
+def suggested_ids(base: str, text: str) -> list[tuple[str, str]]:
+    r = requests.post(f"{base}/api/suggest", json={"query": text, "k": 10}, timeout=TIMEOUT)
+    return [(x["type"], x["id"]) for x in r.json()["results"]]
+
+
+def idea(base: str, idea_id: str) -> dict:
+    r = requests.get(f"{base}/api/ideas/{idea_id}", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# --- ideas -----------------------------------------------------------------------------------
+
+
+def test_create_edit_and_vote_with_requesters(board):
+    base, _, _ = board
+    r = requests.post(f"{base}/api/ideas", json={"title": "Calendar sync", "description": "Two-way sync with Google Calendar"},
+                      headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["id"] == "calendar-sync" and created["status"] == "open" and created["votes"] == 0
+    # Indexed at once: suggested alongside articles while open.
+    assert ("idea", "calendar-sync") in suggested_ids(base, "sync my tasks to google calendar")
+    for who in ({"customer_id": "acme", "email": "ops@acme.example", "mrr": 500},
+                {"customer_id": "acme", "mrr": 650},  # the same customer again: one requester, highest MRR
+                {"email": "solo@example.com", "mrr": 20}):
+        assert requests.post(f"{base}/api/ideas/calendar-sync/vote", json={"requester": who}, timeout=TIMEOUT).status_code == 200
+    anonymous = requests.post(f"{base}/api/ideas/calendar-sync/vote", timeout=TIMEOUT)
+    assert anonymous.status_code == 200
+    shown = anonymous.json()
+    assert shown["votes"] == 4 and shown["requesters"] == 2 and shown["mrr"] == 670.0
+    listed = {i["id"]: i for i in requests.get(f"{base}/api/ideas", timeout=TIMEOUT).json()["ideas"]}
+    assert listed["calendar-sync"]["mrr"] == 670.0 and listed["calendar-sync"]["votes"] == 4
+
+    patched = requests.patch(f"{base}/api/ideas/calendar-sync", json={"status": "declined", "title": "Calendar sync (2-way)"},
+                             headers=AUTH, timeout=TIMEOUT)
+    assert patched.status_code == 200 and patched.json()["status"] == "declined"
+    assert ("idea", "calendar-sync") not in suggested_ids(base, "sync my tasks to google calendar")
+    closed = requests.post(f"{base}/api/ideas/calendar-sync/vote", json={}, timeout=TIMEOUT)
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "conflict"
+
+
+def test_merging_moves_votes_and_requesters(board):
+    base, _, _ = board
+    for body in ({"id": "gantt-view", "title": "Gantt view"}, {"id": "timeline", "title": "Timeline view", "votes": 2}):
+        assert requests.post(f"{base}/api/ideas", json=body, headers=AUTH, timeout=TIMEOUT).status_code == 201
+    requests.post(f"{base}/api/ideas/gantt-view/vote", json={"requester": {"customer_id": "c1", "mrr": 100}}, timeout=TIMEOUT)
+    requests.post(f"{base}/api/ideas/timeline/vote", json={"requester": {"customer_id": "c2", "mrr": 40}}, timeout=TIMEOUT)
+    r = requests.patch(f"{base}/api/ideas/gantt-view", json={"merged_into": "timeline"}, headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "merged" and r.json()["merged_into"] == "timeline" and r.json()["votes"] == 0
+    target = idea(base, "timeline")
+    assert target["votes"] == 4 and target["requesters"] == 2 and target["mrr"] == 140.0
+    # A vote on the merged idea counts for its target.
+    requests.post(f"{base}/api/ideas/gantt-view/vote", json={}, timeout=TIMEOUT)
+    assert idea(base, "timeline")["votes"] == 5
+    assert ("idea", "gantt-view") not in suggested_ids(base, "gantt view")
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, field",
+    [
+        ("post", "/api/ideas", {"title": ""}, 400, "title"),
+        ("post", "/api/ideas", {"title": "x", "status": "someday"}, 400, "status"),
+        ("post", "/api/ideas", {"title": "x", "colour": "red"}, 400, "colour"),
+        ("post", "/api/ideas", {"id": "timeline", "title": "Again"}, 409, "id"),
+        ("patch", "/api/ideas/no-such-idea", {"status": "planned"}, 404, "id"),
+        ("patch", "/api/ideas/timeline", {"status": "merged"}, 400, "merged_into"),
+        ("patch", "/api/ideas/timeline", {"merged_into": "timeline"}, 400, "merged_into"),
+        ("patch", "/api/ideas/timeline", {"merged_into": "nope"}, 404, "merged_into"),
+        ("patch", "/api/ideas/timeline", {"merged_into": "calendar-sync"}, 409, "merged_into"),
+        ("patch", "/api/ideas/timeline", {"votes": 10}, 400, "votes"),
+        ("post", "/api/ideas/no-such-idea/vote", {}, 404, "id"),
+        ("post", "/api/ideas/timeline/vote", {"requester": {"email": "not-an-email"}}, 400, "requester.email"),
+        ("post", "/api/ideas/timeline/vote", {"requester": {"mrr": -5}}, 400, "requester.mrr"),
+        ("post", "/api/clusters/c-nope/promote", {}, 404, "id"),
+        ("post", "/api/clusters/c-nope/dismiss", {}, 404, "id"),
+        ("post", "/api/clusters/c-nope/merge", {"idea_id": "timeline"}, 404, "id"),
+        ("post", "/api/clusters/c-nope/merge", {}, 400, "idea_id"),
+    ],
+)
+def test_bad_requests_name_the_field(board, method, path, body, status, field):
+    base, _, _ = board
+    requests.post(f"{base}/api/ideas", json={"id": "timeline", "title": "Timeline view"}, headers=AUTH, timeout=TIMEOUT)
+    requests.post(f"{base}/api/ideas", json={"id": "calendar-sync", "title": "Calendar sync", "status": "declined"},
+                  headers=AUTH, timeout=TIMEOUT)
+    r = getattr(requests, method)(f"{base}{path}", json=body, headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == field
+
+
+def test_openapi_describes_the_board(board):
+    base, _, _ = board
+    paths = requests.get(f"{base}/api/openapi.json", timeout=TIMEOUT).json()["paths"]
+    assert {"get", "post"} <= set(paths["/api/ideas"])
+    assert {"get", "patch"} <= set(paths["/api/ideas/{id}"])
+    for path in ("/api/ideas/{id}/vote", "/api/clusters/rebuild", "/api/clusters/{id}/promote", "/api/clusters/{id}/merge",
+                 "/api/clusters/{id}/dismiss", "/api/outbox"):
+        assert path in paths
+    assert "409" in paths["/api/clusters/{id}/merge"]["post"]["responses"]
+
+
+def test_admin_endpoints_need_the_token(board):
+    base, _, _ = board
+    for method, path in (("post", "/api/ideas"), ("patch", "/api/ideas/timeline"), ("post", "/api/clusters/rebuild"),
+                         ("get", "/api/clusters"), ("post", "/api/clusters/x/promote"), ("get", "/api/outbox")):
+        r = getattr(requests, method)(f"{base}{path}", json={"title": "x"}, timeout=TIMEOUT)
+        assert r.status_code == 401, (method, path)
+        assert r.json()["error"]["field"] == "Authorization"
+    bad = requests.get(f"{base}/api/clusters", params={"status": "maybe"}, headers=AUTH, timeout=TIMEOUT)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"
+
+
+# --- candidates, promotion, shipping, webhook ---------------------------------------------------
+
+
+def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(board):
+    base, runtime, receiver = board
+    questions = read_jsonl(DATA / "cluster_questions.jsonl")
+    asked = {}
+    for i, q in enumerate(questions):
+        requester = {"customer_id": f"cust-{i}", "email": f"user{i}@example.com", "mrr": 10.0 * (i + 1)} if i % 2 == 0 else None
+        asked[ask(base, q["text"], f"s-{i}", requester)] = (q, requester)
+    r = requests.post(f"{base}/api/clusters/rebuild", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["candidates"] >= 4
+    listed = requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]
+    gantt = next(c for c in listed if "gantt" in c["keywords"])
+    for c in listed:
+        assert {"id", "label", "keywords", "size", "first_seen", "last_seen", "weekly", "mrr", "queries", "nearest",
+                "status"} <= set(c)
+        assert c["size"] == len(c["queries"]) and all({"search_id", "text"} <= set(q) for q in c["queries"])
+        assert c["nearest"] is None or {"type", "id", "title", "score"} <= set(c["nearest"])
+    # (Earlier tests' unanswered searches, such as "gantt view", are in the pool too.)
+    mine = [asked[q["search_id"]] for q in gantt["queries"] if q["search_id"] in asked]
+    people = [requester for _, requester in mine if requester]
+    assert gantt["mrr"] == sum(p["mrr"] for p in people) and gantt["requesters"] == len(people) > 0
+    assert len(mine) >= 5 and all(q["label"] == "gantt" for q, _ in mine)
+    assert requests.get(f"{base}/api/clusters/{gantt['id']}", headers=AUTH, timeout=TIMEOUT).json()["label"] == gantt["label"]
+
+    # Rebuilding again keeps the ids.
+    requests.post(f"{base}/api/clusters/rebuild", headers=AUTH, timeout=TIMEOUT)
+    again = requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]
+    assert {c["id"] for c in again} == {c["id"] for c in listed}
+
+    promoted = requests.post(f"{base}/api/clusters/{gantt['id']}/promote", json={"title": "Gantt chart view"},
+                             headers=AUTH, timeout=TIMEOUT)
+    assert promoted.status_code == 200, promoted.text
+    new_idea = promoted.json()["idea"]
+    assert new_idea["title"] == "Gantt chart view" and new_idea["votes"] == len(people)
+    assert ("idea", new_idea["id"]) in suggested_ids(base, "can I get a gantt chart of my project")
+    twice = requests.post(f"{base}/api/clusters/{gantt['id']}/promote", headers=AUTH, timeout=TIMEOUT)
+    assert twice.status_code == 409
+
+    shipped = requests.patch(f"{base}/api/ideas/{new_idea['id']}", json={"status": "shipped"}, headers=AUTH, timeout=TIMEOUT)
+    assert shipped.status_code == 200 and shipped.json()["notifications_queued"] == len(people)
+    got = receiver.wait_for(len(people))
+    assert len(got) == len(people) and receiver.attempts == len(people) + 1  # the first one failed once
+    assert {g["body"]["requester"]["email"] for g in got} == {p["email"] for p in people}
+    for g in got:
+        assert g["body"]["kind"] == "idea_shipped" and g["body"]["idea"]["id"] == new_idea["id"]
+        assert g["headers"]["X-Deflect-Event"] == "idea_shipped"
+        assert g["headers"]["X-Deflect-Signature"].startswith("sha256=")
+    deadline = time.time() + 30  # the worker records the delivery just after the receiver answered
+    while True:
+        outbox = requests.get(f"{base}/api/outbox", headers=AUTH, timeout=TIMEOUT).json()
+        delivered = [n for n in outbox["notifications"] if n["kind"] == "idea_shipped"]
+        if all(n["status"] == "delivered" for n in delivered) or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert outbox["webhook_configured"] is True
+    assert len(delivered) == len(people) and all(n["status"] == "delivered" for n in delivered)
+    assert sorted(n["attempts"] for n in delivered)[-1] == 2
+    assert any(n["last_status_code"] == 200 for n in delivered)
+    # Shipping again queues nothing new.
+    requests.patch(f"{base}/api/ideas/{new_idea['id']}", json={"status": "in_progress"}, headers=AUTH, timeout=TIMEOUT)
+    again = requests.patch(f"{base}/api/ideas/{new_idea['id']}", json={"status": "shipped"}, headers=AUTH, timeout=TIMEOUT)
+    assert again.json()["notifications_queued"] == 0
+
+
+def test_new_question_joins_between_rebuilds_and_dismiss_hides(board):
+    base, _, _ = board
+    listed = requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]
+    offline = next(c for c in listed if "offline" in c["keywords"])
+    late = ask(base, "is there an offline mode for the iphone app when travelling", "late-1")
+    now = requests.get(f"{base}/api/clusters/{offline['id']}", headers=AUTH, timeout=TIMEOUT).json()
+    assert now["size"] == offline["size"] + 1 and late in {q["search_id"] for q in now["queries"] if q["joined"]}
+    r = requests.post(f"{base}/api/clusters/{offline['id']}/dismiss", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["candidate"]["status"] == "dismissed"
+    visible = {c["id"] for c in requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]}
+    assert offline["id"] not in visible
+    dismissed = requests.get(f"{base}/api/clusters", params={"status": "dismissed"}, headers=AUTH, timeout=TIMEOUT).json()
+    assert [c["id"] for c in dismissed["clusters"]] == [offline["id"]]
+    assert requests.post(f"{base}/api/clusters/{offline['id']}/dismiss", headers=AUTH, timeout=TIMEOUT).status_code == 409
+
+
+def test_merge_candidate_into_idea(board):
+    base, _, _ = board
+    listed = requests.get(f"{base}/api/clusters", params={"status": "new"}, headers=AUTH, timeout=TIMEOUT).json()["clusters"]
+    vat = next(c for c in listed if "vat" in c["keywords"])
+    requests.post(f"{base}/api/ideas", json={"id": "vat-on-invoices", "title": "VAT number on invoices", "status": "planned"},
+                  headers=AUTH, timeout=TIMEOUT)
+    shipped = requests.post(f"{base}/api/clusters/{vat['id']}/merge", json={"idea_id": "calendar-sync"}, headers=AUTH,
+                            timeout=TIMEOUT)
+    assert shipped.status_code == 409 and shipped.json()["error"]["field"] == "idea_id"
+    missing = requests.post(f"{base}/api/clusters/{vat['id']}/merge", json={"idea_id": "nope"}, headers=AUTH, timeout=TIMEOUT)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "idea_id"
+    ok = requests.post(f"{base}/api/clusters/{vat['id']}/merge", json={"idea_id": "vat-on-invoices"}, headers=AUTH,
+                       timeout=TIMEOUT)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["candidate"]["status"] == "merged" and ok.json()["candidate"]["idea_id"] == "vat-on-invoices"
+    assert idea(base, "vat-on-invoices")["requesters"] == vat["requesters"]
+    assert idea(base, "vat-on-invoices")["mrr"] == vat["mrr"]

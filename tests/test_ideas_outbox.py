@@ -1,0 +1,162 @@
+"""The outbox: webhook delivery with retries, backoff and failure; an article that answers a
+candidate notifies its requesters; the CLI over the same store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from conftest import DATA, TINY_KB, read_jsonl, write_kb
+from test_ideas_api import Receiver
+
+from deflect import db, outbox
+from deflect.settings import Settings
+
+GANTT_ARTICLE = """---
+title: Gantt charts
+---
+# Gantt charts
+
+See your project as a Gantt chart: open a project and switch the view to **Gantt** to see
+every task on a timeline, with its dependencies drawn as arrows.
+
+- Can I see my project as a gantt chart?
+- Is there a gantt view for timelines?
+- Show my tasks on a gantt timeline
+- Do you support gantt charts?
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _queue(engine, n: int) -> None:
+    with db.writing(engine) as conn:
+        for i in range(n):
+            outbox.enqueue(conn, "idea_shipped", "idea:x", {"email": f"u{i}@example.com", "mrr": 5.0}, {"idea": {"id": "x"}})
+
+
+def _rows(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(outbox.outbox).order_by(outbox.outbox.c.id))]
+
+
+def test_delivery_retries_with_backoff_then_succeeds(store):
+    receiver = Receiver(fail_first=1)
+    try:
+        settings = Settings(webhook_url=receiver.url, webhook_backoff_seconds=30.0, webhook_secret="k")
+        _queue(store, 2)
+        first = outbox.deliver_due(store, settings)
+        assert first == {"delivered": 1, "retrying": 1, "failed": 0}
+        failed, ok = _rows(store)
+        assert failed["status"] == "pending" and failed["attempts"] == 1 and failed["last_error"] == "HTTP 500"
+        assert failed["next_attempt_at"] >= failed["created_at"] + 29  # backoff: not due again yet
+        assert ok["status"] == "delivered" and ok["last_status_code"] == 200
+        assert outbox.deliver_due(store, settings) == {"delivered": 0, "retrying": 0, "failed": 0}
+        later = outbox.deliver_due(store, settings, now=failed["next_attempt_at"] + 1)
+        assert later["delivered"] == 1
+        assert [r["status"] for r in _rows(store)] == ["delivered", "delivered"]
+        # Each notification was received once, signed over the exact body.
+        assert len(receiver.received) == 2
+        for got in receiver.received:
+            body = json.dumps(got["body"], ensure_ascii=False).encode()
+            assert got["headers"]["X-Deflect-Signature"] == outbox.sign(body, "k")
+        # The same notification is never queued twice.
+        _queue(store, 2)
+        assert len(_rows(store)) == 2
+    finally:
+        receiver.close()
+
+
+def test_unreachable_webhook_fails_after_max_attempts_and_admin_can_retry(store, tmp_path):
+    receiver = Receiver(fail_first=0)
+    dead_url = receiver.url
+    receiver.close()  # nothing listens there any more
+    settings = Settings(webhook_url=dead_url, webhook_backoff_seconds=0.0, webhook_max_attempts=3, webhook_timeout_seconds=2)
+    _queue(store, 1)
+    results = [outbox.deliver_due(store, settings) for _ in range(3)]
+    assert [r["failed"] for r in results] == [0, 0, 1]
+    (row,) = _rows(store)
+    assert row["status"] == "failed" and row["attempts"] == 3 and "Error" in row["last_error"]
+    assert outbox.list_outbox(store)["counts"] == {"pending": 0, "delivered": 0, "failed": 1}
+    again = outbox.retry(store, row["id"])
+    assert again["status"] == "pending" and again["attempts"] == 0
+    assert outbox.retry(store, 999) is None
+    assert outbox.backoff_seconds(1, 5) == 5 and outbox.backoff_seconds(3, 5) == 20 and outbox.backoff_seconds(30, 5) == 3600
+
+
+def test_publishing_an_answering_article_notifies_the_candidates_requesters(tmp_path, settings_factory):
+    from deflect.board import Board
+    from deflect.events import insert_event
+    from deflect.runtime import Runtime
+
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    runtime = Runtime(settings_factory(), sync=False)
+    try:
+        board = Board(runtime)
+        people = []
+        for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
+            answer = runtime.suggest(q["text"], session=f"s{i}")
+            runtime.search_log.flush()
+            requester = {"customer_id": f"c{i}", "email": f"c{i}@example.com", "mrr": 1.0}
+            with db.writing(runtime.db) as conn:
+                insert_event(conn, {"id": answer["search_id"], "session": f"s{i}"}, "ticket_created", None, None, requester)
+            if q["label"] == "gantt":
+                people.append(requester)
+        board.rebuild()
+        gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+        assert board.check_answered() == 0  # nothing new was published
+
+        write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+        runtime.reindex()
+        queued = board.check_answered()
+        rows = [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
+        assert queued == len(rows) == len(people)
+        assert {r["email"] for r in rows} == {p["email"] for p in people}
+        assert all(json.loads(r["payload"])["article"]["id"] == "views/gantt" for r in rows)
+        assert board.candidate(gantt["id"])["answered_by"] == "views/gantt"
+        assert board.check_answered() == 0  # once per candidate and article
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+
+
+def test_cli_rebuild_list_show(tmp_path, clean_env):
+    from deflect.cli import main
+    from deflect.events import record_search
+
+    write_kb(tmp_path / "kb", TINY_KB)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    for q in read_jsonl(DATA / "cluster_questions.jsonl"):
+        record_search(engine, q["text"], None, None, False, [], "v0")
+    engine.dispose()
+    paths = ["--kb", str(tmp_path / "kb"), "--index-dir", str(tmp_path / "index"), "--database-url", url]
+    runner = CliRunner()
+    rebuilt = runner.invoke(main, ["clusters", "rebuild", *paths], catch_exceptions=False)
+    assert rebuilt.exit_code == 0 and "4 candidates from 27 unanswered searches: 4 new" in rebuilt.stdout
+    listed = runner.invoke(main, ["clusters", "list", "--json", *paths], catch_exceptions=False)
+    found = json.loads(listed.stdout)
+    assert len(found) == 4
+    plain = runner.invoke(main, ["clusters", "list", *paths], catch_exceptions=False).stdout
+    assert all(c["id"] in plain and c["label"] in plain for c in found)
+    shown = runner.invoke(main, ["clusters", "show", found[0]["id"], *paths], catch_exceptions=False)
+    assert shown.exit_code == 0 and all(q["text"] in shown.stdout for q in found[0]["queries"])
+    missing = runner.invoke(main, ["clusters", "show", "c-nope", *paths])
+    assert missing.exit_code == 1 and "no candidate" in missing.output
+    promoted = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "From the CLI", *paths])
+    assert promoted.exit_code == 0 and "-> idea from-the-cli" in promoted.stdout
+    again = runner.invoke(main, ["clusters", "promote", found[0]["id"], *paths])
+    assert again.exit_code == 1 and "promoted" in again.output
+    state = runner.invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False)
+    assert state.stdout.startswith("pending 0, delivered 0, failed 0")
+    for command in (["clusters", "--help"], ["clusters", "merge", "--help"], ["outbox", "deliver", "--help"]):
+        assert runner.invoke(main, command).exit_code == 0
