@@ -139,6 +139,8 @@ def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> n
     if missing:
         fresh = encode([r["query"] for r in missing])
         with writing(engine) as conn:
+            if conn.dialect.name == "postgresql":  # concurrent rebuilds/joins cache the same vectors: one at a time
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7260002)")
             conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
             conn.execute(pool_vectors.insert(), [
                 {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
