@@ -34,6 +34,7 @@ def measure(database_url: str, scratch: str, questions: list[str], rounds: int) 
         kb_dir=str(ROOT / "kb_articles"),
         index_dir=f"{scratch}/index",
         database_url=database_url,
+        query_cache_size=0,  # every request encodes its query, as the first one of a question does
     )
     runtime = Runtime(settings, sync=False)
     for q in questions[:10]:  # warm-up: model, faiss, connections
