@@ -8,27 +8,9 @@ import sys
 
 import click
 
-from .settings import load_settings
+from .cli_options import path_options, settings_or_usage_error
 
-_PATH_OPTIONS = [
-    click.option("--kb", "kb_dir", help="Knowledge-base folder (setting kb_dir).", default=None),
-    click.option("--index-dir", help="Index folder (setting index_dir).", default=None),
-    click.option("--database-url", help="SQLAlchemy database URL (setting database_url).", default=None),
-    click.option("--model", help="Sentence-transformers model name or path (setting model).", default=None),
-]
-
-
-def path_options(func):
-    for option in reversed(_PATH_OPTIONS):
-        func = option(func)
-    return func
-
-
-def _settings(**overrides):
-    try:
-        return load_settings(**overrides)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+_settings = settings_or_usage_error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +39,8 @@ def serve(host, port, threads, **paths):
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
     from waitress import serve as waitress_serve
 
-    click.echo(f"deflect: serving {runtime.health()['articles']} articles on http://{settings.host}:{settings.port}", err=True)
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base} (help form: {base}/help)", err=True)
     import signal
 
     def _terminate(_signum, _frame):

@@ -8,29 +8,10 @@ from datetime import UTC, datetime
 
 import click
 
-# The same path options as the other commands (deflect.cli imports this module, so it
-# cannot import deflect.cli back while `python -m deflect.cli` is starting).
-_PATH_OPTIONS = [
-    click.option("--kb", "kb_dir", help="Knowledge-base folder (setting kb_dir).", default=None),
-    click.option("--index-dir", help="Index folder (setting index_dir).", default=None),
-    click.option("--database-url", help="SQLAlchemy database URL (setting database_url).", default=None),
-    click.option("--model", help="Sentence-transformers model name or path (setting model).", default=None),
-]
+from .cli_options import path_options, settings_or_usage_error
 
-
-def _path_options(func):
-    for option in reversed(_PATH_OPTIONS):
-        func = option(func)
-    return func
-
-
-def _settings(**overrides):
-    from .settings import load_settings
-
-    try:
-        return load_settings(**overrides)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+_path_options = path_options
+_settings = settings_or_usage_error
 
 
 def _board(paths: dict):

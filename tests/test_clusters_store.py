@@ -27,14 +27,6 @@ MORE_TIME_TRACKING = [
 ]
 
 
-@pytest.fixture
-def store(database_url):
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def ask(engine, text: str, answered: bool = False, session: str | None = None, ticket: dict | None = None,
         at: float | None = None) -> str:
     search_id = record_search(engine, text, session, None, answered, [], "v1")

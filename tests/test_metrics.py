@@ -15,14 +15,6 @@ T0 = 1_790_000_000.0  # a fixed "now" in 2026, so the assumed window is under te
 _ids = itertools.count(1)
 
 
-@pytest.fixture
-def store(database_url):
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def add_search(engine, query, at, session=None, answered=True, shown=("a1", "a2")) -> str:
     search_id = f"{next(_ids):032x}"
     row = {
