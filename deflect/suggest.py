@@ -65,6 +65,11 @@ class Catalog:
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         self.centroids = centroids / np.maximum(norms, 1e-12)
         self.position = {item["id"]: i for i, item in enumerate(items)}
+        # Each item's first section passage (-1: none), the snippet when the best match is a title or item.
+        self.first_section = np.full(len(items), -1, dtype=np.int64)
+        for i in range(len(passages) - 1, -1, -1):
+            if passages[i]["kind"] == "section":
+                self.first_section[passages[i]["article"]] = i
         self.base_catalog: Catalog | None = None  # set on a copy that adds learned aliases
         self.tokens_by_passage = tokens if tokens is not None else [tokenize(p["text"]) for p in passages]
         docs: list[list[str]] = [[] for _ in items]
@@ -268,9 +273,8 @@ def _snippet(catalog: Catalog, item: int, best_passage: int) -> str:
     """The best-matching section's text; title-only or list-item matches fall back to the first section."""
     passage = catalog.passages[best_passage] if 0 <= best_passage < len(catalog.passages) else None
     if passage is None or passage["kind"] != "section":
-        passage = next(
-            (p for p in catalog.passages if p["article"] == item and p["kind"] == "section"), passage
-        )
+        first = catalog.first_section[item]
+        passage = catalog.passages[first] if first >= 0 else passage
     text = (passage or {}).get("snippet") or catalog.items[item].get("snippet", "")
     if len(text) > SNIPPET_CHARS:
         text = text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
