@@ -4,8 +4,7 @@ Many people typing at once send many one-line queries. Encoding them one by one 
 full model call each; folding whatever queries are waiting into one call costs little more
 than one of them. MicroBatcher does that without adding any delay: a single worker thread
 encodes everything queued while it was busy, so a lone query is encoded at once and a burst
-shares one call. GroupCommit applies the same idea to database writes: one commit (one
-fsync) for all the searches recorded meanwhile.
+shares one call.
 """
 
 from __future__ import annotations
@@ -104,46 +103,3 @@ class MicroBatcher:
             return
         for item, future in batch:
             future.set_result(results[unique[item]])
-
-
-class GroupCommit:
-    """Write transactions from many threads committed together: one fsync per batch, not per request.
-
-    `run(work)` calls `work(connection)` inside a transaction shared with whatever other
-    threads submitted meanwhile, and returns once that transaction is committed, so callers
-    keep "acknowledged only after durably stored". If the shared transaction fails, each
-    work is redone in its own transaction, so one bad write fails only its own caller.
-    """
-
-    def __init__(self, engine, max_batch: int = 64):
-        self.engine = engine
-        self._batcher = MicroBatcher(self._commit, max_batch=max_batch, name="deflect-group-commit")
-
-    def run(self, work: Callable[[Any], Any]) -> Any:
-        ok, value = self._batcher.submit(_Job(work))
-        if not ok:
-            raise value
-        return value
-
-    def _commit(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
-        try:
-            with self.engine.begin() as conn:
-                return [(True, job.work(conn)) for job in jobs]
-        except Exception:
-            return [self._alone(job) for job in jobs]
-
-    def _alone(self, job: _Job) -> tuple[bool, Any]:
-        try:
-            with self.engine.begin() as conn:
-                return True, job.work(conn)
-        except Exception as exc:
-            return False, exc
-
-
-class _Job:
-    """A unit of work, hashed by identity so that the batcher never merges two of them."""
-
-    __slots__ = ("work",)
-
-    def __init__(self, work: Callable[[Any], Any]):
-        self.work = work

@@ -172,20 +172,15 @@ def db_upgrade(database_url, revision):
 
 
 def _period(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    from datetime import UTC, datetime
+    from .metrics import parse_time
 
     def parse(name, raw):
         if raw is None:
             return None
         try:
-            return float(raw)
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            return parse_time(raw)
         except ValueError:
             raise click.BadParameter("use epoch seconds or an ISO 8601 date such as 2026-11-01", param_hint=name) from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
     return parse("--since", since), parse("--until", until)
 

@@ -44,6 +44,18 @@ class SearchOutcome:
         return not any(t <= self.clicked_at + window for t in self.ticket_times)
 
 
+def parse_time(raw: str) -> float:
+    """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))  # ValueError when malformed
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if value != value or abs(value) > 1e11:
+        raise ValueError(f"{raw!r} is not a usable epoch time")
+    return value
+
+
 def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[str]:
     """Searches followed within `seconds` in the same session by a search whose query extends them."""
     by_session: dict[str, list[dict]] = defaultdict(list)

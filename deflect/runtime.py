@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 
 from .settings import Settings
 
@@ -102,16 +101,18 @@ class Runtime:
         self._alias_generation = -1
         self._alias_lock = threading.Lock()
         self._recalibrate_after: float | None = None
-        self._recent_vectors: OrderedDict = OrderedDict()
-        self._vectors_lock = threading.Lock()
         self.refresh_aliases(recalibrate=False)
-        stored = index.manifest.get("calibration") or {}
-        if self.engine.alias_count or stored.get("target_false_answer") != settings.target_false_answer:
-            self.recalibrate()
         self._stop = threading.Event()
         self._sync_thread = None
         if sync and settings.sync_interval_seconds > 0:
             self._sync_thread = threading.Thread(target=self._sync_loop, name="deflect-sync", daemon=True)
+        stored = index.manifest.get("calibration") or {}
+        if self.engine.alias_count or stored.get("target_false_answer") != settings.target_false_answer:
+            if self._sync_thread is not None:
+                self._recalibrate_after = time.monotonic()  # refit in the background, not before serving
+            else:
+                self.recalibrate()
+        if self._sync_thread is not None:
             self._sync_thread.start()
 
     def close(self) -> None:
@@ -162,10 +163,7 @@ class Runtime:
         record: bool = True,
     ) -> dict:
         """Answer a query; the search is logged unless record=False (benchmarks of the logging cost)."""
-        vector = self.engine.embedder.encode([query])[0]
-        if record:
-            self._remember_vector(query, vector)
-        suggestion = self.engine.suggest(query, k=k, types=types, locale=locale, query_vector=vector)
+        suggestion = self.engine.suggest(query, k=k, types=types, locale=locale)
         results = [r.to_dict() for r in suggestion.results]
         search_id = (
             self.search_log.record(query, session, locale, suggestion.answered, results, self.engine.version)
@@ -173,14 +171,6 @@ class Runtime:
             else None
         )
         return {"search_id": search_id, "answered": suggestion.answered, "results": results}
-
-    def _remember_vector(self, query: str, vector) -> None:
-        """Keep recent query vectors: a helpful event on the search reuses its vector as the alias's."""
-        with self._vectors_lock:
-            self._recent_vectors[query] = vector
-            self._recent_vectors.move_to_end(query)
-            while len(self._recent_vectors) > 1024:
-                self._recent_vectors.popitem(last=False)
 
     def record_event(
         self,
@@ -216,10 +206,8 @@ class Runtime:
             raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
         vector = None
         if event_type == "helpful" and item_id:
-            with self._vectors_lock:
-                vector = self._recent_vectors.get(search["query"])
-            if vector is None:
-                vector = self.engine.embedder.encode([search["query"]])[0]
+            # Usually a hit in the embedder's query cache: the search just encoded it.
+            vector = self.engine.embedder.encode([search["query"]])[0]
         alias = None
         with writing(self.db) as conn:
             event_id = insert_event(conn, search, event_type, item_type, item_id, requester)

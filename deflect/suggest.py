@@ -311,15 +311,12 @@ def fit_calibration(
     per_article = Counter(catalog.passage_items[picks])
     if len(per_article) < n_items / 2:
         picks += [i for i, p in enumerate(index.passages) if p["kind"] == "section"]
-    picks = [i for i in picks if (catalog.passage_items == catalog.passage_items[i]).sum() > 1]
+    per_item = np.bincount(catalog.passage_items, minlength=n_items)  # an item needs a passage left to hide one
+    picks = [i for i in picks if per_item[catalog.passage_items[i]] > 1]
     if len(picks) > max_queries:
         picks = sorted(rng.choice(picks, size=max_queries, replace=False).tolist())
     # Aliases are real queries: every one of them is an example (its vector is the query's).
-    picks += [
-        i
-        for i in range(len(index.passages), len(passages))
-        if (catalog.passage_items == catalog.passage_items[i]).sum() > 1
-    ]
+    picks += [i for i in range(len(index.passages), len(passages)) if per_item[catalog.passage_items[i]] > 1]
     section_queries = [i for i in picks if passages[i]["kind"] == "section"]
     query_vectors = catalog.vectors[picks].copy()
     if section_queries:

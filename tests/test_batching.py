@@ -5,10 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-import sqlalchemy as sa
-
-from deflect.batching import GroupCommit, LRUCache, MicroBatcher
+from deflect.batching import LRUCache, MicroBatcher
 
 
 def test_lru_cache_evicts_the_least_recently_used():
@@ -113,52 +110,3 @@ def test_micro_batcher_raises_the_failure_in_every_caller_of_the_batch():
     # The worker survives a failure.
     batcher.fn = lambda items: [i + 1 for i in items]
     assert batcher.submit(41) == 42
-
-
-@pytest.fixture
-def table_db(tmp_path):
-    from deflect.db import make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'group.db'}")
-    meta = sa.MetaData()
-    table = sa.Table("t", meta, sa.Column("id", sa.Integer, primary_key=True), sa.Column("thread", sa.Integer))
-    meta.create_all(engine)
-    yield engine, table
-    engine.dispose()
-
-
-def test_group_commit_stores_every_write_from_many_threads(table_db):
-    engine, table = table_db
-    writer = GroupCommit(engine)
-
-    def write(i: int) -> int:
-        return writer.run(lambda conn: conn.execute(table.insert().values(id=i, thread=i)).rowcount)
-
-    results = _run_threads(40, write)
-    assert results == [1] * 40
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(table.c.id).order_by(table.c.id)).scalars().all()
-    assert rows == list(range(40))
-    assert writer._batcher.batches <= 40
-
-
-def test_group_commit_fails_only_the_bad_write(table_db):
-    engine, table = table_db
-    writer = GroupCommit(engine)
-    writer.run(lambda conn: conn.execute(table.insert().values(id=7, thread=0)))
-    fn = writer._batcher.fn
-    gate = threading.Event()
-
-    def gated(jobs):  # hold the first batch so the rest queue up and commit together
-        if not gate.is_set():
-            gate.set()
-            _wait_pending(writer._batcher, 9)
-        return fn(jobs)
-
-    writer._batcher.fn = gated
-    results = _run_threads(10, lambda i: writer.run(lambda conn: conn.execute(table.insert().values(id=i, thread=i))))
-    failures = [i for i, r in enumerate(results) if isinstance(r, Exception)]
-    assert failures == [7], "only the duplicate key fails"
-    assert isinstance(results[7], sa.exc.IntegrityError)
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 10

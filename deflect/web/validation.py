@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC
 
 from flask import Request
 
@@ -131,23 +130,13 @@ def event_request(data: dict) -> dict:
 
 
 def timestamp_param(args, field: str) -> float | None:
-    """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
-    from datetime import datetime
+    """A period bound from the query string: epoch seconds or an ISO 8601 date/time (UTC by default)."""
+    from ..metrics import parse_time
 
     raw = args.get(field)
     if raw is None or raw == "":
         return None
     try:
-        value = float(raw)
-        if value != value or abs(value) > 1e11:
-            raise ValueError
-        return value
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(raw)
     except ValueError:
         raise _bad(field, f"{field} must be epoch seconds or an ISO 8601 date such as 2026-11-01") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
