@@ -233,7 +233,7 @@ def test_old_versions_are_pruned(kb, index_dir, counting):
         path.write_text(path.read_text() + f"\nEdit number {i}.\n")
         build(kb, index_dir, counting)
     versions = [p.name for p in index_dir.glob("v-*")]
-    assert 1 <= len(versions) <= 2
+    assert len(versions) == 2  # KEEP_VERSIONS: the current one and the one before it
     assert current_version_dir(index_dir).name in versions
 
 
