@@ -99,6 +99,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_max_attempts", 8, "Delivery attempts before a notification is marked failed.", int),
     Setting("webhook_backoff_seconds", 5.0, "Wait before the first retry; doubles after each failure (capped at an hour).", float),
     Setting("webhook_timeout_seconds", 10.0, "Timeout of one webhook POST.", float),
+    Setting(
+        "rate_limit_per_client",
+        600,
+        "Requests per minute one client address may make to the public API (suggest, events, articles, ideas "
+        "and votes), as a burst of that many refilled evenly; 0 = off. High because an office or a mobile "
+        "carrier puts many people behind one address, each typing a search every few hundred ms; 429 with "
+        "Retry-After past it. Counted per server process.",
+        int,
+    ),
+    Setting(
+        "rate_limit_per_session",
+        120,
+        "Requests per minute one widget session (the session field of /api/suggest and /api/events) may make; "
+        "0 = off. One person typing fast sends a search every ~250 ms for well under a minute per question, "
+        "so 120 never stops a person but stops a script reusing one session. Counted per server process.",
+        int,
+    ),
+    Setting(
+        "trusted_proxies",
+        "",
+        "Comma-separated addresses or networks (10.0.0.0/8) of reverse proxies whose X-Forwarded-For names the "
+        "client for rate limiting; empty = the TCP peer address is the client.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -136,6 +159,9 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
+    rate_limit_per_client: int = 600
+    rate_limit_per_session: int = 120
+    trusted_proxies: str = ""
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (explicit args win)."""

@@ -81,6 +81,10 @@ def _hermetic_settings(tmp: Path, **overrides):
         "index_dir": str(tmp / "index"),
         "database_url": f"sqlite:///{tmp / 'd.db'}",
         "admin_token": ADMIN_TOKEN,
+        # Test clients all come from 127.0.0.1 and send far more than a person: no rate limits
+        # unless a test configures them (tests/test_limits.py).
+        "rate_limit_per_client": 0,
+        "rate_limit_per_session": 0,
     }
     values.update(overrides)
     return load_settings(config_file=tmp / "no-such-deflect.toml", env={}, **values)

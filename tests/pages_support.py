@@ -63,6 +63,10 @@ def make_settings(tmp: Path, kb_dir: Path | str, index_dir: Path | str, **overri
         "index_dir": str(index_dir),
         "database_url": f"sqlite:///{tmp / 'deflect.db'}",
         "admin_token": ADMIN_TOKEN,
+        # Test clients all come from 127.0.0.1 and send far more than a person: no rate limits
+        # unless a test configures them (tests/test_limits.py).
+        "rate_limit_per_client": 0,
+        "rate_limit_per_session": 0,
     }
     values.update(overrides)
     return load_settings(config_file=tmp / "no-such-deflect.toml", env={}, **values)

@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     from .api import api
     from .errors import register_error_handlers
+    from .limits import install_limits
     from .pages import pages
     from .security import install_security
 
@@ -30,4 +31,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     init_board(app)
     register_error_handlers(app)
     install_security(app, settings.cors_origin_list)
+    install_limits(app, settings)  # after security: a preflight is answered before it counts
     return app

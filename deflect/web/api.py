@@ -7,6 +7,7 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import ApiError
+from .limits import request_client
 from .openapi import OPENAPI
 from .validation import event_request, json_body, suggest_request, timestamp_param
 
@@ -43,7 +44,7 @@ def post_event():
 
     params = event_request(json_body(request))
     try:
-        stored = runtime().record_event(**params, client=request.remote_addr)
+        stored = runtime().record_event(**params, client=request_client())
     except EventError as exc:
         raise ApiError(exc.status, exc.code, str(exc), exc.field) from None
     return jsonify(stored), 202

@@ -18,6 +18,8 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_HEADERS = "Content-Type"
 CORS_MAX_AGE = "600"
+# A widget on a listed origin may read how long to wait after a 429.
+CORS_EXPOSE = "Retry-After"
 
 
 def _is_cors_path(path: str) -> bool:
@@ -54,6 +56,7 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
             origin = allowed_origin(request.headers.get("Origin"), cors_origins)
             if origin:
                 headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
                 if request.method == "OPTIONS":
                     headers["Access-Control-Allow-Methods"] = CORS_METHODS
                     headers["Access-Control-Allow-Headers"] = CORS_HEADERS

@@ -120,6 +120,7 @@ def event_request(data: dict) -> dict:
         raise _bad("item_type", 'item_type must be "article" or "idea"')
     if event_type != "ticket_created" and item_id is None:
         raise _bad("item_id", f"a {event_type} event needs item_id")
+    _optional_string(data, "session")  # only counted by the per-session rate limit (the search has its session)
     return {
         "search_id": search_id,
         "event_type": event_type,

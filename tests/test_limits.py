@@ -1,0 +1,146 @@
+"""Rate limits over real HTTP: 429 + Retry-After per session and per client, and getting through again."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+
+import pytest
+import requests
+from conftest import ADMIN_TOKEN, serve_app
+
+TIMEOUT = 60
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ORIGIN = "https://help.customer.example"
+
+
+@contextlib.contextmanager
+def limited_server(runtime, **limits):
+    """The sample runtime behind an app of its own with these limit settings (the index is shared)."""
+    from deflect.web import create_app
+
+    settings = dataclasses.replace(runtime.settings, **limits)
+    with serve_app(create_app(settings, runtime)) as base:
+        yield base
+
+
+def bad_event(base: str, session: str | None = None, **kwargs) -> requests.Response:
+    """A cheap public request: counted by the limits first, then refused by validation (400)."""
+    body = {"search_id": "not-hex", "type": "click", "item_id": "x"}
+    if session is not None:
+        body["session"] = session
+    return requests.post(f"{base}/api/events", json=body, timeout=TIMEOUT, **kwargs)
+
+
+def until_refused(send, most: int = 400) -> tuple[int, requests.Response]:
+    """Send until the first 429; return how many passed before it and the 429 itself."""
+    for n in range(most):
+        r = send()
+        if r.status_code == 429:
+            return n, r
+    pytest.fail(f"no 429 after {most} requests")
+
+
+def assert_rate_limited(r: requests.Response, field: str) -> int:
+    assert r.status_code == 429
+    assert r.headers["Content-Type"].startswith("application/json")
+    error = r.json()["error"]
+    assert error["code"] == "rate_limited"
+    assert error["field"] == field
+    assert error["message"]
+    retry_after = r.headers["Retry-After"]
+    assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
+    return int(retry_after)
+
+
+def test_one_session_is_limited_and_others_are_not(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=0, rate_limit_per_session=30) as base:
+        started = time.monotonic()
+        passed, refused = until_refused(lambda: bad_event(base, session="chatty"))
+        elapsed = time.monotonic() - started
+        # a burst of 30, plus whatever refilled (one every 2 s) while sending
+        assert 30 <= passed <= 30 + int(elapsed / 2) + 1
+        wait = assert_rate_limited(refused, "session")
+        assert wait <= 2
+        # the same session is refused on /api/suggest too
+        r = requests.post(f"{base}/api/suggest", json={"query": "refund", "session": "chatty"}, timeout=TIMEOUT)
+        assert_rate_limited(r, "session")
+        # another session, and a request without a session, are not
+        ok = requests.post(f"{base}/api/suggest", json={"query": "refund", "session": "quiet"}, timeout=TIMEOUT)
+        assert ok.status_code == 200
+        assert bad_event(base).status_code == 400
+        time.sleep(wait)
+        assert bad_event(base, session="chatty").status_code == 400  # through again: validation answers
+
+
+def test_one_client_is_limited_on_every_public_endpoint(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=30, rate_limit_per_session=0) as base:
+        passed, refused = until_refused(lambda: requests.get(f"{base}/api/articles", timeout=TIMEOUT))
+        assert passed >= 30
+        wait = assert_rate_limited(refused, "client")
+        public = [
+            ("POST", "/api/suggest", {"query": "refund"}),
+            ("POST", "/api/events", {"search_id": "ab", "type": "click", "item_id": "x"}),
+            ("GET", "/api/articles/account/reset-password", None),
+            ("GET", "/api/ideas", None),
+            ("GET", "/api/ideas/some-idea", None),
+            ("POST", "/api/ideas/some-idea/vote", {}),
+        ]
+        for method, path, body in public:
+            r = requests.request(method, base + path, json=body, timeout=TIMEOUT)
+            assert_rate_limited(r, "client")
+        # admin endpoints need the token instead, and health checks, the API description and pages are free
+        assert requests.get(f"{base}/api/metrics", headers=ADMIN, timeout=TIMEOUT).status_code == 200
+        assert requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=TIMEOUT).status_code == 200
+        assert requests.get(f"{base}/healthz", timeout=TIMEOUT).status_code == 200
+        assert requests.get(f"{base}/api/openapi.json", timeout=TIMEOUT).status_code == 200
+        assert requests.get(f"{base}/help", timeout=TIMEOUT).status_code == 200
+        time.sleep(wait)
+        assert requests.get(f"{base}/api/articles", timeout=TIMEOUT).status_code == 200
+
+
+def test_a_client_over_its_limit_is_refused_whatever_session_it_claims(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=20, rate_limit_per_session=1000) as base:
+        counter = iter(range(10**6))
+        _, refused = until_refused(lambda: bad_event(base, session=f"fresh-{next(counter)}"))
+        assert_rate_limited(refused, "client")
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=20, rate_limit_per_session=0,
+                        trusted_proxies="127.0.0.1") as base:
+        office = {"X-Forwarded-For": "198.51.100.1"}
+        _, refused = until_refused(lambda: bad_event(base, headers=office))
+        assert_rate_limited(refused, "client")
+        assert bad_event(base, headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 400
+        # a client prepending its own X-Forwarded-For is still the address the proxy saw
+        assert_rate_limited(bad_event(base, headers={"X-Forwarded-For": "203.0.113.5, 198.51.100.1"}), "client")
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=20, rate_limit_per_session=0) as base:
+        _, refused = until_refused(lambda: bad_event(base, headers={"X-Forwarded-For": "198.51.100.1"}))
+        assert_rate_limited(refused, "client")
+        assert_rate_limited(bad_event(base, headers={"X-Forwarded-For": "198.51.100.2"}), "client")
+
+
+def test_a_widget_on_a_listed_origin_can_read_the_429(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=20, rate_limit_per_session=0, cors_origins=ORIGIN) as base:
+        _, refused = until_refused(lambda: bad_event(base, headers={"Origin": ORIGIN}))
+        assert_rate_limited(refused, "client")
+        assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
+        # a preflight is never counted or refused
+        preflight = requests.options(
+            f"{base}/api/events",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+            timeout=TIMEOUT,
+        )
+        assert preflight.status_code == 204
+
+
+def test_zero_turns_both_limits_off(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=0, rate_limit_per_session=0) as base:
+        statuses = {bad_event(base, session="same").status_code for _ in range(300)}
+        assert statuses == {400}
