@@ -24,6 +24,9 @@ class IdeaError(ValueError):
         self.field = field
 
 
+MAX_VOTES = 10**9  # far past any real board, well inside a 64-bit database integer
+
+
 def slugify(title: str) -> str:
     slug = re.sub(r"[^\w]+", "-", title.lower(), flags=re.UNICODE).strip("-")
     return slug[:80] or "idea"
@@ -43,8 +46,8 @@ def validate_idea(data: dict) -> dict:
     if status not in STATUSES:
         raise IdeaError("status", f"status must be one of {', '.join(STATUSES)}")
     votes = data.get("votes", 0) or 0
-    if not isinstance(votes, int) or isinstance(votes, bool) or votes < 0:
-        raise IdeaError("votes", "votes must be a non-negative integer")
+    if not isinstance(votes, int) or isinstance(votes, bool) or not 0 <= votes <= MAX_VOTES:
+        raise IdeaError("votes", f"votes must be an integer from 0 to {MAX_VOTES}")
     idea_id = data.get("id") or slugify(title)
     if not isinstance(idea_id, str) or not re.fullmatch(r"[\w.-]{1,200}", idea_id):
         raise IdeaError("id", "id must be 1-200 letters, digits, '-', '_' or '.'")

@@ -101,11 +101,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_timeout_seconds", 10.0, "Timeout of one webhook POST.", float),
     Setting(
         "rate_limit_per_client",
-        600,
+        1200,
         "Requests per minute one client address may make to the public API (suggest, events, articles, ideas "
-        "and votes), as a burst of that many refilled evenly; 0 = off. High because an office or a mobile "
-        "carrier puts many people behind one address, each typing a search every few hundred ms; 429 with "
-        "Retry-After past it. Counted per server process.",
+        "and votes): a burst of that many, refilled evenly; 0 = off. High because an office or a mobile "
+        "carrier puts many people behind one address, each typing a search every few hundred ms (ten people "
+        "typing at once for half a minute fit); past it, 429 with Retry-After. Counted per server process.",
         int,
     ),
     Setting(
@@ -159,7 +159,7 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
-    rate_limit_per_client: int = 600
+    rate_limit_per_client: int = 1200
     rate_limit_per_session: int = 120
     trusted_proxies: str = ""
 

@@ -174,3 +174,39 @@ def test_no_peer_address_is_one_client():
 def test_bad_trusted_proxies_are_refused_naming_the_entry(value):
     with pytest.raises(ValueError, match="trusted_proxies"):
         parse_trusted_proxies(value)
+
+
+# --- the defaults against people ------------------------------------------------------------
+
+
+def _typing(limiter: RateLimiter, clock: FakeClock, people: int, seconds: float, every: float) -> int:
+    """`people` typing at once behind one key, one request each `every` seconds; how many were refused."""
+    refused = 0
+    steps = int(seconds / every)
+    for _ in range(steps):
+        for _ in range(people):
+            refused += not limiter.hit("office").allowed
+        clock.advance(every)
+    return refused
+
+
+def test_the_default_session_limit_lets_the_fastest_typist_through():
+    from deflect.settings import Settings
+
+    clock = FakeClock()
+    limiter = RateLimiter(Settings().rate_limit_per_session, clock=clock)
+    # One long question typed for 30 s with a search after every key (a key each 250 ms beats the
+    # widget's 200 ms debounce only for a slow, steady typist), then feedback events.
+    assert _typing(limiter, clock, people=1, seconds=30, every=0.25) == 0
+    assert all(limiter.hit("office").allowed for _ in range(5))
+
+
+def test_the_default_client_limit_lets_an_office_behind_one_address_through():
+    from deflect.settings import Settings
+
+    clock = FakeClock()
+    limiter = RateLimiter(Settings().rate_limit_per_client, clock=clock)
+    # Ten people behind one NAT address typing at the same time for half a minute...
+    assert _typing(limiter, clock, people=10, seconds=30, every=0.25) == 0
+    # ...but one script sending 100 requests a second is stopped within a minute.
+    assert _typing(limiter, clock, people=1, seconds=60, every=0.01) > 0

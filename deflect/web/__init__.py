@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from .limits import install_limits
     from .pages import pages
     from .security import install_security
+    from .validation import install_input_guards
 
     app.register_blueprint(api)
     app.register_blueprint(pages)
@@ -32,4 +33,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     register_error_handlers(app)
     install_security(app, settings.cors_origin_list)
     install_limits(app, settings)  # after security: a preflight is answered before it counts
+    install_input_guards(app)
     return app

@@ -8,8 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .errors import ApiError
 from .limits import request_client
-from .openapi import OPENAPI
-from .validation import event_request, json_body, suggest_request, timestamp_param
+from .validation import MAX_ID, event_request, json_body, suggest_request, timestamp_param
 
 api = Blueprint("api", __name__)
 
@@ -71,7 +70,7 @@ def list_aliases():
 @api.delete("/api/aliases/<alias_id>")
 def delete_alias(alias_id: str):
     require_admin()
-    if not alias_id.isdigit() or len(alias_id) > 18:
+    if not (alias_id.isascii() and alias_id.isdigit()) or len(alias_id) > 10 or int(alias_id) > MAX_ID:
         raise ApiError(404, "not_found", f"no alias with id {alias_id!r}", "id")
     if not runtime().delete_alias(int(alias_id)):
         raise ApiError(404, "not_found", f"no alias with id {alias_id!r}", "id")
@@ -116,4 +115,8 @@ def reindex():
 
 @api.get("/api/openapi.json")
 def openapi():
-    return jsonify(OPENAPI)
+    from .spec import build_openapi
+
+    if "deflect_openapi" not in current_app.extensions:  # built once the URL map is complete
+        current_app.extensions["deflect_openapi"] = build_openapi(current_app, current_app.extensions["deflect_settings"])
+    return jsonify(current_app.extensions["deflect_openapi"])

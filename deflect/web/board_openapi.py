@@ -30,7 +30,8 @@ _CANDIDATE_ACTION = {"description": "the candidate and its idea", **_ref("Candid
 BOARD_PATHS = {
     "/api/clusters/rebuild": {"post": _admin(
         "Re-cluster every unanswered search into idea candidates (ids and review decisions carry over)",
-        {"description": "what happened: pool, candidates, new, kept, returned, retired, notifications"})},
+        {"description": "what happened: pool, candidates, new, kept, returned, retired, notifications",
+         **_ref("RebuildReport")})},
     "/api/clusters": {"get": _admin(
         "Idea candidates, largest first (new unanswered searches join their nearest candidate first)",
         {"description": "candidates", "content": {"application/json": {"schema": {"type": "object", "properties": {
@@ -43,7 +44,8 @@ BOARD_PATHS = {
     "/api/clusters/{id}/promote": {"post": _admin(
         "Create an idea from the candidate (indexed at once); its requesters become the idea's votes",
         _CANDIDATE_ACTION, "400", "404", "409", params=_id(),
-        body={"type": "object", "properties": {"title": {"type": "string"}, "description": {"type": "string"}}})},
+        body={"type": "object", "properties": {"title": {"type": "string", "maxLength": 300},
+                                               "description": {"type": "string", "maxLength": 5000}}})},
     "/api/clusters/{id}/merge": {"post": _admin(
         "Fold the candidate into an existing open idea (its requesters become votes there)",
         _CANDIDATE_ACTION, "400", "404", "409", "415", params=_id(),
@@ -65,7 +67,7 @@ BOARD_PATHS = {
                        "Becoming shipped notifies every requester through the outbox.",
             "security": _ADMIN, "parameters": _id(),
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
-                "title": {"type": "string"}, "description": {"type": "string"},
+                "title": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": "\\S"}, "description": {"type": "string"},
                 "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined", "merged"]},
                 "merged_into": {"type": "string"}}}}}},
             "responses": {"200": {"description": "the idea (+ notifications_queued)", **_ref("Idea")},
@@ -81,23 +83,26 @@ BOARD_PATHS = {
                       **{c: _E[c] for c in ("400", "404", "409", "415")}},
     }},
     "/api/outbox": {"get": _admin(
-        "Notifications to requesters and their webhook delivery state", {"description": "counts and notifications"},
+        "Notifications to requesters and their webhook delivery state",
+        {"description": "counts and notifications", **_ref("Outbox")},
         "400", params=[{"name": "status", "in": "query", "required": False,
                         "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}])},
     "/api/outbox/{id}/retry": {"post": _admin(
-        "Send a notification again now with a fresh attempt budget", {"description": "the notification"}, "404",
-        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}])},
+        "Send a notification again now with a fresh attempt budget", {"description": "the notification", **_ref("Notification")},
+        "404", params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
 }
 
 BOARD_SCHEMAS = {
-    "Requester": {"type": "object", "properties": {
-        "customer_id": {"type": "string"}, "email": {"type": "string", "format": "email"},
-        "mrr": {"type": "number", "minimum": 0}}},
-    "IdeaInput": {"type": "object", "required": ["title"], "properties": {
-        "id": {"type": "string"}, "title": {"type": "string", "maxLength": 300}, "description": {"type": "string"},
+    "Requester": {"type": "object", "additionalProperties": False, "properties": {
+        "customer_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "email": {"type": "string", "format": "email", "maxLength": 320},
+        "mrr": {"type": "number", "minimum": 0, "maximum": 1e12, "exclusiveMaximum": True}}},
+    "IdeaInput": {"type": "object", "required": ["title"], "additionalProperties": False, "properties": {
+        "id": {"type": "string", "pattern": "^[\\w.-]{1,200}$"},
+        "title": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": "\\S"}, "description": {"type": "string"},
         "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined"]},
-        "votes": {"type": "integer", "minimum": 0}}},
-    "Idea": {"type": "object", "properties": {
+        "votes": {"type": "integer", "minimum": 0, "maximum": 1000000000}}},
+    "Idea": {"type": "object", "required": ["id", "title", "description", "status", "votes"], "properties": {
         "id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
         "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
         "votes": {"type": "integer"}, "requesters": {"type": "integer"}, "mrr": {"type": "number"},
@@ -115,6 +120,21 @@ BOARD_SCHEMAS = {
             "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
             "title": {"type": "string"}, "score": {"type": "number"}}},
         "idea_id": {"type": "string", "nullable": True}, "answered_by": {"type": "string", "nullable": True}}},
+    "RebuildReport": {"type": "object", "properties": {
+        name: {"type": "integer"} for name in (
+            "pool", "candidates", "new", "kept", "returned", "retired", "notifications", "requesters_added")}},
+    "Notification": {"type": "object", "required": ["id", "kind", "status", "attempts"], "properties": {
+        "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["idea_shipped", "article_published"]},
+        "dedupe_key": {"type": "string"}, "customer_id": {"type": "string", "nullable": True},
+        "email": {"type": "string", "nullable": True}, "payload": {"type": "object"},
+        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]}, "attempts": {"type": "integer"},
+        "next_attempt_at": {"type": "number"}, "last_error": {"type": "string", "nullable": True},
+        "last_status_code": {"type": "integer", "nullable": True}, "created_at": {"type": "number"},
+        "delivered_at": {"type": "number", "nullable": True}}},
+    "Outbox": {"type": "object", "required": ["counts", "notifications"], "properties": {
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "notifications": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+        "webhook_configured": {"type": "boolean"}}},
     "CandidateAction": {"type": "object", "properties": {
         "candidate": {"$ref": "#/components/schemas/Candidate"}, "idea": {"$ref": "#/components/schemas/Idea"},
         "requesters_added": {"type": "integer"}}},

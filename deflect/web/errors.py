@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return jsonify({"error": error}), status
 
 
+def _is_page_path(path: str) -> bool:
+    return not (path.startswith(("/api/", "/static/")) or path == "/healthz")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -30,6 +34,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if exc.code == 404 and _is_page_path(request.path):
+            # People mistype page addresses: they get the site's "not found" page, programs get JSON.
+            return render_template("not_found.html", what="page", nav=""), 404
         code = (exc.name or "error").lower().replace(" ", "_")
         field = "body" if exc.code == 413 else None
         message = "request body is larger than 16 KB" if exc.code == 413 else exc.description

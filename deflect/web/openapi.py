@@ -29,11 +29,7 @@ OPENAPI = {
             "post": {
                 "summary": "Record what the user did after a search (acknowledged once committed)",
                 "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/EventRequest"})},
-                "responses": {"202": {"description": "stored", **_json({"type": "object", "properties": {
-                    "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
-                    "item_type": {"type": "string"}, "item_id": {"type": "string"},
-                    "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
-                        "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}}}})},
+                "responses": {"202": {"description": "stored", **_json({"$ref": "#/components/schemas/EventStored"})},
                               **{c: _ERRORS[c] for c in ("400", "404", "413", "415")}},
             }
         },
@@ -47,7 +43,8 @@ OPENAPI = {
                     {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "exclusive end; default now"},
                 ],
-                "responses": {"200": {"description": "totals, events, articles, ideas, content_gaps, series"},
+                "responses": {"200": {"description": "totals, events, articles, ideas, content_gaps, series",
+                                      **_json({"$ref": "#/components/schemas/Metrics"})},
                               "400": _ERRORS["400"], "401": _ERRORS["401"]},
             }
         },
@@ -57,7 +54,9 @@ OPENAPI = {
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "active", "in": "query", "required": False,
                                 "schema": {"type": "string", "enum": ["true", "false"]}}],
-                "responses": {"200": {"description": "aliases"}, "400": _ERRORS["400"], "401": _ERRORS["401"]},
+                "responses": {"200": {"description": "aliases", **_json({"type": "object", "required": ["aliases"], "properties": {
+                    "aliases": {"type": "array", "items": {"$ref": "#/components/schemas/Alias"}}}})},
+                              "400": _ERRORS["400"], "401": _ERRORS["401"]},
             }
         },
         "/api/aliases/{id}": {
@@ -65,47 +64,94 @@ OPENAPI = {
                 "summary": "Delete a learned alias (admin)",
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "deleted"}, "401": _ERRORS["401"], "404": _ERRORS["404"]},
+                "responses": {"200": {"description": "deleted", **_json({"type": "object", "required": ["deleted"], "properties": {
+                    "deleted": {"type": "integer"}}})}, "401": _ERRORS["401"], "404": _ERRORS["404"]},
             }
         },
-        "/api/articles": {"get": {"summary": "List articles", "responses": {"200": {"description": "articles"}}}},
+        "/api/articles": {"get": {"summary": "List articles", "responses": {"200": {"description": "articles", **_json({
+            "type": "object", "required": ["articles"], "properties": {
+                "articles": {"type": "array", "items": {"$ref": "#/components/schemas/ArticleSummary"}}}})}}}},
         "/api/articles/{id}": {
             "get": {
                 "summary": "One article with rendered HTML",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "article"}, "404": _ERRORS["404"]},
+                "responses": {"200": {"description": "article", **_json({"$ref": "#/components/schemas/Article"})},
+                              "404": _ERRORS["404"]},
             }
         },
-        "/api/ideas": {"get": {"summary": "List ideas with votes", "responses": {"200": {"description": "ideas"}}}},
+        "/api/ideas": {"get": {"summary": "List ideas with votes", "responses": {"200": {"description": "ideas", **_json({
+            "type": "object", "required": ["ideas"], "properties": {
+                "ideas": {"type": "array", "items": {"$ref": "#/components/schemas/Idea"}}}})}}}},
         "/api/reindex": {
             "post": {
                 "summary": "Re-embed changed articles and swap the index in while serving (admin)",
                 "security": [{"bearer": []}],
-                "responses": {"200": {"description": "what changed"}, "401": _ERRORS["401"]},
+                "responses": {"200": {"description": "what changed", **_json({"$ref": "#/components/schemas/ReindexReport"})},
+                              "401": _ERRORS["401"]},
             }
         },
-        "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+        "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI", **_json({
+            "type": "object", "required": ["openapi", "paths"]})}}}},
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {
                 "type": "object",
-                "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}},
+                "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "field": {"type": "string", "description": "the request field (or header, or client/session) at fault"}}}},
             },
-            "Health": {"type": "object", "properties": {
-                "status": {"type": "string"}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},
-                "index_version": {"type": "string"}}},
+            "Health": {"type": "object", "required": ["status", "articles", "ideas", "index_version"], "properties": {
+                "status": {"type": "string", "enum": ["ok"]}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},
+                "index_version": {"type": "string"}, "aliases": {"type": "integer"}}},
+            "ArticleSummary": {"type": "object", "required": ["id", "title", "url", "locale", "tags"], "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
+                "locale": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},
+            "Article": {"allOf": [{"$ref": "#/components/schemas/ArticleSummary"}, {
+                "type": "object", "required": ["markdown", "html"], "properties": {
+                    "markdown": {"type": "string"},
+                    "html": {"type": "string", "description": "rendered inert: raw HTML shown as text, no script-capable URLs"}}}]},
+            "Alias": {"type": "object", "required": ["id", "item_type", "item_id", "query", "confirmations", "active"],
+                      "properties": {
+                          "id": {"type": "integer"}, "item_type": {"type": "string", "enum": ["article", "idea"]},
+                          "item_id": {"type": "string"}, "query": {"type": "string"}, "confirmations": {"type": "integer"},
+                          "active": {"type": "boolean"}, "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
+            "EventStored": {"type": "object", "required": ["event_id", "search_id", "type"], "properties": {
+                "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
+                "item_type": {"type": "string"}, "item_id": {"type": "string"},
+                "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
+                    "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}}}},
+            "Metrics": {"type": "object", "required": ["totals", "events", "articles", "ideas", "content_gaps", "series"],
+                        "properties": {
+                            "since": {"type": "number", "nullable": True}, "until": {"type": "number", "nullable": True},
+                            "totals": {"type": "object", "required": [
+                                "searches", "answered_rate", "click_rate", "confirmed_deflections", "assumed_deflections",
+                                "tickets", "deflection_rate"], "additionalProperties": {"type": "number"}},
+                            "events": {"type": "object", "additionalProperties": {"type": "integer"}},
+                            "articles": {"type": "array", "items": {"type": "object"}},
+                            "ideas": {"type": "array", "items": {"type": "object"}},
+                            "content_gaps": {"type": "array", "items": {"type": "object"}},
+                            "series": {"type": "array", "items": {"type": "object"}}}},
+            "ReindexReport": {"type": "object", "required": ["index_version", "added", "changed", "removed", "unchanged", "warnings"],
+                              "properties": {
+                                  "index_version": {"type": "string"}, "added": {"type": "array", "items": {"type": "string"}},
+                                  "changed": {"type": "array", "items": {"type": "string"}},
+                                  "removed": {"type": "array", "items": {"type": "string"}},
+                                  "unchanged": {"type": "integer"}, "warnings": {"type": "array", "items": {"type": "string"}}}},
             "SuggestRequest": {
                 "type": "object",
                 "required": ["query"],
                 "properties": {
-                    "query": {"type": "string", "minLength": 1, "maxLength": 1000},
+                    "query": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                              "description": "maxLength is the max_query_chars setting"},
                     "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
                     "types": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["article", "idea"]}},
-                    "locale": {"type": "string", "example": "en"},
-                    "session": {"type": "string", "maxLength": 200},
+                    "locale": {"type": "string", "example": "en", "pattern": "^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "maxLength": 35,
+                               "description": "only articles in this locale (ideas have none)"},
+                    "session": {"type": "string", "minLength": 1, "maxLength": 200,
+                                "description": "one question's searches share it (as-you-type prefixes are superseded)"},
                 },
             },
             "EventRequest": {
@@ -120,14 +166,17 @@ OPENAPI = {
                         "customer_id": {"type": "string", "maxLength": 200},
                         "email": {"type": "string", "format": "email", "maxLength": 320},
                         "mrr": {"type": "number", "minimum": 0}}},
+                    "session": {"type": "string", "minLength": 1, "maxLength": 200,
+                                "description": "the widget session; counted by the per-session rate limit"},
                 },
             },
             "SuggestResponse": {
                 "type": "object",
+                "required": ["search_id", "answered", "results"],
                 "properties": {
                     "search_id": {"type": "string"},
                     "answered": {"type": "boolean"},
-                    "results": {"type": "array", "items": {"type": "object", "properties": {
+                    "results": {"type": "array", "items": {"type": "object", "required": ["type", "id", "title", "score"], "properties": {
                         "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
                         "title": {"type": "string"}, "url": {"type": "string"}, "snippet": {"type": "string"},
                         "score": {"type": "number", "minimum": 0, "maximum": 1}}}},

@@ -87,7 +87,7 @@ def favicon():
 @pages.get("/help")
 def help_form():
     locale = request.args.get("locale", "")
-    locale = locale if _LOCALE.match(locale) else ""
+    locale = locale if _LOCALE.match(locale) and len(locale) <= 35 else ""
     return _page("help.html", locale=locale, topics=_topics(locale), nav="help")
 
 

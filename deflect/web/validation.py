@@ -5,12 +5,37 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Request
+from flask import Flask, Request, request
 
 from .errors import ApiError
 
 ITEM_TYPES = ("article", "idea")
 _LOCALE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+# NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (JSON's
+# "\ud800" escape makes one): text with either is refused at the door, not halfway into a write.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+MAX_LOCALE_CHARS = 35  # the searches.locale column (BCP 47 tags fit)
+MAX_ID = 2**31 - 1  # row ids are INTEGER columns: 32 bits on PostgreSQL
+
+
+def bad_text_field(value, path: str = "") -> str | None:
+    """The dotted path of the first key or string in a JSON value that holds NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return path or "body" if _BAD_TEXT.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if _BAD_TEXT.search(str(key)):
+                return path or "body"
+            found = bad_text_field(item, here)
+            if found:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = bad_text_field(item, path)
+            if found:
+                return found
+    return None
 
 
 def json_body(request: Request) -> dict:
@@ -26,7 +51,30 @@ def json_body(request: Request) -> dict:
         raise ApiError(400, "invalid_json", "request body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "request body must be a JSON object", "body")
+    field = bad_text_field(data)
+    if field:
+        raise _bad(field, f"{field} must not contain NUL or unpaired surrogate characters")
     return data
+
+
+def install_input_guards(app: Flask) -> None:
+    """Refuse API path and query parameters that no stored thing can match, before any handler runs.
+
+    A path id with NUL (or an integer id past MAX_ID) cannot name anything: 404. A query
+    parameter with NUL is never a valid value: 400 naming it.
+    """
+
+    @app.before_request
+    def _guard():
+        if not request.path.startswith("/api/"):
+            return None
+        for name, value in (request.view_args or {}).items():
+            if (isinstance(value, str) and _BAD_TEXT.search(value)) or (isinstance(value, int) and value > MAX_ID):
+                raise ApiError(404, "not_found", f"no item with that {name}", "id")
+        for name, value in request.args.items(multi=True):
+            if _BAD_TEXT.search(name) or _BAD_TEXT.search(value):
+                raise ApiError(400, "invalid_field", f"{name!r} must not contain NUL characters", name)
+        return None
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -55,8 +103,8 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
         if item_type not in ITEM_TYPES:
             raise _bad("types", f'unknown type {item_type!r}; use "article" and/or "idea"')
     locale = data.get("locale")
-    if locale is not None and (not isinstance(locale, str) or not _LOCALE.match(locale)):
-        raise _bad("locale", "locale must be a language tag such as en or ko-KR")
+    if locale is not None and (not isinstance(locale, str) or not _LOCALE.match(locale) or len(locale) > MAX_LOCALE_CHARS):
+        raise _bad("locale", f"locale must be a language tag such as en or ko-KR (at most {MAX_LOCALE_CHARS} characters)")
     session = data.get("session")
     if session is not None and (not isinstance(session, str) or not 1 <= len(session) <= 200):
         raise _bad("session", "session must be a string of 1-200 characters")
