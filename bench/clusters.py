@@ -168,7 +168,8 @@ def pool_via_http(bench: Path, settings) -> dict:
     with tempfile.TemporaryDirectory(prefix="deflect-bench-clusters-") as tmp:
         for name, only in (("issue pool", misses), ("product pool", None)):
             s = settings.with_overrides(kb_dir=str(bench / "kb"), index_dir=f"{tmp}/index",
-                                        database_url=f"sqlite:///{tmp}/{name[0]}.db", admin_token=ADMIN)
+                                        database_url=f"sqlite:///{tmp}/{name[0]}.db", admin_token=ADMIN,
+                                        rate_limit_per_client=0, rate_limit_per_session=0)  # one replaying client
             runtime = Runtime(s)
             try:
                 with serve_app(create_app(s, runtime)) as base:

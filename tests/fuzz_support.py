@@ -22,6 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from hypothesis.reporting import with_reporter
 
 # --- the API against its OpenAPI document ------------------------------------------------
 
@@ -153,7 +154,8 @@ def _fuzz_operation(http, base, operation, mode, examples, checks, auth, seed) -
         phases=["explicit", "reuse", "generate"],  # no shrinking: failures are collected, not raised
     )(given(case=operation.as_strategy(generation_mode=mode))(attempt))
     try:
-        run()
+        with with_reporter(lambda *_: None):  # failures are collected above, not printed by hypothesis
+            run()
     except _GiveUp:
         pass  # a server that stops answering would make every further input time out too
     except Unsatisfiable:

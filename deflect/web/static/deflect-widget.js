@@ -314,6 +314,7 @@
     function sendEvent(type, result, options) {
       if (!state.search) return Promise.resolve(null);
       var body = { search_id: state.search.id, type: type };
+      if (state.session) body.session = state.session; // counted by the per-session rate limit
       if (result) {
         body.item_id = result.id;
         body.item_type = result.type;
