@@ -1,0 +1,270 @@
+"""Faults and change while serving: hot reindex, the KB watcher, kill -9, replicas.
+
+Every test here runs real `deflect serve` / `deflect index` processes with the real
+model, over real HTTP, on a SQLite file or a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import SAMPLE_KB, TINY_KB, write_kb
+from server_support import (
+    ADMIN,
+    CLI,
+    REPO,
+    Server,
+    event_clients,
+    questions,
+    run_cli,
+    server_env,
+    typing_clients,
+    wait_for,
+)
+
+from deflect.index import load_index
+from deflect.watcher import KBWatcher, is_relevant
+
+NEW_ARTICLE = """---
+title: Pair a Zorblax hardware key
+---
+Plug the Zorblax key into a USB port, open Settings, then Security, then Hardware keys,
+and press Pair. The key blinks green once it is paired with your Orbitask account.
+"""
+NEW_QUERY = "how do I pair my zorblax key"
+
+
+def _sqlite(root: Path) -> str:
+    return f"sqlite:///{root / 'deflect.db'}"
+
+
+def _assert_index_whole(index_dir: Path) -> str:
+    """The live version loads and is internally consistent; returns its version."""
+    index = load_index(index_dir)
+    assert index is not None, "no loadable index"
+    assert index.vectors.shape == (index.manifest["passages"], index.manifest["dimension"])
+    assert len(index.articles) == index.manifest["articles"] == len(index.manifest["files"])
+    assert np.isfinite(index.vectors).all()
+    return index.version
+
+
+# --- the watcher on its own ---------------------------------------------------------------
+
+
+def test_watcher_event_filter():
+    assert is_relevant("modified", False, ["/kb/a.md"])
+    assert is_relevant("moved", False, ["/kb/.a.md.swp", "/kb/a.md"])  # an editor's atomic save
+    assert is_relevant("deleted", True, ["/kb/billing"])
+    assert not is_relevant("modified", False, ["/kb/notes.txt"])
+    assert not is_relevant("opened", False, ["/kb/a.md"])
+    assert not is_relevant("modified", True, ["/kb/billing"])  # any write inside; the file event follows
+
+
+def test_watcher_calls_once_after_a_burst_of_saves(tmp_path):
+    calls: list[float] = []
+    watcher = KBWatcher(tmp_path, lambda: calls.append(time.monotonic()), debounce=0.5).start()
+    try:
+        for n in range(5):
+            (tmp_path / f"a{n}.md").write_text(f"# Article {n}\n\nBody {n}.\n")
+            time.sleep(0.05)
+        (tmp_path / "ignored.txt").write_text("not an article")
+        assert wait_for(lambda: calls, timeout=10), "no reindex after saving articles"
+        time.sleep(1.0)
+        assert len(calls) == 1, "one burst of saves must give one reindex"
+        (tmp_path / "notes.txt").write_text("still not an article")
+        time.sleep(1.0)
+        assert len(calls) == 1
+        (tmp_path / "a0.md").unlink()
+        assert wait_for(lambda: len(calls) == 2, timeout=10), "deleting an article must reindex"
+    finally:
+        watcher.stop()
+
+
+# --- serving while the KB changes ---------------------------------------------------------
+
+
+def test_serve_follows_writers_through_the_watcher(tmp_path):
+    write_kb(tmp_path / "kb", TINY_KB)
+    server = Server(server_env(tmp_path, _sqlite(tmp_path), watch_kb="true"), tmp_path / "serve.log")
+    try:
+        before = server.wait_healthy()
+        (tmp_path / "kb" / "security").mkdir()
+        (tmp_path / "kb" / "security" / "hardware-key.md").write_text(NEW_ARTICLE)
+        grown = wait_for(lambda: server.health()["articles"] == before["articles"] + 1, timeout=60, interval=0.3)
+        assert grown, f"the new article was not indexed: {server.log()}"
+        answer = requests.post(f"{server.base}/api/suggest", json={"query": NEW_QUERY}, timeout=60).json()
+        assert answer["results"][0]["id"] == "security/hardware-key"
+        (tmp_path / "kb" / "security" / "hardware-key.md").unlink()
+        shrunk = wait_for(lambda: server.health()["articles"] == before["articles"], timeout=60, interval=0.3)
+        assert shrunk, f"the deleted article stayed: {server.log()}"
+    finally:
+        server.stop()
+
+
+def test_reindex_under_typing_load_fails_no_request(tmp_path):
+    """8 clients type questions while 10 reindexes (each with a real edit) swap the index in."""
+    shutil.copytree(SAMPLE_KB, tmp_path / "kb")
+    server = Server(server_env(tmp_path, _sqlite(tmp_path)), tmp_path / "serve.log")
+    stop = threading.Event()
+    try:
+        server.wait_healthy()
+        stats, threads = typing_clients(server.base, questions(), clients=8, stop=stop)
+        target = tmp_path / "kb" / "account" / "reset-password.md"
+        original = target.read_text()
+        versions = {server.health()["index_version"]}
+        for n in range(10):
+            target.write_text(original + f"\n\nRevision note {n}: the reset link now expires after {n + 1} hours.\n")
+            answer = requests.post(f"{server.base}/api/reindex", headers=ADMIN, timeout=300)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["changed"] == ["account/reset-password.md"]
+            versions.add(answer.json()["index_version"])
+        time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(versions) == 11, "each reindex must swap in a new version"
+        assert server.health()["index_version"] in versions
+        assert stats.requests >= 50, f"too little load to mean anything: {stats.requests} requests"
+        assert stats.failures == [], stats.failures[:5]
+    finally:
+        stop.set()
+        server.stop()
+
+
+# --- kill -9 ------------------------------------------------------------------------------
+
+
+def _grow_kb(root: Path, copies: int) -> None:
+    """The sample KB plus `copies` reworded copies of it: enough work to kill indexing midway."""
+    shutil.copytree(SAMPLE_KB, root)
+    originals = sorted(p for p in root.rglob("*.md"))
+    for n in range(copies):
+        for path in originals:
+            text = path.read_text()
+            copy = root / f"copy{n}" / path.relative_to(root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text.replace("\n\n", f"\n\nVariant {n}. ", 3))
+
+
+def test_kill9_in_the_middle_of_indexing_keeps_the_previous_index(tmp_path):
+    _grow_kb(tmp_path / "kb", copies=0)
+    env = server_env(tmp_path, _sqlite(tmp_path))
+    run_cli(env, "index")
+    first = _assert_index_whole(tmp_path / "index")
+    # Touch every article so the next build has to embed everything again.
+    for path in (tmp_path / "kb").rglob("*.md"):
+        path.write_text(path.read_text() + "\n\nUpdated for the new release.\n")
+    probe = tmp_path / "probe"
+    shutil.copytree(tmp_path / "index", probe)
+    started = time.monotonic()
+    run_cli(env | {"DEFLECT_INDEX_DIR": str(probe)}, "index")
+    full = time.monotonic() - started
+
+    killed_midway = 0
+    for share in (0.35, 0.7, 0.95):
+        process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * share)
+        if process.poll() is None:
+            killed_midway += 1
+        process.kill()
+        process.wait(timeout=30)
+        version = _assert_index_whole(tmp_path / "index")
+        if version != first:  # this build got to switch CURRENT before the kill: it must be whole and the newest
+            assert version == load_index(tmp_path / "index").version
+            first = version
+    assert killed_midway >= 2, f"the kills came too late to test anything (build took {full:.1f}s)"
+
+    server = Server(env, tmp_path / "serve.log")
+    try:
+        server.wait_healthy()
+        answer = requests.post(f"{server.base}/api/suggest", json={"query": "I forgot my password"}, timeout=60).json()
+        assert answer["results"][0]["id"].endswith("account/reset-password")
+        assert server.health()["articles"] == len(load_index(tmp_path / "index").articles)
+    finally:
+        server.stop()
+    assert _assert_index_whole(tmp_path / "index")
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_kill9_under_event_load_loses_no_acknowledged_event(tmp_path, database, request):
+    url = _sqlite(tmp_path) if database == "sqlite" else request.getfixturevalue("postgres_url")
+    write_kb(tmp_path / "kb", TINY_KB)
+    env = server_env(tmp_path, url)
+    server = Server(env, tmp_path / "serve.log")
+    acknowledged: list[int] = []
+    stop = threading.Event()
+    try:
+        server.wait_healthy()
+        threads = event_clients(server.base, clients=8, stop=stop, acknowledged=acknowledged)
+        assert wait_for(lambda: len(acknowledged) >= 200, timeout=120), f"load never got going: {server.log()}"
+        server.kill9()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        stop.set()
+        server.stop()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            stored = {row[0] for row in conn.execute(sa.text("SELECT id FROM events"))}
+    finally:
+        engine.dispose()
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged events were lost"
+
+    again = Server(env, tmp_path / "restart.log")
+    try:
+        again.wait_healthy()
+        report = requests.get(f"{again.base}/api/metrics", headers=ADMIN, timeout=60).json()
+        assert sum(report["events"].values()) >= len(acknowledged)
+    finally:
+        again.stop()
+
+
+# --- replicas -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_replicas(tmp_path, postgres_url):
+    """Two servers on one PostgreSQL and one index folder; the KB watcher off, so only the database tells B."""
+    write_kb(tmp_path / "kb", TINY_KB)
+    env = server_env(tmp_path, postgres_url)
+    run_cli(env, "index")
+    servers = [Server(env, tmp_path / f"{name}.log") for name in ("a", "b")]
+    try:
+        for server in servers:
+            server.wait_healthy()
+        yield servers, env
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
+    (a, b), env = two_replicas
+    (tmp_path / "kb" / "hardware-key.md").write_text(NEW_ARTICLE)
+    built = requests.post(f"{a.base}/api/reindex", headers=ADMIN, timeout=300).json()
+    assert built["added"] == ["hardware-key.md"]
+    started = time.monotonic()
+    assert wait_for(lambda: b.health()["index_version"] == built["index_version"], timeout=30), b.log()
+    took = time.monotonic() - started
+    assert took < 30
+    answer = requests.post(f"{b.base}/api/suggest", json={"query": NEW_QUERY}, timeout=60).json()
+    assert answer["results"][0]["id"] == "hardware-key"
+
+    # `deflect index` run by a writer beside the servers reaches both of them the same way.
+    (tmp_path / "kb" / "hardware-key.md").unlink()
+    run_cli(env, "index")
+    version = load_index(tmp_path / "index").version
+    for server in (a, b):
+        assert wait_for(lambda s=server: s.health()["index_version"] == version, timeout=30), server.log()
+        assert server.health()["articles"] == len(TINY_KB)
