@@ -254,3 +254,137 @@ def event_clients(base: str, clients: int, stop: threading.Event, acknowledged: 
     for thread in threads:
         thread.start()
     return threads
+
+
+# --- scenarios shared by tests/test_reliability.py and bench/reliability.py ------------------
+
+
+def reindex_under_load(server: Server, article: Path, clients: int = 8, reindexes: int = 10) -> dict:
+    """`clients` type questions while `reindexes` edits of `article` are each reindexed through the API."""
+    stop = threading.Event()
+    stats, threads = typing_clients(server.base, questions(), clients=clients, stop=stop)
+    original = article.read_text()
+    versions = [server.health()["index_version"]]
+    changed, seconds = [], []
+    try:
+        for n in range(reindexes):
+            article.write_text(original + f"\n\nRevision note {n}: the reset link now expires after {n + 1} hours.\n")
+            started = time.monotonic()
+            answer = requests.post(f"{server.base}/api/reindex", headers=ADMIN, timeout=600)
+            seconds.append(time.monotonic() - started)
+            answer.raise_for_status()
+            changed.append(answer.json()["changed"])
+            versions.append(answer.json()["index_version"])
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        article.write_text(original)
+    return {
+        "clients": clients,
+        "reindexes": reindexes,
+        "versions": versions,
+        "changed": changed,
+        "reindex_seconds": seconds,
+        "requests": stats.requests,
+        "failures": stats.failures,
+        "p50_ms": stats.percentile(0.5),
+        "p99_ms": stats.percentile(0.99),
+    }
+
+
+def kill_during_event_load(env: dict[str, str], database_url: str, log_dir: Path, clients: int = 8, min_acked: int = 200) -> dict:
+    """Serve, post events from `clients` threads, kill -9 the server, then look for every acknowledged event."""
+    import sqlalchemy as sa
+
+    server = Server(env, log_dir / f"events-{uuid.uuid4().hex[:6]}.log")
+    acknowledged: list[int] = []
+    stop = threading.Event()
+    try:
+        server.wait_healthy()
+        threads = event_clients(server.base, clients=clients, stop=stop, acknowledged=acknowledged)
+        if not wait_for(lambda: len(acknowledged) >= min_acked, timeout=180):
+            raise RuntimeError(f"event load never got going: {server.log()}")
+        server.kill9()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        stop.set()
+        server.stop()
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stored = {row[0] for row in conn.execute(sa.text("SELECT id FROM events"))}
+    finally:
+        engine.dispose()
+    return {"acknowledged": len(acknowledged), "found": len(set(acknowledged) & stored),
+            "missing": sorted(set(acknowledged) - stored)}
+
+
+def index_is_whole(index_dir: Path) -> str:
+    """Raise unless the live index loads and is internally consistent; return its version."""
+    import numpy as np
+
+    from deflect.index import load_index
+
+    index = load_index(index_dir)
+    if index is None:
+        raise AssertionError(f"no loadable index in {index_dir}")
+    if index.vectors.shape != (index.manifest["passages"], index.manifest["dimension"]):
+        raise AssertionError(f"vectors {index.vectors.shape} disagree with the manifest")
+    if not len(index.articles) == index.manifest["articles"] == len(index.manifest["files"]):
+        raise AssertionError("articles disagree with the manifest")
+    if not np.isfinite(index.vectors).all():
+        raise AssertionError("vectors are not finite")
+    return index.version
+
+
+def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, shares: tuple[float, ...]) -> dict:
+    """Edit every article, time a clean rebuild on a copy, then kill -9 `deflect index` at those shares of it.
+
+    After every kill the live index must load whole: the previous version, or (when the
+    kill came after the switch) the complete new one.
+    """
+    for path in kb_dir.rglob("*.md"):
+        path.write_text(path.read_text() + "\n\nUpdated for the new release.\n")
+    probe = index_dir.parent / f"probe-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(index_dir, probe)
+    started = time.monotonic()
+    run_cli(env | {"DEFLECT_INDEX_DIR": str(probe)}, "index")
+    full = time.monotonic() - started
+    shutil.rmtree(probe, ignore_errors=True)
+    previous = index_is_whole(index_dir)
+    killed_midway = kept_previous = 0
+    for share in shares:
+        process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * share)
+        midway = process.poll() is None
+        process.kill()
+        process.wait(timeout=30)
+        version = index_is_whole(index_dir)
+        killed_midway += midway
+        kept_previous += midway and version == previous
+        previous = version
+    return {"build_seconds": full, "kills": len(shares), "killed_midway": killed_midway,
+            "kept_previous": kept_previous, "whole_after_every_kill": True}
+
+
+def replica_convergence(writer: Server, follower: Server, kb_dir: Path, rounds: int = 1) -> list[float]:
+    """Seconds until `follower` serves each version `writer` built (one article added or removed per round)."""
+    path = kb_dir / "replica-probe.md"
+    seconds = []
+    for n in range(rounds):
+        if path.exists():
+            path.unlink()
+        else:
+            path.write_text(f"---\ntitle: Replica probe {n}\n---\nThis article checks that replicas follow reindexes.\n")
+        built = requests.post(f"{writer.base}/api/reindex", headers=ADMIN, timeout=600)
+        built.raise_for_status()
+        version = built.json()["index_version"]
+        started = time.monotonic()
+        if not wait_for(lambda v=version: follower.health()["index_version"] == v, timeout=60, interval=0.05):
+            raise AssertionError(f"the follower never loaded {version}: {follower.log()}")
+        seconds.append(time.monotonic() - started)
+    return seconds

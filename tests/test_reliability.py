@@ -7,26 +7,22 @@ model, over real HTTP, on a SQLite file or a real PostgreSQL server.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-import sqlalchemy as sa
 from conftest import SAMPLE_KB, TINY_KB, write_kb
 from server_support import (
     ADMIN,
-    CLI,
-    REPO,
     Server,
-    event_clients,
-    questions,
+    index_is_whole,
+    kill_during_event_load,
+    kill_during_indexing,
+    reindex_under_load,
+    replica_convergence,
     run_cli,
     server_env,
-    typing_clients,
     wait_for,
 )
 
@@ -44,16 +40,6 @@ NEW_QUERY = "how do I pair my zorblax key"
 
 def _sqlite(root: Path) -> str:
     return f"sqlite:///{root / 'deflect.db'}"
-
-
-def _assert_index_whole(index_dir: Path) -> str:
-    """The live version loads and is internally consistent; returns its version."""
-    index = load_index(index_dir)
-    assert index is not None, "no loadable index"
-    assert index.vectors.shape == (index.manifest["passages"], index.manifest["dimension"])
-    assert len(index.articles) == index.manifest["articles"] == len(index.manifest["files"])
-    assert np.isfinite(index.vectors).all()
-    return index.version
 
 
 # --- the watcher on its own ---------------------------------------------------------------
@@ -113,84 +99,36 @@ def test_reindex_under_typing_load_fails_no_request(tmp_path):
     """8 clients type questions while 10 reindexes (each with a real edit) swap the index in."""
     shutil.copytree(SAMPLE_KB, tmp_path / "kb")
     server = Server(server_env(tmp_path, _sqlite(tmp_path)), tmp_path / "serve.log")
-    stop = threading.Event()
     try:
         server.wait_healthy()
-        stats, threads = typing_clients(server.base, questions(), clients=8, stop=stop)
-        target = tmp_path / "kb" / "account" / "reset-password.md"
-        original = target.read_text()
-        versions = {server.health()["index_version"]}
-        for n in range(10):
-            target.write_text(original + f"\n\nRevision note {n}: the reset link now expires after {n + 1} hours.\n")
-            answer = requests.post(f"{server.base}/api/reindex", headers=ADMIN, timeout=300)
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["changed"] == ["account/reset-password.md"]
-            versions.add(answer.json()["index_version"])
-        time.sleep(0.5)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert len(versions) == 11, "each reindex must swap in a new version"
-        assert server.health()["index_version"] in versions
-        assert stats.requests >= 50, f"too little load to mean anything: {stats.requests} requests"
-        assert stats.failures == [], stats.failures[:5]
+        figures = reindex_under_load(server, tmp_path / "kb" / "account" / "reset-password.md", clients=8, reindexes=10)
+        assert figures["changed"] == [["account/reset-password.md"]] * 10
+        assert len(set(figures["versions"])) == 11, "each reindex must swap in a new version"
+        assert server.health()["index_version"] == figures["versions"][-1]
+        assert figures["requests"] >= 50, f"too little load to mean anything: {figures['requests']} requests"
+        assert figures["failures"] == [], figures["failures"][:5]
     finally:
-        stop.set()
         server.stop()
 
 
 # --- kill -9 ------------------------------------------------------------------------------
 
 
-def _grow_kb(root: Path, copies: int) -> None:
-    """The sample KB plus `copies` reworded copies of it: enough work to kill indexing midway."""
-    shutil.copytree(SAMPLE_KB, root)
-    originals = sorted(p for p in root.rglob("*.md"))
-    for n in range(copies):
-        for path in originals:
-            text = path.read_text()
-            copy = root / f"copy{n}" / path.relative_to(root)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_text(text.replace("\n\n", f"\n\nVariant {n}. ", 3))
-
-
 def test_kill9_in_the_middle_of_indexing_keeps_the_previous_index(tmp_path):
-    _grow_kb(tmp_path / "kb", copies=0)
+    shutil.copytree(SAMPLE_KB, tmp_path / "kb")
     env = server_env(tmp_path, _sqlite(tmp_path))
     run_cli(env, "index")
-    first = _assert_index_whole(tmp_path / "index")
-    # Touch every article so the next build has to embed everything again.
-    for path in (tmp_path / "kb").rglob("*.md"):
-        path.write_text(path.read_text() + "\n\nUpdated for the new release.\n")
-    probe = tmp_path / "probe"
-    shutil.copytree(tmp_path / "index", probe)
-    started = time.monotonic()
-    run_cli(env | {"DEFLECT_INDEX_DIR": str(probe)}, "index")
-    full = time.monotonic() - started
-
-    killed_midway = 0
-    for share in (0.35, 0.7, 0.95):
-        process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(full * share)
-        if process.poll() is None:
-            killed_midway += 1
-        process.kill()
-        process.wait(timeout=30)
-        version = _assert_index_whole(tmp_path / "index")
-        if version != first:  # this build got to switch CURRENT before the kill: it must be whole and the newest
-            assert version == load_index(tmp_path / "index").version
-            first = version
-    assert killed_midway >= 2, f"the kills came too late to test anything (build took {full:.1f}s)"
+    figures = kill_during_indexing(env, tmp_path / "kb", tmp_path / "index", shares=(0.35, 0.7, 0.95))
+    assert figures["killed_midway"] >= 2, f"the kills came too late to test anything: {figures}"
 
     server = Server(env, tmp_path / "serve.log")
     try:
         server.wait_healthy()
         answer = requests.post(f"{server.base}/api/suggest", json={"query": "I forgot my password"}, timeout=60).json()
-        assert answer["results"][0]["id"].endswith("account/reset-password")
-        assert server.health()["articles"] == len(load_index(tmp_path / "index").articles)
+        assert answer["results"][0]["id"] == "account/reset-password"
+        assert server.health()["index_version"] == index_is_whole(tmp_path / "index")
     finally:
         server.stop()
-    assert _assert_index_whole(tmp_path / "index")
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -198,34 +136,15 @@ def test_kill9_under_event_load_loses_no_acknowledged_event(tmp_path, database, 
     url = _sqlite(tmp_path) if database == "sqlite" else request.getfixturevalue("postgres_url")
     write_kb(tmp_path / "kb", TINY_KB)
     env = server_env(tmp_path, url)
-    server = Server(env, tmp_path / "serve.log")
-    acknowledged: list[int] = []
-    stop = threading.Event()
-    try:
-        server.wait_healthy()
-        threads = event_clients(server.base, clients=8, stop=stop, acknowledged=acknowledged)
-        assert wait_for(lambda: len(acknowledged) >= 200, timeout=120), f"load never got going: {server.log()}"
-        server.kill9()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        stop.set()
-        server.stop()
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            stored = {row[0] for row in conn.execute(sa.text("SELECT id FROM events"))}
-    finally:
-        engine.dispose()
-    missing = set(acknowledged) - stored
-    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged events were lost"
+    figures = kill_during_event_load(env, url, tmp_path, clients=8, min_acked=200)
+    assert figures["acknowledged"] >= 200
+    assert figures["missing"] == [], f"{len(figures['missing'])} of {figures['acknowledged']} acknowledged events were lost"
 
     again = Server(env, tmp_path / "restart.log")
     try:
         again.wait_healthy()
         report = requests.get(f"{again.base}/api/metrics", headers=ADMIN, timeout=60).json()
-        assert sum(report["events"].values()) >= len(acknowledged)
+        assert sum(report["events"].values()) >= figures["acknowledged"]
     finally:
         again.stop()
 
@@ -254,12 +173,12 @@ def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
     (tmp_path / "kb" / "hardware-key.md").write_text(NEW_ARTICLE)
     built = requests.post(f"{a.base}/api/reindex", headers=ADMIN, timeout=300).json()
     assert built["added"] == ["hardware-key.md"]
-    started = time.monotonic()
     assert wait_for(lambda: b.health()["index_version"] == built["index_version"], timeout=30), b.log()
-    took = time.monotonic() - started
-    assert took < 30
     answer = requests.post(f"{b.base}/api/suggest", json={"query": NEW_QUERY}, timeout=60).json()
     assert answer["results"][0]["id"] == "hardware-key"
+
+    # B builds next (from A's version, under the folder's lock), and A follows.
+    assert max(replica_convergence(b, a, tmp_path / "kb", rounds=2)) < 30
 
     # `deflect index` run by a writer beside the servers reaches both of them the same way.
     (tmp_path / "kb" / "hardware-key.md").unlink()
