@@ -97,7 +97,7 @@ class Runtime:
     def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
         from .events import SearchLog
-        from .ideas import SUGGESTED_STATUSES, count_ideas, import_ideas, list_ideas
+        from .ideas import SUGGESTED_STATUSES, list_ideas, seed_ideas
         from .suggest import Engine
 
         self.settings = settings
@@ -107,8 +107,9 @@ class Runtime:
         if ideas_path is not None and not ideas_path.exists():
             log.warning("ideas_file %s does not exist; no sample ideas imported", ideas_path)
             ideas_path = None
-        if count_ideas(self.db) == 0 and ideas_path is not None:
-            inserted, _, errors = import_ideas(self.db, ideas_path)
+        seeded = seed_ideas(self.db, ideas_path) if ideas_path is not None else None
+        if seeded is not None:
+            inserted, _, errors = seeded
             log.info("imported %d sample ideas from %s", inserted, ideas_path)
             for error in errors:
                 log.warning(error)

@@ -154,8 +154,13 @@ def test_kill9_under_event_load_loses_no_acknowledged_event(tmp_path, database, 
 
 @pytest.fixture
 def two_replicas(tmp_path, postgres_url):
-    """Two servers on one PostgreSQL and one index folder; the KB watcher off, so only the database tells B."""
+    """Two servers started together on one new PostgreSQL database and one index folder.
+
+    The KB watcher is off, so only the database tells one about the other's builds. Both
+    find the sample ideas file on their first start; one of them imports it.
+    """
     write_kb(tmp_path / "kb", TINY_KB)
+    shutil.copy(SAMPLE_KB / "ideas.jsonl", tmp_path / "kb" / "ideas.jsonl")
     env = server_env(tmp_path, postgres_url)
     run_cli(env, "index")
     servers = [Server(env, tmp_path / f"{name}.log") for name in ("a", "b")]
@@ -170,6 +175,8 @@ def two_replicas(tmp_path, postgres_url):
 
 def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
     (a, b), env = two_replicas
+    ideas = len((SAMPLE_KB / "ideas.jsonl").read_text().splitlines())
+    assert a.health()["ideas"] == b.health()["ideas"] == ideas
     (tmp_path / "kb" / "hardware-key.md").write_text(NEW_ARTICLE)
     built = requests.post(f"{a.base}/api/reindex", headers=ADMIN, timeout=300).json()
     assert built["added"] == ["hardware-key.md"]
