@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .db import idea_votes, writing
+from .db import advisory_lock, idea_votes, writing
 from .db import ideas as ideas_table
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
@@ -64,8 +64,7 @@ def seed_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[str]
     import share one write transaction (an advisory lock on PostgreSQL), so one imports.
     """
     with writing(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7260002)")
+        advisory_lock(conn, "idea_seed")
         if conn.execute(sa.select(sa.func.count()).select_from(ideas_table)).scalar_one():
             return None
         return _import_lines(conn, path)
