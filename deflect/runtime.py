@@ -153,7 +153,15 @@ class Runtime:
         from .watcher import KBWatcher
 
         if self._watcher is None:
-            self._watcher = KBWatcher(self.settings.kb_dir, self.reindex).start()
+            self._watcher = KBWatcher(self.settings.kb_dir, self._reindex_after_kb_change).start()
+
+    def _reindex_after_kb_change(self) -> None:
+        report = self.reindex()  # a bad file is logged (and skipped) by articles.load_kb
+        if report.changed_anything:
+            log.info(
+                "KB changed: index %s (%d added, %d changed, %d removed)",
+                report.version, len(report.added), len(report.changed), len(report.removed),
+            )
 
     def close(self) -> None:
         """Stop the watcher and the sync thread, and write every queued search."""

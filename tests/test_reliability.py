@@ -91,6 +91,10 @@ def test_serve_follows_writers_through_the_watcher(tmp_path):
         (tmp_path / "kb" / "security" / "hardware-key.md").unlink()
         shrunk = wait_for(lambda: server.health()["articles"] == before["articles"], timeout=60, interval=0.3)
         assert shrunk, f"the deleted article stayed: {server.log()}"
+        # A broken save is skipped, and the server's log names the file for the writer.
+        (tmp_path / "kb" / "broken.md").write_text("---\ntitle: [unclosed\n---\nBody.\n")
+        assert wait_for(lambda: "broken.md" in server.log(), timeout=60, interval=0.3), server.log()
+        assert server.health()["articles"] == before["articles"]
     finally:
         server.stop()
 
