@@ -122,7 +122,8 @@ def test_kill9_in_the_middle_of_indexing_keeps_the_previous_index(tmp_path):
     shutil.copytree(SAMPLE_KB, tmp_path / "kb")
     env = server_env(tmp_path, _sqlite(tmp_path))
     run_cli(env, "index")
-    figures = kill_during_indexing(env, tmp_path / "kb", tmp_path / "index", shares=(0.35, 0.7, 0.95))
+    figures = kill_during_indexing(env, tmp_path / "kb", tmp_path / "index", ("embedding", "calibrating", "saving"))
+    # Embedding and calibrating take seconds; the save may be too quick to catch.
     assert figures["killed_midway"] >= 2, f"the kills came too late to test anything: {figures}"
 
     server = Server(env, tmp_path / "serve.log")
