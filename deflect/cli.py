@@ -24,10 +24,16 @@ def main(verbose: bool) -> None:
 @click.option("--host", default=None, help="Address to listen on (setting host, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (setting port, default 8000).")
 @click.option("--threads", type=int, default=8, show_default=True, help="Worker threads of the WSGI server.")
+@click.option(
+    "--watch/--no-watch",
+    "watch_kb",
+    default=None,
+    help="Reindex when files in the KB folder change (setting watch_kb, default on).",
+)
 @path_options
-def serve(host, port, threads, **paths):
-    """Build or refresh the index, then serve the API with waitress."""
-    settings = _settings(host=host, port=port, **paths)
+def serve(host, port, threads, watch_kb, **paths):
+    """Build or refresh the index, then serve the API with waitress (and follow KB edits)."""
+    settings = _settings(host=host, port=port, watch_kb=watch_kb, **paths)
     from .runtime import Runtime
     from .web import create_app
 
@@ -37,6 +43,8 @@ def serve(host, port, threads, **paths):
         click.echo(f"warning: {warning}", err=True)
     app = create_app(settings, runtime)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
+    if settings.watch_kb:
+        runtime.watch_kb()
     from waitress import serve as waitress_serve
 
     base = f"http://{settings.host}:{settings.port}"
@@ -58,9 +66,10 @@ def serve(host, port, threads, **paths):
 def index(**paths):
     """Re-embed only added, changed or removed articles (full rebuild after a model change)."""
     settings = _settings(**paths)
-    from .runtime import refresh_index
+    from .runtime import publish_index, refresh_index
 
-    _, report = refresh_index(settings, progress=True)
+    # Running servers on this folder and database load the new version within seconds.
+    _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
@@ -212,6 +221,13 @@ def metrics(since, until, database_url, as_json, top):
     upgrade(engine)
     start, end = _period(since, until)
     report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
+    from .ideas import list_ideas
+    from .index import load_index
+    from .metrics import add_titles
+
+    index = load_index(settings.index_dir)  # titles only: no model needed
+    articles = {a["id"]: a["title"] for a in index.articles} if index else {}
+    add_titles(report, articles, {i["id"]: i["title"] for i in list_ideas(engine)})
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
