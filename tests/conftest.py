@@ -153,6 +153,27 @@ def live_server(sample_runtime) -> Iterator[str]:
         yield base
 
 
+# --- the browser --------------------------------------------------------------------------
+# One Chromium for the whole session (Playwright's sync API allows one running instance), shared
+# by test_browser.py and test_xss.py: Debian's, never Playwright's own download.
+CHROMIUM = os.environ.get("DEFLECT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
+        pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: `apt-get install -y chromium` (or DEFLECT_SKIP_BROWSER=1 to skip)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No DEFLECT_* variable from the caller's shell, and no deflect.toml from the cwd."""

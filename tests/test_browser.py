@@ -30,8 +30,6 @@ from pages_support import (
 
 from deflect.db import events, searches
 
-CHROMIUM = os.environ.get("DEFLECT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = Path(os.environ.get("DEFLECT_SCREENSHOT_DIR", ROOT / "docs" / "screenshots"))
 TIMEOUT = 60
 
@@ -39,19 +37,12 @@ TIMEOUT = 60
 if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
     pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 # --- browser and servers --------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: `apt-get install -y chromium` (or DEFLECT_SKIP_BROWSER=1 to skip)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+# The `browser` fixture (one Chromium for the whole session) is in conftest.py, shared with test_xss.py.
 
 
 class Console:
