@@ -173,16 +173,31 @@ class SearchLog:
 
     def _write(self, batch: list[tuple[int, dict, list]]) -> None:
         rows = [(search, shown) for _, search, shown in batch]
+        one_by_one = False
         for attempt in range(1, 1000):
             try:
-                write_searches(self.engine, rows)
+                if one_by_one:
+                    self._write_one_by_one(rows)
+                else:
+                    write_searches(self.engine, rows)
                 break
+            except (sa.exc.DataError, sa.exc.IntegrityError):
+                # A row the database refuses is refused forever: write the batch row by row and
+                # drop only that one, instead of blocking every later search behind it.
+                one_by_one = True
             except sa.exc.SQLAlchemyError as exc:  # database restarting, locked, ...
                 log.warning("search log: write of %d searches failed (attempt %d): %s", len(rows), attempt, exc)
                 time.sleep(min(self.retry_seconds * attempt, 5.0))
         with self._done:
             self._written = batch[-1][0]
             self._done.notify_all()
+
+    def _write_one_by_one(self, rows: list[tuple[dict, list]]) -> None:
+        for row in rows:
+            try:
+                write_searches(self.engine, [row])
+            except (sa.exc.DataError, sa.exc.IntegrityError) as exc:
+                log.error("search log: dropped search %s, which the database refuses: %s", row[0]["id"], exc)
 
 
 def get_search(engine: sa.Engine, search_id: str) -> dict | None:

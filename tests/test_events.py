@@ -240,3 +240,21 @@ def test_32_concurrent_clients_lose_no_event(served):
         thread.join(timeout=120)
     assert failures == []
     assert count_events(runtime) == 32 * per_client
+
+
+def test_a_search_the_database_refuses_is_dropped_alone(store):
+    """One bad row must not block the background writer (it used to retry that batch forever)."""
+    from deflect.events import SearchLog, get_search
+
+    log = SearchLog(store, linger=0.5)  # long enough that all three land in one batch
+    shown = [{"type": "article", "id": "billing/refunds", "score": 0.9}]
+    first = log.record("first", "s1", None, True, shown, "v1")
+    refused = log.record("refused", "s1", None, True, [{"type": "article", "id": None, "score": 0.9}], "v1")
+    last = log.record("last", "s1", None, True, shown, "v1")
+    try:
+        assert log.flush(timeout=30), "the writer is stuck"
+        assert get_search(store, first)["query"] == "first"
+        assert get_search(store, last)["query"] == "last"
+        assert get_search(store, refused) is None
+    finally:
+        log.close()
