@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,10 @@ class Article:
     draft: bool = False
     content_hash: str = ""
     passages: list[Passage] = field(default_factory=list)
+    # The file's size and modification time (ns) when it was read, so that the next scan can
+    # reuse it without reading it again (load_kb's `known`); -1 when unknown.
+    size: int = -1
+    mtime_ns: int = -1
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
@@ -184,20 +190,41 @@ def _chunks(text: str, limit: int) -> list[str]:
     return chunks
 
 
+# A file modified this close to (or after) the scan that recorded its stat may have changed
+# again within the same timestamp tick without changing its size, so its stat alone is not
+# trusted: it is read and hashed (git's "racy clean" rule).
+RACY_NS = 2_000_000_000
+
+
 def load_kb(
-    kb_dir: str | Path, default_locale: str = "en", passage_chars: int = 700
+    kb_dir: str | Path,
+    default_locale: str = "en",
+    passage_chars: int = 700,
+    known: Mapping[str, Article] | None = None,
+    known_scanned_ns: int = 0,
 ) -> tuple[list[Article], list[str]]:
-    """Read every .md file under kb_dir; return the good articles and one warning per bad file."""
+    """Read every .md file under kb_dir; return the good articles and one warning per bad file.
+
+    `known` (relative path -> Article, e.g. from the previous index, parsed with the same
+    settings) makes an unchanged KB cheap to rescan: a file whose size and mtime equal the
+    known article's is not read at all (unless it was modified within RACY_NS of
+    `known_scanned_ns`, when that stat was taken), and one whose content hash equals it is
+    read but not parsed again.
+    """
     root = Path(kb_dir)
     articles: list[Article] = []
     warnings: list[str] = []
     seen: dict[str, str] = {}
     if not root.is_dir():
         return [], [f"{root}: knowledge-base folder not found"]
-    for path in sorted(root.rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
+    known = known or {}
+    trusted_before = known_scanned_ns - RACY_NS
+    prefix = str(root) + "/"
+    for path in sorted(root.rglob("*.md"), key=lambda p: p.parts):  # = Path order, compared as tuples
+        name = str(path)
+        rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
         try:
-            article = parse_article(path.read_bytes(), rel, default_locale, passage_chars)
+            article = _read_article(path, rel, default_locale, passage_chars, known.get(rel), trusted_before)
         except (ArticleError, OSError) as exc:
             warnings.append(f"{rel}: skipped: {exc}")
             continue
@@ -211,6 +238,26 @@ def load_kb(
     for warning in warnings:
         log.warning(warning)
     return articles, warnings
+
+
+def _read_article(
+    path: Path, rel: str, default_locale: str, passage_chars: int, prior: Article | None, trusted_before: int
+) -> Article:
+    """One file as an Article: `prior` as is when the file did not change, else read (and parsed if its hash differs)."""
+    stat = path.stat()
+    if (
+        prior is not None
+        and prior.size == stat.st_size
+        and prior.mtime_ns == stat.st_mtime_ns
+        and stat.st_mtime_ns < trusted_before
+    ):
+        return prior
+    raw = path.read_bytes()
+    if prior is not None and prior.content_hash == hashlib.sha256(raw).hexdigest():
+        return dataclasses.replace(prior, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    article = parse_article(raw, rel, default_locale, passage_chars)
+    article.size, article.mtime_ns = stat.st_size, stat.st_mtime_ns
+    return article
 
 
 def render_html(markdown_text: str) -> str:
