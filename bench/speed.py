@@ -49,10 +49,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# All bench clients come from 127.0.0.1, so deflect's per-client and per-session rate limits
+# (on by default against floods) would throttle the load itself: they are off for the bench.
+NO_RATE_LIMITS = {"DEFLECT_RATE_LIMIT_PER_CLIENT": "0", "DEFLECT_RATE_LIMIT_PER_SESSION": "0"}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without DEFLECT_* settings, so deflect runs with its defaults."""
+    """The caller's environment without DEFLECT_* settings, so deflect runs with its defaults
+    (except the rate limits, see NO_RATE_LIMITS)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
-    env |= {"HF_HUB_OFFLINE": "1", "DEFLECT_CONFIG": "/nonexistent/deflect.toml"} | extra
+    env |= {"HF_HUB_OFFLINE": "1", "DEFLECT_CONFIG": "/nonexistent/deflect.toml"} | NO_RATE_LIMITS | extra
     return env
 
 

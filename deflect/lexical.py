@@ -47,8 +47,13 @@ _ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 def tokenize(text: str) -> list[str]:
     """Lowercased words for spaced scripts, character bigrams for unspaced ones."""
-    if text.isascii():  # the common case, without the per-character loop below (same tokens)
+    if text.isascii():  # the common case, without the per-character loop (same tokens)
         return [token for word in _ASCII_WORD.findall(text.lower()) for token in _word_token(word)]
+    return _tokenize_chars(text)
+
+
+def _tokenize_chars(text: str) -> list[str]:
+    """tokenize for any script, one character at a time."""
     tokens: list[str] = []
     word = ""
     run = ""
