@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from . import clusters
-from .db import events, metadata, searches, sync_state, writing
+from .db import advisory_lock, events, metadata, searches, sync_state, writing
 from .outbox import requester_key
 
 STATUSES = ("new", "promoted", "merged", "dismissed")
@@ -75,8 +75,7 @@ class CandidateError(ValueError):
 
 def lock_candidates(conn: sa.Connection) -> None:
     """Serialise candidate writers across server processes (SQLite's BEGIN IMMEDIATE already does)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7734201)"))
+    advisory_lock(conn, "candidates")
 
 
 def _chunks(items: list, size: int = CHUNK):
@@ -139,8 +138,7 @@ def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> n
     if missing:
         fresh = encode([r["query"] for r in missing])
         with writing(engine) as conn:
-            if conn.dialect.name == "postgresql":  # concurrent rebuilds/joins cache the same vectors: one at a time
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7260002)")
+            advisory_lock(conn, "pool_vectors")  # concurrent rebuilds/joins cache the same vectors: one at a time
             conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
             conn.execute(pool_vectors.insert(), [
                 {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}

@@ -30,10 +30,16 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="Worker threads of the WSGI server: requests in flight at once, whose queries are encoded together.",
 )
+@click.option(
+    "--watch/--no-watch",
+    "watch_kb",
+    default=None,
+    help="Reindex when files in the KB folder change (setting watch_kb, default on).",
+)
 @path_options
-def serve(host, port, threads, **paths):
-    """Build or refresh the index, then serve the API with waitress."""
-    settings = _settings(host=host, port=port, **paths)
+def serve(host, port, threads, watch_kb, **paths):
+    """Build or refresh the index, then serve the API with waitress (and follow KB edits)."""
+    settings = _settings(host=host, port=port, watch_kb=watch_kb, **paths)
     from .runtime import Runtime
     from .web import create_app
 
@@ -43,6 +49,8 @@ def serve(host, port, threads, **paths):
         click.echo(f"warning: {warning}", err=True)
     app = create_app(settings, runtime)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
+    if settings.watch_kb:
+        runtime.watch_kb()
     from waitress import serve as waitress_serve
 
     base = f"http://{settings.host}:{settings.port}"
@@ -64,9 +72,10 @@ def serve(host, port, threads, **paths):
 def index(**paths):
     """Re-embed only added, changed or removed articles (full rebuild after a model change)."""
     settings = _settings(**paths)
-    from .runtime import refresh_index
+    from .runtime import publish_index, refresh_index
 
-    _, report = refresh_index(settings, progress=True)
+    # Running servers on this folder and database load the new version within seconds.
+    _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(

@@ -147,6 +147,16 @@ def writing(engine: sa.Engine):
     return engine.execution_options(write=True).begin()
 
 
+# PostgreSQL advisory-lock keys: one per kind of writer that must run alone across processes.
+ADVISORY_LOCKS = {"migrations": 7260001, "pool_vectors": 7260002, "idea_seed": 7260003, "candidates": 7734201}
+
+
+def advisory_lock(conn: sa.Connection, name: str) -> None:
+    """Hold lock `name` until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCKS[name]})
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Apply Alembic migrations up to `revision` (run on every start; a no-op when current)."""
     from alembic import command
@@ -155,9 +165,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     with writing(engine) as connection:
-        if connection.dialect.name == "postgresql":
-            # Several server processes may start at once: one migrates, the others wait.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7260001)")
+        advisory_lock(connection, "migrations")  # several processes may start at once: one migrates
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

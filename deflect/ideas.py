@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .db import idea_votes
+from .db import advisory_lock, idea_votes, writing
 from .db import ideas as ideas_table
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
@@ -53,28 +53,45 @@ def validate_idea(data: dict) -> dict:
 
 def import_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[str]]:
     """Insert or update ideas from JSONL; returns (inserted, updated, per-line errors)."""
+    with writing(engine) as conn:
+        return _import_lines(conn, path)
+
+
+def seed_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[str]] | None:
+    """Import the sample ideas into an empty store, once; None when there were ideas already.
+
+    Replicas starting together on one new database each try this; the check and the
+    import share one write transaction (an advisory lock on PostgreSQL), so one imports.
+    """
+    with writing(engine) as conn:
+        advisory_lock(conn, "idea_seed")
+        if conn.execute(sa.select(sa.func.count()).select_from(ideas_table)).scalar_one():
+            return None
+        return _import_lines(conn, path)
+
+
+def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list[str]]:
     inserted = updated = 0
     errors: list[str] = []
     now = time.time()
-    with engine.begin() as conn:
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = validate_idea(json.loads(line))
-            except json.JSONDecodeError as exc:
-                errors.append(f"{path}:{number}: not JSON ({exc.msg})")
-                continue
-            except IdeaError as exc:
-                errors.append(f"{path}:{number}: {exc.field}: {exc}")
-                continue
-            exists = conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == record["id"])).first()
-            if exists:
-                conn.execute(ideas_table.update().where(ideas_table.c.id == record["id"]).values(**record, updated_at=now))
-                updated += 1
-            else:
-                conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
-                inserted += 1
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = validate_idea(json.loads(line))
+        except json.JSONDecodeError as exc:
+            errors.append(f"{path}:{number}: not JSON ({exc.msg})")
+            continue
+        except IdeaError as exc:
+            errors.append(f"{path}:{number}: {exc.field}: {exc}")
+            continue
+        exists = conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == record["id"])).first()
+        if exists:
+            conn.execute(ideas_table.update().where(ideas_table.c.id == record["id"]).values(**record, updated_at=now))
+            updated += 1
+        else:
+            conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
+            inserted += 1
     return inserted, updated, errors
 
 

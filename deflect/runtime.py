@@ -48,24 +48,47 @@ def model_id_for(settings: Settings) -> str:
     return identity + "+int8" if settings.embed_backend == "onnx-int8" else identity
 
 
-def refresh_index(settings: Settings, progress: bool = False):
-    """Bring the index up to date with the KB (embedding only what changed)."""
+def refresh_index(settings: Settings, progress: bool = False, publish=None):
+    """Bring the index up to date with the KB (embedding only what changed).
+
+    Builds hold the index folder's lock, so processes sharing the folder take turns and
+    each one starts from the version the previous one saved. `publish(version)` runs
+    before the lock is released, so the version recorded last is always the live one.
+    """
     from .index import build_index
+    from .replicas import build_lock
     from .suggest import fit_calibration
 
     embedder = make_embedder(settings)
-    return build_index(
-        settings.kb_dir,
-        settings.index_dir,
-        embedder,
-        model_id_for(settings),
-        settings.default_locale,
-        settings.passage_chars,
-        progress=progress,
-        calibrate=lambda idx: fit_calibration(
-            idx, embedder, target_false_answer=settings.target_false_answer, answer_threshold=settings.answer_threshold
-        ),
-    )
+    with build_lock(settings.index_dir):
+        index, report = build_index(
+            settings.kb_dir,
+            settings.index_dir,
+            embedder,
+            model_id_for(settings),
+            settings.default_locale,
+            settings.passage_chars,
+            progress=progress,
+            calibrate=lambda idx: fit_calibration(
+                idx, embedder, target_false_answer=settings.target_false_answer, answer_threshold=settings.answer_threshold
+            ),
+        )
+        if publish is not None:
+            publish(index.version)
+    return index, report
+
+
+def publish_index(settings: Settings, version: str) -> None:
+    """Record a version built outside a server (`deflect index`) so running servers load it."""
+    from . import db
+    from .replicas import publish_version
+
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.upgrade(engine)
+        publish_version(engine, version)
+    finally:
+        engine.dispose()
 
 
 class Runtime:
@@ -74,7 +97,7 @@ class Runtime:
     def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
         from .events import SearchLog
-        from .ideas import SUGGESTED_STATUSES, count_ideas, import_ideas, list_ideas
+        from .ideas import SUGGESTED_STATUSES, list_ideas, seed_ideas
         from .suggest import Engine
 
         self.settings = settings
@@ -84,12 +107,16 @@ class Runtime:
         if ideas_path is not None and not ideas_path.exists():
             log.warning("ideas_file %s does not exist; no sample ideas imported", ideas_path)
             ideas_path = None
-        if count_ideas(self.db) == 0 and ideas_path is not None:
-            inserted, _, errors = import_ideas(self.db, ideas_path)
+        seeded = seed_ideas(self.db, ideas_path) if ideas_path is not None else None
+        if seeded is not None:
+            inserted, _, errors = seeded
             log.info("imported %d sample ideas from %s", inserted, ideas_path)
             for error in errors:
                 log.warning(error)
-        index, report = refresh_index(settings, progress=progress)
+        self._reindex_lock = threading.Lock()
+        self._watcher = None
+        self._skipped_version: str | None = None
+        index, report = refresh_index(settings, progress=progress, publish=self._publish)
         self.last_report = report
         self.engine = Engine(
             make_embedder(settings),
@@ -115,8 +142,23 @@ class Runtime:
         if self._sync_thread is not None:
             self._sync_thread.start()
 
+    def _publish(self, version: str) -> None:
+        from .replicas import publish_version, published_version
+
+        if published_version(self.db) != version:
+            publish_version(self.db, version)
+
+    def watch_kb(self) -> None:
+        """Reindex by itself after writers change files in kb_dir (see deflect.watcher)."""
+        from .watcher import KBWatcher
+
+        if self._watcher is None:
+            self._watcher = KBWatcher(self.settings.kb_dir, self.reindex).start()
+
     def close(self) -> None:
-        """Stop the sync thread and write every queued search."""
+        """Stop the watcher and the sync thread, and write every queued search."""
+        if self._watcher is not None:
+            self._watcher.stop()
         self._stop.set()
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=10)
@@ -127,6 +169,7 @@ class Runtime:
 
         while not self._stop.wait(self.settings.sync_interval_seconds):
             try:
+                self.follow_index()
                 if generation(self.db) != self._alias_generation:
                     self.refresh_aliases()
                 due = self._recalibrate_after
@@ -134,7 +177,39 @@ class Runtime:
                     self._recalibrate_after = None
                     self.recalibrate()
             except Exception:  # the database may be restarting; try again next tick
-                log.warning("alias sync failed", exc_info=True)
+                log.warning("sync with the database failed", exc_info=True)
+
+    def follow_index(self) -> bool:
+        """Load the index version another process built (recorded in the database), if newer.
+
+        Only the shared folder's live version is loaded, and only when it is the recorded
+        one, so a process never serves a half-written or superseded build.
+        """
+        from .index import current_version_dir, load_index
+        from .replicas import published_version
+
+        version = published_version(self.db)
+        if not version or version == self.engine.version or version == self._skipped_version:
+            return False
+        with self._reindex_lock:
+            folder = current_version_dir(self.settings.index_dir)
+            if folder is None or folder.name != f"v-{version}" or version == self.engine.version:
+                return False  # not in our folder (yet): another machine's folder, or mid-switch
+            index = load_index(self.settings.index_dir)
+            if index is None or index.version != version:
+                return False
+            if index.manifest.get("model") != model_id_for(self.settings):
+                log.warning("index %s was built with %s; not loading it", version, index.manifest.get("model"))
+                self._skipped_version = version
+                return False
+            self._swap(index)
+        log.info("loaded index %s built by another process", version)
+        return True
+
+    def _swap(self, index) -> None:
+        self.engine.replace_index(index)
+        if self.engine.alias_count:
+            self.recalibrate()
 
     def refresh_aliases(self, recalibrate: bool = True) -> int:
         """Load the active learned aliases from the database into the engine (used at once).
@@ -292,13 +367,16 @@ class Runtime:
         return report
 
     def reindex(self, progress: bool = False):
-        """Re-embed changed articles and swap the new index in while requests keep flowing."""
-        index, report = refresh_index(self.settings, progress=progress)
-        if report.changed_anything:
-            self.engine.replace_index(index)
-            if self.engine.alias_count:
-                self.recalibrate()
-        self.last_report = report
+        """Re-embed changed articles and swap the new index in while requests keep flowing.
+
+        The new version is recorded in the database, so every other process sharing the
+        index folder loads it within sync_interval_seconds.
+        """
+        with self._reindex_lock:
+            index, report = refresh_index(self.settings, progress=progress, publish=self._publish)
+            if index.version != self.engine.version:  # ours, or one another process built meanwhile
+                self._swap(index)
+            self.last_report = report
         return report
 
     def reload_ideas(self) -> None:

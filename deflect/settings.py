@@ -66,8 +66,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "sync_interval_seconds",
         1.0,
-        "How often a server process checks the database for aliases learned by other processes.",
+        "How often a server process checks the database for aliases learned and index versions built by other processes.",
         float,
+    ),
+    Setting(
+        "watch_kb",
+        True,
+        "Reindex by itself when Markdown files in kb_dir are added, changed or deleted (`deflect serve`, server.py).",
+        bool,
     ),
     Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int),
     Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int),
@@ -122,6 +128,7 @@ class Settings:
     min_confirmations: int = 1
     alias_limit_per_session: int = 20
     sync_interval_seconds: float = 1.0
+    watch_kb: bool = True
     assumed_window_seconds: int = 1800
     max_query_chars: int = 1000
     encode_batch_size: int = 64
@@ -162,10 +169,20 @@ class Settings:
         return candidate if candidate.exists() else None
 
 
+_BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _coerce(name: str, value: Any) -> Any:
     setting = _BY_NAME.get(name)
     if setting is None:
         raise ValueError(f"unknown setting: {name}")
+    if setting.type is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in _BOOLEAN_WORDS:
+            raise ValueError(f"setting {name}: {value!r} is not a boolean (use true or false)")
+        return _BOOLEAN_WORDS[text]
     if setting.type is int:
         return int(value)
     if setting.type is float:

@@ -21,11 +21,11 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
+from server_support import ADMIN_TOKEN  # noqa: E402, F401 - shared with the tests that import it from here
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_KB = ROOT / "kb_articles"
 DATA = Path(__file__).resolve().parent / "data"
-ADMIN_TOKEN = "test-token"
 
 # Three short, clearly distinct articles: enough for indexing, CLI and eval tests.
 TINY_KB = {
@@ -166,74 +166,29 @@ def clean_env(monkeypatch, tmp_path):
 # DEFLECT_REQUIRE_POSTGRES=1 (set by .ci/run), where that is a failure.
 
 
-def _find_pg_bin(name: str) -> str | None:
-    import glob
-    import shutil
-
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server URL (without database name) for this test session."""
-    import shutil
-    import subprocess
+    from server_support import find_pg_bin, local_postgres
 
     given = os.environ.get("DEFLECT_TEST_POSTGRES_URL")
     if given:
         yield given.rstrip("/")
         return
-    initdb, pg_ctl = _find_pg_bin("initdb"), _find_pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
+    if not find_pg_bin("initdb") or not find_pg_bin("pg_ctl"):
         if os.environ.get("DEFLECT_REQUIRE_POSTGRES") == "1":
             pytest.fail("PostgreSQL binaries not found (apt-get install postgresql) but DEFLECT_REQUIRE_POSTGRES=1")
         pytest.skip("PostgreSQL not installed (apt-get install postgresql, or set DEFLECT_TEST_POSTGRES_URL)")
-    import tempfile
-
-    # Not under pytest's tmp folder: that one is private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="deflect-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "deflect", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://deflect@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with local_postgres() as url:
+        yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     """A fresh, empty PostgreSQL database for one test."""
-    import uuid
+    from server_support import fresh_database
 
-    import sqlalchemy as sa
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return f"{postgres_server}/{name}"
+    return fresh_database(postgres_server)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,73 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
-from conftest import ADMIN_TOKEN, TINY_KB, _free_port, write_kb
+from conftest import TINY_KB, write_kb
+from server_support import ADMIN, Server, run_cli, server_env
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ODD_QUERY = "the purple elephant code from the conference"
-
-
-def _env(tmp_path, database_url) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
-    env |= {
-        "HF_HUB_OFFLINE": "1",
-        "DEFLECT_CONFIG": str(tmp_path / "no-such.toml"),
-        "DEFLECT_KB_DIR": str(tmp_path / "kb"),
-        "DEFLECT_INDEX_DIR": str(tmp_path / "index"),
-        "DEFLECT_DATABASE_URL": database_url,
-        "DEFLECT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "DEFLECT_SYNC_INTERVAL_SECONDS": "0.5",
-    }
-    return env
-
-
-def _wait_healthy(base: str, process: subprocess.Popen, log_path) -> None:
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"server did not start: {log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture
 def two_servers(tmp_path, postgres_url):
     write_kb(tmp_path / "kb", TINY_KB)
-    env = _env(tmp_path, postgres_url)
-    cli = [sys.executable, "-m", "deflect.cli"]
-    subprocess.run([*cli, "index"], env=env, check=True, capture_output=True, timeout=300)
-    processes, bases = [], []
-    for name in ("a", "b"):
-        port = _free_port()
-        log_path = tmp_path / f"{name}.log"
-        log = open(log_path, "w")  # noqa: SIM115 - closed with the process below
-        process = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append((process, log, log_path))
-        bases.append(f"http://127.0.0.1:{port}")
+    env = server_env(tmp_path, postgres_url)
+    run_cli(env, "index", timeout=300)
+    servers = [Server(env, tmp_path / f"{name}.log") for name in ("a", "b")]
     try:
-        for base, (process, _, log_path) in zip(bases, processes):
-            _wait_healthy(base, process, log_path)
-        yield bases
+        for server in servers:
+            server.wait_healthy()
+        yield [server.base for server in servers]
     finally:
-        for process, log, _ in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+        for server in servers:
+            server.stop()
 
 
 def test_two_processes_share_events_metrics_and_aliases(two_servers):

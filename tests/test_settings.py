@@ -129,9 +129,24 @@ def test_documented_settings_exist():
 
 def test_every_setting_has_an_env_variable(no_config):
     for setting in SETTINGS:
+        if setting.type is bool:
+            value, expected = ("false", False) if setting.default else ("true", True)
+            s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
+            assert getattr(s, setting.name) is expected, setting.name
+            continue
         value = "42" if setting.type in (int, float) else "from-env"
         s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
         assert str(getattr(s, setting.name)).startswith(value[:2]), setting.name
+
+
+@pytest.mark.parametrize("word, expected", [("on", True), ("1", True), ("Yes", True), ("off", False), ("0", False)])
+def test_boolean_settings_read_the_usual_words(no_config, word, expected):
+    assert load_settings(config_file=no_config, env={"DEFLECT_WATCH_KB": word}).watch_kb is expected
+
+
+def test_a_boolean_setting_rejects_other_words(no_config):
+    with pytest.raises(ValueError, match="watch_kb"):
+        load_settings(config_file=no_config, env={"DEFLECT_WATCH_KB": "sometimes"})
 
 
 def test_settings_table_documents_every_setting():

@@ -15,7 +15,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Flask(__name__)
     # One byte over the limit so a truncated chunked body is still seen as too large.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
-    app.extensions["deflect"] = runtime or Runtime(settings)
+    if runtime is None:  # the WSGI entry point (server.py): this app owns its runtime
+        runtime = Runtime(settings)
+        if settings.watch_kb:
+            runtime.watch_kb()
+    app.extensions["deflect"] = runtime
     app.extensions["deflect_settings"] = settings
 
     from .api import api

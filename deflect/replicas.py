@@ -1,0 +1,56 @@
+"""Several deflect processes on one index folder and one database.
+
+One process builds at a time (an exclusive lock on the index folder, released by the
+kernel if the process dies), and whoever builds records the live version in the
+database; the other processes poll it and load that version from the shared folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from .db import sync_state, writing
+
+INDEX_VERSION = "index_version"
+LOCK_FILE = ".build.lock"
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the index folder's build lock (blocking); a killed holder frees it at once."""
+    root = Path(index_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def published_version(engine: sa.Engine) -> str | None:
+    """The index version the last build (by any process) recorded, or None before the first."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sync_state.c.text).where(sync_state.c.name == INDEX_VERSION)).scalar()
+
+
+def publish_version(engine: sa.Engine, version: str) -> None:
+    """Record `version` as live; the counter lets operators see how many swaps happened."""
+    update = (
+        sync_state.update()
+        .where(sync_state.c.name == INDEX_VERSION)
+        .values(text=version, value=sync_state.c.value + 1)
+    )
+    try:
+        with writing(engine) as conn:
+            if not conn.execute(update).rowcount:
+                conn.execute(sync_state.insert().values(name=INDEX_VERSION, value=1, text=version))
+    except sa.exc.IntegrityError:  # another process inserted the first row at the same moment
+        with writing(engine) as conn:
+            conn.execute(update)

@@ -1,0 +1,196 @@
+"""Faults and change while serving: hot reindex, the KB watcher, kill -9, replicas.
+
+Every test here runs real `deflect serve` / `deflect index` processes with the real
+model, over real HTTP, on a SQLite file or a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import SAMPLE_KB, TINY_KB, write_kb
+from server_support import (
+    ADMIN,
+    Server,
+    index_is_whole,
+    kill_during_event_load,
+    kill_during_indexing,
+    reindex_under_load,
+    replica_convergence,
+    run_cli,
+    server_env,
+    wait_for,
+)
+
+from deflect.index import load_index
+from deflect.watcher import KBWatcher, is_relevant
+
+NEW_ARTICLE = """---
+title: Pair a Zorblax hardware key
+---
+Plug the Zorblax key into a USB port, open Settings, then Security, then Hardware keys,
+and press Pair. The key blinks green once it is paired with your Orbitask account.
+"""
+NEW_QUERY = "how do I pair my zorblax key"
+
+
+def _sqlite(root: Path) -> str:
+    return f"sqlite:///{root / 'deflect.db'}"
+
+
+# --- the watcher on its own ---------------------------------------------------------------
+
+
+def test_watcher_event_filter():
+    assert is_relevant("modified", False, ["/kb/a.md"])
+    assert is_relevant("moved", False, ["/kb/.a.md.swp", "/kb/a.md"])  # an editor's atomic save
+    assert is_relevant("deleted", True, ["/kb/billing"])
+    assert not is_relevant("modified", False, ["/kb/notes.txt"])
+    assert not is_relevant("opened", False, ["/kb/a.md"])
+    assert not is_relevant("modified", True, ["/kb/billing"])  # any write inside; the file event follows
+
+
+def test_watcher_calls_once_after_a_burst_of_saves(tmp_path):
+    calls: list[float] = []
+    watcher = KBWatcher(tmp_path, lambda: calls.append(time.monotonic()), debounce=0.5).start()
+    try:
+        for n in range(5):
+            (tmp_path / f"a{n}.md").write_text(f"# Article {n}\n\nBody {n}.\n")
+            time.sleep(0.05)
+        (tmp_path / "ignored.txt").write_text("not an article")
+        assert wait_for(lambda: calls, timeout=10), "no reindex after saving articles"
+        time.sleep(1.0)
+        assert len(calls) == 1, "one burst of saves must give one reindex"
+        (tmp_path / "notes.txt").write_text("still not an article")
+        time.sleep(1.0)
+        assert len(calls) == 1
+        (tmp_path / "a0.md").unlink()
+        assert wait_for(lambda: len(calls) == 2, timeout=10), "deleting an article must reindex"
+    finally:
+        watcher.stop()
+
+
+# --- serving while the KB changes ---------------------------------------------------------
+
+
+def test_serve_follows_writers_through_the_watcher(tmp_path):
+    write_kb(tmp_path / "kb", TINY_KB)
+    server = Server(server_env(tmp_path, _sqlite(tmp_path), watch_kb="true"), tmp_path / "serve.log")
+    try:
+        before = server.wait_healthy()
+        (tmp_path / "kb" / "security").mkdir()
+        (tmp_path / "kb" / "security" / "hardware-key.md").write_text(NEW_ARTICLE)
+        grown = wait_for(lambda: server.health()["articles"] == before["articles"] + 1, timeout=60, interval=0.3)
+        assert grown, f"the new article was not indexed: {server.log()}"
+        answer = requests.post(f"{server.base}/api/suggest", json={"query": NEW_QUERY}, timeout=60).json()
+        assert answer["results"][0]["id"] == "security/hardware-key"
+        (tmp_path / "kb" / "security" / "hardware-key.md").unlink()
+        shrunk = wait_for(lambda: server.health()["articles"] == before["articles"], timeout=60, interval=0.3)
+        assert shrunk, f"the deleted article stayed: {server.log()}"
+    finally:
+        server.stop()
+
+
+def test_reindex_under_typing_load_fails_no_request(tmp_path):
+    """8 clients type questions while 10 reindexes (each with a real edit) swap the index in."""
+    shutil.copytree(SAMPLE_KB, tmp_path / "kb")
+    server = Server(server_env(tmp_path, _sqlite(tmp_path)), tmp_path / "serve.log")
+    try:
+        server.wait_healthy()
+        figures = reindex_under_load(server, tmp_path / "kb" / "account" / "reset-password.md", clients=8, reindexes=10)
+        assert figures["changed"] == [["account/reset-password.md"]] * 10
+        assert len(set(figures["versions"])) == 11, "each reindex must swap in a new version"
+        assert server.health()["index_version"] == figures["versions"][-1]
+        assert figures["requests"] >= 50, f"too little load to mean anything: {figures['requests']} requests"
+        assert figures["failures"] == [], figures["failures"][:5]
+    finally:
+        server.stop()
+
+
+# --- kill -9 ------------------------------------------------------------------------------
+
+
+def test_kill9_in_the_middle_of_indexing_keeps_the_previous_index(tmp_path):
+    shutil.copytree(SAMPLE_KB, tmp_path / "kb")
+    env = server_env(tmp_path, _sqlite(tmp_path))
+    run_cli(env, "index")
+    figures = kill_during_indexing(env, tmp_path / "kb", tmp_path / "index", shares=(0.35, 0.7, 0.95))
+    assert figures["killed_midway"] >= 2, f"the kills came too late to test anything: {figures}"
+
+    server = Server(env, tmp_path / "serve.log")
+    try:
+        server.wait_healthy()
+        answer = requests.post(f"{server.base}/api/suggest", json={"query": "I forgot my password"}, timeout=60).json()
+        assert answer["results"][0]["id"] == "account/reset-password"
+        assert server.health()["index_version"] == index_is_whole(tmp_path / "index")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_kill9_under_event_load_loses_no_acknowledged_event(tmp_path, database, request):
+    url = _sqlite(tmp_path) if database == "sqlite" else request.getfixturevalue("postgres_url")
+    write_kb(tmp_path / "kb", TINY_KB)
+    env = server_env(tmp_path, url)
+    figures = kill_during_event_load(env, url, tmp_path, clients=8, min_acked=200)
+    assert figures["acknowledged"] >= 200
+    assert figures["missing"] == [], f"{len(figures['missing'])} of {figures['acknowledged']} acknowledged events were lost"
+
+    again = Server(env, tmp_path / "restart.log")
+    try:
+        again.wait_healthy()
+        report = requests.get(f"{again.base}/api/metrics", headers=ADMIN, timeout=60).json()
+        assert sum(report["events"].values()) >= figures["acknowledged"]
+    finally:
+        again.stop()
+
+
+# --- replicas -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_replicas(tmp_path, postgres_url):
+    """Two servers started together on one new PostgreSQL database and one index folder.
+
+    The KB watcher is off, so only the database tells one about the other's builds. Both
+    find the sample ideas file on their first start; one of them imports it.
+    """
+    write_kb(tmp_path / "kb", TINY_KB)
+    shutil.copy(SAMPLE_KB / "ideas.jsonl", tmp_path / "kb" / "ideas.jsonl")
+    env = server_env(tmp_path, postgres_url)
+    run_cli(env, "index")
+    servers = [Server(env, tmp_path / f"{name}.log") for name in ("a", "b")]
+    try:
+        for server in servers:
+            server.wait_healthy()
+        yield servers, env
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
+    (a, b), env = two_replicas
+    ideas = len((SAMPLE_KB / "ideas.jsonl").read_text().splitlines())
+    assert a.health()["ideas"] == b.health()["ideas"] == ideas
+    (tmp_path / "kb" / "hardware-key.md").write_text(NEW_ARTICLE)
+    built = requests.post(f"{a.base}/api/reindex", headers=ADMIN, timeout=300).json()
+    assert built["added"] == ["hardware-key.md"]
+    assert wait_for(lambda: b.health()["index_version"] == built["index_version"], timeout=30), b.log()
+    answer = requests.post(f"{b.base}/api/suggest", json={"query": NEW_QUERY}, timeout=60).json()
+    assert answer["results"][0]["id"] == "hardware-key"
+
+    # B builds next (from A's version, under the folder's lock), and A follows.
+    assert max(replica_convergence(b, a, tmp_path / "kb", rounds=2)) < 30
+
+    # `deflect index` run by a writer beside the servers reaches both of them the same way.
+    (tmp_path / "kb" / "hardware-key.md").unlink()
+    run_cli(env, "index")
+    version = load_index(tmp_path / "index").version
+    for server in (a, b):
+        assert wait_for(lambda s=server: s.health()["index_version"] == version, timeout=30), server.log()
+        assert server.health()["articles"] == len(TINY_KB)
