@@ -391,8 +391,11 @@ def print_index_report(r: dict) -> None:
     print(f"\n== index bars, synthetic {r['articles']}-article KB ({r['passages']} passages) ==")
     share = r["build_rate"] / r["raw_rate"]
     cpu_share = r["build_cpu_rate"] / r["raw_cpu_rate"]
-    print(f"index build {r['build_rate']:.0f} passages/s vs raw encoder {r['raw_rate']:.0f}/s (mean of before and after) "
-          f"= {share:.0%} (bar >= 80%); per CPU-second {r['build_cpu_rate']:.0f} vs {r['raw_cpu_rate']:.0f} = {cpu_share:.0%}")  # fmt: skip
+    print(
+        f"index build {r['build_rate']:.0f} passages/s vs raw encoder {r['raw_rate']:.0f}/s (mean of before and "
+        f"after) = {share:.0%} (bar >= 80%); per CPU-second {r['build_cpu_rate']:.0f} vs {r['raw_cpu_rate']:.0f} "
+        f"= {cpu_share:.0%}"
+    )
     times = ", ".join(f"{s:.2f}s" for s in r["reindex_s"])
     print(f"re-index after changing one article (POST /api/reindex, 3 edits): {times}; changed {r['reindex_changed']} "
           f"(bar <= 2 s)")  # fmt: skip

@@ -243,7 +243,7 @@ def load_kb(
 def _read_article(
     path: Path, rel: str, default_locale: str, passage_chars: int, prior: Article | None, trusted_before: int
 ) -> Article:
-    """One file as an Article: `prior` as is when the file did not change, else read (and parsed if its hash differs)."""
+    """One file as an Article: `prior` itself if the file is unchanged, else read (parsed if its hash differs)."""
     stat = path.stat()
     if (
         prior is not None

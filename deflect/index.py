@@ -40,8 +40,9 @@ class KBIndex:
     passages: list[dict]  # {"article": int, "kind": str, "text": str, "snippet": str}
     vectors: np.ndarray
     bodies: dict[str, str] = field(default_factory=dict)  # article id -> Markdown body
-    # Structures derived from this version and kept with it (the engine's search catalog), so
-    # they are built once per version. A KBIndex is never modified once built.
+    # Structures derived from this version and kept with it (the engine's search catalog, the
+    # parsed articles), so they are built once per version. Apart from this cache, a KBIndex is
+    # never modified once built.
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -226,6 +227,9 @@ def build_index(
     ):
         log.info("model or passage size changed: rebuilding the whole index")
         previous = None
+    if previous is not None and not _grouped(previous):
+        log.warning("index %s has passages out of article order: rebuilding the whole index", previous.version)
+        previous = None
     report.rebuilt = previous is None
     scanned_ns = time.time_ns()
     known = _known_articles(previous, default_locale)
@@ -277,7 +281,10 @@ def build_index(
 
     # One float32 matrix, filled block by block: unchanged articles' rows are copied once from
     # the previous version, never gathered into intermediate arrays.
-    dimension = int(fresh.shape[1]) if fresh is not None else (previous.vectors.shape[1] if previous else embedder.dimension)
+    if fresh is not None:
+        dimension = int(fresh.shape[1])
+    else:
+        dimension = int(previous.vectors.shape[1]) if previous is not None else embedder.dimension
     matrix = np.empty((sum(len(a.passages) for a in articles), dimension), dtype=np.float32)
     passage_rows: list[dict] = []
     previous_position = {a["path"]: i for i, a in enumerate(previous.articles)} if previous else {}
@@ -321,6 +328,14 @@ def build_index(
     _remember(index_dir, index)
     report.version = version
     return index, report
+
+
+def _grouped(index: KBIndex) -> bool:
+    try:
+        index.article_rows()
+    except ValueError:
+        return False
+    return True
 
 
 def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, Article]:

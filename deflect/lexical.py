@@ -108,7 +108,8 @@ class BM25:
             [self.vocabulary.setdefault(t, len(self.vocabulary)) for counts in self.term_counts for t in counts],
             dtype=np.int64,
         )
-        tfs = np.fromiter(chain.from_iterable(c.values() for c in self.term_counts), dtype=np.float32, count=len(term_ids))
+        frequencies = chain.from_iterable(c.values() for c in self.term_counts)
+        tfs = np.fromiter(frequencies, dtype=np.float32, count=len(term_ids))
         docs = np.repeat(np.arange(n, dtype=np.int64), [len(c) for c in self.term_counts])
         order = np.argsort(term_ids, kind="stable")  # within a term, documents stay in ascending order
         self._doc_ids, self._tfs = docs[order], tfs[order]

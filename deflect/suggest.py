@@ -68,7 +68,8 @@ class Catalog:
         self.position = {item["id"]: i for i, item in enumerate(items)}
         # Each item's first section passage (-1: none), the snippet when the best match is a title or item.
         self.first_section = np.full(len(items), -1, dtype=np.int64)
-        sections = np.flatnonzero(np.fromiter((p["kind"] == "section" for p in passages), dtype=bool, count=len(passages)))
+        is_section = np.fromiter((p["kind"] == "section" for p in passages), dtype=bool, count=len(passages))
+        sections = np.flatnonzero(is_section)
         owners, first = np.unique(self.passage_items[sections], return_index=True)
         self.first_section[owners] = sections[first]
         self.base_catalog: Catalog | None = None  # set on a copy that adds learned aliases

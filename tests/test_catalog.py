@@ -60,7 +60,9 @@ def test_catalog_is_built_once_per_index_version(built):
     assert Catalog.for_index(built).vectors is built.vectors  # shares the index's vectors, no copy
 
 
-def test_catalog_for_an_edited_index_reuses_tokens_and_matches_a_fresh_build(kb, tmp_path, built, embedder, monkeypatch):
+def test_catalog_for_an_edited_index_reuses_tokens_and_matches_a_fresh_build(
+    kb, tmp_path, built, embedder, monkeypatch
+):
     previous = Catalog.for_index(built)
     path = kb / "guides/topic-2.md"
     path.write_text(path.read_text() + "\n- show the time zone of each member\n")
