@@ -106,6 +106,8 @@ class Catalog:
         sims = np.full(len(self.passages), -np.inf, dtype=np.float64)
         if not len(self.passages):
             return sims
+        if len(self.passages) <= DENSE_CANDIDATES:  # every passage is a candidate: no top-K search needed
+            return (self.vectors @ query_vector.astype(np.float32)).astype(np.float64)
         import faiss
 
         # faiss's exact inner-product search (what IndexFlatIP.search runs) straight on the vectors

@@ -44,15 +44,21 @@ def test_item_sums_equal_add_at_exactly():
         assert np.array_equal(_sum_by_item(vectors, owners, n_items, 16), expected)
 
 
-def test_catalog_search_is_faiss_flat_inner_product(built, embedder):
-    catalog = Catalog.for_index(built)
+def test_catalog_search_is_faiss_flat_inner_product(built, embedder, monkeypatch):
+    """Dense candidates are faiss's exact top-K (a plain product when every passage is a candidate)."""
     flat = faiss.IndexFlatIP(built.vectors.shape[1])
     flat.add(built.vectors)
-    for question in ["I forgot my password", "refund for the annual plan", "change the sidebar"]:
-        vector = embedder.encode([question])[0]
-        sims = catalog.passage_sims(vector)
+    catalog = Catalog.for_index(built)
+    vectors = embedder.encode(["I forgot my password", "refund for the annual plan", "change the sidebar"])
+    for vector in vectors:
         scores, ids = flat.search(vector.reshape(1, -1), len(built.passages))
-        assert np.array_equal(sims[ids[0]], scores[0].astype(np.float64))
+        assert np.allclose(catalog.passage_sims(vector)[ids[0]], scores[0], atol=1e-6)
+    monkeypatch.setattr(suggest_module, "DENSE_CANDIDATES", 5)  # more passages than candidates: faiss's top 5
+    for vector in vectors:
+        scores, ids = flat.search(vector.reshape(1, -1), 5)
+        top = catalog.passage_sims(vector)
+        assert np.flatnonzero(np.isfinite(top)).tolist() == sorted(ids[0].tolist())
+        assert np.array_equal(top[ids[0]], scores[0].astype(np.float64))
 
 
 def test_catalog_is_built_once_per_index_version(built):
