@@ -2,11 +2,12 @@
 
 Backends (setting embed_backend):
 
-- ``onnx-int8`` (default): the model's transformer is exported once to ONNX (torch's exporter,
-  offline, from the local model), its weights quantised to int8, and both cached on disk; later
-  starts load only onnxruntime and the fast tokenizer, never torch. About 2x less CPU per query
-  than float32 ONNX and 5x less than torch; banking77 quality holds (bench/README.md, "Speed").
-- ``onnx``: the same export in float32; vectors equal torch's (cosine > 0.999).
+- ``onnx`` (default): the model's transformer is exported once to ONNX (torch's exporter,
+  offline, from the local model) and cached on disk; later starts load only onnxruntime and
+  the fast tokenizer, never torch. Vectors equal torch's (cosine > 0.999), at several times
+  less CPU per query.
+- ``onnx-int8``: the same export with int8 weights: about half the CPU again, slightly lower
+  quality on banking77 (bench/README.md, "Speed").
 - ``torch``: sentence-transformers as is.
 
 sentence-transformers' own ``backend="onnx"`` needs optimum-onnx, which pins transformers < 4.58
@@ -15,9 +16,10 @@ Transformer + mean/CLS pooling (+ Normalize) fall back to torch with a warning.
 
 Single texts (as-you-type queries) go through an LRU cache and a micro-batcher that folds
 concurrent queries into one encode; lists of texts (indexing) are encoded directly. Either
-way texts run in chunks sorted by token length, so short queries are not padded to long ones
-(int8 runs each text alone: its activations get one quantisation scale per run, which would
-otherwise make a vector depend on the texts encoded with it).
+way texts are sorted by token length and split into runs by plan_runs, which weighs each
+run's fixed cost against the padding of its shorter texts (int8 runs each text alone: its
+activations get one quantisation scale per run, which would otherwise make a vector depend
+on the texts encoded with it).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Embedder:
         self,
         model_name: str,
         batch_size: int = 64,
-        backend: str = "onnx-int8",
+        backend: str = "onnx",
         cache_dir: str | os.PathLike | None = None,
         query_cache_size: int = 4096,
     ):
