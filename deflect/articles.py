@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import html
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,10 +48,9 @@ class Article:
     draft: bool = False
     content_hash: str = ""
     passages: list[Passage] = field(default_factory=list)
-    # The file's size and modification time (ns) when it was read, so that the next scan can
-    # reuse it without reading it again (load_kb's `known`); -1 when unknown.
-    size: int = -1
-    mtime_ns: int = -1
+    # The file's stat when it was read (file_signature), so that the next scan can reuse it
+    # without reading it again (load_kb's `known`); empty when unknown.
+    file_stat: tuple[int, ...] = ()
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
@@ -190,10 +190,19 @@ def _chunks(text: str, limit: int) -> list[str]:
     return chunks
 
 
-# A file modified this close to (or after) the scan that recorded its stat may have changed
+# A file changed this close to (or after) the scan that recorded its stat may have changed
 # again within the same timestamp tick without changing its size, so its stat alone is not
 # trusted: it is read and hashed (git's "racy clean" rule).
 RACY_NS = 2_000_000_000
+
+
+def file_signature(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """Size, mtime, ctime (ns) and inode: what must all stay equal for a file to count as unchanged.
+
+    ctime cannot be set back by tools that restore mtimes, and a file replaced by a rename
+    gets a new inode.
+    """
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 def load_kb(
@@ -206,8 +215,8 @@ def load_kb(
     """Read every .md file under kb_dir; return the good articles and one warning per bad file.
 
     `known` (relative path -> Article, e.g. from the previous index, parsed with the same
-    settings) makes an unchanged KB cheap to rescan: a file whose size and mtime equal the
-    known article's is not read at all (unless it was modified within RACY_NS of
+    settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
+    known article's is not read at all (unless it changed within RACY_NS of
     `known_scanned_ns`, when that stat was taken), and one whose content hash equals it is
     read but not parsed again.
     """
@@ -245,18 +254,14 @@ def _read_article(
 ) -> Article:
     """One file as an Article: `prior` itself if the file is unchanged, else read (parsed if its hash differs)."""
     stat = path.stat()
-    if (
-        prior is not None
-        and prior.size == stat.st_size
-        and prior.mtime_ns == stat.st_mtime_ns
-        and stat.st_mtime_ns < trusted_before
-    ):
+    signature = file_signature(stat)
+    if prior is not None and prior.file_stat == signature and max(stat.st_mtime_ns, stat.st_ctime_ns) < trusted_before:
         return prior
     raw = path.read_bytes()
     if prior is not None and prior.content_hash == hashlib.sha256(raw).hexdigest():
-        return dataclasses.replace(prior, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        return dataclasses.replace(prior, file_stat=signature)
     article = parse_article(raw, rel, default_locale, passage_chars)
-    article.size, article.mtime_ns = stat.st_size, stat.st_mtime_ns
+    article.file_stat = signature
     return article
 
 

@@ -213,8 +213,8 @@ def build_index(
 ) -> tuple[KBIndex, BuildReport]:
     """Bring the index up to date with kb_dir, embedding only added or changed files.
 
-    Files whose size and mtime are those recorded in the manifest are not even read (see
-    articles.load_kb); the rest are hashed and only the changed ones parsed and embedded.
+    Files whose size, times and inode are those recorded in the manifest are not even read
+    (see articles.load_kb); the rest are hashed and only the changed ones parsed and embedded.
     A different model or passage size makes old vectors incomparable, so it forces a
     full rebuild instead of mixing vectors. `calibrate(index)` returns the calibration
     stored in the manifest (see suggest.fit_calibration).
@@ -315,9 +315,9 @@ def build_index(
         "articles": len(article_rows),
         "passages": len(passage_rows),
         "files": new_files,
-        # Size and mtime (ns) of each file when read, and when the scan started: the next build
-        # reads only files whose stat differs (or was taken too close to a modification).
-        "file_stats": {a.path: [a.size, a.mtime_ns] for a in articles},
+        # Each file's signature when read (size, mtime, ctime, inode) and when the scan started:
+        # the next build reads only files whose signature differs (or was taken too close to a change).
+        "file_stats": {a.path: list(a.file_stat) for a in articles},
         "scanned_ns": scanned_ns,
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})
@@ -351,7 +351,6 @@ def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, 
     stats = previous.manifest.get("file_stats", {})
     known: dict[str, Article] = {}
     for row, (start, end) in zip(previous.articles, previous.article_rows()):
-        size, mtime_ns = stats.get(row["path"], (-1, -1))
         known[row["path"]] = Article(
             id=row["id"],
             title=row["title"],
@@ -362,7 +361,6 @@ def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, 
             url=row["url"],
             content_hash=row["hash"],
             passages=[Passage(p["kind"], p["text"], p["snippet"]) for p in previous.passages[start:end]],
-            size=size,
-            mtime_ns=mtime_ns,
+            file_stat=tuple(stats.get(row["path"], ())),
         )
     return known
