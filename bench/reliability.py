@@ -79,14 +79,15 @@ def bench_kill_indexing(parent: Path, kills: int) -> None:
     env = server_env(root, f"sqlite:///{root / 'deflect.db'}")
     run_cli(env, "index")
     shares = tuple(round(0.1 + 0.85 * i / max(1, kills - 1), 3) for i in range(kills))
-    f = kill_during_indexing(env, root / "kb", root / "index", shares)
+    f = kill_during_indexing(env, root / "kb", root / "index", ("embedding", "calibrating", "saving", *shares))
     server = Server(env, root / "serve.log")
     try:
         served = server.wait_healthy()["articles"]
     finally:
         server.stop()
     print(
-        f"kill -9 during `deflect index` (full rebuild {f['build_seconds']:.1f} s): {f['kills']} kills, "
+        f"kill -9 during `deflect index` (full rebuild {f['build_seconds']:.1f} s): {f['kills']} kills "
+        f"(while embedding, calibrating, saving, and at {len(shares)} times from 10% to 95%), "
         f"{f['killed_midway']} mid-build, previous index kept by {f['kept_previous']}, "
         f"index whole after every kill; restart served {served} articles"
     )
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="Typing clients during the hot reindexes.")
     parser.add_argument("--reindexes", type=int, default=10, help="Reindexes under load.")
     parser.add_argument("--event-kills", type=int, default=3, help="kill -9 rounds under event load, per database.")
-    parser.add_argument("--index-kills", type=int, default=6, help="kill -9 points during one rebuild.")
+    parser.add_argument("--index-kills", type=int, default=6, help="kill -9 at this many times during a rebuild (plus one per phase).")
     parser.add_argument("--replica-rounds", type=int, default=5, help="Reindexes by each of the two replicas.")
     args = parser.parse_args()
     started = time.time()

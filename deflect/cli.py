@@ -227,6 +227,13 @@ def metrics(since, until, database_url, as_json, top):
     upgrade(engine)
     start, end = _period(since, until)
     report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
+    from .ideas import list_ideas
+    from .index import load_index
+    from .metrics import add_titles
+
+    index = load_index(settings.index_dir)  # titles only: no model needed
+    articles = {a["id"]: a["title"] for a in index.articles} if index else {}
+    add_titles(report, articles, {i["id"]: i["title"] for i in list_ideas(engine)})
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return

@@ -273,6 +273,14 @@ def _rows_for_searches(conn: sa.Connection, table: sa.Table, search_ids: set[str
     return [dict(r._mapping) for r in conn.execute(query) if r.search_id in search_ids]
 
 
+def add_titles(report: dict, article_titles: dict[str, str], idea_titles: dict[str, str]) -> dict:
+    """Name the per-article and per-idea rows (ids alone mean little to a support lead)."""
+    for kind, titles in (("articles", article_titles), ("ideas", idea_titles)):
+        for row in report[kind]:
+            row["title"] = titles.get(row["id"])
+    return report
+
+
 def format_report(report: dict, top: int = 10) -> str:
     """`deflect metrics`: the report as plain-text tables."""
 

@@ -153,7 +153,15 @@ class Runtime:
         from .watcher import KBWatcher
 
         if self._watcher is None:
-            self._watcher = KBWatcher(self.settings.kb_dir, self.reindex).start()
+            self._watcher = KBWatcher(self.settings.kb_dir, self._reindex_after_kb_change).start()
+
+    def _reindex_after_kb_change(self) -> None:
+        report = self.reindex()  # a bad file is logged (and skipped) by articles.load_kb
+        if report.changed_anything:
+            log.info(
+                "KB changed: index %s (%d added, %d changed, %d removed)",
+                report.version, len(report.added), len(report.changed), len(report.removed),
+            )
 
     def close(self) -> None:
         """Stop the watcher and the sync thread, and write every queued search."""
@@ -349,21 +357,20 @@ class Runtime:
     def metrics(self, since: float | None = None, until: float | None = None) -> dict:
         """DESIGN section 6 metrics, with titles added to the per-item rows."""
         from .ideas import list_ideas
-        from .metrics import compute_metrics
+        from .metrics import add_titles, compute_metrics
 
         self.search_log.flush()
         report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds)
-        titles = {a["id"]: a["title"] for a in self.engine.index.articles}
-        for row in report["articles"]:
-            row["title"] = titles.get(row["id"])
+        add_titles(
+            report,
+            {a["id"]: a["title"] for a in self.engine.index.articles},
+            {i["id"]: i["title"] for i in list_ideas(self.db)},
+        )
         from .candidates import content_gaps
 
         clusters = content_gaps(self.db)
         if clusters:  # once candidates are built, the gaps are the largest open ones (DESIGN section 7)
             report["content_gaps"] = [g | {"query": g["label"], "count": g["size"]} for g in clusters]
-        idea_titles = {i["id"]: i["title"] for i in list_ideas(self.db)}
-        for row in report["ideas"]:
-            row["title"] = idea_titles.get(row["id"])
         return report
 
     def reindex(self, progress: bool = False):

@@ -341,33 +341,63 @@ def index_is_whole(index_dir: Path) -> str:
     return index.version
 
 
-def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, shares: tuple[float, ...]) -> dict:
-    """Edit every article, time a clean rebuild on a copy, then kill -9 `deflect index` at those shares of it.
+def _collect(stream, into: list[str]) -> None:
+    for chunk in iter(lambda: stream.read(64), ""):
+        into.append(chunk)
+
+
+def _phase_reached(point: str | float, output: list[str], index_dir: Path, old_tmp: set[Path], started: float,
+                   full: float) -> bool:
+    if isinstance(point, float):
+        return time.monotonic() - started >= point * full
+    text = "".join(output)
+    if point == "embedding":  # the progress bar has started: vectors are being computed
+        return "embedding" in text
+    if point == "calibrating":  # embedding done; the answered-calibration is fitted next
+        return "100%" in text
+    if point == "saving":  # the new version's temp folder exists
+        return bool(set(index_dir.glob(".tmp-*")) - old_tmp)
+    raise ValueError(point)
+
+
+def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, points: tuple[str | float, ...]) -> dict:
+    """Edit every article, then kill -9 `deflect index` at each point: a phase it reached
+    ("embedding", "calibrating", "saving") or a share of a clean rebuild's duration (floats).
 
     After every kill the live index must load whole: the previous version, or (when the
     kill came after the switch) the complete new one.
     """
     for path in kb_dir.rglob("*.md"):
         path.write_text(path.read_text() + "\n\nUpdated for the new release.\n")
-    probe = index_dir.parent / f"probe-{uuid.uuid4().hex[:6]}"
-    shutil.copytree(index_dir, probe)
-    started = time.monotonic()
-    run_cli(env | {"DEFLECT_INDEX_DIR": str(probe)}, "index")
-    full = time.monotonic() - started
-    shutil.rmtree(probe, ignore_errors=True)
+    full = 0.0
+    if any(isinstance(point, float) for point in points):
+        probe = index_dir.parent / f"probe-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(index_dir, probe)
+        started = time.monotonic()
+        run_cli(env | {"DEFLECT_INDEX_DIR": str(probe)}, "index")
+        full = time.monotonic() - started
+        shutil.rmtree(probe, ignore_errors=True)
     previous = index_is_whole(index_dir)
     killed_midway = kept_previous = 0
-    for share in shares:
-        process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(full * share)
+    for point in points:
+        old_tmp = set(index_dir.glob(".tmp-*"))
+        process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        output: list[str] = []
+        reader = threading.Thread(target=_collect, args=(process.stderr, output), daemon=True)
+        reader.start()
+        started = time.monotonic()
+        while process.poll() is None and not _phase_reached(point, output, index_dir, old_tmp, started, full):
+            time.sleep(0.002)
         midway = process.poll() is None
         process.kill()
         process.wait(timeout=30)
+        reader.join(timeout=10)
         version = index_is_whole(index_dir)
         killed_midway += midway
         kept_previous += midway and version == previous
         previous = version
-    return {"build_seconds": full, "kills": len(shares), "killed_midway": killed_midway,
+    return {"build_seconds": full, "kills": len(points), "killed_midway": killed_midway,
             "kept_previous": kept_previous, "whole_after_every_kill": True}
 
 

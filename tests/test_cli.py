@@ -298,9 +298,10 @@ def _seed_events(tmp_path) -> str:
 
 def test_metrics_events_export_and_aliases_commands(runner, tmp_path):
     url = _seed_events(tmp_path)
-    table = invoke(runner, ["metrics", "--database-url", url])
+    table = runner.invoke(main, ["metrics", "--database-url", url], env={"DEFLECT_INDEX_DIR": str(tmp_path / "index")})
     assert table.exit_code == 0, table.output
     assert re.search(r"searches \(final\)\s+2", table.stdout)
+    assert "Reset a forgotten password" in table.stdout  # rows are named by title, not only by id
     assert re.search(r"confirmed deflections\s+1", table.stdout)
     as_json = json.loads(invoke(runner, ["metrics", "--database-url", url, "--json"]).stdout)
     assert as_json["events"]["helpful"] == 1 and as_json["totals"]["tickets"] == 1
