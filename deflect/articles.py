@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import logging
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,9 @@ class Article:
     draft: bool = False
     content_hash: str = ""
     passages: list[Passage] = field(default_factory=list)
+    # The file's stat when it was read (file_signature), so that the next scan can reuse it
+    # without reading it again (load_kb's `known`); empty when unknown.
+    file_stat: tuple[int, ...] = ()
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
@@ -184,20 +190,50 @@ def _chunks(text: str, limit: int) -> list[str]:
     return chunks
 
 
+# A file changed this close to (or after) the scan that recorded its stat may have changed
+# again within the same timestamp tick without changing its size, so its stat alone is not
+# trusted: it is read and hashed (git's "racy clean" rule).
+RACY_NS = 2_000_000_000
+
+
+def file_signature(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """Size, mtime, ctime (ns) and inode: what must all stay equal for a file to count as unchanged.
+
+    ctime cannot be set back by tools that restore mtimes, and a file replaced by a rename
+    gets a new inode.
+    """
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
 def load_kb(
-    kb_dir: str | Path, default_locale: str = "en", passage_chars: int = 700
+    kb_dir: str | Path,
+    default_locale: str = "en",
+    passage_chars: int = 700,
+    known: Mapping[str, Article] | None = None,
+    known_scanned_ns: int = 0,
 ) -> tuple[list[Article], list[str]]:
-    """Read every .md file under kb_dir; return the good articles and one warning per bad file."""
+    """Read every .md file under kb_dir; return the good articles and one warning per bad file.
+
+    `known` (relative path -> Article, e.g. from the previous index, parsed with the same
+    settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
+    known article's is not read at all (unless it changed within RACY_NS of
+    `known_scanned_ns`, when that stat was taken), and one whose content hash equals it is
+    read but not parsed again.
+    """
     root = Path(kb_dir)
     articles: list[Article] = []
     warnings: list[str] = []
     seen: dict[str, str] = {}
     if not root.is_dir():
         return [], [f"{root}: knowledge-base folder not found"]
-    for path in sorted(root.rglob("*.md")):
-        rel = path.relative_to(root).as_posix()
+    known = known or {}
+    trusted_before = known_scanned_ns - RACY_NS
+    prefix = str(root) + "/"
+    for path in sorted(root.rglob("*.md"), key=lambda p: p.parts):  # = Path order, compared as tuples
+        name = str(path)
+        rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
         try:
-            article = parse_article(path.read_bytes(), rel, default_locale, passage_chars)
+            article = _read_article(path, rel, default_locale, passage_chars, known.get(rel), trusted_before)
         except (ArticleError, OSError) as exc:
             warnings.append(f"{rel}: skipped: {exc}")
             continue
@@ -211,6 +247,22 @@ def load_kb(
     for warning in warnings:
         log.warning(warning)
     return articles, warnings
+
+
+def _read_article(
+    path: Path, rel: str, default_locale: str, passage_chars: int, prior: Article | None, trusted_before: int
+) -> Article:
+    """One file as an Article: `prior` itself if the file is unchanged, else read (parsed if its hash differs)."""
+    stat = path.stat()
+    signature = file_signature(stat)
+    if prior is not None and prior.file_stat == signature and max(stat.st_mtime_ns, stat.st_ctime_ns) < trusted_before:
+        return prior
+    raw = path.read_bytes()
+    if prior is not None and prior.content_hash == hashlib.sha256(raw).hexdigest():
+        return dataclasses.replace(prior, file_stat=signature)
+    article = parse_article(raw, rel, default_locale, passage_chars)
+    article.file_stat = signature
+    return article
 
 
 def render_html(markdown_text: str) -> str:

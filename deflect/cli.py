@@ -23,7 +23,13 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (setting host, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (setting port, default 8000).")
-@click.option("--threads", type=int, default=8, show_default=True, help="Worker threads of the WSGI server.")
+@click.option(
+    "--threads",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Worker threads of the WSGI server: requests in flight at once, whose queries are encoded together.",
+)
 @click.option(
     "--watch/--no-watch",
     "watch_kb",

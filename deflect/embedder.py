@@ -2,11 +2,12 @@
 
 Backends (setting embed_backend):
 
-- ``onnx-int8`` (default): the model's transformer is exported once to ONNX (torch's exporter,
-  offline, from the local model), its weights quantised to int8, and both cached on disk; later
-  starts load only onnxruntime and the fast tokenizer, never torch. About 2x less CPU per query
-  than float32 ONNX and 5x less than torch; banking77 quality holds (bench/README.md, "Speed").
-- ``onnx``: the same export in float32; vectors equal torch's (cosine > 0.999).
+- ``onnx`` (default): the model's transformer is exported once to ONNX (torch's exporter,
+  offline, from the local model) and cached on disk; later starts load only onnxruntime and
+  the fast tokenizer, never torch. Vectors equal torch's (cosine > 0.999), at several times
+  less CPU per query.
+- ``onnx-int8``: the same export with int8 weights: about half the CPU again, slightly lower
+  quality on banking77 (bench/README.md, "Speed").
 - ``torch``: sentence-transformers as is.
 
 sentence-transformers' own ``backend="onnx"`` needs optimum-onnx, which pins transformers < 4.58
@@ -15,9 +16,10 @@ Transformer + mean/CLS pooling (+ Normalize) fall back to torch with a warning.
 
 Single texts (as-you-type queries) go through an LRU cache and a micro-batcher that folds
 concurrent queries into one encode; lists of texts (indexing) are encoded directly. Either
-way texts run in chunks sorted by token length, so short queries are not padded to long ones
-(int8 runs each text alone: its activations get one quantisation scale per run, which would
-otherwise make a vector depend on the texts encoded with it).
+way texts are sorted by token length and split into runs by plan_runs, which weighs each
+run's fixed cost against the padding of its shorter texts (int8 runs each text alone: its
+activations get one quantisation scale per run, which would otherwise make a vector depend
+on the texts encoded with it).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ ONNX_EXPORT_FORMAT = 1
 # Queries at most this many texts long use the cache and the micro-batcher.
 QUERY_BATCH_LIMIT = 1
 MAX_QUERY_BATCH = 64
+# Fixed cost of one ONNX run (reading the weights, launching every kernel) in tokens' worth of
+# compute: on this project's 2-core EPYC a run of 1 x 4 tokens costs as much as 1 x 20, and
+# each further token about 0.25 ms (bench/README.md, "Speed"). plan_runs trades padding against it.
+RUN_COST_TOKENS = 16
 
 
 class Embedder:
@@ -55,7 +61,7 @@ class Embedder:
         self,
         model_name: str,
         batch_size: int = 64,
-        backend: str = "onnx-int8",
+        backend: str = "onnx",
         cache_dir: str | os.PathLike | None = None,
         query_cache_size: int = 4096,
     ):
@@ -124,16 +130,11 @@ class Embedder:
         return self.runner.encode(texts)
 
     def _encode_bulk(self, texts: list[str], progress: bool) -> np.ndarray:
-        """Encode in length-sorted batches, so short texts are not padded to the longest."""
+        """Encode all texts sorted by length, in runs planned so that little is padding (plan_runs)."""
         runner = self.runner
         if isinstance(runner, TorchRunner):
             return runner.encode(texts, batch_size=self.batch_size, progress=progress)
-        starts = range(0, len(texts), self.batch_size * 16)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="embedding", unit="block")
-        return np.concatenate([runner.encode(texts[s : s + self.batch_size * 16], chunk=self.batch_size) for s in starts])
+        return runner.encode(texts, max_rows=self.batch_size, progress=progress)
 
 
 class UnsupportedForOnnx(Exception):
@@ -162,14 +163,13 @@ class OnnxRunner:
 
     backend = "onnx"
 
-    def __init__(self, folder: Path, quantized: bool = False, chunk: int = 8):
+    def __init__(self, folder: Path, quantized: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.backend = "onnx-int8" if quantized else "onnx"
         # int8 quantises activations with one scale per run, so a text's vector would depend on
-        # the texts sharing its run: int8 runs every text alone, so vectors are deterministic.
-        self.chunk = 1 if quantized else chunk
+        # the texts sharing its run: int8 runs every text alone (encode), so vectors are deterministic.
+        self.backend = "onnx-int8" if quantized else "onnx"
         config = json.loads((folder / "deflect-onnx.json").read_text())
         self.pooling = config["pooling"]
         self.dimension = int(config["dimension"])
@@ -216,14 +216,19 @@ class OnnxRunner:
             export_onnx(model_name, Path(scratch))
             return cls(Path(scratch), quantized)  # the session holds the model in memory
 
-    def encode(self, texts: list[str], chunk: int | None = None) -> np.ndarray:
-        """Vectors in input order; texts run in token-length-sorted chunks so little is padding."""
+    def encode(self, texts: list[str], max_rows: int = MAX_QUERY_BATCH, progress: bool = False) -> np.ndarray:
+        """Vectors in input order; texts are sorted by token length and run in groups of similar length."""
         encodings = self.tokenizer.encode_batch(texts)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        size = 1 if self.backend == "onnx-int8" else (chunk or self.chunk)
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
+        runs = plan_runs(lengths[order], RUN_COST_TOKENS, 1 if self.backend == "onnx-int8" else max_rows)
+        if progress:
+            from tqdm import tqdm
+
+            runs = tqdm(runs, desc="embedding", unit="batch")
+        for start, end in runs:
+            rows = order[start:end]
             out[rows] = self._run([encodings[i] for i in rows])
         return out
 
@@ -247,6 +252,32 @@ class OnnxRunner:
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return pooled / np.maximum(norms, 1e-12)
+
+
+def plan_runs(lengths: Sequence[int], run_cost: float, max_rows: int) -> list[tuple[int, int]]:
+    """Split texts of ascending token lengths into runs [start, end) of at most max_rows.
+
+    A run costs about `run_cost` (its fixed part, in tokens' worth of compute) plus its rows
+    times its longest text (every row is padded to it). Dynamic programming over the split
+    points minimises the total: texts of similar length share a run, and a very different one
+    pays for a run of its own only when that is cheaper than the padding it would cause.
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    longest = np.asarray(lengths, dtype=np.float64)
+    cost = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - max(1, max_rows)), end)
+        total = cost[starts] + run_cost + (end - starts) * longest[end - 1]
+        best = int(np.argmin(total))
+        cost[end], cut[end] = total[best], starts[best]
+    runs, end = [], n
+    while end > 0:
+        runs.append((int(cut[end]), end))
+        end = int(cut[end])
+    return runs[::-1]
 
 
 def quantize(source: Path, target: Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import Article, load_kb
+from .articles import Article, Passage, load_kb
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,25 @@ class KBIndex:
     passages: list[dict]  # {"article": int, "kind": str, "text": str, "snippet": str}
     vectors: np.ndarray
     bodies: dict[str, str] = field(default_factory=dict)  # article id -> Markdown body
+    # Structures derived from this version and kept with it (the engine's search catalog, the
+    # parsed articles), so they are built once per version. Apart from this cache, a KBIndex is
+    # never modified once built.
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    def article_rows(self) -> list[tuple[int, int]]:
+        """Each article's passages as a [start, end) range of rows (build_index keeps them contiguous)."""
+        spans = self.derived.get("article_rows")
+        if spans is None:
+            owners = np.fromiter((p["article"] for p in self.passages), dtype=np.int64, count=len(self.passages))
+            if len(owners) and np.any(np.diff(owners) < 0):
+                raise ValueError("passages are not grouped by article")
+            bounds = np.searchsorted(owners, np.arange(len(self.articles) + 1))
+            spans = self.derived["article_rows"] = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        return spans
 
 
 @dataclass
@@ -79,6 +94,41 @@ def current_version_dir(index_dir: str | Path) -> Path | None:
     return target if (target / "manifest.json").exists() else None
 
 
+# The last version each index folder was built to (or loaded from) in this process, with the
+# mtime of its manifest: a re-index in a serving process starts from it instead of parsing
+# passages.json again, as long as CURRENT still names it.
+_LIVE: dict[str, tuple[str, int, KBIndex]] = {}
+_LIVE_LIMIT = 8
+
+
+def _remember(index_dir: str | Path, index: KBIndex) -> None:
+    folder = current_version_dir(index_dir)
+    if folder is None or folder.name != f"v-{index.version}":
+        return
+    key = str(Path(index_dir).resolve())
+    _LIVE.pop(key, None)
+    _LIVE[key] = (folder.name, (folder / "manifest.json").stat().st_mtime_ns, index)
+    while len(_LIVE) > _LIVE_LIMIT:
+        _LIVE.pop(next(iter(_LIVE)))
+
+
+def _live_index(index_dir: str | Path) -> KBIndex | None:
+    """The live version: from memory when this process built or loaded it, else from disk."""
+    folder = current_version_dir(index_dir)
+    if folder is None:
+        return None
+    hit = _LIVE.get(str(Path(index_dir).resolve()))
+    try:
+        if hit and hit[0] == folder.name and hit[1] == (folder / "manifest.json").stat().st_mtime_ns:
+            return hit[2]
+    except OSError:
+        pass
+    index = load_index(index_dir)
+    if index is not None:
+        _remember(index_dir, index)
+    return index
+
+
 def load_index(index_dir: str | Path) -> KBIndex | None:
     """Load the live version, or None when there is none yet."""
     folder = current_version_dir(index_dir)
@@ -101,7 +151,8 @@ def save_index(index: KBIndex, index_dir: str | Path) -> Path:
         np.save(tmp / "vectors.npy", index.vectors)
         payload = {"articles": index.articles, "passages": index.passages, "bodies": index.bodies}
         (tmp / "passages.json").write_text(json.dumps(payload, ensure_ascii=False))
-        (tmp / "manifest.json").write_text(json.dumps(index.manifest, indent=2, ensure_ascii=False))
+        # Compact: the manifest lists every file, and indented JSON is written by a slow pure-Python encoder.
+        (tmp / "manifest.json").write_text(json.dumps(index.manifest, ensure_ascii=False, separators=(",", ":")))
         for name in ("vectors.npy", "passages.json", "manifest.json"):
             _fsync(tmp / name)
         final = root / f"v-{index.version}"
@@ -162,29 +213,31 @@ def build_index(
 ) -> tuple[KBIndex, BuildReport]:
     """Bring the index up to date with kb_dir, embedding only added or changed files.
 
+    Files whose size, times and inode are those recorded in the manifest are not even read
+    (see articles.load_kb); the rest are hashed and only the changed ones parsed and embedded.
     A different model or passage size makes old vectors incomparable, so it forces a
     full rebuild instead of mixing vectors. `calibrate(index)` returns the calibration
     stored in the manifest (see suggest.fit_calibration).
     """
     report = BuildReport()
-    articles, report.warnings = load_kb(kb_dir, default_locale, passage_chars)
-    previous = load_index(index_dir)
+    previous = _live_index(index_dir)
     if previous is not None and (
         previous.manifest.get("model") != model_id
         or previous.manifest.get("passage_chars") != passage_chars
     ):
         log.info("model or passage size changed: rebuilding the whole index")
         previous = None
+    if previous is not None and not _grouped(previous):
+        log.warning("index %s has passages out of article order: rebuilding the whole index", previous.version)
+        previous = None
     report.rebuilt = previous is None
+    scanned_ns = time.time_ns()
+    known = _known_articles(previous, default_locale)
+    articles, report.warnings = load_kb(
+        kb_dir, default_locale, passage_chars, known, previous.manifest.get("scanned_ns", 0) if previous else 0
+    )
     old_files = previous.manifest["files"] if previous else {}
-    old_vectors: dict[str, tuple[list[dict], np.ndarray]] = {}
-    if previous is not None:
-        by_article: dict[int, list[int]] = {}
-        for i, passage in enumerate(previous.passages):
-            by_article.setdefault(passage["article"], []).append(i)
-        for ai, art in enumerate(previous.articles):
-            rows = by_article.get(ai, [])
-            old_vectors[art["path"]] = ([previous.passages[i] for i in rows], previous.vectors[rows])
+    spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
 
     new_files = {a.path: a.content_hash for a in articles}
     report.removed = sorted(set(old_files) - set(new_files))
@@ -193,45 +246,63 @@ def build_index(
         if article.path not in old_files:
             report.added.append(article.path)
             to_embed.append(article)
-        elif old_files[article.path] != article.content_hash or article.path not in old_vectors:
+        elif old_files[article.path] != article.content_hash or article.path not in spans:
             report.changed.append(article.path)
             to_embed.append(article)
         else:
             report.unchanged += 1
 
+    article_rows = [
+        {
+            "id": article.id,
+            "title": article.title,
+            "url": article.url,
+            "locale": article.locale,
+            "tags": article.tags,
+            "path": article.path,
+            "hash": article.content_hash,
+        }
+        for article in articles
+    ]
+    if not report.changed_anything and previous is not None and article_rows == previous.articles:
+        report.version = previous.version
+        previous.derived["kb_articles"] = articles
+        _remember(index_dir, previous)
+        return previous, report
+
     texts = [p.text for a in to_embed for p in a.passages]
     report.embedded_passages = len(texts)
     fresh = embedder.encode(texts, progress=progress) if texts else None
-    fresh_by_path: dict[str, np.ndarray] = {}
+    fresh_rows: dict[str, tuple[int, int]] = {}
     offset = 0
     for article in to_embed:
-        count = len(article.passages)
-        fresh_by_path[article.path] = fresh[offset : offset + count]
-        offset += count
+        fresh_rows[article.path] = (offset, offset + len(article.passages))
+        offset += len(article.passages)
 
-    article_rows: list[dict] = []
+    # One float32 matrix, filled block by block: unchanged articles' rows are copied once from
+    # the previous version, never gathered into intermediate arrays.
+    if fresh is not None:
+        dimension = int(fresh.shape[1])
+    else:
+        dimension = int(previous.vectors.shape[1]) if previous is not None else embedder.dimension
+    matrix = np.empty((sum(len(a.passages) for a in articles), dimension), dtype=np.float32)
     passage_rows: list[dict] = []
-    blocks: list[np.ndarray] = []
+    previous_position = {a["path"]: i for i, a in enumerate(previous.articles)} if previous else {}
     for ai, article in enumerate(articles):
-        article_rows.append(
-            {
-                "id": article.id,
-                "title": article.title,
-                "url": article.url,
-                "locale": article.locale,
-                "tags": article.tags,
-                "path": article.path,
-                "hash": article.content_hash,
-            }
+        start = len(passage_rows)
+        if article.path in fresh_rows:
+            begin, end = fresh_rows[article.path]
+            matrix[start : start + end - begin] = fresh[begin:end]
+        else:
+            begin, end = spans[article.path]
+            matrix[start : start + end - begin] = previous.vectors[begin:end]
+            if previous_position[article.path] == ai:  # same place: its passage rows can be shared as they are
+                passage_rows.extend(previous.passages[begin:end])
+                continue
+        passage_rows.extend(
+            {"article": ai, "kind": passage.kind, "text": passage.text, "snippet": passage.snippet}
+            for passage in article.passages
         )
-        vectors = fresh_by_path.get(article.path)
-        if vectors is None:
-            vectors = old_vectors[article.path][1]
-        for passage in article.passages:
-            passage_rows.append({"article": ai, "kind": passage.kind, "text": passage.text, "snippet": passage.snippet})
-        blocks.append(vectors)
-    dimension = embedder.dimension if blocks == [] else int(blocks[0].shape[1])
-    matrix = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dimension), np.float32)
     version = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     manifest = {
         "format": FORMAT,
@@ -239,17 +310,57 @@ def build_index(
         "model": model_id,
         "dimension": dimension,
         "passage_chars": passage_chars,
+        "default_locale": default_locale,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "articles": len(article_rows),
         "passages": len(passage_rows),
         "files": new_files,
+        # Each file's signature when read (size, mtime, ctime, inode) and when the scan started:
+        # the next build reads only files whose signature differs (or was taken too close to a change).
+        "file_stats": {a.path: list(a.file_stat) for a in articles},
+        "scanned_ns": scanned_ns,
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})
-    if not report.changed_anything and previous is not None and article_rows == previous.articles:
-        report.version = previous.version
-        return previous, report
     if calibrate is not None:
         manifest["calibration"] = _reusable_calibration(previous, report, len(article_rows)) or calibrate(index)
     save_index(index, index_dir)
+    index.derived["kb_articles"] = articles
+    _remember(index_dir, index)
     report.version = version
     return index, report
+
+
+def _grouped(index: KBIndex) -> bool:
+    try:
+        index.article_rows()
+    except ValueError:
+        return False
+    return True
+
+
+def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, Article]:
+    """The previous version's articles by path, for load_kb to reuse unchanged files.
+
+    Articles without a locale of their own took the default locale, so none is reused
+    when the default changed (or is not recorded).
+    """
+    if previous is None or previous.manifest.get("default_locale") != default_locale:
+        return {}
+    if "kb_articles" in previous.derived:  # this process built or checked that version: its Articles
+        return {a.path: a for a in previous.derived["kb_articles"]}
+    stats = previous.manifest.get("file_stats", {})
+    known: dict[str, Article] = {}
+    for row, (start, end) in zip(previous.articles, previous.article_rows()):
+        known[row["path"]] = Article(
+            id=row["id"],
+            title=row["title"],
+            body=previous.bodies.get(row["id"], ""),
+            path=row["path"],
+            locale=row["locale"],
+            tags=row["tags"],
+            url=row["url"],
+            content_hash=row["hash"],
+            passages=[Passage(p["kind"], p["text"], p["snippet"]) for p in previous.passages[start:end]],
+            file_stat=tuple(stats.get(row["path"], ())),
+        )
+    return known

@@ -8,9 +8,11 @@ matches "비밀번호" without a language-specific analyser.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -39,8 +41,19 @@ def _is_word_char(char: str) -> bool:
     return unicodedata.category(char)[0] in "LNM"
 
 
+# In ASCII text the word characters are exactly the letters and digits, and NFKC changes nothing.
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased words for spaced scripts, character bigrams for unspaced ones."""
+    if text.isascii():  # the common case, without the per-character loop (same tokens)
+        return [token for word in _ASCII_WORD.findall(text.lower()) for token in _word_token(word)]
+    return _tokenize_chars(text)
+
+
+def _tokenize_chars(text: str) -> list[str]:
+    """tokenize for any script, one character at a time."""
     tokens: list[str] = []
     word = ""
     run = ""
@@ -87,20 +100,32 @@ class BM25:
         self.term_counts = [Counter(doc) for doc in documents]
         self.lengths = np.array([sum(c.values()) for c in self.term_counts], dtype=np.float32)
         self.avg_length = float(self.lengths.mean()) if len(self.lengths) else 1.0
-        doc_freq: Counter[str] = Counter()
-        for counts in self.term_counts:
-            doc_freq.update(counts.keys())
         n = len(self.term_counts)
-        self.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in doc_freq.items()}
-        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        by_term: dict[str, list[tuple[int, int]]] = {}
-        for doc_id, counts in enumerate(self.term_counts):
-            for term, tf in counts.items():
-                by_term.setdefault(term, []).append((doc_id, tf))
-        for term, rows in by_term.items():
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            tfs = np.array([r[1] for r in rows], dtype=np.float32)
-            self.postings[term] = (ids, tfs)
+        # Postings in one compressed-sparse layout (term -> slice of doc ids and term frequencies),
+        # built with a few array operations instead of a Python loop per (document, term) pair.
+        self.vocabulary: dict[str, int] = {}
+        term_ids = np.array(
+            [self.vocabulary.setdefault(t, len(self.vocabulary)) for counts in self.term_counts for t in counts],
+            dtype=np.int64,
+        )
+        frequencies = chain.from_iterable(c.values() for c in self.term_counts)
+        tfs = np.fromiter(frequencies, dtype=np.float32, count=len(term_ids))
+        docs = np.repeat(np.arange(n, dtype=np.int64), [len(c) for c in self.term_counts])
+        order = np.argsort(term_ids, kind="stable")  # within a term, documents stay in ascending order
+        self._doc_ids, self._tfs = docs[order], tfs[order]
+        doc_freq = np.bincount(term_ids, minlength=len(self.vocabulary))
+        self._starts = np.concatenate([[0], np.cumsum(doc_freq)]).tolist()
+        self.idf = {
+            t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in zip(self.vocabulary, doc_freq.tolist())
+        }
+
+    def posting(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The documents containing term (ascending) and its frequency in each, or None."""
+        i = self.vocabulary.get(term)
+        if i is None:
+            return None
+        start, end = self._starts[i], self._starts[i + 1]
+        return self._doc_ids[start:end], self._tfs[start:end]
 
     def __len__(self) -> int:
         return len(self.term_counts)
@@ -117,7 +142,7 @@ class BM25:
         """Normalised scores (0..1) of every document for the query."""
         out = np.zeros(len(self.term_counts), dtype=np.float32)
         for term in set(query_tokens):
-            posting = self.postings.get(term)
+            posting = self.posting(term)
             if posting is None:
                 continue
             ids, tfs = posting

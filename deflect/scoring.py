@@ -22,9 +22,9 @@ LEXICAL_WEIGHT = 0.15
 
 
 def aggregate_passages(
-    passage_items: np.ndarray, sims: np.ndarray, n_items: int, floor: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log-sum-exp of each item's passage similarities, and its best passage.
+    passage_items: np.ndarray, sims: np.ndarray, n_items: int, floor: float, with_best: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Log-sum-exp of each item's passage similarities, and its best passage (None if not with_best).
 
     `passage_items[i]` is the item of passage i, `sims[i]` its similarity (-inf = excluded).
     Items without a scored passage get `floor`.
@@ -39,6 +39,8 @@ def aggregate_passages(
     np.add.at(total, items, np.exp((s - peak[items]) / t))
     with np.errstate(divide="ignore"):
         dense = np.where(total > 0, peak + t * np.log(np.maximum(total, 1e-300)), floor)
+    if not with_best:  # finding it sorts every scored passage: the costly part on a large KB
+        return dense, None
     best = np.full(n_items, -1, dtype=np.int64)
     order = np.argsort(s, kind="stable")
     passage_ids = np.flatnonzero(valid)[order]

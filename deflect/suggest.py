@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -47,35 +48,55 @@ class Catalog:
     """One searchable collection (articles or ideas): passage vectors, centroids, BM25."""
 
     def __init__(
-        self, items: list[dict], passages: list[dict], vectors: np.ndarray, tokens: list[list[str]] | None = None
+        self,
+        items: list[dict],
+        passages: list[dict],
+        vectors: np.ndarray,
+        tokens: list[list[str]] | None = None,
+        known_tokens: dict[str, list[str]] | None = None,
     ):
-        import faiss
-
+        """`tokens` are the passages' tokens if known; else each passage is tokenised, unless
+        `known_tokens` (text -> tokens, e.g. the previous version's) has its text."""
         self.items = items
         self.passages = passages
-        self.passage_items = np.array([p["article"] for p in passages], dtype=np.int64)
+        self.passage_items = np.fromiter((p["article"] for p in passages), dtype=np.int64, count=len(passages))
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = self.vectors.shape[1] if self.vectors.ndim == 2 and self.vectors.shape[1] else 384
-        self.faiss = faiss.IndexFlatIP(dim)
-        if len(self.vectors):
-            self.faiss.add(self.vectors)
-        centroids = np.zeros((len(items), dim), dtype=np.float32)
-        if len(passages):
-            np.add.at(centroids, self.passage_items, self.vectors)
+        centroids = _sum_by_item(self.vectors, self.passage_items, len(items), dim)
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         self.centroids = centroids / np.maximum(norms, 1e-12)
         self.position = {item["id"]: i for i, item in enumerate(items)}
         # Each item's first section passage (-1: none), the snippet when the best match is a title or item.
         self.first_section = np.full(len(items), -1, dtype=np.int64)
-        for i in range(len(passages) - 1, -1, -1):
-            if passages[i]["kind"] == "section":
-                self.first_section[passages[i]["article"]] = i
+        is_section = np.fromiter((p["kind"] == "section" for p in passages), dtype=bool, count=len(passages))
+        sections = np.flatnonzero(is_section)
+        owners, first = np.unique(self.passage_items[sections], return_index=True)
+        self.first_section[owners] = sections[first]
         self.base_catalog: Catalog | None = None  # set on a copy that adds learned aliases
-        self.tokens_by_passage = tokens if tokens is not None else [tokenize(p["text"]) for p in passages]
+        if tokens is None:
+            known_tokens = known_tokens or {}
+            tokens = [known_tokens.get(p["text"]) or tokenize(p["text"]) for p in passages]
+        self.tokens_by_passage = tokens
         docs: list[list[str]] = [[] for _ in items]
-        for p, toks in zip(passages, self.tokens_by_passage):
-            docs[p["article"]].extend(toks)
+        for item, toks in zip(self.passage_items.tolist(), self.tokens_by_passage):
+            docs[item].extend(toks)
         self.bm25 = BM25(docs)
+
+    @classmethod
+    def for_index(cls, index: KBIndex, previous: Catalog | None = None) -> Catalog:
+        """The article catalog of an index version, built once per version (kept in index.derived).
+
+        `previous` is the catalog being replaced: passages whose text it already has reuse its
+        tokens, so a re-index after a small edit does not tokenise the whole KB again.
+        """
+        catalog = index.derived.get("catalog")
+        if catalog is None:
+            known = None
+            if previous is not None:
+                base = previous.base
+                known = dict(zip((p["text"] for p in base.passages), base.tokens_by_passage))
+            catalog = index.derived["catalog"] = cls(index.articles, index.passages, index.vectors, known_tokens=known)
+        return catalog
 
     def __len__(self) -> int:
         return len(self.items)
@@ -85,8 +106,15 @@ class Catalog:
         sims = np.full(len(self.passages), -np.inf, dtype=np.float64)
         if not len(self.passages):
             return sims
+        if len(self.passages) <= DENSE_CANDIDATES:  # every passage is a candidate: no top-K search needed
+            return (self.vectors @ query_vector.astype(np.float32)).astype(np.float64)
+        import faiss
+
+        # faiss's exact inner-product search (what IndexFlatIP.search runs) straight on the vectors
+        # the index already holds: an IndexFlatIP would keep a second copy of them.
         k = min(len(self.passages), DENSE_CANDIDATES)
-        scores, ids = self.faiss.search(query_vector.reshape(1, -1).astype(np.float32), k)
+        query = query_vector.reshape(1, -1).astype(np.float32)
+        scores, ids = faiss.knn(query, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
         keep = ids[0] >= 0
         sims[ids[0][keep]] = scores[0][keep]
         return sims
@@ -143,7 +171,7 @@ class Engine:
         self._idea_vectors: dict[str, np.ndarray] = {}
         self._alias_rows: list[dict] = []
         self.index = index
-        self.articles = Catalog(index.articles, index.passages, index.vectors)
+        self.articles = Catalog.for_index(index)
         self.calibration = scoring.Calibration.from_dict(index.manifest.get("calibration"))
         self.ideas = self._idea_catalog(ideas or [])
 
@@ -180,10 +208,12 @@ class Engine:
         self.set_aliases(rows)  # the index or ideas changed meanwhile: build again on the new ones
 
     def replace_index(self, index: KBIndex, calibration: dict | None = None) -> None:
-        articles = _aliased(Catalog(index.articles, index.passages, index.vectors), "article", self._alias_rows)
+        articles = _aliased(Catalog.for_index(index, self.articles), "article", self._alias_rows)
         calibration = scoring.Calibration.from_dict(calibration or index.manifest.get("calibration"))
         with self._lock:
             self.index, self.articles, self.calibration = index, articles, calibration
+        del articles
+        _return_free_memory()  # the previous version's arrays were just released
 
     def set_ideas(self, ideas: list[dict]) -> None:
         catalog = _aliased(self._idea_catalog(ideas), "idea", self._alias_rows)
@@ -259,6 +289,19 @@ class Engine:
         return Suggestion(results, top >= self.answer_threshold, top)
 
 
+def _return_free_memory() -> None:
+    """Hand freed heap pages back to the OS.
+
+    glibc keeps freed memory in the arena of the thread that allocated it, and a server runs
+    each re-index in whichever worker thread takes the request: without this, every re-index
+    of a large KB would leave the process larger by its whole working set.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _aliased(catalog: Catalog, kind: str, rows: list[dict]) -> Catalog:
     base = catalog.base
     return base.with_aliases(kind, rows, base.tokens_by_passage)
@@ -300,7 +343,7 @@ def fit_calibration(
     of the unanswerable examples would be answered, is this KB's calibration; it is refit
     at every index change and when aliases change.
     """
-    base = Catalog(index.articles, index.passages, index.vectors)
+    base = Catalog.for_index(index)
     catalog = base.with_aliases("article", aliases or [], base.tokens_by_passage)
     n_items = len(catalog)
     if n_items < 5:
@@ -323,40 +366,46 @@ def fit_calibration(
         # A section passage embeds "Title. text": query with the text alone so the title does not leak.
         texts = [passages[i]["snippet"][:300] for i in section_queries]
         fresh = embedder.encode(texts)
-        for row, vec in zip([picks.index(i) for i in section_queries], fresh):
-            query_vectors[row] = vec
+        row_of = {pid: row for row, pid in enumerate(picks)}
+        for pid, vec in zip(section_queries, fresh):
+            query_vectors[row_of[pid]] = vec
+    rows_of = _rows_by_item(catalog.passage_items, n_items)
     features, labels, negatives = [], [], []
-    for row, pid in enumerate(picks):
-        own = int(catalog.passage_items[pid])
-        text = passages[pid]["snippet"] if passages[pid]["kind"] == "section" else passages[pid]["text"]
-        tokens = tokenize(text)
-        lexical = catalog.bm25.scores(tokens).astype(np.float64)
-        qv = query_vectors[row]
-        row_sims = (catalog.vectors @ qv).astype(np.float64)  # one row at a time: no queries x passages matrix
-        centroid = catalog.centroids @ qv
-        own_rows = catalog.passage_items == own
-        # Answerable: hide this passage only.
-        sims = row_sims.copy()
-        sims[pid] = -np.inf
-        lex = lexical.copy()
-        lex[own] = catalog.bm25.score_without(tokens, own, Counter(catalog.tokens_by_passage[pid]))
-        cent = centroid.copy()
-        rest = catalog.vectors[own_rows & (np.arange(len(own_rows)) != pid)]
-        cent[own] = float(qv @ (rest.sum(0) / max(np.linalg.norm(rest.sum(0)), 1e-12)))
-        fused, _ = _fused(catalog, sims, cent, lex)
-        top = int(np.argmax(fused))
-        features.append((fused[top], scoring.margins(fused)[top]))
-        labels.append(1 if top == own else 0)
-        # Unanswerable: hide the whole article.
-        sims = row_sims
-        sims[own_rows] = -np.inf
-        fused, _ = _fused(catalog, sims, centroid, lexical)
-        fused[own] = -np.inf
-        top = int(np.argmax(fused))
-        rest_scores = fused[np.isfinite(fused)]
-        features.append((fused[top], scoring.margins(rest_scores)[int(np.argmax(rest_scores))]))
-        labels.append(0)
-        negatives.append(features[-1])
+    for first in range(0, len(picks), CALIBRATION_BLOCK):
+        # One matrix product per block of pseudo-queries, not one pass over every passage vector per query.
+        block = query_vectors[first : first + CALIBRATION_BLOCK]
+        block_sims = block @ catalog.vectors.T
+        block_centroids = block @ catalog.centroids.T
+        for offset, pid in enumerate(picks[first : first + CALIBRATION_BLOCK]):
+            own = int(catalog.passage_items[pid])
+            text = passages[pid]["snippet"] if passages[pid]["kind"] == "section" else passages[pid]["text"]
+            tokens = tokenize(text)
+            lexical = catalog.bm25.scores(tokens).astype(np.float64)
+            qv = block[offset]
+            row_sims = block_sims[offset].astype(np.float64)
+            centroid = block_centroids[offset]
+            own_rows = rows_of[own]
+            # Answerable: hide this passage only.
+            sims = row_sims.copy()
+            sims[pid] = -np.inf
+            lex = lexical.copy()
+            lex[own] = catalog.bm25.score_without(tokens, own, Counter(catalog.tokens_by_passage[pid]))
+            cent = centroid.copy()
+            rest = catalog.vectors[own_rows[own_rows != pid]]
+            cent[own] = float(qv @ (rest.sum(0) / max(np.linalg.norm(rest.sum(0)), 1e-12)))
+            fused = _fused_scores(catalog, sims, cent, lex)
+            top = int(np.argmax(fused))
+            features.append((fused[top], _top_margin(fused)))
+            labels.append(1 if top == own else 0)
+            # Unanswerable: hide the whole article.
+            sims = row_sims
+            sims[own_rows] = -np.inf
+            fused = _fused_scores(catalog, sims, centroid, lexical)
+            fused[own] = -np.inf
+            top = int(np.argmax(fused))
+            features.append((fused[top], _top_margin(fused[np.isfinite(fused)])))
+            labels.append(0)
+            negatives.append(features[-1])
     weights = scoring.fit_logistic(np.array(features), np.array(labels))
     weights = scoring.cap_false_answers(weights, np.array(negatives), target_false_answer, answer_threshold)
     return scoring.Calibration(float(weights[0]), float(weights[1]), float(weights[2])).to_dict() | {
@@ -364,6 +413,51 @@ def fit_calibration(
         "aliases": catalog.alias_count,
         "target_false_answer": target_false_answer,
     }
+
+
+def _sum_by_item(vectors: np.ndarray, passage_items: np.ndarray, n_items: int, dim: int) -> np.ndarray:
+    """Each item's sum of passage vectors, added in passage order (exactly np.add.at's result, faster).
+
+    Round k adds every item's k-th passage at once, so there are as many rounds as the
+    largest item has passages, each a vectorised gather.
+    """
+    sums = np.zeros((n_items, dim), dtype=np.float32)
+    if not len(passage_items):
+        return sums
+    order = np.argsort(passage_items, kind="stable")
+    starts = np.searchsorted(passage_items[order], np.arange(n_items))
+    counts = np.bincount(passage_items, minlength=n_items)
+    for k in range(int(counts.max())):
+        has = np.flatnonzero(counts > k)
+        sums[has] += vectors[order[starts[has] + k]]
+    return sums
+
+
+# Pseudo-queries scored per matrix product in fit_calibration (128 x 40,000 passages = 20 MB).
+CALIBRATION_BLOCK = 128
+
+
+def _rows_by_item(passage_items: np.ndarray, n_items: int) -> list[np.ndarray]:
+    """Each item's passage rows, ascending."""
+    order = np.argsort(passage_items, kind="stable")
+    bounds = np.searchsorted(passage_items[order], np.arange(n_items + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n_items)]
+
+
+def _top_margin(scores: np.ndarray) -> float:
+    """scoring.margins(scores) at the best item: its lead over the second best, without sorting everything."""
+    if len(scores) < 2:
+        return 0.5
+    second, best = np.partition(scores, len(scores) - 2)[-2:]
+    return best - second
+
+
+def _fused_scores(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """_fused without each item's best passage (which the calibration does not need)."""
+    finite = sims[np.isfinite(sims)]
+    floor = float(finite.min()) if len(finite) else 0.0
+    dense, _ = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor, with_best=False)
+    return scoring.fuse(dense, centroid, lexical)
 
 
 def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray):

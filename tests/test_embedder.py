@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
 import time
 
@@ -11,7 +13,7 @@ from conftest import DATA, read_jsonl
 
 from deflect import embedder as embedder_module
 from deflect.batching import MicroBatcher
-from deflect.embedder import Embedder
+from deflect.embedder import Embedder, plan_runs
 
 TEXTS = [q["text"] for q in read_jsonl(DATA / "sample_questions.jsonl")] + [
     "refund",
@@ -162,3 +164,37 @@ def test_suggest_top_k_is_a_prefix_of_a_longer_list(sample_runtime):
         assert only_ko.results and all(
             next(a for a in engine.index.articles if a["id"] == r.id)["locale"] == "ko" for r in only_ko.results
         )
+
+
+def _runs_cost(runs, lengths, run_cost):
+    return sum(run_cost + (end - start) * lengths[end - 1] for start, end in runs)
+
+
+def test_plan_runs_covers_every_text_once_at_the_lowest_cost():
+    """Checked against every possible split of small inputs."""
+    rng = random.Random(3)
+    for _ in range(400):
+        n = rng.randint(1, 9)
+        lengths = sorted(rng.randint(3, 60) for _ in range(n))
+        run_cost, max_rows = rng.choice([0, 4, 16, 40]), rng.randint(1, 10)
+        runs = plan_runs(lengths, run_cost, max_rows)
+        assert runs[0][0] == 0 and runs[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+        assert all(0 < end - start <= max_rows for start, end in runs)
+        best = float("inf")
+        for cuts in itertools.product([False, True], repeat=n - 1):
+            bounds = [0] + [i + 1 for i, cut in enumerate(cuts) if cut] + [n]
+            candidate = list(zip(bounds, bounds[1:]))
+            if all(end - start <= max_rows for start, end in candidate):
+                best = min(best, _runs_cost(candidate, lengths, run_cost))
+        assert _runs_cost(runs, lengths, run_cost) == pytest.approx(best)
+
+
+def test_plan_runs_groups_similar_lengths_and_isolates_outliers():
+    assert plan_runs([12] * 40, 16, 64) == [(0, 40)]  # no padding at all: one run
+    capped = plan_runs([12] * 40, 16, 16)
+    assert len(capped) == 3 and all(end - start <= 16 for start, end in capped)  # as few runs as allowed
+    runs = plan_runs([5, 5, 6, 6, 7, 250], 16, 64)
+    assert runs[-1] == (5, 6)  # padding five short texts to 250 tokens costs more than a second run
+    assert plan_runs([], 16, 64) == []
+    assert plan_runs([4, 9, 30], 16, 1) == [(0, 1), (1, 2), (2, 3)]

@@ -323,3 +323,126 @@ def test_default_locale_change_reaches_the_index(kb, index_dir, counting):
     assert counting.texts == []  # the text did not change, so nothing needs embedding...
     assert {a["locale"] for a in index.articles} == {"de"}  # ...but the metadata did
     assert {a["locale"] for a in load_index(index_dir).articles} == {"de"}
+
+
+# --- skipping unchanged files, reusing the live version -----------------------------------
+
+
+def _age(kb: Path, monkeypatch, seconds: float = 3600) -> None:
+    """Date every file back, as for a KB that was not edited just now.
+
+    The ctime cannot be set back, so the "racy" window (a file changed within RACY_NS of a
+    scan is always hashed) is closed for the test instead of sleeping past it.
+    """
+    import deflect.articles
+
+    past = os.stat(kb).st_mtime - seconds
+    for path in kb.rglob("*.md"):
+        os.utime(path, (past, past))
+    monkeypatch.setattr(deflect.articles, "RACY_NS", 0)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The relative paths of the KB files read (Path.read_bytes) while the test runs."""
+    seen: list[str] = []
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.suffix == ".md":
+            seen.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    return seen
+
+
+def test_files_whose_size_and_mtime_did_not_change_are_not_read(kb, index_dir, counting, reads, monkeypatch):
+    _age(kb, monkeypatch)
+    first, _ = build(kb, index_dir, counting)
+    assert len(reads) == len(TINY_KB)
+    reads.clear()
+    counting.texts.clear()
+    second, report = build(kb, index_dir, counting)
+    assert reads == [] and counting.texts == []
+    assert report.unchanged == len(TINY_KB) and not report.changed_anything
+    assert second.version == first.version
+    stats = first.manifest["file_stats"]
+    stat = (kb / "billing/refunds.md").stat()
+    assert stats["billing/refunds.md"] == [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def test_a_touched_file_is_read_but_not_embedded_again(kb, index_dir, counting, reads, monkeypatch):
+    _age(kb, monkeypatch)
+    first, _ = build(kb, index_dir, counting)
+    (kb / "integrations/slack.md").touch()
+    reads.clear()
+    counting.texts.clear()
+    second, report = build(kb, index_dir, counting)
+    assert reads == ["slack.md"]  # its stat changed, so it is hashed...
+    assert counting.texts == [] and not report.changed_anything  # ...and found unchanged
+    assert second.version == first.version
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_seen(kb, index_dir, counting, monkeypatch):
+    """Restoring the mtime does not hide an edit: the file's ctime changed."""
+    _age(kb, monkeypatch)
+    build(kb, index_dir, counting)
+    path = kb / "billing/refunds.md"
+    before = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("30 days", "31 days"))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    index, report = build(kb, index_dir, counting)
+    assert report.changed == ["billing/refunds.md"]
+    assert any("31 days" in p["text"] for p in index.passages)
+
+
+def test_a_re_index_starts_from_the_version_in_memory(kb, index_dir, counting, monkeypatch):
+    import deflect.index as index_module
+
+    first, _ = build(kb, index_dir, counting)
+    loads = []
+    real_load = index_module.load_index
+    monkeypatch.setattr(index_module, "load_index", lambda d: loads.append(d) or real_load(d))
+    _edit(kb)
+    second, report = build(kb, index_dir, counting)
+    assert loads == [] and report.changed == ["billing/refunds.md"]
+    assert second.passages[0] is first.passages[0]  # unchanged rows are shared, not copied
+    # Another writer switching CURRENT to a version of its own makes the next build read it from disk.
+    other = index_module.KBIndex(dict(second.manifest, version="20990101T000000-other"), second.articles,
+                                 second.passages, second.vectors, second.bodies)  # fmt: skip
+    save_index(other, index_dir)
+    _, report = build(kb, index_dir, counting)
+    assert len(loads) == 1 and not report.changed_anything
+    assert load_index(index_dir).version == "20990101T000000-other"
+
+
+def test_incremental_and_full_builds_give_the_same_index(kb, index_dir, counting, tmp_path):
+    build(kb, index_dir, counting)
+    _edit(kb)
+    write_kb(kb, {"data/export.md": "# Export your data\n\nDownload every task as CSV.\n\n- export to csv please\n"})
+    (kb / "integrations" / "slack.md").unlink()
+    incremental, _ = build(kb, index_dir, counting)
+    full, report = build(kb, tmp_path / "fresh-index", counting)
+    assert report.rebuilt
+    assert incremental.articles == full.articles and incremental.passages == full.passages
+    assert incremental.bodies == full.bodies and incremental.manifest["files"] == full.manifest["files"]
+    assert np.allclose(incremental.vectors, full.vectors, atol=1e-5)
+
+
+def test_a_file_changed_just_before_a_scan_is_hashed_despite_an_equal_signature(kb, index_dir, counting, monkeypatch):
+    """Git's "racy clean" rule, for file systems whose timestamps are too coarse to show a quick second edit."""
+    import deflect.articles
+
+    coarse = lambda stat: (stat.st_size, stat.st_mtime_ns)  # noqa: E731 - what a coarse file system would tell apart
+    monkeypatch.setattr(deflect.articles, "file_signature", coarse)
+    build(kb, index_dir, counting)  # the files were written just now: within RACY_NS of this scan
+    path = kb / "billing/refunds.md"
+    before = path.stat()
+    path.write_text(path.read_text().replace("30 days", "31 days"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime: same coarse signature
+    index, report = build(kb, index_dir, counting)
+    assert report.changed == ["billing/refunds.md"]
+    assert any("31 days" in p["text"] for p in index.passages)

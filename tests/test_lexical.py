@@ -163,3 +163,41 @@ def test_bm25_handles_empty_corpus_and_empty_documents():
     assert BM25([]).scores(["x"]).shape == (0,)
     scores = BM25([[], tokenize("password")]).scores(tokenize("password"))
     assert scores[0] == 0 and scores[1] > 0
+
+
+def test_ascii_fast_path_gives_the_same_tokens_as_the_general_one():
+    """tokenize() skips the per-character loop for ASCII text; it must not change a single token."""
+    import random
+    import string
+
+    from deflect.lexical import _tokenize_chars
+
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + " \t\n_" + "aeiouyst"
+    samples = ["I can't log-in (again)!", "cards_2024 ARE declined", "x 1 22 a-b", "Running   RUNS ran", ""]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(3000)]
+    for text in samples:
+        assert tokenize(text) == _tokenize_chars(text), text
+
+
+def test_postings_list_every_document_of_a_term_with_its_frequency():
+    docs = [tokenize(d) for d in DOCS] + [tokenize("refund refund refund password"), []]
+    bm25 = BM25(docs)
+    vocabulary = {t for d in docs for t in d}
+    for term in vocabulary:
+        ids, tfs = bm25.posting(term)
+        expected = [(i, d.count(term)) for i, d in enumerate(docs) if term in d]
+        assert list(zip(ids.tolist(), tfs.tolist())) == expected
+    assert bm25.posting("not-a-term") is None
+    # The score follows the BM25 formula term by term.
+    query = tokenize("refund password")
+    k1, b = bm25.k1, bm25.b
+    lengths = [len(d) for d in docs]
+    avg = sum(lengths) / len(lengths)
+    for i, doc in enumerate(docs):
+        raw = sum(
+            bm25.idf[t] * doc.count(t) * (k1 + 1) / (doc.count(t) + k1 * (1 - b + b * lengths[i] / avg))
+            for t in set(query)
+            if t in doc
+        )
+        assert bm25.scores(query)[i] == pytest.approx(raw / bm25.max_score(query), rel=1e-5)

@@ -1,0 +1,125 @@
+"""The engine's search catalog: built once per index version, updated cheaply after small edits.
+
+Real model, real faiss; the index is a tiny KB built in tmp_path.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+from conftest import TINY_KB, write_kb
+
+from deflect import scoring
+from deflect import suggest as suggest_module
+from deflect.index import build_index
+from deflect.lexical import tokenize
+from deflect.suggest import Catalog, Engine, _fused, _fused_scores, _sum_by_item, _top_margin, fit_calibration
+
+EXTRA = {
+    f"guides/topic-{i}.md": f"# Topic {i}: {word} settings\n\nHow to change the {word} settings of a board.\n\n"
+    f"- change {word} for every member\n- reset {word} to the default\n"
+    for i, word in enumerate(["colour", "language", "time zone", "email digest", "sidebar", "calendar sync"])
+}
+
+
+@pytest.fixture
+def kb(tmp_path):
+    return write_kb(tmp_path / "kb", TINY_KB | EXTRA)
+
+
+@pytest.fixture
+def built(kb, tmp_path, embedder):
+    index, _ = build_index(kb, tmp_path / "index", embedder, "test-model")
+    return index
+
+
+def test_item_sums_equal_add_at_exactly():
+    rng = np.random.default_rng(0)
+    for n_items in (1, 7, 300):
+        owners = rng.integers(0, n_items, size=rng.integers(0, 2000))  # unsorted, some items empty
+        vectors = rng.standard_normal((len(owners), 16)).astype(np.float32)
+        expected = np.zeros((n_items, 16), dtype=np.float32)
+        np.add.at(expected, owners, vectors)
+        assert np.array_equal(_sum_by_item(vectors, owners, n_items, 16), expected)
+
+
+def test_catalog_search_is_faiss_flat_inner_product(built, embedder, monkeypatch):
+    """Dense candidates are faiss's exact top-K (a plain product when every passage is a candidate)."""
+    flat = faiss.IndexFlatIP(built.vectors.shape[1])
+    flat.add(built.vectors)
+    catalog = Catalog.for_index(built)
+    vectors = embedder.encode(["I forgot my password", "refund for the annual plan", "change the sidebar"])
+    for vector in vectors:
+        scores, ids = flat.search(vector.reshape(1, -1), len(built.passages))
+        assert np.allclose(catalog.passage_sims(vector)[ids[0]], scores[0], atol=1e-6)
+    monkeypatch.setattr(suggest_module, "DENSE_CANDIDATES", 5)  # more passages than candidates: faiss's top 5
+    for vector in vectors:
+        scores, ids = flat.search(vector.reshape(1, -1), 5)
+        top = catalog.passage_sims(vector)
+        assert np.flatnonzero(np.isfinite(top)).tolist() == sorted(ids[0].tolist())
+        assert np.array_equal(top[ids[0]], scores[0].astype(np.float64))
+
+
+def test_catalog_is_built_once_per_index_version(built):
+    assert Catalog.for_index(built) is Catalog.for_index(built)
+    assert Catalog.for_index(built).vectors is built.vectors  # shares the index's vectors, no copy
+
+
+def test_catalog_for_an_edited_index_reuses_tokens_and_matches_a_fresh_build(
+    kb, tmp_path, built, embedder, monkeypatch
+):
+    previous = Catalog.for_index(built)
+    path = kb / "guides/topic-2.md"
+    path.write_text(path.read_text() + "\n- show the time zone of each member\n")
+    edited, report = build_index(kb, tmp_path / "index", embedder, "test-model")
+    assert report.changed == ["guides/topic-2.md"]
+    tokenized: list[str] = []
+    monkeypatch.setattr(suggest_module, "tokenize", lambda text: tokenized.append(text) or tokenize(text))
+    updated = Catalog.for_index(edited, previous)
+    assert tokenized == [p["text"] for p in edited.passages if p["text"] not in {q["text"] for q in built.passages}]
+    monkeypatch.undo()
+    fresh = Catalog(edited.articles, edited.passages, edited.vectors)
+    assert updated.tokens_by_passage == fresh.tokens_by_passage
+    assert np.array_equal(updated.centroids, fresh.centroids)
+    assert np.array_equal(updated.first_section, fresh.first_section)
+    for query in ["time zone of each member", "refund", "password reset link"]:
+        assert np.array_equal(updated.bm25.scores(tokenize(query)), fresh.bm25.scores(tokenize(query)))
+
+
+def test_replace_index_answers_like_a_new_engine(kb, tmp_path, built, embedder):
+    engine = Engine(embedder, built)
+    (kb / "integrations/slack.md").unlink()
+    write_kb(kb, {"guides/export.md": "# Export your data\n\nDownload every task as a CSV file.\n"})
+    edited, _ = build_index(kb, tmp_path / "index", embedder, "test-model")
+    engine.replace_index(edited)
+    fresh = Engine(embedder, edited)
+    for question in ["export my tasks to csv", "slack notifications", "change the sidebar", "refund"]:
+        got, want = engine.suggest(question, k=5), fresh.suggest(question, k=5)
+        assert [(r.id, r.score, r.snippet) for r in got.results] == [(r.id, r.score, r.snippet) for r in want.results]
+
+
+def test_calibration_shortcuts_equal_the_engine_arithmetic(built, embedder):
+    catalog = Catalog.for_index(built)
+    rng = np.random.default_rng(1)
+    for question in ["password", "refund my plan", "calendar sync"]:
+        vector = embedder.encode([question])[0]
+        sims = (catalog.vectors @ vector).astype(np.float64)
+        sims[rng.integers(0, len(sims), 3)] = -np.inf
+        centroid = catalog.centroids @ vector
+        lexical = catalog.bm25.scores(tokenize(question)).astype(np.float64)
+        fused, _ = _fused(catalog, sims, centroid, lexical)
+        assert np.array_equal(_fused_scores(catalog, sims, centroid, lexical), fused)
+        assert _top_margin(fused) == scoring.margins(fused)[int(np.argmax(fused))]
+    assert _top_margin(np.array([0.3])) == 0.5
+    tied = np.array([0.2, 0.9, 0.9, 0.1])
+    assert _top_margin(tied) == scoring.margins(tied)[int(np.argmax(tied))] == 0.0
+
+
+def test_calibration_does_not_depend_on_how_pseudo_queries_are_blocked(built, embedder, monkeypatch):
+    blocked = fit_calibration(built, embedder)
+    monkeypatch.setattr(suggest_module, "CALIBRATION_BLOCK", 1)
+    one_by_one = fit_calibration(built, embedder)
+    assert blocked["pseudo_queries"] == one_by_one["pseudo_queries"] > 0
+    for key in ("bias", "w_score", "w_margin"):
+        assert blocked[key] == pytest.approx(one_by_one[key], rel=1e-4, abs=1e-6)
