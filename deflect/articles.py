@@ -76,6 +76,8 @@ def parse_article(
             loaded = yaml.safe_load(match.group(1))
         except yaml.YAMLError as exc:
             raise ArticleError(f"bad YAML front matter: {str(exc).splitlines()[0]}") from None
+        except RecursionError:  # PyYAML recurses once per nesting level
+            raise ArticleError("YAML front matter is nested too deeply") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ArticleError("front matter is not a mapping of keys to values")
         meta = loaded or {}
@@ -93,6 +95,10 @@ def parse_article(
         tags = [tags]
     if not isinstance(tags, list):
         raise ArticleError("tags must be a list")
+    url = str(meta.get("url") or f"/articles/{article_id}")
+    if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
+        log.warning("%s: url %.80r is not http(s), mailto or relative; using /articles/%s", rel_path, url, article_id)
+        url = f"/articles/{article_id}"
     draft = meta.get("draft", False)
     if not isinstance(draft, bool):
         raise ArticleError("draft must be true or false")
@@ -103,7 +109,7 @@ def parse_article(
         path=rel_path,
         locale=str(meta.get("locale") or default_locale),
         tags=[str(t) for t in tags],
-        url=str(meta.get("url") or f"/articles/{article_id}"),
+        url=url,
         draft=draft,
         content_hash=hashlib.sha256(raw).hexdigest(),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import logging
 from html.parser import HTMLParser
 
@@ -347,3 +348,11 @@ def test_render_html_keeps_ordinary_links_and_text():
     hrefs = [attrs.get("href") for tag, attrs in _elements(markup) if tag == "a"]
     assert hrefs == ["mailto:help@example.com", "/articles/a"]
     assert "&amp; more &lt;3" in markup
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", " JaVaScRiPt:alert(1)", "data:text/html,<script>x</script>"])
+def test_a_scriptable_url_in_front_matter_falls_back_to_the_article_page(url, caplog):
+    raw = f"---\nurl: {json.dumps(url)}\n---\n# Refunds\n\nBody.\n".encode()
+    article = parse_article(raw, "billing/refunds.md")
+    assert article.url == "/articles/billing/refunds"
+    assert "billing/refunds.md" in caplog.text
