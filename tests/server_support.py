@@ -367,8 +367,11 @@ def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, poi
     After every kill the live index must load whole: the previous version, or (when the
     kill came after the switch) the complete new one.
     """
-    for path in kb_dir.rglob("*.md"):
-        path.write_text(path.read_text() + "\n\nUpdated for the new release.\n")
+    def edit_every_article(round_: int) -> None:
+        for path in kb_dir.rglob("*.md"):
+            path.write_text(path.read_text() + f"\n\nUpdated for release {round_}.\n")
+
+    edit_every_article(0)
     full = 0.0
     if any(isinstance(point, float) for point in points):
         probe = index_dir.parent / f"probe-{uuid.uuid4().hex[:6]}"
@@ -379,7 +382,9 @@ def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, poi
         shutil.rmtree(probe, ignore_errors=True)
     previous = index_is_whole(index_dir)
     killed_midway = kept_previous = 0
-    for point in points:
+    outcomes: list[str] = []  # per kill: "<midway|finished>, <previous|new> index"
+    for round_, point in enumerate(points, 1):
+        edit_every_article(round_)  # so every run has a whole rebuild to do, even after one that finished
         old_tmp = set(index_dir.glob(".tmp-*"))
         process = subprocess.Popen([*CLI, "index"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
@@ -395,10 +400,11 @@ def kill_during_indexing(env: dict[str, str], kb_dir: Path, index_dir: Path, poi
         reader.join(timeout=10)
         version = index_is_whole(index_dir)
         killed_midway += midway
+        outcomes.append(f"{'midway' if midway else 'finished'}, {'previous' if version == previous else 'new'} index")
         kept_previous += midway and version == previous
         previous = version
     return {"build_seconds": full, "kills": len(points), "killed_midway": killed_midway,
-            "kept_previous": kept_previous, "whole_after_every_kill": True}
+            "kept_previous": kept_previous, "outcomes": outcomes, "whole_after_every_kill": True}
 
 
 def replica_convergence(writer: Server, follower: Server, kb_dir: Path, rounds: int = 1) -> list[float]:

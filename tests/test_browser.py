@@ -596,9 +596,9 @@ def test_hostile_article_and_idea_are_inert_in_the_widget(page, hostile):
     assert any("<img src=x onerror=" in t for t in titles)
     article = page.locator(f"[data-deflect-suggestion][data-id='{HOSTILE_ARTICLE_ID}']")
     article.click()
-    # Its front matter url is javascript:, so the widget offers no link rather than a dangerous one.
+    # Its front matter url is javascript:, so deflect gives the article's own page instead.
     expect(page.locator(".dfl-preview")).to_be_visible()
-    expect(page.locator("[data-deflect-open]")).to_have_count(0)
+    expect(page.locator("[data-deflect-open]")).to_have_attribute("href", re.compile(rf"^{re.escape(hostile.base)}/articles/{HOSTILE_ARTICLE_ID}\?search="))
     idea = page.locator(f"[data-deflect-suggestion][data-id='{HOSTILE_IDEA['id']}']")
     expect(idea).to_have_count(1)
     idea.click()

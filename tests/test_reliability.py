@@ -123,8 +123,11 @@ def test_kill9_in_the_middle_of_indexing_keeps_the_previous_index(tmp_path):
     env = server_env(tmp_path, _sqlite(tmp_path))
     run_cli(env, "index")
     figures = kill_during_indexing(env, tmp_path / "kb", tmp_path / "index", ("embedding", "calibrating", "saving"))
-    # Embedding and calibrating take seconds; the save may be too quick to catch.
-    assert figures["killed_midway"] >= 2, f"the kills came too late to test anything: {figures}"
+    # Embedding takes seconds, so that kill always lands mid-build and must leave the previous
+    # index; calibrating and saving may be over before a kill arrives on a fast machine, so
+    # for them the check is the one kill_during_indexing makes after every kill: the live
+    # index loads whole (previous or complete new version).
+    assert figures["outcomes"][0] == "midway, previous index", figures
 
     server = Server(env, tmp_path / "serve.log")
     try:
