@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,66 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 TOKEN = "bench-fuzz-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def fresh_postgres_database(server_url: str) -> str:
-    import sqlalchemy as sa
-
-    name = f"fuzz_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{server_url.rstrip('/')}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return f"{server_url.rstrip('/')}/{name}"
-
-
-def start_server(work: Path, database_url: str, index_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
-    env |= {
-        "HF_HUB_OFFLINE": "1",
-        "DEFLECT_CONFIG": str(work / "no-such-deflect.toml"),
-        "DEFLECT_DATABASE_URL": database_url,
-        "DEFLECT_ADMIN_TOKEN": TOKEN,
-        # One client sends thousands of requests a minute here: no rate limits.
-        "DEFLECT_RATE_LIMIT_PER_CLIENT": "0",
-        "DEFLECT_RATE_LIMIT_PER_SESSION": "0",
-    }
-    cmd = [str(ROOT / ".venv" / "bin" / "deflect"), "serve", "--port", str(port),
-           "--kb", str(ROOT / "kb_articles"), "--index-dir", str(index_dir)]
-    log = (work / "server.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    import requests
-
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"deflect serve exited:\n{(work / 'server.log').read_text()[-3000:]}")
-        try:
-            if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                return proc, base
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    stop(proc)
-    raise SystemExit("deflect serve did not answer /healthz within 10 minutes")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def main() -> int:
@@ -104,6 +40,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from fuzz_support import PROPERTIES, FuzzReport, fuzz_api, run_property
+    from server_support import Server, fresh_database, server_env
 
     logging.getLogger("deflect.articles").setLevel(logging.ERROR)  # load_kb warns about every bad file it is fed
 
@@ -112,15 +49,19 @@ def main() -> int:
     total_tried = 0
     with tempfile.TemporaryDirectory(prefix="deflect-bench-fuzz-") as tmp:
         work = Path(tmp)
-        database_url = fresh_postgres_database(args.postgres) if args.postgres else f"sqlite:///{work / 'fuzz.db'}"
+        database_url = fresh_database(args.postgres.rstrip("/")) if args.postgres else f"sqlite:///{work / 'fuzz.db'}"
         index_dir = Path(args.index_dir) if args.index_dir else work / "index"
         print(f"== API: deflect serve on {database_url.split('://')[0]}, {args.api_examples} inputs per operation and mode",
               flush=True)
-        proc, base = start_server(work, database_url, index_dir)
+        # One client sends thousands of requests a minute here: server_env turns the rate limits off.
+        env = server_env(work, database_url, kb_dir=ROOT / "kb_articles", index_dir=index_dir, admin_token=TOKEN)
+        server = Server(env, work / "server.log")
         try:
-            api: FuzzReport = fuzz_api(base, TOKEN, args.api_examples, seed=args.seed, progress=lambda s: print("  " + s, flush=True))
+            server.wait_healthy(timeout=600)
+            api: FuzzReport = fuzz_api(server.base, TOKEN, args.api_examples, seed=args.seed,
+                                       progress=lambda s: print("  " + s, flush=True))
         finally:
-            stop(proc)
+            server.stop()
         errors_logged = (work / "server.log").read_text().count("unhandled error")
     statuses = ", ".join(f"{code}: {n}" for code, n in sorted(api.statuses.items()))
     print(f"API: {api.tried} requests over {len(api.per_operation)} operation/mode pairs in {api.seconds:.0f} s; "
