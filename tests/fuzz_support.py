@@ -145,14 +145,7 @@ def _fuzz_operation(http, base, operation, mode, examples, checks, auth, seed) -
                 seen_failures.add(key)
                 report.failures.append(f"{text}\n    reproduce: {case.as_curl_command(headers=auth)}")
 
-    run = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=seed is not None,
-        suppress_health_check=list(HealthCheck),
-        phases=["explicit", "reuse", "generate"],  # no shrinking: failures are collected, not raised
-    )(given(case=operation.as_strategy(generation_mode=mode))(attempt))
+    run = _fuzz_settings(examples, seed)(given(case=operation.as_strategy(generation_mode=mode))(attempt))
     try:
         with with_reporter(lambda *_: None):  # failures are collected above, not printed by hypothesis
             run()
@@ -495,6 +488,19 @@ PROPERTIES: list[tuple[str, st.SearchStrategy, Callable]] = [
 ]
 
 
+def _fuzz_settings(examples: int, seed: int | None) -> settings:
+    """Hypothesis settings for counted runs: no deadline, no example database, no shrinking
+    (failures are collected and reported as found, not minimised and raised)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=seed is not None,
+        suppress_health_check=list(HealthCheck),
+        phases=["explicit", "reuse", "generate"],
+    )
+
+
 def run_property(strategy: st.SearchStrategy, check: Callable, examples: int, seed: int | None = None) -> tuple[int, list[str]]:
     """Run one property for `examples` inputs; return (inputs tried, failures) instead of raising."""
     tried = [0]
@@ -503,14 +509,7 @@ def run_property(strategy: st.SearchStrategy, check: Callable, examples: int, se
         tried[0] += 1
         check(value)
 
-    run = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=seed is not None,
-        suppress_health_check=list(HealthCheck),
-        phases=["explicit", "reuse", "generate"],  # no shrinking: a failure is reported at once, as found
-    )(given(strategy)(counted))
+    run = _fuzz_settings(examples, seed)(given(strategy)(counted))
     try:
         run()
     except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - reported with its falsifying example
