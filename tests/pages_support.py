@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from conftest import ADMIN_TOKEN, TINY_KB, write_kb
+from conftest import ADMIN_TOKEN, TINY_KB, serve_app, write_kb
 
 # Every payload sets window.__pwned (or a title) if it ever runs; the tests check it never does.
 HOSTILE_ARTICLE = """---
@@ -52,6 +54,22 @@ def hostile_kb(base: Path) -> Path:
         files["ideas.jsonl"] = json.dumps(HOSTILE_IDEA) + "\n"
         write_kb(kb, files)
     return kb
+
+
+@contextmanager
+def hostile_site(tmp_path_factory, name: str) -> Iterator[tuple[str, object]]:
+    """deflect serving the hostile KB (index shared by every test module): (base URL, runtime)."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    shared = tmp_path_factory.getbasetemp()
+    runtime = Runtime(make_settings(tmp_path_factory.mktemp(name), hostile_kb(shared), shared / "hostile-index"))
+    try:
+        with serve_app(create_app(runtime.settings, runtime)) as base:
+            yield base, runtime
+    finally:
+        runtime.close()
+        runtime.db.dispose()
 
 
 def make_settings(tmp: Path, kb_dir: Path | str, index_dir: Path | str, **overrides):

@@ -23,7 +23,7 @@ from pages_support import (
     HOSTILE_IDEA,
     HOSTILE_QUERY,
     admin_headers,
-    hostile_kb,
+    hostile_site,
     make_settings,
     suggest,
 )
@@ -159,17 +159,9 @@ def site(sample_runtime, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    from deflect.runtime import Runtime
-    from deflect.web import create_app
-
-    shared = tmp_path_factory.getbasetemp()
-    tmp = tmp_path_factory.mktemp("browser-hostile")
-    runtime = Runtime(make_settings(tmp, hostile_kb(shared), shared / "hostile-index"))
-    with serve_app(create_app(runtime.settings, runtime)) as base:
+    with hostile_site(tmp_path_factory, "browser-hostile") as (base, runtime):
         suggest(base, "how do I invite my team")
         yield Site(base, "", runtime)
-    runtime.close()
-    runtime.db.dispose()
 
 
 # --- helpers --------------------------------------------------------------------------

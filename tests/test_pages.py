@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 import requests
 from conftest import SAMPLE_KB, serve_app
-from pages_support import HOSTILE_ARTICLE_ID, HOSTILE_IDEA, hostile_kb, make_settings
+from pages_support import HOSTILE_ARTICLE_ID, HOSTILE_IDEA, hostile_site, make_settings
 
 from deflect.articles import is_safe_url, load_kb
 from deflect.ideas import list_ideas
@@ -70,15 +70,8 @@ def cors_server(sample_runtime, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
-    from deflect.runtime import Runtime
-    from deflect.web import create_app
-
-    shared = tmp_path_factory.getbasetemp()
-    tmp = tmp_path_factory.mktemp("pages-hostile")
-    runtime = Runtime(make_settings(tmp, hostile_kb(shared), shared / "hostile-index"))
-    with serve_app(create_app(runtime.settings, runtime)) as base:
+    with hostile_site(tmp_path_factory, "pages-hostile") as (base, _):
         yield base
-    runtime.db.dispose()
 
 
 # --- pages ----------------------------------------------------------------------------
