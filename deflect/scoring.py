@@ -87,10 +87,12 @@ class Calibration:
 
 # Largest share of "nobody wrote this article" pseudo-queries that may still be answered.
 # The class-balanced fit cuts where misses and false answers are about equal (~15% false
-# answers on banking77); a deflection widget should rather stay silent. 0.08 was chosen by
-# 5-fold cross-validation on banking77's feedback.jsonl (held-out false-answer rate 0.087;
-# 0.10 gave 0.110), never on its queries.
-TARGET_FALSE_ANSWER = 0.08
+# answers on banking77); a deflection widget should rather stay silent. 0.07 was chosen on
+# development sets only, never on a benchmark's queries or the tests' questions: banking77's
+# feedback.jsonl with a fifth of its articles hidden (3 folds; the same false-answer rates as
+# the 0.08 used before the cap counted only clean pseudo-queries, and more right answers), and
+# bench/data/sample_kb_dev.jsonl on the sample KB (bench/README.md, "answered decision").
+TARGET_FALSE_ANSWER = 0.07
 
 
 def cap_false_answers(weights: np.ndarray, negatives: np.ndarray, target: float, threshold: float = 0.5) -> np.ndarray:

@@ -52,7 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "target_false_answer",
-        0.08,
+        0.07,
         "Share of questions the KB cannot answer that may still get answered=true; the calibration is capped to it.",
         float,
     ),
@@ -147,7 +147,7 @@ class Settings:
     port: int = 8000
     passage_chars: int = 700
     answer_threshold: float = 0.5
-    target_false_answer: float = 0.08
+    target_false_answer: float = 0.07
     min_confirmations: int = 1
     alias_limit_per_session: int = 20
     sync_interval_seconds: float = 1.0

@@ -340,8 +340,9 @@ def fit_calibration(
     its article stays (label 1 only if that article still ranks first). Unanswerable
     examples: the query's whole article is hidden, as if nobody had written it. A logistic
     fit on (fused score, margin), with its bias lowered until at most `target_false_answer`
-    of the unanswerable examples would be answered, is this KB's calibration; it is refit
-    at every index change and when aliases change.
+    of the unanswerable examples would be answered (counting only queries their own article
+    wins while present), is this KB's calibration; it is refit at every index change and
+    when aliases change.
     """
     base = Catalog.for_index(index)
     catalog = base.with_aliases("article", aliases or [], base.tokens_by_passage)
@@ -405,7 +406,12 @@ def fit_calibration(
             top = int(np.argmax(fused))
             features.append((fused[top], _top_margin(fused[np.isfinite(fused)])))
             labels.append(0)
-            negatives.append(features[-1])
+            if labels[-2] == 1:
+                # Only a pseudo-query its own article wins is a clean "nobody wrote this" example. In
+                # prose KBs the others are mostly cross-references ("Billing history: download
+                # invoices...") that the article they point to does answer; capping on them made
+                # deflect say answered=false to half the questions it answered right.
+                negatives.append(features[-1])
     weights = scoring.fit_logistic(np.array(features), np.array(labels))
     weights = scoring.cap_false_answers(weights, np.array(negatives), target_false_answer, answer_threshold)
     return scoring.Calibration(float(weights[0]), float(weights[1]), float(weights[2])).to_dict() | {

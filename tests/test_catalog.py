@@ -123,3 +123,31 @@ def test_calibration_does_not_depend_on_how_pseudo_queries_are_blocked(built, em
     assert blocked["pseudo_queries"] == one_by_one["pseudo_queries"] > 0
     for key in ("bias", "w_score", "w_margin"):
         assert blocked[key] == pytest.approx(one_by_one[key], rel=1e-4, abs=1e-6)
+
+
+def test_false_answer_cap_counts_only_queries_their_own_article_wins(tmp_path, embedder, monkeypatch):
+    """A pseudo-query another article wins even while its own is present is a cross-reference:
+    hiding its article does not make it unanswerable, so the cap must not count it."""
+    cross_reference = (
+        "# Workspace admin checklist\n\nWhat a new workspace admin usually does first.\n\n"
+        "- change colour for every member\n- reset language to the default\n- invite the first teammates\n"
+    )
+    kb = write_kb(tmp_path / "kb", TINY_KB | EXTRA | {"guides/admin-checklist.md": cross_reference})
+    built, _ = build_index(kb, tmp_path / "index", embedder, "test-model")
+    seen = {}
+    fit, cap = scoring.fit_logistic, scoring.cap_false_answers
+
+    def spy_fit(features, labels, **kwargs):
+        seen["features"], seen["labels"] = features, labels
+        return fit(features, labels, **kwargs)
+
+    def spy_cap(weights, negatives, target, threshold=0.5):
+        seen["negatives"] = negatives
+        return cap(weights, negatives, target, threshold)
+
+    monkeypatch.setattr(scoring, "fit_logistic", spy_fit)
+    monkeypatch.setattr(scoring, "cap_false_answers", spy_cap)
+    fit_calibration(built, embedder)
+    answerable, hidden = seen["labels"][0::2], seen["features"][1::2]  # examples come in (answerable, hidden) pairs
+    assert 0 < answerable.sum() < len(answerable), "the KB should have both kinds of pseudo-query"
+    assert np.array_equal(seen["negatives"], hidden[answerable == 1])

@@ -82,7 +82,7 @@ def test_unanswerable_questions_score_lower_and_are_rarely_answered(runs):
 @pytest.mark.xfail(
     strict=True,
     reason="known gap: the leave-one-out calibration is too pessimistic on prose KBs "
-    "(about a third of answerable sample questions get answered=true); see bench/README.md",
+    "(about a quarter of these answerable sample questions get answered=true); see bench/README.md",
 )
 def test_answered_decision_says_yes_to_most_answerable_questions(runs):
     """DESIGN 5: "an answerable one usually should" get answered=true."""
