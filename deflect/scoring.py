@@ -89,9 +89,9 @@ class Calibration:
 # The class-balanced fit cuts where misses and false answers are about equal (~15% false
 # answers on banking77); a deflection widget should rather stay silent. 0.07 was chosen on
 # development sets only, never on a benchmark's queries or the tests' questions: banking77's
-# feedback.jsonl with a fifth of its articles hidden (3 folds; the same false-answer rates as
-# the 0.08 used before the cap counted only clean pseudo-queries, and more right answers), and
-# bench/data/sample_kb_dev.jsonl on the sample KB (bench/README.md, "answered decision").
+# feedback.jsonl with a fifth of its articles hidden (3 folds: the same false-answer rates as
+# the earlier rule, every pseudo-query capped at 0.08, with more right answers), and
+# bench/data/sample_kb_dev.jsonl on the sample KB (bench/answered_dev.py; bench/README.md).
 TARGET_FALSE_ANSWER = 0.07
 
 
