@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from .db import alias_confirmations, aliases, sync_state, writing
+from .db import alias_confirmations, aliases, bump_sync_counter, sync_counter, writing
 from .events import normalize_query
 
 GENERATION = "aliases"
@@ -27,21 +27,11 @@ class AliasPolicy:
 
 
 def generation(conn_or_engine) -> int:
-    query = sa.select(sync_state.c.value).where(sync_state.c.name == GENERATION)
-    if isinstance(conn_or_engine, sa.Engine):
-        with conn_or_engine.connect() as conn:
-            value = conn.execute(query).scalar()
-    else:
-        value = conn_or_engine.execute(query).scalar()
-    return int(value or 0)
+    return sync_counter(conn_or_engine, GENERATION)
 
 
 def bump_generation(conn: sa.Connection) -> None:
-    updated = conn.execute(
-        sync_state.update().where(sync_state.c.name == GENERATION).values(value=sync_state.c.value + 1)
-    ).rowcount
-    if not updated:
-        conn.execute(sync_state.insert().values(name=GENERATION, value=1))
+    bump_sync_counter(conn, GENERATION)
 
 
 def confirm(

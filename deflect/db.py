@@ -114,6 +114,26 @@ sync_state = sa.Table(
 )
 
 
+def sync_counter(conn_or_engine, name: str) -> int:
+    """A shared counter's value (0 before its first bump)."""
+    query = sa.select(sync_state.c.value).where(sync_state.c.name == name)
+    if isinstance(conn_or_engine, sa.Engine):
+        with conn_or_engine.connect() as conn:
+            value = conn.execute(query).scalar()
+    else:
+        value = conn_or_engine.execute(query).scalar()
+    return int(value or 0)
+
+
+def bump_sync_counter(conn: sa.Connection, name: str) -> None:
+    """Count a change, in the writer's transaction, so other processes notice it on their next poll."""
+    updated = conn.execute(
+        sync_state.update().where(sync_state.c.name == name).values(value=sync_state.c.value + 1)
+    ).rowcount
+    if not updated:
+        conn.execute(sync_state.insert().values(name=name, value=1))
+
+
 def make_engine(database_url: str) -> sa.Engine:
     """Create the engine; SQLite gets WAL, a busy timeout and its folder created."""
     url = sa.make_url(database_url)

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .db import advisory_lock, idea_votes, writing
+from .db import advisory_lock, bump_sync_counter, idea_votes, sync_counter, writing
 from .db import ideas as ideas_table
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
 SUGGESTED_STATUSES = ("open", "planned", "in_progress")
+# Shared counter bumped by every change to what ideas are suggested (sync_state): each server
+# process reloads its suggested ideas when it moves, whoever made the change (another
+# replica, `deflect ideas import`).
+GENERATION = "ideas"
 
 
 class IdeaError(ValueError):
@@ -95,7 +99,14 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
         else:
             conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
             inserted += 1
+    if inserted or updated:
+        bump_sync_counter(conn, GENERATION)
     return inserted, updated, errors
+
+
+def generation(conn_or_engine) -> int:
+    """How many changes to the suggested ideas there have been (see GENERATION)."""
+    return sync_counter(conn_or_engine, GENERATION)
 
 
 def list_ideas(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> list[dict]:
@@ -206,6 +217,7 @@ def create_idea(conn: sa.Connection, data: dict) -> dict:
         raise IdeaConflict("id", f"an idea with id {record['id']!r} exists already")
     now = time.time()
     conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
+    bump_sync_counter(conn, GENERATION)
     return get_idea(conn, record["id"])
 
 
@@ -258,6 +270,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     elif record["status"] != "merged":
         values["merged_into"] = None
     conn.execute(ideas_table.update().where(ideas_table.c.id == idea_id).values(**values))
+    bump_sync_counter(conn, GENERATION)
     notified: list[dict] = []
     if record["status"] == "shipped" and idea["status"] != "shipped":
         fresh = get_idea(conn, idea_id)

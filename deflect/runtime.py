@@ -98,6 +98,7 @@ class Runtime:
         from . import db
         from .events import SearchLog
         from .ideas import SUGGESTED_STATUSES, list_ideas, seed_ideas
+        from .ideas import generation as ideas_generation
         from .suggest import Engine
 
         self.settings = settings
@@ -118,6 +119,7 @@ class Runtime:
         self._skipped_version: str | None = None
         index, report = refresh_index(settings, progress=progress, publish=self._publish)
         self.last_report = report
+        self._ideas_generation = ideas_generation(self.db)
         self.engine = Engine(
             make_embedder(settings),
             index,
@@ -127,6 +129,7 @@ class Runtime:
         self.search_log = SearchLog(self.db)
         self._alias_generation = -1
         self._alias_lock = threading.Lock()
+        self._ideas_lock = threading.Lock()
         self._recalibrate_after: float | None = None
         self.refresh_aliases(recalibrate=False)
         self._stop = threading.Event()
@@ -174,12 +177,15 @@ class Runtime:
 
     def _sync_loop(self) -> None:
         from .aliases import generation
+        from .ideas import generation as ideas_generation
 
         while not self._stop.wait(self.settings.sync_interval_seconds):
             try:
                 self.follow_index()
                 if generation(self.db) != self._alias_generation:
                     self.refresh_aliases()
+                if ideas_generation(self.db) != self._ideas_generation:
+                    self.reload_ideas()
                 due = self._recalibrate_after
                 if due is not None and time.monotonic() >= due:
                     self._recalibrate_after = None
@@ -387,9 +393,13 @@ class Runtime:
         return report
 
     def reload_ideas(self) -> None:
-        from .ideas import SUGGESTED_STATUSES, list_ideas
+        """Suggest the ideas as the store has them now (after a change here or in another process)."""
+        from .ideas import SUGGESTED_STATUSES, generation, list_ideas
 
-        self.engine.set_ideas(list_ideas(self.db, SUGGESTED_STATUSES))
+        with self._ideas_lock:
+            current = generation(self.db)
+            self.engine.set_ideas(list_ideas(self.db, SUGGESTED_STATUSES))
+            self._ideas_generation = current
 
     def articles(self) -> list[dict]:
         return [

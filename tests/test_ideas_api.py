@@ -307,3 +307,30 @@ def test_merge_candidate_into_idea(board):
     assert ok.json()["candidate"]["status"] == "merged" and ok.json()["candidate"]["idea_id"] == "vat-on-invoices"
     assert idea(base, "vat-on-invoices")["requesters"] == vat["requesters"]
     assert idea(base, "vat-on-invoices")["mrr"] == vat["mrr"]
+
+
+def test_ideas_imported_by_another_process_are_suggested_without_a_restart(board, tmp_path):
+    """`deflect ideas import` (its own process, same database) reaches a running server's suggestions."""
+    from pathlib import Path
+
+    from server_support import run_cli, server_env
+
+    base, runtime, _ = board
+    question = "sign in through okta single sign-on"
+    assert ("idea", "okta-sso-login") not in suggested_ids(base, question)
+    new_ideas = tmp_path / "more-ideas.jsonl"
+    new_ideas.write_text(json.dumps({"id": "okta-sso-login", "title": "Okta SSO login", "description": "Sign in through Okta"}) + "\n")
+    env = server_env(Path(runtime.settings.kb_dir).parent, runtime.settings.database_url)
+    assert "1 ideas added" in run_cli(env, "ideas", "import", str(new_ideas)).stdout
+    deadline = time.time() + 30  # the server polls every sync_interval_seconds (1 s here)
+    while ("idea", "okta-sso-login") not in suggested_ids(base, question) and time.time() < deadline:
+        time.sleep(0.2)
+    assert suggested_ids(base, question)[0] == ("idea", "okta-sso-login")
+    # and an edit from elsewhere (declined: no longer suggested) reaches it the same way
+    declined = tmp_path / "declined.jsonl"
+    declined.write_text(json.dumps({"id": "okta-sso-login", "title": "Okta SSO login", "status": "declined"}) + "\n")
+    run_cli(env, "ideas", "import", str(declined))
+    deadline = time.time() + 30
+    while ("idea", "okta-sso-login") in suggested_ids(base, question) and time.time() < deadline:
+        time.sleep(0.2)
+    assert ("idea", "okta-sso-login") not in suggested_ids(base, question)
