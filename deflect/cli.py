@@ -43,16 +43,22 @@ def serve(host, port, threads, watch_kb, **paths):
     from .runtime import Runtime
     from .web import create_app
 
+    _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
     runtime = Runtime(settings, progress=True)
     for warning in runtime.last_report.warnings:
         click.echo(f"warning: {warning}", err=True)
     app = create_app(settings, runtime)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
+    from waitress import create_server
+
+    try:
+        server = create_server(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
+    except OSError as exc:
+        runtime.close()
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
     if settings.watch_kb:
         runtime.watch_kb()
-    from waitress import serve as waitress_serve
-
     base = f"http://{settings.host}:{settings.port}"
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base} (help form: {base}/help)", err=True)
     import signal
@@ -62,9 +68,27 @@ def serve(host, port, threads, watch_kb, **paths):
 
     signal.signal(signal.SIGTERM, _terminate)  # so queued searches are written on a normal stop
     try:
-        waitress_serve(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
+        server.run()
     finally:
+        server.close()
         runtime.close()
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail at once, with a one-line error, when host:port cannot be listened on (in use, bad host)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @main.command()
@@ -142,7 +166,7 @@ def ideas_import(file, database_url):
 @click.option("--model", default=None, help="Sentence-transformers model name or path.")
 @click.option("--show-misses", type=int, default=0, help="Also list this many missed queries.")
 def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
-    """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (DESIGN section 8)."""
+    """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (README: Benchmarks)."""
     settings = _settings(model=model)
     from .evaluation import build_benchmark_engine, evaluate, evaluate_with_feedback, read_jsonl
 
@@ -218,7 +242,7 @@ def period_options(func):
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows per table (articles, gaps).")
 def metrics(since, until, database_url, as_json, top):
-    """Deflection metrics for a period (DESIGN section 6), as readable tables."""
+    """Deflection metrics for a period (README: Events and metrics), as readable tables."""
     settings = _settings(database_url=database_url)
     from .db import make_engine, upgrade
     from .metrics import compute_metrics

@@ -209,10 +209,14 @@ def _coerce(name: str, value: Any) -> Any:
         if text not in _BOOLEAN_WORDS:
             raise ValueError(f"setting {name}: {value!r} is not a boolean (use true or false)")
         return _BOOLEAN_WORDS[text]
-    if setting.type is int:
-        return int(value)
-    if setting.type is float:
-        return float(value)
+    if setting.type in (int, float):
+        if isinstance(value, bool):  # TOML true/false would otherwise pass as 1/0
+            raise ValueError(f"setting {name}: {value!r} is not a number")
+        try:
+            return setting.type(value)
+        except (TypeError, ValueError):
+            kind = "a whole number" if setting.type is int else "a number"
+            raise ValueError(f"setting {name}: {value!r} is not {kind}") from None
     return str(value)
 
 
@@ -228,7 +232,12 @@ def load_settings(
     if path.exists():
         with path.open("rb") as fh:
             data = tomllib.load(fh)
-        data = data.get("deflect", data)
+        if isinstance(data.get("deflect"), dict):
+            table = data.pop("deflect")
+            both = sorted(set(table) & set(data))
+            if both:
+                raise ValueError(f"{path}: {both[0]!r} is set both at the top level and under [deflect]")
+            data |= table  # keys may sit at the top level or under [deflect], or both ways at once
         for key, value in data.items():
             if key not in _BY_NAME:
                 raise ValueError(f"{path}: unknown setting {key!r}")

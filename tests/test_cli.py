@@ -331,3 +331,17 @@ def test_db_upgrade(runner, tmp_path):
     assert result.exit_code == 0
     assert "revision 0003 (was empty)" in result.stdout
     assert "revision 0003 (was 0003)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout
+
+
+def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):
+    """Before indexing, and without a traceback: another program already listens there."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke(runner, ["serve", *paths, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output and "indexing" not in result.output

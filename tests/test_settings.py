@@ -104,9 +104,20 @@ def test_unknown_explicit_setting_raises(no_config):
         load_settings(config_file=no_config, env={}, nope=1)
 
 
-def test_bad_number_raises(no_config):
-    with pytest.raises(ValueError):
+def test_bad_number_raises_naming_the_setting(no_config, toml):
+    with pytest.raises(ValueError, match="setting port: 'eighty' is not a whole number"):
         load_settings(config_file=no_config, env={"DEFLECT_PORT": "eighty"})
+    with pytest.raises(ValueError, match="setting answer_threshold: 'high' is not a number"):
+        load_settings(config_file=toml('answer_threshold = "high"\n'), env={})
+    with pytest.raises(ValueError, match="setting port: True is not a number"):
+        load_settings(config_file=toml("port = true\n"), env={})
+
+
+def test_toml_keys_at_the_top_level_and_in_the_deflect_table_both_count(toml):
+    s = load_settings(config_file=toml('admin_token = "t"\n[deflect]\nport = 9999\n'), env={})
+    assert s.admin_token == "t" and s.port == 9999
+    with pytest.raises(ValueError, match="'port' is set both at the top level and under \\[deflect\\]"):
+        load_settings(config_file=toml("port = 1\n[deflect]\nport = 2\n"), env={})
 
 
 def test_every_settings_field_has_help_text():

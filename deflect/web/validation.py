@@ -68,9 +68,9 @@ def install_input_guards(app: Flask) -> None:
     def _guard():
         if not request.path.startswith("/api/"):
             return None
-        for name, value in (request.view_args or {}).items():
+        for value in (request.view_args or {}).values():
             if (isinstance(value, str) and _BAD_TEXT.search(value)) or (isinstance(value, int) and value > MAX_ID):
-                raise ApiError(404, "not_found", f"no item with that {name}", "id")
+                raise ApiError(404, "not_found", "no item with that id", "id")
         for name, value in request.args.items(multi=True):
             if _BAD_TEXT.search(name) or _BAD_TEXT.search(value):
                 raise ApiError(400, "invalid_field", f"{name!r} must not contain NUL characters", name)
