@@ -156,6 +156,8 @@ def ideas_import(file, database_url):
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
     click.echo(f"{inserted} ideas added, {updated} updated, {len(errors)} skipped")
+    if errors and not inserted and not updated:
+        raise click.ClickException(f"no idea in {file} could be imported")
 
 
 @main.command("eval")
@@ -318,7 +320,10 @@ def aliases_list(database_url, show_all):
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    for row in list_aliases(engine, active_only=not show_all):
+    rows = list_aliases(engine, active_only=not show_all)
+    if not rows:
+        click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
+    for row in rows:
         state = "active" if row["active"] else "pending"
         click.echo(f"{row['id']:>6}  {state:<7} {row['confirmations']:>3}x  {row['item_type']}:{row['item_id']}  {row['query']!r}")
 

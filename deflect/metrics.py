@@ -310,9 +310,9 @@ def format_report(report: dict, top: int = 10) -> str:
             continue
         lines += ["", f"{kind:<40} {'shown':>6} {'clicks':>6} {'yes':>5} {'no':>5} {'tickets':>7} {'effective':>9}"]
         for r in rows:
-            name = (r.get("title") or r["id"])[:40]
+            name = _fit_columns(r.get("title") or r["id"], 40)
             lines.append(
-                f"{name:<40} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "
+                f"{name} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "
                 f"{r['tickets_after_shown']:>7} {pct(r['effectiveness']):>9}"
             )
     if report["content_gaps"]:
@@ -327,3 +327,17 @@ def format_report(report: dict, top: int = 10) -> str:
                 f"{pct(day['deflection_rate']):>7}"
             )
     return "\n".join(lines)
+
+
+def _fit_columns(text: str, width: int) -> str:
+    """Cut or pad text to `width` terminal columns (Hangul, Han and kana take two each)."""
+    import unicodedata
+
+    out, used = [], 0
+    for char in text:
+        cells = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if used + cells > width:
+            break
+        out.append(char)
+        used += cells
+    return "".join(out) + " " * (width - used)

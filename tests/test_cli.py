@@ -345,3 +345,37 @@ def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output and "indexing" not in result.output
+
+
+def test_ideas_import_of_nothing_usable_fails(runner, tmp_path):
+    ideas = tmp_path / "ideas.jsonl"
+    ideas.write_text('{not json\n{"title": ""}\n', encoding="utf-8")
+    result = runner.invoke(main, ["ideas", "import", str(ideas), "--database-url", f"sqlite:///{tmp_path / 'd.db'}"])
+    assert result.exit_code == 1
+    assert "0 ideas added, 0 updated, 2 skipped" in result.output and "no idea in" in result.output
+
+
+def test_aliases_list_says_when_there_are_none(runner, tmp_path):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert "no active learned aliases" in invoke(runner, ["aliases", "list", "--database-url", url]).output
+    assert "no learned aliases yet" in invoke(runner, ["aliases", "list", "--all", "--database-url", url]).output
+
+
+def test_metrics_table_keeps_columns_with_korean_titles(tmp_path):
+    """`deflect metrics` pads by terminal columns: a Hangul title (two columns a letter) keeps the numbers aligned."""
+    import unicodedata
+
+    from deflect.db import make_engine, upgrade
+    from deflect.metrics import compute_metrics, format_report
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    upgrade(engine)
+    report = compute_metrics(engine)  # the real report shape, from an empty store
+    row = {"impressions": 12, "clicks": 3, "helpful": 1, "not_helpful": 0, "tickets_after_shown": 1, "effectiveness": 0.5}
+    report["articles"] = [row | {"id": "ko/cancel", "title": "구독 해지하기"}, row | {"id": "billing/refunds", "title": "Refunds"}]
+
+    def columns(line: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in line)
+
+    lines = [line for line in format_report(report).splitlines() if line.startswith(("구독", "Refunds"))]
+    assert len(lines) == 2 and columns(lines[0]) == columns(lines[1])
