@@ -344,6 +344,12 @@ def test_keyboard_navigation_and_marking_an_answer_helpful(page, site):
     page.keyboard.press("Enter")
     expect(page.locator(".dfl-widget")).to_have_attribute("data-feedback", "helpful")
 
+    # The answer button is disabled now; the focus stays in the widget, so Escape still works.
+    expect(page.locator(".dfl-feedback-done")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(preview).to_be_hidden()
+    expect(field).to_be_focused()
+
     search_id = listbox.get_attribute("data-search-id")
     helpful = wait_for_event(site.db, search_id, "helpful")
     assert [(e["item_id"], e["item_type"]) for e in helpful] == [(item_id, "article")]
@@ -445,7 +451,25 @@ def test_vote_for_an_idea_from_the_widget(page, site):
     expect(page.locator("[data-deflect-vote]")).to_have_text("Voted")
     assert next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id) == before + 1
     assert wait_for_event(site.db, listbox.get_attribute("data-search-id"), "vote")
+    # One vote per browser: a later question showing the same idea, and the board, know it.
+    page.fill("[data-deflect-input]", "")
+    ask(page, "dark theme for night work please")
+    page.locator(f"[data-deflect-suggestion][data-id='{idea_id}']").click()
+    expect(page.locator("[data-deflect-vote]")).to_have_text("Voted")
+    expect(page.locator("[data-deflect-vote]")).to_be_disabled()
+    page.goto(site.base + "/ideas")
+    expect(page.locator(f"[data-idea-id='{idea_id}'] [data-vote-idea]")).to_be_disabled()
+    assert next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id) == before + 1
     page.console.check()
+
+
+def test_a_suggestion_opened_with_a_tap_shows_its_answer_buttons(phone, site):
+    """The preview opens under the list: on a phone it must be scrolled into view."""
+    phone.goto(site.base + "/help")
+    ask(phone, "how do I cancel my subscription")
+    phone.locator("[data-deflect-suggestion][data-type=article]").first.tap()
+    expect(phone.locator(".dfl-preview")).to_be_visible()
+    expect(phone.locator("[data-deflect-helpful]")).to_be_in_viewport()
 
 
 def test_idea_board_filters(page, site):

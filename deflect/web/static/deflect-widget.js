@@ -44,6 +44,19 @@
 
   var instances = 0;
   var EMAIL = /^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/;
+  // Ideas this browser voted for; the same key as the ideas board (ideas.js), so on deflect's
+  // own pages a vote counts once wherever it was given.
+  var VOTED = "deflect-voted";
+
+  function votedIdeas() {
+    try { return JSON.parse(localStorage.getItem(VOTED) || "[]"); } catch (e) { return []; }
+  }
+
+  function rememberVote(id) {
+    var list = votedIdeas();
+    if (list.indexOf(id) < 0) list.push(id);
+    try { localStorage.setItem(VOTED, JSON.stringify(list)); } catch (e) { /* private mode: fine */ }
+  }
 
   function randomId() {
     var bytes = new Uint8Array(16);
@@ -374,12 +387,20 @@
         var vote = el("button", "dfl-button dfl-vote", "Vote for this idea");
         vote.type = "button";
         vote.setAttribute("data-deflect-vote", "");
+        if (votedIdeas().indexOf(result.id) >= 0) {
+          vote.textContent = "Voted";
+          vote.disabled = true;
+        }
         vote.addEventListener("click", function () {
+          keepFocus(vote);
           vote.disabled = true;
           voteFor(result).then(function (ok) {
             done.textContent = ok ? "Thanks, your vote is counted." : "Your vote could not be saved. Please try again.";
             vote.disabled = ok;
-            if (ok) vote.textContent = "Voted";
+            if (ok) {
+              vote.textContent = "Voted";
+              rememberVote(result.id);
+            }
           });
         });
         actions.appendChild(vote);
@@ -395,6 +416,7 @@
         function mark(type) {
           if (state.feedback[key]) return;
           state.feedback[key] = type;
+          keepFocus(yes, no);
           yes.disabled = no.disabled = true;
           sendEvent(type, result).then(function (response) {
             var ok = response && response.ok;
@@ -420,7 +442,22 @@
         preview.appendChild(buttons);
       }
       preview.appendChild(done);
-      if (moveFocus) title.focus();
+      if (moveFocus) {
+        title.focus();
+      } else {
+        // Opened with a mouse or a tap: the preview sits under the list, maybe below the fold.
+        preview.scrollIntoView({ block: "nearest" });
+      }
+
+      function keepFocus() {
+        // A button about to be disabled drops the focus to the page, and with it Escape and the
+        // arrow keys: hand it to the status line that will say what happened.
+        if (Array.prototype.indexOf.call(arguments, document.activeElement) >= 0) {
+          done.textContent = "Saving…";  // an empty status line is not displayed, so not focusable
+          done.tabIndex = -1;
+          done.focus();
+        }
+      }
     }
 
     function voteFor(result) {
