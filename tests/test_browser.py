@@ -438,6 +438,25 @@ def test_vote_on_the_idea_board(page, site):
     page.console.check()
 
 
+def test_vote_on_the_board_with_an_unusable_email_asks_first(page, site):
+    from deflect.ideas import list_ideas
+
+    page.goto(site.base + "/ideas")
+    votable = page.locator("[data-idea-id]").filter(has=page.locator("[data-vote-idea]:not([disabled])")).last
+    idea_id = votable.get_attribute("data-idea-id")
+    card = page.locator(f"[data-idea-id='{idea_id}']")  # stays this card once its button is disabled
+    before = next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id)
+    page.fill("[data-voter-email]", "pat@localhost")
+    card.locator("[data-vote-idea]").click()
+    expect(page.locator("[data-vote-message]")).to_contain_text("doesn't look like an email address")
+    expect(page.locator("[data-voter-email]")).to_be_focused()
+    assert next(i["votes"] for i in list_ideas(site.db) if i["id"] == idea_id) == before  # nothing sent
+    page.fill("[data-voter-email]", "")
+    card.locator("[data-vote-idea]").click()
+    expect(card.locator("[data-vote-count]")).to_have_text(str(before + 1))
+    page.console.check()
+
+
 def test_vote_for_an_idea_from_the_widget(page, site):
     from deflect.ideas import list_ideas
 

@@ -39,7 +39,14 @@
       var title = card.querySelector(".idea-title").textContent;
       var body = {};
       var email = emailField ? emailField.value.trim() : "";
-      if (/^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/.test(email)) body.requester = { email: email };
+      if (email && !/^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/.test(email)) {
+        // Voting without it would mean this person never hears back: ask first.
+        message.textContent = "“" + email + "” doesn't look like an email address we can write to. " +
+          "Correct it, or empty the field to vote without updates.";
+        emailField.focus();
+        return;
+      }
+      if (email) body.requester = { email: email };
       button.disabled = true;
       fetch("/api/ideas/" + encodeURIComponent(id) + "/vote", {
         method: "POST",
