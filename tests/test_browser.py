@@ -674,3 +674,16 @@ def test_pages_fit_a_phone_screen(phone, site, path):
     assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a 390px screen"
     font = phone.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert font >= 15
+
+
+def test_admin_tables_show_every_column_on_a_phone(phone, site):
+    """No table of the dashboard hides columns in a sideways scroll on a 390px screen."""
+    suggest(site.base, "how do I get a refund", session="phone-admin")
+    sign_in(phone, site.base)
+    expect(phone.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
+    hidden = phone.evaluate(
+        """() => Array.from(document.querySelectorAll('.table-wrap'))
+             .filter(w => w.offsetParent !== null && w.querySelector('table'))
+             .map(w => w.scrollWidth - w.clientWidth)"""
+    )
+    assert hidden and max(hidden) <= 1, f"columns hidden by {hidden} px"
