@@ -684,6 +684,7 @@ def test_admin_tables_show_every_column_on_a_phone(phone, site):
     hidden = phone.evaluate(
         """() => Array.from(document.querySelectorAll('.table-wrap'))
              .filter(w => w.offsetParent !== null && w.querySelector('table'))
-             .map(w => w.scrollWidth - w.clientWidth)"""
+             .map(w => [w.closest('section, .card')?.querySelector('h2, h3')?.textContent || '?',
+                        w.scrollWidth - w.clientWidth])"""
     )
-    assert hidden and max(hidden) <= 1, f"columns hidden by {hidden} px"
+    assert hidden and max(px for _, px in hidden) <= 1, f"columns hidden (table, px): {hidden}"
