@@ -56,7 +56,7 @@ def serve(host, port, threads, watch_kb, **paths):
         server = create_server(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
     except OSError as exc:
         runtime.close()
-        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(settings.host, settings.port, exc) from None
     if settings.watch_kb:
         runtime.watch_kb()
     base = f"http://{settings.host}:{settings.port}"
@@ -79,16 +79,16 @@ def _check_can_listen(host: str, port: int) -> None:
     import socket
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
-        try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
             probe.bind(address)
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> click.ClickException:
+    return click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 @main.command()

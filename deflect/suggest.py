@@ -460,15 +460,12 @@ def _top_margin(scores: np.ndarray) -> float:
 
 def _fused_scores(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray) -> np.ndarray:
     """_fused without each item's best passage (which the calibration does not need)."""
-    finite = sims[np.isfinite(sims)]
-    floor = float(finite.min()) if len(finite) else 0.0
-    dense, _ = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor, with_best=False)
-    return scoring.fuse(dense, centroid, lexical)
+    return _fused(catalog, sims, centroid, lexical, with_best=False)[0]
 
 
-def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray):
+def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray, with_best: bool = True):
     """Aggregate passage similarities per item, then fuse with the centroid and lexical channels."""
     finite = sims[np.isfinite(sims)]
     floor = float(finite.min()) if len(finite) else 0.0
-    dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor)
+    dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor, with_best=with_best)
     return scoring.fuse(dense, centroid, lexical), best

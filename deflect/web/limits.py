@@ -8,13 +8,13 @@ Admin endpoints are not counted here: they need the admin token instead.
 from __future__ import annotations
 
 import ipaddress
-import json
 
 from flask import Flask, Request, request
 
 from ..ratelimit import RateLimiter
 from ..settings import Settings
 from .errors import error_response
+from .validation import MAX_SESSION_CHARS, parsed_json
 
 # Endpoints anyone may call, and so the ones a script could hammer. Every other /api route needs
 # the admin token (tests/test_access.py checks both against the URL map).
@@ -31,7 +31,6 @@ RATE_LIMITED = frozenset(
 )
 # Public but never limited: health checks from load balancers, and the API description.
 UNLIMITED_PUBLIC = frozenset({"api.healthz", "api.openapi", "static"})
-MAX_SESSION_CHARS = 200
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -95,7 +94,7 @@ def _session_of(req: Request) -> str | None:
     if req.method != "POST" or req.mimetype != "application/json":
         return None
     try:
-        data = json.loads(req.get_data(cache=True))
+        data = parsed_json(req)
     except (ValueError, RecursionError):
         return None
     session = data.get("session") if isinstance(data, dict) else None

@@ -14,6 +14,7 @@ from collections import defaultdict
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from ..articles import is_safe_url
+from .validation import LOCALE_TAG, MAX_LOCALE_CHARS
 
 pages = Blueprint("pages", __name__, template_folder="templates")
 
@@ -26,7 +27,6 @@ STATUS_LABELS = {
     "merged": "Merged",
 }
 BOARD_STATUSES = ("open", "planned", "in_progress", "shipped", "declined")
-_LOCALE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 MAX_TICKET_CHARS = 5000
 
 
@@ -87,7 +87,7 @@ def favicon():
 @pages.get("/help")
 def help_form():
     locale = request.args.get("locale", "")
-    locale = locale if _LOCALE.match(locale) and len(locale) <= 35 else ""
+    locale = locale if LOCALE_TAG.match(locale) and len(locale) <= MAX_LOCALE_CHARS else ""
     return _page("help.html", locale=locale, topics=_topics(locale), nav="help")
 
 

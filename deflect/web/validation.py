@@ -10,11 +10,12 @@ from flask import Flask, Request, request
 from .errors import ApiError
 
 ITEM_TYPES = ("article", "idea")
-_LOCALE = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+LOCALE_TAG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 # NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (JSON's
 # "\ud800" escape makes one): text with either is refused at the door, not halfway into a write.
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 MAX_LOCALE_CHARS = 35  # the searches.locale column (BCP 47 tags fit)
+MAX_SESSION_CHARS = 200
 MAX_ID = 2**31 - 1  # row ids are INTEGER columns: 32 bits on PostgreSQL
 
 
@@ -38,15 +39,25 @@ def bad_text_field(value, path: str = "") -> str | None:
     return None
 
 
+def parsed_json(request: Request):
+    """The body parsed as JSON, once per request (the rate limiter reads its session first).
+
+    Raises ValueError or RecursionError, again on every call, when the body is not JSON.
+    """
+    key = "deflect.parsed_json"
+    if key not in request.environ:
+        request.environ[key] = json.loads(request.get_data(cache=True))
+    return request.environ[key]
+
+
 def json_body(request: Request) -> dict:
     """The request's JSON object, or a 415/400 naming what is wrong with it."""
     if not request.mimetype or request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json", "Content-Type")
-    raw = request.get_data(cache=True)
-    if len(raw) > 16 * 1024:
+    if len(request.get_data(cache=True)) > 16 * 1024:
         raise ApiError(413, "payload_too_large", "request body is larger than 16 KB", "body")
     try:
-        data = json.loads(raw)
+        data = parsed_json(request)
     except (ValueError, RecursionError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON", "body") from None
     if not isinstance(data, dict):
@@ -103,11 +114,11 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
         if item_type not in ITEM_TYPES:
             raise _bad("types", f'unknown type {item_type!r}; use "article" and/or "idea"')
     locale = data.get("locale")
-    if locale is not None and (not isinstance(locale, str) or not _LOCALE.match(locale) or len(locale) > MAX_LOCALE_CHARS):
+    if locale is not None and (not isinstance(locale, str) or not LOCALE_TAG.match(locale) or len(locale) > MAX_LOCALE_CHARS):
         raise _bad("locale", f"locale must be a language tag such as en or ko-KR (at most {MAX_LOCALE_CHARS} characters)")
     session = data.get("session")
-    if session is not None and (not isinstance(session, str) or not 1 <= len(session) <= 200):
-        raise _bad("session", "session must be a string of 1-200 characters")
+    if session is not None and (not isinstance(session, str) or not 1 <= len(session) <= MAX_SESSION_CHARS):
+        raise _bad("session", f"session must be a string of 1-{MAX_SESSION_CHARS} characters")
     return {"query": query.strip(), "k": k, "types": tuple(dict.fromkeys(types)), "locale": locale, "session": session}
 
 
