@@ -41,11 +41,13 @@ def make_embedder(settings: Settings):
 
 
 def model_id_for(settings: Settings) -> str:
+    from .embedder import INT8_BLOCK
     from .index import model_identity
 
     identity = model_identity(settings.model_name, is_default=not settings.model)
-    # int8 vectors differ measurably from the float model's: never mix them in one index.
-    return identity + "+int8" if settings.embed_backend == "onnx-int8" else identity
+    # int8 vectors differ (slightly) from the float model's and from another quantisation's:
+    # never mix them in one index.
+    return identity + f"+int8-b{INT8_BLOCK}" if settings.embed_backend == "onnx-int8" else identity
 
 
 def refresh_index(settings: Settings, progress: bool = False, publish=None):

@@ -57,8 +57,28 @@ def test_int8_vectors_stay_close_to_torch(model_name, onnx_cache, torch_vectors)
     embedder = Embedder(model_name, backend="onnx-int8", cache_dir=onnx_cache)
     cosines = (embedder.encode(TEXTS) * torch_vectors).sum(1)
     assert embedder.active_backend == "onnx-int8"
-    assert cosines.mean() > 0.99, f"mean cosine {cosines.mean():.4f}"
-    assert cosines.min() > 0.97, f"worst cosine {cosines.min():.4f}"
+    # Blockwise int8 (MatMulNBits): within 0.0013 of float32 on banking77's 770 queries.
+    assert cosines.mean() > 0.998, f"mean cosine {cosines.mean():.4f}"
+    assert cosines.min() > 0.995, f"worst cosine {cosines.min():.4f}"
+
+
+def test_int8_encodes_texts_of_similar_length_in_one_run(model_name, onnx_cache):
+    """Its vectors do not depend on batch-mates (test below), so int8 batches like float32."""
+    embedder = Embedder(model_name, backend="onnx-int8", cache_dir=onnx_cache, query_cache_size=0)
+    session = embedder.runner.session
+    runs: list[int] = []
+
+    class CountingSession:
+        def run(self, outputs, feeds):
+            runs.append(len(feeds["input_ids"]))
+            return session.run(outputs, feeds)
+
+    embedder.runner.session = CountingSession()
+    try:
+        embedder.encode(TEXTS)
+    finally:
+        embedder.runner.session = session
+    assert sum(runs) == len(TEXTS) and max(runs) > 1 and len(runs) < len(TEXTS) / 2, runs
 
 
 def test_export_is_cached_on_disk_and_reused(model_name, onnx_cache, onnx_embedder, monkeypatch):
