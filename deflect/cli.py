@@ -223,7 +223,10 @@ def _period(since: str | None, until: str | None) -> tuple[float | None, float |
         except ValueError:
             raise click.BadParameter("use epoch seconds or an ISO 8601 date such as 2026-11-01", param_hint=name) from None
 
-    return parse("--since", since), parse("--until", until)
+    start, end = parse("--since", since), parse("--until", until)
+    if start is not None and end is not None and start >= end:
+        raise click.BadParameter("must be before --until", param_hint="--since")  # as GET /api/metrics
+    return start, end
 
 
 _PERIOD_OPTIONS = [
@@ -243,9 +246,10 @@ def period_options(func):
 @period_options
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows per table (articles, gaps).")
-def metrics(since, until, database_url, as_json, top):
+@click.option("--index-dir", default=None, help="Index folder, for article titles (setting index_dir).")
+def metrics(since, until, database_url, as_json, top, index_dir):
     """Deflection metrics for a period (README: Events and metrics), as readable tables."""
-    settings = _settings(database_url=database_url)
+    settings = _settings(database_url=database_url, index_dir=index_dir)
     from .db import make_engine, upgrade
     from .metrics import compute_metrics
 

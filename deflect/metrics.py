@@ -178,25 +178,93 @@ def in_pool(outcome: SearchOutcome, event_rows_for_search: list[dict]) -> bool:
     return not any(e["type"] == "helpful" and e["created_at"] >= last_not_helpful for e in event_rows_for_search)
 
 
-def content_gaps(final: dict[str, SearchOutcome], event_rows: list[dict], limit: int = 10) -> list[dict]:
-    """The most frequent pool queries (until clusters replace them with the largest open clusters)."""
+@dataclass(frozen=True)
+class OpenCluster:
+    """An open idea candidate, as the content gaps show it."""
+
+    candidate_id: str
+    label: str
+    keywords: tuple[str, ...]
+    size: int  # all its members, whatever the period
+
+
+def content_gaps(
+    final: dict[str, SearchOutcome],
+    event_rows: list[dict],
+    limit: int = 10,
+    clusters: dict[str, OpenCluster] | None = None,
+) -> list[dict]:
+    """The period's pool searches grouped: by open cluster once clusters exist, else by query.
+
+    `clusters` maps a search id to the open candidate it belongs to (None: no candidates
+    built yet). Either way only the period's final pool searches count, so the API and the
+    CLI give the same gaps for the same period.
+    """
     by_search: dict[str, list[dict]] = defaultdict(list)
     for event in event_rows:
         by_search[event["search_id"]].append(event)
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for search_id, outcome in final.items():
-        if in_pool(outcome, by_search.get(search_id, [])):
-            groups[normalize_query(outcome.search["query"])].append(outcome.search)
-    ranked = sorted(groups.values(), key=lambda rows: (-len(rows), -max(r["created_at"] for r in rows)))
+    pool = [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, []))]
+    if clusters is None:
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for search in pool:
+            groups[normalize_query(search["query"])].append(search)
+        ranked = sorted(groups.values(), key=lambda rows: (-len(rows), -max(r["created_at"] for r in rows)))
+        return [
+            {
+                "query": rows[-1]["query"],
+                "count": len(rows),
+                "last_seen": max(r["created_at"] for r in rows),
+                "search_ids": [r["id"] for r in rows][:20],
+            }
+            for rows in ranked[:limit]
+        ]
+    members: dict[str, list[dict]] = defaultdict(list)
+    for search in pool:
+        if search["id"] in clusters:
+            members[clusters[search["id"]].candidate_id].append(search)
+    info = {c.candidate_id: c for c in clusters.values()}
+    ranked_ids = sorted(members, key=lambda c: (-len(members[c]), -max(r["created_at"] for r in members[c]), c))
     return [
         {
-            "query": rows[-1]["query"],
-            "count": len(rows),
-            "last_seen": max(r["created_at"] for r in rows),
-            "search_ids": [r["id"] for r in rows][:20],
+            "candidate_id": cid,
+            "label": info[cid].label,
+            "keywords": list(info[cid].keywords),
+            "query": info[cid].label,
+            "count": len(members[cid]),
+            "size": info[cid].size,
+            "last_seen": max(r["created_at"] for r in members[cid]),
+            "search_ids": [r["id"] for r in members[cid]][:20],
         }
-        for rows in ranked[:limit]
+        for cid in ranked_ids[:limit]
     ]
+
+
+def _open_clusters(conn: sa.Connection, search_ids: set[str]) -> dict[str, OpenCluster] | None:
+    """Open candidates of these searches; None until candidates were ever built."""
+    import json
+
+    from .candidates import candidate_members, candidates
+
+    if conn.execute(sa.select(candidates.c.id).limit(1)).first() is None:
+        return None
+    sizes = (
+        sa.select(candidate_members.c.candidate_id, sa.func.count().label("size"))
+        .group_by(candidate_members.c.candidate_id)
+        .subquery()
+    )
+    query = (
+        sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords, sizes.c.size)
+        .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
+        .join(sizes, sizes.c.candidate_id == candidates.c.id)
+        .where(candidates.c.status == "new", candidates.c.active == sa.true())
+    )
+    found: dict[str, OpenCluster] = {}
+    wanted = sorted(search_ids)
+    for start in range(0, len(wanted), 500):  # bound the IN list
+        chunk = query.where(candidate_members.c.search_id.in_(wanted[start : start + 500]))
+        for r in conn.execute(chunk):
+            found[r.search_id] = OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(r.size))
+    return found
 
 
 def daily_series(final: dict[str, SearchOutcome], window: float) -> list[dict]:
@@ -247,6 +315,7 @@ def compute_metrics(
         if since is not None:
             counted = counted.where(events.c.created_at >= since)
         event_counts = dict.fromkeys(EVENT_TYPES, 0) | {t: int(n) for t, n in conn.execute(counted)}
+        clusters = _open_clusters(conn, final_ids)
     final = outcomes(final_rows, search_events)
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
@@ -258,7 +327,7 @@ def compute_metrics(
         "events": event_counts,
         "articles": per_item.get("article", []),
         "ideas": per_item.get("idea", []),
-        "content_gaps": content_gaps(final, search_events),
+        "content_gaps": content_gaps(final, search_events, clusters=clusters),
         "series": daily_series(final, assumed_window_seconds),
     }
 

@@ -374,11 +374,6 @@ class Runtime:
             {a["id"]: a["title"] for a in self.engine.index.articles},
             {i["id"]: i["title"] for i in list_ideas(self.db)},
         )
-        from .candidates import content_gaps
-
-        clusters = content_gaps(self.db)
-        if clusters:  # once candidates are built, the gaps are the largest open ones (DESIGN section 7)
-            report["content_gaps"] = [g | {"query": g["label"], "count": g["size"]} for g in clusters]
         return report
 
     def reindex(self, progress: bool = False):

@@ -165,3 +165,51 @@ def test_votes_count_for_ideas(store):
     assert m["events"]["vote"] == 1
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one() == 1
+
+
+def add_candidate(engine, candidate_id, label, search_ids, status="new"):
+    """What a clusters rebuild writes for one candidate (hand-built here)."""
+    from deflect.candidates import candidate_members, candidates
+
+    with db.writing(engine) as conn:
+        conn.execute(candidates.insert().values(id=candidate_id, label=label, keywords='["k"]', status=status,
+                                                active=True, size=len(search_ids), created_at=T0, updated_at=T0))
+        conn.execute(candidate_members.insert(), [
+            {"search_id": s, "candidate_id": candidate_id, "how": "rebuild", "joined_at": T0} for s in search_ids
+        ])
+
+
+def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
+    old = [add_search(store, f"dark mode {i}", -86400 * 3 + i, answered=False) for i in range(5)]
+    new = [add_search(store, f"dark theme {i}", 100 + i, answered=False) for i in range(2)]
+    sso = [add_search(store, f"okta sso {i}", 200 + i, answered=False) for i in range(3)]
+    ignored = [add_search(store, f"font size {i}", 300 + i, answered=False) for i in range(4)]
+    before = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)
+    assert {g["query"] for g in before["content_gaps"]} >= {"okta sso 0", "dark theme 0"}, "no candidates yet: by query"
+
+    add_candidate(store, "c-dark", "Dark mode", old + new)
+    add_candidate(store, "c-sso", "Okta SSO", sso)
+    add_candidate(store, "c-font", "Font size", ignored, status="dismissed")
+    period = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)
+    gaps = [(g["candidate_id"], g["count"], g["size"]) for g in period["content_gaps"]]
+    # In the period: 3 SSO searches, 2 of the 7 dark-mode ones; the dismissed candidate is no gap.
+    assert gaps == [("c-sso", 3, 3), ("c-dark", 2, 7)]
+    assert sorted(period["content_gaps"][1]["search_ids"]) == sorted(new)
+    assert period["content_gaps"][0]["query"] == "Okta SSO"
+    everything = compute_metrics(store, now=T0 + 7200)
+    assert [(g["candidate_id"], g["count"]) for g in everything["content_gaps"]] == [("c-dark", 7), ("c-sso", 3)]
+
+    # The CLI gives the same gaps for the same period.
+    import json
+
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+
+    url = store.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["metrics", "--json", "--database-url", url, "--since", str(T0),
+                                       "--until", str(T0 + 3600)], env={"DEFLECT_INDEX_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert [(g["candidate_id"], g["count"]) for g in json.loads(result.output)["content_gaps"]] == [("c-sso", 3), ("c-dark", 2)]
+    same = CliRunner().invoke(main, ["metrics", "--database-url", url, "--since", str(T0), "--until", str(T0)])
+    assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
