@@ -302,10 +302,15 @@ def events_export(since, until, database_url, fmt, output):
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row))
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({k: _csv_value(v) for k, v in row.items()})
             count += 1
     if output != "-":
         click.echo(f"{count} events written to {output}", err=True)
+
+
+def _csv_value(value):
+    """Booleans as true/false (not Python's True/False), like the JSON export."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 @main.group()

@@ -257,5 +257,34 @@ def export_rows(engine: sa.Engine, since: float | None = None, until: float | No
     if until is not None:
         query = query.where(events.c.created_at < until)
     with engine.connect() as conn:
+        chunk: list[dict] = []
         for row in conn.execute(query):
-            yield dict(row._mapping)
+            chunk.append(dict(row._mapping))
+            if len(chunk) == EXPORT_CHUNK:
+                yield from _with_final_flag(conn, chunk)
+                chunk = []
+        yield from _with_final_flag(conn, chunk)
+
+
+EXPORT_CHUNK = 1000
+
+
+def _with_final_flag(conn: sa.Connection, rows: list[dict]) -> list[dict]:
+    """Add `final_search`: false when the event's search was superseded (it counts in no metric)."""
+    from .metrics import SUPERSEDE_SECONDS, superseded_ids
+
+    sessions = sorted({r["session"] for r in rows if r["session"]})
+    superseded: set[str] = set()
+    if sessions:
+        first = min(r["search_created_at"] for r in rows if r["session"])
+        last = max(r["search_created_at"] for r in rows if r["session"])
+        for start in range(0, len(sessions), 500):
+            nearby = conn.execute(
+                sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(
+                    searches.c.session.in_(sessions[start : start + 500]),
+                    searches.c.created_at >= first,
+                    searches.c.created_at <= last + SUPERSEDE_SECONDS,
+                )
+            )
+            superseded |= superseded_ids([dict(r._mapping) for r in nearby])
+    return [r | {"final_search": r["search_id"] not in superseded} for r in rows]

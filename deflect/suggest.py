@@ -308,7 +308,8 @@ def _aliased(catalog: Catalog, kind: str, rows: list[dict]) -> Catalog:
 
 
 def _locale_matches(article_locale: str, wanted: str) -> bool:
-    a, w = article_locale.lower(), wanted.lower()
+    """Same tag, or same language: ko matches ko-KR; en_US (POSIX style) counts as en-US."""
+    a, w = article_locale.lower().replace("_", "-"), wanted.lower().replace("_", "-")
     return a == w or a.split("-")[0] == w.split("-")[0]
 
 

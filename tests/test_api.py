@@ -167,7 +167,7 @@ def test_ideas_are_suggested_alongside_articles(live_server):
     assert "idea" in {r["type"] for r in body["results"]}
 
 
-@pytest.mark.parametrize("locale", ["ko", "ko-KR", "KO"])
+@pytest.mark.parametrize("locale", ["ko", "ko-KR", "KO", "ko_KR"])
 def test_suggest_locale_ko_returns_only_korean_articles(live_server, article_locales, locale):
     body = post_suggest(
         live_server, {"query": "비밀번호를 잊어버렸어요", "locale": locale, "types": ["article"]}
@@ -184,6 +184,12 @@ def test_suggest_locale_en_excludes_korean_articles(live_server, article_locales
     ).json()
     assert body["results"]
     assert all(article_locales[r["id"]] == "en" for r in body["results"])
+
+
+def test_suggest_posix_style_locale_matches_like_its_bcp47_form(live_server, article_locales):
+    body = post_suggest(live_server, {"query": "I forgot my password", "locale": "en_US", "types": ["article"]}).json()
+    assert body["results"] and all(article_locales[r["id"]] == "en" for r in body["results"])
+    assert body["results"][0]["id"] == "account/reset-password"
 
 
 def test_suggest_unknown_locale_is_not_an_error(live_server):

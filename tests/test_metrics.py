@@ -213,3 +213,33 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     assert [(g["candidate_id"], g["count"]) for g in json.loads(result.output)["content_gaps"]] == [("c-sso", 3), ("c-dark", 2)]
     same = CliRunner().invoke(main, ["metrics", "--database-url", url, "--since", str(T0), "--until", str(T0)])
     assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
+
+
+def test_events_export_says_which_searches_count(store, tmp_path):
+    """An analyst can reproduce the metrics from the export: superseded searches are marked."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+    from deflect.events import export_rows
+
+    typed = add_search(store, "slack", 0, session="s")
+    final = add_search(store, "slack notifications", 2, session="s")
+    other = add_search(store, "slack", 100, session="t", answered=False)  # nothing extends it
+    add_event(store, typed, "click", 1, "a1")
+    add_event(store, final, "helpful", 5, "a1")
+    add_event(store, other, "ticket_created", 120)
+    rows = list(export_rows(store))
+    assert [(r["search_id"], r["final_search"]) for r in rows] == [(typed, False), (final, True), (other, True)]
+    assert compute_metrics(store, now=T0 + 7200)["totals"]["searches"] == sum(
+        1 for sid in {r["search_id"] for r in rows if r["final_search"]}
+    ) == 2
+
+    out = tmp_path / "events.csv"
+    url = store.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["events", "export", "--database-url", url, "--format", "csv", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8") as fh:
+        exported = list(csv.DictReader(fh))
+    assert [(r["final_search"], r["answered"]) for r in exported] == [("false", "true"), ("true", "true"), ("true", "false")]

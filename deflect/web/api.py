@@ -21,8 +21,9 @@ def require_admin() -> None:
     token = current_app.extensions["deflect_settings"].admin_token
     if not token:
         raise ApiError(401, "admin_disabled", "admin endpoints are disabled until DEFLECT_ADMIN_TOKEN is set", "Authorization")
-    given = request.headers.get("Authorization", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is as good as "Bearer x".
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise ApiError(401, "unauthorized", "missing or wrong admin token (Authorization: Bearer ...)", "Authorization")
 
 

@@ -30,7 +30,10 @@ def _is_page_path(path: str) -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        body, status = error_response(exc.status, exc.code, exc.message, exc.field)
+        if status == 401:  # tells HTTP clients which credentials to send (RFC 9110 section 11.6.1)
+            body.headers["WWW-Authenticate"] = 'Bearer realm="deflect admin"'
+        return body, status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -116,6 +116,8 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
     locale = data.get("locale")
     if locale is not None and (not isinstance(locale, str) or not LOCALE_TAG.match(locale) or len(locale) > MAX_LOCALE_CHARS):
         raise _bad("locale", f"locale must be a language tag such as en or ko-KR (at most {MAX_LOCALE_CHARS} characters)")
+    if locale is not None:
+        locale = locale.replace("_", "-")  # en_US (POSIX style) is recorded and matched as en-US
     session = data.get("session")
     if session is not None and (not isinstance(session, str) or not 1 <= len(session) <= MAX_SESSION_CHARS):
         raise _bad("session", f"session must be a string of 1-{MAX_SESSION_CHARS} characters")
