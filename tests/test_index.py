@@ -446,3 +446,14 @@ def test_a_file_changed_just_before_a_scan_is_hashed_despite_an_equal_signature(
     index, report = build(kb, index_dir, counting)
     assert report.changed == ["billing/refunds.md"]
     assert any("31 days" in p["text"] for p in index.passages)
+
+
+def test_each_embedding_backend_has_its_own_model_id(tmp_path):
+    """So that switching embed_backend (or the default changing) rebuilds instead of mixing vectors."""
+    from deflect.runtime import model_id_for
+    from deflect.settings import load_settings
+
+    ids = {b: model_id_for(load_settings(config_file=tmp_path / "none.toml", env={}, embed_backend=b))
+           for b in ("onnx", "onnx-int8", "torch")}
+    assert ids["onnx"] == ids["torch"]  # float32 ONNX vectors equal torch's
+    assert ids["onnx-int8"] != ids["onnx"] and ids["onnx-int8"].endswith("+int8-b64")
