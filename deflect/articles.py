@@ -8,9 +8,11 @@ import html
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import yaml
 
@@ -21,6 +23,14 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
+
+# Files read as articles (compared in lower case); deflect.watcher reindexes when one changes.
+ARTICLE_SUFFIXES = (".md", ".markdown")
+MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
+# Bump when parse_article would read the same file differently (passages, id, url): an
+# index records it, and one built with another value is rebuilt, as its unchanged files'
+# articles are reused without being parsed again. 2: ids checked, urls percent-encoded.
+PARSER_VERSION = 2
 
 
 class ArticleError(ValueError):
@@ -84,8 +94,12 @@ def parse_article(
         body = text[match.end() :]
     if not body.strip():
         raise ArticleError("no content after the front matter")
-    default_id = rel_path[:-3] if rel_path.endswith(".md") else rel_path
+    default_id = _without_suffix(rel_path)
     article_id = str(meta.get("id") or default_id).strip().strip("/")
+    if meta.get("id"):
+        problem = id_problem(article_id)
+        if problem:
+            raise ArticleError(f"id {str(meta['id'])[:80]!r} {problem}")
     title = meta.get("title")
     if not title:
         title = _first_h1(body)
@@ -95,10 +109,10 @@ def parse_article(
         tags = [tags]
     if not isinstance(tags, list):
         raise ArticleError("tags must be a list")
-    url = str(meta.get("url") or f"/articles/{article_id}")
+    url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
-        log.warning("%s: url %.80r is not http(s), mailto or relative; using /articles/%s", rel_path, url, article_id)
-        url = f"/articles/{article_id}"
+        log.warning("%s: url %.80r is not http(s), mailto or relative; using %s", rel_path, url, article_url(article_id))
+        url = article_url(article_id)
     draft = meta.get("draft", False)
     if not isinstance(draft, bool):
         raise ArticleError("draft must be true or false")
@@ -115,6 +129,43 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _without_suffix(rel_path: str) -> str:
+    """The default id: the relative path without its .md or .markdown suffix."""
+    lower = rel_path.lower()
+    suffix = next((s for s in ARTICLE_SUFFIXES if lower.endswith(s)), "")
+    return rel_path[: len(rel_path) - len(suffix)]
+
+
+def id_problem(article_id: str) -> str | None:
+    """Why a front-matter id cannot be used, or None.
+
+    An id is a URL path (/articles/<id>, /api/articles/<id>) and an item_id in events, so it
+    is made of path segments of letters (any script), digits, "-", "_" and ".", joined by
+    single "/"; "." and ".." segments would resolve to another path.
+    """
+    if not article_id:
+        return "is empty"
+    if len(article_id) > MAX_ID_CHARS:
+        return f"is longer than {MAX_ID_CHARS} characters"
+    for segment in article_id.split("/"):
+        if segment in ("", ".", ".."):
+            return f"has an empty, '.' or '..' path segment ({segment!r})"
+        bad = next((c for c in segment if not _id_char(c)), None)
+        if bad is not None:
+            return f"contains {bad!r}: use letters, digits, '-', '_', '.' and '/' between segments"
+    return None
+
+
+def _id_char(char: str) -> bool:
+    """Letters and digits of any script (with their combining marks), "-", "_" and "."."""
+    return char in "-_." or unicodedata.category(char)[0] in "LMN"
+
+
+def article_url(article_id: str) -> str:
+    """deflect's own page for an article: /articles/<id> with each path segment percent-encoded."""
+    return "/articles/" + "/".join(quote(segment, safe="") for segment in article_id.split("/"))
 
 
 def _first_h1(body: str) -> str | None:
@@ -217,25 +268,29 @@ def load_kb(
     passage_chars: int = 700,
     known: Mapping[str, Article] | None = None,
     known_scanned_ns: int = 0,
+    id_holders: Mapping[str, str] | None = None,
 ) -> tuple[list[Article], list[str]]:
-    """Read every .md file under kb_dir; return the good articles and one warning per bad file.
+    """Read every article file under kb_dir; return the good articles and one warning per bad file.
 
     `known` (relative path -> Article, e.g. from the previous index, parsed with the same
     settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
     known article's is not read at all (unless it changed within RACY_NS of
     `known_scanned_ns`, when that stat was taken), and one whose content hash equals it is
     read but not parsed again.
+
+    Two files with one id: the file that held the id before (`id_holders`, id -> relative
+    path, from the previous index) keeps it, so a new file cannot take over a published
+    article's id and URL; only when neither held it does path order decide.
     """
     root = Path(kb_dir)
-    articles: list[Article] = []
-    warnings: list[str] = []
-    seen: dict[str, str] = {}
     if not root.is_dir():
         return [], [f"{root}: knowledge-base folder not found"]
     known = known or {}
     trusted_before = known_scanned_ns - RACY_NS
     prefix = str(root) + "/"
-    for path in sorted(root.rglob("*.md"), key=lambda p: p.parts):  # = Path order, compared as tuples
+    read: list[Article] = []
+    warnings: list[str] = []
+    for path in article_files(root):
         name = str(path)
         rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
         try:
@@ -243,16 +298,33 @@ def load_kb(
         except (ArticleError, OSError) as exc:
             warnings.append(f"{rel}: skipped: {exc}")
             continue
-        if article.draft:
-            continue
-        if article.id in seen:
-            warnings.append(f"{rel}: skipped: id {article.id!r} already used by {seen[article.id]}")
-            continue
-        seen[article.id] = rel
-        articles.append(article)
+        if not article.draft:
+            read.append(article)
+    articles, duplicates = _settle_ids(read, id_holders or {})
+    warnings.extend(duplicates)
     for warning in warnings:
         log.warning(warning)
     return articles, warnings
+
+
+def is_article_file(name: str) -> bool:
+    """Whether a file name is a KB article (.md or .markdown, any case); the KB watcher uses it too."""
+    return name.lower().endswith(ARTICLE_SUFFIXES)
+
+
+def article_files(root: Path) -> list[Path]:
+    """The article files under root, in path order (compared as tuples of parts)."""
+    return sorted((p for p in root.rglob("*") if is_article_file(p.name) and not p.is_dir()), key=lambda p: p.parts)
+
+
+def _settle_ids(articles: list[Article], holders: Mapping[str, str]) -> tuple[list[Article], list[str]]:
+    """Keep one article per id: the one at the id's previous holder's path, else the first in path order."""
+    owner = {a.id: a.path for a in articles if holders.get(a.id) == a.path}
+    for article in articles:
+        owner.setdefault(article.id, article.path)
+    kept = [a for a in articles if owner[a.id] == a.path]
+    skipped = [f"{a.path}: skipped: id {a.id!r} already used by {owner[a.id]}" for a in articles if owner[a.id] != a.path]
+    return kept, skipped
 
 
 def _read_article(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import Article, Passage, load_kb
+from .articles import PARSER_VERSION, Article, Passage, load_kb
 
 log = logging.getLogger(__name__)
 
@@ -215,17 +215,21 @@ def build_index(
 
     Files whose size, times and inode are those recorded in the manifest are not even read
     (see articles.load_kb); the rest are hashed and only the changed ones parsed and embedded.
-    A different model or passage size makes old vectors incomparable, so it forces a
-    full rebuild instead of mixing vectors. `calibrate(index)` returns the calibration
-    stored in the manifest (see suggest.fit_calibration).
+    A different model, passage size or parser (articles.PARSER_VERSION) makes old vectors
+    or articles stale, so it forces a full rebuild instead of mixing them.
+    `calibrate(index)` returns the calibration stored in the manifest (see
+    suggest.fit_calibration).
+
+    The live version also settles duplicate ids: the file that held an id keeps it.
     """
     report = BuildReport()
-    previous = _live_index(index_dir)
+    live = previous = _live_index(index_dir)
     if previous is not None and (
         previous.manifest.get("model") != model_id
         or previous.manifest.get("passage_chars") != passage_chars
+        or previous.manifest.get("parser") != PARSER_VERSION
     ):
-        log.info("model or passage size changed: rebuilding the whole index")
+        log.info("model, passage size or article parser changed: rebuilding the whole index")
         previous = None
     if previous is not None and not _grouped(previous):
         log.warning("index %s has passages out of article order: rebuilding the whole index", previous.version)
@@ -234,7 +238,12 @@ def build_index(
     scanned_ns = time.time_ns()
     known = _known_articles(previous, default_locale)
     articles, report.warnings = load_kb(
-        kb_dir, default_locale, passage_chars, known, previous.manifest.get("scanned_ns", 0) if previous else 0
+        kb_dir,
+        default_locale,
+        passage_chars,
+        known,
+        previous.manifest.get("scanned_ns", 0) if previous else 0,
+        id_holders={row["id"]: row["path"] for row in live.articles} if live else None,
     )
     old_files = previous.manifest["files"] if previous else {}
     spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
@@ -310,6 +319,7 @@ def build_index(
         "model": model_id,
         "dimension": dimension,
         "passage_chars": passage_chars,
+        "parser": PARSER_VERSION,
         "default_locale": default_locale,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "articles": len(article_rows),

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from .articles import is_article_file
 
-WATCHED_SUFFIXES = (".md", ".markdown")
+log = logging.getLogger(__name__)
 
 
 def is_relevant(event_type: str, is_directory: bool, paths: list[str | bytes]) -> bool:
@@ -24,7 +24,7 @@ def is_relevant(event_type: str, is_directory: bool, paths: list[str | bytes]) -
     if event_type in ("opened", "closed_no_write"):
         return False
     names = [p.decode(errors="replace") if isinstance(p, bytes) else p for p in paths if p]
-    return any(name.lower().endswith(WATCHED_SUFFIXES) for name in names)
+    return any(is_article_file(name) for name in names)  # the files load_kb reads
 
 
 class KBWatcher:

@@ -465,6 +465,49 @@ def test_reindex_picks_up_a_new_article_while_serving(tiny_server):
     assert requests.get(f"{base}/api/articles/data/export", timeout=TIMEOUT).status_code == 200
 
 
+def reindex(base: str) -> dict:
+    r = requests.post(f"{base}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_new_file_with_a_taken_id_is_skipped_not_the_published_article(tiny_server):
+    base, kb = tiny_server
+    published = requests.get(f"{base}/api/articles/billing/refunds", timeout=TIMEOUT).json()
+    # Sorts before billing/refunds.md, which used to hand it the id.
+    write_kb(kb, {"account/aaa-dup.md": "---\nid: billing/refunds\ntitle: A newcomer\n---\nOther text.\n"})
+    expected = "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md"
+    assert reindex(base)["warnings"] == [expected]
+    served = requests.get(f"{base}/api/articles/billing/refunds", timeout=TIMEOUT).json()
+    assert served["title"] == published["title"] == "How refunds work"
+    assert served["markdown"] == published["markdown"]
+
+
+def test_ids_and_their_urls_serve_the_article(tiny_server):
+    """The default url percent-encodes the id, and both article routes serve it."""
+    base, kb = tiny_server
+    write_kb(
+        kb,
+        {
+            "ko/guide.md": "---\nid: ko/비밀번호-안내\nlocale: ko\n---\n# 비밀번호 안내\n\n비밀번호를 잊으셨나요?\n",
+            "faq/what's new? #1 100%.md": "# What is new\n\nRelease notes.\n",
+            "bad/traversal.md": "---\nid: ../../etc/passwd\n---\n# Sneaky\n\nText.\n",
+            "bad/odd.md": "---\nid: \"FAQ: what's new? #1 / 100%\"\n---\n# Odd\n\nText.\n",
+        },
+    )
+    body = reindex(base)
+    assert sorted(body["added"]) == ["faq/what's new? #1 100%.md", "ko/guide.md"]
+    assert {w.split(":")[0] for w in body["warnings"]} == {"bad/traversal.md", "bad/odd.md"}
+    articles = {a["id"]: a for a in requests.get(f"{base}/api/articles", timeout=TIMEOUT).json()["articles"]}
+    for article_id, title in (("ko/비밀번호-안내", "비밀번호 안내"), ("faq/what's new? #1 100%", "What is new")):
+        url = articles[article_id]["url"]
+        assert url.isascii() and " " not in url and "#" not in url and "?" not in url
+        page = requests.get(base + url, timeout=TIMEOUT)
+        assert page.status_code == 200 and title in page.text
+        one = requests.get(base + url.replace("/articles/", "/api/articles/", 1), timeout=TIMEOUT)
+        assert one.status_code == 200 and one.json()["id"] == article_id
+
+
 def test_admin_endpoints_refuse_when_no_token_is_configured(tmp_path, settings_factory):
     from deflect.runtime import Runtime
     from deflect.web import create_app

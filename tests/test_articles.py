@@ -77,6 +77,56 @@ def test_url_default_uses_the_front_matter_id():
     assert article.url == "/articles/custom/slug"
 
 
+@pytest.mark.parametrize(
+    "article_id, reason",
+    [
+        ("/", "empty"),
+        ("../../etc/passwd", "'..'"),
+        ("billing/../admin", "'..'"),
+        ("billing/./refunds", "'.'"),
+        ("billing//refunds", "empty"),
+        ("FAQ: what's new? #1 / 100%", "contains ':'"),
+        ("refunds policy", "contains ' '"),
+        ("billing\\refunds", "contains"),
+        ("a<script>", "contains '<'"),
+        ("x" * 201, "longer than 200"),
+        ("[1, 2]", "contains '['"),
+    ],
+)
+def test_an_unusable_front_matter_id_skips_the_file(tmp_path, caplog, article_id, reason):
+    kb = write_kb(
+        tmp_path / "kb",
+        {"faq/bad.md": f"---\nid: {json.dumps(article_id)}\n---\n# Bad id\n\nText.\n", "faq/good.md": "# Good\n\nText.\n"},
+    )
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+    assert [a.path for a in articles] == ["faq/good.md"]
+    assert len(warnings) == 1 and warnings[0].startswith("faq/bad.md: skipped: id ") and reason in warnings[0]
+    assert "faq/bad.md" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "article_id, url",
+    [
+        ("billing/refunds", "/articles/billing/refunds"),
+        ("v1.2/release_notes-2024", "/articles/v1.2/release_notes-2024"),
+        ("ko/비밀번호-재설정", "/articles/ko/%EB%B9%84%EB%B0%80%EB%B2%88%ED%98%B8-%EC%9E%AC%EC%84%A4%EC%A0%95"),
+        ("Café/Ünïcode", "/articles/Caf%C3%A9/%C3%9Cn%C3%AFcode"),
+    ],
+)
+def test_a_valid_front_matter_id_gets_a_percent_encoded_url(article_id, url):
+    article = parse(f"---\nid: {article_id}\n---\n# T\n\nText.\n")
+    assert article.id == article_id
+    assert article.url == url
+
+
+def test_an_id_from_an_odd_file_name_still_gets_a_usable_url():
+    """Ids taken from the path are kept as they are (renaming files would move published URLs)."""
+    article = parse("# T\n\nText.\n", "faq/what's new? #1 100%.md")
+    assert article.id == "faq/what's new? #1 100%"
+    assert article.url == "/articles/faq/what%27s%20new%3F%20%231%20100%25"
+
+
 def test_content_hash_is_sha256_of_the_file_bytes():
     raw = b"# Title\n\nText.\n"
     assert parse_article(raw, "a.md").content_hash == hashlib.sha256(raw).hexdigest()
@@ -234,6 +284,59 @@ def test_malformed_files_are_skipped_with_a_warning_naming_the_file(tmp_path, ca
     assert "good/one" in duplicate
 
 
+DUPLICATE_KB = {
+    "billing/refunds.md": "# How refunds work\n\nWe refund annual plans within 30 days.\n",
+    "account/aaa-dup.md": "---\nid: billing/refunds\n---\n# A newcomer with the same id\n\nText.\n",
+}
+
+
+def test_the_file_that_held_an_id_keeps_it_against_a_newcomer(tmp_path, caplog):
+    kb = write_kb(tmp_path / "kb", DUPLICATE_KB)
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb, id_holders={"billing/refunds": "billing/refunds.md"})
+    assert [(a.id, a.path) for a in articles] == [("billing/refunds", "billing/refunds.md")]
+    assert warnings == ["account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md"]
+    assert "account/aaa-dup.md: skipped" in caplog.text
+
+
+def test_without_a_previous_holder_path_order_decides_a_duplicate_id(tmp_path):
+    kb = write_kb(tmp_path / "kb", DUPLICATE_KB)
+    for holders in (None, {"billing/refunds": "billing/gone.md"}):  # fresh build; holder deleted
+        articles, warnings = load_kb(kb, id_holders=holders)
+        assert [a.path for a in articles] == ["account/aaa-dup.md"]
+        assert warnings == ["billing/refunds.md: skipped: id 'billing/refunds' already used by account/aaa-dup.md"]
+
+
+def test_markdown_suffixes_are_read_like_md(tmp_path):
+    """.markdown files (any case) are articles, as they are for the KB watcher."""
+    from deflect.watcher import is_relevant
+
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "a.md": "# A\n\nText.\n",
+            "guides/b.markdown": "# B\n\nText.\n",
+            "C.MD": "# C\n\nText.\n",
+            "notes.txt": "not an article",
+            "d.md.bak": "# a backup\n\nText.\n",
+        },
+    )
+    (kb / "folder.md").mkdir()  # a folder named like an article is not one
+    articles, warnings = load_kb(kb)
+    assert warnings == []
+    assert sorted((a.id, a.path) for a in articles) == [("C", "C.MD"), ("a", "a.md"), ("guides/b", "guides/b.markdown")]
+    assert articles[[a.path for a in articles].index("guides/b.markdown")].url == "/articles/guides/b"
+    read = {a.path for a in articles}
+    for name in ("a.md", "guides/b.markdown", "C.MD", "notes.txt", "d.md.bak"):
+        assert is_relevant("modified", False, [str(kb / name)]) == (name in read), name
+
+
+def test_the_same_id_from_md_and_markdown_is_a_duplicate(tmp_path):
+    kb = write_kb(tmp_path / "kb", {"faq.md": "# One\n\nText.\n", "faq.markdown": "# Two\n\nText.\n"})
+    articles, warnings = load_kb(kb)
+    assert len(articles) == 1 and len(warnings) == 1 and "already used by" in warnings[0]
+
+
 def test_missing_kb_folder_is_a_warning_not_a_crash(tmp_path):
     articles, warnings = load_kb(tmp_path / "nope")
     assert articles == [] and len(warnings) == 1 and "nope" in warnings[0]
@@ -260,7 +363,7 @@ def test_korean_articles_parse(tmp_path):
 def test_sample_kb_loads_without_warnings():
     articles, warnings = load_kb(SAMPLE_KB)
     assert warnings == []
-    assert len(articles) == len(list(SAMPLE_KB.rglob("*.md")))
+    assert len(articles) == len([p for p in SAMPLE_KB.rglob("*") if p.suffix in (".md", ".markdown")])
     assert len({a.id for a in articles}) == len(articles)
     assert all(a.title and a.passages and a.passages[0].kind == "title" for a in articles)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import TINY_KB, write_kb
 
-from deflect.articles import load_kb
-from deflect.index import build_index, current_version_dir, load_index, save_index
+from deflect.articles import PARSER_VERSION, load_kb
+from deflect.index import KBIndex, build_index, current_version_dir, load_index, save_index
 
 MODEL_ID = "bundled-test-model"
 
@@ -457,3 +457,48 @@ def test_each_embedding_backend_has_its_own_model_id(tmp_path):
            for b in ("onnx", "onnx-int8", "torch")}
     assert ids["onnx"] == ids["torch"]  # float32 ONNX vectors equal torch's
     assert ids["onnx-int8"] != ids["onnx"] and ids["onnx-int8"].endswith("+int8-b64")
+
+
+# --- duplicate ids, parser versions ---------------------------------
+
+DUPLICATE = "---\nid: billing/refunds\ntitle: A newcomer claiming the refunds id\n---\nSome other text.\n"
+
+
+def test_a_new_file_cannot_take_an_id_from_an_indexed_article(kb, index_dir, counting):
+    build(kb, index_dir, counting)
+    write_kb(kb, {"account/aaa-dup.md": DUPLICATE})  # sorts before billing/refunds.md
+    index, report = build(kb, index_dir, counting)
+    rows = {a["id"]: a for a in index.articles}
+    assert rows["billing/refunds"]["path"] == "billing/refunds.md"
+    assert rows["billing/refunds"]["title"] == "How refunds work"
+    assert report.warnings == [
+        "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md"
+    ]
+    assert report.added == [] and report.changed == [] and report.removed == []
+    # The next build (and a restart: the holder comes from the saved index) keeps it so.
+    import deflect.index as index_module
+
+    index_module._LIVE.clear()
+    again, _ = build(kb, index_dir, counting)
+    assert {a["id"]: a["path"] for a in again.articles}["billing/refunds"] == "billing/refunds.md"
+
+
+def test_a_fresh_build_gives_a_duplicate_id_to_the_first_file_in_path_order(kb, index_dir, counting):
+    write_kb(kb, {"account/aaa-dup.md": DUPLICATE})
+    index, report = build(kb, index_dir, counting)
+    assert {a["id"]: a["path"] for a in index.articles}["billing/refunds"] == "account/aaa-dup.md"
+    assert report.warnings == [
+        "billing/refunds.md: skipped: id 'billing/refunds' already used by account/aaa-dup.md"
+    ]
+
+
+def test_an_index_built_by_an_older_parser_is_rebuilt(kb, index_dir, counting):
+    first, _ = build(kb, index_dir, counting)
+    assert first.manifest["parser"] == PARSER_VERSION
+    old = dict(first.manifest, version="20000101T000000-older")
+    old.pop("parser")  # as written before ids were checked
+    save_index(KBIndex(old, first.articles, first.passages, first.vectors, first.bodies), index_dir)
+    counting.texts.clear()
+    _, report = build(kb, index_dir, counting)
+    assert report.rebuilt and report.embedded_passages == passage_count(kb) == len(counting.texts)
+
