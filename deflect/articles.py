@@ -29,8 +29,9 @@ ARTICLE_SUFFIXES = (".md", ".markdown")
 MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # Bump when parse_article would read the same file differently (passages, id, url): an
 # index records it, and one built with another value is rebuilt, as its unchanged files'
-# articles are reused without being parsed again. 2: ids checked, urls percent-encoded.
-PARSER_VERSION = 2
+# articles are reused without being parsed again. 2: ids checked, urls percent-encoded;
+# 3: long paragraphs cut at passage_chars.
+PARSER_VERSION = 3
 
 
 class ArticleError(ValueError):
@@ -187,12 +188,20 @@ def is_safe_url(value: str) -> bool:
 
 def plain_text(markdown_text: str) -> str:
     """Strip the Markdown syntax that would only add noise to embeddings and snippets."""
+    return _one_line(_strip_markup(markdown_text))
+
+
+def _strip_markup(markdown_text: str) -> str:
+    """plain_text before its whitespace is collapsed: line breaks still show where a line ends."""
     text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
-    text = re.sub(r"[*_`~]{1,3}", "", text)
+    return re.sub(r"[*_`~]{1,3}", "", text)
+
+
+def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -214,11 +223,8 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
         else:
             sections[-1][1].append(line)
     for heading, lines in sections:
-        for chunk in _chunks("\n".join(lines), passage_chars):
-            content = plain_text(chunk)
-            if not content:
-                continue
-            context = heading if heading and heading != title else ""
+        context = heading if heading and heading != title else ""
+        for content in _section_texts("\n".join(lines), passage_chars):
             text = f"{title}. {context}: {content}" if context else f"{title}. {content}"
             passages.append(Passage("section", text, content))
         for line in lines:
@@ -230,14 +236,26 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
     return passages
 
 
+def _section_texts(section: str, limit: int) -> list[str]:
+    """A section's passages as plain text, none longer than `limit` characters.
+
+    The model reads only a passage's first ~256 tokens, so a paragraph longer than the
+    bound is cut (at sentences or list items, then words) rather than indexed whole.
+    """
+    texts = []
+    for chunk in _chunks(section, limit):
+        texts.extend(_one_line(piece) for piece in _split_long(_strip_markup(chunk), limit, _cuts_for(chunk)))
+    return [text for text in texts if text]
+
+
 def _chunks(text: str, limit: int) -> list[str]:
-    """Group paragraphs into chunks of at most ~limit characters (a long paragraph stays whole)."""
+    """Group paragraphs into chunks of at most `limit` characters (a longer paragraph is its own chunk)."""
     chunks: list[str] = []
     current = ""
     for para in re.split(r"\n\s*\n", text):
         if not para.strip():
             continue
-        if current and len(current) + len(para) > limit:
+        if current and len(current) + 2 + len(para) > limit:
             chunks.append(current)
             current = para
         else:
@@ -245,6 +263,44 @@ def _chunks(text: str, limit: int) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+# Where an over-long paragraph may be cut: after a sentence, after a line, before a space;
+# past those, anywhere. Prose is cut at sentences first (hard-wrapped lines end
+# mid-sentence); a list or table written without blank lines at its lines (items) first.
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026])(?=\s)|(?<=[\u3002\uff01\uff1f])")
+_LINE_END = re.compile(r"(?<=\n)")
+_SPACE = re.compile(r"(?=\s)")
+_PROSE_CUTS = (_SENTENCE_END, _LINE_END, _SPACE)
+_LIST_CUTS = (_LINE_END, _SENTENCE_END, _SPACE)
+_LIST_LINE = re.compile(r"^\s{0,3}([-*+]|\d+[.)]|\|)\s", re.M)
+
+
+def _cuts_for(markdown_text: str) -> tuple[re.Pattern, ...]:
+    """Lines first for a list or table (two or more item lines), sentences first for prose."""
+    return _LIST_CUTS if len(_LIST_LINE.findall(markdown_text)) >= 2 else _PROSE_CUTS
+
+
+def _split_long(text: str, limit: int, cuts: tuple[re.Pattern, ...] = _PROSE_CUTS) -> list[str]:
+    """Cut text into pieces of at most `limit` characters, packing as much as fits between cuts."""
+    limit = max(limit, 1)
+    if len(text) <= limit:
+        return [text] if text else []
+    if not cuts:
+        return [text[i : i + limit] for i in range(0, len(text), limit)]
+    pieces: list[str] = []
+    current = ""
+    for unit in cuts[0].split(text):
+        if len(current) + len(unit) <= limit:
+            current += unit
+            continue
+        pieces.append(current)
+        current = unit
+        if len(unit.strip()) > limit:
+            pieces.extend(_split_long(unit.strip(), limit, cuts[1:]))
+            current = ""
+    pieces.append(current)
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 # A file changed this close to (or after) the scan that recorded its stat may have changed

@@ -6,6 +6,7 @@ import hashlib
 import html
 import json
 import logging
+import textwrap
 from html.parser import HTMLParser
 
 import pytest
@@ -209,10 +210,51 @@ def test_long_sections_split_at_the_size_bound(limit):
     assert len(fewer) < len(sections)
 
 
-def test_a_single_long_paragraph_stays_whole():
+def _sections(body: str, limit: int, title: str = "T") -> list:
+    return [p for p in split_passages(title, body, limit) if p.kind == "section"]
+
+
+def test_a_long_paragraph_is_cut_at_sentences_within_the_bound():
+    """The model reads only a passage's first ~256 tokens: a long paragraph is cut, not indexed whole."""
+    sentences = [f"Sentence number {i} says something about the topic {'ABCDEFG'[i % 7]}." for i in range(60)]
+    para = " ".join(sentences)
+    wrapped = textwrap.fill(para, 72)  # hard-wrapped, as editors often save prose: line ends inside sentences
+    sections = _sections(f"# Guide\n\n## Setup\n\n{wrapped}\n", 200, title="Guide")
+    assert len(sections) > 1
+    assert all(len(s.snippet) <= 200 for s in sections)
+    assert all(s.snippet.endswith(".") for s in sections)  # cut after a sentence, not inside one
+    assert " ".join(s.snippet for s in sections) == para  # nothing lost, nothing repeated
+    # Every piece keeps the heading context the section's passages get (the one prefix added).
+    assert all(s.text == f"Guide. Setup: {s.snippet}" for s in sections)
+
+
+def test_a_paragraph_without_sentence_ends_is_cut_at_words_then_anywhere():
     para = " ".join(f"w{i}" for i in range(400))
-    sections = [p for p in split_passages("T", f"# T\n\n{para}\n", 100) if p.kind == "section"]
-    assert len(sections) == 1 and sections[0].snippet == para
+    sections = _sections(f"# T\n\n{para}\n", 100)
+    assert all(len(s.snippet) <= 100 for s in sections)
+    assert " ".join(s.snippet for s in sections) == para  # words stay whole
+    word = "x" * 250
+    assert [s.snippet for s in _sections(f"# T\n\n{word}\n", 100)] == ["x" * 100, "x" * 100, "x" * 50]
+
+
+def test_a_list_without_blank_lines_is_cut_between_items():
+    items = [f"Item {i}: open the {i}th menu. Then pick an option" for i in range(30)]
+    sections = _sections("# T\n\n" + "\n".join(f"- {item}" for item in items) + "\n", 150)
+    assert len(sections) > 1 and all(len(s.snippet) <= 150 for s in sections)
+    assert " ".join(s.snippet for s in sections) == " ".join(items)  # bullets stripped, nothing lost
+    assert all(s.snippet.startswith("Item ") and s.snippet.endswith("option") for s in sections)  # items whole
+
+
+def test_korean_sentences_are_cut_at_their_ends():
+    para = " ".join(f"{i}번 문장은 결제와 환불에 대해 설명합니다." for i in range(40))
+    sections = _sections(f"# 안내\n\n{para}\n", 120, title="안내")
+    assert len(sections) > 1 and all(len(s.snippet) <= 120 for s in sections)
+    assert all(s.snippet.endswith("니다.") for s in sections)
+
+
+def test_short_paragraphs_are_not_cut():
+    body = "# T\n\nFirst paragraph. It has two sentences.\n\nSecond paragraph.\n"
+    assert [s.snippet for s in _sections(body, 700)] == ["First paragraph. It has two sentences. Second paragraph."]
 
 
 def test_short_bullet_items_become_extra_passages():

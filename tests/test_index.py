@@ -459,7 +459,7 @@ def test_each_embedding_backend_has_its_own_model_id(tmp_path):
     assert ids["onnx-int8"] != ids["onnx"] and ids["onnx-int8"].endswith("+int8-b64")
 
 
-# --- duplicate ids, parser versions ---------------------------------
+# --- duplicate ids, long paragraphs, warnings across builds ---------------------------------
 
 DUPLICATE = "---\nid: billing/refunds\ntitle: A newcomer claiming the refunds id\n---\nSome other text.\n"
 
@@ -492,11 +492,44 @@ def test_a_fresh_build_gives_a_duplicate_id_to_the_first_file_in_path_order(kb, 
     ]
 
 
+_TOPICS = ["the quarterly planning meeting", "the shared team calendar", "the expense report form",
+           "the design review checklist", "the onboarding buddy programme", "the weekly status email",
+           "the release notes template", "the holiday rota", "the meeting room booking sheet"]  # fmt: skip
+PRINTING = "To print a task, open it and press Ctrl+P: the printer-friendly layout leaves out the sidebar."
+
+
+def _handbook(chars: int) -> str:
+    """One paragraph of `chars` characters about who owns what, ending with the only sentence about printing."""
+    sentences: list[str] = []
+    while sum(len(s) + 1 for s in sentences) < chars:
+        topic = _TOPICS[len(sentences) % len(_TOPICS)]
+        sentences.append(f"Part {len(sentences)} explains who owns {topic} and when it is reviewed, so nobody asks twice.")
+    return "# Team handbook\n\n## Everyday matters\n\n" + " ".join(sentences) + " " + PRINTING + "\n"
+
+
+def test_the_end_of_a_huge_paragraph_is_found(kb, index_dir, embedder):
+    """A 22 kB paragraph is cut at passage_chars, so its last sentence is embedded (the model reads ~256 tokens)."""
+    from deflect.suggest import Engine
+
+    write_kb(kb, {"guides/handbook.md": _handbook(22_000)})
+    index, _ = build(kb, index_dir, embedder)
+    rows = [p for p in index.passages if index.articles[p["article"]]["id"] == "guides/handbook"]
+    sections = [p for p in rows if p["kind"] == "section"]
+    assert len(sections) >= 22_000 // 700
+    prefix = "Team handbook. Everyday matters: "  # title and heading: the context every section passage gets
+    assert all(p["text"] == prefix + p["snippet"] and len(p["snippet"]) <= 700 for p in sections)
+    assert all(len(p["text"]) <= 700 + len(prefix) for p in index.passages)
+    assert any(PRINTING in p["snippet"] for p in sections)
+    engine = Engine(embedder, index)
+    for query in ("how do I print a task", "can I get a printout of my task"):
+        assert engine.suggest(query, k=3, types=("article",)).results[0].id == "guides/handbook", query
+
+
 def test_an_index_built_by_an_older_parser_is_rebuilt(kb, index_dir, counting):
     first, _ = build(kb, index_dir, counting)
     assert first.manifest["parser"] == PARSER_VERSION
     old = dict(first.manifest, version="20000101T000000-older")
-    old.pop("parser")  # as written before ids were checked
+    old.pop("parser")  # as written before long paragraphs were cut and ids checked
     save_index(KBIndex(old, first.articles, first.passages, first.vectors, first.bodies), index_dir)
     counting.texts.clear()
     _, report = build(kb, index_dir, counting)
