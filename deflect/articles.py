@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -325,6 +325,7 @@ def load_kb(
     known: Mapping[str, Article] | None = None,
     known_scanned_ns: int = 0,
     id_holders: Mapping[str, str] | None = None,
+    reported: Collection[str] = (),
 ) -> tuple[list[Article], list[str]]:
     """Read every article file under kb_dir; return the good articles and one warning per bad file.
 
@@ -337,6 +338,9 @@ def load_kb(
     Two files with one id: the file that held the id before (`id_holders`, id -> relative
     path, from the previous index) keeps it, so a new file cannot take over a published
     article's id and URL; only when neither held it does path order decide.
+
+    Every warning is returned, but only those not in `reported` (the previous scan's) are
+    logged, so a broken file that stays broken is not logged again on every reindex.
     """
     root = Path(kb_dir)
     if not root.is_dir():
@@ -358,8 +362,10 @@ def load_kb(
             read.append(article)
     articles, duplicates = _settle_ids(read, id_holders or {})
     warnings.extend(duplicates)
+    already = set(reported)
     for warning in warnings:
-        log.warning(warning)
+        if warning not in already:
+            log.warning(warning)
     return articles, warnings
 
 

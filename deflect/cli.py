@@ -44,6 +44,7 @@ def serve(host, port, threads, watch_kb, **paths):
     from .web import create_app
 
     _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
+    _log_deflect_info()
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
     runtime = Runtime(settings, progress=True)
     for warning in runtime.last_report.warnings:
@@ -74,6 +75,16 @@ def serve(host, port, threads, watch_kb, **paths):
         runtime.close()
 
 
+def _log_deflect_info() -> None:
+    """A server's log shows deflect's own INFO lines (reindexes, versions loaded) even without -v.
+
+    Other libraries stay at WARNING; deflect logs nothing per request at INFO.
+    """
+    ours = logging.getLogger("deflect")
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
+
+
 def _check_can_listen(host: str, port: int) -> None:
     """Fail at once, with a one-line error, when host:port cannot be listened on (in use, bad host)."""
     import socket
@@ -102,11 +113,7 @@ def index(**paths):
     _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(
-        f"index {report.version}: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{len(report.removed)} removed, {report.unchanged} unchanged, "
-        f"{report.embedded_passages} passages embedded" + (" (full rebuild)" if report.rebuilt else "")
-    )
+    click.echo(report.summary())
 
 
 @main.command()

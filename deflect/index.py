@@ -76,6 +76,16 @@ class BuildReport:
     def changed_anything(self) -> bool:
         return bool(self.added or self.changed or self.removed or self.rebuilt)
 
+    def summary(self) -> str:
+        """One line for people: the version and what changed (`deflect index`, the server's log)."""
+        line = (
+            f"index {self.version}: {len(self.added)} added, {len(self.changed)} changed, "
+            f"{len(self.removed)} removed, {self.unchanged} unchanged, "
+            f"{self.embedded_passages} passages embedded" + (" (full rebuild)" if self.rebuilt else "")
+        )
+        skipped = len(self.warnings)
+        return line + (f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else "")
+
 
 def model_identity(model_name: str, is_default: bool) -> str:
     """A stable name for the model, so moving the virtualenv does not force a rebuild."""
@@ -220,7 +230,9 @@ def build_index(
     `calibrate(index)` returns the calibration stored in the manifest (see
     suggest.fit_calibration).
 
-    The live version also settles duplicate ids: the file that held an id keeps it.
+    The live version also settles duplicate ids (the file that held an id keeps it) and
+    says which skip warnings were already logged, so they are not logged on every reindex
+    (the report still lists them all).
     """
     report = BuildReport()
     live = previous = _live_index(index_dir)
@@ -244,6 +256,7 @@ def build_index(
         known,
         previous.manifest.get("scanned_ns", 0) if previous else 0,
         id_holders={row["id"]: row["path"] for row in live.articles} if live else None,
+        reported=live.derived.get("warnings", ()) if live else (),
     )
     old_files = previous.manifest["files"] if previous else {}
     spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
@@ -276,6 +289,7 @@ def build_index(
     if not report.changed_anything and previous is not None and article_rows == previous.articles:
         report.version = previous.version
         previous.derived["kb_articles"] = articles
+        previous.derived["warnings"] = report.warnings
         _remember(index_dir, previous)
         return previous, report
 
@@ -335,6 +349,7 @@ def build_index(
         manifest["calibration"] = _reusable_calibration(previous, report, len(article_rows)) or calibrate(index)
     save_index(index, index_dir)
     index.derived["kb_articles"] = articles
+    index.derived["warnings"] = report.warnings  # logged once; the next build logs only new ones
     _remember(index_dir, index)
     report.version = version
     return index, report

@@ -161,12 +161,7 @@ class Runtime:
             self._watcher = KBWatcher(self.settings.kb_dir, self._reindex_after_kb_change).start()
 
     def _reindex_after_kb_change(self) -> None:
-        report = self.reindex()  # a bad file is logged (and skipped) by articles.load_kb
-        if report.changed_anything:
-            log.info(
-                "KB changed: index %s (%d added, %d changed, %d removed)",
-                report.version, len(report.added), len(report.changed), len(report.removed),
-            )
+        self.reindex(trigger="a KB change")  # a newly bad file is logged (and skipped) by articles.load_kb
 
     def close(self) -> None:
         """Stop the watcher and the sync thread, and write every queued search."""
@@ -376,17 +371,21 @@ class Runtime:
         )
         return report
 
-    def reindex(self, progress: bool = False):
+    def reindex(self, progress: bool = False, trigger: str = "a request"):
         """Re-embed changed articles and swap the new index in while requests keep flowing.
 
         The new version is recorded in the database, so every other process sharing the
-        index folder loads it within sync_interval_seconds.
+        index folder loads it within sync_interval_seconds. One INFO line says what
+        changed and how long it took, so an operator can follow writers' edits in the log.
         """
         with self._reindex_lock:
+            started = time.monotonic()
             index, report = refresh_index(self.settings, progress=progress, publish=self._publish)
             if index.version != self.engine.version:  # ours, or one another process built meanwhile
                 self._swap(index)
             self.last_report = report
+            seconds = time.monotonic() - started
+        log.info("reindex after %s took %.1f s: %s", trigger, seconds, report.summary())
         return report
 
     def reload_ideas(self) -> None:

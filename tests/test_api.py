@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 import pytest
 import requests
@@ -471,13 +473,16 @@ def reindex(base: str) -> dict:
     return r.json()
 
 
-def test_a_new_file_with_a_taken_id_is_skipped_not_the_published_article(tiny_server):
+def test_a_new_file_with_a_taken_id_is_skipped_not_the_published_article(tiny_server, caplog):
     base, kb = tiny_server
     published = requests.get(f"{base}/api/articles/billing/refunds", timeout=TIMEOUT).json()
     # Sorts before billing/refunds.md, which used to hand it the id.
     write_kb(kb, {"account/aaa-dup.md": "---\nid: billing/refunds\ntitle: A newcomer\n---\nOther text.\n"})
     expected = "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md"
-    assert reindex(base)["warnings"] == [expected]
+    with caplog.at_level(logging.INFO, logger="deflect"):
+        assert reindex(base)["warnings"] == [expected]
+        assert reindex(base)["warnings"] == [expected]  # still listed while the file is there...
+    assert caplog.text.count(expected) == 1  # ...but logged once
     served = requests.get(f"{base}/api/articles/billing/refunds", timeout=TIMEOUT).json()
     assert served["title"] == published["title"] == "How refunds work"
     assert served["markdown"] == published["markdown"]
@@ -506,6 +511,19 @@ def test_ids_and_their_urls_serve_the_article(tiny_server):
         assert page.status_code == 200 and title in page.text
         one = requests.get(base + url.replace("/articles/", "/api/articles/", 1), timeout=TIMEOUT)
         assert one.status_code == 200 and one.json()["id"] == article_id
+
+
+def test_a_reindex_logs_one_info_line(tiny_server, caplog):
+    base, kb = tiny_server
+    write_kb(kb, {"data/export.md": "# Export your tasks\n\nDownload every task as a CSV file.\n"})
+    with caplog.at_level(logging.INFO, logger="deflect"):
+        version = reindex(base)["index_version"]
+        reindex(base)
+    lines = [r.getMessage() for r in caplog.records if r.name == "deflect.runtime"]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"reindex after POST /api/reindex took \d+\.\d s: index {version}: 1 added, 0 changed, "
+                        r"0 removed, 3 unchanged, [1-9]\d* passages embedded", lines[0]), lines[0]  # fmt: skip
+    assert "0 added, 0 changed, 0 removed, 4 unchanged, 0 passages embedded" in lines[1]
 
 
 def test_admin_endpoints_refuse_when_no_token_is_configured(tmp_path, settings_factory):

@@ -379,6 +379,20 @@ def test_the_same_id_from_md_and_markdown_is_a_duplicate(tmp_path):
     assert len(articles) == 1 and len(warnings) == 1 and "already used by" in warnings[0]
 
 
+def test_warnings_already_reported_are_returned_but_not_logged_again(tmp_path, caplog):
+    kb = write_kb(tmp_path / "kb", {"good.md": "# Good\n\nText.\n", "bad.md": "---\ntitle: [oops\n---\nText.\n"})
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        _, first = load_kb(kb)
+        assert "bad.md: skipped" in caplog.text
+        caplog.clear()
+        _, again = load_kb(kb, reported=first)
+        assert again == first and caplog.text == ""  # same file, same reason: not logged again
+        (kb / "bad.md").write_text("", encoding="utf-8")
+        _, changed = load_kb(kb, reported=first)
+    assert changed == ["bad.md: skipped: empty file"]
+    assert caplog.text.count("bad.md: skipped: empty file") == 1  # the reason changed: logged
+
+
 def test_missing_kb_folder_is_a_warning_not_a_crash(tmp_path):
     articles, warnings = load_kb(tmp_path / "nope")
     assert articles == [] and len(warnings) == 1 and "nope" in warnings[0]

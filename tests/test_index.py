@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -535,3 +536,18 @@ def test_an_index_built_by_an_older_parser_is_rebuilt(kb, index_dir, counting):
     _, report = build(kb, index_dir, counting)
     assert report.rebuilt and report.embedded_passages == passage_count(kb) == len(counting.texts)
 
+
+def test_a_broken_file_is_logged_once_not_on_every_build(kb, index_dir, counting, caplog):
+    write_kb(kb, {"broken.md": "---\ntitle: [unclosed\n---\nBody.\n"})
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        build(kb, index_dir, counting)
+        _edit(kb)
+        build(kb, index_dir, counting)  # a new version
+        _, report = build(kb, index_dir, counting)  # the same version
+    assert caplog.text.count("broken.md: skipped") == 1
+    assert len(report.warnings) == 1 and report.warnings[0].startswith("broken.md: skipped")  # still reported
+    (kb / "broken.md").write_text("---\ndraft: maybe\n---\nBody.\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        build(kb, index_dir, counting)
+    assert caplog.text.count("broken.md: skipped: draft must be true or false") == 1  # a new reason is logged

@@ -92,10 +92,19 @@ def test_serve_follows_writers_through_the_watcher(tmp_path):
         (tmp_path / "kb" / "security" / "hardware-key.md").unlink()
         shrunk = wait_for(lambda: server.health()["articles"] == before["articles"], timeout=60, interval=0.3)
         assert shrunk, f"the deleted article stayed: {server.log()}"
-        # A broken save is skipped, and the server's log names the file for the writer.
+        # A broken save is skipped, and the server's log names the file for the writer...
         (tmp_path / "kb" / "broken.md").write_text("---\ntitle: [unclosed\n---\nBody.\n")
         assert wait_for(lambda: "broken.md" in server.log(), timeout=60, interval=0.3), server.log()
         assert server.health()["articles"] == before["articles"]
+        # ...once: later reindexes (here a .markdown article saved next to it) do not repeat it.
+        (tmp_path / "kb" / "security" / "hardware-key.markdown").write_text(NEW_ARTICLE)
+        grown = wait_for(lambda: server.health()["articles"] == before["articles"] + 1, timeout=60, interval=0.3)
+        assert grown, f"the .markdown article was not indexed: {server.log()}"
+        log = server.log()
+        assert log.count("broken.md: skipped") == 1, log
+        # Each watcher reindex logs one INFO line saying what changed and how long it took.
+        assert "reindex after a KB change took " in log and "1 added, 0 changed, 0 removed" in log, log
+        assert "passages embedded, 1 file skipped" in log, log
     finally:
         server.stop()
 

@@ -101,7 +101,7 @@ def list_ideas():
 @api.post("/api/reindex")
 def reindex():
     require_admin()
-    report = runtime().reindex()
+    report = runtime().reindex(trigger="POST /api/reindex")
     return jsonify(
         {
             "index_version": report.version,
