@@ -86,12 +86,10 @@ def test_url_default_uses_the_front_matter_id():
         ("billing/../admin", "'..'"),
         ("billing/./refunds", "'.'"),
         ("billing//refunds", "empty"),
-        ("FAQ: what's new? #1 / 100%", "contains ':'"),
-        ("refunds policy", "contains ' '"),
-        ("billing\\refunds", "contains"),
-        ("a<script>", "contains '<'"),
+        ("FAQ: what's new? #1 / 100%", "starts or ends with a space"),
+        ("billing\\refunds", "backslash"),
+        ("tab\there", "control"),
         ("x" * 201, "longer than 200"),
-        ("[1, 2]", "contains '['"),
     ],
 )
 def test_an_unusable_front_matter_id_skips_the_file(tmp_path, caplog, article_id, reason):
@@ -113,12 +111,20 @@ def test_an_unusable_front_matter_id_skips_the_file(tmp_path, caplog, article_id
         ("v1.2/release_notes-2024", "/articles/v1.2/release_notes-2024"),
         ("ko/비밀번호-재설정", "/articles/ko/%EB%B9%84%EB%B0%80%EB%B2%88%ED%98%B8-%EC%9E%AC%EC%84%A4%EC%A0%95"),
         ("Café/Ünïcode", "/articles/Caf%C3%A9/%C3%9Cn%C3%AFcode"),
+        ("reverted-card-payment?", "/articles/reverted-card-payment%3F"),  # as in banking77's KB
+        ("what's new? 100%", "/articles/what%27s%20new%3F%20100%25"),
     ],
 )
 def test_a_valid_front_matter_id_gets_a_percent_encoded_url(article_id, url):
     article = parse(f"---\nid: {article_id}\n---\n# T\n\nText.\n")
     assert article.id == article_id
     assert article.url == url
+
+
+def test_a_front_matter_id_that_is_not_text_skips_the_file(tmp_path):
+    kb = write_kb(tmp_path / "kb", {"faq/bad.md": "---\nid: [1, 2]\n---\n# Bad id\n\nText.\n"})
+    articles, warnings = load_kb(kb)
+    assert articles == [] and warnings == ["faq/bad.md: skipped: id must be a string"]
 
 
 def test_an_id_from_an_odd_file_name_still_gets_a_usable_url():
