@@ -3,6 +3,7 @@ the search log and the outbox kept in step (used by the web API and the CLI alik
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -11,6 +12,9 @@ from . import candidates as cand
 from . import ideas, review
 from .db import writing
 from .runtime import Runtime, model_id_for
+
+log = logging.getLogger(__name__)
+RETRY_CHECK_SECONDS = 30.0
 
 
 class Board:
@@ -21,6 +25,9 @@ class Board:
         self.db = runtime.db
         self.settings = runtime.settings
         self._rebuild_lock = threading.Lock()
+        self._index_changed = threading.Event()
+        self._stop = threading.Event()
+        self._checker: threading.Thread | None = None
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -75,6 +82,46 @@ class Board:
 
     def check_answered(self) -> int:
         return review.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)
+
+    # --- closing the loop after index changes -------------------------------------------------
+
+    def watch_index(self) -> None:
+        """Check for candidates a published article now answers after every index change of this
+        process (its own reindex, the KB watcher's, or a version another process built), in a
+        background thread, and once now (the index may have changed while no server ran).
+
+        This fills the outbox whether or not a webhook is configured; `deflect outbox deliver`
+        or the webhook worker delivers from there.
+        """
+        if self._checker is not None:
+            return
+        self._checker = threading.Thread(target=self._check_loop, name="deflect-answered-check", daemon=True)
+        self.runtime.on_index_change(lambda _version: self._index_changed.set())
+        self._index_changed.set()
+        self._checker.start()
+
+    def _check_loop(self) -> None:
+        while True:
+            self._index_changed.wait()
+            if self._stop.is_set():
+                return
+            self._index_changed.clear()  # a change during the pass below brings another pass
+            try:
+                with self._rebuild_lock:
+                    queued = self.check_answered()
+                if queued:
+                    log.info("index %s answers candidates: %d notifications queued", self.runtime.engine.version, queued)
+            except Exception:  # the database may be restarting: try again in a while
+                log.warning("checking candidates against the new index failed", exc_info=True)
+                if not self._stop.wait(RETRY_CHECK_SECONDS):
+                    self._index_changed.set()
+
+    def close(self) -> None:
+        """Stop the background check (see watch_index)."""
+        self._stop.set()
+        self._index_changed.set()
+        if self._checker is not None:
+            self._checker.join(timeout=30)
 
     def candidates(self, status: str | None = None) -> list[dict]:
         self.sync()

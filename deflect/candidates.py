@@ -55,6 +55,19 @@ candidate_members = sa.Table(
     sa.Column("joined_at", sa.Float, nullable=False),
 )
 
+# The members a reviewed (promoted, merged, dismissed) candidate had when a rebuild retired its id
+# (its members went to a group that kept another id). A later group made mostly of them takes
+# the id, and with it the decision, back.
+candidate_history = sa.Table(
+    "candidate_history",
+    metadata,
+    sa.Column("candidate_id", sa.String(40), sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+)
+
+REVIEWED = ("promoted", "merged", "dismissed")
+
 # Query vectors of pool searches, so a rebuild embeds only what is new.
 pool_vectors = sa.Table(
     "pool_vectors",
@@ -160,6 +173,61 @@ def _members(conn: sa.Connection) -> dict[str, set[str]]:
     return out
 
 
+def _history(conn: sa.Connection) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for row in conn.execute(sa.select(candidate_history.c.candidate_id, candidate_history.c.search_id)):
+        out[row.candidate_id].add(row.search_id)
+    return out
+
+
+def _match_ids(new_sets: list[set], old_sets: dict[str, set], present: set, taken: set) -> dict[int, str]:
+    """New group index -> old id, for ids not in `taken`: the old group whose members the new one
+    mostly keeps (clusters.match_previous), else the old group the new one is mostly made of (so a
+    dismissed candidate cannot sneak back under a new id by losing a few members)."""
+    old_sets = {cid: m for cid, m in old_sets.items() if cid not in taken}
+    mapping = clusters.match_previous(new_sets, old_sets, present)
+    used = set(mapping.values())
+    for i, group in enumerate(new_sets):
+        if i in mapping:
+            continue
+        best = max(((len(group & m), cid) for cid, m in old_sets.items() if cid not in used), default=(0, None))
+        if best[1] is not None and best[0] > len(group) / 2:
+            mapping[i] = best[1]
+            used.add(best[1])
+    return mapping
+
+
+def assign_ids(
+    new_sets: list[set], old: dict[str, dict], members: dict[str, set], history: dict[str, set], present: set
+) -> tuple[dict[int, str], dict[int, tuple[str, int]]]:
+    """Which old candidate each new group continues, so review decisions travel with the ids.
+
+    `old`: every candidate on record (id -> row with status, active); `members`: the active
+    candidates' members now; `history`: the members retired reviewed candidates had. Returns
+    (group index -> id it keeps or takes back, group index -> (reviewed id, shared members)
+    for a group split off a reviewed candidate whose id another group kept: it gets a new id
+    with that candidate's decision, so its questions do not come back as a `new` candidate).
+    """
+    active = {cid: m for cid, m in members.items() if cid in old}
+    mapping = _match_ids(new_sets, active, present, set())
+    # A reviewed candidate retired by an earlier rebuild comes back, decision and all, when a
+    # group holds most of the members it had (or is mostly made of them).
+    retired = {cid: m for cid, m in history.items()
+               if cid in old and not old[cid]["active"] and old[cid]["status"] in REVIEWED}
+    rest = [i for i in range(len(new_sets)) if i not in mapping]
+    revived = _match_ids([new_sets[i] for i in rest], retired, present, set(mapping.values()))
+    mapping |= {rest[j]: cid for j, cid in revived.items()}
+    reviewed = {cid: m for cid, m in (active | retired).items() if old[cid]["status"] in REVIEWED}
+    split: dict[int, tuple[str, int]] = {}
+    for i, group in enumerate(new_sets):
+        if i in mapping:
+            continue
+        shared, cid = max(((len(group & m), cid) for cid, m in reviewed.items()), default=(0, None))
+        if cid is not None and shared > len(group) / 2:
+            split[i] = (cid, shared)
+    return mapping, split
+
+
 def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | None = None) -> dict:
     """Re-cluster the whole pool; returns counts of what happened."""
     now = time.time() if now is None else now
@@ -170,24 +238,15 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
     new_sets = [{pool[i]["id"] for i in g} for g in groups]
     texts = [[pool[i]["query"] for i in g] for g in groups]
     words = clusters.keywords(texts)
-    summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0}
+    summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0,
+               "revived": 0, "split": 0}
     with writing(engine) as conn:
         lock_candidates(conn)
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
+        history = _history(conn)
         in_pool = {r["id"] for r in pool}
-        mapping = clusters.match_previous(new_sets, {k: v for k, v in old_members.items() if k in old}, in_pool)
-        # A group made mostly of one old candidate's members is still that candidate (so a
-        # dismissed one cannot sneak back under a new id by losing a few members).
-        taken = set(mapping.values())
-        for i, group in enumerate(new_sets):
-            if i in mapping:
-                continue
-            best = max(((len(group & m), cid) for cid, m in old_members.items() if cid in old and cid not in taken),
-                       default=(0, None))
-            if best[1] is not None and best[0] > len(group) / 2:
-                mapping[i] = best[1]
-                taken.add(best[1])
+        mapping, split = assign_ids(new_sets, old, old_members, history, in_pool)
         conn.execute(candidate_members.delete())
         for i, members in enumerate(groups):
             vecs = vectors[members]
@@ -201,7 +260,21 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
                 "updated_at": now,
             }
             cid = mapping.get(i)
-            if cid is None:
+            if cid is None and i in split:
+                # Split off a reviewed candidate: the same decision under a new id (and the same
+                # answered_by, so its requesters are not told about the same article twice).
+                source, shared = split[i]
+                prior = old[source]
+                cid = "c" + uuid.uuid4().hex[:10]
+                inherited = {k: prior[k] for k in ("status", "idea_id", "reviewed_at", "answered_by", "checked_version")}
+                if prior["status"] == "dismissed":
+                    inherited["dismissed_size"] = max(shared, 1)  # the part that was dismissed
+                    if len(members) >= settings.cluster_regrow_factor * inherited["dismissed_size"]:
+                        inherited |= {"status": "new", "dismissed_size": None}
+                        summary["returned"] += 1
+                conn.execute(candidates.insert().values(id=cid, created_at=now, **inherited, **values))
+                summary["split"] += 1
+            elif cid is None:
                 cid = "c" + uuid.uuid4().hex[:10]
                 versions = [pool[j]["index_version"] for j in members if pool[j]["index_version"]]
                 conn.execute(candidates.insert().values(
@@ -214,18 +287,28 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
                     values |= {"status": "new", "dismissed_size": None}
                     summary["returned"] += 1
                 conn.execute(candidates.update().where(candidates.c.id == cid).values(**values))
-                summary["kept"] += 1
+                if prior["active"]:
+                    summary["kept"] += 1
+                else:  # a retired reviewed candidate taken back
+                    conn.execute(candidate_history.delete().where(candidate_history.c.candidate_id == cid))
+                    summary["revived"] += 1
             conn.execute(candidate_members.insert(), [
                 {"search_id": pool[j]["id"], "candidate_id": cid, "how": "rebuild", "joined_at": now} for j in members
             ])
         kept = set(mapping.values())
         for cid, prior in old.items():
-            if cid in kept:
+            if cid in kept or not prior["active"]:
                 continue
             if prior["status"] == "new":
                 conn.execute(candidates.delete().where(candidates.c.id == cid))
-            else:  # reviewed: keep the decision on record, out of the active list
+            else:  # reviewed: keep the decision on record, out of the active list, with the members it had
                 conn.execute(candidates.update().where(candidates.c.id == cid).values(active=False, size=0, updated_at=now))
+                conn.execute(candidate_history.delete().where(candidate_history.c.candidate_id == cid))
+                if old_members.get(cid):
+                    conn.execute(candidate_history.insert(), [
+                        {"candidate_id": cid, "search_id": search_id, "recorded_at": now}
+                        for search_id in sorted(old_members[cid])
+                    ])
             summary["retired"] += 1
         _set_rebuilt_at(conn, now)
     return summary
@@ -411,6 +494,7 @@ def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | 
 
 
 __all__ = [
-    "STATUSES", "CandidateError", "candidates", "candidate_members", "candidate_requesters", "content_gaps",
+    "STATUSES", "CandidateError", "assign_ids", "candidates", "candidate_history", "candidate_members",
+    "candidate_requesters", "content_gaps",
     "get_candidate", "join_new", "list_candidates", "load_pool", "pool_matrix", "rebuild",
 ]

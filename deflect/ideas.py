@@ -139,15 +139,78 @@ def get_idea(conn_or_engine, idea_id: str) -> dict | None:
     return dict(row._mapping) if row else None
 
 
-def add_vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> str:
-    """Count one vote (with its optional requester); a merged idea's votes go to its target."""
+def show_id(value, limit: int = 100) -> str:
+    """An id as quoted in an error message: repr, cut to `limit` characters (ids come from users)."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def resolve_idea(conn: sa.Connection, idea_id: str) -> dict | None:
+    """The idea that `idea_id` stands for now: itself, or the end of its merged_into chain.
+
+    None when there is no such idea, or the chain is broken (points nowhere) or loops.
+    """
     idea = get_idea(conn, idea_id)
     seen = {idea_id}
-    while idea and idea["status"] == "merged" and idea["merged_into"] and idea["merged_into"] not in seen:
+    while idea is not None and idea["status"] == "merged" and idea["merged_into"]:
+        if idea["merged_into"] in seen:
+            return None
         seen.add(idea["merged_into"])
-        idea = get_idea(conn, idea["merged_into"]) or idea
+        idea = get_idea(conn, idea["merged_into"])
+    return idea
+
+
+def _same_requester(requester: dict) -> sa.ColumnElement | None:
+    """Votes on record from the same person as `requester` (a WHERE clause; None when anonymous).
+
+    Two requesters with customer ids are the same when the ids are; otherwise (either has
+    none) when both have the same email, in any case.
+    """
+    customer_id, email = requester.get("customer_id"), requester.get("email")
+    # lower() on both sides: the database's own folding (SQLite folds ASCII only) is then the same for both.
+    same_email = sa.func.lower(idea_votes.c.email) == sa.func.lower(sa.literal(email)) if email else None
+    if customer_id:
+        same = idea_votes.c.customer_id == customer_id
+        return sa.or_(same, sa.and_(idea_votes.c.customer_id.is_(None), same_email)) if same_email is not None else same
+    return same_email
+
+
+def _fold_into(conn: sa.Connection, vote_id: int, requester: dict) -> None:
+    """A repeated vote updates what is known about its requester: highest MRR, an email if none yet."""
+    row = conn.execute(sa.select(idea_votes.c.email, idea_votes.c.mrr).where(idea_votes.c.id == vote_id)).one()
+    values = {}
+    mrr = requester.get("mrr")
+    if mrr is not None and (row.mrr is None or mrr > row.mrr):
+        values["mrr"] = mrr
+    if requester.get("email") and not row.email:
+        values["email"] = requester["email"]
+    if values:
+        conn.execute(idea_votes.update().where(idea_votes.c.id == vote_id).values(**values))
+
+
+def add_vote(
+    conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None
+) -> tuple[str, bool]:
+    """Count one vote on the idea (a merged idea's votes go to its target); returns (target, counted).
+
+    One vote per requester per idea: when the same person (the same customer id, or, where
+    either has none, the same email in any case) has voted there already, nothing is counted
+    again; their record keeps the highest MRR given. Anonymous votes always count.
+    """
+    idea = resolve_idea(conn, idea_id) or get_idea(conn, idea_id)
     target = idea["id"] if idea else idea_id
-    requester = requester or {}
+    # Lock the idea's row (PostgreSQL; SQLite writers are serialised already), so two votes
+    # of one person at the same moment cannot both count.
+    conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == target).with_for_update())
+    requester = {k: v for k, v in (requester or {}).items() if v is not None}
+    same = _same_requester(requester)
+    if same is not None:
+        earlier = conn.execute(
+            sa.select(idea_votes.c.id).where(idea_votes.c.idea_id == target, same).order_by(idea_votes.c.id).limit(1)
+        ).scalar()
+        if earlier is not None:
+            _fold_into(conn, earlier, requester)
+            return target, False
     now = time.time()
     conn.execute(
         idea_votes.insert().values(
@@ -162,7 +225,7 @@ def add_vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, s
     conn.execute(
         ideas_table.update().where(ideas_table.c.id == target).values(votes=ideas_table.c.votes + 1, updated_at=now)
     )
-    return target
+    return target, True
 
 
 # --- the board: create, edit, merge, vote, requesters -----------------------------------
@@ -214,7 +277,7 @@ def create_idea(conn: sa.Connection, data: dict) -> dict:
     if record["status"] == "merged":
         raise IdeaError("status", "create the idea first, then merge it with PATCH")
     if get_idea(conn, record["id"]) is not None:
-        raise IdeaConflict("id", f"an idea with id {record['id']!r} exists already")
+        raise IdeaConflict("id", f"an idea with id {show_id(record['id'])} exists already")
     now = time.time()
     conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
     bump_sync_counter(conn, GENERATION)
@@ -228,9 +291,11 @@ def _merge_target(conn: sa.Connection, target_id, source_id: str | None = None, 
         raise IdeaError(field, "an idea cannot be merged into itself")
     target = get_idea(conn, target_id)
     if target is None:
-        raise IdeaNotFound(field, f"no idea with id {target_id!r}")
+        raise IdeaNotFound(field, f"no idea with id {show_id(target_id)}")
     if target["status"] in CLOSED_STATUSES:
-        raise IdeaConflict(field, f"idea {target_id!r} is {target['status']}; merge into an open, planned or in-progress idea")
+        raise IdeaConflict(
+            field, f"idea {show_id(target_id)} is {target['status']}; merge into an open, planned or in-progress idea"
+        )
     return target
 
 
@@ -244,7 +309,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
 
     idea = get_idea(conn, idea_id)
     if idea is None:
-        raise IdeaNotFound("id", f"no idea with id {idea_id!r}")
+        raise IdeaNotFound("id", f"no idea with id {show_id(idea_id)}")
     unknown = set(patch) - {"title", "description", "status", "merged_into"}
     if unknown:
         raise IdeaError(sorted(unknown)[0], "only title, description, status and merged_into can be changed")
@@ -258,15 +323,15 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
     if record["status"] == "merged" and idea["status"] != "merged":
         target = _merge_target(conn, patch.get("merged_into"), idea_id)
-        conn.execute(idea_votes.update().where(idea_votes.c.idea_id == idea_id).values(idea_id=target["id"]))
+        twice = _move_votes(conn, idea_id, target["id"])
         conn.execute(
             ideas_table.update()
             .where(ideas_table.c.id == target["id"])
-            .values(votes=ideas_table.c.votes + idea["votes"], updated_at=now)
+            .values(votes=ideas_table.c.votes + max(idea["votes"] - twice, 0), updated_at=now)
         )
         values |= {"merged_into": target["id"], "votes": 0}
     elif "merged_into" in patch and patch["merged_into"] != idea["merged_into"]:
-        raise IdeaConflict("merged_into", f"idea {idea_id!r} is merged already; its votes have moved")
+        raise IdeaConflict("merged_into", f"idea {show_id(idea_id)} is merged already; its votes have moved")
     elif record["status"] != "merged":
         values["merged_into"] = None
     conn.execute(ideas_table.update().where(ideas_table.c.id == idea_id).values(**values))
@@ -281,12 +346,46 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     return get_idea(conn, idea_id), notified
 
 
+def _move_votes(conn: sa.Connection, source_id: str, target_id: str) -> int:
+    """Move the source idea's votes to the target; returns how many were from people who had voted
+    there too (each such person keeps one vote on the target, at their highest MRR)."""
+    conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == target_id).with_for_update())
+    moving = conn.execute(
+        sa.select(idea_votes.c.id, idea_votes.c.customer_id, idea_votes.c.email, idea_votes.c.mrr)
+        .where(idea_votes.c.idea_id == source_id)
+        .order_by(idea_votes.c.id)
+    ).all()
+    twice = 0
+    for row in moving:
+        requester = {k: v for k, v in (("customer_id", row.customer_id), ("email", row.email), ("mrr", row.mrr)) if v is not None}
+        same = _same_requester(requester)
+        earlier = None
+        if same is not None:
+            earlier = conn.execute(
+                sa.select(idea_votes.c.id).where(idea_votes.c.idea_id == target_id, same).order_by(idea_votes.c.id).limit(1)
+            ).scalar()
+        if earlier is None:
+            conn.execute(idea_votes.update().where(idea_votes.c.id == row.id).values(idea_id=target_id))
+        else:
+            _fold_into(conn, earlier, requester)
+            conn.execute(idea_votes.delete().where(idea_votes.c.id == row.id))
+            twice += 1
+    return twice
+
+
 def vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> dict:
-    """One vote (with optional requester) on an open idea; a merged idea's vote goes to its target."""
+    """One vote (with optional requester) on an open idea; a merged idea's vote goes to its target.
+
+    Voting is closed (IdeaConflict) on a shipped or declined idea, and on a merged one whose
+    target is. The answer is the idea voted for, with `counted`: false when this requester
+    had voted for it already (their vote is recorded once).
+    """
     idea = get_idea(conn, idea_id)
     if idea is None:
-        raise IdeaNotFound("id", f"no idea with id {idea_id!r}")
-    if idea["status"] in ("shipped", "declined"):
-        raise IdeaConflict("id", f"idea {idea_id!r} is {idea['status']}; voting is closed")
-    target = add_vote(conn, idea_id, requester, search_id)
-    return with_requesters(conn, get_idea(conn, target))
+        raise IdeaNotFound("id", f"no idea with id {show_id(idea_id)}")
+    target = resolve_idea(conn, idea_id) or idea
+    if target["status"] in CLOSED_STATUSES:
+        where = "" if target["id"] == idea_id else f" (merged into {show_id(target['id'])})"
+        raise IdeaConflict("id", f"idea {show_id(idea_id)}{where} is {target['status']}; voting is closed")
+    target_id, counted = add_vote(conn, idea_id, requester, search_id)
+    return with_requesters(conn, get_idea(conn, target_id)) | {"counted": counted}

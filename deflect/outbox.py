@@ -95,18 +95,27 @@ def list_outbox(engine: sa.Engine, status: str | None = None, limit: int = 200) 
     return {"counts": {s: int(counts.get(s, 0)) for s in STATUSES}, "notifications": rows}
 
 
+class OutboxConflict(ValueError):
+    """A retry of a notification that was delivered already."""
+
+
 def retry(engine: sa.Engine, notification_id: int) -> dict | None:
-    """Send a failed (or pending) notification again now, with a fresh attempt budget."""
+    """Send a failed (or pending) notification again now, with a fresh attempt budget.
+
+    None when there is no such notification; OutboxConflict when it was delivered already
+    (it is not sent twice).
+    """
     with writing(engine) as conn:
         row = conn.execute(sa.select(outbox).where(outbox.c.id == notification_id)).first()
         if row is None:
             return None
-        if row.status != "delivered":
-            conn.execute(
-                outbox.update().where(outbox.c.id == notification_id).values(
-                    status="pending", attempts=0, next_attempt_at=time.time()
-                )
+        if row.status == "delivered":
+            raise OutboxConflict(f"notification {notification_id} was delivered already; it is not sent again")
+        conn.execute(
+            outbox.update().where(outbox.c.id == notification_id).values(
+                status="pending", attempts=0, next_attempt_at=time.time()
             )
+        )
         return _row(conn.execute(sa.select(outbox).where(outbox.c.id == notification_id)).first())
 
 

@@ -19,19 +19,20 @@ from .candidates import (
     candidate_requesters,
     candidates,
     get_candidate,
+    lock_candidates,
     pool_matrix,
 )
 from .db import searches, writing
-from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, slugify
+from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
     row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
     if row is None:
-        raise CandidateError(404, "id", f"no candidate with id {candidate_id!r}")
+        raise CandidateError(404, "id", f"no candidate with id {show_id(candidate_id)}")
     if row.status not in allowed:
-        raise CandidateError(409, "status", f"candidate {candidate_id!r} is {row.status}; it cannot be {action}")
+        raise CandidateError(409, "status", f"candidate {show_id(candidate_id)} is {row.status}; it cannot be {action}")
     return dict(row._mapping)
 
 
@@ -45,18 +46,23 @@ def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> 
     """Each requester of the candidate becomes a vote (with their details) on the idea, once."""
     from .ideas import requesters as idea_requesters
 
-    already = {requester_key(p) for p in idea_requesters(conn, idea_id)}
+    target = resolve_idea(conn, idea_id) or {"id": idea_id}
+    known = {requester_key(p) for p in idea_requesters(conn, target["id"])}  # a cheap first filter
     added = 0
     for person in candidate_requesters(conn, _member_ids(conn, candidate_id)):
-        if requester_key(person) in already:
+        if requester_key(person) in known:
             continue
-        add_vote(conn, idea_id, person, person.get("search_id"))
-        added += 1
+        requester = {k: person.get(k) for k in ("customer_id", "email", "mrr")}
+        added += add_vote(conn, idea_id, requester, person.get("search_id"))[1]
     return added
 
 
 def sync_requesters(engine: sa.Engine) -> int:
-    """People who asked after a candidate was promoted or merged are recorded on its (still open) idea too."""
+    """People who asked after a candidate was promoted or merged are recorded on its idea too.
+
+    When that idea has since been merged into another, they go where its votes went: the
+    end of the merged_into chain, while that one is open, planned or in progress.
+    """
     added = 0
     with writing(engine) as conn:
         reviewed = conn.execute(
@@ -65,9 +71,9 @@ def sync_requesters(engine: sa.Engine) -> int:
                    candidates.c.active == sa.true())
         ).all()
         for candidate_id, idea_id in reviewed:
-            idea = get_idea(conn, idea_id)
+            idea = resolve_idea(conn, idea_id)
             if idea is not None and idea["status"] not in CLOSED_STATUSES:
-                added += _record_requesters(conn, candidate_id, idea_id)
+                added += _record_requesters(conn, candidate_id, idea["id"])
     return added
 
 
@@ -106,9 +112,9 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
             raise CandidateError(400, "idea_id", "idea_id must be the id of an existing idea")
         idea = get_idea(conn, idea_id)
         if idea is None:
-            raise CandidateError(404, "idea_id", f"no idea with id {idea_id!r}")
+            raise CandidateError(404, "idea_id", f"no idea with id {show_id(idea_id)}")
         if idea["status"] in CLOSED_STATUSES:
-            raise CandidateError(409, "idea_id", f"idea {idea_id!r} is {idea['status']}; merge into an open idea")
+            raise CandidateError(409, "idea_id", f"idea {show_id(idea_id)} is {idea['status']}; merge into an open idea")
         added = _record_requesters(conn, candidate_id, idea_id)
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
@@ -155,6 +161,14 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
         tops = [article for article, answered in verdicts if answered]
         winner = max(set(tops), key=tops.count) if tops else None
         with writing(engine) as conn:
+            # Several server processes check after the same index change: one at a time, and
+            # whoever comes second finds the candidate done.
+            lock_candidates(conn)
+            current = conn.execute(
+                sa.select(candidates.c.checked_version, candidates.c.answered_by).where(candidates.c.id == cand["id"])
+            ).first()
+            if current is None or current.answered_by is not None or current.checked_version == version:
+                continue
             values = {"checked_version": version}
             if winner is not None and tops.count(winner) * 2 > len(pool):
                 values["answered_by"] = winner

@@ -117,6 +117,7 @@ class Runtime:
             for error in errors:
                 log.warning(error)
         self._reindex_lock = threading.Lock()
+        self._index_listeners: list = []
         self._watcher = None
         self._skipped_version: str | None = None
         index, report = refresh_index(settings, progress=progress, publish=self._publish)
@@ -217,10 +218,21 @@ class Runtime:
         log.info("loaded index %s built by another process", version)
         return True
 
+    def on_index_change(self, listener) -> None:
+        """Call `listener(version)` whenever this process starts serving another index version: its
+        own reindex (API, KB watcher) or one another process built (`deflect index`, a replica).
+        It runs under the reindex lock, so it must return quickly (hand work to a thread)."""
+        self._index_listeners.append(listener)
+
     def _swap(self, index) -> None:
         self.engine.replace_index(index)
         if self.engine.alias_count:
             self.recalibrate()
+        for listener in list(self._index_listeners):
+            try:
+                listener(index.version)
+            except Exception:  # a listener's failure must not undo the swap
+                log.warning("index change listener failed", exc_info=True)
 
     def refresh_aliases(self, recalibrate: bool = True) -> int:
         """Load the active learned aliases from the database into the engine (used at once).
@@ -271,7 +283,7 @@ class Runtime:
         from . import aliases
         from .db import writing
         from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
-        from .ideas import add_vote
+        from .ideas import IdeaError, IdeaNotFound, vote
 
         search = get_search(self.db, search_id)
         if search is None:  # it may still be queued in this process's background writer...
@@ -294,11 +306,16 @@ class Runtime:
         if event_type == "helpful" and item_id:
             # Usually a hit in the embedder's query cache: the search just encoded it.
             vector = self.engine.embedder.encode([search["query"]])[0]
-        alias = None
+        alias = voted = None
         with writing(self.db) as conn:
+            if event_type == "vote":  # the same rules as POST /api/ideas/<id>/vote: closed ideas 409, one per requester
+                try:
+                    voted = vote(conn, item_id, requester, search_id)
+                except IdeaNotFound as exc:
+                    raise EventError(404, "not_found", "item_id", str(exc)) from None
+                except IdeaError as exc:
+                    raise EventError(409, "conflict", "item_id", str(exc)) from None
             event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
-            if event_type == "vote":
-                add_vote(conn, item_id, requester, search_id)
             if event_type == "helpful" and item_id:
                 policy = aliases.AliasPolicy(self.settings.min_confirmations, self.settings.alias_limit_per_session)
                 rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
@@ -310,6 +327,8 @@ class Runtime:
             out |= {"item_type": item_type, "item_id": item_id}
         if alias:
             out["alias"] = alias
+        if voted:
+            out["vote"] = {"idea_id": voted["id"], "votes": voted["votes"], "counted": voted["counted"]}
         return out
 
     def _item_type(self, search: dict, item_id: str, item_type: str | None) -> str:

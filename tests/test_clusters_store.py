@@ -170,7 +170,7 @@ def test_migration_0003_keeps_earlier_data(database_url):
     engine = db.make_engine(database_url)
     db.upgrade(engine, "0002")
     search_id = record_search(engine, "kept question", None, None, False, [], "v0")
-    db.upgrade(engine)
+    db.upgrade(engine, "0003")
     assert db.current_revision(engine) == "0003"
     assert {"candidates", "candidate_members", "pool_vectors", "outbox"} <= set(sa.inspect(engine).get_table_names())
     assert [r["id"] for r in cand.load_pool(engine)] == [search_id]
@@ -209,3 +209,245 @@ def test_concurrent_rebuilds_and_joins_do_not_collide(store, embedder):
     with store.connect() as conn:  # the stored sizes agree with the members
         stored = dict(conn.execute(sa.select(cand.candidates.c.id, cand.candidates.c.size)).all())
     assert all(stored[c["id"]] == len(c["queries"]) for c in listed)
+
+
+# --- decisions that survive merges and splits (fake embedder: the groups are chosen by hand) ----
+
+
+class TopicEmbedder:
+    """Deterministic vectors: each text points along its topic's axis, plus a little fixed noise.
+
+    `topics` maps text -> axis and can be changed between rebuilds (with another model id, so the
+    cached pool vectors are not reused) to make groups merge and split on purpose.
+    """
+
+    DIM = 32
+
+    def __init__(self, topics: dict[str, int]):
+        self.topics = dict(topics)
+
+    def encode(self, texts):
+        import zlib
+
+        import numpy as np
+
+        out = []
+        for text in texts:
+            rng = np.random.default_rng(zlib.crc32(text.encode()))
+            v = np.eye(self.DIM)[self.topics[text]] + rng.normal(0, 0.08, self.DIM)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32)
+
+
+def _texts(prefix: str, n: int, start: int = 1) -> list[str]:
+    return [f"{prefix} question number {i}" for i in range(start, start + n)]
+
+
+def _with(store, candidate_id: str) -> dict:
+    return cand.get_candidate(store, candidate_id)
+
+
+def _new_ones_holding(store, texts) -> list[dict]:
+    return [c for c in cand.list_candidates(store, "new") if set(texts) & {q["text"] for q in c["queries"]}]
+
+
+def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_when_it_splits_off(store):
+    settings = Settings(cluster_min_size=3, cluster_regrow_factor=2.0)
+    topics = {"alpha": 0, "beta": 1, "gamma": 2, "delta": 3, "eps": 4}
+    sizes = {"alpha": 6, "beta": 4, "gamma": 5, "delta": 5, "eps": 5}
+    fake = TopicEmbedder({t: topics[name] for name, n in sizes.items() for t in _texts(name, n)})
+    for name, n in sizes.items():
+        for text in _texts(name, n):
+            ask(store, text)
+    cand.rebuild(store, fake.encode, "fake-1", settings)
+    beta = next(c for c in cand.list_candidates(store) if c["queries"][0]["text"].startswith("beta"))
+    assert beta["size"] == 4
+    review.dismiss(store, beta["id"])
+
+    # The beta questions drift into alpha's group: alpha's id wins, beta's is retired.
+    fake.topics |= {t: topics["alpha"] for t in _texts("beta", 4)}
+    merged = cand.rebuild(store, fake.encode, "fake-2", settings)
+    assert merged["candidates"] == 4 and merged["retired"] == 1
+    assert _with(store, beta["id"])["active"] is False and _with(store, beta["id"])["status"] == "dismissed"
+
+    # They split off again: the group takes beta's id back, still dismissed, so still hidden.
+    fake.topics |= {t: topics["beta"] for t in _texts("beta", 4)}
+    split = cand.rebuild(store, fake.encode, "fake-3", settings)
+    assert split["revived"] == 1 and split["new"] == 0
+    back = _with(store, beta["id"])
+    assert back["active"] is True and back["status"] == "dismissed" and back["size"] == 4
+    assert {q["text"] for q in back["queries"]} == set(_texts("beta", 4))
+    assert beta["id"] not in {c["id"] for c in cand.list_candidates(store)}
+    assert _new_ones_holding(store, _texts("beta", 4)) == []
+
+    # ... until it grows by cluster_regrow_factor (4 -> 8): then it is back, under its own id.
+    more = _texts("beta", 4, start=5)
+    fake.topics |= {t: topics["beta"] for t in more}
+    for text in more:
+        ask(store, text)
+    grown = cand.rebuild(store, fake.encode, "fake-4", settings)
+    assert grown["returned"] == 1
+    assert _with(store, beta["id"])["status"] == "new" and _with(store, beta["id"])["size"] == 8
+
+
+def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
+    settings = Settings(cluster_min_size=3)
+    sizes = {"alpha": 5, "gamma": 5, "delta": 5, "promo": 7}
+    axes = {"alpha": 0, "gamma": 2, "delta": 3, "promo": 5}
+    fake = TopicEmbedder({t: axes[name] for name, n in sizes.items() for t in _texts(name, n)})
+    for name, n in sizes.items():
+        for i, text in enumerate(_texts(name, n)):
+            ask(store, text, ticket={"email": f"{name}{i}@example.com"} if name == "promo" else None)
+    cand.rebuild(store, fake.encode, "fake-1", settings)
+    promo = next(c for c in cand.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
+    idea_id = review.promote(store, promo["id"])["idea"]["id"]
+    assert get_idea(store, idea_id)["votes"] == 7
+
+    # Three of its questions move to a direction of their own: a group of their own.
+    tail = _texts("promo", 7)[4:]
+    fake.topics |= {t: 6 for t in tail}
+    summary = cand.rebuild(store, fake.encode, "fake-2", settings)
+    assert summary["candidates"] == 5 and summary["split"] == 1 and summary["new"] == 0
+    assert _with(store, promo["id"])["status"] == "promoted" and _with(store, promo["id"])["size"] == 4
+    part = next(c for c in cand.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
+    assert part["id"] != promo["id"] and part["status"] == "promoted" and part["idea_id"] == idea_id
+    assert _new_ones_holding(store, _texts("promo", 7)) == []
+    # Its requesters were recorded on the idea at promotion; nobody is counted twice.
+    assert review.sync_requesters(store) == 0 and get_idea(store, idea_id)["votes"] == 7
+    # Rebuilding the same pool keeps both ids.
+    again = cand.rebuild(store, fake.encode, "fake-2", settings)
+    assert again["kept"] == 5 and again["split"] == 0 and again["new"] == 0
+
+
+def test_assign_ids_matching_rules():
+    """The pure matching: kept ids, a retired reviewed id taken back, a split inheriting a decision."""
+    old = {
+        "keep": {"status": "new", "active": True},
+        "gone": {"status": "dismissed", "active": False},
+        "prom": {"status": "promoted", "active": True},
+        "newgone": {"status": "new", "active": False},
+    }
+    members = {"keep": {"k1", "k2", "k3", "k4", "g1", "g2", "g3"}, "prom": {"p1", "p2", "p3", "p4", "p5", "p6", "p7"}}
+    history = {"gone": {"g1", "g2", "g3"}, "newgone": {"n1", "n2", "n3"}}
+    new_sets = [
+        {"k1", "k2", "k3", "k4"},  # keeps "keep"
+        {"g1", "g2", "g3", "x1"},  # most of what "gone" had: takes it back
+        {"p1", "p2", "p3", "p4"},  # keeps "prom"
+        {"p5", "p6", "p7"},  # split off "prom", whose id is taken: inherits its decision
+        {"n1", "n2", "n3"},  # a retired candidate that was never reviewed has no claim
+        {"z1", "z2", "z3", "p5"},  # mostly new members: new
+    ]
+    present = set().union(*new_sets)
+    mapping, split = cand.assign_ids(new_sets, old, members, history, present)
+    assert mapping == {0: "keep", 1: "gone", 2: "prom"}
+    assert split == {3: ("prom", 3)}
+
+
+def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(store, embedder):
+    """Real model: gantt (promoted) and time tracking (dismissed) leave the pool window, so a
+    rebuild retires them; when their questions are back in the window, so are their ids."""
+    settings = Settings(cluster_min_size=3, cluster_regrow_factor=2.0)
+    t0 = time.time() - 3600
+    early = [q for q in QUESTIONS if q["label"] in ("gantt", "time_tracking")]
+    late = [q for q in QUESTIONS if q not in early]
+    for i, q in enumerate(early + late):
+        ask(store, q["text"], at=t0 + i, ticket={"email": f"user{i}@example.com"})
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    topics = by_topic(store, cand.list_candidates(store))
+    gantt, tracking = topics["gantt"]["id"], topics["time_tracking"]["id"]
+    idea_id = review.promote(store, gantt)["idea"]["id"]
+    review.dismiss(store, tracking)
+    votes = get_idea(store, idea_id)["votes"]
+
+    window = cand.rebuild(store, embedder.encode, MODEL, Settings(cluster_min_size=3, cluster_max_pool=len(late)))
+    assert window["retired"] >= 2
+    assert not _with(store, gantt)["active"] and not _with(store, tracking)["active"]
+
+    full = cand.rebuild(store, embedder.encode, MODEL, settings)
+    assert full["revived"] == 2 and full["new"] == 0
+    assert _with(store, gantt)["status"] == "promoted" and _with(store, gantt)["idea_id"] == idea_id
+    assert _with(store, tracking)["status"] == "dismissed" and _with(store, tracking)["active"]
+    texts = [q["text"] for q in early]
+    assert _new_ones_holding(store, texts) == []
+    assert tracking not in {c["id"] for c in cand.list_candidates(store)}
+    assert review.sync_requesters(store) == 0 and get_idea(store, idea_id)["votes"] == votes
+
+
+def test_migration_0004_adds_candidate_history_and_keeps_candidates(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0003")
+    assert "candidate_history" not in sa.inspect(engine).get_table_names()
+    search_id = record_search(engine, "kept question", None, None, False, [], "v0")
+    now = time.time()
+    with db.writing(engine) as conn:
+        conn.execute(cand.candidates.insert().values(id="c-old", label="kept", status="dismissed", dismissed_size=3,
+                                                     created_at=now, updated_at=now))
+        conn.execute(cand.candidate_members.insert().values(search_id=search_id, candidate_id="c-old", joined_at=now))
+    db.upgrade(engine)
+    assert db.current_revision(engine) == "0004"
+    assert "candidate_history" in sa.inspect(engine).get_table_names()
+    kept = cand.get_candidate(engine, "c-old")
+    assert kept["status"] == "dismissed" and [q["search_id"] for q in kept["queries"]] == [search_id]
+    with db.writing(engine) as conn:
+        conn.execute(cand.candidate_history.insert().values(candidate_id="c-old", search_id=search_id, recorded_at=now))
+    engine.dispose()
+
+
+# --- requesters who ask after a review, when the idea was merged into another --------------------
+
+
+def _idea(store, idea_id: str, title: str) -> None:
+    from deflect.ideas import create_idea
+
+    with db.writing(store) as conn:
+        create_idea(conn, {"id": idea_id, "title": title})
+
+
+def test_late_requesters_follow_a_merged_idea_to_its_open_target(store, embedder):
+    from deflect.ideas import requesters, update_idea
+
+    settings = Settings()
+    for q in QUESTIONS:
+        ask(store, q["text"])
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    tracking = by_topic(store, cand.list_candidates(store))["time_tracking"]
+    _idea(store, "focus-timer", "Focus timer")
+    _idea(store, "time-tracking", "Time tracking")
+    review.merge(store, tracking["id"], "focus-timer")
+    with db.writing(store) as conn:
+        update_idea(conn, "focus-timer", {"merged_into": "time-tracking"})
+
+    late = ask(store, "can I track hours spent on a task with a timer", ticket={"email": "Late@Example.com", "mrr": 42.0})
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    now = cand.get_candidate(store, tracking["id"])
+    assert late in {q["search_id"] for q in now["queries"]} and now["requesters"] == 1
+    assert review.sync_requesters(store) == 1 and review.sync_requesters(store) == 0
+    with store.connect() as conn:
+        assert [p["email"] for p in requesters(conn, "time-tracking")] == ["Late@Example.com"]
+        assert requesters(conn, "focus-timer") == []
+    assert get_idea(store, "time-tracking")["votes"] == 1
+
+    # Once the end of the chain is shipped, nobody new is recorded there.
+    with db.writing(store) as conn:
+        update_idea(conn, "time-tracking", {"status": "shipped"})
+    ask(store, "track time per project please", ticket={"email": "later@example.com"})
+    cand.join_new(store, embedder.encode, MODEL)
+    assert review.sync_requesters(store) == 0
+
+
+def test_sync_requesters_stops_at_a_merge_cycle(store, embedder):
+    settings = Settings()
+    for i, q in enumerate(QUESTIONS):
+        ask(store, q["text"], ticket={"email": f"user{i}@example.com"})
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    offline = by_topic(store, cand.list_candidates(store))["offline"]
+    _idea(store, "one", "One")
+    _idea(store, "two", "Two")
+    review.merge(store, offline["id"], "one")
+    with db.writing(store) as conn:  # a loop no API call can make (imports, hand edits): never followed forever
+        conn.execute(db.ideas.update().where(db.ideas.c.id == "one").values(status="merged", merged_into="two"))
+        conn.execute(db.ideas.update().where(db.ideas.c.id == "two").values(status="merged", merged_into="one"))
+    ask(store, "does the mobile app work offline on a plane", ticket={"email": "new@example.com"})
+    cand.join_new(store, embedder.encode, MODEL)
+    assert review.sync_requesters(store) == 0

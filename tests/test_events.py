@@ -112,6 +112,58 @@ def test_bad_events_name_the_field_and_store_nothing(served, body, status, field
     assert count_events(runtime) == 0
 
 
+def _idea(base, idea_id: str, **extra) -> None:
+    body = {"id": idea_id, "title": idea_id.replace("-", " ").title(), **extra}
+    response = requests.post(f"{base}/api/ideas", json=body, headers=ADMIN, timeout=30)
+    assert response.status_code == 201, response.text
+
+
+def _votes(base, idea_id: str) -> int:
+    return requests.get(f"{base}/api/ideas/{idea_id}", timeout=30).json()["votes"]
+
+
+def test_vote_events_follow_the_vote_rules(served):
+    """A vote event counts like POST /api/ideas/<id>/vote: once per requester, never on a closed idea."""
+    base, runtime = served()
+    _idea(base, "dark-mode")
+    _idea(base, "old-theme")
+    search_id = suggest(base, "dark mode please")["search_id"]
+
+    def vote(idea_id, requester=None):
+        body = {"search_id": search_id, "type": "vote", "item_id": idea_id, "item_type": "idea"}
+        if requester:
+            body["requester"] = requester
+        return post_event(base, **body)
+
+    stuffed = [vote("dark-mode", {"email": email}) for email in ("same@x.test",) * 3 + ("SAME@X.TEST",) * 2]
+    assert [r.status_code for r in stuffed] == [202] * 5
+    assert [r.json()["vote"]["counted"] for r in stuffed] == [True, False, False, False, False]
+    assert all(r.json()["vote"] == {"idea_id": "dark-mode", "votes": 1, "counted": r.json()["vote"]["counted"]}
+               for r in stuffed)
+    assert _votes(base, "dark-mode") == 1
+    assert vote("dark-mode").json()["vote"]["votes"] == 2  # anonymous votes count, as before
+    assert count_events(runtime) == 6  # every event is kept; the vote is counted once
+
+    for status in ("shipped", "declined"):
+        requests.patch(f"{base}/api/ideas/dark-mode", json={"status": status}, headers=ADMIN, timeout=30)
+        closed = vote("dark-mode", {"email": "late@x.test"})
+        assert closed.status_code == 409, closed.text
+        assert closed.json()["error"]["code"] == "conflict" and closed.json()["error"]["field"] == "item_id"
+        assert "voting is closed" in closed.json()["error"]["message"]
+        # the same answer as the vote endpoint
+        direct = requests.post(f"{base}/api/ideas/dark-mode/vote", json={}, timeout=30)
+        assert direct.status_code == 409 and direct.json()["error"]["code"] == "conflict"
+    assert _votes(base, "dark-mode") == 2 and count_events(runtime) == 6  # nothing stored
+
+    # Merged into an idea that has shipped since: closed too.
+    _idea(base, "themes")
+    requests.patch(f"{base}/api/ideas/old-theme", json={"merged_into": "themes"}, headers=ADMIN, timeout=30)
+    assert vote("old-theme").json()["vote"]["idea_id"] == "themes"
+    requests.patch(f"{base}/api/ideas/themes", json={"status": "shipped"}, headers=ADMIN, timeout=30)
+    assert vote("old-theme").status_code == 409
+    assert _votes(base, "themes") == 1 and count_events(runtime) == 7
+
+
 def test_events_reject_non_json(served):
     base, _ = served()
     response = requests.post(f"{base}/api/events", data="type=click", timeout=30)

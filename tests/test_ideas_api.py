@@ -79,6 +79,7 @@ def board(tmp_path_factory):
     with serve_app(app) as base:
         yield base, runtime, receiver
     app.extensions["deflect_outbox"].stop()
+    app.extensions["deflect_board"].close()
     runtime.close()
     runtime.db.dispose()
     receiver.close()
@@ -118,16 +119,20 @@ def test_create_edit_and_vote_with_requesters(board):
     assert created["id"] == "calendar-sync" and created["status"] == "open" and created["votes"] == 0
     # Indexed at once: suggested alongside articles while open.
     assert ("idea", "calendar-sync") in suggested_ids(base, "sync my tasks to google calendar")
+    counted = []
     for who in ({"customer_id": "acme", "email": "ops@acme.example", "mrr": 500},
-                {"customer_id": "acme", "mrr": 650},  # the same customer again: one requester, highest MRR
+                {"customer_id": "acme", "mrr": 650},  # the same customer again: one vote, one requester, highest MRR
                 {"email": "solo@example.com", "mrr": 20}):
-        assert requests.post(f"{base}/api/ideas/calendar-sync/vote", json={"requester": who}, timeout=TIMEOUT).status_code == 200
+        r = requests.post(f"{base}/api/ideas/calendar-sync/vote", json={"requester": who}, timeout=TIMEOUT)
+        assert r.status_code == 200
+        counted.append(r.json()["counted"])
+    assert counted == [True, False, True]
     anonymous = requests.post(f"{base}/api/ideas/calendar-sync/vote", timeout=TIMEOUT)
     assert anonymous.status_code == 200
     shown = anonymous.json()
-    assert shown["votes"] == 4 and shown["requesters"] == 2 and shown["mrr"] == 670.0
+    assert shown["votes"] == 3 and shown["requesters"] == 2 and shown["mrr"] == 670.0
     listed = {i["id"]: i for i in requests.get(f"{base}/api/ideas", timeout=TIMEOUT).json()["ideas"]}
-    assert listed["calendar-sync"]["mrr"] == 670.0 and listed["calendar-sync"]["votes"] == 4
+    assert listed["calendar-sync"]["mrr"] == 670.0 and listed["calendar-sync"]["votes"] == 3
 
     patched = requests.patch(f"{base}/api/ideas/calendar-sync", json={"status": "declined", "title": "Calendar sync (2-way)"},
                              headers=AUTH, timeout=TIMEOUT)
@@ -174,6 +179,15 @@ def test_merging_moves_votes_and_requesters(board):
         ("post", "/api/clusters/c-nope/dismiss", {}, 404, "id"),
         ("post", "/api/clusters/c-nope/merge", {"idea_id": "timeline"}, 404, "id"),
         ("post", "/api/clusters/c-nope/merge", {}, 400, "idea_id"),
+        # Every review action names a key it does not take, like vote and PATCH do.
+        ("post", "/api/clusters/c-nope/promote", {"title": "x", "titel": "typo"}, 400, "titel"),
+        ("post", "/api/clusters/c-nope/merge", {"idea_id": "timeline", "force": True}, 400, "force"),
+        ("post", "/api/clusters/c-nope/dismiss", {"reason": "spam"}, 400, "reason"),
+        ("post", "/api/ideas/timeline/vote", {"requester": {"email": "a@b.test"}, "count": 5}, 400, "count"),
+        # Unknown notifications: 404 naming the id, numeric or not.
+        ("post", "/api/outbox/999999/retry", {}, 404, "id"),
+        ("post", "/api/outbox/abc/retry", {}, 404, "id"),
+        ("post", "/api/outbox/99999999999999999999/retry", {}, 404, "id"),
     ],
 )
 def test_bad_requests_name_the_field(board, method, path, body, status, field):
@@ -184,6 +198,31 @@ def test_bad_requests_name_the_field(board, method, path, body, status, field):
     r = getattr(requests, method)(f"{base}{path}", json=body, headers=AUTH, timeout=TIMEOUT)
     assert r.status_code == status, r.text
     assert r.json()["error"]["field"] == field
+
+
+def test_votes_cannot_be_stuffed(board):
+    base, _, _ = board
+    requests.post(f"{base}/api/ideas", json={"id": "stuffing", "title": "Stuffing target"}, headers=AUTH, timeout=TIMEOUT)
+    answers = [requests.post(f"{base}/api/ideas/stuffing/vote", json={"requester": {"email": email}}, timeout=TIMEOUT)
+               for email in ("same@x.test", "same@x.test", "Same@X.test", "same@x.test", "SAME@x.test")]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [(a.json()["votes"], a.json()["counted"]) for a in answers] == [(1, True)] + [(1, False)] * 4
+    assert idea(base, "stuffing")["votes"] == 1 and idea(base, "stuffing")["requesters"] == 1
+
+
+def test_error_messages_cut_long_ids(board):
+    base, _, _ = board
+    long_id = "x" * 5000
+    for method, path, body in (("get", f"/api/ideas/{long_id}", None), ("patch", f"/api/ideas/{long_id}", {"title": "t"}),
+                               ("post", f"/api/ideas/{long_id}/vote", {}), ("get", f"/api/clusters/{long_id}", None),
+                               ("post", f"/api/clusters/{long_id}/promote", {}), ("post", f"/api/clusters/{long_id}/dismiss", {}),
+                               ("post", f"/api/outbox/{long_id}/retry", {}),
+                               ("patch", "/api/ideas/timeline", {"merged_into": long_id})):
+        r = getattr(requests, method)(f"{base}{path}", json=body, headers=AUTH, timeout=TIMEOUT)
+        assert r.status_code == 404, (path[:40], r.text[:200])
+        error = r.json()["error"]
+        assert error["field"] in ("id", "merged_into") and len(error["message"]) < 160, error["message"][:200]
+        assert "x" * 100 + "…" in error["message"]
 
 
 def test_openapi_describes_the_board(board):
@@ -274,6 +313,17 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
     assert again.json()["notifications_queued"] == 0
 
 
+def test_a_delivered_notification_is_not_retried(board):
+    base, _, _ = board
+    delivered = requests.get(f"{base}/api/outbox", params={"status": "delivered"}, headers=AUTH, timeout=TIMEOUT).json()
+    sent = delivered["notifications"][0]
+    r = requests.post(f"{base}/api/outbox/{sent['id']}/retry", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 409 and r.json()["error"] == {
+        "code": "conflict", "field": "id", "message": f"notification {sent['id']} was delivered already; it is not sent again"}
+    after = requests.get(f"{base}/api/outbox", params={"status": "delivered"}, headers=AUTH, timeout=TIMEOUT).json()
+    assert next(n for n in after["notifications"] if n["id"] == sent["id"]) == sent
+
+
 def test_new_question_joins_between_rebuilds_and_dismiss_hides(board):
     base, _, _ = board
     listed = requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]
@@ -307,6 +357,35 @@ def test_merge_candidate_into_idea(board):
     assert ok.json()["candidate"]["status"] == "merged" and ok.json()["candidate"]["idea_id"] == "vat-on-invoices"
     assert idea(base, "vat-on-invoices")["requesters"] == vat["requesters"]
     assert idea(base, "vat-on-invoices")["mrr"] == vat["mrr"]
+
+
+def test_late_requesters_reach_the_idea_a_merged_idea_went_into(board):
+    """The tester's steps: candidate merged into focus-timer, focus-timer merged into time-tracking,
+    then someone new asks (with contact details) and the candidates are rebuilt."""
+    base, _, _ = board
+    listed = requests.get(f"{base}/api/clusters", params={"status": "new"}, headers=AUTH, timeout=TIMEOUT).json()["clusters"]
+    tracking = next(c for c in listed if "log time against tasks" in {q["text"] for q in c["queries"]})
+    for body in ({"id": "focus-timer", "title": "Focus timer"}, {"id": "time-tracking", "title": "Time tracking"}):
+        assert requests.post(f"{base}/api/ideas", json=body, headers=AUTH, timeout=TIMEOUT).status_code == 201
+    merged = requests.post(f"{base}/api/clusters/{tracking['id']}/merge", json={"idea_id": "focus-timer"}, headers=AUTH,
+                           timeout=TIMEOUT)
+    assert merged.status_code == 200, merged.text
+    assert requests.patch(f"{base}/api/ideas/focus-timer", json={"merged_into": "time-tracking"}, headers=AUTH,
+                          timeout=TIMEOUT).status_code == 200
+    before = idea(base, "time-tracking")
+    late = ask(base, "can I track hours spent on a task with a timer", "late-tt", {"email": "late.tracker@example.com", "mrr": 30})
+    rebuilt = requests.post(f"{base}/api/clusters/rebuild", headers=AUTH, timeout=TIMEOUT)
+    assert rebuilt.status_code == 200 and rebuilt.json()["requesters_added"] == 1
+    now = requests.get(f"{base}/api/clusters/{tracking['id']}", headers=AUTH, timeout=TIMEOUT).json()
+    assert late in {q["search_id"] for q in now["queries"]}
+    after = idea(base, "time-tracking")
+    assert after["votes"] == before["votes"] + 1 and after["requesters"] == before["requesters"] + 1
+    assert after["mrr"] == before["mrr"] + 30
+    # ... so they hear when time-tracking ships.
+    shipped = requests.patch(f"{base}/api/ideas/time-tracking", json={"status": "shipped"}, headers=AUTH, timeout=TIMEOUT)
+    assert shipped.json()["notifications_queued"] == after["requesters"]
+    queued = requests.get(f"{base}/api/outbox", headers=AUTH, timeout=TIMEOUT).json()["notifications"]
+    assert any(n["email"] == "late.tracker@example.com" and n["payload"]["idea"]["id"] == "time-tracking" for n in queued)
 
 
 def test_ideas_imported_by_another_process_are_suggested_without_a_restart(board, tmp_path):

@@ -128,6 +128,123 @@ def test_publishing_an_answering_article_notifies_the_candidates_requesters(tmp_
         runtime.db.dispose()
 
 
+OFFLINE_ARTICLE = """---
+title: Working offline
+---
+# Working offline
+
+The mobile and desktop apps work offline: without an internet connection or signal, for
+example on a plane, you can still open and edit your tasks. Your edits sync as soon as you
+are back online.
+
+- Does the app work offline?
+- Can I use it without an internet connection?
+- Offline mode on my phone
+"""
+
+
+VAT_ARTICLE = """---
+title: Your VAT number on invoices
+---
+# Your VAT number on invoices
+
+Add your company's VAT number (tax ID) in Billing settings and it is printed on every
+invoice from then on, including the EU VAT registration number.
+
+- How do I add our VAT number to invoices?
+- Can the tax ID be printed on the bills?
+- Invoices are missing our VAT ID
+"""
+
+
+def test_a_delivered_notification_is_not_retried(store):
+    _queue(store, 1)
+    (row,) = _rows(store)
+    with db.writing(store) as conn:
+        conn.execute(outbox.outbox.update().values(status="delivered"))
+    with pytest.raises(outbox.OutboxConflict, match=f"notification {row['id']} was delivered already"):
+        outbox.retry(store, row["id"])
+    assert _rows(store)[0]["status"] == "delivered" and _rows(store)[0]["attempts"] == 0
+
+
+def test_index_changes_fill_the_outbox_without_a_webhook_and_cron_delivers(tmp_path, settings_factory, database_url,
+                                                                             clean_env):
+    """No webhook_url: a reindex (API), a version another process built, and a saved file (KB watcher)
+    each queue article_published for the requesters of the candidates the new article answers,
+    without anyone reading the candidates; `deflect outbox deliver` from cron sends them."""
+    import time
+
+    import requests
+    from conftest import ADMIN_TOKEN, serve_app
+
+    from deflect.cli import main
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    settings = settings_factory(database_url=database_url)
+    assert not settings.webhook_url
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime)
+    receiver = Receiver(fail_first=0)
+    try:
+        with serve_app(app) as base:
+            people = {}
+            for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
+                search_id = requests.post(f"{base}/api/suggest", json={"query": q["text"], "session": f"s{i}"},
+                                          timeout=60).json()["search_id"]
+                requester = {"email": f"asker{i}@example.com"}
+                assert requests.post(f"{base}/api/events", json={"search_id": search_id, "type": "ticket_created",
+                                                                 "requester": requester}, timeout=60).status_code == 202
+                people.setdefault(q["label"], set()).add(requester["email"])
+            rebuilt = requests.post(f"{base}/api/clusters/rebuild", headers=auth, timeout=60).json()
+            assert rebuilt["candidates"] == 4 and rebuilt["notifications"] == 0
+
+            def published(article: str, expected: int) -> set[str]:
+                deadline = time.time() + 60
+                while True:
+                    found = requests.get(f"{base}/api/outbox", headers=auth, timeout=60).json()
+                    emails = {n["email"] for n in found["notifications"]
+                              if n["kind"] == "article_published" and n["payload"]["article"]["id"] == article}
+                    if len(emails) >= expected or time.time() > deadline:
+                        return emails
+                    time.sleep(0.2)
+
+            # 1. An admin reindexes through the API.
+            write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+            assert requests.post(f"{base}/api/reindex", headers=auth, timeout=120).status_code == 200
+            assert published("views/gantt", len(people["gantt"])) == people["gantt"]
+
+            # 2. Another process (`deflect index`, another replica) builds a version; this server follows it.
+            write_kb(kb, {"billing/vat.md": VAT_ARTICLE})
+            other = Runtime(settings, sync=False)  # builds and publishes the new version as it starts
+            other.close()
+            other.db.dispose()
+            assert published("billing/vat", len(people["invoice_vat"])) == people["invoice_vat"]
+
+            # 3. A writer saves a file; the KB watcher reindexes.
+            runtime.watch_kb()
+            write_kb(kb, {"mobile/offline.md": OFFLINE_ARTICLE})
+            assert published("mobile/offline", len(people["offline"])) == people["offline"]
+
+            state = requests.get(f"{base}/api/outbox", headers=auth, timeout=60).json()
+            assert state["webhook_configured"] is False
+            everyone = people["gantt"] | people["offline"] | people["invoice_vat"]
+            assert state["counts"]["pending"] == len(everyone)
+
+        # 4. Cron delivers what waits in the outbox.
+        clean_env.setenv("DEFLECT_WEBHOOK_URL", receiver.url)
+        delivered = CliRunner().invoke(main, ["outbox", "deliver", "--database-url", database_url], catch_exceptions=False)
+        assert delivered.exit_code == 0 and f"{len(everyone)} delivered" in delivered.stdout
+        assert {g["body"]["requester"]["email"] for g in receiver.wait_for(len(everyone))} == everyone
+    finally:
+        receiver.close()
+        app.extensions["deflect_board"].close()
+        runtime.close()
+        runtime.db.dispose()
+
+
 def test_cli_rebuild_list_show(tmp_path, clean_env):
     from deflect.cli import main
     from deflect.events import record_search

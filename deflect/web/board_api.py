@@ -6,9 +6,10 @@ import logging
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
+from ..ideas import show_id
 from .api import require_admin, runtime
 from .errors import ApiError
-from .validation import json_body, requester_fields
+from .validation import MAX_ID, json_body, requester_fields
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,19 @@ def board():
     return current_app.extensions["deflect_board"]
 
 
-def _optional_body() -> dict:
-    """Body of an action whose fields are all optional: none, or a JSON object."""
-    if not request.get_data(cache=True):
-        return {}
-    return json_body(request)
+def _optional_body(allowed: tuple[str, ...] = ()) -> dict:
+    """Body of an action whose fields are all optional: none, or a JSON object with only `allowed` keys."""
+    data = json_body(request) if request.get_data(cache=True) else {}
+    _only(data, allowed)
+    return data
+
+
+def _only(data: dict, allowed: tuple[str, ...]) -> None:
+    """400 naming the first key the action does not take."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        takes = f"only {', '.join(allowed)}" if allowed else "no fields"
+        raise ApiError(400, "invalid_field", f"this action takes {takes}", unknown[0])
 
 
 def _candidate_call(fn, *args):
@@ -81,14 +90,14 @@ def get_cluster(candidate_id: str):
     require_admin()
     found = board().candidate(candidate_id)
     if found is None:
-        raise ApiError(404, "not_found", f"no candidate with id {candidate_id!r}", "id")
+        raise ApiError(404, "not_found", f"no candidate with id {show_id(candidate_id)}", "id")
     return jsonify(found)
 
 
 @board_api.post("/api/clusters/<candidate_id>/promote")
 def promote_cluster(candidate_id: str):
     require_admin()
-    data = _optional_body()
+    data = _optional_body(("title", "description"))
     title = _string_field(data, "title", 300)
     description = _string_field(data, "description", 5000)
     return jsonify(_candidate_call(board().promote, candidate_id, title, description))
@@ -98,6 +107,7 @@ def promote_cluster(candidate_id: str):
 def merge_cluster(candidate_id: str):
     require_admin()
     data = json_body(request)
+    _only(data, ("idea_id",))
     if "idea_id" not in data:
         raise ApiError(400, "invalid_field", "idea_id is required", "idea_id")
     return jsonify(_candidate_call(board().merge, candidate_id, data["idea_id"]))
@@ -106,6 +116,7 @@ def merge_cluster(candidate_id: str):
 @board_api.post("/api/clusters/<candidate_id>/dismiss")
 def dismiss_cluster(candidate_id: str):
     require_admin()
+    _optional_body()
     return jsonify(_candidate_call(board().dismiss, candidate_id))
 
 
@@ -131,7 +142,7 @@ def get_idea(idea_id: str):
     db = runtime().db
     idea = load(db, idea_id)
     if idea is None:
-        raise ApiError(404, "not_found", f"no idea with id {idea_id!r}", "id")
+        raise ApiError(404, "not_found", f"no idea with id {show_id(idea_id)}", "id")
     with db.connect() as conn:
         return jsonify(with_requesters(conn, idea))
 
@@ -144,10 +155,7 @@ def patch_idea(idea_id: str):
 
 @board_api.post("/api/ideas/<idea_id>/vote")
 def vote_idea(idea_id: str):
-    data = _optional_body()
-    unknown = set(data) - {"requester"}
-    if unknown:
-        raise ApiError(400, "invalid_field", "a vote takes only an optional requester", sorted(unknown)[0])
+    data = _optional_body(("requester",))
     requester = requester_fields(data.get("requester"))
     if requester is not None and not any(requester.values()):
         requester = None
@@ -169,19 +177,27 @@ def list_outbox():
     return jsonify(load(runtime().db, status) | {"webhook_configured": bool(settings.webhook_url)})
 
 
-@board_api.post("/api/outbox/<int:notification_id>/retry")
-def retry_notification(notification_id: int):
-    from ..outbox import retry
+@board_api.post("/api/outbox/<notification_id>/retry")
+def retry_notification(notification_id: str):
+    from ..outbox import OutboxConflict, retry
 
     require_admin()
-    row = retry(runtime().db, notification_id)
+    missing = ApiError(404, "not_found", f"no notification with id {show_id(notification_id)}", "id")
+    digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
+    if not digits or int(notification_id) > MAX_ID:
+        raise missing
+    try:
+        row = retry(runtime().db, int(notification_id))
+    except OutboxConflict as exc:
+        raise ApiError(409, "conflict", str(exc), "id") from None
     if row is None:
-        raise ApiError(404, "not_found", f"no notification with id {notification_id}", "id")
+        raise missing
     return jsonify(row)
 
 
 def init_board(app: Flask) -> None:
-    """Register the blueprint, the Board, and (with a webhook URL) the delivery worker."""
+    """Register the blueprint and the Board; check candidates after every index change (filling the
+    outbox); with a webhook URL, start the delivery worker."""
     from ..board import Board
     from ..outbox import OutboxWorker
 
@@ -189,14 +205,9 @@ def init_board(app: Flask) -> None:
     the_board = Board(rt)
     app.extensions["deflect_board"] = the_board
     app.register_blueprint(board_api)
+    # An index change may publish an article that answers a candidate: its requesters are
+    # queued then, with or without a webhook (`deflect outbox deliver` can send them later).
+    the_board.watch_index()
     settings = app.extensions["deflect_settings"]
     if settings.webhook_url:
-        seen = {"version": rt.engine.version}
-
-        def tick():
-            # An index change may publish an article that answers a candidate.
-            if rt.engine.version != seen["version"]:
-                seen["version"] = rt.engine.version
-                the_board.check_answered()
-
-        app.extensions["deflect_outbox"] = OutboxWorker(rt.db, settings, interval=1.0, tick=tick).start()
+        app.extensions["deflect_outbox"] = OutboxWorker(rt.db, settings, interval=1.0).start()

@@ -3,7 +3,8 @@
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _E = {code: {"description": text, **_ERROR} for code, text in (
     ("400", "bad field"), ("401", "admin token missing or wrong"), ("404", "no such candidate or idea"),
-    ("409", "not allowed in the current status (e.g. merging into a shipped, declined or merged idea)"),
+    ("409", "not allowed in the current status (e.g. merging into a shipped, declined or merged idea, voting on a "
+            "shipped one, retrying a delivered notification)"),
     ("415", "not application/json"))}
 _ADMIN = [{"bearer": []}]
 
@@ -30,7 +31,8 @@ _CANDIDATE_ACTION = {"description": "the candidate and its idea", **_ref("Candid
 BOARD_PATHS = {
     "/api/clusters/rebuild": {"post": _admin(
         "Re-cluster every unanswered search into idea candidates (ids and review decisions carry over)",
-        {"description": "what happened: pool, candidates, new, kept, returned, retired, notifications",
+        {"description": "what happened: pool, candidates, new, kept, returned, retired, revived (retired reviewed "
+                        "candidates taken back), split (parts of reviewed candidates, same decision), notifications",
          **_ref("RebuildReport")})},
     "/api/clusters": {"get": _admin(
         "Idea candidates, largest first (new unanswered searches join their nearest candidate first)",
@@ -44,15 +46,17 @@ BOARD_PATHS = {
     "/api/clusters/{id}/promote": {"post": _admin(
         "Create an idea from the candidate (indexed at once); its requesters become the idea's votes",
         _CANDIDATE_ACTION, "400", "404", "409", params=_id(),
-        body={"type": "object", "properties": {"title": {"type": "string", "maxLength": 300},
-                                               "description": {"type": "string", "maxLength": 5000}}})},
+        body={"type": "object", "additionalProperties": False, "properties": {
+            "title": {"type": "string", "maxLength": 300}, "description": {"type": "string", "maxLength": 5000}}})},
     "/api/clusters/{id}/merge": {"post": _admin(
         "Fold the candidate into an existing open idea (its requesters become votes there)",
         _CANDIDATE_ACTION, "400", "404", "409", "415", params=_id(),
-        body={"type": "object", "required": ["idea_id"], "properties": {"idea_id": {"type": "string"}}})},
+        body={"type": "object", "required": ["idea_id"], "additionalProperties": False,
+              "properties": {"idea_id": {"type": "string"}}})},
     "/api/clusters/{id}/dismiss": {"post": _admin(
-        "Hide the candidate until it grows markedly (cluster_regrow_factor)", _CANDIDATE_ACTION, "404", "409",
-        params=_id())},
+        "Hide the candidate until it grows markedly (cluster_regrow_factor)", _CANDIDATE_ACTION, "400", "404", "409",
+        params=_id(), body={"type": "object", "additionalProperties": False, "properties": {},
+                            "description": "no fields (the body may be left out)"})},
     "/api/ideas": {"post": {
         "summary": "Create an idea (admin); suggested at once while open, planned or in progress",
         "security": _ADMIN,
@@ -75,11 +79,14 @@ BOARD_PATHS = {
         },
     },
     "/api/ideas/{id}/vote": {"post": {
-        "summary": "Vote for an idea, optionally as a requester (a merged idea's votes go to its target)",
+        "summary": "Vote for an idea, optionally as a requester (a merged idea's votes go to its target). "
+                   "One vote per requester (customer_id, else email, case-insensitive): voting again counts "
+                   "nothing (counted: false). Voting is closed (409) on shipped and declined ideas.",
         "parameters": _id(),
-        "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
-            "requester": {"$ref": "#/components/schemas/Requester"}}}}}},
-        "responses": {"200": {"description": "the idea voted for", **_ref("Idea")},
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "requester": {"$ref": "#/components/schemas/Requester"}}}}}},
+        "responses": {"200": {"description": "the idea voted for (+ counted)", **_ref("Idea")},
                       **{c: _E[c] for c in ("400", "404", "409", "415")}},
     }},
     "/api/outbox": {"get": _admin(
@@ -88,8 +95,9 @@ BOARD_PATHS = {
         "400", params=[{"name": "status", "in": "query", "required": False,
                         "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}])},
     "/api/outbox/{id}/retry": {"post": _admin(
-        "Send a notification again now with a fresh attempt budget", {"description": "the notification", **_ref("Notification")},
-        "404", params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
+        "Send a failed or pending notification again now with a fresh attempt budget",
+        {"description": "the notification", **_ref("Notification")},
+        "404", "409", params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
 }
 
 BOARD_SCHEMAS = {
@@ -106,6 +114,7 @@ BOARD_SCHEMAS = {
         "id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
         "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
         "votes": {"type": "integer"}, "requesters": {"type": "integer"}, "mrr": {"type": "number"},
+        "counted": {"type": "boolean", "description": "votes only: false when this requester had voted already"},
         "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
     "Candidate": {"type": "object", "properties": {
         "id": {"type": "string"}, "label": {"type": "string"}, "keywords": {"type": "array", "items": {"type": "string"}},
@@ -122,7 +131,8 @@ BOARD_SCHEMAS = {
         "idea_id": {"type": "string", "nullable": True}, "answered_by": {"type": "string", "nullable": True}}},
     "RebuildReport": {"type": "object", "properties": {
         name: {"type": "integer"} for name in (
-            "pool", "candidates", "new", "kept", "returned", "retired", "notifications", "requesters_added")}},
+            "pool", "candidates", "new", "kept", "returned", "retired", "revived", "split", "notifications",
+            "requesters_added")}},
     "Notification": {"type": "object", "required": ["id", "kind", "status", "attempts"], "properties": {
         "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["idea_shipped", "article_published"]},
         "dedupe_key": {"type": "string"}, "customer_id": {"type": "string", "nullable": True},

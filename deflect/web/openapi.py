@@ -4,7 +4,8 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
     code: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
     for code, text in (("400", "bad field"), ("401", "admin token missing or wrong"), ("404", "not found"),
-                       ("413", "body over 16 KB"), ("415", "not application/json"))
+                       ("409", "a vote on a shipped or declined idea"), ("413", "body over 16 KB"),
+                       ("415", "not application/json"))
 }
 
 
@@ -30,7 +31,7 @@ OPENAPI = {
                 "summary": "Record what the user did after a search (acknowledged once committed)",
                 "requestBody": {"required": True, **_json({"$ref": "#/components/schemas/EventRequest"})},
                 "responses": {"202": {"description": "stored", **_json({"$ref": "#/components/schemas/EventStored"})},
-                              **{c: _ERRORS[c] for c in ("400", "404", "413", "415")}},
+                              **{c: _ERRORS[c] for c in ("400", "404", "409", "413", "415")}},
             }
         },
         "/api/metrics": {
@@ -122,7 +123,10 @@ OPENAPI = {
                 "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
                 "item_type": {"type": "string"}, "item_id": {"type": "string"},
                 "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
-                    "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}}}},
+                    "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}},
+                "vote": {"type": "object", "description": "a vote event: the idea that got it and its votes now; "
+                         "counted is false when this requester had voted for it already", "properties": {
+                             "idea_id": {"type": "string"}, "votes": {"type": "integer"}, "counted": {"type": "boolean"}}}}},
             "Metrics": {"type": "object", "required": ["totals", "events", "articles", "ideas", "content_gaps", "series"],
                         "properties": {
                             "since": {"type": "number", "nullable": True}, "until": {"type": "number", "nullable": True},

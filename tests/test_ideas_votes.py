@@ -1,0 +1,106 @@
+"""Votes in the store (SQLite and PostgreSQL): one per requester per idea, closed ideas, merges."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from deflect import db
+from deflect.ideas import IdeaConflict, create_idea, get_idea, requesters, update_idea, vote
+
+
+def _ideas(store, *specs: dict) -> None:
+    with db.writing(store) as conn:
+        for spec in specs:
+            create_idea(conn, spec)
+
+
+def _vote(store, idea_id: str, requester: dict | None = None) -> dict:
+    with db.writing(store) as conn:
+        return vote(conn, idea_id, requester)
+
+
+def _requesters(store, idea_id: str) -> list[dict]:
+    with store.connect() as conn:
+        return requesters(conn, idea_id)
+
+
+def test_one_vote_per_requester_emails_in_any_case(store):
+    _ideas(store, {"id": "dark-mode", "title": "Dark mode"})
+    answers = [_vote(store, "dark-mode", {"email": email}) for email in
+               ("same@x.test", "same@x.test", "SAME@x.test", "Same@X.Test", "same@x.test")]
+    assert [a["counted"] for a in answers] == [True, False, False, False, False]
+    assert [a["votes"] for a in answers] == [1, 1, 1, 1, 1]  # each answer reports the count as it is
+    assert get_idea(store, "dark-mode")["votes"] == 1 and len(_requesters(store, "dark-mode")) == 1
+
+
+def test_a_customer_votes_once_and_keeps_the_highest_mrr(store):
+    _ideas(store, {"id": "sso", "title": "SSO"})
+    _vote(store, "sso", {"customer_id": "acme", "email": "ops@acme.test", "mrr": 500.0})
+    again = _vote(store, "sso", {"customer_id": "acme", "mrr": 650.0})
+    assert again["counted"] is False and again["votes"] == 1 and again["mrr"] == 650.0
+    lower = _vote(store, "sso", {"customer_id": "acme", "mrr": 10.0})
+    assert lower["counted"] is False and lower["mrr"] == 650.0
+    # The same person without their customer id (the same email) is still the same person.
+    assert _vote(store, "sso", {"email": "OPS@acme.test"})["counted"] is False
+    # Someone else, and anonymous votes, count.
+    assert _vote(store, "sso", {"email": "other@acme.test", "mrr": 5.0})["counted"] is True
+    assert _vote(store, "sso")["counted"] is True and _vote(store, "sso")["counted"] is True
+    idea = _vote(store, "sso", {"customer_id": "acme"})
+    assert idea["votes"] == 4 and idea["requesters"] == 2 and idea["mrr"] == 655.0
+
+
+def test_voting_is_closed_on_shipped_and_declined_ideas_and_behind_a_merge(store):
+    _ideas(store, {"id": "done", "title": "Done", "status": "shipped"}, {"id": "no", "title": "No", "status": "declined"},
+           {"id": "old", "title": "Old"}, {"id": "target", "title": "Target"})
+    for idea_id in ("done", "no"):
+        with pytest.raises(IdeaConflict) as closed:
+            _vote(store, idea_id, {"email": "a@x.test"})
+        assert closed.value.field == "id" and "voting is closed" in str(closed.value)
+    with db.writing(store) as conn:
+        update_idea(conn, "old", {"merged_into": "target"})
+    assert _vote(store, "old", {"email": "a@x.test"})["id"] == "target"  # goes to the open target
+    with db.writing(store) as conn:
+        update_idea(conn, "target", {"status": "shipped"})
+    with pytest.raises(IdeaConflict) as behind:
+        _vote(store, "old", {"email": "b@x.test"})
+    assert "merged into 'target'" in str(behind.value)
+    assert get_idea(store, "target")["votes"] == 1 and get_idea(store, "done")["votes"] == 0
+
+
+def test_merging_counts_a_person_who_voted_for_both_once(store):
+    _ideas(store, {"id": "gantt", "title": "Gantt", "votes": 2}, {"id": "timeline", "title": "Timeline"})
+    _vote(store, "timeline", {"customer_id": "c1", "mrr": 100.0})
+    _vote(store, "gantt", {"customer_id": "c1", "mrr": 300.0})
+    _vote(store, "gantt", {"email": "q@x.test", "mrr": 7.0})
+    _vote(store, "gantt")
+    assert get_idea(store, "gantt")["votes"] == 5
+    with db.writing(store) as conn:
+        update_idea(conn, "gantt", {"merged_into": "timeline"})
+    target = get_idea(store, "timeline")
+    # timeline's 1 + gantt's 5 (2 imported, c1, q, anonymous), less c1's second vote
+    assert target["votes"] == 5 and get_idea(store, "gantt")["votes"] == 0
+    people = sorted(_requesters(store, "timeline"), key=lambda p: p["mrr"])
+    assert [(p["customer_id"], p["email"], p["mrr"]) for p in people] == [(None, "q@x.test", 7.0), ("c1", None, 300.0)]
+
+
+def test_simultaneous_votes_of_one_person_count_once(store):
+    _ideas(store, {"id": "api", "title": "Public API"})
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def run():
+        try:
+            start.wait()
+            _vote(store, "api", {"email": "racer@x.test"})
+        except BaseException as exc:  # noqa: BLE001 (asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert get_idea(store, "api")["votes"] == 1 and len(_requesters(store, "api")) == 1
