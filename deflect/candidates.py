@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from . import clusters
 from .db import advisory_lock, events, metadata, searches, sync_state, writing
 from .outbox import requester_key
+from .pool import chunks, load_pool, pool_matrix
 
 STATUSES = ("new", "promoted", "merged", "dismissed")
 REBUILT_AT = "clusters.rebuilt_at"
-CHUNK = 500
 
 candidates = sa.Table(
     "candidates",
@@ -68,16 +68,6 @@ candidate_history = sa.Table(
 
 REVIEWED = ("promoted", "merged", "dismissed")
 
-# Query vectors of pool searches, so a rebuild embeds only what is new.
-pool_vectors = sa.Table(
-    "pool_vectors",
-    metadata,
-    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
-    sa.Column("model", sa.String(300), nullable=False),
-    sa.Column("vector", sa.LargeBinary, nullable=False),
-)
-
-
 class CandidateError(ValueError):
     """A review action that cannot be done: status 404 (no such candidate) or 409 (state)."""
 
@@ -89,78 +79,6 @@ class CandidateError(ValueError):
 def lock_candidates(conn: sa.Connection) -> None:
     """Serialise candidate writers across server processes (SQLite's BEGIN IMMEDIATE already does)."""
     advisory_lock(conn, "candidates")
-
-
-def _chunks(items: list, size: int = CHUNK):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-# --- the pool ----------------------------------------------------------------------------
-
-
-def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
-    """Final pool searches, oldest first (the most recent `limit` of them)."""
-    from .metrics import in_pool, outcomes, superseded_ids
-
-    flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
-    cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
-            searches.c.index_version]
-    with engine.connect() as conn:
-        query = sa.select(*cols).where(sa.or_(searches.c.answered == sa.false(), searches.c.id.in_(flagged)))
-        if since is not None:
-            query = query.where(searches.c.created_at > since)
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-        if not rows:
-            return []
-        # Supersession needs the later searches of the same sessions.
-        sessions = sorted({r["session"] for r in rows if r["session"]})
-        lo = min(r["created_at"] for r in rows)
-        context = {r["id"]: r for r in rows}
-        for part in _chunks(sessions):
-            more = conn.execute(sa.select(*cols).where(searches.c.session.in_(part), searches.c.created_at >= lo))
-            context.update({r.id: dict(r._mapping) for r in more})
-        gone = superseded_ids(list(context.values()))
-        rows = [r for r in rows if r["id"] not in gone]
-        ids = [r["id"] for r in rows]
-        found: list[dict] = []
-        for part in _chunks(ids):
-            found += [dict(e._mapping) for e in conn.execute(
-                sa.select(events.c.search_id, events.c.type, events.c.created_at).where(events.c.search_id.in_(part))
-            )]
-    by_search: dict[str, list[dict]] = defaultdict(list)
-    for event in found:
-        by_search[event["search_id"]].append(event)
-    final = outcomes(rows, found)
-    pool = [r for r in rows if in_pool(final[r["id"]], by_search.get(r["id"], []))]
-    pool.sort(key=lambda r: (r["created_at"], r["id"]))
-    return pool[-limit:] if limit else pool
-
-
-def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> np.ndarray:
-    """Vectors of the pool's queries: cached ones from the store, the rest embedded and cached."""
-    ids = [r["id"] for r in pool]
-    cached: dict[str, np.ndarray] = {}
-    with engine.connect() as conn:
-        for part in _chunks(ids):
-            for row in conn.execute(
-                sa.select(pool_vectors).where(pool_vectors.c.search_id.in_(part), pool_vectors.c.model == model_id)
-            ):
-                cached[row.search_id] = np.frombuffer(row.vector, dtype=np.float32)
-    missing = [r for r in pool if r["id"] not in cached]
-    if missing:
-        fresh = encode([r["query"] for r in missing])
-        with writing(engine) as conn:
-            advisory_lock(conn, "pool_vectors")  # concurrent rebuilds/joins cache the same vectors: one at a time
-            conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
-            conn.execute(pool_vectors.insert(), [
-                {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
-                for r, v in zip(missing, fresh)
-            ])
-        cached.update({r["id"]: np.asarray(v, dtype=np.float32) for r, v in zip(missing, fresh)})
-    if not ids:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([cached[i] for i in ids])
 
 
 # --- rebuild -------------------------------------------------------------------------------
@@ -400,7 +318,7 @@ def weekly(times: list[float]) -> list[dict]:
 def candidate_requesters(conn: sa.Connection, search_ids: list[str]) -> list[dict]:
     """Everyone who left contact details on the candidate's searches (events with a requester)."""
     people: dict[str, dict] = {}
-    for part in _chunks(search_ids):
+    for part in chunks(search_ids):
         rows = conn.execute(
             sa.select(events.c.customer_id, events.c.email, events.c.mrr, events.c.search_id)
             .where(events.c.search_id.in_(part), sa.or_(events.c.customer_id.is_not(None), events.c.email.is_not(None)))
@@ -467,26 +385,6 @@ def list_candidates(engine: sa.Engine, status: str | None = None, nearest=None) 
     return out
 
 
-def content_gaps(engine: sa.Engine, limit: int = 10) -> list[dict]:
-    """The largest open (new, active) candidates: what the metrics call content gaps."""
-    query = (
-        sa.select(candidates.c.id, candidates.c.label, candidates.c.keywords, sa.func.count().label("size"),
-                  sa.func.max(searches.c.created_at).label("last_seen"))
-        .join(candidate_members, candidate_members.c.candidate_id == candidates.c.id)
-        .join(searches, searches.c.id == candidate_members.c.search_id)
-        .where(candidates.c.status == "new", candidates.c.active == sa.true())
-        .group_by(candidates.c.id, candidates.c.label, candidates.c.keywords)
-        .order_by(sa.desc("size"), sa.desc("last_seen"), candidates.c.id)
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        return [
-            {"candidate_id": r.id, "label": r.label, "keywords": json.loads(r.keywords or "[]"), "size": int(r.size),
-             "last_seen": r.last_seen}
-            for r in conn.execute(query)
-        ]
-
-
 def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
@@ -495,6 +393,6 @@ def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | 
 
 __all__ = [
     "STATUSES", "CandidateError", "assign_ids", "candidates", "candidate_history", "candidate_members",
-    "candidate_requesters", "content_gaps",
-    "get_candidate", "join_new", "list_candidates", "load_pool", "pool_matrix", "rebuild",
+    "candidate_requesters",
+    "get_candidate", "join_new", "list_candidates", "rebuild",
 ]

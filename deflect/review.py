@@ -20,11 +20,11 @@ from .candidates import (
     candidates,
     get_candidate,
     lock_candidates,
-    pool_matrix,
 )
 from .db import searches, writing
 from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
+from .pool import pool_matrix
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:

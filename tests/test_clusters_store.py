@@ -12,6 +12,8 @@ from deflect import candidates as cand
 from deflect import db, review
 from deflect.events import insert_event, record_search
 from deflect.ideas import get_idea
+from deflect.metrics import compute_metrics
+from deflect.pool import load_pool
 from deflect.settings import Settings
 
 MODEL = "test-model"
@@ -65,7 +67,7 @@ def test_pool_follows_design_section_7(store):
     now = time.time()
     typed = ask(store, "gan", session="s1", at=now)  # superseded by its extension 2 s later
     final = ask(store, "gantt please", session="s1", at=now + 2)
-    pool = {r["id"] for r in cand.load_pool(store)}
+    pool = {r["id"] for r in load_pool(store)}
     assert pool == {unanswered, ticketed, not_helpful, final}
     assert answered not in pool and rescued not in pool and typed not in pool
 
@@ -85,8 +87,8 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
         assert c["first_seen"] <= c["last_seen"] and sum(w["count"] for w in c["weekly"]) == c["size"]
         assert c["mrr"] == 10.0 * c["requesters"]
     ids = {t: c["id"] for t, c in topics.items()}
-    gaps = cand.content_gaps(store, limit=2)
-    assert [g["size"] for g in gaps] == sorted((c["size"] for c in listed), reverse=True)[:2]
+    gaps = compute_metrics(store)["content_gaps"][:2]
+    assert [g["count"] for g in gaps] == sorted((c["size"] for c in listed), reverse=True)[:2]
     assert {g["candidate_id"] for g in gaps} <= set(ids.values()) and all(g["label"] for g in gaps)
 
     promoted = review.promote(store, ids["gantt"])
@@ -102,7 +104,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
     assert again[ids["gantt"]]["status"] == "promoted" and again[ids["gantt"]]["idea_id"] == promoted["idea"]["id"]
     assert again[ids["time_tracking"]]["status"] == "dismissed"
     assert ids["time_tracking"] not in {c["id"] for c in cand.list_candidates(store)}
-    assert {g["candidate_id"] for g in cand.content_gaps(store)} == {ids["offline"], ids["invoice_vat"]}
+    assert {g["candidate_id"] for g in compute_metrics(store)["content_gaps"]} == {ids["offline"], ids["invoice_vat"]}
 
     # A little growth does not bring the dismissed candidate back ...
     ask(store, MORE_TIME_TRACKING[0])
@@ -173,7 +175,7 @@ def test_migration_0003_keeps_earlier_data(database_url):
     db.upgrade(engine, "0003")
     assert db.current_revision(engine) == "0003"
     assert {"candidates", "candidate_members", "pool_vectors", "outbox"} <= set(sa.inspect(engine).get_table_names())
-    assert [r["id"] for r in cand.load_pool(engine)] == [search_id]
+    assert [r["id"] for r in load_pool(engine)] == [search_id]
     engine.dispose()
 
 

@@ -1,0 +1,95 @@
+"""The pool of unanswered searches (DESIGN section 7) and its cached query vectors.
+
+The pool is every final search that was unanswered, or followed by a ticket, or by
+not_helpful without a later helpful: what idea candidates are clustered from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import sqlalchemy as sa
+
+from .db import advisory_lock, events, metadata, searches, writing
+
+CHUNK = 500
+
+# Query vectors of pool searches, so a rebuild embeds only what is new.
+pool_vectors = sa.Table(
+    "pool_vectors",
+    metadata,
+    sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
+    sa.Column("model", sa.String(300), nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
+
+
+def chunks(items: list, size: int = CHUNK):
+    """Slices of at most `size` items: bounds every IN (...) list."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
+    """Final pool searches, oldest first (the most recent `limit` of them)."""
+    from .metrics import in_pool, outcomes, superseded_ids
+
+    flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
+    cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
+            searches.c.index_version]
+    with engine.connect() as conn:
+        query = sa.select(*cols).where(sa.or_(searches.c.answered == sa.false(), searches.c.id.in_(flagged)))
+        if since is not None:
+            query = query.where(searches.c.created_at > since)
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        if not rows:
+            return []
+        # Supersession needs the later searches of the same sessions.
+        sessions = sorted({r["session"] for r in rows if r["session"]})
+        lo = min(r["created_at"] for r in rows)
+        context = {r["id"]: r for r in rows}
+        for part in chunks(sessions):
+            more = conn.execute(sa.select(*cols).where(searches.c.session.in_(part), searches.c.created_at >= lo))
+            context.update({r.id: dict(r._mapping) for r in more})
+        gone = superseded_ids(list(context.values()))
+        rows = [r for r in rows if r["id"] not in gone]
+        ids = [r["id"] for r in rows]
+        found: list[dict] = []
+        for part in chunks(ids):
+            found += [dict(e._mapping) for e in conn.execute(
+                sa.select(events.c.search_id, events.c.type, events.c.created_at).where(events.c.search_id.in_(part))
+            )]
+    by_search: dict[str, list[dict]] = defaultdict(list)
+    for event in found:
+        by_search[event["search_id"]].append(event)
+    final = outcomes(rows, found)
+    pool = [r for r in rows if in_pool(final[r["id"]], by_search.get(r["id"], []))]
+    pool.sort(key=lambda r: (r["created_at"], r["id"]))
+    return pool[-limit:] if limit else pool
+
+
+def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> np.ndarray:
+    """Vectors of the pool's queries: cached ones from the store, the rest embedded and cached."""
+    ids = [r["id"] for r in pool]
+    cached: dict[str, np.ndarray] = {}
+    with engine.connect() as conn:
+        for part in chunks(ids):
+            for row in conn.execute(
+                sa.select(pool_vectors).where(pool_vectors.c.search_id.in_(part), pool_vectors.c.model == model_id)
+            ):
+                cached[row.search_id] = np.frombuffer(row.vector, dtype=np.float32)
+    missing = [r for r in pool if r["id"] not in cached]
+    if missing:
+        fresh = encode([r["query"] for r in missing])
+        with writing(engine) as conn:
+            advisory_lock(conn, "pool_vectors")  # concurrent rebuilds/joins cache the same vectors: one at a time
+            conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
+            conn.execute(pool_vectors.insert(), [
+                {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
+                for r, v in zip(missing, fresh)
+            ])
+        cached.update({r["id"]: np.asarray(v, dtype=np.float32) for r, v in zip(missing, fresh)})
+    if not ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([cached[i] for i in ids])
