@@ -43,6 +43,14 @@ def ask(engine, text: str, answered: bool = False, session: str | None = None, t
     return search_id
 
 
+def ask_all_and_rebuild(store, embedder, settings: Settings) -> dict[str, dict]:
+    """Every QUESTIONS search, one rebuild: the candidates by topic."""
+    for q in QUESTIONS:
+        ask(store, q["text"])
+    cand.rebuild(store, embedder.encode, MODEL, settings)
+    return by_topic(store, cand.list_candidates(store))
+
+
 def by_topic(engine, listed: list[dict]) -> dict[str, dict]:
     """Candidate per topic (the topic most of its queries belong to)."""
     label_of = {q["text"]: q["label"] for q in QUESTIONS} | {t: "time_tracking" for t in MORE_TIME_TRACKING}
@@ -120,10 +128,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
 
 def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedder):
     settings = Settings()
-    for q in QUESTIONS:
-        ask(store, q["text"])
-    cand.rebuild(store, embedder.encode, MODEL, settings)
-    offline = by_topic(store, cand.list_candidates(store))["offline"]
+    offline = ask_all_and_rebuild(store, embedder, settings)["offline"]
     idea_id = review.promote(store, offline["id"])["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 0  # nobody had left contact details
     late = ask(store, "is there an offline mode for the iphone app when travelling", ticket={"email": "late@example.com"})
@@ -183,9 +188,7 @@ def test_concurrent_rebuilds_and_joins_do_not_collide(store, embedder):
     import threading
 
     settings = Settings()
-    for q in QUESTIONS:
-        ask(store, q["text"])
-    cand.rebuild(store, embedder.encode, MODEL, settings)
+    ask_all_and_rebuild(store, embedder, settings)
     for text in ("does the app work on a plane without wifi", "gantt timeline of the whole project"):
         ask(store, text)
     errors: list[BaseException] = []
@@ -409,10 +412,7 @@ def test_late_requesters_follow_a_merged_idea_to_its_open_target(store, embedder
     from deflect.ideas import requesters, update_idea
 
     settings = Settings()
-    for q in QUESTIONS:
-        ask(store, q["text"])
-    cand.rebuild(store, embedder.encode, MODEL, settings)
-    tracking = by_topic(store, cand.list_candidates(store))["time_tracking"]
+    tracking = ask_all_and_rebuild(store, embedder, settings)["time_tracking"]
     _idea(store, "focus-timer", "Focus timer")
     _idea(store, "time-tracking", "Time tracking")
     review.merge(store, tracking["id"], "focus-timer")
