@@ -283,7 +283,7 @@ class Runtime:
         from . import aliases
         from .db import writing
         from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
-        from .ideas import IdeaError, IdeaNotFound, vote
+        from .ideas import IdeaError, IdeaNotFound, show_id, vote
 
         search = get_search(self.db, search_id)
         if search is None:  # it may still be queued in this process's background writer...
@@ -295,7 +295,7 @@ class Runtime:
             search = get_search(self.db, search_id)
             age = search_age(search_id)
         if search is None:
-            raise EventError(404, "not_found", "search_id", f"no search with id {search_id!r}")
+            raise EventError(404, "not_found", "search_id", f"no search with id {show_id(search_id)}")
         if event_type in ITEM_EVENT_TYPES and not item_id:
             raise EventError(400, "invalid_field", "item_id", f"a {event_type} event needs item_id")
         if item_id:
@@ -334,7 +334,7 @@ class Runtime:
     def _item_type(self, search: dict, item_id: str, item_type: str | None) -> str:
         """The type of a known item (shown in the search, an indexed article or an idea)."""
         from .events import EventError
-        from .ideas import get_idea
+        from .ideas import get_idea, show_id
 
         shown = {(r["item_type"], r["item_id"]) for r in search["results"]}
         candidates = [item_type] if item_type else ["article", "idea"]
@@ -345,7 +345,7 @@ class Runtime:
                 return kind
             if kind == "idea" and get_idea(self.db, item_id) is not None:
                 return kind
-        raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {item_id!r}")
+        raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {show_id(item_id)}")
 
     def recalibrate(self) -> None:
         """Refit the answered-probability with the learned aliases as real example queries."""

@@ -213,11 +213,13 @@ def test_votes_cannot_be_stuffed(board):
 def test_error_messages_cut_long_ids(board):
     base, _, _ = board
     long_id = "x" * 5000
+    requests.post(f"{base}/api/ideas", json={"id": "merge-target", "title": "Merge target"}, headers=AUTH, timeout=TIMEOUT)
     for method, path, body in (("get", f"/api/ideas/{long_id}", None), ("patch", f"/api/ideas/{long_id}", {"title": "t"}),
                                ("post", f"/api/ideas/{long_id}/vote", {}), ("get", f"/api/clusters/{long_id}", None),
                                ("post", f"/api/clusters/{long_id}/promote", {}), ("post", f"/api/clusters/{long_id}/dismiss", {}),
                                ("post", f"/api/outbox/{long_id}/retry", {}),
-                               ("patch", "/api/ideas/timeline", {"merged_into": long_id})):
+                               ("get", f"/api/articles/{long_id}", None), ("delete", f"/api/aliases/{long_id}", None),
+                               ("patch", "/api/ideas/merge-target", {"merged_into": long_id})):
         r = getattr(requests, method)(f"{base}{path}", json=body, headers=AUTH, timeout=TIMEOUT)
         assert r.status_code == 404, (path[:40], r.text[:200])
         error = r.json()["error"]
