@@ -96,13 +96,7 @@ def parse_article(
     if not body.strip():
         raise ArticleError("no content after the front matter")
     default_id = _without_suffix(rel_path)
-    article_id = str(meta.get("id") or default_id).strip().strip("/")
-    if meta.get("id") is not None and not isinstance(meta["id"], str | int | float):
-        raise ArticleError("id must be a string")
-    if meta.get("id"):
-        problem = id_problem(article_id)
-        if problem:
-            raise ArticleError(f"id {str(meta['id'])[:80]!r} {problem}")
+    article_id = _front_matter_id(meta) if "id" in meta else default_id.strip().strip("/")
     title = meta.get("title")
     if not title:
         title = _first_h1(body)
@@ -132,6 +126,20 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _front_matter_id(meta: dict) -> str:
+    """The front matter's id, checked (see id_problem); an unusable one skips the file."""
+    raw = meta["id"]
+    if raw is None or (isinstance(raw, str) and not raw.strip().strip("/")):
+        raise ArticleError("id is empty (leave it out to use the file's path)")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ArticleError("id must be a string")
+    article_id = str(raw).strip().strip("/")
+    problem = id_problem(article_id)
+    if problem:
+        raise ArticleError(f"id {str(raw)[:80]!r} {problem}")
+    return article_id
 
 
 def _without_suffix(rel_path: str) -> str:

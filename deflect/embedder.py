@@ -296,7 +296,11 @@ def quantize(source: Path, target: Path) -> None:
         MatMulNBitsQuantizer,
     )
 
-    scratch = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # A unique scratch file: two embedders of one process, or two hosts sharing index_dir,
+    # may quantise at the same time; each renames its own complete file into place.
+    handle, scratch_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    scratch = Path(scratch_name)
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # it logs one INFO line per node it skips

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -185,86 +186,87 @@ class OpenCluster:
     candidate_id: str
     label: str
     keywords: tuple[str, ...]
-    size: int  # all its members, whatever the period
+    total_size: int  # all its members, whatever the period
 
 
-def content_gaps(
-    final: dict[str, SearchOutcome],
-    event_rows: list[dict],
-    limit: int = 10,
-    clusters: dict[str, OpenCluster] | None = None,
-) -> list[dict]:
-    """The period's pool searches grouped: by open cluster once clusters exist, else by query.
-
-    `clusters` maps a search id to the open candidate it belongs to (None: no candidates
-    built yet). Either way only the period's final pool searches count, so the API and the
-    CLI give the same gaps for the same period.
-    """
+def pool_searches(final: dict[str, SearchOutcome], event_rows: list[dict]) -> list[dict]:
+    """The final searches that belong to the unanswered pool (DESIGN section 7)."""
     by_search: dict[str, list[dict]] = defaultdict(list)
     for event in event_rows:
         by_search[event["search_id"]].append(event)
-    pool = [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, []))]
-    if clusters is None:
-        groups: dict[str, list[dict]] = defaultdict(list)
-        for search in pool:
-            groups[normalize_query(search["query"])].append(search)
-        ranked = sorted(groups.values(), key=lambda rows: (-len(rows), -max(r["created_at"] for r in rows)))
-        return [
-            {
-                "query": rows[-1]["query"],
-                "count": len(rows),
-                "last_seen": max(r["created_at"] for r in rows),
-                "search_ids": [r["id"] for r in rows][:20],
-            }
-            for rows in ranked[:limit]
-        ]
-    members: dict[str, list[dict]] = defaultdict(list)
+    return [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, []))]
+
+
+def content_gaps(
+    pool: list[dict],
+    limit: int = 10,
+    clusters: dict[str, OpenCluster] | None = None,
+    reviewed: Collection[str] = (),
+) -> list[dict]:
+    """The period's pool searches grouped, largest group first.
+
+    A search in an open idea candidate (`clusters`: search id -> candidate) counts for that
+    candidate; one in a candidate the team already promoted, merged or dismissed
+    (`reviewed`) is no gap; any other (before candidates are built, or one that joined
+    none yet) is grouped with the same query. Only the period's final searches count, so
+    the API and the CLI give the same gaps for the same period.
+    """
+    clusters = clusters or {}
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for search in pool:
-        if search["id"] in clusters:
-            members[clusters[search["id"]].candidate_id].append(search)
-    info = {c.candidate_id: c for c in clusters.values()}
-    ranked_ids = sorted(members, key=lambda c: (-len(members[c]), -max(r["created_at"] for r in members[c]), c))
-    return [
-        {
-            "candidate_id": cid,
-            "label": info[cid].label,
-            "keywords": list(info[cid].keywords),
-            "query": info[cid].label,
-            "count": len(members[cid]),
-            "size": info[cid].size,
-            "last_seen": max(r["created_at"] for r in members[cid]),
-            "search_ids": [r["id"] for r in members[cid]][:20],
+        if search["id"] in reviewed:
+            continue
+        cluster = clusters.get(search["id"])
+        key = ("candidate", cluster.candidate_id) if cluster else ("query", normalize_query(search["query"]))
+        groups[key].append(search)
+    ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), -max(r["created_at"] for r in g[1]), g[0]))
+    gaps = []
+    for (kind, _), rows in ranked[:limit]:
+        gap = {
+            "query": rows[-1]["query"],
+            "count": len(rows),
+            "last_seen": max(r["created_at"] for r in rows),
+            "search_ids": [r["id"] for r in rows][:20],
         }
-        for cid in ranked_ids[:limit]
-    ]
+        if kind == "candidate":
+            cluster = clusters[rows[0]["id"]]
+            gap |= {"candidate_id": cluster.candidate_id, "label": cluster.label, "query": cluster.label,
+                    "keywords": list(cluster.keywords), "total_size": cluster.total_size}
+        gaps.append(gap)
+    return gaps
 
 
-def _open_clusters(conn: sa.Connection, search_ids: set[str]) -> dict[str, OpenCluster] | None:
-    """Open candidates of these searches; None until candidates were ever built."""
+def _candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str, OpenCluster], set[str]]:
+    """For these pool searches: the open (new) candidate of each that has one, and those whose
+    candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none."""
     import json
 
     from .candidates import candidate_members, candidates
 
-    if conn.execute(sa.select(candidates.c.id).limit(1)).first() is None:
-        return None
-    sizes = (
-        sa.select(candidate_members.c.candidate_id, sa.func.count().label("size"))
-        .group_by(candidate_members.c.candidate_id)
-        .subquery()
-    )
-    query = (
-        sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords, sizes.c.size)
-        .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
-        .join(sizes, sizes.c.candidate_id == candidates.c.id)
-        .where(candidates.c.status == "new", candidates.c.active == sa.true())
-    )
-    found: dict[str, OpenCluster] = {}
+    found = []
     wanted = sorted(search_ids)
     for start in range(0, len(wanted), 500):  # bound the IN list
-        chunk = query.where(candidate_members.c.search_id.in_(wanted[start : start + 500]))
-        for r in conn.execute(chunk):
-            found[r.search_id] = OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(r.size))
-    return found
+        found += conn.execute(
+            sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
+                      candidates.c.status)
+            .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
+            .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(wanted[start : start + 500]))
+        ).all()
+    reviewed = {r.search_id for r in found if r.status != "new"}
+    rows = [r for r in found if r.status == "new"]
+    ids = sorted({r.id for r in rows})
+    sizes: dict[str, int] = {}
+    for start in range(0, len(ids), 500):
+        sizes.update(conn.execute(
+            sa.select(candidate_members.c.candidate_id, sa.func.count())
+            .where(candidate_members.c.candidate_id.in_(ids[start : start + 500]))
+            .group_by(candidate_members.c.candidate_id)
+        ).all())
+    open_clusters = {
+        r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)))
+        for r in rows
+    }
+    return open_clusters, reviewed
 
 
 def daily_series(final: dict[str, SearchOutcome], window: float) -> list[dict]:
@@ -315,8 +317,9 @@ def compute_metrics(
         if since is not None:
             counted = counted.where(events.c.created_at >= since)
         event_counts = dict.fromkeys(EVENT_TYPES, 0) | {t: int(n) for t, n in conn.execute(counted)}
-        clusters = _open_clusters(conn, final_ids)
-    final = outcomes(final_rows, search_events)
+        final = outcomes(final_rows, search_events)
+        pool = pool_searches(final, search_events)
+        clusters, reviewed = _candidates_of(conn, [r["id"] for r in pool])
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
     totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}
@@ -327,7 +330,7 @@ def compute_metrics(
         "events": event_counts,
         "articles": per_item.get("article", []),
         "ideas": per_item.get("idea", []),
-        "content_gaps": content_gaps(final, search_events, clusters=clusters),
+        "content_gaps": content_gaps(pool, clusters=clusters, reviewed=reviewed),
         "series": daily_series(final, assumed_window_seconds),
     }
 

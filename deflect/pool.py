@@ -6,8 +6,6 @@ not_helpful without a later helpful: what idea candidates are clustered from.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import sqlalchemy as sa
 
@@ -33,7 +31,7 @@ def chunks(items: list, size: int = CHUNK):
 
 def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
     """Final pool searches, oldest first (the most recent `limit` of them)."""
-    from .metrics import in_pool, outcomes, superseded_ids
+    from .metrics import outcomes, pool_searches, superseded_ids
 
     flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
     cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
@@ -60,11 +58,7 @@ def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None =
             found += [dict(e._mapping) for e in conn.execute(
                 sa.select(events.c.search_id, events.c.type, events.c.created_at).where(events.c.search_id.in_(part))
             )]
-    by_search: dict[str, list[dict]] = defaultdict(list)
-    for event in found:
-        by_search[event["search_id"]].append(event)
-    final = outcomes(rows, found)
-    pool = [r for r in rows if in_pool(final[r["id"]], by_search.get(r["id"], []))]
+    pool = pool_searches(outcomes(rows, found), found)
     pool.sort(key=lambda r: (r["created_at"], r["id"]))
     return pool[-limit:] if limit else pool
 

@@ -118,6 +118,7 @@ class Runtime:
                 log.warning(error)
         self._reindex_lock = threading.Lock()
         self._index_listeners: list = []
+        self._closers: list = []
         self._watcher = None
         self._skipped_version: str | None = None
         index, report = refresh_index(settings, progress=progress, publish=self._publish)
@@ -164,8 +165,18 @@ class Runtime:
     def _reindex_after_kb_change(self) -> None:
         self.reindex(trigger="a KB change")  # a newly bad file is logged (and skipped) by articles.load_kb
 
+    def on_close(self, closer) -> None:
+        """Call `closer()` first when the runtime closes: background work built on it stops before it."""
+        self._closers.append(closer)
+
     def close(self) -> None:
-        """Stop the watcher and the sync thread, and write every queued search."""
+        """Stop what was registered with on_close, the watcher and the sync thread; write every queued search."""
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # closing must go on for the rest
+                log.warning("closing %r failed", closer, exc_info=True)
+        self._closers.clear()
         if self._watcher is not None:
             self._watcher.stop()
         self._stop.set()

@@ -81,7 +81,6 @@ def test_url_default_uses_the_front_matter_id():
 @pytest.mark.parametrize(
     "article_id, reason",
     [
-        ("/", "empty"),
         ("../../etc/passwd", "'..'"),
         ("billing/../admin", "'..'"),
         ("billing/./refunds", "'.'"),
@@ -121,10 +120,20 @@ def test_a_valid_front_matter_id_gets_a_percent_encoded_url(article_id, url):
     assert article.url == url
 
 
-def test_a_front_matter_id_that_is_not_text_skips_the_file(tmp_path):
-    kb = write_kb(tmp_path / "kb", {"faq/bad.md": "---\nid: [1, 2]\n---\n# Bad id\n\nText.\n"})
+@pytest.mark.parametrize(
+    "front_matter, warning",
+    [("id: [1, 2]", "id must be a string"), ("id: true", "id must be a string"),
+     ("id:", "id is empty"), ('id: ""', "id is empty"), ('id: "/"', "id is empty")],
+)
+def test_a_front_matter_id_that_is_not_usable_text_skips_the_file(tmp_path, front_matter, warning):
+    kb = write_kb(tmp_path / "kb", {"faq/bad.md": f"---\n{front_matter}\n---\n# Bad id\n\nText.\n"})
     articles, warnings = load_kb(kb)
-    assert articles == [] and warnings == ["faq/bad.md: skipped: id must be a string"]
+    assert articles == [] and len(warnings) == 1 and warnings[0].startswith(f"faq/bad.md: skipped: {warning}")
+
+
+def test_a_numeric_front_matter_id_is_its_text():
+    assert parse("---\nid: 0\n---\n# T\n\nText.\n", "x/y.md").id == "0"
+    assert parse("---\nid: 2024\n---\n# T\n\nText.\n", "x/y.md").url == "/articles/2024"
 
 
 def test_an_id_from_an_odd_file_name_still_gets_a_usable_url():

@@ -277,3 +277,20 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert state.stdout.startswith("pending 0, delivered 0, failed 0")
     for command in (["clusters", "--help"], ["clusters", "merge", "--help"], ["outbox", "deliver", "--help"]):
         assert runner.invoke(main, command).exit_code == 0
+
+
+def test_closing_the_runtime_stops_the_boards_background_work(settings_factory, tiny_kb):
+    """`deflect serve` closes only the runtime: the board's index-change checker and the webhook
+    worker must stop with it, not run on a closed store."""
+    import threading
+
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    runtime = Runtime(settings_factory(kb_dir=str(tiny_kb), webhook_url="http://127.0.0.1:9/hook"))
+    app = create_app(runtime.settings, runtime)
+    threads = [app.extensions["deflect_board"]._checker, app.extensions["deflect_outbox"]._thread]
+    assert all(t is not None and t.is_alive() for t in threads)
+    runtime.close()
+    assert not any(t.is_alive() for t in threads), [t.name for t in threads if t.is_alive()]
+    assert "deflect-answered-check" not in {t.name for t in threading.enumerate()}

@@ -191,13 +191,21 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     add_candidate(store, "c-sso", "Okta SSO", sso)
     add_candidate(store, "c-font", "Font size", ignored, status="dismissed")
     period = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)
-    gaps = [(g["candidate_id"], g["count"], g["size"]) for g in period["content_gaps"]]
+    gaps = [(g.get("candidate_id"), g["count"], g.get("total_size")) for g in period["content_gaps"]]
     # In the period: 3 SSO searches, 2 of the 7 dark-mode ones; the dismissed candidate is no gap.
     assert gaps == [("c-sso", 3, 3), ("c-dark", 2, 7)]
     assert sorted(period["content_gaps"][1]["search_ids"]) == sorted(new)
     assert period["content_gaps"][0]["query"] == "Okta SSO"
     everything = compute_metrics(store, now=T0 + 7200)
     assert [(g["candidate_id"], g["count"]) for g in everything["content_gaps"]] == [("c-dark", 7), ("c-sso", 3)]
+
+    # A search that joined no candidate yet (asked after the rebuild) is still a gap, by query.
+    late = [add_search(store, "export invoices csv", 400 + i, answered=False) for i in range(4)]
+    after = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)["content_gaps"]
+    assert [(g.get("candidate_id"), g["query"], g["count"]) for g in after] == [
+        (None, "export invoices csv", 4), ("c-sso", "Okta SSO", 3), ("c-dark", "Dark mode", 2)
+    ]
+    assert sorted(after[0]["search_ids"]) == sorted(late)
 
     # The CLI gives the same gaps for the same period.
     import json
@@ -210,7 +218,8 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     result = CliRunner().invoke(main, ["metrics", "--json", "--database-url", url, "--since", str(T0),
                                        "--until", str(T0 + 3600)], env={"DEFLECT_INDEX_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
-    assert [(g["candidate_id"], g["count"]) for g in json.loads(result.output)["content_gaps"]] == [("c-sso", 3), ("c-dark", 2)]
+    cli_gaps = json.loads(result.output)["content_gaps"]
+    assert [(g.get("candidate_id"), g["count"]) for g in cli_gaps] == [(None, 4), ("c-sso", 3), ("c-dark", 2)]
     same = CliRunner().invoke(main, ["metrics", "--database-url", url, "--since", str(T0), "--until", str(T0)])
     assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
 

@@ -208,6 +208,8 @@ def init_board(app: Flask) -> None:
     # An index change may publish an article that answers a candidate: its requesters are
     # queued then, with or without a webhook (`deflect outbox deliver` can send them later).
     the_board.watch_index()
+    rt.on_close(the_board.close)  # stops before the runtime it uses
     settings = app.extensions["deflect_settings"]
     if settings.webhook_url:
-        app.extensions["deflect_outbox"] = OutboxWorker(rt.db, settings, interval=1.0).start()
+        worker = app.extensions["deflect_outbox"] = OutboxWorker(rt.db, settings, interval=1.0).start()
+        rt.on_close(worker.stop)

@@ -233,7 +233,7 @@
         return typeof q === "string" ? q : first(q.text, q.query, "");
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
-      var n = first(gap.size, gap.count, gap.searches);
+      var n = first(gap.count, gap.searches);  // the period's searches, as the list is ranked
       var when = gap.last_seen != null ? " · last " + shortDate(gap.last_seen) : "";
       li.appendChild(el("span", "count", num(n) + (n === 1 ? " search" : " searches") + when));
     });
