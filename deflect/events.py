@@ -271,20 +271,7 @@ EXPORT_CHUNK = 1000
 
 def _with_final_flag(conn: sa.Connection, rows: list[dict]) -> list[dict]:
     """Add `final_search`: false when the event's search was superseded (it counts in no metric)."""
-    from .metrics import SUPERSEDE_SECONDS, superseded_ids
+    from .metrics import superseded_in_store
 
-    sessions = sorted({r["session"] for r in rows if r["session"]})
-    superseded: set[str] = set()
-    if sessions:
-        first = min(r["search_created_at"] for r in rows if r["session"])
-        last = max(r["search_created_at"] for r in rows if r["session"])
-        for start in range(0, len(sessions), 500):
-            nearby = conn.execute(
-                sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(
-                    searches.c.session.in_(sessions[start : start + 500]),
-                    searches.c.created_at >= first,
-                    searches.c.created_at <= last + SUPERSEDE_SECONDS,
-                )
-            )
-            superseded |= superseded_ids([dict(r._mapping) for r in nearby])
+    superseded = superseded_in_store(conn, [(r["session"], r["search_created_at"]) for r in rows])
     return [r | {"final_search": r["search_id"] not in superseded} for r in rows]

@@ -78,6 +78,31 @@ def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[
     return out
 
 
+def superseded_in_store(conn: sa.Connection, sessions_at: list[tuple[str | None, float]]) -> set[str]:
+    """Ids of stored searches superseded within these (session, time) spans.
+
+    A search is superseded only by a later one of its session (superseded_ids), so this
+    loads those sessions' searches from the earliest time to SUPERSEDE_SECONDS after the
+    latest: what the pool and the events export need to tell final searches apart.
+    """
+    from .pool import chunks
+
+    timed = [(session, at) for session, at in sessions_at if session]
+    if not timed:
+        return set()
+    first, last = min(at for _, at in timed), max(at for _, at in timed)
+    nearby: list[dict] = []
+    for part in chunks(sorted({session for session, _ in timed})):
+        nearby += [dict(r._mapping) for r in conn.execute(
+            sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(
+                searches.c.session.in_(part),
+                searches.c.created_at >= first,
+                searches.c.created_at <= last + SUPERSEDE_SECONDS,
+            )
+        )]
+    return superseded_ids(nearby)
+
+
 def outcomes(final: list[dict], event_rows: list[dict]) -> dict[str, SearchOutcome]:
     by_id = {s["id"]: SearchOutcome(s) for s in final}
     tickets: dict[str, list[float]] = defaultdict(list)
@@ -242,24 +267,24 @@ def _candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str
     import json
 
     from .candidates import candidate_members, candidates
+    from .pool import chunks
 
     found = []
-    wanted = sorted(search_ids)
-    for start in range(0, len(wanted), 500):  # bound the IN list
+    for part in chunks(sorted(search_ids)):
         found += conn.execute(
             sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
                       candidates.c.status)
             .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
-            .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(wanted[start : start + 500]))
+            .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
         ).all()
     reviewed = {r.search_id for r in found if r.status != "new"}
     rows = [r for r in found if r.status == "new"]
     ids = sorted({r.id for r in rows})
     sizes: dict[str, int] = {}
-    for start in range(0, len(ids), 500):
+    for part in chunks(ids):
         sizes.update(conn.execute(
             sa.select(candidate_members.c.candidate_id, sa.func.count())
-            .where(candidate_members.c.candidate_id.in_(ids[start : start + 500]))
+            .where(candidate_members.c.candidate_id.in_(part))
             .group_by(candidate_members.c.candidate_id)
         ).all())
     open_clusters = {

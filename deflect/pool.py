@@ -31,7 +31,7 @@ def chunks(items: list, size: int = CHUNK):
 
 def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
     """Final pool searches, oldest first (the most recent `limit` of them)."""
-    from .metrics import outcomes, pool_searches, superseded_ids
+    from .metrics import outcomes, pool_searches, superseded_in_store
 
     flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
     cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
@@ -43,14 +43,7 @@ def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None =
         rows = [dict(r._mapping) for r in conn.execute(query)]
         if not rows:
             return []
-        # Supersession needs the later searches of the same sessions.
-        sessions = sorted({r["session"] for r in rows if r["session"]})
-        lo = min(r["created_at"] for r in rows)
-        context = {r["id"]: r for r in rows}
-        for part in chunks(sessions):
-            more = conn.execute(sa.select(*cols).where(searches.c.session.in_(part), searches.c.created_at >= lo))
-            context.update({r.id: dict(r._mapping) for r in more})
-        gone = superseded_ids(list(context.values()))
+        gone = superseded_in_store(conn, [(r["session"], r["created_at"]) for r in rows])
         rows = [r for r in rows if r["id"] not in gone]
         ids = [r["id"] for r in rows]
         found: list[dict] = []
