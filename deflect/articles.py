@@ -1,4 +1,4 @@
-"""Markdown knowledge base: front matter, passages for retrieval, safe HTML rendering."""
+"""Markdown knowledge base: files, front matter, ids, safe HTML rendering (passages: deflect.passages)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 import yaml
 
+from .passages import HEADING, Passage, split_passages
+
 log = logging.getLogger(__name__)
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
@@ -36,15 +36,6 @@ PARSER_VERSION = 3
 
 class ArticleError(ValueError):
     """A file that cannot be read as an article; the KB skips it with a warning."""
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One retrievable piece of an article: its title, a section, or a short list item."""
-
-    kind: str  # "title" | "section" | "item"
-    text: str  # what gets embedded and tokenised
-    snippet: str  # what a user sees under the result
 
 
 @dataclass
@@ -185,7 +176,7 @@ def _first_h1(body: str) -> str | None:
     for line in body.splitlines():
         if line.strip().startswith("```"):
             in_code = not in_code
-        elif not in_code and (match := _HEADING.match(line)) and len(match.group(1)) == 1:
+        elif not in_code and (match := HEADING.match(line)) and len(match.group(1)) == 1:
             return match.group(2)
     return None
 
@@ -194,123 +185,6 @@ def is_safe_url(value: str) -> bool:
     """Allow http(s), mailto and relative URLs only, after undoing entity and control tricks."""
     decoded = "".join(c for c in html.unescape(html.unescape(value)) if ord(c) > 0x20)
     return bool(_SAFE_SCHEME.match(decoded)) or not _HAS_SCHEME.match(decoded)
-
-
-def plain_text(markdown_text: str) -> str:
-    """Strip the Markdown syntax that would only add noise to embeddings and snippets."""
-    return _one_line(_strip_markup(markdown_text))
-
-
-def _strip_markup(markdown_text: str) -> str:
-    """plain_text before its whitespace is collapsed: line breaks still show where a line ends."""
-    text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
-    return re.sub(r"[*_`~]{1,3}", "", text)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Passage]:
-    """Split at headings and at a size bound; short bullet items also stand alone.
-
-    Bullet items are often the phrasings customers use ("I can't log in"), so they are
-    indexed on their own as well as inside their section.
-    """
-    passages = [Passage("title", title, title)]
-    sections: list[tuple[str, list[str]]] = [("", [])]
-    in_code = False
-    for line in body.splitlines():
-        if line.strip().startswith("```"):
-            in_code = not in_code
-        match = None if in_code else _HEADING.match(line)
-        if match:
-            sections.append((match.group(2).strip(), []))
-        else:
-            sections[-1][1].append(line)
-    for heading, lines in sections:
-        context = heading if heading and heading != title else ""
-        for content in _section_texts("\n".join(lines), passage_chars):
-            text = f"{title}. {context}: {content}" if context else f"{title}. {content}"
-            passages.append(Passage("section", text, content))
-        for line in lines:
-            item = _BULLET.match(line)
-            if item:
-                content = plain_text(item.group(1))
-                if 12 <= len(content) <= 240:
-                    passages.append(Passage("item", content, content))
-    return passages
-
-
-def _section_texts(section: str, limit: int) -> list[str]:
-    """A section's passages as plain text, none longer than `limit` characters.
-
-    The model reads only a passage's first ~256 tokens, so a paragraph longer than the
-    bound is cut (at sentences or list items, then words) rather than indexed whole.
-    """
-    texts = []
-    for chunk in _chunks(section, limit):
-        texts.extend(_one_line(piece) for piece in _split_long(_strip_markup(chunk), limit, _cuts_for(chunk)))
-    return [text for text in texts if text]
-
-
-def _chunks(text: str, limit: int) -> list[str]:
-    """Group paragraphs into chunks of at most `limit` characters (a longer paragraph is its own chunk)."""
-    chunks: list[str] = []
-    current = ""
-    for para in re.split(r"\n\s*\n", text):
-        if not para.strip():
-            continue
-        if current and len(current) + 2 + len(para) > limit:
-            chunks.append(current)
-            current = para
-        else:
-            current = f"{current}\n\n{para}" if current else para
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-# Where an over-long paragraph may be cut: after a sentence, after a line, before a space;
-# past those, anywhere. Prose is cut at sentences first (hard-wrapped lines end
-# mid-sentence); a list or table written without blank lines at its lines (items) first.
-_SENTENCE_END = re.compile(r"(?<=[.!?\u2026])(?=\s)|(?<=[\u3002\uff01\uff1f])")
-_LINE_END = re.compile(r"(?<=\n)")
-_SPACE = re.compile(r"(?=\s)")
-_PROSE_CUTS = (_SENTENCE_END, _LINE_END, _SPACE)
-_LIST_CUTS = (_LINE_END, _SENTENCE_END, _SPACE)
-_LIST_LINE = re.compile(r"^\s{0,3}([-*+]|\d+[.)]|\|)\s", re.M)
-
-
-def _cuts_for(markdown_text: str) -> tuple[re.Pattern, ...]:
-    """Lines first for a list or table (two or more item lines), sentences first for prose."""
-    return _LIST_CUTS if len(_LIST_LINE.findall(markdown_text)) >= 2 else _PROSE_CUTS
-
-
-def _split_long(text: str, limit: int, cuts: tuple[re.Pattern, ...] = _PROSE_CUTS) -> list[str]:
-    """Cut text into pieces of at most `limit` characters, packing as much as fits between cuts."""
-    limit = max(limit, 1)
-    if len(text) <= limit:
-        return [text] if text else []
-    if not cuts:
-        return [text[i : i + limit] for i in range(0, len(text), limit)]
-    pieces: list[str] = []
-    current = ""
-    for unit in cuts[0].split(text):
-        if len(current) + len(unit) <= limit:
-            current += unit
-            continue
-        pieces.append(current)
-        current = unit
-        if len(unit.strip()) > limit:
-            pieces.extend(_split_long(unit.strip(), limit, cuts[1:]))
-            current = ""
-    pieces.append(current)
-    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 # A file changed this close to (or after) the scan that recorded its stat may have changed

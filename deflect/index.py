@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import PARSER_VERSION, Article, Passage, load_kb
+from .articles import PARSER_VERSION, Article, load_kb
+from .passages import Passage
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 
 from .db import events, search_results, searches
 from .events import EVENT_TYPES, normalize_query
+from .gaps import candidates_of, content_gaps
 
 SUPERSEDE_SECONDS = 30.0
 
@@ -204,94 +204,12 @@ def in_pool(outcome: SearchOutcome, event_rows_for_search: list[dict]) -> bool:
     return not any(e["type"] == "helpful" and e["created_at"] >= last_not_helpful for e in event_rows_for_search)
 
 
-@dataclass(frozen=True)
-class OpenCluster:
-    """An open idea candidate, as the content gaps show it."""
-
-    candidate_id: str
-    label: str
-    keywords: tuple[str, ...]
-    total_size: int  # all its members, whatever the period
-
-
 def pool_searches(final: dict[str, SearchOutcome], event_rows: list[dict]) -> list[dict]:
     """The final searches that belong to the unanswered pool (DESIGN section 7)."""
     by_search: dict[str, list[dict]] = defaultdict(list)
     for event in event_rows:
         by_search[event["search_id"]].append(event)
     return [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, []))]
-
-
-def content_gaps(
-    pool: list[dict],
-    limit: int = 10,
-    clusters: dict[str, OpenCluster] | None = None,
-    reviewed: Collection[str] = (),
-) -> list[dict]:
-    """The period's pool searches grouped, largest group first.
-
-    A search in an open idea candidate (`clusters`: search id -> candidate) counts for that
-    candidate; one in a candidate the team already promoted, merged or dismissed
-    (`reviewed`) is no gap; any other (before candidates are built, or one that joined
-    none yet) is grouped with the same query. Only the period's final searches count, so
-    the API and the CLI give the same gaps for the same period.
-    """
-    clusters = clusters or {}
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for search in pool:
-        if search["id"] in reviewed:
-            continue
-        cluster = clusters.get(search["id"])
-        key = ("candidate", cluster.candidate_id) if cluster else ("query", normalize_query(search["query"]))
-        groups[key].append(search)
-    ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), -max(r["created_at"] for r in g[1]), g[0]))
-    gaps = []
-    for (kind, _), rows in ranked[:limit]:
-        gap = {
-            "query": rows[-1]["query"],
-            "count": len(rows),
-            "last_seen": max(r["created_at"] for r in rows),
-            "search_ids": [r["id"] for r in rows][:20],
-        }
-        if kind == "candidate":
-            cluster = clusters[rows[0]["id"]]
-            gap |= {"candidate_id": cluster.candidate_id, "label": cluster.label, "query": cluster.label,
-                    "keywords": list(cluster.keywords), "total_size": cluster.total_size}
-        gaps.append(gap)
-    return gaps
-
-
-def _candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str, OpenCluster], set[str]]:
-    """For these pool searches: the open (new) candidate of each that has one, and those whose
-    candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none."""
-    import json
-
-    from .candidates import candidate_members, candidates
-    from .pool import chunks
-
-    found = []
-    for part in chunks(sorted(search_ids)):
-        found += conn.execute(
-            sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
-                      candidates.c.status)
-            .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
-            .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
-        ).all()
-    reviewed = {r.search_id for r in found if r.status != "new"}
-    rows = [r for r in found if r.status == "new"]
-    ids = sorted({r.id for r in rows})
-    sizes: dict[str, int] = {}
-    for part in chunks(ids):
-        sizes.update(conn.execute(
-            sa.select(candidate_members.c.candidate_id, sa.func.count())
-            .where(candidate_members.c.candidate_id.in_(part))
-            .group_by(candidate_members.c.candidate_id)
-        ).all())
-    open_clusters = {
-        r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)))
-        for r in rows
-    }
-    return open_clusters, reviewed
 
 
 def daily_series(final: dict[str, SearchOutcome], window: float) -> list[dict]:
@@ -344,7 +262,7 @@ def compute_metrics(
         event_counts = dict.fromkeys(EVENT_TYPES, 0) | {t: int(n) for t, n in conn.execute(counted)}
         final = outcomes(final_rows, search_events)
         pool = pool_searches(final, search_events)
-        clusters, reviewed = _candidates_of(conn, [r["id"] for r in pool])
+        clusters, reviewed = candidates_of(conn, [r["id"] for r in pool])
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
     totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}

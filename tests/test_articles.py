@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 import pytest
 from conftest import SAMPLE_KB, write_kb
 
-from deflect.articles import ArticleError, load_kb, parse_article, plain_text, render_html, split_passages
+from deflect.articles import ArticleError, load_kb, parse_article, render_html
+from deflect.passages import plain_text, split_passages
 
 
 def parse(text: str, rel_path: str = "billing/refunds.md", **kwargs):

@@ -1,0 +1,94 @@
+"""Content gaps (DESIGN section 6): the period's unanswered searches, grouped by open idea
+candidate once candidates exist (DESIGN section 7), else by query."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .events import normalize_query
+
+
+@dataclass(frozen=True)
+class OpenCluster:
+    """An open idea candidate, as the content gaps show it."""
+
+    candidate_id: str
+    label: str
+    keywords: tuple[str, ...]
+    total_size: int  # all its members, whatever the period
+
+
+def content_gaps(
+    pool: list[dict],
+    limit: int = 10,
+    clusters: dict[str, OpenCluster] | None = None,
+    reviewed: Collection[str] = (),
+) -> list[dict]:
+    """The period's pool searches grouped, largest group first.
+
+    A search in an open idea candidate (`clusters`: search id -> candidate) counts for that
+    candidate; one in a candidate the team already promoted, merged or dismissed
+    (`reviewed`) is no gap; any other (before candidates are built, or one that joined
+    none yet) is grouped with the same query. Only the period's final searches count, so
+    the API and the CLI give the same gaps for the same period.
+    """
+    clusters = clusters or {}
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for search in pool:
+        if search["id"] in reviewed:
+            continue
+        cluster = clusters.get(search["id"])
+        key = ("candidate", cluster.candidate_id) if cluster else ("query", normalize_query(search["query"]))
+        groups[key].append(search)
+    ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), -max(r["created_at"] for r in g[1]), g[0]))
+    gaps = []
+    for (kind, _), rows in ranked[:limit]:
+        gap = {
+            "query": rows[-1]["query"],
+            "count": len(rows),
+            "last_seen": max(r["created_at"] for r in rows),
+            "search_ids": [r["id"] for r in rows][:20],
+        }
+        if kind == "candidate":
+            cluster = clusters[rows[0]["id"]]
+            gap |= {"candidate_id": cluster.candidate_id, "label": cluster.label, "query": cluster.label,
+                    "keywords": list(cluster.keywords), "total_size": cluster.total_size}
+        gaps.append(gap)
+    return gaps
+
+
+def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str, OpenCluster], set[str]]:
+    """For these pool searches: the open (new) candidate of each that has one, and those whose
+    candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none."""
+    import json
+
+    from .candidates import candidate_members, candidates
+    from .pool import chunks
+
+    found = []
+    for part in chunks(sorted(search_ids)):
+        found += conn.execute(
+            sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
+                      candidates.c.status)
+            .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
+            .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
+        ).all()
+    reviewed = {r.search_id for r in found if r.status != "new"}
+    rows = [r for r in found if r.status == "new"]
+    ids = sorted({r.id for r in rows})
+    sizes: dict[str, int] = {}
+    for part in chunks(ids):
+        sizes.update(conn.execute(
+            sa.select(candidate_members.c.candidate_id, sa.func.count())
+            .where(candidate_members.c.candidate_id.in_(part))
+            .group_by(candidate_members.c.candidate_id)
+        ).all())
+    open_clusters = {
+        r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)))
+        for r in rows
+    }
+    return open_clusters, reviewed
