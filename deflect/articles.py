@@ -30,8 +30,8 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # Bump when parse_article would read the same file differently (passages, id, url): an
 # index records it, and one built with another value is rebuilt, as its unchanged files'
 # articles are reused without being parsed again. 2: ids checked, urls percent-encoded;
-# 3: long paragraphs cut at passage_chars.
-PARSER_VERSION = 3
+# 3: long paragraphs cut at passage_chars; 4: "4. " kept inside a hard-wrapped paragraph.
+PARSER_VERSION = 4
 
 
 class ArticleError(ValueError):
@@ -58,6 +58,20 @@ class Article:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's reason with line numbers of the file (its marks count from the front matter's
+    first line, the one after the opening ---), so a writer can find the mistake."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return str(exc).splitlines()[0]
+    where = f"line {mark.line + 2}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != mark.line:
+        where += f" ({context} opened on line {context_mark.line + 2})"
+    return where
+
+
 def parse_article(
     raw: bytes, rel_path: str, default_locale: str = "en", passage_chars: int = 700
 ) -> Article:
@@ -77,7 +91,7 @@ def parse_article(
         try:
             loaded = yaml.safe_load(match.group(1))
         except yaml.YAMLError as exc:
-            raise ArticleError(f"bad YAML front matter: {str(exc).splitlines()[0]}") from None
+            raise ArticleError(f"bad YAML front matter, {_yaml_problem(exc)}") from None
         except RecursionError:  # PyYAML recurses once per nesting level
             raise ArticleError("YAML front matter is nested too deeply") from None
         if loaded is not None and not isinstance(loaded, dict):

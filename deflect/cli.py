@@ -46,9 +46,7 @@ def serve(host, port, threads, watch_kb, **paths):
     _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
     _log_deflect_info()
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
-    runtime = Runtime(settings, progress=True)
-    for warning in runtime.last_report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    runtime = Runtime(settings, progress=True)  # skipped files are logged as warnings, once
     app = create_app(settings, runtime)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
     from waitress import create_server
@@ -111,9 +109,7 @@ def index(**paths):
 
     # Running servers on this folder and database load the new version within seconds.
     _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(report.summary())
+    click.echo(report.summary())  # skipped files were logged as warnings as they were read
 
 
 @main.command()

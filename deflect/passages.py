@@ -33,8 +33,32 @@ def _strip_markup(markdown_text: str) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
+    text = _strip_number_markers(text)
+    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
     return re.sub(r"[*_`~]{1,3}", "", text)
+
+
+_NUMBER_MARKER = re.compile(r"^\s{0,3}\d+[.)]\s+")
+_ANY_MARKER = re.compile(r"^\s{0,3}([-*+]|\d+[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+
+
+def _strip_number_markers(text: str) -> str:
+    """Drop "3. " where it numbers a list item, but keep it inside a hard-wrapped paragraph
+    ("...released in version\n4. Then...", which Markdown renders as prose): a list starts
+    after a blank line and goes on while its lines are not blank."""
+    lines = text.split("\n")
+    in_list, after_blank = False, True
+    for i, line in enumerate(lines):
+        if not line.strip():
+            after_blank = True
+            continue
+        starts_item = bool(_ANY_MARKER.match(line)) and (after_blank or in_list)
+        if starts_item and _NUMBER_MARKER.match(line):
+            lines[i] = _NUMBER_MARKER.sub("", line, count=1)
+        in_list = starts_item or (in_list and not after_blank) or (in_list and line[:1].isspace())
+        after_blank = bool(_HEADING.match(line))  # a heading ends its block like a blank line
+    return "\n".join(lines)
 
 
 def _one_line(text: str) -> str:

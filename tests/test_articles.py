@@ -531,3 +531,31 @@ def test_a_scriptable_url_in_front_matter_falls_back_to_the_article_page(url, ca
     article = parse_article(raw, "billing/refunds.md")
     assert article.url == "/articles/billing/refunds"
     assert "billing/refunds.md" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "front_matter, warning",
+    [
+        # line 1 is the opening ---, so the front matter's first key is line 2
+        ("title: [broken\nid: x", "line 3: expected ',' or ']', but got ':' (while parsing a flow sequence opened on line 2)"),
+        ("locale: en\ntitle: a: b", "line 3: mapping values are not allowed here"),
+    ],
+)
+def test_a_yaml_mistake_is_reported_with_its_line_in_the_file(tmp_path, front_matter, warning):
+    kb = write_kb(tmp_path / "kb", {"faq/bad.md": f"---\n{front_matter}\n---\n# Bad\n\nText.\n"})
+    articles, warnings = load_kb(kb)
+    assert articles == [] and warnings == [f"faq/bad.md: skipped: bad YAML front matter, {warning}"]
+
+
+@pytest.mark.parametrize(
+    "markdown_text, expected",
+    [
+        # Markdown renders a number inside a hard-wrapped paragraph as prose: it stays
+        ("Fixed in the release of version\n4. Update the app to get it.", "Fixed in the release of version 4. Update the app to get it."),
+        ("Steps:\n\n1. Open Settings\n2. Click Export\n   (takes a minute)\n3. Wait\n\nThen\n10. stays", "Steps: Open Settings Click Export (takes a minute) Wait Then 10. stays"),
+        ("## Export\n1. Open Settings\n2. Click Export", "Export Open Settings Click Export"),
+        ("- a\n- b\n\n2) c", "a b c"),
+    ],
+)
+def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, expected):
+    assert plain_text(markdown_text) == expected
