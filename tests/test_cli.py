@@ -94,12 +94,16 @@ def test_index_prints_counts_and_is_incremental(runner, paths, tmp_path):
     assert 0 < _count(r"(\d+) passages embedded", third.stdout) < _count(r"(\d+) passages embedded", first.stdout)
 
 
-def test_index_warns_about_a_malformed_file_and_indexes_the_rest(runner, paths, tmp_path):
+def test_index_warns_about_a_malformed_file_and_indexes_the_rest(clean_env, paths, tmp_path):
+    """The real command, as a writer runs it: the skipped file is named once, with its line."""
     write_kb(tmp_path / "kb", {"broken.md": "---\ntitle: [oops\n---\n# Broken\n\nText.\n"})
-    result = invoke(runner, ["index", *paths])
-    assert result.exit_code == 0, result.output
-    assert "broken.md" in result.stderr
-    assert _count(r"(\d+) added", result.stdout) == len(TINY_KB)
+    exe = Path(sys.executable).parent / "deflect"
+    proc = subprocess.run([str(exe), "index", *paths], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    named = [line for line in proc.stderr.splitlines() if "broken.md" in line]
+    assert len(named) == 1 and "skipped: bad YAML front matter, line 2" in named[0], proc.stderr
+    assert _count(r"(\d+) added", proc.stdout) == len(TINY_KB)
+    assert "1 file skipped" in proc.stdout
 
 
 def test_index_reads_paths_from_the_environment(runner, tmp_path):
