@@ -30,7 +30,8 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # Bump when parse_article would read the same file differently (passages, id, url): an
 # index records it, and one built with another value is rebuilt, as its unchanged files'
 # articles are reused without being parsed again. 2: ids checked, urls percent-encoded;
-# 3: long paragraphs cut at passage_chars; 4: "4. " kept inside a hard-wrapped paragraph.
+# 3: long paragraphs cut at passage_chars; 4: "4. " kept inside a hard-wrapped paragraph,
+# tables read as one line per row ("Price: Free $0; Team $8").
 PARSER_VERSION = 4
 
 

@@ -33,9 +33,59 @@ def _strip_markup(markdown_text: str) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = _tables_as_text(text)
     text = _strip_number_markers(text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
     return re.sub(r"[*_`~]{1,3}", "", text)
+
+
+_TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+
+
+def _cells(line: str) -> list[str]:
+    row = line.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row)]
+
+
+def _tables_as_text(text: str) -> str:
+    """A Markdown table as one readable line per row, "Price: Free $0; Team $8/user/month",
+    so that snippets show no pipes and a row's values keep their column names for the model."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "|" in line and i + 1 < len(lines) and "-" in lines[i + 1] and _TABLE_DELIMITER.match(lines[i + 1]):
+            headers = _cells(line)
+            out.append(_sentence(", ".join(h for h in headers if h)))
+            out.append("")  # the delimiter row
+            i += 2
+            while i < len(lines) and "|" in lines[i] and lines[i].strip():
+                out.append(_row_as_text(headers, _cells(lines[i])))
+                i += 1
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def _row_as_text(headers: list[str], cells: list[str]) -> str:
+    label, values = cells[0], cells[1:]
+    if len(headers) <= 2:
+        pairs = values
+    else:
+        pairs = [f"{header} {value}".strip() for header, value in zip(headers[1:], values)]
+        pairs += values[len(headers) - 1 :]
+    pairs = [pair for pair in pairs if pair]
+    row = f"{label}: {'; '.join(pairs)}" if label and pairs else label or "; ".join(pairs)
+    return _sentence(row)
+
+
+def _sentence(text: str) -> str:
+    """End a table line with a full stop, so rows stay apart once joined into one line."""
+    return text + "." if text and not re.search(r"[.!?:\u3002]$", text) else text
 
 
 _NUMBER_MARKER = re.compile(r"^\s{0,3}\d+[.)]\s+")
