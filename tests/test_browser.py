@@ -703,3 +703,54 @@ def test_admin_tables_show_every_column_on_a_phone(phone, site):
                         w.scrollWidth - w.clientWidth])"""
     )
     assert hidden and max(px for _, px in hidden) <= 1, f"columns hidden (table, px): {hidden}"
+
+
+def test_an_input_method_is_searched_once_its_text_is_composed(page, site):
+    """Korean typed through an IME: the syllables being composed ("비밀버") are not a question."""
+    page.goto(site.base + "/help")
+    page.locator("[data-deflect-input]").click()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "비밀버", "selectionStart": 3, "selectionEnd": 3})
+    page.wait_for_timeout(700)  # well past the debounce: a search of the composing text would have started
+    cdp.send("Input.insertText", {"text": "비밀번호"})  # the composition ends with the final text
+    listbox = page.locator("[role=listbox]").first
+    expect(listbox).to_have_attribute("data-query", "비밀번호", timeout=10_000)
+    session = search_row(site.runtime, listbox.get_attribute("data-search-id"))["session"]
+    assert [r["query"] for r in session_searches(site.runtime, session)] == ["비밀번호"]
+    page.console.check()
+
+
+def test_a_pasted_question_longer_than_the_server_takes_is_searched_by_its_beginning(page, site):
+    """A 1,300-character question is still searched (its first 1,000 characters, the server's limit),
+    so sending the form records the ticket instead of nothing."""
+    page.goto(site.base + "/help")
+    field = page.locator("[data-deflect-input]")
+    field.evaluate("el => el.removeAttribute('maxlength')")  # an integrator's own form may have none
+    question = "I was charged twice for my subscription this month. " * 25
+    assert len(question.strip()) > 1200
+    field.fill(question)
+    listbox = page.locator("[role=listbox]").first
+    expected = question.strip()[:1000].strip()
+    expect(listbox).to_have_attribute("data-query", expected, timeout=10_000)
+    search_id = listbox.get_attribute("data-search-id")
+    page.console.allow(r"status of 400")  # the demo page's own handler refuses subjects over 300 characters
+    page.get_by_role("button", name="Send to support").click()
+    assert [e["type"] for e in wait_for_event(site.db, search_id, "ticket_created")] == ["ticket_created"]
+    assert search_row(site.runtime, search_id)["query"] == expected
+    page.console.check()
+
+
+def test_suggestions_unavailable_is_shown_not_only_announced(page, site):
+    page.console.allow("Failed to load resource|ERR_FAILED|net::")
+    page.route("**/api/suggest", lambda route: route.abort())
+    page.goto(site.base + "/help")
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type("how do I export my data")
+    note = page.locator(".dfl-note")
+    expect(note).to_be_visible(timeout=10_000)
+    expect(note).to_contain_text("Suggestions are not available right now")
+    expect(page.locator(".dfl-sr-status")).to_contain_text("Suggestions are not available right now")
+    page.unroute("**/api/suggest")
+    page.keyboard.type(" please")  # the next search works: the note goes away
+    expect(note).to_be_hidden(timeout=10_000)
+    expect(page.locator("[data-deflect-suggestion]").first).to_be_visible(timeout=10_000)

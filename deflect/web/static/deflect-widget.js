@@ -2,7 +2,7 @@
  *
  *   <script src="https://deflect.example.com/static/deflect-widget.js"
  *           data-endpoint="https://deflect.example.com"   (default: where this script came from)
- *           data-types="article,idea" data-k="5" data-locale="en"
+ *           data-types="article,idea" data-k="5" data-locale="en" data-max-chars="1000"
  *           data-input="[data-deflect-input]"              (question field selector, the default)
  *           data-customer-id="..." data-email="..." data-mrr="..."   (optional, known requester)
  *           data-css="none"                                (skip the default stylesheet)
@@ -29,9 +29,13 @@
     k: Math.min(20, Math.max(1, parseInt(data.k || "5", 10) || 5)),
     input: data.input || "[data-deflect-input]",
     minChars: 3,
+    // The server refuses longer queries (max_query_chars, 1000 by default): a pasted essay is
+    // searched by its beginning rather than not at all (a ticket then still has a search).
+    maxChars: Math.max(1, parseInt(data.maxChars || "1000", 10) || 1000),
     debounceMs: 200,
     sessionIdleMs: 10 * 60 * 1000,
     submitWaitMs: 2000,
+    slowMs: 800,
   };
   if (!config.types.length) config.types = ["article", "idea"];
 
@@ -148,7 +152,13 @@
     panel.appendChild(heading);
     panel.appendChild(listbox);
     panel.appendChild(preview);
+    // Seen by everyone (the status region above is for screen readers): "searching..." on a
+    // slow answer, and a short note when suggestions are unavailable.
+    var note = el("div", "dfl-note");
+    note.hidden = true;
+    note.setAttribute("aria-hidden", "true");
     root.appendChild(status);
+    root.appendChild(note);
     root.appendChild(panel);
     input.insertAdjacentElement("afterend", root);
 
@@ -160,6 +170,11 @@
 
     function announce(text) {
       status.textContent = text;
+    }
+
+    function showNote(text) {
+      note.textContent = text || "";
+      note.hidden = !text;
     }
 
     function setOpen(open) {
@@ -195,13 +210,24 @@
     }
 
     function cancelPending() {
+      showNote("");
       clearTimeout(state.timer);
       if (state.controller) state.controller.abort();
       state.controller = null;
     }
 
-    function onInput() {
+    /** The question as sent: trimmed, at most maxChars characters (code points, as the server counts). */
+    function currentQuery() {
       var query = input.value.trim();
+      var chars = Array.from(query);
+      return chars.length > config.maxChars ? chars.slice(0, config.maxChars).join("").trim() : query;
+    }
+
+    function onInput(e) {
+      // While an input method composes (Korean, Japanese, Chinese...), the field holds syllables
+      // that are not yet text: search once the composition ends.
+      if (e && e.isComposing) return;
+      var query = currentQuery();
       var now = Date.now();
       if (state.session && now - state.lastTyped > config.sessionIdleMs) newQuestion();
       state.lastTyped = now;
@@ -226,6 +252,7 @@
       var body = { query: query, k: config.k, types: config.types, session: state.session };
       if (config.locale) body.locale = config.locale;
       root.setAttribute("aria-busy", "true");
+      var slow = setTimeout(function () { if (seq === state.seq) showNote("Searching\u2026"); }, config.slowMs);
       return post("/api/suggest", body, { signal: controller.signal })
         .then(function (response) {
           if (!response.ok) throw new Error("suggest answered " + response.status);
@@ -234,13 +261,19 @@
         .then(function (answer) {
           if (seq !== state.seq) return; // a newer search is on its way
           state.lastQuery = query;
+          showNote("");
           render(answer);
         })
         .catch(function (error) {
           if (error && error.name === "AbortError") return;
-          if (seq === state.seq) announce("Suggestions are not available right now. You can still send your question.");
+          if (seq === state.seq) {
+            var message = "Suggestions are not available right now. You can still send your question.";
+            announce(message);
+            showNote(message);
+          }
         })
         .finally(function () {
+          clearTimeout(slow);
           if (seq === state.seq) {
             root.removeAttribute("aria-busy");
             state.controller = null;
@@ -467,6 +500,7 @@
 
     // --- keyboard ------------------------------------------------------------------------
     input.addEventListener("input", onInput);
+    input.addEventListener("compositionend", function () { onInput(null); });
     input.addEventListener("keydown", function (e) {
       var count = state.options.length;
       if (e.key === "ArrowDown" || e.key === "ArrowUp") {
@@ -507,7 +541,7 @@
         if (e.target !== form || state.submitting) return;
         cancelPending();
         // The ticket belongs to the whole question: if the last keys were not searched yet, search them first.
-        var query = input.value.trim();
+        var query = currentQuery();
         var needsSearch = query.length >= config.minChars && query !== state.lastQuery;
         if (!state.search && !needsSearch) return;
         state.submitting = true;
