@@ -33,7 +33,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Sentence-transformers model name or local path; empty = bundled all-MiniLM-L6-v2.",
     ),
     Setting("admin_token", "", "Bearer token for admin endpoints; empty = admin endpoints refuse."),
-    Setting("cors_origins", "", "Comma-separated origins allowed to call the public API from a browser."),
+    Setting(
+        "cors_origins",
+        "",
+        "Comma-separated origins allowed to call the public API from a browser, each scheme://host[:port] like https://support.example.com (case and a trailing slash do not matter; an entry that is not an origin is ignored with a warning at start); * allows every origin.",
+    ),
     Setting("default_locale", "en", "Locale of articles whose front matter names none."),
     Setting(
         "ideas_file",

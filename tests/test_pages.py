@@ -61,7 +61,9 @@ def cors_server(sample_runtime, tmp_path_factory):
     from deflect.web import create_app
 
     tmp = tmp_path_factory.mktemp("pages-cors")
-    settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=ALLOWED_ORIGIN)
+    # Listed the way an operator might type it: upper case, a trailing slash, the default port.
+    listed = ALLOWED_ORIGIN.replace("https://help.customer", "HTTPS://Help.Customer") + ":443/"
+    settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=listed)
     runtime = Runtime(settings)
     with serve_app(create_app(settings, runtime)) as base:
         yield base
@@ -325,3 +327,35 @@ def test_hostile_titles_are_escaped_on_every_page(hostile_server, path):
         assert "<script>window.__pwned='idea-description'</script>" in text
     if path == "/articles":
         assert "Export <img src=x onerror=" in text
+
+
+@pytest.mark.parametrize(
+    "entry, key",
+    [
+        ("https://help.customer.example", "https://help.customer.example"),
+        ("HTTP://LOCALHOST:8711/", "http://localhost:8711"),
+        ("https://Support.Example.com:443", "https://support.example.com"),
+        ("http://[::1]:8000", "http://[::1]:8000"),
+        ("127.0.0.1:8711", None),  # no scheme: a browser never sends that
+        ("https://x.example/help", None),  # a page, not an origin
+        ("ftp://x.example", None),
+        ("https://x.example:99999", None),
+    ],
+)
+def test_cors_origins_are_compared_as_browsers_send_them(entry, key):
+    from deflect.web.security import origin_key
+
+    assert origin_key(entry) == key
+
+
+def test_a_cors_entry_that_is_not_an_origin_is_named_in_a_warning(caplog):
+    from flask import Flask
+
+    from deflect.web.security import install_security
+
+    with caplog.at_level("WARNING", logger="deflect.web.security"):
+        install_security(Flask(__name__), ["https://ok.example", "127.0.0.1:8711"])
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "cors_origins: '127.0.0.1:8711' is not an origin like https://support.example.com "
+        "(scheme, host, optional port); ignored"
+    ]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, request
+
+log = logging.getLogger(__name__)
 
 # Pages run only our own static scripts and styles; nothing inline, nothing from a CDN.
 PAGE_CSP = (
@@ -26,17 +31,53 @@ def _is_cors_path(path: str) -> bool:
     return path.startswith("/api/") or path == "/healthz"
 
 
-def allowed_origin(origin: str | None, allowed: list[str]) -> str | None:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_key(value: str) -> str | None:
+    """An origin as browsers send it ("https://support.example.com", "http://localhost:8711"):
+    scheme and host in lower case, no default port, no trailing slash. None if `value` is not one."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in _DEFAULT_PORTS or not host or parts.path not in ("", "/") or parts.query or parts.username:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")
+
+
+def allowed_origins(entries: list[str]) -> tuple[set[str], list[str]]:
+    """The cors_origins setting as origin keys ("*" kept), and the entries that are not origins."""
+    keys, unusable = set(), []
+    for entry in entries:
+        key = "*" if entry.strip() == "*" else origin_key(entry)
+        if key is None:
+            unusable.append(entry)
+        else:
+            keys.add(key)
+    return keys, unusable
+
+
+def allowed_origin(origin: str | None, allowed: set[str]) -> str | None:
     """The value for Access-Control-Allow-Origin, or None when this origin is not listed."""
     if not origin:
         return None
     if "*" in allowed:
         return "*"
-    return origin if origin.rstrip("/") in {o.rstrip("/") for o in allowed} else None
+    return origin if origin_key(origin) in allowed else None
 
 
 def install_security(app: Flask, cors_origins: list[str]) -> None:
     """Answer CORS preflights for the API and add CORS and hardening headers to every response."""
+    allowed, unusable = allowed_origins(cors_origins)
+    for entry in unusable:
+        log.warning(
+            "cors_origins: %r is not an origin like https://support.example.com (scheme, host, optional port); ignored",
+            entry,
+        )
 
     @app.before_request
     def _preflight():
@@ -53,7 +94,7 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
         if _is_cors_path(request.path):
             headers.setdefault("Content-Security-Policy", API_CSP)
             response.vary.add("Origin")
-            origin = allowed_origin(request.headers.get("Origin"), cors_origins)
+            origin = allowed_origin(request.headers.get("Origin"), allowed)
             if origin:
                 headers["Access-Control-Allow-Origin"] = origin
                 headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
