@@ -150,7 +150,8 @@ def pool_via_http(bench: Path, settings) -> dict:
     """
     import requests
 
-    from deflect.runtime import Runtime, make_embedder
+    from deflect.refresh import make_embedder
+    from deflect.runtime import Runtime
     from deflect.web import create_app
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -217,7 +218,7 @@ def dev_sets() -> dict[str, list[tuple]]:
     queries = [q for q in read_jsonl(bench / "queries.jsonl") if q["expected"]]
     texts = [f["text"] for f in feedback] + [q["text"] for q in queries]
     labels = [f["article"] for f in feedback] + [q["expected"] for q in queries]
-    from deflect.runtime import make_embedder
+    from deflect.refresh import make_embedder
 
     vectors = make_embedder(load_settings(config_file="/nonexistent", env={})).encode(texts)
     by: dict[str, list[int]] = defaultdict(list)
@@ -274,7 +275,7 @@ def scale(sizes: list[int]) -> None:
     import resource
 
     feedback = read_jsonl(DEFAULT_BENCH / "feedback.jsonl") + read_jsonl(DEFAULT_BENCH / "queries.jsonl")
-    from deflect.runtime import make_embedder
+    from deflect.refresh import make_embedder
 
     base = make_embedder(load_settings(config_file="/nonexistent", env={})).encode([f["text"] for f in feedback])
     rng = np.random.default_rng(0)

@@ -105,7 +105,7 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> click.ClickException:
 def index(**paths):
     """Re-embed only added, changed or removed articles (full rebuild after a model change)."""
     settings = _settings(**paths)
-    from .runtime import publish_index, refresh_index
+    from .refresh import publish_index, refresh_index
 
     # Running servers on this folder and database load the new version within seconds.
     _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))

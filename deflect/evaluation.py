@@ -136,7 +136,7 @@ def evaluate_with_feedback(kb_dir, queries: list[dict], feedback: list[dict], se
 
 def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False, index_dir: str | None = None):
     """Index a benchmark KB in a throwaway folder and return an engine over it (no ideas)."""
-    from .runtime import make_embedder, refresh_index
+    from .refresh import make_embedder, refresh_index
     from .suggest import Engine
 
     scratch = None if index_dir else tempfile.TemporaryDirectory(prefix="deflect-eval-")

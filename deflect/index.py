@@ -229,7 +229,7 @@ def build_index(
     A different model, passage size or parser (articles.PARSER_VERSION) makes old vectors
     or articles stale, so it forces a full rebuild instead of mixing them.
     `calibrate(index)` returns the calibration stored in the manifest (see
-    suggest.fit_calibration).
+    calibration.fit_calibration).
 
     The live version also settles duplicate ids (the file that held an id keeps it) and
     says which skip warnings were already logged, so they are not logged on every reindex

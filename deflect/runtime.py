@@ -1,4 +1,9 @@
-"""Wiring shared by the CLI and the web app: settings -> embedder, index, engine, store."""
+"""A running deflect: settings -> embedder, index, engine, store; shared by the CLI and the web app.
+
+The Runtime keeps its engine in step with the database (index versions other processes
+built, learned aliases, ideas) and with the KB folder. Building an index without serving it
+is deflect.refresh; the rules for events on searches are deflect.feedback.
+"""
 
 from __future__ import annotations
 
@@ -6,91 +11,13 @@ import logging
 import threading
 import time
 
+from .refresh import make_embedder, model_id_for, refresh_index
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Seconds without further alias changes before the calibration is refit in the background.
 RECALIBRATE_DELAY = 2.0
-
-_EMBEDDERS: dict[tuple, object] = {}
-
-
-def make_embedder(settings: Settings):
-    """One embedder (and model in memory) per model, batch size and backend in a process.
-
-    The ONNX export is cached under <index_dir>/onnx when that folder (or its parent)
-    exists, else it is redone in a temporary folder once per process.
-    """
-    from pathlib import Path
-
-    from .embedder import Embedder
-
-    key = (settings.model_name, settings.encode_batch_size, settings.embed_backend, settings.query_cache_size)
-    if key not in _EMBEDDERS:
-        index_dir = Path(settings.index_dir)
-        cache_dir = index_dir / "onnx" if index_dir.exists() or index_dir.parent.exists() else None
-        _EMBEDDERS[key] = Embedder(
-            settings.model_name,
-            settings.encode_batch_size,
-            backend=settings.embed_backend,
-            cache_dir=cache_dir,
-            query_cache_size=settings.query_cache_size,
-        )
-    return _EMBEDDERS[key]
-
-
-def model_id_for(settings: Settings) -> str:
-    from .embedder import INT8_BLOCK
-    from .index import model_identity
-
-    identity = model_identity(settings.model_name, is_default=not settings.model)
-    # int8 vectors differ (slightly) from the float model's and from another quantisation's:
-    # never mix them in one index.
-    return identity + f"+int8-b{INT8_BLOCK}" if settings.embed_backend == "onnx-int8" else identity
-
-
-def refresh_index(settings: Settings, progress: bool = False, publish=None):
-    """Bring the index up to date with the KB (embedding only what changed).
-
-    Builds hold the index folder's lock, so processes sharing the folder take turns and
-    each one starts from the version the previous one saved. `publish(version)` runs
-    before the lock is released, so the version recorded last is always the live one.
-    """
-    from .index import build_index
-    from .replicas import build_lock
-    from .suggest import fit_calibration
-
-    embedder = make_embedder(settings)
-    with build_lock(settings.index_dir):
-        index, report = build_index(
-            settings.kb_dir,
-            settings.index_dir,
-            embedder,
-            model_id_for(settings),
-            settings.default_locale,
-            settings.passage_chars,
-            progress=progress,
-            calibrate=lambda idx: fit_calibration(
-                idx, embedder, target_false_answer=settings.target_false_answer, answer_threshold=settings.answer_threshold
-            ),
-        )
-        if publish is not None:
-            publish(index.version)
-    return index, report
-
-
-def publish_index(settings: Settings, version: str) -> None:
-    """Record a version built outside a server (`deflect index`) so running servers load it."""
-    from . import db
-    from .replicas import publish_version
-
-    engine = db.make_engine(settings.database_url)
-    try:
-        db.upgrade(engine)
-        publish_version(engine, version)
-    finally:
-        engine.dispose()
 
 
 class Runtime:
@@ -290,77 +217,14 @@ class Runtime:
         requester: dict | None = None,
         client: str | None = None,
     ) -> dict:
-        """Store one event (committed before this returns); a helpful one may teach an alias."""
-        from . import aliases
-        from .db import writing
-        from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
-        from .ideas import IdeaError, IdeaNotFound, show_id, vote
+        """Store one event (committed before this returns); a helpful one may teach an alias (deflect.feedback)."""
+        from .feedback import record_event
 
-        search = get_search(self.db, search_id)
-        if search is None:  # it may still be queued in this process's background writer...
-            self.search_log.flush()
-            search = get_search(self.db, search_id)
-        age = search_age(search_id)
-        while search is None and age is not None and -WRITE_GRACE_SECONDS < age < WRITE_GRACE_SECONDS:
-            time.sleep(0.05)  # ...or in another server process's writer
-            search = get_search(self.db, search_id)
-            age = search_age(search_id)
-        if search is None:
-            raise EventError(404, "not_found", "search_id", f"no search with id {show_id(search_id)}")
-        if event_type in ITEM_EVENT_TYPES and not item_id:
-            raise EventError(400, "invalid_field", "item_id", f"a {event_type} event needs item_id")
-        if item_id:
-            item_type = self._item_type(search, item_id, item_type)
-        if event_type == "vote" and item_type != "idea":
-            raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
-        vector = None
-        if event_type == "helpful" and item_id:
-            # Usually a hit in the embedder's query cache: the search just encoded it.
-            vector = self.engine.embedder.encode([search["query"]])[0]
-        alias = voted = None
-        with writing(self.db) as conn:
-            if event_type == "vote":  # the same rules as POST /api/ideas/<id>/vote: closed ideas 409, one per requester
-                try:
-                    voted = vote(conn, item_id, requester, search_id)
-                except IdeaNotFound as exc:
-                    raise EventError(404, "not_found", "item_id", str(exc)) from None
-                except IdeaError as exc:
-                    raise EventError(409, "conflict", "item_id", str(exc)) from None
-            event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
-            if event_type == "helpful" and item_id:
-                policy = aliases.AliasPolicy(self.settings.min_confirmations, self.settings.alias_limit_per_session)
-                rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
-                alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model_id_for(self.settings))
-        if alias and alias["status"] == "learned":
-            self.refresh_aliases()
-        out = {"event_id": event_id, "search_id": search_id, "type": event_type}
-        if item_id:
-            out |= {"item_type": item_type, "item_id": item_id}
-        if alias:
-            out["alias"] = alias
-        if voted:
-            out["vote"] = {"idea_id": voted["id"], "votes": voted["votes"], "counted": voted["counted"]}
-        return out
-
-    def _item_type(self, search: dict, item_id: str, item_type: str | None) -> str:
-        """The type of a known item (shown in the search, an indexed article or an idea)."""
-        from .events import EventError
-        from .ideas import get_idea, show_id
-
-        shown = {(r["item_type"], r["item_id"]) for r in search["results"]}
-        candidates = [item_type] if item_type else ["article", "idea"]
-        for kind in candidates:
-            if (kind, item_id) in shown:
-                return kind
-            if kind == "article" and item_id in self.engine.articles.position:
-                return kind
-            if kind == "idea" and get_idea(self.db, item_id) is not None:
-                return kind
-        raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {show_id(item_id)}")
+        return record_event(self, search_id, event_type, item_id, item_type, requester, client)
 
     def recalibrate(self) -> None:
         """Refit the answered-probability with the learned aliases as real example queries."""
-        from .suggest import fit_calibration
+        from .calibration import fit_calibration
 
         engine = self.engine
         calibration = fit_calibration(

@@ -108,7 +108,7 @@ def tiny_kb(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """The real bundled model (one instance per process, shared with Runtime)."""
-    from deflect.runtime import make_embedder
+    from deflect.refresh import make_embedder
 
     return make_embedder(_hermetic_settings(Path("/nonexistent")))
 

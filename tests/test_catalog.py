@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from conftest import TINY_KB, write_kb
 
+from deflect import calibration as calibration_module
+from deflect import catalog as catalog_module
 from deflect import scoring
-from deflect import suggest as suggest_module
+from deflect.calibration import _fused_scores, _top_margin, fit_calibration
+from deflect.catalog import Catalog, _fused, _sum_by_item
 from deflect.index import build_index
 from deflect.lexical import tokenize
-from deflect.suggest import Catalog, Engine, _fused, _fused_scores, _sum_by_item, _top_margin, fit_calibration
+from deflect.suggest import Engine
 
 EXTRA = {
     f"guides/topic-{i}.md": f"# Topic {i}: {word} settings\n\nHow to change the {word} settings of a board.\n\n"
@@ -53,7 +56,7 @@ def test_catalog_search_is_faiss_flat_inner_product(built, embedder, monkeypatch
     for vector in vectors:
         scores, ids = flat.search(vector.reshape(1, -1), len(built.passages))
         assert np.allclose(catalog.passage_sims(vector)[ids[0]], scores[0], atol=1e-6)
-    monkeypatch.setattr(suggest_module, "DENSE_CANDIDATES", 5)  # more passages than candidates: faiss's top 5
+    monkeypatch.setattr(catalog_module, "DENSE_CANDIDATES", 5)  # more passages than candidates: faiss's top 5
     for vector in vectors:
         scores, ids = flat.search(vector.reshape(1, -1), 5)
         top = catalog.passage_sims(vector)
@@ -75,7 +78,7 @@ def test_catalog_for_an_edited_index_reuses_tokens_and_matches_a_fresh_build(
     edited, report = build_index(kb, tmp_path / "index", embedder, "test-model")
     assert report.changed == ["guides/topic-2.md"]
     tokenized: list[str] = []
-    monkeypatch.setattr(suggest_module, "tokenize", lambda text: tokenized.append(text) or tokenize(text))
+    monkeypatch.setattr(catalog_module, "tokenize", lambda text: tokenized.append(text) or tokenize(text))
     updated = Catalog.for_index(edited, previous)
     assert tokenized == [p["text"] for p in edited.passages if p["text"] not in {q["text"] for q in built.passages}]
     monkeypatch.undo()
@@ -118,7 +121,7 @@ def test_calibration_shortcuts_equal_the_engine_arithmetic(built, embedder):
 
 def test_calibration_does_not_depend_on_how_pseudo_queries_are_blocked(built, embedder, monkeypatch):
     blocked = fit_calibration(built, embedder)
-    monkeypatch.setattr(suggest_module, "CALIBRATION_BLOCK", 1)
+    monkeypatch.setattr(calibration_module, "CALIBRATION_BLOCK", 1)
     one_by_one = fit_calibration(built, embedder)
     assert blocked["pseudo_queries"] == one_by_one["pseudo_queries"] > 0
     for key in ("bias", "w_score", "w_margin"):

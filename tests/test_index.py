@@ -451,7 +451,7 @@ def test_a_file_changed_just_before_a_scan_is_hashed_despite_an_equal_signature(
 
 def test_each_embedding_backend_has_its_own_model_id(tmp_path):
     """So that switching embed_backend (or the default changing) rebuilds instead of mixing vectors."""
-    from deflect.runtime import model_id_for
+    from deflect.refresh import model_id_for
     from deflect.settings import load_settings
 
     ids = {b: model_id_for(load_settings(config_file=tmp_path / "none.toml", env={}, embed_backend=b))

@@ -1,0 +1,93 @@
+"""Taking in an event on a search: check it against the search, store it, maybe teach an alias.
+
+deflect.events stores searches and events; this module holds the rules a Runtime applies
+before storing one: the search must exist (it may still be queued in this process's or
+another process's background writer), an item event needs an item that was shown or exists,
+only ideas take votes (with the ideas API's rules), and a helpful event may confirm a learned
+alias, which the engine then uses at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .refresh import model_id_for
+
+
+def record_event(
+    runtime,
+    search_id: str,
+    event_type: str,
+    item_id: str | None = None,
+    item_type: str | None = None,
+    requester: dict | None = None,
+    client: str | None = None,
+) -> dict:
+    """Store one event (committed before this returns); a helpful one may teach an alias."""
+    from . import aliases
+    from .db import writing
+    from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
+    from .ideas import IdeaError, IdeaNotFound, show_id, vote
+
+    search = get_search(runtime.db, search_id)
+    if search is None:  # it may still be queued in this process's background writer...
+        runtime.search_log.flush()
+        search = get_search(runtime.db, search_id)
+    age = search_age(search_id)
+    while search is None and age is not None and -WRITE_GRACE_SECONDS < age < WRITE_GRACE_SECONDS:
+        time.sleep(0.05)  # ...or in another server process's writer
+        search = get_search(runtime.db, search_id)
+        age = search_age(search_id)
+    if search is None:
+        raise EventError(404, "not_found", "search_id", f"no search with id {show_id(search_id)}")
+    if event_type in ITEM_EVENT_TYPES and not item_id:
+        raise EventError(400, "invalid_field", "item_id", f"a {event_type} event needs item_id")
+    if item_id:
+        item_type = _item_type(runtime, search, item_id, item_type)
+    if event_type == "vote" and item_type != "idea":
+        raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
+    vector = None
+    if event_type == "helpful" and item_id:
+        # Usually a hit in the embedder's query cache: the search just encoded it.
+        vector = runtime.engine.embedder.encode([search["query"]])[0]
+    alias = voted = None
+    with writing(runtime.db) as conn:
+        if event_type == "vote":  # the same rules as POST /api/ideas/<id>/vote: closed ideas 409, one per requester
+            try:
+                voted = vote(conn, item_id, requester, search_id)
+            except IdeaNotFound as exc:
+                raise EventError(404, "not_found", "item_id", str(exc)) from None
+            except IdeaError as exc:
+                raise EventError(409, "conflict", "item_id", str(exc)) from None
+        event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
+        if event_type == "helpful" and item_id:
+            policy = aliases.AliasPolicy(runtime.settings.min_confirmations, runtime.settings.alias_limit_per_session)
+            rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
+            alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model_id_for(runtime.settings))
+    if alias and alias["status"] == "learned":
+        runtime.refresh_aliases()
+    out = {"event_id": event_id, "search_id": search_id, "type": event_type}
+    if item_id:
+        out |= {"item_type": item_type, "item_id": item_id}
+    if alias:
+        out["alias"] = alias
+    if voted:
+        out["vote"] = {"idea_id": voted["id"], "votes": voted["votes"], "counted": voted["counted"]}
+    return out
+
+
+def _item_type(runtime, search: dict, item_id: str, item_type: str | None) -> str:
+    """The type of a known item (shown in the search, an indexed article or an idea)."""
+    from .events import EventError
+    from .ideas import get_idea, show_id
+
+    shown = {(r["item_type"], r["item_id"]) for r in search["results"]}
+    candidates = [item_type] if item_type else ["article", "idea"]
+    for kind in candidates:
+        if (kind, item_id) in shown:
+            return kind
+        if kind == "article" and item_id in runtime.engine.articles.position:
+            return kind
+        if kind == "idea" and get_idea(runtime.db, item_id) is not None:
+            return kind
+    raise EventError(404, "not_found", "item_id", f"no {item_type or 'article or idea'} with id {show_id(item_id)}")
