@@ -47,6 +47,7 @@ class Catalog:
         owners, first = np.unique(self.passage_items[sections], return_index=True)
         self.first_section[owners] = sections[first]
         self.base_catalog: Catalog | None = None  # set on a copy that adds learned aliases
+        self._locales: tuple[list[str], np.ndarray] | None = None  # distinct item locales, each item's code
         if tokens is None:
             known_tokens = known_tokens or {}
             tokens = [known_tokens.get(p["text"]) or tokenize(p["text"]) for p in passages]
@@ -81,9 +82,8 @@ class Catalog:
         if not len(self.passages):
             return sims
         if len(self.passages) <= DENSE_CANDIDATES:  # every passage is a candidate: no top-K search needed
-            return (self.vectors @ query_vector.astype(np.float32)).astype(np.float64)
-        import faiss
-
+            return matvec(self.vectors, query_vector.astype(np.float32)).astype(np.float64)
+        faiss = _faiss()
         # faiss's exact inner-product search (what IndexFlatIP.search runs) straight on the vectors
         # the index already holds: an IndexFlatIP would keep a second copy of them.
         k = min(len(self.passages), DENSE_CANDIDATES)
@@ -96,7 +96,15 @@ class Catalog:
     def fused_scores(
         self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _fused(self, sims, self.centroids @ query_vector, lexical)
+        return _fused(self, sims, matvec(self.centroids, query_vector.astype(np.float32)), lexical)
+
+    def locale_mask(self, wanted: str) -> np.ndarray:
+        """Which items are in the `wanted` language (locale_matches), from the few distinct locales."""
+        if self._locales is None:
+            names, codes = np.unique(np.array([str(item.get("locale", "")) for item in self.items]), return_inverse=True)
+            self._locales = (names.tolist(), codes)
+        names, codes = self._locales
+        return np.array([locale_matches(name, wanted) for name in names], dtype=bool)[codes]
 
     def with_aliases(self, kind: str, rows: list[dict], tokens: list[list[str]]) -> Catalog:
         """This catalog plus learned aliases of its items as extra passages (kind "alias").
@@ -129,6 +137,34 @@ class Catalog:
 
 
 ALIAS_KIND = "alias"
+
+
+def locale_matches(item_locale: str, wanted: str) -> bool:
+    """Same tag, or same language: ko matches ko-KR; en_US (POSIX style) counts as en-US."""
+    a, w = item_locale.lower().replace("_", "-"), wanted.lower().replace("_", "-")
+    return a == w or a.split("-")[0] == w.split("-")[0]
+
+
+def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix @ vector on the calling thread. One query's product is too small to share: OpenBLAS
+    splitting it over both cores took 2-3x the CPU time of one core on a 10,000-item catalog,
+    while concurrent requests already keep every core busy."""
+    return np.einsum("ij,j->i", matrix, vector)
+
+
+_FAISS = None
+
+
+def _faiss():
+    """faiss, limited to one OpenMP thread: one query's top-K over 40,000 passages took 23 ms of
+    CPU on two threads against 2.7 ms on one (bench/README.md, "Speed")."""
+    global _FAISS
+    if _FAISS is None:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        _FAISS = faiss
+    return _FAISS
 
 
 def _sum_by_item(vectors: np.ndarray, passage_items: np.ndarray, n_items: int, dim: int) -> np.ndarray:

@@ -56,6 +56,7 @@ class Runtime:
             index,
             list_ideas(self.db, SUGGESTED_STATUSES),
             settings.answer_threshold,
+            fallback_locale=settings.default_locale,
         )
         self.search_log = SearchLog(self.db)
         self._alias_generation = -1

@@ -194,10 +194,15 @@ def test_suggest_posix_style_locale_matches_like_its_bcp47_form(live_server, art
     assert body["results"][0]["id"] == "account/reset-password"
 
 
-def test_suggest_unknown_locale_is_not_an_error(live_server):
-    r = post_suggest(live_server, {"query": "password", "locale": "fr", "types": ["article"]})
+@pytest.mark.parametrize("locale", ["fr", "fr-CA", "zz"])
+def test_suggest_in_a_language_the_kb_lacks_answers_in_its_default_language(live_server, article_locales, locale):
+    """A French visitor of a help center written in English and Korean gets the English articles
+    (default_locale), not an empty list; the Korean ones are never mixed in."""
+    r = post_suggest(live_server, {"query": "I forgot my password", "locale": locale, "types": ["article"], "k": 20})
     assert r.status_code == 200
-    assert r.json()["results"] == [] and r.json()["answered"] is False
+    results = r.json()["results"]
+    assert results and all(article_locales[x["id"]] == "en" for x in results)
+    assert results[0]["id"] == "account/reset-password"
 
 
 @pytest.mark.parametrize(

@@ -154,3 +154,35 @@ def test_false_answer_cap_counts_only_queries_their_own_article_wins(tmp_path, e
     answerable, hidden = seen["labels"][0::2], seen["features"][1::2]  # examples come in (answerable, hidden) pairs
     assert 0 < answerable.sum() < len(answerable), "the KB should have both kinds of pseudo-query"
     assert np.array_equal(seen["negatives"], hidden[answerable == 1])
+
+
+def test_top_items_equal_a_full_stable_sort_ties_included():
+    """Engine.suggest ranks each catalog's top items by partition, not by sorting every item."""
+    from deflect.suggest import _top_items
+
+    rng = np.random.default_rng(3)
+    for n in (2, 9, 60, 2_000, 20_000):
+        for _ in range(50):
+            scores = rng.integers(0, 15, n).astype(np.float64)  # many ties
+            keep = np.sort(rng.choice(n, size=max(2, n // 2), replace=False))
+            for m in (2, 5, 20):
+                expected = keep[np.argsort(-scores[keep], kind="stable")[:m]]
+                assert np.array_equal(_top_items(scores, keep, m), expected)
+
+
+def test_locale_mask_matches_each_item_by_language():
+    from deflect.catalog import locale_matches
+
+    items = [{"id": str(i), "locale": loc} for i, loc in enumerate(["en", "ko", "en-US", "ko_KR", "de", "en"])]
+    catalog = Catalog(items, [{"article": i, "kind": "title", "text": f"t{i}"} for i in range(6)], np.eye(6, 8, dtype=np.float32))
+    for wanted in ("en", "EN_us", "ko-KR", "fr", "de-AT"):
+        expected = [locale_matches(item["locale"], wanted) for item in items]
+        assert catalog.locale_mask(wanted).tolist() == expected
+    assert catalog.locale_mask("ko").tolist() == [False, True, False, True, False, False]
+
+
+def test_faiss_search_runs_on_the_calling_thread_only(built, embedder, monkeypatch):
+    """One query's top-K is too small to split over cores (it cost 8x the CPU on two threads)."""
+    monkeypatch.setattr(catalog_module, "DENSE_CANDIDATES", 5)
+    Catalog.for_index(built).passage_sims(embedder.encode(["refund"])[0])
+    assert faiss.omp_get_max_threads() == 1
