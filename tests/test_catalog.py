@@ -186,3 +186,13 @@ def test_faiss_search_runs_on_the_calling_thread_only(built, embedder, monkeypat
     monkeypatch.setattr(catalog_module, "DENSE_CANDIDATES", 5)
     Catalog.for_index(built).passage_sims(embedder.encode(["refund"])[0])
     assert faiss.omp_get_max_threads() == 1
+
+
+@pytest.mark.parametrize("rows", [3, 1000, 1001, 5000])
+def test_matvec_equals_the_matrix_product_on_either_side_of_the_blas_threshold(rows):
+    from deflect.catalog import matvec
+
+    rng = np.random.default_rng(rows)
+    matrix = rng.standard_normal((rows, 384)).astype(np.float32)
+    vector = rng.standard_normal(384).astype(np.float32)
+    assert np.allclose(matvec(matrix, vector), matrix @ vector, atol=1e-4)
