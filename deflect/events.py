@@ -229,6 +229,21 @@ def insert_event(conn: sa.Connection, search: dict, event_type: str, item_type, 
     return int(result.inserted_primary_key[0])
 
 
+def same_event(conn: sa.Connection, search_id: str, event_type: str, item_type, item_id) -> int | None:
+    """The id of an event already stored with the same search, type and item, if any."""
+    return conn.execute(
+        sa.select(events.c.id)
+        .where(
+            events.c.search_id == search_id,
+            events.c.type == event_type,
+            events.c.item_type.is_(None) if item_type is None else events.c.item_type == item_type,
+            events.c.item_id.is_(None) if item_id is None else events.c.item_id == item_id,
+        )
+        .order_by(events.c.id)
+        .limit(1)
+    ).scalar()
+
+
 def export_rows(engine: sa.Engine, since: float | None = None, until: float | None = None):
     """Events joined with their search, oldest first, for analysts (`deflect events export`)."""
     query = (

@@ -3,8 +3,9 @@
 deflect.events stores searches and events; this module holds the rules a Runtime applies
 before storing one: the search must exist (it may still be queued in this process's or
 another process's background writer), an item event needs an item that was shown or exists,
-only ideas take votes (with the ideas API's rules), and a helpful event may confirm a learned
-alias, which the engine then uses at once.
+only ideas take votes (with the ideas API's rules), a click or an answer must be about an item
+the search showed, the same event twice is stored once, and a helpful event may confirm a
+learned alias, which the engine then uses at once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import time
 
 from .refresh import model_id_for
+
+# Events about an item the visitor must have been shown (votes follow the ideas board's rules).
+SHOWN_ONLY = ("click", "helpful", "not_helpful")
 
 
 def record_event(
@@ -26,7 +30,15 @@ def record_event(
     """Store one event (committed before this returns); a helpful one may teach an alias."""
     from . import aliases
     from .db import writing
-    from .events import ITEM_EVENT_TYPES, WRITE_GRACE_SECONDS, EventError, get_search, insert_event, search_age
+    from .events import (
+        ITEM_EVENT_TYPES,
+        WRITE_GRACE_SECONDS,
+        EventError,
+        get_search,
+        insert_event,
+        same_event,
+        search_age,
+    )
     from .ideas import IdeaError, IdeaNotFound, show_id, vote
 
     search = get_search(runtime.db, search_id)
@@ -46,12 +58,21 @@ def record_event(
         item_type = _item_type(runtime, search, item_id, item_type)
     if event_type == "vote" and item_type != "idea":
         raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
+    if event_type in SHOWN_ONLY and (item_type, item_id) not in _shown(search):
+        # A click or an answer is about something the visitor saw; anything else would let any
+        # script move an article's figures, or teach it as the answer to any question.
+        raise EventError(
+            409, "not_shown", "item_id", f"{item_type} {show_id(item_id)} was not among this search's results"
+        )
     vector = None
     if event_type == "helpful" and item_id:
         # Usually a hit in the embedder's query cache: the search just encoded it.
         vector = runtime.engine.embedder.encode([search["query"]])[0]
     alias = voted = None
     with writing(runtime.db) as conn:
+        earlier = None if event_type == "vote" else same_event(conn, search_id, event_type, item_type, item_id)
+        if earlier is not None:  # a retry or a double click: stored and counted once (votes: once per requester)
+            return _answer(earlier, search_id, event_type, item_type, item_id) | {"duplicate": True}
         if event_type == "vote":  # the same rules as POST /api/ideas/<id>/vote: closed ideas 409, one per requester
             try:
                 voted = vote(conn, item_id, requester, search_id)
@@ -66,9 +87,7 @@ def record_event(
             alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model_id_for(runtime.settings))
     if alias and alias["status"] == "learned":
         runtime.refresh_aliases()
-    out = {"event_id": event_id, "search_id": search_id, "type": event_type}
-    if item_id:
-        out |= {"item_type": item_type, "item_id": item_id}
+    out = _answer(event_id, search_id, event_type, item_type, item_id)
     if alias:
         out["alias"] = alias
     if voted:
@@ -76,12 +95,23 @@ def record_event(
     return out
 
 
+def _answer(event_id: int, search_id: str, event_type: str, item_type: str | None, item_id: str | None) -> dict:
+    out = {"event_id": event_id, "search_id": search_id, "type": event_type}
+    if item_id:
+        out |= {"item_type": item_type, "item_id": item_id}
+    return out
+
+
+def _shown(search: dict) -> set[tuple[str, str]]:
+    return {(r["item_type"], r["item_id"]) for r in search["results"]}
+
+
 def _item_type(runtime, search: dict, item_id: str, item_type: str | None) -> str:
     """The type of a known item (shown in the search, an indexed article or an idea)."""
     from .events import EventError
     from .ideas import get_idea, show_id
 
-    shown = {(r["item_type"], r["item_id"]) for r in search["results"]}
+    shown = _shown(search)
     candidates = [item_type] if item_type else ["article", "idea"]
     for kind in candidates:
         if (kind, item_id) in shown:

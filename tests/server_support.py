@@ -224,7 +224,8 @@ def event_clients(base: str, clients: int, stop: threading.Event, acknowledged: 
     An event counts as acknowledged only when its 202 answer arrived; errors once the
     server is killed are expected and count as not acknowledged.
     """
-    kinds = ("click", "not_helpful", "ticket_created", "click")
+    # (type, rank of the result it is about): distinct events, since the same event twice is stored once
+    kinds = (("click", 0), ("not_helpful", 0), ("ticket_created", 0), ("click", 1))
     lock = threading.Lock()
 
     def client(number: int) -> None:
@@ -236,11 +237,10 @@ def event_clients(base: str, clients: int, stop: threading.Event, acknowledged: 
                 found = http.post(
                     f"{base}/api/suggest", json={"query": "I forgot my password", "session": f"c{number}-{turn}"}, timeout=30
                 ).json()
-                item = found["results"][0]
-                for kind in kinds:
+                for kind, rank in kinds:
                     answer = http.post(
                         f"{base}/api/events",
-                        json={"search_id": found["search_id"], "type": kind, "item_id": item["id"]},
+                        json={"search_id": found["search_id"], "type": kind, "item_id": found["results"][rank]["id"]},
                         timeout=30,
                     )
                     if answer.status_code == 202:

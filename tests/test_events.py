@@ -99,11 +99,17 @@ def test_event_is_stored_before_it_is_acknowledged(served):
         ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"email": "nope"}}, 400, "requester.email"),
         ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"mrr": -5}}, 400, "requester.mrr"),
         ({"search_id": "SEARCH", "type": "ticket_created", "requester": {"plan": "pro"}}, 400, "requester.plan"),
+        ({"search_id": "SEARCH", "type": "ticket_created", "searchId": "x"}, 400, "searchId"),  # misspelt: not ignored
+        ({"search_id": "SEARCH", "type": "click", "item_id": "billing/refunds", "itemType": "article"}, 400, "itemType"),
+        # a real article, but not the one result of that search: nothing a visitor saw
+        ({"search_id": "SEARCH", "type": "helpful", "item_id": "account/reset-password"}, 409, "item_id"),
+        ({"search_id": "SEARCH", "type": "click", "item_id": "account/reset-password"}, 409, "item_id"),
+        ({"search_id": "SEARCH", "type": "not_helpful", "item_id": "account/reset-password"}, 409, "item_id"),
     ],
 )
 def test_bad_events_name_the_field_and_store_nothing(served, body, status, field):
     base, runtime = served()
-    search_id = suggest(base, "refund")["search_id"]
+    search_id = suggest(base, "refund", k=1, types=["article"])["search_id"]  # shows billing/refunds only
     if body.get("search_id") == "SEARCH":
         body = body | {"search_id": search_id}
     response = post_event(base, **body)
@@ -270,22 +276,27 @@ def test_metrics_endpoint(served):
 
 def test_32_concurrent_clients_lose_no_event(served):
     base, runtime = served()
-    search_ids = [suggest(base, f"question {n}", session=f"c{n}")["search_id"] for n in range(32)]
     per_client = 8
+    # Each client's own searches (one event kind per search and item: the same event twice is one).
+    searches_of = [
+        [suggest(base, f"question {n} {m}", session=f"c{n}-{m}", types=["article"]) for m in range(per_client // 2)]
+        for n in range(32)
+    ]
     failures: list[str] = []
 
-    def client(search_id: str) -> None:
+    def client(answers: list[dict]) -> None:
         with requests.Session() as http:
             for n in range(per_client):
-                kind = ("click", "ticket_created", "not_helpful")[n % 3]
-                body = {"search_id": search_id, "type": kind}
+                answer = answers[n // 2]
+                kind = ("click", "ticket_created", "not_helpful", "click")[n % 4]
+                body = {"search_id": answer["search_id"], "type": kind}
                 if kind != "ticket_created":
-                    body["item_id"] = "integrations/slack"
+                    body["item_id"] = answer["results"][n % 4 // 2]["id"]  # shown in that search
                 response = http.post(f"{base}/api/events", json=body, timeout=60)
-                if response.status_code != 202:
+                if response.status_code != 202 or response.json().get("duplicate"):
                     failures.append(f"{response.status_code} {response.text}")
 
-    threads = [threading.Thread(target=client, args=(s,)) for s in search_ids]
+    threads = [threading.Thread(target=client, args=(answers,)) for answers in searches_of]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -310,3 +321,44 @@ def test_a_search_the_database_refuses_is_dropped_alone(store):
         assert get_search(store, refused) is None
     finally:
         log.close()
+
+
+def test_a_helpful_event_on_an_item_the_search_did_not_show_teaches_nothing(served):
+    """One anonymous event used to make any article the answer to any question for everyone."""
+    base, runtime = served()
+    answer = suggest(base, "how do I get my money back", types=["article"], k=1)
+    shown = [r["id"] for r in answer["results"]]
+    assert "account/reset-password" not in shown
+    response = post_event(base, search_id=answer["search_id"], type="helpful", item_id="account/reset-password")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "not_shown", response.text
+    assert "was not among this search's results" in response.json()["error"]["message"]
+    assert runtime.engine.alias_count == 0 and count_events(runtime) == 0
+    again = suggest(base, "how do I get my money back", types=["article"], k=1)
+    assert [r["id"] for r in again["results"]] == shown
+
+
+def test_the_same_event_twice_is_stored_once(served):
+    """A retry or a double click: the second answer is the first event, marked duplicate."""
+    base, runtime = served()
+    answer = suggest(base, "I forgot my password", session="twice")
+    top = answer["results"][0]["id"]
+    first = post_event(base, search_id=answer["search_id"], type="click", item_id=top)
+    second = post_event(base, search_id=answer["search_id"], type="click", item_id=top)
+    assert first.status_code == second.status_code == 202
+    assert second.json() == first.json() | {"duplicate": True}
+    assert "duplicate" not in first.json()
+    tickets = [post_event(base, search_id=answer["search_id"], type="ticket_created") for _ in range(3)]
+    assert [t.json().get("duplicate", False) for t in tickets] == [False, True, True]
+    other = post_event(base, search_id=answer["search_id"], type="click", item_id=answer["results"][1]["id"])
+    assert "duplicate" not in other.json()  # another item is another event
+    assert count_events(runtime) == 3
+    metrics = runtime.metrics()
+    assert metrics["events"]["click"] == 2 and metrics["events"]["ticket_created"] == 1
+
+
+def test_a_misspelt_suggest_field_is_an_error_not_ignored(served):
+    base, _ = served()
+    response = requests.post(f"{base}/api/suggest", json={"query": "refund", "local": "ko"}, timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "local" and "unknown field 'local'" in error["message"] and "locale" in error["message"]

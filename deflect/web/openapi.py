@@ -4,7 +4,7 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
     code: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
     for code, text in (("400", "bad field"), ("401", "admin token missing or wrong"), ("404", "not found"),
-                       ("409", "a vote on a shipped or declined idea"), ("413", "body over 16 KB"),
+                       ("409", "a vote on a shipped or declined idea; a click, helpful or not_helpful on an item the search did not show"), ("413", "body over 16 KB"),
                        ("415", "not application/json"))
 }
 
@@ -122,6 +122,7 @@ OPENAPI = {
             "EventStored": {"type": "object", "required": ["event_id", "search_id", "type"], "properties": {
                 "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
                 "item_type": {"type": "string"}, "item_id": {"type": "string"},
+                "duplicate": {"type": "boolean", "description": "true: the same event was stored before; not stored again"},
                 "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
                     "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}},
                 "vote": {"type": "object", "description": "a vote event: the idea that got it and its votes now; "
@@ -147,30 +148,36 @@ OPENAPI = {
             "SuggestRequest": {
                 "type": "object",
                 "required": ["query"],
+                "additionalProperties": False,
                 "properties": {
                     "query": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S",
                               "description": "maxLength is the max_query_chars setting"},
                     "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
                     "types": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["article", "idea"]}},
-                    "locale": {"type": "string", "example": "en", "pattern": "^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "maxLength": 35,
+                    "locale": {"type": "string", "nullable": True, "example": "en", "pattern": "^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$", "maxLength": 35,
                                "description": "only articles in this locale (ideas have none)"},
-                    "session": {"type": "string", "minLength": 1, "maxLength": 200,
+                    "session": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 200,
                                 "description": "one question's searches share it (as-you-type prefixes are superseded)"},
                 },
             },
             "EventRequest": {
                 "type": "object",
                 "required": ["search_id", "type"],
+                "additionalProperties": False,
+                "description": "click, helpful and not_helpful must name an item the search showed (409 otherwise); "
+                               "the same event again (search, type, item) is stored once and answered with "
+                               "the first one's event_id and duplicate: true",
                 "properties": {
                     "search_id": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"},
                     "type": {"type": "string", "enum": ["click", "helpful", "not_helpful", "ticket_created", "vote"]},
                     "item_id": {"type": "string", "minLength": 1, "maxLength": 200},
                     "item_type": {"type": "string", "enum": ["article", "idea"]},
-                    "requester": {"type": "object", "additionalProperties": False, "properties": {
-                        "customer_id": {"type": "string", "maxLength": 200},
-                        "email": {"type": "string", "format": "email", "maxLength": 320},
-                        "mrr": {"type": "number", "minimum": 0}}},
-                    "session": {"type": "string", "minLength": 1, "maxLength": 200,
+                    "requester": {"type": "object", "nullable": True, "additionalProperties": False, "properties": {
+                        "customer_id": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 200,
+                                        "description": "an integer is accepted and stored as its text"},
+                        "email": {"type": "string", "nullable": True, "format": "email", "maxLength": 320},
+                        "mrr": {"type": "number", "nullable": True, "minimum": 0, "maximum": 1e12, "exclusiveMaximum": True}}},
+                    "session": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 200,
                                 "description": "the widget session; counted by the per-session rate limit"},
                 },
             },

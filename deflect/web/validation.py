@@ -92,7 +92,20 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_field", message, field)
 
 
+SUGGEST_FIELDS = ("query", "k", "types", "locale", "session")
+# `session` on an event is only counted by the per-session rate limit (the search has its own).
+EVENT_FIELDS = ("search_id", "type", "item_id", "item_type", "requester", "session")
+
+
+def _only_known_fields(data: dict, known: tuple[str, ...]) -> None:
+    """A misspelt field ("local" for "locale") is an error, not a setting silently left out."""
+    unknown = sorted(str(key) for key in data if key not in known)
+    if unknown:
+        raise _bad(unknown[0], f"unknown field {unknown[0][:50]!r}; this request takes {', '.join(known)}")
+
+
 def suggest_request(data: dict, max_query_chars: int) -> dict:
+    _only_known_fields(data, SUGGEST_FIELDS)
     query = data.get("query")
     if query is None:
         raise _bad("query", "query is required")
@@ -165,6 +178,7 @@ def requester_fields(data) -> dict | None:
 
 
 def event_request(data: dict) -> dict:
+    _only_known_fields(data, EVENT_FIELDS)
     search_id = data.get("search_id")
     if search_id is None:
         raise _bad("search_id", "search_id is required")
