@@ -4,6 +4,10 @@ A `helpful` event on a search confirms "this query -> this item". Once a query h
 `min_confirmations` confirmations from distinct sessions it becomes an active alias: its
 stored vector joins retrieval for that item at once. Every change bumps a generation
 counter in the database, which other server processes poll to reload.
+
+Promoting or merging an idea candidate is a confirmation too, by an admin: the candidate's
+questions become active aliases of the idea at once (`from_review`, source "review"), without
+confirmations and outside the per-session limit.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ def confirm(
                 query_key=key,
                 confirmations=0,
                 active=False,
+                source="feedback",
                 created_at=now,
                 updated_at=now,
             )
@@ -103,6 +108,48 @@ def confirm(
     return {"status": "learned" if learned else "confirmed", "alias_id": alias_id}
 
 
+def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list[str], candidate_id: str) -> int:
+    """Make each query an active alias of the item, inside the review decision's transaction.
+
+    An alias the item already has for the same query (normalize_query) is not duplicated; a
+    pending one (too few helpful events yet) is activated. Vectors are left NULL: the next
+    reload (`active_vectors`, in every server process) encodes and stores them. No
+    alias_confirmations rows are written, so no visitor session's hourly limit is touched.
+    Returns how many aliases were added or activated; the generation is bumped if any.
+    """
+    now = time.time()
+    changed = 0
+    for query in queries:
+        key = normalize_query(query)[:1000]
+        values = {"item_type": item_type, "item_id": item_id, "query": query, "query_key": key, "confirmations": 0,
+                  "active": True, "source": "review", "candidate_id": candidate_id, "created_at": now, "updated_at": now}
+        if _insert_new(conn, values):
+            changed += 1
+            continue
+        changed += conn.execute(
+            aliases.update()
+            .where(aliases.c.item_type == item_type, aliases.c.item_id == item_id, aliases.c.query_key == key,
+                   aliases.c.active.is_(False))
+            .values(active=True, source="review", candidate_id=candidate_id, model=None, vector=None, updated_at=now)
+        ).rowcount
+    if changed:
+        bump_generation(conn)
+    return changed
+
+
+def _insert_new(conn: sa.Connection, values: dict) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: True if the row is new. A concurrent writer of the same
+    alias (another process's decision or helpful event) makes it a no-op instead of an error."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(aliases).values(**values).on_conflict_do_nothing(index_elements=["item_type", "item_id", "query_key"])
+    if conn.dialect.insert_returning:  # PostgreSQL's rowcount is -1 here (SQLAlchemy adds RETURNING itself)
+        return conn.execute(stmt.returning(aliases.c.id)).first() is not None
+    return conn.execute(stmt).rowcount == 1  # SQLite before 3.35
+
+
 def list_aliases(engine: sa.Engine, active_only: bool = False) -> list[dict]:
     query = sa.select(
         aliases.c.id,
@@ -111,6 +158,8 @@ def list_aliases(engine: sa.Engine, active_only: bool = False) -> list[dict]:
         aliases.c.query,
         aliases.c.confirmations,
         aliases.c.active,
+        aliases.c.source,
+        aliases.c.candidate_id,
         aliases.c.created_at,
         aliases.c.updated_at,
     ).order_by(aliases.c.id)

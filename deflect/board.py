@@ -132,13 +132,17 @@ class Board:
         return cand.get_candidate(self.db, candidate_id, self.nearest)
 
     def promote(self, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
-        out = review.promote(self.db, candidate_id, title, description)
-        self.runtime.reload_ideas()
-        return out
+        return self._reviewed(review.promote(self.db, candidate_id, title, description))
 
     def merge(self, candidate_id: str, idea_id) -> dict:
-        out = review.merge(self.db, candidate_id, idea_id)
+        return self._reviewed(review.merge(self.db, candidate_id, idea_id))
+
+    def _reviewed(self, out: dict) -> dict:
+        """Serve the idea and the aliases the decision taught at once in this process (others
+        follow the bumped generations within sync_interval_seconds)."""
         self.runtime.reload_ideas()
+        if out.get("aliases_added"):
+            self.runtime.refresh_aliases()  # encodes the new aliases (stored NULL) and stores their vectors
         return out
 
     def dismiss(self, candidate_id: str) -> dict:

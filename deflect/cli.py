@@ -318,7 +318,7 @@ def _csv_value(value):
 
 @main.group()
 def aliases():
-    """Learned aliases (queries users confirmed an article answers)."""
+    """Learned aliases (queries users confirmed an item answers, or an admin's review did)."""
 
 
 @aliases.command("list")
@@ -337,7 +337,8 @@ def aliases_list(database_url, show_all):
         click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
     for row in rows:
         state = "active" if row["active"] else "pending"
-        click.echo(f"{row['id']:>6}  {state:<7} {row['confirmations']:>3}x  {row['item_type']}:{row['item_id']}  {row['query']!r}")
+        how = "review" if row["source"] == "review" else f"{row['confirmations']}x"
+        click.echo(f"{row['id']:>6}  {state:<7} {how:>6}  {row['item_type']}:{row['item_id']}  {row['query']!r}")
 
 
 @aliases.command("delete")

@@ -130,7 +130,8 @@ def _review(action: str):
             except CandidateError as exc:
                 _fail(exc)
         idea = out.get("idea")
-        click.echo(f"{candidate_id}: {out['candidate']['status']}" + (f" -> idea {idea['id']}" if idea else ""))
+        taught = f" ({out['aliases_added']} of its questions now aliases of the idea)" if out.get("aliases_added") else ""
+        click.echo(f"{candidate_id}: {out['candidate']['status']}" + (f" -> idea {idea['id']}" if idea else "") + taught)
 
     return command
 

@@ -74,8 +74,10 @@ events = sa.Table(
     sa.Column("mrr", sa.Float, nullable=True),
 )
 
-# A learned alias: a query that users confirmed (helpful events) answers an item. Its
-# vector is stored so every server process can load it without re-encoding.
+# A learned alias: a query that users confirmed (helpful events, source "feedback") answers an
+# item, or a question of an idea candidate an admin promoted or merged into an idea (source
+# "review", candidate_id says which). Its vector is stored so every server process can load it
+# without re-encoding.
 aliases = sa.Table(
     "aliases",
     metadata,
@@ -90,6 +92,8 @@ aliases = sa.Table(
     sa.Column("vector", sa.LargeBinary, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("source", sa.String(20), nullable=False, server_default="feedback"),
+    sa.Column("candidate_id", sa.String(40), nullable=True),
     sa.UniqueConstraint("item_type", "item_id", "query_key", name="uq_alias_item_query"),
 )
 

@@ -4,6 +4,10 @@ Promoting or merging records everyone in the candidate who left contact details 
 (with their details) on the idea; people who ask later are added while the idea is open.
 When the index changes and an article now answers most of a candidate's queries, each
 requester gets one `article_published` notification in the outbox.
+
+Promoting or merging also teaches retrieval: the candidate's questions (its
+REVIEW_ALIAS_LIMIT most recent distinct ones) become active aliases of the idea, in the same
+transaction, so the next customer who asks one of them is shown the idea.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from . import aliases
 from .candidates import (
     CandidateError,
     candidate_members,
@@ -22,6 +27,7 @@ from .candidates import (
     lock_candidates,
 )
 from .db import searches, writing
+from .events import normalize_query
 from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
@@ -40,6 +46,33 @@ def _member_ids(conn: sa.Connection, candidate_id: str) -> list[str]:
     return [r.search_id for r in conn.execute(
         sa.select(candidate_members.c.search_id).where(candidate_members.c.candidate_id == candidate_id)
     )]
+
+
+# Most aliases one promote or merge creates: the most recent distinct questions of the candidate.
+# A very large candidate's older wordings add little, and each alias is a passage in retrieval.
+REVIEW_ALIAS_LIMIT = 50
+
+
+def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
+    """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`."""
+    rows = conn.execute(
+        sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        .where(candidate_members.c.candidate_id == candidate_id)
+        .order_by(searches.c.created_at.desc(), searches.c.id.desc())
+    ).all()
+    seen: dict[str, str] = {}
+    for (query,) in rows:
+        key = normalize_query(query)
+        if key and key not in seen:
+            seen[key] = query
+            if len(seen) >= limit:
+                break
+    return list(seen.values())
+
+
+def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
+    """The admin's decision confirms the candidate's questions are about the idea: aliases."""
+    return aliases.from_review(conn, "idea", idea_id, _member_questions(conn, candidate_id), candidate_id)
 
 
 def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
@@ -78,7 +111,7 @@ def sync_requesters(engine: sa.Engine) -> int:
 
 
 def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
-    """Create an idea from the candidate; its requesters become the idea's first votes."""
+    """Create an idea from the candidate; its requesters become the idea's first votes, its questions aliases."""
     with writing(engine) as conn:
         row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
         texts = [r.query for r in conn.execute(
@@ -97,15 +130,17 @@ def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, desc
         except IdeaError as exc:
             raise CandidateError(400, exc.field, str(exc)) from None
         added = _record_requesters(conn, candidate_id, idea["id"])
+        taught = _teach(conn, candidate_id, idea["id"])
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="promoted", idea_id=idea["id"], reviewed_at=now, updated_at=now
         ))
-    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added}
+    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added,
+            "aliases_added": taught}
 
 
 def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
-    """Fold the candidate into an existing open idea: its requesters become votes there."""
+    """Fold the candidate into an existing open idea: its requesters become votes there, its questions aliases."""
     with writing(engine) as conn:
         _for_review(conn, candidate_id, ("new", "dismissed"), "merged")
         if not isinstance(idea_id, str) or not idea_id:
@@ -116,11 +151,13 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
         if idea["status"] in CLOSED_STATUSES:
             raise CandidateError(409, "idea_id", f"idea {show_id(idea_id)} is {idea['status']}; merge into an open idea")
         added = _record_requesters(conn, candidate_id, idea_id)
+        taught = _teach(conn, candidate_id, idea_id)
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="merged", idea_id=idea_id, reviewed_at=now, updated_at=now
         ))
-    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea_id), "requesters_added": added}
+    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea_id), "requesters_added": added,
+            "aliases_added": taught}
 
 
 def dismiss(engine: sa.Engine, candidate_id: str) -> dict:

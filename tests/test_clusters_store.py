@@ -389,7 +389,7 @@ def test_migration_0004_adds_candidate_history_and_keeps_candidates(database_url
         conn.execute(cand.candidates.insert().values(id="c-old", label="kept", status="dismissed", dismissed_size=3,
                                                      created_at=now, updated_at=now))
         conn.execute(cand.candidate_members.insert().values(search_id=search_id, candidate_id="c-old", joined_at=now))
-    db.upgrade(engine)
+    db.upgrade(engine, "0004")
     assert db.current_revision(engine) == "0004"
     assert "candidate_history" in sa.inspect(engine).get_table_names()
     kept = cand.get_candidate(engine, "c-old")

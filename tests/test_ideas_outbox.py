@@ -271,6 +271,10 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert missing.exit_code == 1 and "no candidate" in missing.output
     promoted = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "From the CLI", *paths])
     assert promoted.exit_code == 0 and "-> idea from-the-cli" in promoted.stdout
+    distinct = len({q["text"].casefold() for q in found[0]["queries"]})
+    assert f"({distinct} of its questions now aliases of the idea)" in promoted.stdout
+    taught = runner.invoke(main, ["aliases", "list", "--database-url", url], catch_exceptions=False).stdout
+    assert taught.count("idea:from-the-cli") == distinct and all(q["text"] in taught for q in found[0]["queries"])
     again = runner.invoke(main, ["clusters", "promote", found[0]["id"], *paths])
     assert again.exit_code == 1 and "promoted" in again.output
     state = runner.invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False)

@@ -147,5 +147,7 @@ BOARD_SCHEMAS = {
         "webhook_configured": {"type": "boolean"}}},
     "CandidateAction": {"type": "object", "properties": {
         "candidate": {"$ref": "#/components/schemas/Candidate"}, "idea": {"$ref": "#/components/schemas/Idea"},
-        "requesters_added": {"type": "integer"}}},
+        "requesters_added": {"type": "integer"},
+        "aliases_added": {"type": "integer", "description": "promote, merge: candidate questions that became "
+                          "active aliases of the idea (at most 50, the most recent distinct ones)"}}},
 }

@@ -118,7 +118,12 @@ OPENAPI = {
                       "properties": {
                           "id": {"type": "integer"}, "item_type": {"type": "string", "enum": ["article", "idea"]},
                           "item_id": {"type": "string"}, "query": {"type": "string"}, "confirmations": {"type": "integer"},
-                          "active": {"type": "boolean"}, "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
+                          "active": {"type": "boolean"},
+                          "source": {"type": "string", "enum": ["feedback", "review"], "description":
+                                     "feedback: confirmed by helpful events; review: a question of an idea "
+                                     "candidate promoted or merged into the idea (candidate_id)"},
+                          "candidate_id": {"type": "string", "nullable": True},
+                          "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
             "EventStored": {"type": "object", "required": ["event_id", "search_id", "type"], "properties": {
                 "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
                 "item_type": {"type": "string"}, "item_id": {"type": "string"},

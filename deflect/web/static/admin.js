@@ -365,7 +365,7 @@
     var box = $("[data-aliases]");
     box.textContent = "";
     if (!list.length) {
-      box.appendChild(el("p", "muted", "No learned aliases yet. They appear when customers mark a suggestion helpful."));
+      box.appendChild(el("p", "muted", "No learned aliases yet. They appear when customers mark a suggestion helpful, or when an idea candidate is promoted or merged."));
       return;
     }
     var rows = list.map(function (a) {
@@ -381,7 +381,8 @@
       });
       var type = first(a.item_type, a.type, "article");
       var item = type === "article" ? articleLink(a.item_id) : el("span", "", a.item_id);
-      var state = a.active === false ? "waiting for confirmations" : "in use";
+      var state = a.active === false ? "waiting for confirmations"
+        : a.source === "review" ? "in use (from a review decision)" : "in use";
       return [first(a.query, a.text, a.alias, ""), item, num(first(a.confirmations, a.count, null)), state, remove];
     });
     box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
