@@ -11,7 +11,8 @@ import numpy as np
 from . import candidates as cand
 from . import ideas, review
 from .db import writing
-from .runtime import Runtime, model_id_for
+from .refresh import model_id_for
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 RETRY_CHECK_SECONDS = 30.0
