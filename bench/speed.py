@@ -289,6 +289,10 @@ def index_bars(args, work: Path) -> dict:
     raw_cpu_rate = (raw_before[1] + raw_after[1]) / 2
 
     parts = reindex_parts(settings, embedder, kb)
+    questions = read_questions(str(Path(args.bench) / "queries.jsonl"))
+    search_ms = search_cost(settings, embedder, questions)
+    print(f"search alone, CPU ms per query: deflect {search_ms['deflect']:.2f} (with a locale "
+          f"{search_ms['deflect_locale']:.2f}), naive flat index {search_ms['naive']:.2f}", flush=True)  # fmt: skip
     port = free_port()
     db = work / "synth.db"
     db.unlink(missing_ok=True)
@@ -304,7 +308,6 @@ def index_bars(args, work: Path) -> dict:
     changed: list = []
     try:
         url = f"http://127.0.0.1:{port}"
-        questions = read_questions(str(Path(args.bench) / "queries.jsonl"))
         warm = run_load(url, questions, clients=4, seconds=10, max_requests=300, tag="synth")
         before = memory_mb(proc.pid)
         target = sorted(kb.rglob("*.md"))[len(articles) // 2]
@@ -345,6 +348,7 @@ def index_bars(args, work: Path) -> dict:
         "rss_after_first": after_first,
         "rss_after": after,
         "parts": parts,
+        "search_ms": search_ms,
     }
 
 
@@ -383,6 +387,36 @@ def reindex_parts(settings, embedder, kb: Path) -> dict[str, float]:
         target.write_text(original, encoding="utf-8")
     refresh_index(settings)  # back to the unedited KB before the server starts on it
     return parts
+
+
+def search_cost(settings, embedder, questions: list[str], count: int = 200) -> dict[str, float]:
+    """CPU ms per query of the search alone (the encoder excluded) on the synthetic KB: deflect's
+    engine (passages, centroids, lexical, calibration) against the naive peer's flat index over one
+    vector per article, measured first, so with faiss's default threads as the naive peer runs."""
+    import faiss
+    import numpy as np
+
+    from deflect.index import _live_index
+    from deflect.suggest import Engine
+
+    index = _live_index(settings.index_dir)
+    vectors = embedder.encode(questions[:count])
+    engine = Engine(embedder, index, [], settings.answer_threshold, fallback_locale=settings.default_locale)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(engine.articles.centroids, dtype=np.float32))
+
+    def cpu_ms(run) -> float:
+        for vector in vectors[:10]:
+            run(vector)
+        cpu = time.process_time()
+        for vector in vectors:
+            run(vector)
+        return (time.process_time() - cpu) * 1000 / len(vectors)
+
+    naive = cpu_ms(lambda v: flat.search(v.reshape(1, -1), 5))
+    ours = cpu_ms(lambda v: engine.suggest("", query_vector=v))
+    with_locale = cpu_ms(lambda v: engine.suggest("", query_vector=v, locale="en"))
+    return {"deflect": ours, "deflect_locale": with_locale, "naive": naive}
 
 
 def print_index_report(r: dict) -> None:
