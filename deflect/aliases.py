@@ -137,6 +137,31 @@ def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list
     return changed
 
 
+def move_to(conn: sa.Connection, item_type: str, from_id: str, to_id: str) -> int:
+    """Hand an item's aliases to the item it was merged into (an idea merged into another is no
+    longer suggested, so its aliases would find nothing). One the target already has for the same
+    query is dropped instead. Returns how many moved; the generation is bumped if any changed."""
+    rows = conn.execute(
+        sa.select(aliases.c.id, aliases.c.query_key).where(aliases.c.item_type == item_type, aliases.c.item_id == from_id)
+    ).all()
+    if not rows:
+        return 0
+    taken = set(
+        conn.execute(
+            sa.select(aliases.c.query_key).where(aliases.c.item_type == item_type, aliases.c.item_id == to_id)
+        ).scalars()
+    )
+    duplicates = [row.id for row in rows if row.query_key in taken]
+    moving = [row.id for row in rows if row.query_key not in taken]
+    if duplicates:
+        conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id.in_(duplicates)))
+        conn.execute(aliases.delete().where(aliases.c.id.in_(duplicates)))
+    if moving:
+        conn.execute(aliases.update().where(aliases.c.id.in_(moving)).values(item_id=to_id, updated_at=time.time()))
+    bump_generation(conn)
+    return len(moving)
+
+
 def _insert_new(conn: sa.Connection, values: dict) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True if the row is new. A concurrent writer of the same
     alias (another process's decision or helpful event) makes it a no-op instead of an error."""

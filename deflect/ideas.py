@@ -305,6 +305,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     Merging moves votes and requesters to the target. Becoming `shipped` queues one outbox
     notification per requester in this same transaction.
     """
+    from . import aliases
     from .outbox import enqueue
 
     idea = get_idea(conn, idea_id)
@@ -330,6 +331,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
             .values(votes=ideas_table.c.votes + max(idea["votes"] - twice, 0), updated_at=now)
         )
         values |= {"merged_into": target["id"], "votes": 0}
+        aliases.move_to(conn, "idea", idea_id, target["id"])  # questions that found this idea find the target
     elif "merged_into" in patch and patch["merged_into"] != idea["merged_into"]:
         raise IdeaConflict("merged_into", f"idea {show_id(idea_id)} is merged already; its votes have moved")
     elif record["status"] != "merged":

@@ -297,3 +297,31 @@ def test_migration_0005_marks_existing_aliases_as_feedback(database_url):
     assert (row["query"], row["active"], row["confirmations"], row["source"], row["candidate_id"]) == (
         "Money back?", True, 2, "feedback", None)
     engine.dispose()
+
+
+def test_an_idea_merged_into_another_hands_its_aliases_over(served):
+    """The questions that found an idea find the idea it was merged into (it is no longer suggested)."""
+    base, _ = served()
+    dark = setup_board(base)
+    members = sorted({q["text"] for q in dark["queries"]})
+    assert admin("POST", f"{base}/api/clusters/{dark['id']}/merge", json={"idea_id": "prefs"}).status_code == 200
+    assert admin("PATCH", f"{base}/api/ideas/prefs", json={"merged_into": "workspace-settings"}).status_code == 200
+    listed = admin("GET", f"{base}/api/aliases").json()["aliases"]
+    assert sorted(a["query"] for a in listed) == members
+    assert {(a["item_type"], a["item_id"]) for a in listed} == {("idea", "workspace-settings")}
+    deadline = time.monotonic() + 15  # other processes follow the alias generation; this one at once or on its next poll
+    while time.monotonic() < deadline and top(base, members[0]) != ("idea", "workspace-settings"):
+        time.sleep(0.3)
+    for text in members:
+        assert top(base, text) == ("idea", "workspace-settings"), text
+
+
+def test_moving_aliases_drops_the_ones_the_target_has(store):
+    from deflect.db import writing
+
+    with writing(store) as conn:
+        for item_id, query in (("a", "dark mode"), ("a", "night theme"), ("b", "Dark  Mode")):
+            aliases.from_review(conn, "idea", item_id, [query], "cand")
+        assert aliases.move_to(conn, "idea", "a", "b") == 1
+    rows = {(a["item_id"], a["query"]) for a in aliases.list_aliases(store)}
+    assert rows == {("b", "Dark  Mode"), ("b", "night theme")}
