@@ -30,10 +30,22 @@ def is_relevant(event_type: str, is_directory: bool, paths: list[str | bytes]) -
 class KBWatcher:
     """Calls `on_change()` after Markdown files under `kb_dir` change (debounced)."""
 
-    def __init__(self, kb_dir: str | Path, on_change: Callable[[], object], debounce: float = 1.0):
+    def __init__(
+        self,
+        kb_dir: str | Path,
+        on_change: Callable[[], object],
+        debounce: float = 1.0,
+        retry_first: float = 5.0,
+        retry_max: float = 300.0,
+    ):
+        """A failed reindex (disk full, a database blip) is retried after `retry_first` seconds,
+        doubling up to `retry_max`, or at the next change, whichever comes first: the edit that
+        failed must not wait for another edit to be served."""
         self.kb_dir = Path(kb_dir)
         self.on_change = on_change
         self.debounce = debounce
+        self.retry_first = retry_first
+        self.retry_max = retry_max
         self._pending = threading.Event()
         self._stop = threading.Event()
         self._observer = None
@@ -68,17 +80,26 @@ class KBWatcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        retry_in: float | None = None  # seconds until a failed reindex is tried again
         while not self._stop.is_set():
-            self._pending.wait()
+            changed = self._pending.wait(retry_in)
             if self._stop.is_set():
                 return
-            # Wait for a quiet moment: every new change restarts the countdown.
-            self._pending.clear()
-            while self._pending.wait(self.debounce) and not self._stop.is_set():
+            if changed:  # wait for a quiet moment: every new change restarts the countdown
                 self._pending.clear()
-            if self._stop.is_set():
-                return
+                while self._pending.wait(self.debounce) and not self._stop.is_set():
+                    self._pending.clear()
+                if self._stop.is_set():
+                    return
             try:
                 self.on_change()
-            except Exception:  # a broken save must not stop the watcher; the next one retries
-                log.warning("reindex after a KB change failed", exc_info=True)
+            except Exception:  # a broken save must not stop the watcher
+                first = retry_in is None
+                retry_in = self.retry_first if first else min(retry_in * 2, self.retry_max)
+                # The traceback once per failing streak; then one line per retry.
+                log.warning("reindex after a KB change failed; next try in %.0f s or at the next change",
+                            retry_in, exc_info=first)  # fmt: skip
+            else:
+                if retry_in is not None:
+                    log.info("reindex after a KB change succeeded again")
+                retry_in = None

@@ -75,6 +75,32 @@ def test_watcher_calls_once_after_a_burst_of_saves(tmp_path):
         watcher.stop()
 
 
+def test_a_failed_reindex_is_retried_without_another_edit(tmp_path, caplog):
+    """Disk full during the reindex of an edit: once space is back, the edit is served without
+    anyone saving again (it used to wait for the next edit); the traceback is logged once."""
+    calls: list[float] = []
+
+    def reindex() -> None:
+        calls.append(time.monotonic())
+        if len(calls) <= 3:
+            raise OSError(28, "No space left on device")
+
+    watcher = KBWatcher(tmp_path, reindex, debounce=0.2, retry_first=0.3, retry_max=0.6).start()
+    try:
+        with caplog.at_level("INFO", logger="deflect.watcher"):
+            (tmp_path / "a.md").write_text("# A\n\nBody.\n")
+            assert wait_for(lambda: len(calls) == 4, timeout=20), f"{len(calls)} reindexes"
+            time.sleep(1.0)
+        assert len(calls) == 4, "after a success it waits for the next change again"
+        gaps = [round(b - a, 1) for a, b in zip(calls, calls[1:])]
+        assert gaps[0] >= 0.3 and gaps[1] >= 0.6 and gaps[2] >= 0.6, gaps  # backing off, capped
+        failures = [r for r in caplog.records if "failed" in r.getMessage()]
+        assert len(failures) == 3 and [bool(r.exc_info) for r in failures] == [True, False, False]
+        assert any("succeeded again" in r.getMessage() for r in caplog.records)
+    finally:
+        watcher.stop()
+
+
 # --- serving while the KB changes ---------------------------------------------------------
 
 
