@@ -160,19 +160,14 @@ def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", matrix, vector)
 
 
-_FAISS = None
-
-
 def _faiss():
-    """faiss, limited to one OpenMP thread: one query's top-K over 40,000 passages took 23 ms of
-    CPU on two threads against 2.7 ms on one (bench/README.md, "Speed")."""
-    global _FAISS
-    if _FAISS is None:
-        import faiss
+    """faiss, on one OpenMP thread for the calling thread: one query's top-K over 40,000 passages
+    took 23 ms of CPU on two threads against 2.7 ms on one (bench/README.md, "Speed"). OpenMP keeps
+    the thread count per calling thread, so each request thread sets it (a cheap call)."""
+    import faiss
 
-        faiss.omp_set_num_threads(1)
-        _FAISS = faiss
-    return _FAISS
+    faiss.omp_set_num_threads(1)
+    return faiss
 
 
 def _sum_by_item(vectors: np.ndarray, passage_items: np.ndarray, n_items: int, dim: int) -> np.ndarray:
