@@ -71,7 +71,7 @@ def main() -> None:
                         help="Override the setting (default: deflect's own default).")  # fmt: skip
     args = parser.parse_args()
     overrides = {} if args.target_false_answer is None else {"target_false_answer": args.target_false_answer}
-    settings = load_settings(config_file="/nonexistent/deflect.toml", env={}, **overrides)
+    settings = load_settings(config_file="none", env={}, **overrides)
     started = time.time()
     print(f"target_false_answer {settings.target_false_answer}")
     print(

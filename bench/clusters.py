@@ -220,7 +220,7 @@ def dev_sets() -> dict[str, list[tuple]]:
     labels = [f["article"] for f in feedback] + [q["expected"] for q in queries]
     from deflect.refresh import make_embedder
 
-    vectors = make_embedder(load_settings(config_file="/nonexistent", env={})).encode(texts)
+    vectors = make_embedder(load_settings(config_file="none", env={})).encode(texts)
     by: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by[label].append(i)
@@ -277,7 +277,7 @@ def scale(sizes: list[int]) -> None:
     feedback = read_jsonl(DEFAULT_BENCH / "feedback.jsonl") + read_jsonl(DEFAULT_BENCH / "queries.jsonl")
     from deflect.refresh import make_embedder
 
-    base = make_embedder(load_settings(config_file="/nonexistent", env={})).encode([f["text"] for f in feedback])
+    base = make_embedder(load_settings(config_file="none", env={})).encode([f["text"] for f in feedback])
     rng = np.random.default_rng(0)
     for n in sizes:
         x = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.02, (n, base.shape[1])).astype(np.float32)
@@ -304,7 +304,7 @@ def main() -> None:
     if args.scale:
         scale(args.scale)
         return
-    settings = load_settings(config_file="/nonexistent", env={})
+    settings = load_settings(config_file="none", env={})
     started = time.perf_counter()
     print(f"benchmark: {args.bench} via {'engine' if args.engine else 'the HTTP API'}")
     pools = {"issue pool": pool_via_engine(args.bench, settings)} if args.engine else pool_via_http(args.bench, settings)

@@ -29,7 +29,7 @@ from deflect.settings import load_settings  # noqa: E402
 
 def measure(database_url: str, scratch: str, questions: list[str], rounds: int) -> dict:
     settings = load_settings(
-        config_file=Path(scratch) / "none.toml",
+        config_file="none",
         env={},
         kb_dir=str(ROOT / "kb_articles"),
         index_dir=f"{scratch}/index",

@@ -59,7 +59,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without DEFLECT_* settings, so deflect runs with its defaults
     (except the rate limits, see NO_RATE_LIMITS)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
-    env |= {"HF_HUB_OFFLINE": "1", "DEFLECT_CONFIG": "/nonexistent/deflect.toml"} | NO_RATE_LIMITS | extra
+    env |= {"HF_HUB_OFFLINE": "1", "DEFLECT_CONFIG": "none"} | NO_RATE_LIMITS | extra
     return env
 
 
@@ -251,7 +251,7 @@ def index_bars(args, work: Path) -> dict:
     for old in list(index_dir.glob("v-*")) + [index_dir / "CURRENT"]:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     settings = load_settings(
-        config_file="/nonexistent/deflect.toml",
+        config_file="none",
         env={},
         kb_dir=str(kb),
         index_dir=str(index_dir),

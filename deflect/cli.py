@@ -8,16 +8,21 @@ import sys
 
 import click
 
-from .cli_options import path_options, settings_or_usage_error
+from .cli_errors import DeflectGroup
+from .cli_options import cli_settings, path_options
 
-_settings = settings_or_usage_error
+_settings = cli_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DeflectGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log progress and warnings in detail.")
 def main(verbose: bool) -> None:
     """deflect: suggest help articles and ideas while users type, and measure deflection."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",  # 2026-11-23 03:41:07 INFO deflect.runtime: ...
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
 
 
 @main.command()
@@ -311,9 +316,21 @@ def events_export(since, until, database_url, fmt, output):
         click.echo(f"{count} events written to {output}", err=True)
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula (=HYPERLINK(...)).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value):
-    """Booleans as true/false (not Python's True/False), like the JSON export."""
-    return ("true" if value else "false") if isinstance(value, bool) else value
+    """Booleans as true/false (not Python's True/False), like the JSON export.
+
+    Text a user typed that a spreadsheet would run as a formula gets a leading ' (OWASP's
+    advice against CSV injection); numbers, and the JSONL export, stay exact.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @main.group()

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import click
 
-from .cli_options import path_options, settings_or_usage_error
+from .cli_options import cli_settings, path_options
 
 _path_options = path_options
-_settings = settings_or_usage_error
+_settings = cli_settings
 
 
 def _board(paths: dict):

@@ -21,9 +21,25 @@ def path_options(func):
     return func
 
 
-def settings_or_usage_error(**overrides):
-    """Settings from defaults, deflect.toml, env and these overrides; a bad value is a usage error."""
+def cli_settings(**overrides):
+    """Settings from defaults, deflect.toml, env and these overrides; a bad one is `Error: ...`, exit 2.
+
+    The database URL is kept on the click context, so that a database error (deflect/cli_errors.py)
+    can name it, with its password masked.
+    """
+    from .cli_errors import DATABASE_URL
+
     try:
-        return load_settings(**overrides)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        settings = load_settings(**overrides)
+    except ValueError as exc:  # ConfigError: names the setting and where its value came from
+        raise ConfigProblem(str(exc)) from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[DATABASE_URL] = settings.database_url
+    return settings
+
+
+class ConfigProblem(click.ClickException):
+    """A configuration error: `Error: ...` without click's usage lines, exit status 2."""
+
+    exit_code = 2

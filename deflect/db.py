@@ -6,6 +6,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from .errors import ConfigError, DeflectError, mask_url
+
 metadata = sa.MetaData()
 
 ideas = sa.Table(
@@ -138,9 +140,31 @@ def bump_sync_counter(conn: sa.Connection, name: str) -> None:
         conn.execute(sync_state.insert().values(name=name, value=1))
 
 
+_EXAMPLE_URLS = "sqlite:///data/deflect.db or postgresql+psycopg://user:password@host/database"
+
+
 def make_engine(database_url: str) -> sa.Engine:
-    """Create the engine; SQLite gets WAL, a busy timeout and its folder created."""
-    url = sa.make_url(database_url)
+    """Create the engine; SQLite gets WAL, a busy timeout and its folder created.
+
+    A URL that is not SQLAlchemy's, or names a driver that is not installed, is a ConfigError.
+    """
+    try:
+        url = sa.make_url(database_url)
+        url.get_dialect()  # loads the dialect's plugin: postgres:// fails here
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError):
+        scheme = database_url.split(":", 1)[0]
+        hint = "postgresql+psycopg://" if scheme.startswith("postgres") else _EXAMPLE_URLS
+        raise ConfigError(f"setting database_url: {mask_url(database_url)} is not a database URL deflect can use; use {hint}") from None
+    try:
+        return _create_engine(url)
+    except ImportError as exc:  # the driver (DBAPI module) is not installed
+        raise ConfigError(
+            f"setting database_url: {url.render_as_string(hide_password=True)} needs the Python module "
+            f"{exc.name or exc}, which is not installed; use {_EXAMPLE_URLS} (pip install 'deflect[postgres]')"
+        ) from None
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +214,25 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     with writing(engine) as connection:
         advisory_lock(connection, "migrations")  # several processes may start at once: one migrates
+        _refuse_unknown_revision(connection, config)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def _refuse_unknown_revision(connection: sa.Connection, config) -> None:
+    """A database at a revision this deflect has no migration for was written by a newer deflect."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(config)
+    known = {script.revision for script in scripts.walk_revisions()}
+    for current in MigrationContext.configure(connection).get_current_heads():
+        if current not in known:
+            raise DeflectError(
+                f"the database {connection.engine.url.render_as_string(hide_password=True)} is at schema revision "
+                f"{current!r}, which this deflect (schema {scripts.get_current_head()}) does not know: it was written "
+                "by a newer deflect. Run that version (or newer), or set database_url to another database"
+            )
 
 
 def current_revision(engine: sa.Engine) -> str | None:

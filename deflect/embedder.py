@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .batching import LRUCache, MicroBatcher
+from .errors import DeflectError
 from .onnx_export import INT8_MODEL_FILE, UnsupportedForOnnx, _export_key, export_onnx, quantize
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class Embedder:
         return self._runner
 
     def _load(self):
+        try:
+            return self._open()
+        except (OSError, ValueError) as exc:  # no such model, or not one sentence-transformers can read
+            raise model_unavailable(self.model_name, exc) from exc
+
+    def _open(self):
         if self.backend.startswith("onnx"):
             try:
                 return OnnxRunner.open(self.model_name, self.cache_dir, quantized=self.backend == "onnx-int8")
@@ -131,6 +138,20 @@ class Embedder:
         if isinstance(runner, TorchRunner):
             return runner.encode(texts, batch_size=self.batch_size, progress=progress)
         return runner.encode(texts, max_rows=self.batch_size, progress=progress)
+
+
+def model_unavailable(model_name: str, exc: BaseException) -> DeflectError:
+    """The one-line error for a model that cannot be loaded (nothing is downloaded at run time)."""
+    fix = "set model to the folder of a sentence-transformers model, or leave it empty for the bundled all-MiniLM-L6-v2"
+    if Path(model_name).exists():
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return DeflectError(f"cannot load the model in {model_name}: {cause}; {fix}")
+    if model_name.startswith(("/", ".", "~")) or os.sep + os.sep in model_name or model_name.count("/") > 1:
+        return DeflectError(f"model folder {model_name} does not exist: {fix}")
+    return DeflectError(
+        f"model {model_name!r} is neither a local folder nor in the Hugging Face cache, and deflect downloads "
+        f"nothing at run time: {fix}, or download the model beforehand"
+    )
 
 
 class TorchRunner:

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
+from .setting_checks import LANGUAGE_TAG, NOT_EMPTY, Check, above, at_least, between, one_of
+
+log = logging.getLogger(__name__)
+
+# DEFLECT_CONFIG=none (or config_file="none"): read no config file at all.
+NO_CONFIG = "none"
+# DEFLECT_* variables that are not settings: the config file's name, and those of the test
+# suite and CI (tests/conftest.py, .ci/run). Any other unknown DEFLECT_* variable is warned about.
+OTHER_ENV = frozenset({
+    "DEFLECT_CONFIG",
+    "DEFLECT_SKIP_BROWSER",
+    "DEFLECT_REQUIRE_POSTGRES",
+    "DEFLECT_TEST_POSTGRES_URL",
+    "DEFLECT_CHROMIUM",
+    "DEFLECT_SCREENSHOT_DIR",
+    "DEFLECT_CI_PG_PORT",
+})
+
+
+EMBED_BACKENDS = ("onnx-int8", "onnx", "torch")  # deflect.embedder.BACKENDS, without importing numpy
 
 
 @dataclass(frozen=True)
@@ -15,17 +40,25 @@ class Setting:
     default: Any
     help: str
     type: type = str
+    check: Check | None = None  # None: any value of the type
+
+    @property
+    def allowed(self) -> str:
+        if self.check:
+            return self.check.allowed
+        return "true or false" if self.type is bool else "any"
 
 
 # The one table of settings. Each has a default, help text, a deflect.toml key (its name)
 # and a DEFLECT_<NAME> environment variable.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("kb_dir", "kb_articles", "Folder of Markdown help articles (searched recursively)."),
-    Setting("index_dir", "indexes", "Folder where built index versions and the manifest live."),
+    Setting("kb_dir", "kb_articles", "Folder of Markdown help articles (searched recursively).", check=NOT_EMPTY),
+    Setting("index_dir", "indexes", "Folder where built index versions and the manifest live.", check=NOT_EMPTY),
     Setting(
         "database_url",
         "sqlite:///data/deflect.db",
         "SQLAlchemy URL of the store; SQLite (WAL) by default, postgresql+psycopg://... to share.",
+        check=NOT_EMPTY,
     ),
     Setting(
         "model",
@@ -38,40 +71,45 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Comma-separated origins allowed to call the public API from a browser, each scheme://host[:port] like https://support.example.com (case and a trailing slash do not matter; an entry that is not an origin is ignored with a warning at start); * allows every origin.",
     ),
-    Setting("default_locale", "en", "Locale of articles whose front matter names none."),
+    Setting("default_locale", "en", "Locale (language tag) of articles whose front matter names none.", check=LANGUAGE_TAG),
     Setting(
         "ideas_file",
         "",
         "JSONL of ideas imported on first start when the ideas table is empty; "
         "empty = <kb_dir>/ideas.jsonl if it exists.",
     ),
-    Setting("host", "127.0.0.1", "Address `deflect serve` listens on."),
-    Setting("port", 8000, "Port `deflect serve` listens on.", int),
-    Setting("passage_chars", 700, "Upper bound on a passage's length before it is split further.", int),
+    Setting("host", "127.0.0.1", "Address `deflect serve` listens on.", check=NOT_EMPTY),
+    Setting("port", 8000, "TCP port `deflect serve` listens on.", int, check=between(1, 65535)),
+    Setting("passage_chars", 700, "Upper bound on a passage's length (characters) before it is split further.", int, check=at_least(50)),
     Setting(
         "answer_threshold",
         0.5,
         "Calibrated probability at or above which the top result counts as answering the query.",
         float,
+        check=between(0, 1),
     ),
     Setting(
         "target_false_answer",
         0.07,
         "Share of questions the KB cannot answer that may still get answered=true; the calibration is capped to it.",
         float,
+        check=between(0, 1),
     ),
-    Setting("min_confirmations", 1, "Helpful events needed before a query becomes a learned alias.", int),
+    Setting("min_confirmations", 1, "Helpful events needed before a query becomes a learned alias.", int, check=at_least(1)),
     Setting(
         "alias_limit_per_session",
         20,
-        "Most alias confirmations one session (or client) may add per hour; the rest are ignored.",
+        "Most alias confirmations one session (or client) may add per hour; the rest are ignored "
+        "(0 = no query is ever learned as an alias).",
         int,
+        check=at_least(0),
     ),
     Setting(
         "sync_interval_seconds",
         1.0,
         "How often a server process checks the database for aliases learned and index versions built by other processes.",
         float,
+        check=above(0),
     ),
     Setting(
         "watch_kb",
@@ -79,36 +117,39 @@ SETTINGS: tuple[Setting, ...] = (
         "Reindex by itself when Markdown files in kb_dir are added, changed or deleted (`deflect serve`, server.py).",
         bool,
     ),
-    Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int),
-    Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int),
-    Setting("encode_batch_size", 64, "Texts per batch when embedding articles.", int),
+    Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int, check=at_least(1)),
+    Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int, check=at_least(1)),
+    Setting("encode_batch_size", 64, "Texts per batch when embedding articles.", int, check=at_least(1)),
     Setting(
         "embed_backend",
         "onnx-int8",
         "Embedding runtime: onnx-int8 (ONNX Runtime export of the local model with int8 weights in blocks "
         "of 64, cached under <index_dir>/onnx: vectors within cosine 0.998 of torch's, about a quarter "
         "less CPU per query than onnx), onnx (the same export in float32: vectors equal torch's) or torch.",
+        check=one_of(*EMBED_BACKENDS),
     ),
-    Setting("query_cache_size", 4096, "Query vectors kept in memory for repeated queries and prefixes; 0 = off.", int),
-    Setting("cluster_min_size", 3, "Fewest unanswered searches that make an idea candidate.", int),
+    Setting("query_cache_size", 4096, "Query vectors kept in memory for repeated queries and prefixes; 0 = off.", int, check=at_least(0)),
+    Setting("cluster_min_size", 3, "Fewest unanswered searches that make an idea candidate (a candidate is a group: at least 2).", int, check=at_least(2)),
     Setting(
         "cluster_join_similarity",
         0.5,
         "Cosine similarity to a candidate's centre a new unanswered search needs (at least) to join it between rebuilds.",
         float,
+        check=between(0, 1),
     ),
-    Setting("cluster_regrow_factor", 2.0, "A dismissed candidate returns once it is this many times its size when dismissed.", float),
+    Setting("cluster_regrow_factor", 2.0, "A dismissed candidate returns once it is this many times its size when dismissed.", float, check=at_least(1)),
     Setting(
         "cluster_max_pool",
         5000,
         "Most recent unanswered searches clustered by a rebuild (5,000 take about 5 s and 600 MB while rebuilding).",
         int,
+        check=at_least(1),
     ),
     Setting("webhook_url", "", "URL that receives outbox notifications (JSON POST); empty = notifications wait in the outbox."),
     Setting("webhook_secret", "", "If set, each webhook POST carries X-Deflect-Signature: sha256=HMAC of the body."),
-    Setting("webhook_max_attempts", 8, "Delivery attempts before a notification is marked failed.", int),
-    Setting("webhook_backoff_seconds", 5.0, "Wait before the first retry; doubles after each failure (capped at an hour).", float),
-    Setting("webhook_timeout_seconds", 10.0, "Timeout of one webhook POST.", float),
+    Setting("webhook_max_attempts", 8, "Delivery attempts before a notification is marked failed.", int, check=at_least(1)),
+    Setting("webhook_backoff_seconds", 5.0, "Wait before the first retry; doubles after each failure (capped at an hour).", float, check=at_least(0)),
+    Setting("webhook_timeout_seconds", 10.0, "Timeout of one webhook POST.", float, check=above(0)),
     Setting(
         "rate_limit_per_client",
         1200,
@@ -117,6 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
         "carrier puts many people behind one address, each typing a search every few hundred ms (ten people "
         "typing at once for half a minute fit); past it, 429 with Retry-After. Counted per server process.",
         int,
+        check=at_least(0),
     ),
     Setting(
         "rate_limit_per_session",
@@ -125,6 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
         "0 = off. One person typing fast sends a search every ~250 ms for well under a minute per question, "
         "so 120 never stops a person but stops a script reusing one session. Counted per server process.",
         int,
+        check=at_least(0),
     ),
     Setting(
         "trusted_proxies",
@@ -176,7 +219,7 @@ class Settings:
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with the non-None overrides applied (explicit args win)."""
-        return replace(self, **{k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+        return replace(self, **{k: _coerce(k, v, "the command line") for k, v in overrides.items() if v is not None})
 
     @property
     def model_name(self) -> str:
@@ -202,26 +245,56 @@ class Settings:
 _BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: Any, source: str | None = None) -> Any:
+    """value as the setting's type, if the setting allows it; else ConfigError naming the setting and source."""
     setting = _BY_NAME.get(name)
     if setting is None:
-        raise ValueError(f"unknown setting: {name}")
+        raise ConfigError(f"unknown setting: {name}")
+    where = f" (from {source})" if source else ""
+    try:
+        coerced = _typed(setting, value)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {exc}{where}") from None
+    if setting.check and not setting.check.test(coerced):
+        raise ConfigError(f"setting {name}: {value!r} is not allowed: it must be {setting.check.allowed}{where}")
+    return coerced
+
+
+def _typed(setting: Setting, value: Any) -> Any:
     if setting.type is bool:
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
         if text not in _BOOLEAN_WORDS:
-            raise ValueError(f"setting {name}: {value!r} is not a boolean (use true or false)")
+            raise ValueError(f"{value!r} is not a boolean (use true or false)")
         return _BOOLEAN_WORDS[text]
     if setting.type in (int, float):
-        if isinstance(value, bool):  # TOML true/false would otherwise pass as 1/0
-            raise ValueError(f"setting {name}: {value!r} is not a number")
+        kind = "a whole number" if setting.type is int else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):  # TOML true would pass as 1
+            raise ValueError(f"{value!r} is not a number")
         try:
-            return setting.type(value)
-        except (TypeError, ValueError):
-            kind = "a whole number" if setting.type is int else "a number"
-            raise ValueError(f"setting {name}: {value!r} is not {kind}") from None
+            number = value if isinstance(value, int) else _number(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not {kind}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite number")
+        if setting.type is int:
+            if number != int(number):  # 8601.9 is refused, not truncated
+                raise ValueError(f"{value!r} is not a whole number")
+            return int(number)
+        return float(number)
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not text")
     return str(value)
+
+
+def _number(value: float | str) -> int | float:
+    if isinstance(value, str):
+        try:
+            return int(value)  # "8000" exactly, however many digits
+        except ValueError:
+            pass
+    return float(value)
 
 
 def load_settings(
@@ -229,37 +302,85 @@ def load_settings(
     env: dict[str, str] | None = None,
     **explicit: Any,
 ) -> Settings:
-    """Read settings once: defaults, then deflect.toml, then DEFLECT_* env, then explicit args."""
+    """Read settings once: defaults, then deflect.toml, then DEFLECT_* env, then explicit args.
+
+    The config file is config_file, else $DEFLECT_CONFIG, else ./deflect.toml if there is one.
+    A file named either way must exist; "none" names no file. Raises ConfigError.
+    """
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
-    path = Path(config_file or env.get("DEFLECT_CONFIG", "deflect.toml"))
-    if path.exists():
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-        if isinstance(data.get("deflect"), dict):
-            table = data.pop("deflect")
-            both = sorted(set(table) & set(data))
-            if both:
-                raise ValueError(f"{path}: {both[0]!r} is set both at the top level and under [deflect]")
-            data |= table  # keys may sit at the top level or under [deflect], or both ways at once
-        for key, value in data.items():
-            if key not in _BY_NAME:
-                raise ValueError(f"{path}: unknown setting {key!r}")
-            values[key] = _coerce(key, value)
+    path = _config_path(config_file, env)
+    if path is not None:
+        for key, value in _read_toml(path).items():
+            values[key] = _coerce(key, value, str(path))
     for setting in SETTINGS:
         env_name = f"DEFLECT_{setting.name.upper()}"
         if env_name in env:
-            values[setting.name] = _coerce(setting.name, env[env_name])
+            values[setting.name] = _coerce(setting.name, env[env_name], env_name)
+    _warn_unknown_env(env)
     settings = Settings(**values)
     return settings.with_overrides(**explicit)
 
 
+def _config_path(config_file: str | os.PathLike | None, env: dict[str, str]) -> Path | None:
+    if config_file is None and "DEFLECT_CONFIG" not in env:
+        default = Path("deflect.toml")  # optional: read only if it is there
+        return default if default.is_file() else None
+    named, source = (config_file, "config_file") if config_file is not None else (env["DEFLECT_CONFIG"], "DEFLECT_CONFIG")
+    text = os.fspath(named).strip()
+    if text.lower() == NO_CONFIG:
+        return None
+    if not text:
+        raise ConfigError(f"{source} is empty: name a TOML file, or {NO_CONFIG} to read no config file")
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"config file {path} (named by {source}) does not exist; {source}={NO_CONFIG} reads no config file")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} (named by {source}) is not a file")
+    return path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's settings, from the top level and [deflect]; unknown keys are refused."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if isinstance(data.get("deflect"), dict):
+        table = data.pop("deflect")
+        both = sorted(set(table) & set(data))
+        if both:
+            raise ConfigError(f"{path}: {both[0]!r} is set both at the top level and under [deflect]")
+        data |= table  # keys may sit at the top level or under [deflect], or both ways at once
+    for key in data:
+        if key not in _BY_NAME:
+            raise ConfigError(f"{path}: unknown setting {key!r}{_did_you_mean(key, list(_BY_NAME))}")
+    return data
+
+
+def _warn_unknown_env(env: dict[str, str]) -> None:
+    """One warning per DEFLECT_* variable that is neither a setting nor in OTHER_ENV (a typo, usually)."""
+    known = {f"DEFLECT_{s.name.upper()}" for s in SETTINGS} | OTHER_ENV
+    for name in sorted(env):
+        if name.startswith("DEFLECT_") and name not in known:
+            log.warning("unknown environment variable %s ignored%s", name, _did_you_mean(name, sorted(known)))
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def settings_table() -> str:
     """Markdown table of every setting, for the README and `deflect settings`."""
-    rows = ["| setting | env | default | help |", "|---|---|---|---|"]
+    rows = ["| setting | env | default | allowed | help |", "|---|---|---|---|---|"]
     for s in SETTINGS:
-        rows.append(f"| {s.name} | DEFLECT_{s.name.upper()} | `{s.default!r}` | {s.help} |")
+        rows.append(f"| {s.name} | DEFLECT_{s.name.upper()} | `{s.default!r}` | {s.allowed} | {s.help} |")
     return "\n".join(rows)
 
 
 assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and SETTINGS disagree"
+assert all(s.check is None or s.check.test(s.default) for s in SETTINGS), "a default its own check refuses"

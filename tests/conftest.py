@@ -87,7 +87,7 @@ def _hermetic_settings(tmp: Path, **overrides):
         "rate_limit_per_session": 0,
     }
     values.update(overrides)
-    return load_settings(config_file=tmp / "no-such-deflect.toml", env={}, **values)
+    return load_settings(config_file="none", env={}, **values)
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("DEFLECT_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("DEFLECT_CONFIG", str(tmp_path / "no-such-deflect.toml"))
+    monkeypatch.setenv("DEFLECT_CONFIG", "none")  # read no config file
     return monkeypatch
 
 

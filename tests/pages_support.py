@@ -87,7 +87,7 @@ def make_settings(tmp: Path, kb_dir: Path | str, index_dir: Path | str, **overri
         "rate_limit_per_session": 0,
     }
     values.update(overrides)
-    return load_settings(config_file=tmp / "no-such-deflect.toml", env={}, **values)
+    return load_settings(config_file="none", env={}, **values)
 
 
 def admin_headers() -> dict[str, str]:

@@ -87,7 +87,7 @@ def server_env(root: Path, database_url: str, **settings: str) -> dict[str, str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
     env |= {
         "HF_HUB_OFFLINE": "1",
-        "DEFLECT_CONFIG": str(root / "no-such.toml"),
+        "DEFLECT_CONFIG": "none",  # read no config file
         "DEFLECT_KB_DIR": str(root / "kb"),
         "DEFLECT_INDEX_DIR": str(root / "index"),
         "DEFLECT_DATABASE_URL": database_url,

@@ -248,13 +248,14 @@ def test_settings_lists_every_setting(runner):
         assert setting.help in result.stdout
 
 
-def test_a_bad_deflect_toml_is_a_usage_error(runner, tmp_path, clean_env):
+def test_a_bad_deflect_toml_is_a_one_line_config_error(runner, tmp_path, clean_env):
+    """Exit status 2, `Error: ...` naming the file, and no usage lines (it is not a usage error)."""
     config = tmp_path / "deflect.toml"
     config.write_text('no_such_setting = "x"\n')
     clean_env.setenv("DEFLECT_CONFIG", str(config))
     result = runner.invoke(main, ["index", "--kb", str(tmp_path)])
     assert result.exit_code == 2
-    assert "no_such_setting" in result.output
+    assert result.output == f"Error: {config}: unknown setting 'no_such_setting'\n"
 
 
 def test_eval_feedback_replays_helpful_events_into_aliases(runner, eval_files, tmp_path, monkeypatch):
@@ -286,7 +287,7 @@ def _seed_events(tmp_path) -> str:
 
     url = f"sqlite:///{tmp_path / 'events.db'}"
     settings = load_settings(
-        config_file=tmp_path / "none.toml", env={}, kb_dir=str(write_kb(tmp_path / "kb", TINY_KB)),
+        config_file="none", env={}, kb_dir=str(write_kb(tmp_path / "kb", TINY_KB)),
         index_dir=str(tmp_path / "index"), database_url=url,
     )
     runtime = Runtime(settings, sync=False)

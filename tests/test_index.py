@@ -454,7 +454,7 @@ def test_each_embedding_backend_has_its_own_model_id(tmp_path):
     from deflect.refresh import model_id_for
     from deflect.settings import load_settings
 
-    ids = {b: model_id_for(load_settings(config_file=tmp_path / "none.toml", env={}, embed_backend=b))
+    ids = {b: model_id_for(load_settings(config_file="none", env={}, embed_backend=b))
            for b in ("onnx", "onnx-int8", "torch")}
     assert ids["onnx"] == ids["torch"]  # float32 ONNX vectors equal torch's
     assert ids["onnx-int8"] != ids["onnx"] and ids["onnx-int8"].endswith("+int8-b64")

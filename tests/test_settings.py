@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from deflect.settings import SETTINGS, Settings, load_settings, settings_table
+from deflect.errors import ConfigError
+from deflect.settings import NO_CONFIG, OTHER_ENV, SETTINGS, Settings, load_settings, settings_table
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def no_config(tmp_path) -> Path:
-    return tmp_path / "missing.toml"
+def no_config() -> str:
+    return NO_CONFIG
 
 
 @pytest.fixture
@@ -85,8 +90,35 @@ def test_env_values_are_coerced(no_config):
     assert s.cors_origin_list == ["https://a.example", "https://b.example"]
 
 
-def test_unrelated_env_is_ignored(no_config):
+def test_unrelated_env_is_ignored(no_config, caplog):
     assert load_settings(config_file=no_config, env={"KB_DIR": "x", "DEFLECT_UNKNOWN": "y"}) == Settings()
+
+
+def test_a_misspelled_deflect_variable_is_warned_about_once(no_config, caplog):
+    with caplog.at_level(logging.WARNING, logger="deflect.settings"):
+        s = load_settings(config_file=no_config, env={"DEFLECT_PORTT": "9000", "PORTT": "1"})
+    assert s.port == 8000  # still ignored...
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["unknown environment variable DEFLECT_PORTT ignored (did you mean DEFLECT_PORT?)"]
+
+
+def test_the_suites_and_cis_own_deflect_variables_are_not_warned_about(no_config, caplog):
+    """Every DEFLECT_* name the repository uses is a setting or in OTHER_ENV (tests, CI, DEFLECT_CONFIG)."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    used = set()
+    for name in tracked:
+        path = REPO / name
+        if path.suffix in {".py", ".md", ".toml", ""} and path.is_file():
+            used |= set(re.findall(r"\bDEFLECT_[A-Z][A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8", errors="replace")))
+    settings = {f"DEFLECT_{s.name.upper()}" for s in SETTINGS}
+    examples = {"DEFLECT_UNKNOWN", "DEFLECT_PORTT", "DEFLECT_X", "DEFLECT_BASE"}  # tests' typos, a Flask config key
+    assert {"DEFLECT_SKIP_BROWSER", "DEFLECT_CI_PG_PORT", "DEFLECT_TEST_POSTGRES_URL"} <= used
+    assert used - settings - examples <= OTHER_ENV, "add new DEFLECT_* variables of tests or CI to OTHER_ENV"
+    with caplog.at_level(logging.WARNING, logger="deflect.settings"):
+        load_settings(config_file=no_config, env={name: "1" for name in OTHER_ENV - {"DEFLECT_CONFIG"}})
+    assert not caplog.records
 
 
 def test_unknown_toml_key_raises(toml):
@@ -145,9 +177,19 @@ def test_every_setting_has_an_env_variable(no_config):
             s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
             assert getattr(s, setting.name) is expected, setting.name
             continue
-        value = "42" if setting.type in (int, float) else "from-env"
+        candidates = ["42", "0.25", "64"] if setting.type in (int, float) else ["from-env", "torch"]
+        value = next(v for v in candidates if _allowed(setting, v) not in (None, setting.default))
         s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
         assert str(getattr(s, setting.name)).startswith(value[:2]), setting.name
+
+
+def _allowed(setting, value: str):
+    """value as the setting's type if the setting allows it, else None."""
+    try:
+        typed = setting.type(value)
+    except ValueError:
+        return None
+    return typed if setting.check is None or setting.check.test(typed) else None
 
 
 @pytest.mark.parametrize("word, expected", [("on", True), ("1", True), ("Yes", True), ("off", False), ("0", False)])
@@ -164,6 +206,7 @@ def test_settings_table_documents_every_setting():
     table = settings_table()
     for setting in SETTINGS:
         assert f"DEFLECT_{setting.name.upper()}" in table and setting.help in table
+        assert f"| {setting.allowed} |" in table
 
 
 def test_model_name_defaults_to_the_bundled_model(no_config):
@@ -187,3 +230,120 @@ def test_with_overrides_returns_a_copy(no_config):
     s = load_settings(config_file=no_config, env={})
     t = s.with_overrides(port="9999", kb_dir=None)
     assert t.port == 9999 and t.kb_dir == s.kb_dir and s.port == 8000
+
+
+# --- the config file: an explicitly named one must exist ---------------------------------------
+
+
+def test_a_config_file_named_by_env_that_does_not_exist_is_an_error(tmp_path):
+    typo = tmp_path / "deflct.toml"
+    with pytest.raises(ConfigError, match=re.escape(f"config file {typo} (named by DEFLECT_CONFIG) does not exist")):
+        load_settings(env={"DEFLECT_CONFIG": str(typo)})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=typo, env={})
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_settings(env={"DEFLECT_CONFIG": str(tmp_path)})
+
+
+@pytest.mark.parametrize("word", ["none", "NONE", " None "])
+def test_deflect_config_none_reads_no_config_file(tmp_path, monkeypatch, word):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deflect.toml").write_text('kb_dir = "from-cwd"\n')
+    assert load_settings(env={"DEFLECT_CONFIG": word}) == Settings()
+    assert load_settings(config_file=word, env={}) == Settings()
+
+
+def test_an_empty_deflect_config_is_an_error_not_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="DEFLECT_CONFIG is empty: name a TOML file, or none"):
+        load_settings(env={"DEFLECT_CONFIG": ""})
+
+
+def test_the_default_deflect_toml_in_the_cwd_stays_optional(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}) == Settings()
+    (tmp_path / "deflect.toml").write_text("port = 9123\n")
+    assert load_settings(env={}).port == 9123
+
+
+def test_a_toml_syntax_error_names_the_file(toml):
+    config = toml("port = = 1\n")
+    with pytest.raises(ConfigError, match=re.escape(f"config file {config} is not valid TOML: Invalid value (at line 1")):
+        load_settings(config_file=config, env={})
+
+
+# --- values: each setting's allowed range, and where a refused value came from ------------------
+
+
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("port", "0", "from 1 to 65535"),
+        ("port", "65536", "from 1 to 65535"),
+        ("answer_threshold", "7", "from 0 to 1"),
+        ("target_false_answer", "-0.1", "from 0 to 1"),
+        ("rate_limit_per_client", "-5", "at least 0"),
+        ("rate_limit_per_session", "-1", "at least 0"),
+        ("sync_interval_seconds", "-1", "greater than 0"),
+        ("sync_interval_seconds", "0", "greater than 0"),
+        ("webhook_timeout_seconds", "0", "greater than 0"),
+        ("min_confirmations", "0", "at least 1"),
+        ("webhook_max_attempts", "0", "at least 1"),
+        ("encode_batch_size", "0", "at least 1"),
+        ("cluster_min_size", "1", "at least 2"),
+        ("cluster_join_similarity", "1.5", "from 0 to 1"),
+        ("cluster_regrow_factor", "0.5", "at least 1"),
+        ("embed_backend", "onnx-int4", "one of onnx-int8, onnx, torch"),
+        ("default_locale", "en us", "a language tag"),
+        ("kb_dir", " ", "not empty"),
+    ],
+)
+def test_a_value_out_of_range_names_the_setting_the_range_and_the_env_variable(no_config, name, value, allowed):
+    env_name = f"DEFLECT_{name.upper()}"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=no_config, env={env_name: value})
+    message = str(caught.value)
+    assert message.startswith(f"setting {name}: {value!r} is not allowed: it must be {allowed}")
+    assert message.endswith(f"(from {env_name})")
+
+
+def test_a_value_out_of_range_in_the_file_names_the_file(toml):
+    config = toml("[deflect]\nrate_limit_per_client = -5\n")
+    with pytest.raises(ConfigError, match=re.escape(f"rate_limit_per_client: -5 is not allowed: it must be at least 0 (from {config})")):
+        load_settings(config_file=config, env={})
+
+
+def test_a_value_out_of_range_given_explicitly_is_refused(no_config):
+    with pytest.raises(ConfigError, match="setting port: 70000 is not allowed: it must be from 1 to 65535 \\(from the command line\\)"):
+        load_settings(config_file=no_config, env={}, port=70000)
+
+
+def test_a_whole_number_setting_refuses_a_fraction_instead_of_truncating_it(toml, no_config):
+    config = toml("port = 8601.9\n")
+    with pytest.raises(ConfigError, match=re.escape(f"setting port: 8601.9 is not a whole number (from {config})")):
+        load_settings(config_file=config, env={})
+    with pytest.raises(ConfigError, match="setting port: '8601.9' is not a whole number \\(from DEFLECT_PORT\\)"):
+        load_settings(config_file=no_config, env={"DEFLECT_PORT": "8601.9"})
+    assert load_settings(config_file=toml("port = 8601.0\n"), env={}).port == 8601  # whole, if written as a float
+    with pytest.raises(ConfigError, match="sync_interval_seconds: 'nan' is not a finite number"):
+        load_settings(config_file=no_config, env={"DEFLECT_SYNC_INTERVAL_SECONDS": "nan"})
+
+
+def test_bounds_hold_at_their_edges(no_config):
+    env = {"DEFLECT_PORT": "65535", "DEFLECT_ANSWER_THRESHOLD": "1", "DEFLECT_RATE_LIMIT_PER_CLIENT": "0",
+           "DEFLECT_QUERY_CACHE_SIZE": "0", "DEFLECT_SYNC_INTERVAL_SECONDS": "0.01", "DEFLECT_EMBED_BACKEND": "torch"}
+    s = load_settings(config_file=no_config, env=env)
+    assert (s.port, s.answer_threshold, s.rate_limit_per_client, s.embed_backend) == (65535, 1.0, 0, "torch")
+
+
+def test_every_numeric_or_choice_setting_has_a_check_and_every_default_passes_it():
+    for setting in SETTINGS:
+        if setting.type in (int, float):
+            assert setting.check is not None, f"{setting.name}: give it a range"
+        if setting.check is not None:
+            assert setting.check.test(setting.default), setting.name
+
+
+def test_the_readme_settings_table_is_settings_table():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert settings_table() in readme, "README.md's settings table is stale: paste `deflect settings` into it"
