@@ -69,7 +69,7 @@ def main() -> None:
     from deflect.settings import load_settings
 
     bench = Path(args.bench)
-    engine, _ = build_benchmark_engine(bench / "kb", load_settings(config_file="/nonexistent/deflect.toml", env={}))
+    engine, _ = build_benchmark_engine(bench / "kb", load_settings(config_file="none", env={}))
     rows = [json.loads(line) for line in (bench / "queries.jsonl").open(encoding="utf-8") if line.strip()]
     answerable = np.array([r.get("expected") is not None for r in rows])
     table = features(engine, [r["text"] for r in rows])
