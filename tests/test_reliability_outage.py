@@ -291,6 +291,9 @@ def test_postgres_stopped_and_started_under_a_serving_process(tmp_path, own_post
         assert len(metrics) == 9 and {status for status, _ in metrics} == {503}, metrics
         assert max(seconds for _, seconds in metrics) < 15, metrics
 
+        # The sync loop (every 0.5 s, after any calibration it had to do) meets the outage too.
+        noticed = wait_for(lambda: "sync with the database failed" in server.log_path.read_text(), timeout=60)
+        assert noticed, server.log()
         own_postgres.start()
         back = wait_for(lambda: server.health()["database"] == "ok", timeout=30, interval=0.3)
         assert back, server.log()
@@ -305,6 +308,9 @@ def test_postgres_stopped_and_started_under_a_serving_process(tmp_path, own_post
             assert answer.status_code == 200, (path, answer.text)
         assert answer.json()["events"]["ticket_created"] == len(acknowledged)
         assert answer.json()["totals"]["searches"] == 1 + len(during)
+        # The sync loop notices on its next tick (every 0.5 s here): wait for it before stopping.
+        recovered = wait_for(lambda: "sync with the database works again" in server.log_path.read_text(), timeout=15)
+        assert recovered, server.log()
     finally:
         server.stop()
     engine = sa.create_engine(url)
