@@ -141,6 +141,7 @@ def bump_sync_counter(conn: sa.Connection, name: str) -> None:
 
 
 _EXAMPLE_URLS = "sqlite:///data/deflect.db or postgresql+psycopg://user:password@host/database"
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def make_engine(database_url: str) -> sa.Engine:
@@ -187,7 +188,12 @@ def _create_engine(url: sa.URL) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # An unreachable server (a network cut, not a refused connection) must not hold a request
+    # for the driver's default of minutes; a URL that sets connect_timeout keeps its own.
+    connect_args = {}
+    if url.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def writing(engine: sa.Engine):

@@ -18,8 +18,13 @@ import uuid
 import sqlalchemy as sa
 
 from .db import events, search_results, searches, writing
+from .outage import DatabaseUnavailable, FailureLog
 
 log = logging.getLogger(__name__)
+
+# The longest a request waits for the background writer (SearchLog.flush): requests must not
+# pile up behind a writer that is waiting for the database to come back.
+FLUSH_SECONDS = 5.0
 
 EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
 # Events about one suggested item; ticket_created is about the search as a whole.
@@ -107,7 +112,8 @@ class SearchLog:
     Rows are written in batches by one thread, in the order they were queued. `flush()`
     waits until everything queued before the call is committed; events call it before
     looking a search up, so an event can never outrun the search it refers to. A write
-    that fails is retried, not dropped.
+    that fails is retried, not dropped; while the database is away, searches wait in memory
+    and the failure is logged once (then once a minute, and once when it works again).
     """
 
     def __init__(self, engine: sa.Engine, max_batch: int = 500, retry_seconds: float = 0.5, linger: float = 0.2):
@@ -123,6 +129,8 @@ class SearchLog:
         self._done = threading.Condition()
         self._queued = 0  # sequence number of the last search queued
         self._written = 0  # ... and of the last one committed
+        self._failed_attempts = 0  # writes that failed, counted for flush()
+        self._outage = FailureLog(log, "search log: writing searches to the database")
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="deflect-search-log", daemon=True)
         self._thread.start()
@@ -134,12 +142,22 @@ class SearchLog:
             self._queue.put((self._queued, search, shown))
         return search["id"]
 
-    def flush(self, timeout: float = 60.0) -> bool:
-        """Block until every search queued before this call is committed (False on timeout)."""
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Block until every search queued before this call is committed; False after `timeout`.
+
+        The writer retries at once instead of finishing its wait between retries; if that try
+        fails (the database is unreachable), this raises DatabaseUnavailable without waiting
+        longer, so a request fails fast instead of holding a server thread.
+        """
         with self._done:
-            target = self._queued
+            target, failures = self._queued, self._failed_attempts
             self._hurry.set()
-            return self._done.wait_for(lambda: self._written >= target, timeout=timeout)
+            self._done.wait_for(lambda: self._written >= target or self._failed_attempts > failures, timeout=timeout)
+            if self._written >= target:
+                return True
+            if self._failed_attempts > failures or self._outage.failing:
+                raise DatabaseUnavailable(f"{self._queued - self._written} searches wait for the database")
+            return False
 
     def close(self) -> None:
         if not self._closed:
@@ -180,14 +198,22 @@ class SearchLog:
                     self._write_one_by_one(rows)
                 else:
                     write_searches(self.engine, rows)
+                self._outage.succeeded()
                 break
             except (sa.exc.DataError, sa.exc.IntegrityError):
                 # A row the database refuses is refused forever: write the batch row by row and
                 # drop only that one, instead of blocking every later search behind it.
                 one_by_one = True
             except sa.exc.SQLAlchemyError as exc:  # database restarting, locked, ...
-                log.warning("search log: write of %d searches failed (attempt %d): %s", len(rows), attempt, exc)
-                time.sleep(min(self.retry_seconds * attempt, 5.0))
+                self._outage.failed(exc)
+                with self._done:
+                    self._failed_attempts += 1
+                    self._done.notify_all()
+                # A flush() (a request waiting) cuts the wait short: it learns at once whether the database is back.
+                self._hurry.wait(min(self.retry_seconds * attempt, 5.0))
+                self._hurry.clear()
+        else:
+            log.error("search log: dropped %d searches after %d failed writes", len(rows), attempt)
         with self._done:
             self._written = batch[-1][0]
             self._done.notify_all()

@@ -21,6 +21,7 @@ import urllib.request
 import sqlalchemy as sa
 
 from .db import metadata, writing
+from .outage import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class OutboxWorker:
     def __init__(self, engine: sa.Engine, settings, interval: float = 1.0, tick=None):
         self.engine, self.settings, self.interval, self.tick = engine, settings, interval, tick
         self._stop = threading.Event()
+        self._failures = FailureLog(log, "outbox pass")  # one line a minute while the database is away
         self._thread = threading.Thread(target=self._run, name="deflect-outbox", daemon=True)
 
     def start(self) -> OutboxWorker:
@@ -214,5 +216,7 @@ class OutboxWorker:
                 if self.tick is not None:
                     self.tick()
                 deliver_due(self.engine, self.settings)
-            except Exception:  # the database may be restarting; the rows wait for the next pass
-                log.warning("outbox pass failed", exc_info=True)
+            except Exception as exc:  # the database may be restarting; the rows wait for the next pass
+                self._failures.failed(exc)
+            else:
+                self._failures.succeeded()

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from .outage import FailureLog, is_database_unavailable
 from .refresh import make_embedder, model_id_for, refresh_index
 from .settings import Settings
 
@@ -26,7 +27,7 @@ class Runtime:
     def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
         from .events import SearchLog
-        from .ideas import SUGGESTED_STATUSES, list_ideas, seed_ideas
+        from .ideas import SUGGESTED_STATUSES, count_ideas, list_ideas, seed_ideas
         from .ideas import generation as ideas_generation
         from .suggest import Engine
 
@@ -59,6 +60,8 @@ class Runtime:
             fallback_locale=settings.default_locale,
         )
         self.search_log = SearchLog(self.db)
+        self._ideas_count = count_ideas(self.db)  # what /healthz reports while the database is away
+        self._sync_failures = FailureLog(log, "sync with the database")
         self._alias_generation = -1
         self._alias_lock = threading.Lock()
         self._ideas_lock = threading.Lock()
@@ -113,22 +116,29 @@ class Runtime:
         self.search_log.close()
 
     def _sync_loop(self) -> None:
+        while not self._stop.wait(self.settings.sync_interval_seconds):
+            self.sync_step()
+
+    def sync_step(self) -> None:
+        """One tick of the sync loop; a failure (the database may be restarting) is retried next tick
+        and logged through a FailureLog: first with its traceback, then a line a minute, then recovery."""
         from .aliases import generation
         from .ideas import generation as ideas_generation
 
-        while not self._stop.wait(self.settings.sync_interval_seconds):
-            try:
-                self.follow_index()
-                if generation(self.db) != self._alias_generation:
-                    self.refresh_aliases()
-                if ideas_generation(self.db) != self._ideas_generation:
-                    self.reload_ideas()
-                due = self._recalibrate_after
-                if due is not None and time.monotonic() >= due:
-                    self._recalibrate_after = None
-                    self.recalibrate()
-            except Exception:  # the database may be restarting; try again next tick
-                log.warning("sync with the database failed", exc_info=True)
+        try:
+            self.follow_index()
+            if generation(self.db) != self._alias_generation:
+                self.refresh_aliases()
+            if ideas_generation(self.db) != self._ideas_generation:
+                self.reload_ideas()
+            due = self._recalibrate_after
+            if due is not None and time.monotonic() >= due:
+                self._recalibrate_after = None
+                self.recalibrate()
+        except Exception as exc:
+            self._sync_failures.failed(exc)
+        else:
+            self._sync_failures.succeeded()
 
     def follow_index(self) -> bool:
         """Load the index version another process built (recorded in the database), if newer.
@@ -311,12 +321,22 @@ class Runtime:
         }
 
     def health(self) -> dict:
+        """DESIGN's health keys plus `database`. With the database out of reach this still answers
+        (status "degraded", the last ideas count seen): the process can go on suggesting."""
         from .ideas import count_ideas
 
+        database = "ok"
+        try:
+            self._ideas_count = count_ideas(self.db)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            database = "unavailable"
         return {
-            "status": "ok",
+            "status": "ok" if database == "ok" else "degraded",
             "articles": len(self.engine.index.articles),
-            "ideas": count_ideas(self.db),
+            "ideas": self._ideas_count,
             "index_version": self.engine.version,
             "aliases": self.engine.alias_count,
+            "database": database,
         }

@@ -6,80 +6,25 @@ stop event the caller sets (plus a request budget), so nothing runs unbounded.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from pg_support import LocalPostgres, find_pg_bin, free_port, fresh_database, local_postgres  # noqa: F401 - shared
 
 ADMIN_TOKEN = "test-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "deflect.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def find_pg_bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-@contextlib.contextmanager
-def local_postgres() -> Iterator[str]:
-    """Start a throwaway PostgreSQL server on 127.0.0.1 from Debian's binaries; yield its URL."""
-    initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise RuntimeError("PostgreSQL binaries not found (apt-get install postgresql)")
-    # Not under pytest's tmp folder: that one is private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="deflect-pg-"))
-    data, sockets = root / "data", root / "sock"
-    sockets.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "deflect", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://deflect@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def fresh_database(server_url: str) -> str:
-    """Create an empty database on the server; return its URL."""
-    import sqlalchemy as sa
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(f"{server_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return f"{server_url}/{name}"
 
 
 def server_env(root: Path, database_url: str, **settings: str) -> dict[str, str]:

@@ -754,3 +754,56 @@ def test_suggestions_unavailable_is_shown_not_only_announced(page, site):
     page.keyboard.type(" please")  # the next search works: the note goes away
     expect(note).to_be_hidden(timeout=10_000)
     expect(page.locator("[data-deflect-suggestion]").first).to_be_visible(timeout=10_000)
+
+
+def _fail_first_event(page: Page, kind: str, how: str) -> list[str]:
+    """Answer the page's first POST /api/events of type `kind` with a 503 (the database away) or a
+    network error; let everything else through. Returns what happened to each `kind` POST."""
+    seen: list[str] = []
+
+    def handle(route):
+        body = route.request.post_data or ""
+        if route.request.method != "POST" or f'"type":"{kind}"' not in body.replace(" ", ""):
+            route.continue_()
+        elif not seen:
+            seen.append(how)
+            if how == "503":
+                route.fulfill(status=503, headers={"Retry-After": "5"}, content_type="application/json",
+                              body='{"error": {"code": "database_unavailable", "message": "try again shortly"}}')
+            else:
+                route.abort()
+        else:
+            seen.append("passed")
+            route.continue_()
+
+    page.route("**/api/events", handle)
+    return seen
+
+
+def test_the_widget_tries_an_event_again_after_a_503(page, site):
+    page.console.allow("Failed to load resource|503|ERR_FAILED|net::")
+    seen = _fail_first_event(page, "helpful", "503")
+    page.goto(site.base + "/help")
+    listbox = ask(page, "I can't log in because I lost my phone")
+    search_id = listbox.get_attribute("data-search-id")
+    page.locator("[data-deflect-suggestion]").first.click()
+    page.locator("[data-deflect-helpful]").click()  # its first POST gets the 503, the next one is stored
+    expect(page.locator(".dfl-widget")).to_have_attribute("data-feedback", "helpful")
+    expect(page.locator(".dfl-feedback-done")).to_contain_text("glad that helped")
+    assert len(wait_for_event(site.db, search_id, "helpful")) == 1
+    assert seen == ["503", "passed"], seen
+    page.console.check()
+
+
+def test_a_ticket_event_lost_on_the_network_is_sent_again_before_the_form_leaves(page, site):
+    page.console.allow("Failed to load resource|ERR_FAILED|net::")
+    seen = _fail_first_event(page, "ticket_created", "abort")
+    page.goto(site.base + "/help")
+    question = "can I pay for my plan with a purchase order"
+    search_id = ask(page, question).get_attribute("data-search-id")
+    page.fill("#details", "Our finance team needs one.")
+    page.get_by_role("button", name="Send to support").click()
+    expect(page.get_by_role("heading", name="Thanks, we got your question")).to_be_visible()
+    assert seen == ["abort", "passed"], seen
+    assert [e["type"] for e in stored_events(site.db, search_id)] == ["ticket_created"]
+    page.console.check()

@@ -7,6 +7,8 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from ..outage import RETRY_AFTER_SECONDS, is_database_unavailable, short_reason
+
 log = logging.getLogger(__name__)
 
 
@@ -47,5 +49,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if is_database_unavailable(exc):
+            # A known condition (database restarting, unreachable, locked): one line, no traceback;
+            # the client may retry (Retry-After), and a load balancer sees 503, not a crash.
+            log.warning("%s %s: 503, database unavailable: %s", request.method, request.path, short_reason(exc))
+            body, status = error_response(
+                503, "database_unavailable", "the database is unavailable for a moment; try again shortly"
+            )
+            body.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return body, status
         log.exception("unhandled error")
         return error_response(500, "internal_error", "internal error; the server log has the details")

@@ -105,8 +105,9 @@ OPENAPI = {
                     "field": {"type": "string", "description": "the request field (or header, or client/session) at fault"}}}},
             },
             "Health": {"type": "object", "required": ["status", "articles", "ideas", "index_version"], "properties": {
-                "status": {"type": "string", "enum": ["ok"]}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},
-                "index_version": {"type": "string"}, "aliases": {"type": "integer"}}},
+                "status": {"type": "string", "enum": ["ok", "degraded"]}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},
+                "index_version": {"type": "string"}, "aliases": {"type": "integer"},
+                "database": {"type": "string", "enum": ["ok", "unavailable"], "description": "unavailable: status is degraded, ideas is the last count seen; suggest still works"}}},
             "ArticleSummary": {"type": "object", "required": ["id", "title", "url", "locale", "tags"], "properties": {
                 "id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
                 "locale": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},

@@ -3,8 +3,8 @@ completed with what endpoints share, read from the app itself so it cannot drift
 
 From the URL map and the settings this adds: 401 on every admin operation, 429 (+ Retry-After)
 on every rate-limited one, 413/415 on every operation with a body, 400 on every operation with
-a parameter or body, 404 on every operation with a path parameter, the configured query length,
-and the HTML pages. tests/test_access.py checks that every route of the URL map is described.
+a parameter or body, 404 on every operation with a path parameter, 503 (+ Retry-After) on every
+one that needs the database, the configured query length, and the HTML pages. tests/test_access.py checks that every route of the URL map is described.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ _RATE_LIMITED = {
     "headers": {"Retry-After": {"required": True, "description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
     "content": _ERROR,
 }
+
+# Every other API operation needs the database: while it is out of reach they answer 503.
+_NO_DATABASE = {"/healthz", "/api/openapi.json", "/api/suggest", "/api/articles", "/api/articles/{id}"}
+_UNAVAILABLE = _RATE_LIMITED | {"description": "the database is unavailable for a moment (error.code database_unavailable)"}
 
 
 def _page(summary: str, *, params: list | None = None, not_found: bool = False, extra: dict | None = None) -> dict:
@@ -129,4 +133,6 @@ def build_openapi(app: Flask, settings: Settings) -> dict:
                 responses.setdefault(code, _response(code))
             if (path, method) in limited:
                 responses["429"] = copy.deepcopy(_RATE_LIMITED)
+            if path not in _NO_DATABASE:
+                responses["503"] = copy.deepcopy(_UNAVAILABLE)
     return doc

@@ -9,15 +9,32 @@
   var buttons = box.querySelectorAll("[data-feedback]");
   box.hidden = false;
 
+  // While the database is away for a moment deflect answers 503 (Retry-After); a network error may
+  // be as short: 3 tries within ~2 s before saying the answer could not be saved.
+  var RETRY_DELAYS_MS = [500, 1200];
+  function postEvent(body, tried) {
+    tried = tried || 0;
+    function again(failed) {
+      if (tried >= RETRY_DELAYS_MS.length) return failed();
+      return new Promise(function (resolve) { setTimeout(resolve, RETRY_DELAYS_MS[tried]); })
+        .then(function () { return postEvent(body, tried + 1); });
+    }
+    return fetch("/api/events", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      return response.status === 503 ? again(function () { return response; }) : response;
+    }, function (error) {
+      return again(function () { throw error; });
+    });
+  }
+
   Array.prototype.forEach.call(buttons, function (button) {
     button.addEventListener("click", function () {
       var type = button.getAttribute("data-feedback");
       Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
-      fetch("/api/events", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ search_id: searchId, type: type, item_id: articleId, item_type: "article" }),
-      }).then(function (response) {
+      postEvent({ search_id: searchId, type: type, item_id: articleId, item_type: "article" }).then(function (response) {
         if (!response.ok) throw new Error("events answered " + response.status);
         box.setAttribute("data-feedback-sent", type);
         thanks.textContent = type === "helpful"

@@ -99,6 +99,28 @@
     }, options || {}));
   }
 
+  // An event is stored only once the database has it: while the database is away for a moment
+  // deflect answers 503, and a network error may be just as short. Try again twice, soon
+  // (3 tries within ~2 s), then give up; the form's submit waits at most submitWaitMs anyway.
+  var RETRY_DELAYS_MS = [500, 1200];
+
+  function postWithRetry(path, body, options) {
+    function attempt(tried) {
+      function again(failed) {
+        if (tried >= RETRY_DELAYS_MS.length) return failed();
+        return new Promise(function (resolve) { setTimeout(resolve, RETRY_DELAYS_MS[tried]); })
+          .then(function () { return attempt(tried + 1); });
+      }
+      return post(path, body, options).then(function (response) {
+        return response.status === 503 ? again(function () { return response; }) : response;
+      }, function (error) {
+        if (error && error.name === "AbortError") throw error;
+        return again(function () { throw error; });
+      });
+    }
+    return attempt(0);
+  }
+
   function requester(form) {
     var who = {};
     if (data.customerId) who.customer_id = data.customerId;
@@ -367,7 +389,7 @@
       }
       var who = requester(form);
       if (who && (type === "ticket_created" || type === "vote" || type === "helpful")) body.requester = who;
-      return post("/api/events", body, options).catch(function () { return null; });
+      return postWithRetry("/api/events", body, options).catch(function () { return null; });
     }
 
     function recordClick(result) {

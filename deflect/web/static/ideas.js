@@ -28,6 +28,22 @@
     emailField.form.addEventListener("submit", function (e) { e.preventDefault(); });
   }
 
+  // While the database is away for a moment deflect answers 503 (Retry-After): 3 tries within ~2 s.
+  // Only on 503, where the database did not take the vote: a vote lost on the network may well have
+  // been counted (a retry could count it twice), and the person can still press the button again.
+  var RETRY_DELAYS_MS = [500, 1200];
+  function postVote(id, body, tried) {
+    return fetch("/api/ideas/" + encodeURIComponent(id) + "/vote", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      if (response.status !== 503 || tried >= RETRY_DELAYS_MS.length) return response;
+      return new Promise(function (resolve) { setTimeout(resolve, RETRY_DELAYS_MS[tried]); })
+        .then(function () { return postVote(id, body, tried + 1); });
+    });
+  }
+
   var already = voted();
   Array.prototype.forEach.call(document.querySelectorAll("[data-vote-idea]"), function (button) {
     var id = button.getAttribute("data-vote-idea");
@@ -48,11 +64,7 @@
       }
       if (email) body.requester = { email: email };
       button.disabled = true;
-      fetch("/api/ideas/" + encodeURIComponent(id) + "/vote", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      }).then(function (response) {
+      postVote(id, body, 0).then(function (response) {
         if (!response.ok) throw new Error("vote answered " + response.status);
         return response.json();
       }).then(function (answer) {

@@ -1,0 +1,100 @@
+"""The database out of reach for a while (a restart, a failover, a network cut).
+
+Requests that need the database then fail fast and say so (the web layer answers 503 with
+Retry-After, see deflect.web.errors); searches keep being answered and wait in memory
+(deflect.events.SearchLog). Background loops that keep retrying log through FailureLog, so
+an outage gives a handful of log lines instead of a traceback every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+
+# What a 503 tells clients (Retry-After, seconds): about how long a database restart takes.
+RETRY_AFTER_SECONDS = 5
+
+# SQLite reports a busy or unreachable file as OperationalError, like a mistake in a query
+# ("no such table"); only these messages mean "try again shortly".
+_SQLITE_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "database is busy",
+    "unable to open database",
+    "disk i/o error",
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached in time for this request; retrying shortly may work."""
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """True for errors that mean "the database is out of reach (or busy) for now", not a bug.
+
+    PostgreSQL: every OperationalError (connection refused or lost, server shutting down or
+    starting, ...) and InterfaceError; any driver error that invalidated its connection; the
+    pool's checkout timeout. SQLite: "database is locked"-style errors only.
+    """
+    for _ in range(5):  # an explicit `raise ... from exc` chain, not every context
+        if exc is None:
+            return False
+        if isinstance(exc, (DatabaseUnavailable, sa.exc.DisconnectionError, sa.exc.TimeoutError)):
+            return True
+        if isinstance(exc, sa.exc.DBAPIError):
+            if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+                return True
+            if isinstance(exc, sa.exc.OperationalError):
+                if type(exc.orig).__module__.startswith("sqlite3"):
+                    return any(text in str(exc.orig).lower() for text in _SQLITE_TRANSIENT)
+                return True
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def short_reason(exc: BaseException) -> str:
+    """The driver's first line about `exc`, without SQL, parameters or links."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return (lines[0] if lines else type(orig).__name__)[:300]
+
+
+class FailureLog:
+    """Log a failure that repeats while a loop retries: the first one with its traceback, then
+    at most one short line per `interval` seconds while it goes on, and one INFO line once the
+    loop works again. One instance per loop (it is not shared between threads)."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval: float = 60.0, clock=time.monotonic):
+        self.logger, self.what, self.interval, self.clock = logger, what, interval, clock
+        self.failing_since: float | None = None
+        self.failures = 0
+        self._last_line = 0.0
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        now = self.clock()
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = self._last_line = now
+            self.logger.warning("%s failed", self.what, exc_info=exc)
+        elif now - self._last_line >= self.interval:
+            self._last_line = now
+            self.logger.warning(
+                "%s still failing after %.0f s (failed attempts: %d): %s",
+                self.what, now - self.failing_since, self.failures, short_reason(exc),
+            )
+
+    def succeeded(self) -> None:
+        if self.failing_since is not None:
+            self.logger.info(
+                "%s works again after %.0f s (failed attempts: %d)",
+                self.what, self.clock() - self.failing_since, self.failures,
+            )
+            self.failing_since = None
+            self.failures = 0
