@@ -105,6 +105,22 @@ CUSTOMER_PAGE = """<!doctype html>
 </body></html>"""
 
 
+# An in-app help box: no <form>; the app files tickets through its own API and tells the widget.
+IN_APP_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Acme app</title><link rel="icon" href="data:,"></head>
+<body><h1>Help</h1>
+<input id="ask" aria-label="Question" data-deflect-input>
+<button id="file" type="button">File a ticket</button>
+<script>
+  document.addEventListener("deflect:results", function (e) { window.shown = e.detail; });
+  document.getElementById("file").addEventListener("click", function () {
+    document.getElementById("ask").dispatchEvent(new CustomEvent("deflect:ticket"));
+  });
+</script>
+<script src="{base}/static/deflect-widget.js" data-endpoint="{base}" data-types="article" defer></script>
+</body></html>"""
+
+
 def customer_site():
     """Another origin (another port) embedding the widget, as a customer's own help page would."""
     from flask import Flask
@@ -119,6 +135,15 @@ def customer_site():
     @app.get("/")
     def home():
         return CUSTOMER_PAGE.format(base=app.config["DEFLECT_BASE"])
+
+    @app.get("/ko")
+    def korean():  # a Korean page; one message replaced through data-messages
+        return CUSTOMER_PAGE.format(base=app.config["DEFLECT_BASE"]).replace('<html lang="en">', '<html lang="ko">').replace(
+            'data-k="3"', 'data-k="3" data-locale="ko" data-messages=\'{"no": "아니요, 아닙니다"}\'')
+
+    @app.get("/app")
+    def in_app():
+        return IN_APP_PAGE.replace("{base}", app.config["DEFLECT_BASE"])  # not .format: the page has JS braces
 
     @app.post("/sent")
     def sent():
@@ -807,3 +832,42 @@ def test_a_ticket_event_lost_on_the_network_is_sent_again_before_the_form_leaves
     assert seen == ["abort", "passed"], seen
     assert [e["type"] for e in stored_events(site.db, search_id)] == ["ticket_created"]
     page.console.check()
+
+
+def test_widget_speaks_the_page_language_and_takes_replaced_messages(page, site):
+    page.goto(site.customer + "/ko")
+    ask(page, "비밀번호를 잊어버렸어요")
+    expect(page.locator(".dfl-group-label").first).to_have_text("도움말 문서")
+    expect(page.locator(".dfl-sr-status")).to_contain_text("문서 3개를 찾았습니다.")
+    page.locator("[data-deflect-suggestion]").first.click()
+    expect(page.locator(".dfl-yes")).to_have_text("네, 답이 되었습니다")
+    expect(page.locator(".dfl-no")).to_have_text("아니요, 아닙니다")  # data-messages wins
+
+
+def test_widget_without_a_form_reports_its_search_and_records_a_ticket_it_is_told_of(page, site):
+    page.goto(site.customer + "/app")
+    listbox = ask(page, "I was charged twice this month")
+    search_id = listbox.get_attribute("data-search-id")
+    shown = page.evaluate("window.shown")
+    assert shown["searchId"] == search_id and shown["query"] == "I was charged twice this month"
+    assert [r["id"] for r in shown["results"]] == [
+        o.get_attribute("data-id") for o in page.locator("[data-deflect-suggestion]").all()
+    ]
+    page.get_by_role("button", name="File a ticket").click()
+    assert [e["type"] for e in wait_for_event(site.db, search_id, "ticket_created")] == ["ticket_created"]
+
+
+def test_an_idea_at_the_top_is_introduced_as_a_request_not_an_answer(page, site):
+    """The wording depends only on the answer: the server's answer is fixed here (one idea first)."""
+    answer = {"search_id": "0" * 32, "answered": True, "results": [
+        {"type": "idea", "id": "dark-mode", "title": "Dark mode", "url": "/ideas#idea-dark-mode", "snippet": "", "score": 0.97},
+        {"type": "article", "id": "account/theme", "title": "Themes", "url": "/articles/account/theme", "snippet": "x", "score": 0.4},
+    ]}  # fmt: skip
+    page.route("**/api/suggest", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(site.base + "/help")
+    ask(page, "is there a dark mode")
+    expect(page.locator(".dfl-panel-head")).to_have_text("Others asked for this too:")
+    answer["results"].reverse()  # an article first: an answer
+    page.keyboard.type(" please")
+    expect(page.locator("[role=listbox]").first).to_have_attribute("data-query", "is there a dark mode please")
+    expect(page.locator(".dfl-panel-head")).to_have_text("This might answer your question:")

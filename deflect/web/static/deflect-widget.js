@@ -6,6 +6,7 @@
  *           data-input="[data-deflect-input]"              (question field selector, the default)
  *           data-customer-id="..." data-email="..." data-mrr="..."   (optional, known requester)
  *           data-css="none"                                (skip the default stylesheet)
+ *           data-messages='{"yes": "..."}'                   (replace any message; English and Korean built in)
  *           defer></script>
  *
  * The question field becomes an ARIA combobox. Searches of one question share a `session`;
@@ -38,6 +39,51 @@
     slowMs: 800,
   };
   if (!config.types.length) config.types = ["article", "idea"];
+
+  // What the widget says, by language (data-locale's, else the page's <html lang>); any message
+  // can be replaced with data-messages='{"yes": "..."}' (also how to add a language).
+  var MESSAGES = {
+    en: {
+      suggestions: "Suggested answers", searching: "Searching\u2026",
+      unavailable: "Suggestions are not available right now. You can still send your question.",
+      articles: "Help articles", ideas: "Ideas from other customers", bestMatch: "Best match",
+      mightAnswer: "This might answer your question:", askedToo: "Others asked for this too:",
+      related: "Related answers:", none: "No suggestions yet. Add a few words, or send your question to support.",
+      oneArticle: "1 article", nArticles: "{n} articles", oneIdea: "1 idea", nIdeas: "{n} ideas", and: " and ",
+      found: "{items} found.", keys: "Use the up and down arrows to review, Enter to open.",
+      seeIdea: "See the idea", readArticle: "Read the full article", vote: "Vote for this idea", voted: "Voted",
+      voteCounted: "Thanks, your vote is counted.", voteFailed: "Your vote could not be saved. Please try again.",
+      didItAnswer: "Did this answer your question?", yes: "Yes, this answered my question", no: "No",
+      answerFailed: "Your answer could not be saved. Please try again.",
+      gladItHelped: "Great, glad that helped! There is no need to send the form.",
+      thanksTryAnother: "Thanks for telling us. Try another suggestion, or send your question below.",
+      saving: "Saving\u2026",
+    },
+    ko: {
+      suggestions: "추천 답변", searching: "검색 중\u2026",
+      unavailable: "지금은 추천 답변을 불러올 수 없습니다. 질문은 그대로 보내실 수 있습니다.",
+      articles: "도움말 문서", ideas: "다른 고객의 아이디어", bestMatch: "가장 알맞은 답변",
+      mightAnswer: "이 답변이 도움이 될 수 있습니다:", askedToo: "다른 고객도 요청했습니다:",
+      related: "관련 답변:", none: "아직 추천 답변이 없습니다. 몇 단어를 더 입력하시거나 지원팀에 질문을 보내 주세요.",
+      oneArticle: "문서 1개", nArticles: "문서 {n}개", oneIdea: "아이디어 1개", nIdeas: "아이디어 {n}개", and: ", ",
+      found: "{items}를 찾았습니다.", keys: "위아래 화살표로 살펴보고 Enter로 여세요.",
+      seeIdea: "아이디어 보기", readArticle: "문서 전체 보기", vote: "이 아이디어에 투표", voted: "투표함",
+      voteCounted: "감사합니다. 투표가 반영되었습니다.", voteFailed: "투표를 저장하지 못했습니다. 다시 시도해 주세요.",
+      didItAnswer: "질문에 대한 답이 되었나요?", yes: "네, 답이 되었습니다", no: "아니요",
+      answerFailed: "응답을 저장하지 못했습니다. 다시 시도해 주세요.",
+      gladItHelped: "도움이 되어 다행입니다! 양식을 보내지 않으셔도 됩니다.",
+      thanksTryAnother: "알려 주셔서 감사합니다. 다른 추천 답변을 보시거나 아래에서 질문을 보내 주세요.",
+      saving: "저장 중\u2026",
+    },
+  };
+  var language = (config.locale || document.documentElement.lang || "en").toLowerCase().split(/[-_]/)[0];
+  var overrides = {};
+  try { overrides = JSON.parse(data.messages || "{}") || {}; } catch (e) { overrides = {}; }
+
+  function t(key) {
+    if (typeof overrides[key] === "string") return overrides[key];
+    return (MESSAGES[language] || MESSAGES.en)[key] || MESSAGES.en[key];
+  }
 
   if (data.css !== "none") {
     var link = document.createElement("link");
@@ -167,7 +213,7 @@
     var listbox = el("div", "dfl-listbox");
     listbox.id = uid + "-listbox";
     listbox.setAttribute("role", "listbox");
-    listbox.setAttribute("aria-label", "Suggested answers");
+    listbox.setAttribute("aria-label", t("suggestions"));
     var preview = el("section", "dfl-preview");
     preview.hidden = true;
     preview.setAttribute("aria-live", "polite");
@@ -274,7 +320,7 @@
       var body = { query: query, k: config.k, types: config.types, session: state.session };
       if (config.locale) body.locale = config.locale;
       root.setAttribute("aria-busy", "true");
-      var slow = setTimeout(function () { if (seq === state.seq) showNote("Searching\u2026"); }, config.slowMs);
+      var slow = setTimeout(function () { if (seq === state.seq) showNote(t("searching")); }, config.slowMs);
       return post("/api/suggest", body, { signal: controller.signal })
         .then(function (response) {
           if (!response.ok) throw new Error("suggest answered " + response.status);
@@ -289,7 +335,7 @@
         .catch(function (error) {
           if (error && error.name === "AbortError") return;
           if (seq === state.seq) {
-            var message = "Suggestions are not available right now. You can still send your question.";
+            var message = t("unavailable");
             announce(message);
             showNote(message);
           }
@@ -321,8 +367,8 @@
       state.options = [];
       closePreview();
       var groups = [
-        { type: "article", label: "Help articles" },
-        { type: "idea", label: "Ideas from other customers" },
+        { type: "article", label: t("articles") },
+        { type: "idea", label: t("ideas") },
       ];
       var counts = {};
       groups.forEach(function (group) {
@@ -348,7 +394,7 @@
           var row = el("span", "dfl-title-row");
           row.appendChild(el("span", "dfl-title", result.title));
           if (result === state.search.results[0] && state.search.answered) {
-            row.appendChild(el("span", "dfl-badge", "Best match"));
+            row.appendChild(el("span", "dfl-badge", t("bestMatch")));
           }
           option.appendChild(row);
           if (result.snippet) option.appendChild(el("span", "dfl-snippet", result.snippet));
@@ -359,13 +405,19 @@
         });
         listbox.appendChild(box);
       });
+      // For the host page: which search is shown (e.g. to attach its id to a ticket it files itself).
+      input.dispatchEvent(new CustomEvent("deflect:results", { bubbles: true, detail: {
+        searchId: state.search.id, query: state.lastQuery, answered: state.search.answered,
+        results: state.search.results } }));
       if (state.options.length) {
-        heading.textContent = state.search.answered ? "This might answer your question:" : "Related answers:";
-        announce(describe(counts) + " Use the up and down arrows to review, Enter to open.");
+        var first = state.search.results[0];
+        // An idea at the top is a request others made, not an answer: say so.
+        heading.textContent = !state.search.answered ? t("related") : first.type === "idea" ? t("askedToo") : t("mightAnswer");
+        announce(describe(counts) + " " + t("keys"));
         setOpen(true);
       } else {
         heading.textContent = "";
-        announce("No suggestions yet. Add a few words, or send your question to support.");
+        announce(t("none"));
         setOpen(false);
         panel.hidden = true;
       }
@@ -373,9 +425,9 @@
 
     function describe(counts) {
       var parts = [];
-      if (counts.article) parts.push(counts.article + (counts.article === 1 ? " article" : " articles"));
-      if (counts.idea) parts.push(counts.idea + (counts.idea === 1 ? " idea" : " ideas"));
-      return parts.join(" and ") + " found.";
+      if (counts.article) parts.push(t(counts.article === 1 ? "oneArticle" : "nArticles").replace("{n}", counts.article));
+      if (counts.idea) parts.push(t(counts.idea === 1 ? "oneIdea" : "nIdeas").replace("{n}", counts.idea));
+      return t("found").replace("{items}", parts.join(t("and")));
     }
 
     // --- events --------------------------------------------------------------------------
@@ -427,7 +479,7 @@
           withSearch.searchParams.set("search", search.id);
           target = withSearch.href;
         }
-        var open = el("a", "dfl-open", result.type === "idea" ? "See the idea" : "Read the full article");
+        var open = el("a", "dfl-open", result.type === "idea" ? t("seeIdea") : t("readArticle"));
         open.href = target;
         open.target = "_blank";
         open.rel = "noopener";
@@ -439,32 +491,32 @@
       var done = el("p", "dfl-feedback-done");
       done.setAttribute("role", "status");
       if (result.type === "idea") {
-        var vote = el("button", "dfl-button dfl-vote", "Vote for this idea");
+        var vote = el("button", "dfl-button dfl-vote", t("vote"));
         vote.type = "button";
         vote.setAttribute("data-deflect-vote", "");
         if (votedIdeas().indexOf(result.id) >= 0) {
-          vote.textContent = "Voted";
+          vote.textContent = t("voted");
           vote.disabled = true;
         }
         vote.addEventListener("click", function () {
           keepFocus(vote);
           vote.disabled = true;
           voteFor(result).then(function (ok) {
-            done.textContent = ok ? "Thanks, your vote is counted." : "Your vote could not be saved. Please try again.";
+            done.textContent = ok ? t("voteCounted") : t("voteFailed");
             vote.disabled = ok;
             if (ok) {
-              vote.textContent = "Voted";
+              vote.textContent = t("voted");
               rememberVote(result.id);
             }
           });
         });
         actions.appendChild(vote);
       } else {
-        var ask = el("p", "dfl-ask", "Did this answer your question?");
-        var yes = el("button", "dfl-button dfl-yes", "Yes, this answered my question");
+        var ask = el("p", "dfl-ask", t("didItAnswer"));
+        var yes = el("button", "dfl-button dfl-yes", t("yes"));
         yes.type = "button";
         yes.setAttribute("data-deflect-helpful", "");
-        var no = el("button", "dfl-button dfl-no", "No");
+        var no = el("button", "dfl-button dfl-no", t("no"));
         no.type = "button";
         no.setAttribute("data-deflect-not-helpful", "");
         var key = search.id + ":" + result.id;
@@ -478,13 +530,13 @@
             if (!ok) {
               delete state.feedback[key];
               yes.disabled = no.disabled = false;
-              done.textContent = "Your answer could not be saved. Please try again.";
+              done.textContent = t("answerFailed");
               return;
             }
             root.setAttribute("data-feedback", type);
             done.textContent = type === "helpful"
-              ? "Great, glad that helped! There is no need to send the form."
-              : "Thanks for telling us. Try another suggestion, or send your question below.";
+              ? t("gladItHelped")
+              : t("thanksTryAnother");
           });
         }
         yes.addEventListener("click", function () { mark("helpful"); });
@@ -508,7 +560,7 @@
         // A button about to be disabled drops the focus to the page, and with it Escape and the
         // arrow keys: hand it to the status line that will say what happened.
         if (Array.prototype.indexOf.call(arguments, document.activeElement) >= 0) {
-          done.textContent = "Saving…";  // an empty status line is not displayed, so not focusable
+          done.textContent = t("saving");  // an empty status line is not displayed, so not focusable
           done.tabIndex = -1;
           done.focus();
         }
@@ -555,21 +607,34 @@
     });
 
     // --- sending the form anyway ---------------------------------------------------------
+    /** Record ticket_created for the whole question (its last keys are searched first if they
+     * were not yet); resolves once stored or failed. null when there is nothing to attach it to. */
+    function recordTicket() {
+      cancelPending();
+      var query = currentQuery();
+      var needsSearch = query.length >= config.minChars && query !== state.lastQuery;
+      if (!state.search && !needsSearch) return null;
+      return (needsSearch ? search(query) : Promise.resolve()).then(function () {
+        return sendEvent("ticket_created", null);
+      });
+    }
+
+    // A widget without a <form> (an in-app chat, a page that files tickets through its own API)
+    // says a ticket was filed with input.dispatchEvent(new CustomEvent("deflect:ticket")).
+    input.addEventListener("deflect:ticket", function () {
+      var sent = recordTicket();
+      if (sent) sent.then(function () { newQuestion(); });
+    });
+
     // Listening on the document runs after the page's own submit handlers, so a page that
     // handles the submit itself (preventDefault) keeps control; otherwise the ticket_created
     // event is stored before the browser leaves the page.
     if (form) {
       document.addEventListener("submit", function (e) {
         if (e.target !== form || state.submitting) return;
-        cancelPending();
-        // The ticket belongs to the whole question: if the last keys were not searched yet, search them first.
-        var query = currentQuery();
-        var needsSearch = query.length >= config.minChars && query !== state.lastQuery;
-        if (!state.search && !needsSearch) return;
+        var sent = recordTicket();
+        if (!sent) return;
         state.submitting = true;
-        var sent = (needsSearch ? search(query) : Promise.resolve()).then(function () {
-          return sendEvent("ticket_created", null);
-        });
         if (e.defaultPrevented) {
           sent.then(function () { state.submitting = false; newQuestion(); });
           return;
