@@ -139,23 +139,30 @@ def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list
 
 def move_to(conn: sa.Connection, item_type: str, from_id: str, to_id: str) -> int:
     """Hand an item's aliases to the item it was merged into (an idea merged into another is no
-    longer suggested, so its aliases would find nothing). One the target already has for the same
-    query is dropped instead. Returns how many moved; the generation is bumped if any changed."""
-    rows = conn.execute(
-        sa.select(aliases.c.id, aliases.c.query_key).where(aliases.c.item_type == item_type, aliases.c.item_id == from_id)
-    ).all()
+    longer suggested, so its aliases would find nothing). Where both have one for the same query,
+    the active one is kept (the target's if both are). Returns how many moved; the generation is
+    bumped if any changed."""
+    columns = (aliases.c.id, aliases.c.query_key, aliases.c.active)
+    rows = conn.execute(sa.select(*columns).where(aliases.c.item_type == item_type, aliases.c.item_id == from_id)).all()
     if not rows:
         return 0
-    taken = set(
-        conn.execute(
-            sa.select(aliases.c.query_key).where(aliases.c.item_type == item_type, aliases.c.item_id == to_id)
-        ).scalars()
-    )
-    duplicates = [row.id for row in rows if row.query_key in taken]
-    moving = [row.id for row in rows if row.query_key not in taken]
-    if duplicates:
-        conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id.in_(duplicates)))
-        conn.execute(aliases.delete().where(aliases.c.id.in_(duplicates)))
+    target = {
+        row.query_key: row
+        for row in conn.execute(sa.select(*columns).where(aliases.c.item_type == item_type, aliases.c.item_id == to_id))
+    }
+    moving, dropped = [], []
+    for row in rows:
+        theirs = target.get(row.query_key)
+        if theirs is None:
+            moving.append(row.id)
+        elif row.active and not theirs.active:  # a learned alias beats a pending one
+            dropped.append(theirs.id)
+            moving.append(row.id)
+        else:
+            dropped.append(row.id)
+    if dropped:
+        conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id.in_(dropped)))
+        conn.execute(aliases.delete().where(aliases.c.id.in_(dropped)))
     if moving:
         conn.execute(aliases.update().where(aliases.c.id.in_(moving)).values(item_id=to_id, updated_at=time.time()))
     bump_generation(conn)

@@ -255,6 +255,11 @@ def insert_event(conn: sa.Connection, search: dict, event_type: str, item_type, 
     return int(result.inserted_primary_key[0])
 
 
+def lock_search(conn: sa.Connection, search_id: str) -> None:
+    """Hold the search's row until the transaction ends (a no-op on SQLite, whose writers take turns)."""
+    conn.execute(sa.select(searches.c.id).where(searches.c.id == search_id).with_for_update())
+
+
 def same_event(conn: sa.Connection, search_id: str, event_type: str, item_type, item_id) -> int | None:
     """The id of an event already stored with the same search, type and item, if any."""
     return conn.execute(

@@ -36,6 +36,7 @@ def record_event(
         EventError,
         get_search,
         insert_event,
+        lock_search,
         same_event,
         search_age,
     )
@@ -70,6 +71,9 @@ def record_event(
         vector = runtime.engine.embedder.encode([search["query"]])[0]
     alias = voted = None
     with writing(runtime.db) as conn:
+        # One writer per search at a time (PostgreSQL row lock; SQLite's writers are serialised
+        # already), so that two copies of one event sent at once cannot both be stored.
+        lock_search(conn, search_id)
         earlier = None if event_type == "vote" else same_event(conn, search_id, event_type, item_type, item_id)
         if earlier is not None:  # a retry or a double click: stored and counted once (votes: once per requester)
             return _answer(earlier, search_id, event_type, item_type, item_id) | {"duplicate": True}
@@ -113,9 +117,10 @@ def _item_type(runtime, search: dict, item_id: str, item_type: str | None) -> st
 
     shown = _shown(search)
     candidates = [item_type] if item_type else ["article", "idea"]
-    for kind in candidates:
+    for kind in candidates:  # what the search showed first: an idea and an article may share an id
         if (kind, item_id) in shown:
             return kind
+    for kind in candidates:
         if kind == "article" and item_id in runtime.engine.articles.position:
             return kind
         if kind == "idea" and get_idea(runtime.db, item_id) is not None:

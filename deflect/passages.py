@@ -76,7 +76,7 @@ def _row_as_text(headers: list[str], cells: list[str]) -> str:
     if len(headers) <= 2:
         pairs = values
     else:
-        pairs = [f"{header} {value}".strip() for header, value in zip(headers[1:], values)]
+        pairs = [f"{header} {value}".strip() if value else "" for header, value in zip(headers[1:], values)]
         pairs += values[len(headers) - 1 :]
     pairs = [pair for pair in pairs if pair]
     row = f"{label}: {'; '.join(pairs)}" if label and pairs else label or "; ".join(pairs)

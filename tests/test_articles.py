@@ -563,12 +563,13 @@ def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, e
 
 def test_a_table_becomes_one_readable_line_per_row_with_its_column_names():
     body = (
-        "Prices:\n\n| | Free | Team |\n|---|:---:|---|\n| Price | $0 | $8/user/month |\n| Guests | – | 2 per member |\n\n"
+        "Prices:\n\n| | Free | Team |\n|---|:---:|---|\n| Price | $0 | $8/user/month |\n| Guests | – | 2 per member |\n"
+        "| Seats | | 10 |\n\n"
         "| Shortcut | Action |\n|---|---|\n| `Ctrl+K` | Open the command menu |\n| `/` | Search |\n"
     )
     text = plain_text(body)
     assert "|" not in text and "---" not in text
-    assert "Price: Free $0; Team $8/user/month. Guests: Free –; Team 2 per member." in text
+    assert "Price: Free $0; Team $8/user/month. Guests: Free –; Team 2 per member. Seats: Team 10." in text
     assert "Shortcut, Action. Ctrl+K: Open the command menu. /: Search." in text
 
 

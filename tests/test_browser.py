@@ -871,3 +871,15 @@ def test_an_idea_at_the_top_is_introduced_as_a_request_not_an_answer(page, site)
     page.keyboard.type(" please")
     expect(page.locator("[role=listbox]").first).to_have_attribute("data-query", "is there a dark mode please")
     expect(page.locator(".dfl-panel-head")).to_have_text("This might answer your question:")
+
+
+def test_after_a_ticket_without_a_form_the_old_suggestions_go_away(page, site):
+    """They belonged to the question just sent; opening one used to throw (no search any more)."""
+    page.goto(site.customer + "/app")
+    listbox = ask(page, "I was charged twice this month")
+    search_id = listbox.get_attribute("data-search-id")
+    page.get_by_role("button", name="File a ticket").click()
+    assert wait_for_event(site.db, search_id, "ticket_created")
+    expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
+    page.console.check()

@@ -362,3 +362,38 @@ def test_a_misspelt_suggest_field_is_an_error_not_ignored(served):
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["field"] == "local" and "unknown field 'local'" in error["message"] and "locale" in error["message"]
+
+
+def test_copies_of_one_event_sent_at_once_are_stored_once(served):
+    """Two tabs, or a retry racing the original: the search's row is locked while one is stored."""
+    base, runtime = served()
+    answer = suggest(base, "I forgot my password", session="racing")
+    body = {"search_id": answer["search_id"], "type": "click", "item_id": answer["results"][0]["id"]}
+    answers: list = []
+    barrier = threading.Barrier(8)
+
+    def send() -> None:
+        barrier.wait()
+        answers.append(post_event(base, **body))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [r.status_code for r in answers] == [202] * 8
+    assert len({r.json()["event_id"] for r in answers}) == 1
+    assert sum(1 for r in answers if r.json().get("duplicate")) == 7
+    assert count_events(runtime) == 1
+
+
+def test_an_idea_shown_under_an_id_an_article_also_has_is_the_item_of_the_event():
+    """An article at the KB's root can be named like an idea: the event is about what was shown."""
+    from types import SimpleNamespace
+
+    from deflect.feedback import _item_type
+
+    runtime = SimpleNamespace(engine=SimpleNamespace(articles=SimpleNamespace(position={"refunds": 0})), db=None)
+    search = {"results": [{"item_type": "idea", "item_id": "refunds"}]}
+    assert _item_type(runtime, search, "refunds", None) == "idea"
+    assert _item_type(runtime, {"results": []}, "refunds", None) == "article"  # not shown: what exists

@@ -339,6 +339,7 @@ def test_hostile_titles_are_escaped_on_every_page(hostile_server, path):
         ("127.0.0.1:8711", None),  # no scheme: a browser never sends that
         ("https://x.example/help", None),  # a page, not an origin
         ("ftp://x.example", None),
+        ("https://*.example.com", None),  # no wildcards: it would never match, silently
         ("https://x.example:99999", None),
     ],
 )

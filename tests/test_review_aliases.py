@@ -325,3 +325,15 @@ def test_moving_aliases_drops_the_ones_the_target_has(store):
         assert aliases.move_to(conn, "idea", "a", "b") == 1
     rows = {(a["item_id"], a["query"]) for a in aliases.list_aliases(store)}
     assert rows == {("b", "Dark  Mode"), ("b", "night theme")}
+
+
+def test_moving_keeps_a_learned_alias_over_the_targets_pending_one(store):
+    from deflect.db import writing
+
+    with writing(store) as conn:
+        aliases.from_review(conn, "idea", "a", ["dark mode"], "cand")  # active on the merged idea
+        conn.execute(db.aliases.insert().values(  # pending on the target: one confirmation of two
+            item_type="idea", item_id="b", query="dark mode", query_key=normalize_query("dark mode"),
+            confirmations=1, active=False, source="feedback", created_at=time.time(), updated_at=time.time()))
+        assert aliases.move_to(conn, "idea", "a", "b") == 1
+    assert [(a["item_id"], a["active"]) for a in aliases.list_aliases(store)] == [("b", True)]

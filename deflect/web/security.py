@@ -43,7 +43,7 @@ def origin_key(value: str) -> str | None:
     except ValueError:
         return None
     scheme, host = parts.scheme.lower(), (parts.hostname or "")
-    if scheme not in _DEFAULT_PORTS or not host or parts.path not in ("", "/") or parts.query or parts.username:
+    if scheme not in _DEFAULT_PORTS or not host or "*" in host or parts.path not in ("", "/") or parts.query or parts.username:
         return None
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")

@@ -150,7 +150,10 @@
   // (3 tries within ~2 s), then give up; the form's submit waits at most submitWaitMs anyway.
   var RETRY_DELAYS_MS = [500, 1200];
 
+  /** Retry on 503 (nothing was stored); on a network error only when `body` may be sent twice:
+   * the server stores the same event once, but counts each anonymous vote. */
   function postWithRetry(path, body, options) {
+    var repeatable = body.type !== "vote";
     function attempt(tried) {
       function again(failed) {
         if (tried >= RETRY_DELAYS_MS.length) return failed();
@@ -160,7 +163,7 @@
       return post(path, body, options).then(function (response) {
         return response.status === 503 ? again(function () { return response; }) : response;
       }, function (error) {
-        if (error && error.name === "AbortError") throw error;
+        if ((error && error.name === "AbortError") || !repeatable) throw error;
         return again(function () { throw error; });
       });
     }
@@ -459,8 +462,9 @@
     }
 
     function openPreview(index, moveFocus) {
-      var result = state.options[index].result;
       var search = state.search;
+      if (!search || !state.options[index]) return; // the question was sent as a ticket: nothing to open
+      var result = state.options[index].result;
       recordClick(result);
       preview.textContent = "";
       preview.hidden = false;
@@ -576,6 +580,7 @@
     input.addEventListener("input", onInput);
     input.addEventListener("compositionend", function () { onInput(null); });
     input.addEventListener("keydown", function (e) {
+      if (e.isComposing || e.keyCode === 229) return; // keys that confirm or move an input method's text
       var count = state.options.length;
       if (e.key === "ArrowDown" || e.key === "ArrowUp") {
         if (!count) return;
@@ -623,7 +628,7 @@
     // says a ticket was filed with input.dispatchEvent(new CustomEvent("deflect:ticket")).
     input.addEventListener("deflect:ticket", function () {
       var sent = recordTicket();
-      if (sent) sent.then(function () { newQuestion(); });
+      if (sent) sent.then(function () { newQuestion(); clearResults(); });
     });
 
     // Listening on the document runs after the page's own submit handlers, so a page that
@@ -636,7 +641,7 @@
         if (!sent) return;
         state.submitting = true;
         if (e.defaultPrevented) {
-          sent.then(function () { state.submitting = false; newQuestion(); });
+          sent.then(function () { state.submitting = false; newQuestion(); clearResults(); });
           return;
         }
         e.preventDefault();
