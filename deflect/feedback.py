@@ -41,10 +41,14 @@ def record_event(
         search_age,
     )
     from .ideas import IdeaError, IdeaNotFound, show_id, vote
+    from .outage import DatabaseUnavailable
 
     search = get_search(runtime.db, search_id)
     if search is None:  # it may still be queued in this process's background writer...
-        runtime.search_log.flush()
+        if not runtime.search_log.flush():
+            # A backlog (searches made while the database was away) is still being written: this
+            # search may be in it, so "try again shortly" (503), not "no such search" (404).
+            raise DatabaseUnavailable("searches made while the database was away are still being written")
         search = get_search(runtime.db, search_id)
     age = search_age(search_id)
     while search is None and age is not None and -WRITE_GRACE_SECONDS < age < WRITE_GRACE_SECONDS:

@@ -49,10 +49,26 @@ def is_database_unavailable(exc: BaseException | None) -> bool:
             if isinstance(exc, sa.exc.OperationalError):
                 if type(exc.orig).__module__.startswith("sqlite3"):
                     return any(text in str(exc.orig).lower() for text in _SQLITE_TRANSIENT)
-                return True
+                return not is_misconfigured(exc)
             return False
         exc = exc.__cause__
     return False
+
+
+# PostgreSQL refusing who or what deflect asks for (a rotated password, a dropped database):
+# retrying will not help, so it is an error to fix, not an outage to wait out.
+_MISCONFIGURED_SQLSTATE_CLASSES = ("28", "3D")  # invalid authorization; invalid catalog (database) name
+
+
+def is_misconfigured(exc: sa.exc.DBAPIError) -> bool:
+    """True when the server refused deflect's credentials or database name."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state[:2] in _MISCONFIGURED_SQLSTATE_CLASSES:
+        return True
+    text = str(exc.orig).lower()  # a refused connection often carries no sqlstate, only the server's words
+    if "password authentication failed" in text or "no pg_hba.conf entry" in text:
+        return True
+    return ("role \"" in text or "database \"" in text) and "does not exist" in text
 
 
 def short_reason(exc: BaseException) -> str:

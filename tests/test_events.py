@@ -397,3 +397,20 @@ def test_an_idea_shown_under_an_id_an_article_also_has_is_the_item_of_the_event(
     search = {"results": [{"item_type": "idea", "item_id": "refunds"}]}
     assert _item_type(runtime, search, "refunds", None) == "idea"
     assert _item_type(runtime, {"results": []}, "refunds", None) == "article"  # not shown: what exists
+
+
+def test_an_event_on_a_search_still_in_a_backlog_is_asked_to_retry_not_refused(store):
+    """After an outage the writer may still be writing the searches made meanwhile: 503, not 404."""
+    from types import SimpleNamespace
+
+    from deflect.events import EventError
+    from deflect.feedback import record_event
+    from deflect.outage import DatabaseUnavailable
+
+    backlog = SimpleNamespace(db=store, search_log=SimpleNamespace(flush=lambda: False))
+    with pytest.raises(DatabaseUnavailable):
+        record_event(backlog, "ab" * 16, "ticket_created")
+    written = SimpleNamespace(db=store, search_log=SimpleNamespace(flush=lambda: True))
+    with pytest.raises(EventError) as refused:
+        record_event(written, "ab" * 16, "ticket_created")
+    assert refused.value.status == 404

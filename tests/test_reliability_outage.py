@@ -334,3 +334,18 @@ def test_postgres_stopped_and_started_under_a_serving_process(tmp_path, own_post
     assert with_traceback == ["search log: writing searches to the database failed", "sync with the database failed"]
     assert log.count("sync with the database works again") == 1, log[-3000:]
     assert log.count("writing searches to the database works again") == 1, log[-3000:]
+
+
+def test_a_refused_login_or_missing_database_is_a_mistake_to_fix_not_an_outage(postgres_url):
+    """After a password rotation deflect must not answer "try again shortly" forever."""
+    url = sa.make_url(postgres_url)
+    for wrong in (url.set(database="no_such_database_here"), url.set(username="no_such_role_here")):
+        engine = sa.create_engine(wrong)
+        try:
+            with pytest.raises(sa.exc.OperationalError) as caught, engine.connect():
+                pass
+        finally:
+            engine.dispose()
+        assert "does not exist" in str(caught.value.orig)
+        assert not is_database_unavailable(caught.value)
+    assert is_database_unavailable(refused_error())  # a server that is not there is an outage
