@@ -14,6 +14,7 @@ import numpy as np
 from . import scoring
 from .index import KBIndex
 from .lexical import BM25, tokenize
+from .locales import locale_matches
 
 DENSE_CANDIDATES = 512  # passages fetched from faiss per query before aggregation
 
@@ -137,12 +138,6 @@ class Catalog:
 
 
 ALIAS_KIND = "alias"
-
-
-def locale_matches(item_locale: str, wanted: str) -> bool:
-    """Same tag, or same language: ko matches ko-KR; en_US (POSIX style) counts as en-US."""
-    a, w = item_locale.lower().replace("_", "-"), wanted.lower().replace("_", "-")
-    return a == w or a.split("-")[0] == w.split("-")[0]
 
 
 # Above this many matrix entries OpenBLAS splits a matrix-vector product over threads (here between

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .locales import is_language_tag
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,4 @@ def one_of(*choices: str) -> Check:
 
 
 NOT_EMPTY = Check(lambda v: bool(v.strip()), "not empty")
-LANGUAGE_TAG = Check(
-    lambda v: re.fullmatch(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*", v) is not None and len(v) <= 35,
-    "a language tag such as en or pt-BR",
-)
+LANGUAGE_TAG = Check(is_language_tag, "a language tag such as en or pt-BR")

@@ -14,7 +14,7 @@ from collections import defaultdict
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from ..articles import is_safe_url
-from .validation import LOCALE_TAG, MAX_LOCALE_CHARS
+from ..locales import is_language_tag
 
 pages = Blueprint("pages", __name__, template_folder="templates")
 
@@ -87,7 +87,7 @@ def favicon():
 @pages.get("/help")
 def help_form():
     locale = request.args.get("locale", "")
-    locale = locale if LOCALE_TAG.match(locale) and len(locale) <= MAX_LOCALE_CHARS else ""
+    locale = locale if is_language_tag(locale) else ""
     return _page("help.html", locale=locale, topics=_topics(locale), nav="help")
 
 

@@ -7,14 +7,13 @@ import re
 
 from flask import Flask, Request, request
 
+from ..locales import MAX_LOCALE_CHARS, is_language_tag
 from .errors import ApiError
 
 ITEM_TYPES = ("article", "idea")
-LOCALE_TAG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 # NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (JSON's
 # "\ud800" escape makes one): text with either is refused at the door, not halfway into a write.
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
-MAX_LOCALE_CHARS = 35  # the searches.locale column (BCP 47 tags fit)
 MAX_SESSION_CHARS = 200
 MAX_ID = 2**31 - 1  # row ids are INTEGER columns: 32 bits on PostgreSQL
 
@@ -127,7 +126,7 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
         if item_type not in ITEM_TYPES:
             raise _bad("types", f'unknown type {item_type!r}; use "article" and/or "idea"')
     locale = data.get("locale")
-    if locale is not None and (not isinstance(locale, str) or not LOCALE_TAG.match(locale) or len(locale) > MAX_LOCALE_CHARS):
+    if locale is not None and (not isinstance(locale, str) or not is_language_tag(locale)):
         raise _bad("locale", f"locale must be a language tag such as en or ko-KR (at most {MAX_LOCALE_CHARS} characters)")
     if locale is not None:
         locale = locale.replace("_", "-")  # en_US (POSIX style) is recorded and matched as en-US

@@ -1,0 +1,24 @@
+"""Language tags: which ones deflect takes (settings, requests, pages) and when two match.
+
+One rule for every door: `default_locale`, the `locale` of /api/suggest and of the help
+pages, and the article filter of the engine all read tags the same way (en_US, POSIX style,
+counts as en-US).
+"""
+
+from __future__ import annotations
+
+import re
+
+LOCALE_TAG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+MAX_LOCALE_CHARS = 35  # the searches.locale column (BCP 47 tags fit)
+
+
+def is_language_tag(value: str) -> bool:
+    """en, ko-KR, en_US...: letters and digits in dash- or underscore-separated parts."""
+    return LOCALE_TAG.match(value) is not None and len(value) <= MAX_LOCALE_CHARS
+
+
+def locale_matches(item_locale: str, wanted: str) -> bool:
+    """Same tag, or same language: ko matches ko-KR; en_US (POSIX style) counts as en-US."""
+    a, w = item_locale.lower().replace("_", "-"), wanted.lower().replace("_", "-")
+    return a == w or a.split("-")[0] == w.split("-")[0]
