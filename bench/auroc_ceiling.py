@@ -60,6 +60,8 @@ def features(engine, texts: list[str]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", default=str(ROOT.parent / "shared" / "benchmarks" / "banking77"))
+    parser.add_argument("--also-model", default=None,
+                        help="Also a second model (e.g. all-mpnet-base-v2): its features alone and both models' together.")  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sklearn.linear_model import LogisticRegression
@@ -82,6 +84,18 @@ def main() -> None:
         model = LogisticRegression(max_iter=2000, C=10)
         fitted = cross_val_predict(model, table[:, cols], answerable, cv=5, method="predict_proba")[:, 1]
         print(f"  5-fold CV on the labels, {'+'.join(NAMES[c] for c in cols)}: AUROC {auroc(fitted, answerable):.4f}")
+    if args.also_model:
+        other_settings = load_settings(config_file="none", env={}, model=args.also_model)
+        other, _ = build_benchmark_engine(bench / "kb", other_settings)
+        second = features(other, [r["text"] for r in rows])
+        print(f"  {args.also_model}: fused AUROC {auroc(second[:, 0], answerable):.4f}")
+        for label, x in (
+            (f"{args.also_model} fused+margin", second[:, :2]),
+            ("both models' fused+margin", np.hstack([table[:, :2], second[:, :2]])),
+            ("both models' ten features", np.hstack([table, second])),
+        ):
+            fitted = cross_val_predict(LogisticRegression(max_iter=3000, C=10), x, answerable, cv=5, method="predict_proba")
+            print(f"  5-fold CV on the labels, {label}: AUROC {auroc(fitted[:, 1], answerable):.4f}")
 
 
 if __name__ == "__main__":

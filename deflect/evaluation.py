@@ -112,6 +112,7 @@ def evaluate_with_feedback(kb_dir, queries: list[dict], feedback: list[dict], se
     """Index the benchmark in a scratch folder with its own SQLite store, replay feedback, evaluate."""
     from .runtime import Runtime
 
+    settings = _model_resolved(settings)
     with tempfile.TemporaryDirectory(prefix="deflect-eval-") as scratch:
         runtime = Runtime(
             settings.with_overrides(
@@ -139,6 +140,7 @@ def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False,
     from .refresh import make_embedder, refresh_index
     from .suggest import Engine
 
+    settings = _model_resolved(settings)
     scratch = None if index_dir else tempfile.TemporaryDirectory(prefix="deflect-eval-")
     index, report = refresh_index(
         settings.with_overrides(kb_dir=str(kb_dir), index_dir=index_dir or scratch.name), progress=progress
@@ -147,3 +149,9 @@ def build_benchmark_engine(kb_dir: str | Path, settings, progress: bool = False,
     if scratch is not None:
         scratch.cleanup()  # the index is in memory now
     return Engine(embedder, index, [], settings.answer_threshold), report
+
+
+def _model_resolved(settings):
+    """The settings with `model` as the folder it names: a bundled model is put together once
+    under the configured index folder (deflect.models), not again in every scratch index."""
+    return settings.with_overrides(model=settings.model_name)

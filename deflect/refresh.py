@@ -38,10 +38,10 @@ def make_embedder(settings: Settings):
 
 
 def model_id_for(settings: Settings) -> str:
-    from .index import model_identity
+    from .models import model_identity
     from .onnx_export import INT8_BLOCK
 
-    identity = model_identity(settings.model_name, is_default=not settings.model)
+    identity = model_identity(settings.model)
     # int8 vectors differ (slightly) from the float model's and from another quantisation's:
     # never mix them in one index.
     return identity + f"+int8-b{INT8_BLOCK}" if settings.embed_backend == "onnx-int8" else identity

