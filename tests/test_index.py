@@ -454,10 +454,28 @@ def test_each_embedding_backend_has_its_own_model_id(tmp_path):
     from deflect.refresh import model_id_for
     from deflect.settings import load_settings
 
-    ids = {b: model_id_for(load_settings(config_file="none", env={}, embed_backend=b))
+    ids = {b: model_id_for(load_settings(config_file="none", env={}, embed_backend=b, index_dir=str(tmp_path)))
            for b in ("onnx", "onnx-int8", "torch")}
     assert ids["onnx"] == ids["torch"]  # float32 ONNX vectors equal torch's
     assert ids["onnx-int8"] != ids["onnx"] and ids["onnx-int8"].endswith("+int8-b64")
+
+
+def test_a_model_onnx_cannot_run_is_recorded_as_the_torch_it_falls_back_to(tmp_path, monkeypatch):
+    """Its vectors are torch's: labelled int8, they would be mixed with int8 ones once an export works."""
+    from deflect import embedder as embedder_module
+    from deflect.onnx_export import UnsupportedForOnnx
+    from deflect.refresh import make_embedder, model_id_for
+    from deflect.settings import load_settings
+
+    def unsupported(*args, **kwargs):
+        raise UnsupportedForOnnx("pipeline ['Transformer', 'Dense'] is not Transformer + Pooling")
+
+    monkeypatch.setattr(embedder_module.OnnxRunner, "open", unsupported)
+    # An unusual batch size: a new embedder, not the session's shared one.
+    settings = load_settings(config_file="none", env={}, embed_backend="onnx-int8", encode_batch_size=7, index_dir=str(tmp_path))
+    assert make_embedder(settings).active_backend == "torch"
+    torch_id = model_id_for(load_settings(config_file="none", env={}, embed_backend="torch", index_dir=str(tmp_path)))
+    assert model_id_for(settings) == torch_id
 
 
 # --- duplicate ids, long paragraphs, warnings across builds ---------------------------------
