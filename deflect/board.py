@@ -11,6 +11,7 @@ import numpy as np
 from . import candidates as cand
 from . import ideas, review
 from .db import writing
+from .outage import FailureLog
 from .refresh import model_id_for
 from .runtime import Runtime
 
@@ -102,6 +103,8 @@ class Board:
         self._checker.start()
 
     def _check_loop(self) -> None:
+        # An outage is logged once with its traceback, then a line a minute, not every retry.
+        failures = FailureLog(log, "checking candidates against the new index")
         while True:
             self._index_changed.wait()
             if self._stop.is_set():
@@ -110,10 +113,11 @@ class Board:
             try:
                 with self._rebuild_lock:
                     queued = self.check_answered()
+                failures.succeeded()
                 if queued:
                     log.info("index %s answers candidates: %d notifications queued", self.runtime.engine.version, queued)
-            except Exception:  # the database may be restarting: try again in a while
-                log.warning("checking candidates against the new index failed", exc_info=True)
+            except Exception as exc:  # the database may be restarting: try again in a while
+                failures.failed(exc)
                 if not self._stop.wait(RETRY_CHECK_SECONDS):
                     self._index_changed.set()
 

@@ -349,3 +349,37 @@ def test_a_refused_login_or_missing_database_is_a_mistake_to_fix_not_an_outage(p
         assert "does not exist" in str(caught.value.orig)
         assert not is_database_unavailable(caught.value)
     assert is_database_unavailable(refused_error())  # a server that is not there is an outage
+
+
+def test_the_candidate_check_logs_an_outage_once_not_every_retry(tmp_path, settings_factory, monkeypatch, caplog):
+    """The board's check "does a new article answer a candidate?" retries every 30 s while the
+    database is away; it used to log a traceback at each retry."""
+    from deflect import board as board_module
+    from deflect.runtime import Runtime
+
+    write_kb(tmp_path / "kb", TINY_KB)
+    runtime = Runtime(settings_factory(), sync=False)
+    the_board = board_module.Board(runtime)
+    calls = []
+
+    def check_answered():
+        calls.append(time.monotonic())
+        if len(calls) <= 5:
+            raise refused_error()
+        return 0
+
+    monkeypatch.setattr(the_board, "check_answered", check_answered)
+    monkeypatch.setattr(board_module, "RETRY_CHECK_SECONDS", 0.01)
+    caplog.set_level(logging.INFO, logger="deflect.board")
+    try:
+        the_board.watch_index()
+        wait_for(lambda: len(calls) >= 6, timeout=10)
+        wait_for(lambda: any("works again" in r.getMessage() for r in caplog.records), timeout=5)
+    finally:
+        the_board.close()
+        runtime.close()
+        runtime.db.dispose()
+    lines = [r for r in caplog.records if r.name == "deflect.board"]
+    assert [r.getMessage() for r in lines if r.exc_info] == ["checking candidates against the new index failed"]
+    assert len(lines) == 2, [r.getMessage() for r in lines]  # the first failure, then the recovery
+    assert "works again after" in lines[1].getMessage() and "failed attempts: 5" in lines[1].getMessage()
