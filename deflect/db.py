@@ -142,6 +142,10 @@ def bump_sync_counter(conn: sa.Connection, name: str) -> None:
 
 _EXAMPLE_URLS = "sqlite:///data/deflect.db or postgresql+psycopg://user:password@host/database"
 CONNECT_TIMEOUT_SECONDS = 5
+# A network cut (packets dropped, no reset) would hold a pooled connection's query for TCP's
+# retransmission timeout, about 15 minutes: libpq gives up on unacknowledged data after 15 s
+# and probes an idle connection after 10 s (then every 5 s, 3 times). A URL's own values win.
+POSTGRES_TCP_ARGS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 15000}
 
 
 def make_engine(database_url: str) -> sa.Engine:
@@ -191,8 +195,9 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     # An unreachable server (a network cut, not a refused connection) must not hold a request
     # for the driver's default of minutes; a URL that sets connect_timeout keeps its own.
     connect_args = {}
-    if url.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if url.get_driver_name() in ("psycopg", "psycopg2"):
+        wanted = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} | POSTGRES_TCP_ARGS
+        connect_args = {key: value for key, value in wanted.items() if key not in url.query}
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 

@@ -44,3 +44,25 @@ def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one() == 1
     engine.dispose()
+
+
+def test_postgres_connections_give_up_on_a_silent_network_within_seconds(postgres_url):
+    """libpq's keepalives and tcp_user_timeout reach the real connection (a cut network would
+    otherwise hold a query for TCP's ~15 minute retransmission timeout); the URL's own win."""
+    from deflect.db import make_engine
+
+    def parameters(url: str) -> dict:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                return conn.connection.dbapi_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+
+    params = parameters(postgres_url)
+    assert params["tcp_user_timeout"] == "15000"
+    assert (params["keepalives"], params["keepalives_idle"], params["keepalives_count"]) == ("1", "10", "3")
+    assert params["connect_timeout"] == "5"
+    separator = "&" if "?" in postgres_url else "?"
+    mine = parameters(f"{postgres_url}{separator}tcp_user_timeout=4000&connect_timeout=2")
+    assert (mine["tcp_user_timeout"], mine["connect_timeout"], mine["keepalives"]) == ("4000", "2", "1")
