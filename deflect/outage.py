@@ -9,7 +9,10 @@ an outage gives a handful of log lines instead of a traceback every second.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import sqlalchemy as sa
 
@@ -114,3 +117,44 @@ class FailureLog:
             )
             self.failing_since = None
             self.failures = 0
+
+
+# How long /healthz waits for the database before it answers "degraded": a load balancer's
+# probe often gives up after 2-5 s, and this process can still suggest without the database.
+HEALTH_WAIT_SECONDS = 2.0
+
+
+class DatabaseProbe:
+    """Runs a small query for /healthz in a thread of its own and waits at most `wait` seconds.
+
+    On a cut network a query can hang for seconds (deflect.db's TCP timeouts); health then
+    says so at once instead of hanging, and while that query still hangs no other is started,
+    so probes never pile up threads."""
+
+    def __init__(self, query):
+        self.query = query
+        self._lock = threading.Lock()
+        self._running: Future | None = None
+
+    def run(self, wait: float = HEALTH_WAIT_SECONDS):
+        """The query's result, or None if the database is out of reach or slower than `wait`.
+        Any other error (a bug, a refused login) is raised, as if the query ran here."""
+        with self._lock:
+            if self._running is None or self._running.done():
+                self._running = Future()
+                threading.Thread(target=self._run, args=(self._running,), name="deflect-health-probe", daemon=True).start()
+            running = self._running
+        try:
+            return running.result(timeout=wait)
+        except FutureTimeout:
+            return None
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                return None
+            raise
+
+    def _run(self, future: Future) -> None:
+        try:
+            future.set_result(self.query())
+        except BaseException as exc:  # handed to the waiting request
+            future.set_exception(exc)

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from .outage import FailureLog, is_database_unavailable
+from .outage import DatabaseProbe, FailureLog
 from .refresh import make_embedder, model_id_for, refresh_index
 from .settings import Settings
 
@@ -61,6 +61,7 @@ class Runtime:
         )
         self.search_log = SearchLog(self.db)
         self._ideas_count = count_ideas(self.db)  # what /healthz reports while the database is away
+        self._health_probe = DatabaseProbe(lambda: count_ideas(self.db))
         self._sync_failures = FailureLog(log, "sync with the database")
         self._alias_generation = -1
         self._alias_lock = threading.Lock()
@@ -323,15 +324,10 @@ class Runtime:
     def health(self) -> dict:
         """DESIGN's health keys plus `database`. With the database out of reach this still answers
         (status "degraded", the last ideas count seen): the process can go on suggesting."""
-        from .ideas import count_ideas
-
-        database = "ok"
-        try:
-            self._ideas_count = count_ideas(self.db)
-        except Exception as exc:
-            if not is_database_unavailable(exc):
-                raise
-            database = "unavailable"
+        count = self._health_probe.run()
+        database = "ok" if count is not None else "unavailable"
+        if count is not None:
+            self._ideas_count = count
         return {
             "status": "ok" if database == "ok" else "degraded",
             "articles": len(self.engine.index.articles),

@@ -383,3 +383,63 @@ def test_the_candidate_check_logs_an_outage_once_not_every_retry(tmp_path, setti
     assert [r.getMessage() for r in lines if r.exc_info] == ["checking candidates against the new index failed"]
     assert len(lines) == 2, [r.getMessage() for r in lines]  # the first failure, then the recovery
     assert "works again after" in lines[1].getMessage() and "failed attempts: 5" in lines[1].getMessage()
+
+
+def test_the_health_probe_answers_within_its_wait_while_a_query_hangs():
+    """A cut network holds a query for up to deflect.db's TCP timeout (15 s); /healthz must not."""
+    from deflect.outage import DatabaseProbe
+
+    release, calls = threading.Event(), []
+
+    def count():
+        calls.append(1)
+        release.wait(10)
+        return 7
+
+    probe = DatabaseProbe(count)
+    started = time.monotonic()
+    assert probe.run(wait=0.2) is None
+    assert probe.run(wait=0.2) is None
+    assert time.monotonic() - started < 1.0
+    assert len(calls) == 1  # the hanging query is waited on again, not started twice
+    release.set()
+    assert probe.run(wait=2) == 7 and len(calls) == 1  # the same query's answer
+    assert probe.run(wait=2) == 7 and len(calls) == 2  # then a fresh one
+
+
+def test_the_health_probe_says_unavailable_for_an_outage_and_raises_a_bug():
+    from deflect.outage import DatabaseProbe
+
+    refused = refused_error()
+
+    def unreachable():
+        raise refused
+
+    assert DatabaseProbe(unreachable).run(wait=2) is None
+
+    def bug():
+        raise ValueError("a bug in the query")
+
+    with pytest.raises(ValueError, match="a bug in the query"):
+        DatabaseProbe(bug).run(wait=2)
+
+
+def test_healthz_says_degraded_at_once_while_the_database_hangs(tmp_path, settings_factory):
+    from deflect.runtime import Runtime
+
+    write_kb(tmp_path / "kb", TINY_KB)
+    runtime = Runtime(settings_factory(), sync=False)
+    release = threading.Event()
+    try:
+        healthy = runtime.health()
+        assert healthy["status"] == "ok" and healthy["database"] == "ok"
+        runtime._health_probe.query = lambda: release.wait(30)  # a query on a cut network
+        started = time.monotonic()
+        health = runtime.health()
+        assert time.monotonic() - started < 3.0  # HEALTH_WAIT_SECONDS, not the query's 30 s
+        assert health["status"] == "degraded" and health["database"] == "unavailable"
+        assert health["ideas"] == healthy["ideas"] and health["articles"] == 3
+    finally:
+        release.set()
+        runtime.close()
+        runtime.db.dispose()
