@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 # The longest a request waits for the background writer (SearchLog.flush): requests must not
 # pile up behind a writer that is waiting for the database to come back.
 FLUSH_SECONDS = 5.0
+# Searches kept in memory while the database is away (a few KB each): about 3 hours of 5
+# searches a second. Beyond it, searches are still answered but not logged, and that is logged.
+MAX_WAITING_SEARCHES = 50_000
+# Writes tried once the server is stopping, before the searches still waiting are given up.
+CLOSE_ATTEMPTS = 3
 
 EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
 # Events about one suggested item; ticket_created is about the search as a whole.
@@ -106,19 +111,33 @@ def record_search(
     return search["id"]
 
 
+class SearchLogFull(Exception):
+    """The backlog of searches waiting for the database is at its bound."""
+
+
 class SearchLog:
     """Background writer for searches: the request returns its search_id at once.
 
     Rows are written in batches by one thread, in the order they were queued. `flush()`
     waits until everything queued before the call is committed; events call it before
     looking a search up, so an event can never outrun the search it refers to. A write
-    that fails is retried, not dropped; while the database is away, searches wait in memory
-    and the failure is logged once (then once a minute, and once when it works again).
+    that fails is retried until it succeeds; while the database is away, searches wait in
+    memory (at most `max_waiting`) and the failure is logged once (then once a minute, and
+    once when it works again).
     """
 
-    def __init__(self, engine: sa.Engine, max_batch: int = 500, retry_seconds: float = 0.5, linger: float = 0.2):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        max_batch: int = 500,
+        retry_seconds: float = 0.5,
+        linger: float = 0.2,
+        max_waiting: int = MAX_WAITING_SEARCHES,
+    ):
         self.engine = engine
         self.max_batch = max_batch
+        self.max_waiting = max_waiting
+        self._not_logged = FailureLog(log, "search log: queueing a search (the backlog waiting for the database is full)")
         # The writer waits this long after a search arrives to gather more into one
         # transaction: one commit (and fsync) per batch instead of per search, so logging
         # takes little CPU from the requests. flush() cuts the wait short.
@@ -138,6 +157,11 @@ class SearchLog:
     def record(self, query, session, locale, answered, results, index_version) -> str:
         search, shown = search_rows(query, session, locale, answered, results, index_version)
         with self._done:
+            if self._queued - self._written >= self.max_waiting:
+                # A long outage: the search is still answered, but memory stays bounded.
+                self._not_logged.failed(SearchLogFull(f"{self.max_waiting} searches already wait for the database"))
+                return search["id"]
+            self._not_logged.succeeded()
             self._queued += 1
             self._queue.put((self._queued, search, shown))
         return search["id"]
@@ -192,7 +216,9 @@ class SearchLog:
     def _write(self, batch: list[tuple[int, dict, list]]) -> None:
         rows = [(search, shown) for _, search, shown in batch]
         one_by_one = False
-        for attempt in range(1, 1000):
+        attempt = 0
+        while True:  # until the database takes them: searches are never dropped for an outage
+            attempt += 1
             try:
                 if one_by_one:
                     self._write_one_by_one(rows)
@@ -212,8 +238,9 @@ class SearchLog:
                 # A flush() (a request waiting) cuts the wait short: it learns at once whether the database is back.
                 self._hurry.wait(min(self.retry_seconds * attempt, 5.0))
                 self._hurry.clear()
-        else:
-            log.error("search log: dropped %d searches after %d failed writes", len(rows), attempt)
+                if self._closed and attempt >= CLOSE_ATTEMPTS:
+                    log.error("search log: %d searches not written: the database was away when the server stopped", len(rows))
+                    break
         with self._done:
             self._written = batch[-1][0]
             self._done.notify_all()

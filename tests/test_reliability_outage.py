@@ -146,6 +146,51 @@ def test_a_request_waiting_for_searches_fails_fast_while_the_database_is_away(tm
         log.close()
 
 
+def test_searches_wait_for_the_database_however_many_writes_fail(tmp_path):
+    """The writer used to drop a batch after 999 failed writes (about 80 minutes of outage)."""
+    from deflect import db
+    from deflect.events import SearchLog, get_search
+
+    # A database file that cannot be opened fails each write in microseconds (a refused
+    # PostgreSQL connection takes ~60 ms): a thousand failures in well under a second.
+    unopenable = sa.create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}")
+    log = SearchLog(unopenable, linger=0.0, retry_seconds=1e-6)  # waits grow with attempts: 0.7 s in all
+    try:
+        search_id = log.record("asked during a long outage", "s1", None, False, [], "v1")
+        assert wait_for(lambda: log._failed_attempts > 1200, timeout=120), log._failed_attempts
+        store = db.make_engine(f"sqlite:///{tmp_path / 'back.db'}")
+        db.upgrade(store)
+        log.engine = store
+        assert log.flush(timeout=30)
+        assert get_search(store, search_id)["query"] == "asked during a long outage"
+    finally:
+        log.close()
+
+
+def test_the_backlog_is_bounded_and_says_so_once(tmp_path, caplog):
+    from deflect import db
+    from deflect.events import SearchLog, get_search
+
+    log = SearchLog(dead_engine(), linger=0.0, max_waiting=3)
+    try:
+        with caplog.at_level(logging.INFO, logger="deflect.events"):
+            ids = [log.record(f"question {n}", f"s{n}", None, False, [], "v1") for n in range(6)]
+            full = [r for r in caplog.records if "backlog waiting for the database is full" in r.getMessage()]
+            assert len(full) == 1  # three searches over the bound: one line
+            store = db.make_engine(f"sqlite:///{tmp_path / 'back.db'}")
+            db.upgrade(store)
+            log.engine = store
+            assert log.flush(timeout=30)
+            later = log.record("after the outage", "s9", None, False, [], "v1")
+            assert log.flush(timeout=30)
+        assert [get_search(store, i) is not None for i in ids] == [True, True, True, False, False, False]
+        assert get_search(store, later)["query"] == "after the outage"
+        assert "backlog waiting for the database is full) works again" in caplog.text
+        assert "failed attempts: 3" in caplog.text  # the three searches not logged
+    finally:
+        log.close()
+
+
 # --- HTTP while the database is away (in-process server, engine on a dead port) ---------------
 
 
