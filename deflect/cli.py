@@ -173,7 +173,7 @@ def ideas_import(file, database_url):
 @click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False), help="queries.jsonl ({text, expected, label}).")
 @click.option("--feedback", type=click.Path(exists=True, dir_okay=False), default=None, help="feedback.jsonl ({text, article}) of confirmed answers, replayed first as helpful events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--model", default=None, help="Sentence-transformers model name or path.")
+@click.option("--model", default=None, help="Model (setting model): a sentence-transformers folder or name, all-mpnet-base-v2 (the opt-in extra), or empty for the bundled all-MiniLM-L6-v2.")
 @click.option("--show-misses", type=int, default=0, help="Also list this many missed queries.")
 def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
     """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (README: Benchmarks)."""

@@ -10,7 +10,7 @@ _PATH_OPTIONS = [
     click.option("--kb", "kb_dir", help="Knowledge-base folder (setting kb_dir).", default=None),
     click.option("--index-dir", help="Index folder (setting index_dir).", default=None),
     click.option("--database-url", help="SQLAlchemy database URL (setting database_url).", default=None),
-    click.option("--model", help="Sentence-transformers model name or path (setting model).", default=None),
+    click.option("--model", help="Model (setting model): a sentence-transformers folder or name, all-mpnet-base-v2 (the opt-in extra), or empty for the bundled all-MiniLM-L6-v2.", default=None),
 ]
 
 

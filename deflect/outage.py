@@ -127,9 +127,9 @@ HEALTH_WAIT_SECONDS = 2.0
 class DatabaseProbe:
     """Runs a small query for /healthz in a thread of its own and waits at most `wait` seconds.
 
-    On a cut network a query can hang for seconds (deflect.db's TCP timeouts); health then
-    says so at once instead of hanging, and while that query still hangs no other is started,
-    so probes never pile up threads."""
+    On a cut network a query can hang for up to deflect.db's TCP timeout (15 s); health then
+    answers "unavailable" after `wait` instead, and while that query still hangs no other is
+    started, so probes never pile up threads."""
 
     def __init__(self, query):
         self.query = query

@@ -45,7 +45,7 @@ def model_id_for(settings: Settings) -> str:
     # int8 vectors differ (slightly) from the float model's and from another quantisation's:
     # never mix them in one index. The backend that counts is the one actually encoding: a model
     # the ONNX export cannot run (or whose export failed) is encoded by torch, in float32.
-    if settings.embed_backend == "onnx-int8" and make_embedder(settings).active_backend == "onnx-int8":
+    if settings.embed_backend == "onnx-int8" and make_embedder(settings).encoding_backend == "onnx-int8":
         return identity + f"+int8-b{INT8_BLOCK}"
     return identity
 

