@@ -61,7 +61,8 @@ def test_postgres_connections_give_up_on_a_silent_network_within_seconds(postgre
 
     params = parameters(postgres_url)
     assert params["tcp_user_timeout"] == "15000"
-    assert (params["keepalives"], params["keepalives_idle"], params["keepalives_count"]) == ("1", "10", "3")
+    keepalives = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
+    assert tuple(params[k] for k in keepalives) == ("1", "10", "5", "3")
     assert params["connect_timeout"] == "5"
     separator = "&" if "?" in postgres_url else "?"
     mine = parameters(f"{postgres_url}{separator}tcp_user_timeout=4000&connect_timeout=2")
