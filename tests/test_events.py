@@ -7,44 +7,13 @@ import threading
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import ADMIN_TOKEN, serve_app
+from conftest import ADMIN_TOKEN
 
 from deflect import db
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Unrelated to every article of the tiny KB, so only a learned alias can tie it to one.
 ODD_QUERY = "the purple elephant code from the conference"
-
-
-@pytest.fixture
-def served(settings_factory, tiny_kb, database_url):
-    """A tiny-KB deflect on the parametrised database, served over HTTP: (base_url, runtime)."""
-
-    def start(**overrides):
-        from deflect.runtime import Runtime
-        from deflect.web import create_app
-
-        settings = settings_factory(database_url=database_url, **overrides)
-        runtime = Runtime(settings)
-        started.append(runtime)
-        return runtime, create_app(settings, runtime)
-
-    started: list = []
-    servers = []
-
-    def make(**overrides):
-        runtime, app = start(**overrides)
-        ctx = serve_app(app)
-        base = ctx.__enter__()
-        servers.append(ctx)
-        return base, runtime
-
-    yield make
-    for ctx in servers:
-        ctx.__exit__(None, None, None)
-    for runtime in started:
-        runtime.close()
-        runtime.db.dispose()
 
 
 def suggest(base, query, session=None, **extra):

@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 import requests
 import sqlalchemy as sa
-from conftest import ADMIN_TOKEN, DATA, read_jsonl, serve_app
+from conftest import ADMIN_TOKEN, DATA, read_jsonl
 
 from deflect import aliases, db, review
 from deflect import candidates as cand
@@ -37,30 +36,6 @@ IDEAS = [
     {"id": "calendar-sync", "title": "Calendar sync", "description": "Two-way sync with Google Calendar"},
 ]
 OTHERS = [q["text"] for q in read_jsonl(DATA / "cluster_questions.jsonl") if q["label"] in ("gantt", "invoice_vat")]
-
-
-@pytest.fixture
-def served(settings_factory, tiny_kb, database_url):
-    """served(**overrides) -> (base_url, runtime): a tiny-KB deflect on the parametrised database."""
-    from deflect.runtime import Runtime
-    from deflect.web import create_app
-
-    started, contexts = [], []
-
-    def make(**overrides):
-        settings = settings_factory(database_url=database_url, **overrides)
-        runtime = Runtime(settings)
-        started.append(runtime)
-        ctx = serve_app(create_app(settings, runtime))
-        contexts.append(ctx)
-        return ctx.__enter__(), runtime
-
-    yield make
-    for ctx in contexts:
-        ctx.__exit__(None, None, None)
-    for runtime in started:
-        runtime.close()
-        runtime.db.dispose()
 
 
 def suggest(base: str, text: str, session: str | None = None) -> dict:
