@@ -11,6 +11,7 @@ CURRENT point at it; a crash at any moment leaves the previous version intact.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -24,12 +25,26 @@ from pathlib import Path
 import numpy as np
 
 from .articles import PARSER_VERSION, Article, load_kb
+from .errors import DeflectError
 from .passages import Passage
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_VERSIONS = 2
+# What writing into a folder mounted read-only, or owned by another user, fails with.
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class IndexFolderReadOnly(DeflectError):
+    """The index must be rebuilt, but its folder cannot be written."""
+
+    def __init__(self, folder: Path, reason: str):
+        super().__init__(
+            f"cannot save a new index version in {folder} ({reason}): the KB, the model or the settings "
+            "changed since the index there was built. Run `deflect index` where that folder is writable, "
+            "or make it writable"
+        )
 
 
 @dataclass
@@ -147,8 +162,13 @@ def load_index(index_dir: str | Path) -> KBIndex | None:
 def save_index(index: KBIndex, index_dir: str | Path) -> Path:
     """Write a new version folder and switch CURRENT to it; never touch the live one."""
     root = Path(index_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    except OSError as exc:
+        if exc.errno in READ_ONLY_ERRNOS:
+            raise IndexFolderReadOnly(root, exc.strerror) from None
+        raise
     try:
         np.save(tmp / "vectors.npy", index.vectors)
         payload = {"articles": index.articles, "passages": index.passages, "bodies": index.bodies}

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .db import sync_state, writing
+from .index import READ_ONLY_ERRNOS
 
 INDEX_VERSION = "index_version"
 LOCK_FILE = ".build.lock"
@@ -23,10 +24,24 @@ LOCK_FILE = ".build.lock"
 
 @contextlib.contextmanager
 def build_lock(index_dir: str | os.PathLike) -> Iterator[None]:
-    """Hold the index folder's build lock (blocking); a killed holder frees it at once."""
+    """Hold the index folder's build lock (blocking); a killed holder frees it at once.
+
+    A folder this process cannot write (an index built elsewhere, mounted read-only) has no
+    lock to take: nothing can be saved there, so there is nothing to take turns for. An
+    up-to-date index is served as it is; a build that must save fails with IndexFolderReadOnly.
+    """
     root = Path(index_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as handle:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_FILE, "a+")
+    except OSError as exc:
+        if exc.errno not in READ_ONLY_ERRNOS:
+            raise
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .articles import is_article_file
+from .errors import DeflectError
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,14 @@ class KBWatcher:
                     return
             try:
                 self.on_change()
-            except Exception:  # a broken save must not stop the watcher
+            except Exception as exc:  # a broken save must not stop the watcher
                 first = retry_in is None
                 retry_in = self.retry_first if first else min(retry_in * 2, self.retry_max)
-                # The traceback once per failing streak; then one line per retry.
-                log.warning("reindex after a KB change failed; next try in %.0f s or at the next change",
-                            retry_in, exc_info=first)  # fmt: skip
+                # The traceback once per failing streak (an operator's error: its one-line cause
+                # instead); then one line per retry.
+                cause = f": {exc}" if isinstance(exc, DeflectError) else ""
+                log.warning("reindex after a KB change failed%s; next try in %.0f s or at the next change",
+                            cause, retry_in, exc_info=first and not cause)  # fmt: skip
             else:
                 if retry_in is not None:
                     log.info("reindex after a KB change succeeded again")

@@ -101,8 +101,13 @@ def list_ideas():
 
 @api.post("/api/reindex")
 def reindex():
+    from ..index import IndexFolderReadOnly
+
     require_admin()
-    report = runtime().reindex(trigger="POST /api/reindex")
+    try:
+        report = runtime().reindex(trigger="POST /api/reindex")
+    except IndexFolderReadOnly as exc:
+        raise ApiError(409, "index_read_only", str(exc)) from None
     return jsonify(
         {
             "index_version": report.version,

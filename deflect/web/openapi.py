@@ -88,7 +88,9 @@ OPENAPI = {
                 "summary": "Re-embed changed articles and swap the index in while serving (admin)",
                 "security": [{"bearer": []}],
                 "responses": {"200": {"description": "what changed", **_json({"$ref": "#/components/schemas/ReindexReport"})},
-                              "401": _ERRORS["401"]},
+                              "401": _ERRORS["401"],
+                              "409": {"description": "the index must be rebuilt but its folder is read-only",
+                                      **_json(_ERROR)}},
             }
         },
         "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI", **_json({
