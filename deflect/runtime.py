@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 # Seconds without further alias changes before the calibration is refit in the background.
 RECALIBRATE_DELAY = 2.0
+# A version recorded in the database but not (yet) in this process's index folder: normal for a
+# moment while a builder switches CURRENT, and for good when each machine keeps its own folder.
+# Said once per version after this long, so a replica wrongly left on its own folder is noticed.
+ABSENT_VERSION_GRACE_SECONDS = 10.0
 
 
 class Runtime:
@@ -49,6 +53,7 @@ class Runtime:
         self._closers: list = []
         self._watcher = None
         self._skipped_version: str | None = None
+        self._absent: tuple[str, float, bool] | None = None  # (version, first seen, said)
         index, report = refresh_index(settings, progress=progress, publish=self._publish)
         self.last_report = report
         self._ideas_generation = ideas_generation(self.db)
@@ -155,8 +160,11 @@ class Runtime:
             return False
         with self._reindex_lock:
             folder = current_version_dir(self.settings.index_dir)
-            if folder is None or folder.name != f"v-{version}" or version == self.engine.version:
-                return False  # not in our folder (yet): another machine's folder, or mid-switch
+            if version == self.engine.version:
+                return False
+            if folder is None or folder.name != f"v-{version}":
+                self._note_absent(version)  # not in our folder (yet): another machine's folder, or mid-switch
+                return False
             index = load_index(self.settings.index_dir)
             if index is None or index.version != version:
                 return False
@@ -167,6 +175,20 @@ class Runtime:
             self._swap(index)
         log.info("loaded index %s built by another process", version)
         return True
+
+    def _note_absent(self, version: str) -> None:
+        now = time.monotonic()
+        if self._absent is None or self._absent[0] != version:
+            self._absent = (version, now, False)
+        seen, said = self._absent[1], self._absent[2]
+        if not said and now - seen >= ABSENT_VERSION_GRACE_SECONDS:
+            self._absent = (version, seen, True)
+            log.info(
+                "index %s, recorded in the database by another process, is not in %s (serving %s): "
+                "fine if each machine keeps its own index folder; replicas sharing one folder "
+                "should have found it",
+                version, self.settings.index_dir, self.engine.version,
+            )  # fmt: skip
 
     def on_index_change(self, listener) -> None:
         """Call `listener(version)` whenever this process starts serving another index version: its

@@ -238,3 +238,30 @@ def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
     for server in (a, b):
         assert wait_for(lambda s=server: s.health()["index_version"] == version, timeout=30), server.log()
         assert server.health()["articles"] == len(TINY_KB)
+
+
+def test_a_recorded_version_missing_from_the_folder_is_said_once(settings_factory, tiny_kb, monkeypatch, caplog):
+    """A replica left on its own index folder (not the shared one) hears of other builds only
+    through the database: it says so once per version, instead of staying silent forever."""
+    import deflect.runtime
+    from deflect.replicas import publish_version
+    from deflect.runtime import Runtime
+
+    runtime = Runtime(settings_factory(), sync=False)
+    try:
+        serving = runtime.engine.version
+        publish_version(runtime.db, "20990101T000000-abcdef")  # built on another machine's folder
+        monkeypatch.setattr(deflect.runtime, "ABSENT_VERSION_GRACE_SECONDS", 0.2)
+        with caplog.at_level("INFO", logger="deflect.runtime"):
+            assert runtime.follow_index() is False  # first seen: may be mid-switch, nothing said yet
+            assert not [r for r in caplog.records if "abcdef" in r.getMessage()]
+            time.sleep(0.3)
+            for _ in range(3):
+                assert runtime.follow_index() is False
+        said = [r.getMessage() for r in caplog.records if "abcdef" in r.getMessage()]
+        assert len(said) == 1, said
+        assert f"is not in {runtime.settings.index_dir} (serving {serving})" in said[0]
+        assert runtime.engine.version == serving
+    finally:
+        runtime.close()
+        runtime.db.dispose()
