@@ -85,16 +85,18 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
         if not line.strip():
             continue
         try:
-            record = validate_idea(json.loads(line))
+            data = json.loads(line)
+            record = validate_idea(data)
+            existing = get_idea(conn, record["id"])
+            if existing is not None:
+                _reimport(conn, existing, record, given=set(data))
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{number}: not JSON ({exc.msg})")
             continue
         except IdeaError as exc:
             errors.append(f"{path}:{number}: {exc.field}: {exc}")
             continue
-        exists = conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == record["id"])).first()
-        if exists:
-            conn.execute(ideas_table.update().where(ideas_table.c.id == record["id"]).values(**record, updated_at=now))
+        if existing is not None:
             updated += 1
         else:
             conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
@@ -102,6 +104,19 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
     if inserted or updated:
         bump_sync_counter(conn, GENERATION)
     return inserted, updated, errors
+
+
+def _reimport(conn: sa.Connection, existing: dict, record: dict, given: set[str]) -> None:
+    """Update an idea from an import line the way an admin's PATCH would: only the fields the
+    line gives, a change to `shipped` notifies the requesters, and votes people cast since the
+    last import are kept (a line's `votes` can raise the count, never lower it)."""
+    patch = {k: record[k] for k in ("title", "description", "status") if k in given and record[k] != existing[k]}
+    if patch:
+        update_idea(conn, existing["id"], patch)
+    if "votes" in given and record["votes"] > existing["votes"]:
+        conn.execute(
+            ideas_table.update().where(ideas_table.c.id == existing["id"]).values(votes=record["votes"], updated_at=time.time())
+        )
 
 
 def generation(conn_or_engine) -> int:

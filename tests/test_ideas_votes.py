@@ -104,3 +104,46 @@ def test_simultaneous_votes_of_one_person_count_once(store):
         t.join(timeout=60)
     assert errors == []
     assert get_idea(store, "api")["votes"] == 1 and len(_requesters(store, "api")) == 1
+
+
+def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
+    """`deflect ideas import` on ideas that exist: only the fields a line gives change, live votes
+    stay, and a line that ships an idea queues its requesters' notifications (DESIGN 3)."""
+    import json
+
+    import sqlalchemy as sa
+
+    from deflect.ideas import import_ideas
+    from deflect.outbox import outbox
+
+    first = tmp_path / "ideas.jsonl"
+    first.write_text(
+        json.dumps({"id": "gantt", "title": "Gantt view", "status": "planned", "votes": 7}) + "\n"
+        + json.dumps({"id": "sso", "title": "Single sign-on", "votes": 3}) + "\n"
+    )  # fmt: skip
+    assert import_ideas(store, first) == (2, 0, [])
+    _vote(store, "gantt", {"email": "ana@example.com", "mrr": 40.0})
+    _vote(store, "sso", {"customer_id": "c-9", "mrr": 12.5})
+
+    again = tmp_path / "again.jsonl"
+    again.write_text(
+        json.dumps({"id": "gantt", "title": "Gantt charts"}) + "\n"  # no status, no votes: both kept
+        + json.dumps({"id": "sso", "title": "Single sign-on", "status": "shipped", "votes": 1}) + "\n"
+        + json.dumps({"id": "sso", "title": "Single sign-on", "status": "merged"}) + "\n"  # merged needs a target
+    )  # fmt: skip
+    inserted, updated, errors = import_ideas(store, again)
+    assert (inserted, updated) == (0, 2)
+    assert len(errors) == 1 and "merged_into" in errors[0] and ":3:" in errors[0]
+    gantt, sso = get_idea(store, "gantt"), get_idea(store, "sso")
+    assert (gantt["title"], gantt["status"], gantt["votes"]) == ("Gantt charts", "planned", 8)
+    assert (sso["status"], sso["votes"]) == ("shipped", 4)  # a lower count in the file does not drop votes
+    assert [p["customer_id"] for p in _requesters(store, "sso")] == ["c-9"]
+    with store.connect() as conn:
+        queued = conn.execute(sa.select(outbox.c.kind, outbox.c.dedupe_key, outbox.c.customer_id)).all()
+    assert [(kind, customer) for kind, _, customer in queued] == [("idea_shipped", "c-9")]
+    assert "idea:sso" in queued[0][1]
+
+    # The same file again changes nothing and notifies nobody twice.
+    assert import_ideas(store, again)[:2] == (0, 2)
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == 1
