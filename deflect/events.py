@@ -32,8 +32,6 @@ MAX_WAITING_SEARCHES = 50_000
 CLOSE_ATTEMPTS = 3
 
 EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
-# Events about one suggested item; ticket_created is about the search as a whole.
-ITEM_EVENT_TYPES = ("click", "helpful", "not_helpful", "vote")
 
 
 class EventError(ValueError):

@@ -2,10 +2,11 @@
 
 deflect.events stores searches and events; this module holds the rules a Runtime applies
 before storing one: the search must exist (it may still be queued in this process's or
-another process's background writer), an item event needs an item that was shown or exists,
-only ideas take votes (with the ideas API's rules), a click or an answer must be about an item
-the search showed, the same event twice is stored once, and a helpful event may confirm a
-learned alias, which the engine then uses at once.
+another process's background writer), an item named must have been shown or exist, only ideas
+take votes (with the ideas API's rules), a click or an answer about an item must be about one the
+search showed (without item_id it is about the search as a whole: "this answered my question"),
+the same event twice is stored once, and a helpful event on an item may confirm a learned alias,
+which the engine then uses at once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ def record_event(
     from . import aliases
     from .db import writing
     from .events import (
-        ITEM_EVENT_TYPES,
         WRITE_GRACE_SECONDS,
         EventError,
         get_search,
@@ -57,13 +57,13 @@ def record_event(
         age = search_age(search_id)
     if search is None:
         raise EventError(404, "not_found", "search_id", f"no search with id {show_id(search_id)}")
-    if event_type in ITEM_EVENT_TYPES and not item_id:
-        raise EventError(400, "invalid_field", "item_id", f"a {event_type} event needs item_id")
+    if event_type == "vote" and not item_id:
+        raise EventError(400, "invalid_field", "item_id", "a vote event needs item_id (the idea voted for)")
     if item_id:
         item_type = _item_type(runtime, search, item_id, item_type)
     if event_type == "vote" and item_type != "idea":
         raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
-    if event_type in SHOWN_ONLY and (item_type, item_id) not in _shown(search):
+    if event_type in SHOWN_ONLY and item_id and (item_type, item_id) not in _shown(search):
         # A click or an answer is about something the visitor saw; anything else would let any
         # script move an article's figures, or teach it as the answer to any question.
         raise EventError(

@@ -59,7 +59,7 @@ def test_event_is_stored_before_it_is_acknowledged(served):
         ({"search_id": "0" * 32, "type": "click", "item_id": "billing/refunds"}, 404, "search_id"),
         ({"search_id": "SEARCH", "type": "bounce", "item_id": "billing/refunds"}, 400, "type"),
         ({"search_id": "SEARCH"}, 400, "type"),
-        ({"search_id": "SEARCH", "type": "click"}, 400, "item_id"),
+        ({"search_id": "SEARCH", "type": "vote"}, 400, "item_id"),
         ({"search_id": "SEARCH", "type": "helpful", "item_id": "no/such-article"}, 404, "item_id"),
         ({"search_id": "SEARCH", "type": "click", "item_id": ["x"]}, 400, "item_id"),
         ({"search_id": "SEARCH", "type": "click", "item_id": "billing/refunds", "item_type": "faq"}, 400, "item_type"),
@@ -304,6 +304,27 @@ def test_a_helpful_event_on_an_item_the_search_did_not_show_teaches_nothing(serv
     assert runtime.engine.alias_count == 0 and count_events(runtime) == 0
     again = suggest(base, "how do I get my money back", types=["article"], k=1)
     assert [r["id"] for r in again["results"]] == shown
+
+
+def test_events_about_the_whole_search_need_no_item(served):
+    """DESIGN 5 makes item_id optional: a widget's "Did this answer your question? Yes / No" is
+    about the search as a whole. It counts in the search's outcome, in no item's row, and
+    teaches no alias (that needs the item that answered)."""
+    base, runtime = served()
+    yes = suggest(base, "I forgot my password", session="yes")
+    no = suggest(base, "how do I get my money back", session="no")
+    for search, kind in ((yes, "click"), (yes, "helpful"), (no, "not_helpful")):
+        response = post_event(base, search_id=search["search_id"], type=kind)
+        assert response.status_code == 202, response.text
+        assert "item_id" not in response.json()
+    again = post_event(base, search_id=yes["search_id"], type="helpful")
+    assert again.json().get("duplicate") is True
+    assert count_events(runtime) == 3 and runtime.engine.alias_count == 0
+    metrics = runtime.metrics()
+    totals = metrics["totals"]
+    assert (totals["searches"], totals["click_rate"], totals["confirmed_deflections"]) == (2, 0.5, 1)
+    assert metrics["events"] == {"click": 1, "helpful": 1, "not_helpful": 1, "ticket_created": 0, "vote": 0}
+    assert metrics["articles"] and all(r["clicks"] == r["helpful"] == r["not_helpful"] == 0 for r in metrics["articles"])
 
 
 def test_the_same_event_twice_is_stored_once(served):

@@ -308,8 +308,8 @@ def test_postgres_stopped_and_started_under_a_serving_process(tmp_path, own_post
         before = server.wait_healthy()
         assert before["status"] == "ok" and before["database"] == "ok"
         first = requests.post(f"{server.base}/api/suggest", json={"query": "refund"}, timeout=30).json()["search_id"]
-        answer = _event(server.base, first, "click")
-        assert answer.status_code == 400  # a click needs item_id: a real answer from a working database
+        answer = _event(server.base, first, "vote")
+        assert answer.status_code == 400  # a vote needs item_id: a real answer from a working database
         answer = _event(server.base, first)
         assert answer.status_code == 202, answer.text
         acknowledged.append(answer.json()["event_id"])

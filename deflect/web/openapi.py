@@ -172,7 +172,9 @@ OPENAPI = {
                 "type": "object",
                 "required": ["search_id", "type"],
                 "additionalProperties": False,
-                "description": "click, helpful and not_helpful must name an item the search showed (409 otherwise); "
+                "description": "click, helpful and not_helpful without item_id are about the search as a whole "
+                               "(\"this answered my question\"); with item_id they must name an item the search "
+                               "showed (409 otherwise); a vote needs item_id; "
                                "the same event again (search, type, item) is stored once and answered with "
                                "the first one's event_id and duplicate: true",
                 "properties": {

@@ -192,8 +192,8 @@ def event_request(data: dict) -> dict:
     item_type = data.get("item_type")
     if item_type is not None and item_type not in ITEM_TYPES:
         raise _bad("item_type", 'item_type must be "article" or "idea"')
-    if event_type != "ticket_created" and item_id is None:
-        raise _bad("item_id", f"a {event_type} event needs item_id")
+    if event_type == "vote" and item_id is None:
+        raise _bad("item_id", "a vote event needs item_id (the idea voted for)")
     _optional_string(data, "session")  # only counted by the per-session rate limit (the search has its session)
     return {
         "search_id": search_id,
