@@ -85,12 +85,15 @@ def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
 def replay_feedback(runtime, feedback: list[dict], progress: bool = False) -> tuple[int, list[str]]:
     """Replay confirmed answers exactly as a help form would: a search, then a `helpful` event.
 
-    Each line gets its own session, as if from a different customer. Returns (replayed,
+    Each line gets its own session, as if from a different customer. The search lists the
+    API's maximum of results, so that a confirmed article retrieval ranks low is still shown
+    (a helpful event must be about a shown item) and taught, not dropped. Returns (replayed,
     problems) where problems name the lines that could not be replayed.
     """
     from tqdm import tqdm
 
     from .events import EventError
+    from .suggest import MAX_K
 
     replayed, problems = 0, []
     for number, row in enumerate(tqdm(feedback, desc="replaying feedback", disable=not progress, unit="q"), 1):
@@ -98,7 +101,7 @@ def replay_feedback(runtime, feedback: list[dict], progress: bool = False) -> tu
         if not isinstance(text, str) or not text.strip() or not isinstance(article, str):
             problems.append(f"feedback line {number}: needs text and article")
             continue
-        answer = runtime.suggest(text.strip(), k=10, types=("article",), session=f"feedback-{number}")
+        answer = runtime.suggest(text.strip(), k=MAX_K, types=("article",), session=f"feedback-{number}")
         try:
             runtime.record_event(answer["search_id"], "helpful", item_id=article, item_type="article")
         except EventError as exc:

@@ -19,6 +19,8 @@ from .index import KBIndex
 from .lexical import tokenize
 
 SNIPPET_CHARS = 220
+# Most results one search may ask for (`k` of POST /api/suggest).
+MAX_K = 20
 
 
 @dataclass

@@ -115,3 +115,20 @@ def test_evaluate_agrees_with_the_engine(sample_runtime, runs):
     assert 0.5 < report.auroc <= 1.0
     d = report.to_dict()
     assert {"hit_at_1", "hit_at_3", "mrr_at_10", "auroc", "answered_correct_rate", "false_answer_rate"} <= d.keys()
+
+
+def test_feedback_replay_teaches_an_answer_ranked_below_the_top_ten(sample_runtime, settings_factory):
+    """`deflect eval --feedback`: a confirmed answer that retrieval ranks 13th is still shown to
+    the replay's search (k = the API's maximum), so it is taught, not dropped as not shown."""
+    from conftest import SAMPLE_KB
+
+    from deflect.evaluation import evaluate_with_feedback
+
+    query = "the invoice shows my old company address"
+    ranked = [r.id for r in sample_runtime.engine.suggest(query, k=20, types=("article",)).results]
+    low = ranked[12]
+    report, problems = evaluate_with_feedback(
+        SAMPLE_KB, [{"text": query, "expected": low}], [{"text": query, "article": low}], settings_factory()
+    )
+    assert problems == [] and report.feedback_replayed == 1
+    assert report.hit_at_1 == 1.0  # the query is now a learned alias of that article

@@ -8,6 +8,7 @@ import re
 from flask import Flask, Request, request
 
 from ..locales import MAX_LOCALE_CHARS, is_language_tag
+from ..suggest import MAX_K
 from .errors import ApiError
 
 ITEM_TYPES = ("article", "idea")
@@ -116,9 +117,9 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
         raise _bad("query", f"query must be at most {max_query_chars} characters")
     k = data.get("k", 5)
     if not isinstance(k, int) or isinstance(k, bool):
-        raise _bad("k", "k must be an integer from 1 to 20")
-    if not 1 <= k <= 20:
-        raise _bad("k", "k must be between 1 and 20")
+        raise _bad("k", f"k must be an integer from 1 to {MAX_K}")
+    if not 1 <= k <= MAX_K:
+        raise _bad("k", f"k must be between 1 and {MAX_K}")
     types = data.get("types", list(ITEM_TYPES))
     if not isinstance(types, list) or not types:
         raise _bad("types", 'types must be a non-empty list of "article" and/or "idea"')
