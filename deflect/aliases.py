@@ -28,6 +28,13 @@ GENERATION = "aliases"
 class AliasPolicy:
     min_confirmations: int = 1
     per_session_hour: int = 20
+    per_client_hour: int = 200  # 0: no limit per client address
+
+
+def _recent(conn: sa.Connection, whose: sa.ColumnElement, now: float) -> int:
+    """Confirmations matching `whose` in the last hour."""
+    query = sa.select(sa.func.count()).select_from(alias_confirmations)
+    return conn.execute(query.where(whose, alias_confirmations.c.created_at > now - 3600)).scalar_one()
 
 
 def generation(conn_or_engine) -> int:
@@ -47,20 +54,19 @@ def confirm(
     policy: AliasPolicy,
     vector: np.ndarray | None,
     model: str,
+    client: str | None = None,
 ) -> dict:
     """Count one confirmation of search's query for the item, inside the event's transaction.
 
     Returns {"status": learned|confirmed|already_confirmed|rate_limited, "alias_id"?}.
     `rate_key` is the session (or client) that may add at most policy.per_session_hour
-    confirmations an hour.
+    confirmations an hour; `client`, the address the event came from, at most
+    policy.per_client_hour whatever sessions it names.
     """
     now = time.time()
-    recent = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(alias_confirmations)
-        .where(alias_confirmations.c.session == rate_key, alias_confirmations.c.created_at > now - 3600)
-    ).scalar_one()
-    if recent >= policy.per_session_hour:
+    if _recent(conn, alias_confirmations.c.session == rate_key, now) >= policy.per_session_hour:
+        return {"status": "rate_limited"}
+    if client and policy.per_client_hour and _recent(conn, alias_confirmations.c.client == client, now) >= policy.per_client_hour:
         return {"status": "rate_limited"}
     key = normalize_query(search["query"])[:1000]
     row = conn.execute(
@@ -94,7 +100,7 @@ def confirm(
             return {"status": "already_confirmed", "alias_id": alias_id}
     conn.execute(
         alias_confirmations.insert().values(
-            alias_id=alias_id, search_id=search["id"], session=rate_key, created_at=now
+            alias_id=alias_id, search_id=search["id"], session=rate_key, client=client, created_at=now
         )
     )
     confirmations += 1

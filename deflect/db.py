@@ -107,6 +107,7 @@ alias_confirmations = sa.Table(
     sa.Column("search_id", sa.String(64), nullable=False),
     sa.Column("session", sa.String(200), nullable=True, index=True),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("client", sa.String(200), nullable=True, index=True),
 )
 
 # Small shared counters (e.g. the alias generation) that server processes poll to notice

@@ -90,9 +90,13 @@ def record_event(
                 raise EventError(409, "conflict", "item_id", str(exc)) from None
         event_id = insert_event(conn, search, event_type, item_type, item_id, requester)
         if event_type == "helpful" and item_id:
-            policy = aliases.AliasPolicy(runtime.settings.min_confirmations, runtime.settings.alias_limit_per_session)
+            settings = runtime.settings
+            policy = aliases.AliasPolicy(
+                settings.min_confirmations, settings.alias_limit_per_session, settings.alias_limit_per_client
+            )
             rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
-            alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model_id_for(runtime.settings))
+            model = model_id_for(settings)
+            alias = aliases.confirm(conn, search, item_type, item_id, rate_key, policy, vector, model, client=client)
     if alias and alias["status"] == "learned":
         runtime.refresh_aliases()
     out = _answer(event_id, search_id, event_type, item_type, item_id)

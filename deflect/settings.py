@@ -106,6 +106,16 @@ SETTINGS: tuple[Setting, ...] = (
         check=at_least(0),
     ),
     Setting(
+        "alias_limit_per_client",
+        200,
+        "Most alias confirmations one client address may add per hour, whatever sessions it names, so "
+        "a script cannot get past alias_limit_per_session with a new session per search; the rest are "
+        "ignored (0 = no per-address limit). Behind a proxy, set trusted_proxies, or every visitor is "
+        "the proxy's one address.",
+        int,
+        check=at_least(0),
+    ),
+    Setting(
         "sync_interval_seconds",
         1.0,
         "How often a server process checks the database for aliases learned and index versions built by other processes.",
@@ -198,6 +208,7 @@ class Settings:
     target_false_answer: float = 0.07
     min_confirmations: int = 1
     alias_limit_per_session: int = 20
+    alias_limit_per_client: int = 200
     sync_interval_seconds: float = 1.0
     watch_kb: bool = True
     assumed_window_seconds: int = 1800

@@ -13,11 +13,11 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0005"
+    assert db.current_revision(engine) == "0006"
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= {"ideas", "idea_votes", "searches", "search_results", "events", "aliases", "alias_confirmations", "sync_state"}
     db.upgrade(engine)  # idempotent: serve runs it on every start
-    assert db.current_revision(engine) == "0005"
+    assert db.current_revision(engine) == "0006"
     engine.dispose()
 
 
@@ -36,7 +36,7 @@ def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
             {"id": "a" * 32, "q": "old question", "s": "old-session", "t": now, "a": True},
         )
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0005"
+    assert db.current_revision(engine) == "0006"
     with db.writing(engine) as conn:
         assert conn.execute(sa.select(db.searches.c.query)).scalar_one() == "old question"
         assert conn.execute(sa.select(db.ideas.c.title)).scalar_one() == "Dark mode"
@@ -67,3 +67,30 @@ def test_postgres_connections_give_up_on_a_silent_network_within_seconds(postgre
     separator = "&" if "?" in postgres_url else "?"
     mine = parameters(f"{postgres_url}{separator}tcp_user_timeout=4000&connect_timeout=2")
     assert (mine["tcp_user_timeout"], mine["connect_timeout"], mine["keepalives"]) == ("4000", "2", "1")
+
+
+def test_migration_0006_keeps_alias_confirmations_and_records_clients_from_then_on(database_url):
+    from deflect import aliases
+
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0005")
+    with db.writing(engine) as conn:
+        conn.execute(sa.text(
+            "INSERT INTO aliases (item_type, item_id, query, query_key, confirmations, active, created_at, updated_at) "
+            "VALUES ('article', 'billing/refunds', 'Money back?', 'money back?', 1, :no, :t, :t)"), {"no": False, "t": time.time()})
+        conn.execute(sa.text("INSERT INTO alias_confirmations (alias_id, search_id, session, created_at) "
+                             "VALUES (1, 'old-search', 's-old', :t)"), {"t": time.time()})
+    db.upgrade(engine)
+    assert db.current_revision(engine) == "0006"
+    policy = aliases.AliasPolicy(min_confirmations=2, per_session_hour=5, per_client_hour=1)
+    search = {"id": "new-search", "query": "Money back?"}
+    with db.writing(engine) as conn:
+        learned = aliases.confirm(conn, search, "article", "billing/refunds", "s-new", policy, None, "m", client="10.0.0.7")
+        # the same address under another session name: over its hourly limit of one
+        limited = aliases.confirm(conn, search, "article", "billing/refunds", "s-other", policy, None, "m", client="10.0.0.7")
+    assert (learned["status"], limited["status"]) == ("learned", "rate_limited")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.alias_confirmations.c.session, db.alias_confirmations.c.client)
+                            .order_by(db.alias_confirmations.c.id)).all()
+    assert [tuple(r) for r in rows] == [("s-old", None), ("s-new", "10.0.0.7")]
+    engine.dispose()

@@ -212,6 +212,20 @@ def test_a_session_cannot_flood_aliases(served):
     assert post_event(base, search_id=other, type="helpful", item_id="integrations/slack").json()["alias"]["status"] == "learned"
 
 
+def test_a_client_cannot_flood_aliases_with_a_new_session_per_search(served):
+    """DESIGN 5: "rate-limited ... so one client cannot flood them": a script that names a new
+    session for every search is still one address (every request here comes from 127.0.0.1)."""
+    base, runtime = served(alias_limit_per_session=2, alias_limit_per_client=3)
+    statuses = []
+    for n in range(5):
+        search_id = suggest(base, f"{ODD_QUERY} number {n}", session=f"fresh-{n}")["search_id"]
+        response = post_event(base, search_id=search_id, type="helpful", item_id="integrations/slack")
+        assert response.status_code == 202
+        statuses.append(response.json()["alias"]["status"])
+    assert statuses == ["learned"] * 3 + ["rate_limited"] * 2
+    assert runtime.engine.alias_count == 3 and count_events(runtime) == 5
+
+
 def test_metrics_endpoint(served):
     base, _ = served()
     for partial in ("reset", "reset my pass", "reset my password"):

@@ -266,7 +266,7 @@ def test_migration_0005_marks_existing_aliases_as_feedback(database_url):
         conn.execute(sa.text(
             "INSERT INTO aliases (item_type, item_id, query, query_key, confirmations, active, created_at, updated_at) "
             "VALUES ('article', 'billing/refunds', 'Money back?', 'money back?', 2, :active, 1, 1)"), {"active": True})
-    db.upgrade(engine)
+    db.upgrade(engine, "0005")
     assert db.current_revision(engine) == "0005"
     [row] = aliases.list_aliases(engine)
     assert (row["query"], row["active"], row["confirmations"], row["source"], row["candidate_id"]) == (
