@@ -297,6 +297,20 @@ def insert_event(conn: sa.Connection, search: dict, event_type: str, item_type, 
     return int(result.inserted_primary_key[0])
 
 
+def add_requester(conn: sa.Connection, event_id: int, requester: dict | None) -> None:
+    """Fill the requester fields a stored event lacks (never overwrite one): a help form may
+    report a ticket before the ticketing system reports it again with the customer's email."""
+    if not requester:
+        return
+    values = {
+        name: sa.func.coalesce(events.c[name], requester[name])
+        for name in ("customer_id", "email", "mrr")
+        if requester.get(name) is not None
+    }
+    if values:
+        conn.execute(events.update().where(events.c.id == event_id).values(**values))
+
+
 def lock_search(conn: sa.Connection, search_id: str) -> None:
     """Hold the search's row until the transaction ends (a no-op on SQLite, whose writers take turns)."""
     conn.execute(sa.select(searches.c.id).where(searches.c.id == search_id).with_for_update())

@@ -34,6 +34,7 @@ def record_event(
     from .events import (
         WRITE_GRACE_SECONDS,
         EventError,
+        add_requester,
         get_search,
         insert_event,
         lock_search,
@@ -80,6 +81,7 @@ def record_event(
         lock_search(conn, search_id)
         earlier = None if event_type == "vote" else same_event(conn, search_id, event_type, item_type, item_id)
         if earlier is not None:  # a retry or a double click: stored and counted once (votes: once per requester)
+            add_requester(conn, earlier, requester)  # but who asked is kept, if only this copy says
             return _answer(earlier, search_id, event_type, item_type, item_id) | {"duplicate": True}
         if event_type == "vote":  # the same rules as POST /api/ideas/<id>/vote: closed ideas 409, one per requester
             try:

@@ -360,6 +360,22 @@ def test_the_same_event_twice_is_stored_once(served):
     assert metrics["events"]["click"] == 2 and metrics["events"]["ticket_created"] == 1
 
 
+def test_a_duplicate_ticket_that_says_who_asked_keeps_the_requester(served):
+    """The help form reports the ticket, then the ticketing system reports it again with the
+    customer: stored once, and the customer is kept (DESIGN 7: requesters hear back)."""
+    base, runtime = served()
+    search_id = suggest(base, "can I pay with bitcoin", session="pay")["search_id"]
+    first = post_event(base, search_id=search_id, type="ticket_created")
+    second = post_event(base, search_id=search_id, type="ticket_created",
+                        requester={"email": "Ana@Example.com", "customer_id": "c-42", "mrr": 99.5})
+    third = post_event(base, search_id=search_id, type="ticket_created", requester={"email": "other@example.com"})
+    assert first.status_code == second.status_code == third.status_code == 202
+    assert second.json() == third.json() == first.json() | {"duplicate": True}
+    with runtime.db.connect() as conn:
+        rows = conn.execute(sa.select(db.events.c.email, db.events.c.customer_id, db.events.c.mrr)).all()
+    assert [tuple(r) for r in rows] == [("Ana@Example.com", "c-42", 99.5)]  # filled once, never overwritten
+
+
 def test_a_misspelt_suggest_field_is_an_error_not_ignored(served):
     base, _ = served()
     response = requests.post(f"{base}/api/suggest", json={"query": "refund", "local": "ko"}, timeout=30)
