@@ -42,9 +42,12 @@ def _fail(exc) -> None:
     raise click.ClickException(str(exc)) from None
 
 
-@click.group()
-def clusters():
-    """Idea candidates: unanswered questions grouped by meaning."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def clusters(ctx):
+    """Idea candidates: unanswered questions grouped by meaning (alone: `list`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(clusters_list)
 
 
 @clusters.command("rebuild")

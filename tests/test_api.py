@@ -365,6 +365,7 @@ def test_deeply_nested_json_is_a_400_not_a_500(live_server):
 def test_body_over_16_kb_is_a_413(live_server):
     r = post_suggest(live_server, {"query": "refund", "padding": "x" * (17 * 1024)})
     _assert_error(r, "body", statuses=(413,))
+    assert r.json()["error"]["code"] == "payload_too_large"  # the same code as a body just over the limit
 
 
 def test_body_over_16_kb_without_content_length_is_rejected(live_server):

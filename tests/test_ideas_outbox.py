@@ -265,6 +265,9 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert len(found) == 4
     plain = runner.invoke(main, ["clusters", "list", *paths], catch_exceptions=False).stdout
     assert all(c["id"] in plain and c["label"] in plain for c in found)
+    # `deflect clusters [rebuild|list]` (DESIGN 4): alone, it lists (settings from the environment)
+    env = {"DEFLECT_KB_DIR": str(tmp_path / "kb"), "DEFLECT_INDEX_DIR": str(tmp_path / "index"), "DEFLECT_DATABASE_URL": url}
+    assert runner.invoke(main, ["clusters"], env=env, catch_exceptions=False).stdout == plain
     shown = runner.invoke(main, ["clusters", "show", found[0]["id"], *paths], catch_exceptions=False)
     assert shown.exit_code == 0 and all(q["text"] in shown.stdout for q in found[0]["queries"])
     missing = runner.invoke(main, ["clusters", "show", "c-nope", *paths])

@@ -42,7 +42,8 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 404 and _is_page_path(request.path):
             # People mistype page addresses: they get the site's "not found" page, programs get JSON.
             return render_template("not_found.html", what="page", nav=""), 404
-        code = (exc.name or "error").lower().replace(" ", "_")
+        # 413 from werkzeug (a body over MAX_CONTENT_LENGTH) has the code deflect's own check uses.
+        code = "payload_too_large" if exc.code == 413 else (exc.name or "error").lower().replace(" ", "_")
         field = "body" if exc.code == 413 else None
         message = "request body is larger than 16 KB" if exc.code == 413 else exc.description
         return error_response(exc.code or 500, code, message, field)
