@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 
-LOCALE_TAG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
+# A language (2-8 letters), or BCP 47's private use "x-..." (x-klingon), then subtags.
+LOCALE_TAG = re.compile(r"^(?:[A-Za-z]{2,8}|[xX](?=[-_]))(?:[-_][A-Za-z0-9]{1,8})*$")
 MAX_LOCALE_CHARS = 35  # the searches.locale column (BCP 47 tags fit)
 
 
 def is_language_tag(value: str) -> bool:
-    """en, ko-KR, en_US...: letters and digits in dash- or underscore-separated parts."""
+    """en, ko-KR, en_US, x-klingon...: letters and digits in dash- or underscore-separated parts."""
     return LOCALE_TAG.match(value) is not None and len(value) <= MAX_LOCALE_CHARS
 
 
