@@ -91,10 +91,13 @@ def confirm(
         confirmations, active = 0, False
     else:
         alias_id, confirmations, active = row.id, row.confirmations, row.active
+        # min_confirmations counts distinct people: distinct sessions, and distinct addresses
+        # (a script naming a new session per search is still one address).
+        same_person = alias_confirmations.c.session == rate_key
+        if client:
+            same_person = sa.or_(same_person, alias_confirmations.c.client == client)
         seen = conn.execute(
-            sa.select(alias_confirmations.c.id).where(
-                alias_confirmations.c.alias_id == alias_id, alias_confirmations.c.session == rate_key
-            )
+            sa.select(alias_confirmations.c.id).where(alias_confirmations.c.alias_id == alias_id, same_person)
         ).first()
         if seen is not None:
             return {"status": "already_confirmed", "alias_id": alias_id}

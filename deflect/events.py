@@ -298,17 +298,16 @@ def insert_event(conn: sa.Connection, search: dict, event_type: str, item_type, 
 
 
 def add_requester(conn: sa.Connection, event_id: int, requester: dict | None) -> None:
-    """Fill the requester fields a stored event lacks (never overwrite one): a help form may
-    report a ticket before the ticketing system reports it again with the customer's email."""
-    if not requester:
+    """Give a stored event that names nobody the requester of a copy of it: a help form may
+    report a ticket before the ticketing system reports it again with the customer's email.
+    An event that names someone keeps them (fields are never mixed from two people)."""
+    if not requester or not (requester.get("customer_id") or requester.get("email")):
         return
-    values = {
-        name: sa.func.coalesce(events.c[name], requester[name])
-        for name in ("customer_id", "email", "mrr")
-        if requester.get(name) is not None
-    }
-    if values:
-        conn.execute(events.update().where(events.c.id == event_id).values(**values))
+    conn.execute(
+        events.update()
+        .where(events.c.id == event_id, events.c.customer_id.is_(None), events.c.email.is_(None))
+        .values(customer_id=requester.get("customer_id"), email=requester.get("email"), mrr=requester.get("mrr"))
+    )
 
 
 def lock_search(conn: sa.Connection, search_id: str) -> None:

@@ -60,8 +60,8 @@ def record_event(
         raise EventError(404, "not_found", "search_id", f"no search with id {show_id(search_id)}")
     if event_type == "vote" and not item_id:
         raise EventError(400, "invalid_field", "item_id", "a vote event needs item_id (the idea voted for)")
-    if item_id:
-        item_type = _item_type(runtime, search, item_id, item_type)
+    # Without an item the event is about the search: an item_type alone names nothing.
+    item_type = _item_type(runtime, search, item_id, item_type) if item_id else None
     if event_type == "vote" and item_type != "idea":
         raise EventError(400, "invalid_field", "item_type", "only ideas can be voted on")
     if event_type in SHOWN_ONLY and item_id and (item_type, item_id) not in _shown(search):

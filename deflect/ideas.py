@@ -86,10 +86,14 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
             continue
         try:
             data = json.loads(line)
+            if not isinstance(data, dict):
+                raise IdeaError("line", "an idea is a JSON object")
             record = validate_idea(data)
             existing = get_idea(conn, record["id"])
             if existing is not None:
-                _reimport(conn, existing, record, given=set(data))
+                _reimport(conn, existing, record, given={k for k, v in data.items() if v is not None})
+            elif record["status"] == "merged":
+                raise IdeaError("status", 'merge an idea with PATCH /api/ideas/<id> {"merged_into": ...}, not by import')
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{number}: not JSON ({exc.msg})")
             continue
@@ -108,14 +112,21 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
 
 def _reimport(conn: sa.Connection, existing: dict, record: dict, given: set[str]) -> None:
     """Update an idea from an import line the way an admin's PATCH would: only the fields the
-    line gives, a change to `shipped` notifies the requesters, and votes people cast since the
-    last import are kept (a line's `votes` can raise the count, never lower it)."""
-    patch = {k: record[k] for k in ("title", "description", "status") if k in given and record[k] != existing[k]}
+    line gives (a null is not given), a change to `shipped` notifies the requesters, and votes
+    people cast since the last import are kept (a line's `votes` can raise the count, never
+    lower it). A merged idea's status and votes live in the idea it was merged into: a line,
+    perhaps of the file it first came from, changes only its title and description."""
+    merged = existing["status"] == "merged"
+    fields = ("title", "description") if merged else ("title", "description", "status")
+    patch = {k: record[k] for k in fields if k in given and record[k] != existing[k]}
     if patch:
         update_idea(conn, existing["id"], patch)
-    if "votes" in given and record["votes"] > existing["votes"]:
+    if "votes" in given and not merged:
+        # Conditional in the statement itself, so a vote committed meanwhile is never overwritten.
         conn.execute(
-            ideas_table.update().where(ideas_table.c.id == existing["id"]).values(votes=record["votes"], updated_at=time.time())
+            ideas_table.update()
+            .where(ideas_table.c.id == existing["id"], ideas_table.c.votes < record["votes"], ideas_table.c.status != "merged")
+            .values(votes=record["votes"], updated_at=time.time())
         )
 
 

@@ -37,13 +37,17 @@ READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class IndexFolderReadOnly(DeflectError):
-    """The index must be rebuilt, but its folder cannot be written."""
+    """The index must be built or rebuilt, but its folder cannot be written."""
 
-    def __init__(self, folder: Path, reason: str):
+    def __init__(self, folder: Path, reason: str, has_index: bool):
+        why = (
+            "the KB, the model or the settings changed since the index there was built"
+            if has_index
+            else "there is no index there yet"
+        )
         super().__init__(
-            f"cannot save a new index version in {folder} ({reason}): the KB, the model or the settings "
-            "changed since the index there was built. Run `deflect index` where that folder is writable, "
-            "or make it writable"
+            f"cannot save a new index version in {folder} ({reason}): {why}. Run `deflect index` where "
+            "that folder is writable, or make it writable"
         )
 
 
@@ -167,7 +171,7 @@ def save_index(index: KBIndex, index_dir: str | Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     except OSError as exc:
         if exc.errno in READ_ONLY_ERRNOS:
-            raise IndexFolderReadOnly(root, exc.strerror) from None
+            raise IndexFolderReadOnly(root, exc.strerror, current_version_dir(root) is not None) from None
         raise
     try:
         np.save(tmp / "vectors.npy", index.vectors)

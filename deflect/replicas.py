@@ -12,6 +12,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import sqlalchemy as sa
 
@@ -26,18 +27,13 @@ LOCK_FILE = ".build.lock"
 def build_lock(index_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the index folder's build lock (blocking); a killed holder frees it at once.
 
-    A folder this process cannot write (an index built elsewhere, mounted read-only) has no
-    lock to take: nothing can be saved there, so there is nothing to take turns for. An
-    up-to-date index is served as it is; a build that must save fails with IndexFolderReadOnly.
+    flock needs no write access, so a lock file this process may only read (another user's,
+    or on a read-only mount) is still locked. Only a folder with no lock file that cannot be
+    written (an index built elsewhere and mounted read-only) goes without: nothing can be
+    saved there, so there is nothing to take turns for. An up-to-date index is served as it
+    is; a build that must save fails with IndexFolderReadOnly.
     """
-    root = Path(index_dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / LOCK_FILE, "a+")
-    except OSError as exc:
-        if exc.errno not in READ_ONLY_ERRNOS:
-            raise
-        handle = None
+    handle = _open_lock(Path(index_dir))
     if handle is None:
         yield
         return
@@ -47,6 +43,22 @@ def build_lock(index_dir: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _open_lock(root: Path) -> IO | None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return open(root / LOCK_FILE, "a+")  # noqa: SIM115 - closed by build_lock
+    except OSError as exc:
+        if exc.errno not in READ_ONLY_ERRNOS:
+            raise
+        cannot_write = exc
+    try:
+        return open(root / LOCK_FILE)  # noqa: SIM115 - closed by build_lock
+    except FileNotFoundError:
+        if root.is_dir() and os.access(root, os.W_OK):
+            raise cannot_write from None
+        return None
 
 
 def published_version(engine: sa.Engine) -> str | None:

@@ -379,6 +379,16 @@ def test_body_over_16_kb_without_content_length_is_rejected(live_server):
         f"{live_server}/api/suggest", data=chunks(), headers={"Content-Type": "application/json"}, timeout=TIMEOUT
     )
     _assert_error(r, "body", statuses=(413,))
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_body_one_byte_over_16_kb_is_the_same_413(live_server):
+    body = b'{"query": "refund", "padding": "'
+    body += b"x" * (16 * 1024 + 1 - len(body) - 2) + b'"}'
+    assert len(body) == 16 * 1024 + 1
+    r = requests.post(f"{live_server}/api/suggest", data=body, headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
+    _assert_error(r, "body", statuses=(413,))
+    assert r.json()["error"] == {"code": "payload_too_large", "message": "request body is larger than 16 KB", "field": "body"}
 
 
 @pytest.mark.parametrize(

@@ -180,19 +180,24 @@ def test_helpful_teaches_an_alias_used_at_once_and_admins_can_delete_it(served):
     assert requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=30).json()["aliases"] == []
 
 
-def test_min_confirmations_counts_distinct_sessions(served):
-    base, runtime = served(min_confirmations=2)
+def test_min_confirmations_counts_distinct_sessions_and_addresses(served):
+    # Behind a trusted proxy (here the test client itself), X-Forwarded-For names each visitor.
+    base, runtime = served(min_confirmations=2, trusted_proxies="127.0.0.1")
 
-    def confirm(session):
+    def confirm(session, address):
         search_id = suggest(base, ODD_QUERY, session=session)["search_id"]
-        response = post_event(base, search_id=search_id, type="helpful", item_id="billing/refunds")
+        response = requests.post(
+            f"{base}/api/events", json={"search_id": search_id, "type": "helpful", "item_id": "billing/refunds"},
+            headers={"X-Forwarded-For": address}, timeout=30,
+        )  # fmt: skip
         assert response.status_code == 202
         return response.json()["alias"]["status"]
 
-    assert confirm("first") == "confirmed"
-    assert confirm("first") == "already_confirmed"
+    assert confirm("first", "198.51.100.1") == "confirmed"
+    assert confirm("first", "198.51.100.2") == "already_confirmed"  # the same session
+    assert confirm("renamed", "198.51.100.1") == "already_confirmed"  # the same address, a new session name
     assert runtime.engine.alias_count == 0
-    assert confirm("second") == "learned"
+    assert confirm("second", "198.51.100.2") == "learned"
     assert runtime.engine.alias_count == 1
     assert suggest(base, ODD_QUERY, types=["article"])["results"][0]["id"] == "billing/refunds"
 
@@ -331,7 +336,7 @@ def test_events_about_the_whole_search_need_no_item(served):
         response = post_event(base, search_id=search["search_id"], type=kind)
         assert response.status_code == 202, response.text
         assert "item_id" not in response.json()
-    again = post_event(base, search_id=yes["search_id"], type="helpful")
+    again = post_event(base, search_id=yes["search_id"], type="helpful", item_type="article")  # names no item either
     assert again.json().get("duplicate") is True
     assert count_events(runtime) == 3 and runtime.engine.alias_count == 0
     metrics = runtime.metrics()
@@ -371,9 +376,15 @@ def test_a_duplicate_ticket_that_says_who_asked_keeps_the_requester(served):
     third = post_event(base, search_id=search_id, type="ticket_created", requester={"email": "other@example.com"})
     assert first.status_code == second.status_code == third.status_code == 202
     assert second.json() == third.json() == first.json() | {"duplicate": True}
+    # Someone else's details never fill in the rest of a named requester (c-7 would get B's mail).
+    named = suggest(base, "can I pay with bitcoin", session="pay-2")["search_id"]
+    post_event(base, search_id=named, type="ticket_created", requester={"email": "a@example.com"})
+    post_event(base, search_id=named, type="ticket_created", requester={"customer_id": "c-7", "email": "b@example.com"})
     with runtime.db.connect() as conn:
-        rows = conn.execute(sa.select(db.events.c.email, db.events.c.customer_id, db.events.c.mrr)).all()
-    assert [tuple(r) for r in rows] == [("Ana@Example.com", "c-42", 99.5)]  # filled once, never overwritten
+        rows = conn.execute(
+            sa.select(db.events.c.email, db.events.c.customer_id, db.events.c.mrr).order_by(db.events.c.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [("Ana@Example.com", "c-42", 99.5), ("a@example.com", None, None)]
 
 
 def test_a_misspelt_suggest_field_is_an_error_not_ignored(served):

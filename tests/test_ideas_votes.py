@@ -147,3 +147,37 @@ def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
     assert import_ideas(store, again)[:2] == (0, 2)
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == 1
+
+
+def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(store, tmp_path):
+    import json
+
+    from deflect.ideas import import_ideas
+
+    original = tmp_path / "ideas.jsonl"
+    original.write_text(
+        json.dumps({"id": "a", "title": "Idea A", "status": "open", "votes": 7}) + "\n"
+        + json.dumps({"id": "b", "title": "Idea B", "status": "open", "votes": 1}) + "\n"
+        + json.dumps({"id": "c", "title": "Idea C", "description": "Kept", "status": "shipped"}) + "\n"
+    )  # fmt: skip
+    assert import_ideas(store, original) == (3, 0, [])
+    with db.writing(store) as conn:
+        update_idea(conn, "a", {"merged_into": "b"})
+    assert (get_idea(store, "a")["votes"], get_idea(store, "b")["votes"]) == (0, 8)
+
+    # The same file again: a stays merged with its votes in b (no 15 votes from 8).
+    assert import_ideas(store, original)[:2] == (0, 3)
+    a, b = get_idea(store, "a"), get_idea(store, "b")
+    assert (a["status"], a["merged_into"], a["votes"], b["votes"]) == ("merged", "b", 0, 8)
+
+    nulls = tmp_path / "nulls.jsonl"
+    nulls.write_text(
+        json.dumps({"id": "c", "title": "Idea C", "description": None, "status": None, "votes": None}) + "\n"
+        + json.dumps({"id": "d", "title": "Idea D", "status": "merged"}) + "\n"  # merged needs a target
+        + "[1, 2]\n"
+    )  # fmt: skip
+    inserted, updated, errors = import_ideas(store, nulls)
+    assert (inserted, updated) == (0, 1) and len(errors) == 2
+    assert "merged_into" in errors[0] and "JSON object" in errors[1]
+    c = get_idea(store, "c")
+    assert (c["status"], c["description"]) == ("shipped", "Kept") and get_idea(store, "d") is None

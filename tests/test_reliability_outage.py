@@ -308,8 +308,9 @@ def test_postgres_stopped_and_started_under_a_serving_process(tmp_path, own_post
         before = server.wait_healthy()
         assert before["status"] == "ok" and before["database"] == "ok"
         first = requests.post(f"{server.base}/api/suggest", json={"query": "refund"}, timeout=30).json()["search_id"]
-        answer = _event(server.base, first, "vote")
-        assert answer.status_code == 400  # a vote needs item_id: a real answer from a working database
+        answer = requests.post(f"{server.base}/api/events", timeout=30,
+                               json={"search_id": first, "type": "click", "item_id": "no/such-article"})
+        assert answer.status_code == 404  # the search was read, the item looked up: a working database's answer
         answer = _event(server.base, first)
         assert answer.status_code == 202, answer.text
         acknowledged.append(answer.json()["event_id"])

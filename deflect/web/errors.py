@@ -12,6 +12,10 @@ from ..outage import RETRY_AFTER_SECONDS, is_database_unavailable, short_reason
 log = logging.getLogger(__name__)
 
 
+PAYLOAD_TOO_LARGE = "payload_too_large"
+BODY_TOO_LARGE_MESSAGE = "request body is larger than 16 KB"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
@@ -42,11 +46,10 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 404 and _is_page_path(request.path):
             # People mistype page addresses: they get the site's "not found" page, programs get JSON.
             return render_template("not_found.html", what="page", nav=""), 404
-        # 413 from werkzeug (a body over MAX_CONTENT_LENGTH) has the code deflect's own check uses.
-        code = "payload_too_large" if exc.code == 413 else (exc.name or "error").lower().replace(" ", "_")
-        field = "body" if exc.code == 413 else None
-        message = "request body is larger than 16 KB" if exc.code == 413 else exc.description
-        return error_response(exc.code or 500, code, message, field)
+        if exc.code == 413:  # werkzeug's (a body over MAX_CONTENT_LENGTH), said as deflect's own check says it
+            return error_response(413, PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_MESSAGE, "body")
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

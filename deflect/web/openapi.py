@@ -130,7 +130,7 @@ OPENAPI = {
             "EventStored": {"type": "object", "required": ["event_id", "search_id", "type"], "properties": {
                 "event_id": {"type": "integer"}, "search_id": {"type": "string"}, "type": {"type": "string"},
                 "item_type": {"type": "string"}, "item_id": {"type": "string"},
-                "duplicate": {"type": "boolean", "description": "true: the same event was stored before; not stored again"},
+                "duplicate": {"type": "boolean", "description": "true: the same event was stored before; not stored again (a requester it names fills in a stored event that names nobody)"},
                 "alias": {"type": "object", "properties": {"status": {"type": "string", "enum": [
                     "learned", "confirmed", "already_confirmed", "rate_limited"]}, "alias_id": {"type": "integer"}}},
                 "vote": {"type": "object", "description": "a vote event: the idea that got it and its votes now; "

@@ -9,7 +9,8 @@ from flask import Flask, Request, request
 
 from ..locales import MAX_LOCALE_CHARS, is_language_tag
 from ..suggest import MAX_K
-from .errors import ApiError
+from . import MAX_BODY_BYTES
+from .errors import BODY_TOO_LARGE_MESSAGE, PAYLOAD_TOO_LARGE, ApiError
 
 ITEM_TYPES = ("article", "idea")
 # NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (JSON's
@@ -54,8 +55,8 @@ def json_body(request: Request) -> dict:
     """The request's JSON object, or a 415/400 naming what is wrong with it."""
     if not request.mimetype or request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json", "Content-Type")
-    if len(request.get_data(cache=True)) > 16 * 1024:
-        raise ApiError(413, "payload_too_large", "request body is larger than 16 KB", "body")
+    if len(request.get_data(cache=True)) > MAX_BODY_BYTES:
+        raise ApiError(413, PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_MESSAGE, "body")
     try:
         data = parsed_json(request)
     except (ValueError, RecursionError):
