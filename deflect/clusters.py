@@ -116,6 +116,8 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 # --- labels and keywords ---------------------------------------------------------------
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Longer "words" (a pasted token, a run of letters with no space) are not shown as keywords.
+MAX_KEYWORD_CHARS = 30
 
 
 def _surface_forms(texts: Sequence[str]) -> dict[str, Counter]:
@@ -150,6 +152,8 @@ def keywords(groups: Sequence[Sequence[str]], top: int = 5) -> list[list[str]]:
         words: list[str] = []
         for token in ranked:
             word = min(forms[token].items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))[0] if token in forms else token
+            if len(word) > MAX_KEYWORD_CHARS:  # a pasted URL, hash or error dump says nothing to a reviewer
+                continue
             if word not in words:
                 words.append(word)
             if len(words) == top:

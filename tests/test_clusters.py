@@ -77,6 +77,14 @@ def test_korean_keywords_come_from_bigrams_as_words():
     assert {"다크", "모드"} <= set(words[1])
 
 
+def test_keywords_skip_overlong_words():
+    token = "x9f3" * 20  # e.g. a pasted error id, in every question of the group
+    groups = [[f"sync fails with {token}", f"sync error {token} again", "sync keeps failing"], ["dark mode please"]]
+    words = clusters.keywords(groups)
+    assert token not in words[0] and "sync" in words[0]
+    assert all(len(w) <= clusters.MAX_KEYWORD_CHARS for group in words for w in group)
+
+
 def test_long_labels_are_cut_at_a_word():
     text = "please " * 30
     vec = np.eye(4, dtype=np.float32)[:1]
