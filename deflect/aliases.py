@@ -7,13 +7,16 @@ counter in the database, which other server processes poll to reload.
 
 Promoting or merging an idea candidate is a confirmation too, by an admin: the candidate's
 questions become active aliases of the idea at once (`from_review`, source "review"), without
-confirmations and outside the per-session limit.
+confirmations and outside the per-session limit. So are confirmed answers a team already has,
+e.g. past tickets and the article that solved each (`import_aliases`, source "import").
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
@@ -126,24 +129,98 @@ def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list
     alias_confirmations rows are written, so no visitor session's hourly limit is touched.
     Returns how many aliases were added or activated; the generation is bumped if any.
     """
-    now = time.time()
-    changed = 0
-    for query in queries:
-        key = normalize_query(query)[:1000]
-        values = {"item_type": item_type, "item_id": item_id, "query": query, "query_key": key, "confirmations": 0,
-                  "active": True, "source": "review", "candidate_id": candidate_id, "created_at": now, "updated_at": now}
-        if _insert_new(conn, values):
-            changed += 1
-            continue
-        changed += conn.execute(
-            aliases.update()
-            .where(aliases.c.item_type == item_type, aliases.c.item_id == item_id, aliases.c.query_key == key,
-                   aliases.c.active.is_(False))
-            .values(active=True, source="review", candidate_id=candidate_id, model=None, vector=None, updated_at=now)
-        ).rowcount
+    changed = sum(_activate(conn, item_type, item_id, query, "review", candidate_id) for query in queries)
     if changed:
         bump_generation(conn)
     return changed
+
+
+def _activate(conn: sa.Connection, item_type: str, item_id: str, query: str, source: str, candidate_id: str | None) -> bool:
+    """Add `query` as an active alias of the item, or activate a pending one; False if it was active already."""
+    now = time.time()
+    key = normalize_query(query)[:1000]
+    values = {"item_type": item_type, "item_id": item_id, "query": query, "query_key": key, "confirmations": 0,
+              "active": True, "source": source, "candidate_id": candidate_id, "created_at": now, "updated_at": now}  # fmt: skip
+    if _insert_new(conn, values):
+        return True
+    return bool(
+        conn.execute(
+            aliases.update()
+            .where(aliases.c.item_type == item_type, aliases.c.item_id == item_id, aliases.c.query_key == key,
+                   aliases.c.active.is_(False))  # fmt: skip
+            .values(active=True, source=source, candidate_id=candidate_id, model=None, vector=None, updated_at=now)
+        ).rowcount
+    )
+
+
+IMPORT_KEYS = {"text", "article", "idea"}
+
+
+def import_aliases(
+    engine: sa.Engine, path: str | Path, article_ids: set[str], max_query_chars: int
+) -> tuple[int, int, list[str]]:
+    """Make each line's question an active alias of its article or idea; returns (added, already, errors).
+
+    A line is {"text": question, "article": id} or {"text": question, "idea": id} (banking77's
+    feedback.jsonl is the first form): answers a team has already confirmed, such as past
+    tickets and the article that solved each. A new deployment then starts with them, in
+    retrieval and in the answered calibration (which every server refits once it reloads them),
+    instead of waiting for visitors' helpful events. A bad line is skipped with an error naming
+    it; an idea merged into another gives its alias to the idea it went into.
+    """
+    from .ideas import resolve_idea
+
+    added = already = 0
+    errors: list[str] = []
+    with writing(engine) as conn:
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(f"{path}:{number}: not JSON ({exc.msg})")
+                continue
+            problem = _import_problem(data, article_ids, max_query_chars)
+            item_type = "idea" if problem is None and "idea" in data else "article"
+            item_id = data[item_type] if problem is None else None
+            if item_type == "idea":
+                idea = resolve_idea(conn, item_id)
+                if idea is None:
+                    problem = f"idea: no idea with id {item_id!r}"
+                else:
+                    item_id = idea["id"]
+            if problem is not None:
+                errors.append(f"{path}:{number}: {problem}")
+            elif _activate(conn, item_type, item_id, " ".join(data["text"].split()), "import", None):
+                added += 1
+            else:
+                already += 1
+        if added:
+            bump_generation(conn)
+    return added, already, errors
+
+
+def _import_problem(data, article_ids: set[str], max_query_chars: int) -> str | None:
+    """What is wrong with one import line (field: message), or None."""
+    if not isinstance(data, dict):
+        return 'line: a JSON object, {"text": ..., "article": ...} or {"text": ..., "idea": ...}'
+    unknown = sorted(set(data) - IMPORT_KEYS)
+    if unknown:
+        return f"{unknown[0]}: unknown field (a line has text and article or idea)"
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return "text: the question, a non-empty string"
+    if len(text) > max_query_chars:
+        return f"text: longer than max_query_chars ({max_query_chars}), so no search could match it"
+    if ("article" in data) == ("idea" in data):
+        return "article: name exactly one of article or idea"
+    field = "article" if "article" in data else "idea"
+    if not isinstance(data[field], str) or not data[field].strip():
+        return f"{field}: an id, a non-empty string"
+    if field == "article" and data["article"] not in article_ids:
+        return f"article: no article with id {data['article']!r} in the KB"
+    return None
 
 
 def move_to(conn: sa.Connection, item_type: str, from_id: str, to_id: str) -> int:

@@ -333,48 +333,6 @@ def _csv_value(value):
     return value
 
 
-@main.group()
-def aliases():
-    """Learned aliases (queries users confirmed an item answers, or an admin's review did)."""
-
-
-@aliases.command("list")
-@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
-@click.option("--all", "show_all", is_flag=True, help="Also list queries not yet confirmed often enough.")
-def aliases_list(database_url, show_all):
-    """List learned aliases."""
-    settings = _settings(database_url=database_url)
-    from .aliases import list_aliases
-    from .db import make_engine, upgrade
-
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    rows = list_aliases(engine, active_only=not show_all)
-    if not rows:
-        click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
-    for row in rows:
-        state = "active" if row["active"] else "pending"
-        how = "review" if row["source"] == "review" else f"{row['confirmations']}x"
-        click.echo(f"{row['id']:>6}  {state:<7} {how:>6}  {row['item_type']}:{row['item_id']}  {row['query']!r}")
-
-
-@aliases.command("delete")
-@click.argument("alias_id", type=int)
-@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
-def aliases_delete(alias_id, database_url):
-    """Delete alias ALIAS_ID (running servers drop it within sync_interval_seconds)."""
-    settings = _settings(database_url=database_url)
-    from .aliases import delete_alias
-    from .db import make_engine, upgrade, writing
-
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    with writing(engine) as conn:
-        if not delete_alias(conn, alias_id):
-            raise click.ClickException(f"no alias with id {alias_id}")
-    click.echo(f"alias {alias_id} deleted")
-
-
 @main.command()
 def settings():
     """List every setting with its environment variable, default and help."""
@@ -383,8 +341,10 @@ def settings():
     click.echo(settings_table())
 
 
+from .cli_aliases import aliases  # noqa: E402
 from .cli_board import clusters, outbox  # noqa: E402
 
+main.add_command(aliases)
 main.add_command(clusters)
 main.add_command(outbox)
 

@@ -78,8 +78,9 @@ events = sa.Table(
 
 # A learned alias: a query that users confirmed (helpful events, source "feedback") answers an
 # item, or a question of an idea candidate an admin promoted or merged into an idea (source
-# "review", candidate_id says which). Its vector is stored so every server process can load it
-# without re-encoding.
+# "review", candidate_id says which), or a confirmed answer an admin imported (source "import",
+# `deflect aliases import`). Its vector is stored so every server process can load it without
+# re-encoding.
 aliases = sa.Table(
     "aliases",
     metadata,

@@ -19,6 +19,7 @@ from deflect.settings import SETTINGS
 COMMANDS = [
     ["serve"], ["index"], ["suggest"], ["ideas"], ["ideas", "import"], ["eval"], ["settings"], ["db"], ["db", "upgrade"],
     ["metrics"], ["events"], ["events", "export"], ["aliases"], ["aliases", "list"], ["aliases", "delete"],
+    ["aliases", "import"],
 ]
 
 

@@ -122,9 +122,10 @@ OPENAPI = {
                           "id": {"type": "integer"}, "item_type": {"type": "string", "enum": ["article", "idea"]},
                           "item_id": {"type": "string"}, "query": {"type": "string"}, "confirmations": {"type": "integer"},
                           "active": {"type": "boolean"},
-                          "source": {"type": "string", "enum": ["feedback", "review"], "description":
+                          "source": {"type": "string", "enum": ["feedback", "review", "import"], "description":
                                      "feedback: confirmed by helpful events; review: a question of an idea "
-                                     "candidate promoted or merged into the idea (candidate_id)"},
+                                     "candidate promoted or merged into the idea (candidate_id); import: "
+                                     "added by `deflect aliases import`"},
                           "candidate_id": {"type": "string", "nullable": True},
                           "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
             "EventStored": {"type": "object", "required": ["event_id", "search_id", "type"], "properties": {

@@ -1,0 +1,85 @@
+"""`deflect aliases ...`: learned aliases from the command line (list, delete, import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli_options import cli_settings
+
+_settings = cli_settings
+_database_option = click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+
+
+def _store(settings):
+    """The settings' database, migrated."""
+    from .db import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+@click.group()
+def aliases():
+    """Learned aliases (queries users confirmed an item answers, or an admin's review did)."""
+
+
+@aliases.command("list")
+@_database_option
+@click.option("--all", "show_all", is_flag=True, help="Also list queries not yet confirmed often enough.")
+def aliases_list(database_url, show_all):
+    """List learned aliases."""
+    from .aliases import list_aliases
+
+    engine = _store(_settings(database_url=database_url))
+    rows = list_aliases(engine, active_only=not show_all)
+    if not rows:
+        click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
+    for row in rows:
+        state = "active" if row["active"] else "pending"
+        how = row["source"] if row["source"] in ("review", "import") else f"{row['confirmations']}x"
+        click.echo(f"{row['id']:>6}  {state:<7} {how:>6}  {row['item_type']}:{row['item_id']}  {row['query']!r}")
+
+
+@aliases.command("delete")
+@click.argument("alias_id", type=int)
+@_database_option
+def aliases_delete(alias_id, database_url):
+    """Delete alias ALIAS_ID (running servers drop it within sync_interval_seconds)."""
+    from .aliases import delete_alias
+    from .db import writing
+
+    engine = _store(_settings(database_url=database_url))
+    with writing(engine) as conn:
+        if not delete_alias(conn, alias_id):
+            raise click.ClickException(f"no alias with id {alias_id}")
+    click.echo(f"alias {alias_id} deleted")
+
+
+@aliases.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--kb", "kb_dir", default=None, help="Knowledge-base folder whose article ids lines may name (setting kb_dir).")
+@_database_option
+def aliases_import(file, kb_dir, database_url):
+    """Add confirmed answers from a JSONL FILE as active aliases ({"text", "article"} or {"text", "idea"}).
+
+    For answers your team already knows, e.g. past tickets and the article that solved each:
+    retrieval uses them, and the answered decision is refit with them as real questions, in
+    every running server within sync_interval_seconds.
+    """
+    from .aliases import import_aliases
+    from .articles import load_kb
+
+    settings = _settings(database_url=database_url, **({"kb_dir": kb_dir} if kb_dir else {}))
+    if not Path(settings.kb_dir).is_dir():
+        raise click.ClickException(f"no knowledge-base folder {settings.kb_dir} (setting kb_dir, or --kb)")
+    engine = _store(settings)
+    articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars)
+    added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
+    for error in errors:
+        click.echo(f"skipped: {error}", err=True)
+    click.echo(f"{added} aliases added, {already} already active, {len(errors)} skipped")
+    if errors and not added and not already:
+        raise click.ClickException(f"no line of {file} could be imported")

@@ -1,0 +1,121 @@
+"""`deflect aliases import`: confirmed answers a team already has, as active aliases (both databases)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+from deflect import aliases
+from deflect.db import writing
+from deflect.ideas import create_idea, update_idea
+
+ARTICLES = {"account/reset-password", "billing/refunds", "integrations/slack"}
+
+
+def _write(path: Path, lines: list) -> Path:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_import_adds_active_aliases_and_names_every_skipped_line(store, tmp_path):
+    with writing(store) as conn:
+        create_idea(conn, {"id": "dark-mode", "title": "Dark mode"})
+        create_idea(conn, {"id": "night-theme", "title": "Night theme"})
+        update_idea(conn, "night-theme", {"merged_into": "dark-mode"})
+    before = aliases.generation(store)
+    path = _write(tmp_path / "answers.jsonl", [
+        {"text": "I can't get into my account", "article": "account/reset-password"},
+        {"text": "  a black   background  please ", "idea": "night-theme"},  # merged: goes to dark-mode
+        {"text": "q", "article": "nope/missing"},
+        {"text": "q", "idea": "no-such-idea"},
+        "not json",
+        "[1, 2]",
+        {"text": "q", "article": "billing/refunds", "idea": "dark-mode"},
+        {"text": "q", "articel": "billing/refunds"},
+        {"text": "   ", "article": "billing/refunds"},
+        {"text": "x" * 51, "article": "billing/refunds"},
+        {"text": "q", "article": 7},
+        "",
+    ])  # fmt: skip
+    added, already, errors = aliases.import_aliases(store, path, ARTICLES, max_query_chars=50)
+    assert (added, already) == (2, 0)
+    assert errors == [
+        f"{path}:3: article: no article with id 'nope/missing' in the KB",
+        f"{path}:4: idea: no idea with id 'no-such-idea'",
+        f"{path}:5: not JSON (Expecting value)",
+        f'{path}:6: line: a JSON object, {{"text": ..., "article": ...}} or {{"text": ..., "idea": ...}}',
+        f"{path}:7: article: name exactly one of article or idea",
+        f"{path}:8: articel: unknown field (a line has text and article or idea)",
+        f"{path}:9: text: the question, a non-empty string",
+        f"{path}:10: text: longer than max_query_chars (50), so no search could match it",
+        f"{path}:11: article: an id, a non-empty string",
+    ]
+    rows = aliases.list_aliases(store)
+    assert [(r["item_type"], r["item_id"], r["query"], r["active"], r["source"]) for r in rows] == [
+        ("article", "account/reset-password", "I can't get into my account", True, "import"),
+        ("idea", "dark-mode", "a black background please", True, "import"),
+    ]
+    assert aliases.generation(store) > before  # running servers reload
+
+
+def test_importing_again_adds_nothing_and_a_pending_alias_is_activated(store, tmp_path):
+    now = time.time()
+    with writing(store) as conn:
+        conn.execute(sa.insert(aliases.aliases).values(
+            item_type="article", item_id="billing/refunds", query="Can I get my money back", query_key="can i get my money back",
+            confirmations=1, active=False, source="feedback", created_at=now, updated_at=now))  # fmt: skip
+    path = _write(tmp_path / "answers.jsonl", [
+        {"text": "can I get my money back", "article": "billing/refunds"},  # the pending one, same query
+        {"text": "post updates to our team chat", "article": "integrations/slack"},
+    ])  # fmt: skip
+    assert aliases.import_aliases(store, path, ARTICLES, 1000) == (2, 0, [])
+    assert all(r["active"] for r in aliases.list_aliases(store))
+    before = aliases.generation(store)
+    assert aliases.import_aliases(store, path, ARTICLES, 1000) == (0, 2, [])
+    assert len(aliases.list_aliases(store)) == 2
+    assert aliases.generation(store) == before  # nothing changed: no reload
+
+
+def test_a_running_server_uses_imported_answers_at_once(served, tmp_path, database_url):
+    """The real CLI in its own process, against a real server on the same database."""
+    base, runtime = served(sync_interval_seconds=0.2)
+    question = "where do I change the colour theme of the app"
+
+    def top() -> tuple[str, float]:
+        body = requests.post(f"{base}/api/suggest", json={"query": question, "types": ["article"]}, timeout=30).json()
+        return body["results"][0]["id"], body["results"][0]["score"]
+
+    first, _ = top()
+    target = sorted(ARTICLES - {first})[0]  # an article this question did not find
+    path = _write(tmp_path / "answers.jsonl", [{"text": question, "article": target}])
+    exe = Path(sys.executable).parent / "deflect"
+    env = {**os.environ, "DEFLECT_DATABASE_URL": database_url, "DEFLECT_KB_DIR": runtime.settings.kb_dir,
+           "DEFLECT_CONFIG": "none"}  # fmt: skip
+    proc = subprocess.run([str(exe), "aliases", "import", str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1 aliases added, 0 already active, 0 skipped"
+    deadline = time.monotonic() + 20
+    while top()[0] != target and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert top()[0] == target
+    listed = requests.get(f"{base}/api/aliases", headers={"Authorization": f"Bearer {runtime.settings.admin_token}"}, timeout=30)
+    assert [(a["item_id"], a["source"]) for a in listed.json()["aliases"]] == [(target, "import")]
+
+
+def test_cli_import_reports_skips_and_fails_when_nothing_imports(tmp_path, tiny_kb):
+    exe = Path(sys.executable).parent / "deflect"
+    env = {**os.environ, "DEFLECT_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "DEFLECT_CONFIG": "none"}
+    bad = _write(tmp_path / "bad.jsonl", [{"text": "q", "article": "nope"}])
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    assert f"skipped: {bad}:1: article: no article with id 'nope' in the KB" in proc.stderr
+    assert f"Error: no line of {bad} could be imported" in proc.stderr
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tmp_path / "missing"), str(bad)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "no knowledge-base folder" in proc.stderr and "Traceback" not in proc.stderr
