@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from .db import alias_confirmations, aliases, bump_sync_counter, sync_counter, writing
+from .db import UNSTORABLE_TEXT, alias_confirmations, aliases, bump_sync_counter, sync_counter, writing
 from .events import normalize_query
 
 GENERATION = "aliases"
@@ -163,17 +163,22 @@ def import_aliases(
 
     A line is {"text": question, "article": id} or {"text": question, "idea": id} (banking77's
     feedback.jsonl is the first form): answers a team has already confirmed, such as past
-    tickets and the article that solved each. A new deployment then starts with them, in
-    retrieval and in the answered calibration (which every server refits once it reloads them),
-    instead of waiting for visitors' helpful events. A bad line is skipped with an error naming
-    it; an idea merged into another gives its alias to the idea it went into.
+    tickets and the article that solved each. A new deployment then starts with them in
+    retrieval, and article answers in the answered calibration too (which every server refits
+    once it reloads them), instead of waiting for visitors' helpful events. A bad line is
+    skipped with an error naming it; an idea merged into another gives its alias to the idea it
+    went into; a shipped or declined idea is no longer suggested, so it takes none.
+    Raises UnicodeDecodeError if the file is not UTF-8 (a BOM is allowed).
     """
-    from .ideas import resolve_idea
+    from .ideas import CLOSED_STATUSES, resolve_idea
 
     added = already = 0
     errors: list[str] = []
+    # Lines end at \n only: str.splitlines() would also cut at U+2028 and the like, which JSON
+    # allows inside a string, and the line numbers would no longer be the editor's.
+    lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
     with writing(engine) as conn:
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -187,7 +192,10 @@ def import_aliases(
             if item_type == "idea":
                 idea = resolve_idea(conn, item_id)
                 if idea is None:
-                    problem = f"idea: no idea with id {item_id!r}"
+                    problem = _missing_idea(conn, item_id)
+                elif idea["status"] in CLOSED_STATUSES:
+                    went = "" if idea["id"] == item_id else f" (merged into {idea['id']!r})"
+                    problem = f"idea: {item_id!r}{went} is {idea['status']}: no longer suggested, so an alias would never be used"
                 else:
                     item_id = idea["id"]
             if problem is not None:
@@ -201,6 +209,14 @@ def import_aliases(
     return added, already, errors
 
 
+def _missing_idea(conn: sa.Connection, idea_id: str) -> str:
+    from .ideas import get_idea
+
+    if get_idea(conn, idea_id) is None:
+        return f"idea: no idea with id {idea_id!r}"
+    return f"idea: {idea_id!r} is merged into an idea that no longer exists"
+
+
 def _import_problem(data, article_ids: set[str], max_query_chars: int) -> str | None:
     """What is wrong with one import line (field: message), or None."""
     if not isinstance(data, dict):
@@ -211,13 +227,17 @@ def _import_problem(data, article_ids: set[str], max_query_chars: int) -> str | 
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
         return "text: the question, a non-empty string"
-    if len(text) > max_query_chars:
-        return f"text: longer than max_query_chars ({max_query_chars}), so no search could match it"
+    if UNSTORABLE_TEXT.search(text):
+        return "text: contains NUL or an unpaired surrogate, which cannot be stored"
+    if len(" ".join(text.split())) > max_query_chars:
+        return f"text: longer than max_query_chars ({max_query_chars}), the longest query /api/suggest accepts"
     if ("article" in data) == ("idea" in data):
         return "article: name exactly one of article or idea"
     field = "article" if "article" in data else "idea"
     if not isinstance(data[field], str) or not data[field].strip():
         return f"{field}: an id, a non-empty string"
+    if UNSTORABLE_TEXT.search(data[field]):
+        return f"{field}: contains NUL or an unpaired surrogate, which no id has"
     if field == "article" and data["article"] not in article_ids:
         return f"article: no article with id {data['article']!r} in the KB"
     return None

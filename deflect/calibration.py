@@ -53,8 +53,12 @@ def fit_calibration(
     picks = [i for i in picks if per_item[catalog.passage_items[i]] > 1]
     if len(picks) > max_queries:
         picks = sorted(rng.choice(picks, size=max_queries, replace=False).tolist())
-    # Aliases are real queries: every one of them is an example (its vector is the query's).
-    picks += [i for i in range(len(index.passages), len(passages)) if per_item[catalog.passage_items[i]] > 1]
+    # Aliases are real queries: each is an example (its vector is the query's), up to max_queries of
+    # them (an import of past tickets can bring tens of thousands; the fit's cost grows with each).
+    alias_picks = [i for i in range(len(index.passages), len(passages)) if per_item[catalog.passage_items[i]] > 1]
+    if len(alias_picks) > max_queries:
+        alias_picks = sorted(rng.choice(alias_picks, size=max_queries, replace=False).tolist())
+    picks += alias_picks
     section_queries = [i for i in picks if passages[i]["kind"] == "section"]
     query_vectors = catalog.vectors[picks].copy()
     if section_queries:

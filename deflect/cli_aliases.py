@@ -23,7 +23,7 @@ def _store(settings):
 
 @click.group()
 def aliases():
-    """Learned aliases (queries users confirmed an item answers, or an admin's review did)."""
+    """Learned aliases (queries users confirmed an item answers, an admin's review did, or were imported)."""
 
 
 @aliases.command("list")
@@ -65,9 +65,11 @@ def aliases_delete(alias_id, database_url):
 def aliases_import(file, kb_dir, database_url):
     """Add confirmed answers from a JSONL FILE as active aliases ({"text", "article"} or {"text", "idea"}).
 
-    For answers your team already knows, e.g. past tickets and the article that solved each:
-    retrieval uses them, and the answered decision is refit with them as real questions, in
-    every running server within sync_interval_seconds.
+    For answers your team already knows, e.g. past tickets and the article that solved each.
+    Every running server uses them within sync_interval_seconds, and refits the answered
+    decision with the article ones as real questions. A bad line (an article not in the KB, an
+    unknown, shipped or declined idea, another field...) is skipped and named; a merged idea's
+    line goes to the idea it was merged into. Exit status 1 if no line could be imported.
     """
     from .aliases import import_aliases
     from .articles import load_kb
@@ -77,9 +79,12 @@ def aliases_import(file, kb_dir, database_url):
         raise click.ClickException(f"no knowledge-base folder {settings.kb_dir} (setting kb_dir, or --kb)")
     engine = _store(settings)
     articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars)
-    added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
+    try:
+        added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file}: not UTF-8 ({exc.reason} at byte {exc.start}); nothing imported") from None
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
     click.echo(f"{added} aliases added, {already} already active, {len(errors)} skipped")
-    if errors and not added and not already:
+    if not added and not already:
         raise click.ClickException(f"no line of {file} could be imported")

@@ -152,8 +152,12 @@ def keywords(groups: Sequence[Sequence[str]], top: int = 5) -> list[list[str]]:
         words: list[str] = []
         for token in ranked:
             word = min(forms[token].items(), key=lambda kv: (-kv[1], len(kv[0]), kv[0]))[0] if token in forms else token
-            if len(word) > MAX_KEYWORD_CHARS:  # a pasted URL, hash or error dump says nothing to a reviewer
-                continue
+            if len(word) > MAX_KEYWORD_CHARS:
+                # An unspaced script's bigram comes from a whole run of text: show the bigram. A
+                # pasted URL, hash or error dump says nothing to a reviewer: skip it.
+                if len(token) > MAX_KEYWORD_CHARS:
+                    continue
+                word = token
             if word not in words:
                 words.append(word)
             if len(words) == top:

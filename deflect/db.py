@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -141,6 +142,10 @@ def bump_sync_counter(conn: sa.Connection, name: str) -> None:
     if not updated:
         conn.execute(sync_state.insert().values(name=name, value=1))
 
+
+# Text no database here can store: NUL (PostgreSQL text) and lone surrogates (not encodable as
+# UTF-8; JSON's "\ud800" escape makes one). Refused before any write, by the API and by imports.
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 _EXAMPLE_URLS = "sqlite:///data/deflect.db or postgresql+psycopg://user:password@host/database"
 CONNECT_TIMEOUT_SECONDS = 5

@@ -13,6 +13,7 @@ import requests
 import sqlalchemy as sa
 
 from deflect import aliases
+from deflect.db import ideas as ideas_table
 from deflect.db import writing
 from deflect.ideas import create_idea, update_idea
 
@@ -54,7 +55,7 @@ def test_import_adds_active_aliases_and_names_every_skipped_line(store, tmp_path
         f"{path}:7: article: name exactly one of article or idea",
         f"{path}:8: articel: unknown field (a line has text and article or idea)",
         f"{path}:9: text: the question, a non-empty string",
-        f"{path}:10: text: longer than max_query_chars (50), so no search could match it",
+        f"{path}:10: text: longer than max_query_chars (50), the longest query /api/suggest accepts",
         f"{path}:11: article: an id, a non-empty string",
     ]
     rows = aliases.list_aliases(store)
@@ -63,6 +64,42 @@ def test_import_adds_active_aliases_and_names_every_skipped_line(store, tmp_path
         ("idea", "dark-mode", "a black background please", True, "import"),
     ]
     assert aliases.generation(store) > before  # running servers reload
+
+
+def test_closed_ideas_unstorable_text_and_odd_line_ends(store, tmp_path):
+    with writing(store) as conn:
+        for idea in ("live", "gone", "nope", "folded", "loose"):
+            create_idea(conn, {"id": idea, "title": idea.title()})
+        update_idea(conn, "folded", {"merged_into": "gone"})  # merged, and its target shipped since
+        update_idea(conn, "gone", {"status": "shipped"})
+        update_idea(conn, "nope", {"status": "declined"})
+        conn.execute(sa.update(ideas_table).where(ideas_table.c.id == "loose").values(status="merged", merged_into="vanished"))
+    text = "\n".join([
+        json.dumps({"text": "first \u2028 line", "idea": "live"}, ensure_ascii=False),  # U+2028 inside a JSON string
+        json.dumps({"text": "q", "idea": "gone"}),
+        json.dumps({"text": "q", "idea": "nope"}),
+        json.dumps({"text": "q", "idea": "folded"}),
+        json.dumps({"text": "q", "idea": "loose"}),
+        json.dumps({"text": "nul\u0000here", "idea": "live"}),
+        json.dumps({"text": "half \ud800 pair", "idea": "live"}),
+        json.dumps({"text": "q", "idea": "li\u0000ve"}),
+        json.dumps({"text": "  " + "y" * 50 + "  ", "article": "billing/refunds"}),  # 50 once its spaces are gone
+    ])  # fmt: skip
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8", "surrogatepass"))  # with a BOM, as Excel writes
+    added, already, errors = aliases.import_aliases(store, path, ARTICLES, max_query_chars=50)
+    assert (added, already) == (2, 0), errors
+    assert errors == [
+        f"{path}:2: idea: 'gone' is shipped: no longer suggested, so an alias would never be used",
+        f"{path}:3: idea: 'nope' is declined: no longer suggested, so an alias would never be used",
+        f"{path}:4: idea: 'folded' (merged into 'gone') is shipped: no longer suggested, so an alias would never be used",
+        f"{path}:5: idea: 'loose' is merged into an idea that no longer exists",
+        f"{path}:6: text: contains NUL or an unpaired surrogate, which cannot be stored",
+        f"{path}:7: text: contains NUL or an unpaired surrogate, which cannot be stored",
+        f"{path}:8: idea: contains NUL or an unpaired surrogate, which no id has",
+    ]
+    # One line, not two; its spacing (U+2028 is a space too) collapsed as in every stored query.
+    assert [r["query"] for r in aliases.list_aliases(store)] == ["first line", "y" * 50]
 
 
 def test_importing_again_adds_nothing_and_a_pending_alias_is_activated(store, tmp_path):
@@ -119,3 +156,10 @@ def test_cli_import_reports_skips_and_fails_when_nothing_imports(tmp_path, tiny_
     assert f"Error: no line of {bad} could be imported" in proc.stderr
     proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tmp_path / "missing"), str(bad)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and "no knowledge-base folder" in proc.stderr and "Traceback" not in proc.stderr
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"text": "caf\u00e9", "article": "billing/refunds"}\n'.encode("latin-1"))
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(latin)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and f"{latin}: not UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+    empty = _write(tmp_path / "empty.jsonl", [""])
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(empty)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and f"no line of {empty} could be imported" in proc.stderr

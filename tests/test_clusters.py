@@ -83,6 +83,10 @@ def test_keywords_skip_overlong_words():
     words = clusters.keywords(groups)
     assert token not in words[0] and "sync" in words[0]
     assert all(len(w) <= clusters.MAX_KEYWORD_CHARS for group in words for w in group)
+    # An unspaced script's run is longer than that, but its bigrams are shown.
+    run = "請求書の会社名を変更したいのですが設定画面のどこから変更できますか教えてください"
+    assert len(run) > clusters.MAX_KEYWORD_CHARS
+    assert clusters.keywords([[run, run + "。", run + "！"], ["dark mode please"]])[0]
 
 
 def test_long_labels_are_cut_at_a_word():

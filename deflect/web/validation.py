@@ -7,15 +7,13 @@ import re
 
 from flask import Flask, Request, request
 
+from ..db import UNSTORABLE_TEXT
 from ..locales import MAX_LOCALE_CHARS, is_language_tag
 from ..suggest import MAX_K
 from . import MAX_BODY_BYTES
 from .errors import BODY_TOO_LARGE_MESSAGE, PAYLOAD_TOO_LARGE, ApiError
 
 ITEM_TYPES = ("article", "idea")
-# NUL cannot be stored in PostgreSQL text and a lone surrogate cannot be encoded as UTF-8 (JSON's
-# "\ud800" escape makes one): text with either is refused at the door, not halfway into a write.
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 MAX_SESSION_CHARS = 200
 MAX_ID = 2**31 - 1  # row ids are INTEGER columns: 32 bits on PostgreSQL
 
@@ -23,11 +21,11 @@ MAX_ID = 2**31 - 1  # row ids are INTEGER columns: 32 bits on PostgreSQL
 def bad_text_field(value, path: str = "") -> str | None:
     """The dotted path of the first key or string in a JSON value that holds NUL or a lone surrogate."""
     if isinstance(value, str):
-        return path or "body" if _BAD_TEXT.search(value) else None
+        return path or "body" if UNSTORABLE_TEXT.search(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
             here = f"{path}.{key}" if path else str(key)
-            if _BAD_TEXT.search(str(key)):
+            if UNSTORABLE_TEXT.search(str(key)):
                 return path or "body"
             found = bad_text_field(item, here)
             if found:
@@ -81,10 +79,10 @@ def install_input_guards(app: Flask) -> None:
         if not request.path.startswith("/api/"):
             return None
         for value in (request.view_args or {}).values():
-            if (isinstance(value, str) and _BAD_TEXT.search(value)) or (isinstance(value, int) and value > MAX_ID):
+            if (isinstance(value, str) and UNSTORABLE_TEXT.search(value)) or (isinstance(value, int) and value > MAX_ID):
                 raise ApiError(404, "not_found", "no item with that id", "id")
         for name, value in request.args.items(multi=True):
-            if _BAD_TEXT.search(name) or _BAD_TEXT.search(value):
+            if UNSTORABLE_TEXT.search(name) or UNSTORABLE_TEXT.search(value):
                 raise ApiError(400, "invalid_field", f"{name!r} must not contain NUL characters", name)
         return None
 
