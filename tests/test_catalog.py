@@ -128,6 +128,20 @@ def test_calibration_does_not_depend_on_how_pseudo_queries_are_blocked(built, em
         assert blocked[key] == pytest.approx(one_by_one[key], rel=1e-4, abs=1e-6)
 
 
+def test_at_most_max_queries_aliases_join_the_calibration_fit(built, embedder):
+    """An import of past tickets can bring tens of thousands of aliases: the fit samples them."""
+    catalog = Catalog.for_index(built)
+    ids = [item["id"] for item in catalog.items]
+    questions = [f"question number {n} about {ids[n % len(ids)]}" for n in range(40)]
+    rows = [{"item_type": "article", "item_id": ids[n % len(ids)], "query": q, "vector": v}
+            for n, (q, v) in enumerate(zip(questions, embedder.encode(questions)))]  # fmt: skip
+    base = fit_calibration(built, embedder, max_queries=10)
+    capped = fit_calibration(built, embedder, max_queries=10, aliases=rows)
+    assert capped["aliases"] == 40
+    assert capped["pseudo_queries"] == base["pseudo_queries"] + 10
+    assert fit_calibration(built, embedder, max_queries=100, aliases=rows)["pseudo_queries"] > capped["pseudo_queries"]
+
+
 def test_false_answer_cap_counts_only_queries_their_own_article_wins(tmp_path, embedder, monkeypatch):
     """A pseudo-query another article wins even while its own is present is a cross-reference:
     hiding its article does not make it unanswerable, so the cap must not count it."""
