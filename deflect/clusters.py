@@ -116,7 +116,7 @@ def centroid(vectors: np.ndarray) -> np.ndarray:
 # --- labels and keywords ---------------------------------------------------------------
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Longer "words" (a pasted token, a run of letters with no space) are not shown as keywords.
+# Longer "words" (a pasted URL, hash or error id) are not shown as keywords.
 MAX_KEYWORD_CHARS = 30
 
 
