@@ -9,7 +9,7 @@ import sys
 import click
 
 from .cli_errors import DeflectGroup
-from .cli_options import cli_settings, path_options
+from .cli_options import cli_settings, migrated_store, path_options
 
 _settings = cli_settings
 
@@ -155,11 +155,9 @@ def ideas():
 def ideas_import(file, database_url):
     """Load ideas from a JSONL FILE ({"id"?, "title", "description"?, "status"?, "votes"?})."""
     settings = _settings(database_url=database_url)
-    from .db import make_engine, upgrade
     from .ideas import import_ideas
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = migrated_store(settings)
     inserted, updated, errors = import_ideas(engine, file)
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
@@ -258,11 +256,9 @@ def period_options(func):
 def metrics(since, until, database_url, as_json, top, index_dir):
     """Deflection metrics for a period (README: Events and metrics), as readable tables."""
     settings = _settings(database_url=database_url, index_dir=index_dir)
-    from .db import make_engine, upgrade
     from .metrics import compute_metrics
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = migrated_store(settings)
     start, end = _period(since, until)
     report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
     from .ideas import list_ideas
@@ -294,11 +290,9 @@ def events_export(since, until, database_url, fmt, output):
     settings = _settings(database_url=database_url)
     import csv
 
-    from .db import make_engine, upgrade
     from .events import export_rows
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = migrated_store(settings)
     start, end = _period(since, until)
     count = 0
     with click.open_file(output, "w", encoding="utf-8") as out:

@@ -6,19 +6,10 @@ from pathlib import Path
 
 import click
 
-from .cli_options import cli_settings
+from .cli_options import cli_settings, migrated_store
 
 _settings = cli_settings
 _database_option = click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
-
-
-def _store(settings):
-    """The settings' database, migrated."""
-    from .db import make_engine, upgrade
-
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    return engine
 
 
 @click.group()
@@ -33,7 +24,7 @@ def aliases_list(database_url, show_all):
     """List learned aliases."""
     from .aliases import list_aliases
 
-    engine = _store(_settings(database_url=database_url))
+    engine = migrated_store(_settings(database_url=database_url))
     rows = list_aliases(engine, active_only=not show_all)
     if not rows:
         click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
@@ -51,7 +42,7 @@ def aliases_delete(alias_id, database_url):
     from .aliases import delete_alias
     from .db import writing
 
-    engine = _store(_settings(database_url=database_url))
+    engine = migrated_store(_settings(database_url=database_url))
     with writing(engine) as conn:
         if not delete_alias(conn, alias_id):
             raise click.ClickException(f"no alias with id {alias_id}")
@@ -77,7 +68,7 @@ def aliases_import(file, kb_dir, database_url):
     settings = _settings(database_url=database_url, **({"kb_dir": kb_dir} if kb_dir else {}))
     if not Path(settings.kb_dir).is_dir():
         raise click.ClickException(f"no knowledge-base folder {settings.kb_dir} (setting kb_dir, or --kb)")
-    engine = _store(settings)
+    engine = migrated_store(settings)
     articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars)
     try:
         added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)

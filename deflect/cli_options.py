@@ -39,6 +39,15 @@ def cli_settings(**overrides):
     return settings
 
 
+def migrated_store(settings):
+    """The settings' database (a SQLAlchemy engine), with every migration applied."""
+    from .db import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
 class ConfigProblem(click.ClickException):
     """A configuration error: `Error: ...` without click's usage lines, exit status 2."""
 
