@@ -13,7 +13,6 @@ e.g. past tickets and the article that solved each (`import_aliases`, source "im
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 
 from .db import UNSTORABLE_TEXT, alias_confirmations, aliases, bump_sync_counter, sync_counter, writing
 from .events import normalize_query
+from .jsonl import numbered_records
 
 GENERATION = "aliases"
 
@@ -168,25 +168,16 @@ def import_aliases(
     once it reloads them), instead of waiting for visitors' helpful events. A bad line is
     skipped with an error naming it; an idea merged into another gives its alias to the idea it
     went into; a shipped or declined idea is no longer suggested, so it takes none.
-    Raises UnicodeDecodeError if the file is not UTF-8 (a BOM is allowed).
+    Raises jsonl.NotUtf8 if the file is not UTF-8.
     """
     from .ideas import CLOSED_STATUSES, resolve_idea
 
     added = already = 0
     errors: list[str] = []
-    # Lines end at \n only: str.splitlines() would also cut at U+2028 and the like, which JSON
-    # allows inside a string, and the line numbers would no longer be the editor's.
-    lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
+    records = list(numbered_records(path))  # all read (and decoded) before the first write
     with writing(engine) as conn:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{path}:{number}: not JSON ({exc.msg})")
-                continue
-            problem = _import_problem(data, article_ids, max_query_chars)
+        for number, data, problem in records:
+            problem = problem or _import_problem(data, article_ids, max_query_chars)
             item_type = "idea" if problem is None and "idea" in data else "article"
             item_id = data[item_type] if problem is None else None
             if item_type == "idea":

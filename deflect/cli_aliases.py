@@ -70,10 +70,7 @@ def aliases_import(file, kb_dir, database_url):
         raise click.ClickException(f"no knowledge-base folder {settings.kb_dir} (setting kb_dir, or --kb)")
     engine = migrated_store(settings)
     articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars)
-    try:
-        added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
-    except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{file}: not UTF-8 ({exc.reason} at byte {exc.start}); nothing imported") from None
+    added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
     click.echo(f"{added} aliases added, {already} already active, {len(errors)} skipped")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 
 from .db import advisory_lock, bump_sync_counter, idea_votes, sync_counter, writing
 from .db import ideas as ideas_table
+from .jsonl import numbered_records
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
 SUGGESTED_STATUSES = ("open", "planned", "in_progress")
@@ -81,11 +81,11 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
     inserted = updated = 0
     errors: list[str] = []
     now = time.time()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for number, data, problem in list(numbered_records(path)):  # all read (and decoded) before the first write
+        if problem is not None:
+            errors.append(f"{path}:{number}: {problem}")
             continue
         try:
-            data = json.loads(line)
             if not isinstance(data, dict):
                 raise IdeaError("line", "an idea is a JSON object")
             record = validate_idea(data)
@@ -94,9 +94,6 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
                 _reimport(conn, existing, record, given={k for k, v in data.items() if v is not None})
             elif record["status"] == "merged":
                 raise IdeaError("status", 'merge an idea with PATCH /api/ideas/<id> {"merged_into": ...}, not by import')
-        except json.JSONDecodeError as exc:
-            errors.append(f"{path}:{number}: not JSON ({exc.msg})")
-            continue
         except IdeaError as exc:
             errors.append(f"{path}:{number}: {exc.field}: {exc}")
             continue

@@ -181,3 +181,27 @@ def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(sto
     assert "merged_into" in errors[0] and "JSON object" in errors[1]
     c = get_idea(store, "c")
     assert (c["status"], c["description"]) == ("shipped", "Kept") and get_idea(store, "d") is None
+
+
+def test_ideas_import_reads_lines_as_an_editor_shows_them(store, tmp_path):
+    """A BOM (spreadsheet exports) is not a broken first line; U+2028 inside a JSON string does
+    not cut a line in two; a file that is not UTF-8 is one error, with nothing imported."""
+    import json
+
+    from deflect.ideas import get_idea, import_ideas
+    from deflect.jsonl import NotUtf8
+
+    path = tmp_path / "ideas.jsonl"
+    lines = [
+        json.dumps({"id": "gantt", "title": "Gantt view"}),
+        json.dumps({"id": "notes", "title": "Notes", "description": "first\u2028second"}, ensure_ascii=False),
+        "not json",
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
+    assert import_ideas(store, path) == (2, 0, [f"{path}:3: not JSON (Expecting value)"])
+    assert get_idea(store, "notes")["description"] == "first\u2028second"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({"id": "cafe", "title": "Caf\u00e9"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(NotUtf8, match="not UTF-8"):
+        import_ideas(store, latin)
+    assert get_idea(store, "cafe") is None
