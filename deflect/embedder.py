@@ -37,7 +37,7 @@ import numpy as np
 
 from .batching import LRUCache, MicroBatcher
 from .errors import DeflectError
-from .onnx_export import INT8_MODEL_FILE, UnsupportedForOnnx, _export_key, export_onnx, quantize
+from .onnx_export import INT8_MODEL_FILE, UnsupportedForOnnx, _export_key, export_in_child, quantize_in_child
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ MAX_QUERY_BATCH = 64
 # compute: on this project's 2-core EPYC a run of 1 x 4 tokens costs as much as 1 x 20, and
 # each further token about 0.25 ms (bench/README.md, "Speed"). plan_runs trades padding against it.
 RUN_COST_TOKENS = 16
+# An encode whose last (longest) run has more tokens than this (rows x padded length) gives
+# the arena's memory back after it; query micro-batches stay below, and keep a warm arena.
+SHRINK_AFTER_TOKENS = 2048
 
 
 class Embedder:
@@ -211,8 +214,12 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         model = folder / (INT8_MODEL_FILE if quantized else "model.onnx")
         if quantized and not model.exists():
-            quantize(folder / "model.onnx", model)
+            quantize_in_child(folder / "model.onnx", model)
         self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        # After a big run (indexing long passages), hand the arena's memory back: kept, it would
+        # leave a server that built its index hundreds of MB larger than one that loaded it.
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     @classmethod
     def open(cls, model_name: str, cache_dir: Path | None, quantized: bool = False) -> OnnxRunner:
@@ -229,7 +236,7 @@ class OnnxRunner:
                 log.warning("cannot cache the ONNX export in %s (%s); exporting to a temporary folder", cache_dir, exc)
             else:
                 try:
-                    export_onnx(model_name, scratch)
+                    export_in_child(model_name, scratch)
                     try:
                         os.rename(scratch, folder)
                     except OSError:  # another process exported it at the same time
@@ -238,7 +245,7 @@ class OnnxRunner:
                     shutil.rmtree(scratch, ignore_errors=True)
                 return cls(folder, quantized)
         with tempfile.TemporaryDirectory(prefix="deflect-onnx-") as scratch:
-            export_onnx(model_name, Path(scratch))
+            export_in_child(model_name, Path(scratch))
             return cls(Path(scratch), quantized)  # the session holds the model in memory
 
     def encode(self, texts: list[str], max_rows: int = MAX_QUERY_BATCH, progress: bool = False) -> np.ndarray:
@@ -248,16 +255,17 @@ class OnnxRunner:
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         runs = plan_runs(lengths[order], RUN_COST_TOKENS, max_rows)
+        last = runs[-1] if runs else None  # the longest texts: the run that grows the arena most
         if progress:
             from tqdm import tqdm
 
             runs = tqdm(runs, desc="embedding", unit="batch")
         for start, end in runs:
             rows = order[start:end]
-            out[rows] = self._run([encodings[i] for i in rows])
+            out[rows] = self._run([encodings[i] for i in rows], shrink_if_big=(start, end) == last)
         return out
 
-    def _run(self, encodings: list) -> np.ndarray:
+    def _run(self, encodings: list, shrink_if_big: bool = False) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
@@ -269,7 +277,8 @@ class OnnxRunner:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feeds["token_type_ids"] = types
-        hidden = self.session.run(None, feeds)[0]
+        shrink = shrink_if_big and ids.size > SHRINK_AFTER_TOKENS
+        hidden = self.session.run(None, feeds, self._shrink if shrink else None)[0]
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:

@@ -4,9 +4,10 @@ sentence-transformers' own ``backend="onnx"`` needs optimum-onnx, which pins tra
 (this project runs transformers 5), hence this small exporter: torch's exporter, offline, from
 the local model. Only Transformer + mean/CLS pooling (+ Normalize) pipelines are exported; for
 the rest export_onnx raises UnsupportedForOnnx and the embedder falls back to torch with a
-warning. The export (and its int8 version, made on first use) is cached on disk under a key
-that changes with the model's files and the export format; deflect.embedder's OnnxRunner
-loads it.
+warning. The embedder exports in a child process (export_in_child): torch then never loads into
+a server that only needs onnxruntime (a first start would otherwise keep ~1 GB more resident).
+The export (and its int8 version, made on first use) is cached on disk under a key that changes
+with the model's files and the export format; deflect.embedder's OnnxRunner loads it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import inspect
 import json
 import logging
 import os
+import subprocess
+import sys
+import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,8 +32,61 @@ INT8_BLOCK = 64
 INT8_MODEL_FILE = f"model-int8-b{INT8_BLOCK}.onnx"
 
 
+# Exit statuses of `python -m deflect.onnx_export MODEL FOLDER` (export_in_child).
+EXIT_UNSUPPORTED = 3
+EXIT_UNREADABLE_MODEL = 4
+ERROR_PREFIX = "deflect-onnx-export: "
+
+
 class UnsupportedForOnnx(Exception):
     """The model cannot be run by OnnxRunner (unknown pooling, export failure...)."""
+
+
+def export_in_child(model_name: str, folder: Path) -> None:
+    """export_onnx in a child Python process, with the same outcomes as calling it here.
+
+    The export needs torch and the model's torch weights; done in the serving process they
+    would stay resident for its whole life (1.27 GB vs ~250 MB on the sample KB) although
+    only onnxruntime encodes afterwards. An unreadable model raises OSError (the caller's
+    "model unavailable" message), an unsupported one UnsupportedForOnnx.
+    """
+    _in_child("export", model_name, str(folder))
+
+
+def quantize_in_child(source: Path, target: Path) -> None:
+    """quantize in a child process: loading and rewriting the model takes ~450 MB that a
+    server would otherwise keep (Python rarely returns freed memory to the system)."""
+    _in_child("quantize", str(source), str(target))
+
+
+def _in_child(action: str, *args: str) -> None:
+    if not sys.executable:  # an embedded interpreter with no program to start: work here
+        _ACTIONS[action](*args)
+        return
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    installed = {str(Path(sysconfig.get_paths()[key]).resolve()) for key in ("purelib", "platlib")}
+    if package_parent not in installed:  # a checkout: the child must import this very deflect
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    done = subprocess.run(
+        [sys.executable, "-m", "deflect.onnx_export", action, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    if done.returncode == 0:
+        return
+    lines = done.stderr.strip().splitlines()
+    reported = [line[len(ERROR_PREFIX) :] for line in lines if line.startswith(ERROR_PREFIX)]
+    message = reported[-1] if reported else (lines[-1] if lines else f"exit status {done.returncode}")
+    if done.returncode == EXIT_UNREADABLE_MODEL:
+        raise OSError(message)
+    if done.returncode == EXIT_UNSUPPORTED:
+        raise UnsupportedForOnnx(message)
+    raise UnsupportedForOnnx(f"the {action} process failed: {message}")
 
 
 def quantize(source: Path, target: Path) -> None:
@@ -152,3 +209,27 @@ def export_onnx(model_name: str, folder: Path) -> None:
         "model": model_name,
     }
     (folder / "deflect-onnx.json").write_text(json.dumps(config, indent=2))
+
+
+_ACTIONS = {
+    "export": lambda model_name, folder: export_onnx(model_name, Path(folder)),
+    "quantize": lambda source, target: quantize(Path(source), Path(target)),
+}
+
+
+def _main(argv: list[str]) -> int:
+    """Entry point of the *_in_child functions: do one action, report an expected failure in one line."""
+    action, *args = argv
+    try:
+        _ACTIONS[action](*args)
+    except UnsupportedForOnnx as exc:
+        print(ERROR_PREFIX + " ".join(str(exc).split()), file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    except (OSError, ValueError) as exc:  # no such model, or not one sentence-transformers reads
+        print(ERROR_PREFIX + " ".join(str(exc).split()), file=sys.stderr)
+        return EXIT_UNREADABLE_MODEL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

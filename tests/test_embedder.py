@@ -69,9 +69,9 @@ def test_int8_encodes_texts_of_similar_length_in_one_run(model_name, onnx_cache)
     runs: list[int] = []
 
     class CountingSession:
-        def run(self, outputs, feeds):
+        def run(self, outputs, feeds, run_options=None):
             runs.append(len(feeds["input_ids"]))
-            return session.run(outputs, feeds)
+            return session.run(outputs, feeds, run_options)
 
     embedder.runner.session = CountingSession()
     try:
@@ -89,7 +89,7 @@ def test_export_is_cached_on_disk_and_reused(model_name, onnx_cache, onnx_embedd
     def no_export(*args, **kwargs):
         raise AssertionError("the cached export should have been used")
 
-    monkeypatch.setattr(embedder_module, "export_onnx", no_export)
+    monkeypatch.setattr(embedder_module, "export_in_child", no_export)
     again = Embedder(model_name, backend="onnx", cache_dir=onnx_cache)
     assert np.allclose(again.encode(["hello there"]), onnx_embedder.encode(["hello there"]), atol=1e-5)
 
@@ -218,3 +218,54 @@ def test_plan_runs_groups_similar_lengths_and_isolates_outliers():
     assert runs[-1] == (5, 6)  # padding five short texts to 250 tokens costs more than a second run
     assert plan_runs([], 16, 64) == []
     assert plan_runs([4, 9, 30], 16, 1) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_a_first_start_exports_in_a_child_and_keeps_torch_out_of_the_process(model_name, tmp_path):
+    """The export and int8 quantisation need torch and onnx; a server that only encodes with
+    onnxruntime must not carry them (1.27 GB vs ~280 MB resident after a first start)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from deflect.embedder import Embedder\n"
+        f"e = Embedder({model_name!r}, backend='onnx-int8', cache_dir={str(tmp_path)!r})\n"
+        "v = e.encode(['I forgot my password', 'how do refunds work'])\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'onnx') if m in sys.modules)\n"
+        "print(e.active_backend, v.shape, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "onnx-int8 (2, 384) []", done.stdout
+    exported = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert len(exported) == 1 and (exported[0] / "model.onnx").exists() and (exported[0] / "model-int8-b64.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no scratch folder is left behind"
+
+
+def test_an_export_the_child_cannot_do_falls_back_to_torch_with_the_reason(model_name, tmp_path, caplog):
+    """Max pooling has no ONNX path here: the child says why, and the embedder uses torch."""
+    import json
+    import logging
+    import shutil
+
+    folder = tmp_path / "max-pooled-model"
+    shutil.copytree(model_name, folder)
+    pooling_config = next(folder.glob("*Pooling/config.json"))
+    config = json.loads(pooling_config.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    config.pop("pooling_mode", None)
+    pooling_config.write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="deflect.embedder"):
+        embedder = Embedder(str(folder), backend="onnx", cache_dir=tmp_path / "cache")
+        vectors = embedder.encode(["where is my invoice"])
+    assert embedder.active_backend == "torch" and vectors.shape == (1, 384)
+    assert "ONNX backend unavailable" in caplog.text and "pooling mode 'max'" in caplog.text, caplog.text
+
+
+def test_a_model_the_export_child_cannot_read_is_reported_as_unavailable(tmp_path):
+    from deflect.errors import DeflectError
+
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "modules.json").write_text("this is not json")
+    with pytest.raises(DeflectError, match="cannot load the model in"):
+        Embedder(str(folder), backend="onnx", cache_dir=tmp_path / "cache").encode(["hello"])
