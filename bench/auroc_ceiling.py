@@ -35,15 +35,16 @@ def auroc(scores: np.ndarray, answerable: np.ndarray) -> float:
 def features(engine, texts: list[str]) -> np.ndarray:
     from deflect import scoring
     from deflect.catalog import _fused, matvec
-    from deflect.lexical import tokenize
+    from deflect.lexical import tokenize, unspaced_share
 
     catalog = engine.articles
     rows = []
     for text, vector in zip(texts, engine.embedder.encode(texts)):
         sims = catalog.passage_sims(vector)
         centroid = matvec(catalog.centroids, vector)
-        lexical = catalog.bm25.scores(tokenize(text))
-        fused, _ = _fused(catalog, sims, centroid, lexical)
+        tokens = tokenize(text)
+        lexical = catalog.bm25.scores(tokens)
+        fused, _ = _fused(catalog, sims, centroid, lexical, scoring.lexical_weight(unspaced_share(tokens)))
         finite = sims[np.isfinite(sims)]
         dense, _ = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), float(finite.min()), with_best=False)
         order = np.argsort(-fused)

@@ -15,7 +15,7 @@ import numpy as np
 from . import scoring
 from .catalog import Catalog, _fused
 from .index import KBIndex
-from .lexical import tokenize
+from .lexical import tokenize, unspaced_share
 
 
 def fit_calibration(
@@ -79,6 +79,7 @@ def fit_calibration(
             own = int(catalog.passage_items[pid])
             text = passages[pid]["snippet"] if passages[pid]["kind"] == "section" else passages[pid]["text"]
             tokens = tokenize(text)
+            weight = scoring.lexical_weight(unspaced_share(tokens))
             lexical = catalog.bm25.scores(tokens).astype(np.float64)
             qv = block[offset]
             row_sims = block_sims[offset].astype(np.float64)
@@ -92,14 +93,14 @@ def fit_calibration(
             cent = centroid.copy()
             rest = catalog.vectors[own_rows[own_rows != pid]]
             cent[own] = float(qv @ (rest.sum(0) / max(np.linalg.norm(rest.sum(0)), 1e-12)))
-            fused = _fused_scores(catalog, sims, cent, lex)
+            fused = _fused_scores(catalog, sims, cent, lex, weight)
             top = int(np.argmax(fused))
             features.append((fused[top], _top_margin(fused)))
             labels.append(1 if top == own else 0)
             # Unanswerable: hide the whole article.
             sims = row_sims
             sims[own_rows] = -np.inf
-            fused = _fused_scores(catalog, sims, centroid, lexical)
+            fused = _fused_scores(catalog, sims, centroid, lexical, weight)
             fused[own] = -np.inf
             top = int(np.argmax(fused))
             features.append((fused[top], _top_margin(fused[np.isfinite(fused)])))
@@ -114,6 +115,7 @@ def fit_calibration(
     weights = scoring.cap_false_answers(weights, np.array(negatives), target_false_answer, answer_threshold)
     return scoring.Calibration(float(weights[0]), float(weights[1]), float(weights[2])).to_dict() | {
         "pseudo_queries": len(picks),
+        "scoring": scoring.SCORING_VERSION,
         "aliases": catalog.alias_count,
         "target_false_answer": target_false_answer,
     }
@@ -138,6 +140,8 @@ def _top_margin(scores: np.ndarray) -> float:
     return best - second
 
 
-def _fused_scores(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+def _fused_scores(
+    catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray, lexical_weight: float
+) -> np.ndarray:
     """_fused without each item's best passage (which the calibration does not need)."""
-    return _fused(catalog, sims, centroid, lexical, with_best=False)[0]
+    return _fused(catalog, sims, centroid, lexical, lexical_weight, with_best=False)[0]

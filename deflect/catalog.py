@@ -95,9 +95,10 @@ class Catalog:
         return sims
 
     def fused_scores(
-        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray
+        self, sims: np.ndarray, query_vector: np.ndarray, lexical: np.ndarray, lexical_weight: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _fused(self, sims, matvec(self.centroids, query_vector.astype(np.float32)), lexical)
+        centroid = matvec(self.centroids, query_vector.astype(np.float32))
+        return _fused(self, sims, centroid, lexical, lexical_weight)
 
     def locale_mask(self, wanted: str) -> np.ndarray:
         """Which items are in the `wanted` language (locale_matches), from the few distinct locales."""
@@ -183,9 +184,16 @@ def _sum_by_item(vectors: np.ndarray, passage_items: np.ndarray, n_items: int, d
     return sums
 
 
-def _fused(catalog: Catalog, sims: np.ndarray, centroid: np.ndarray, lexical: np.ndarray, with_best: bool = True):
+def _fused(
+    catalog: Catalog,
+    sims: np.ndarray,
+    centroid: np.ndarray,
+    lexical: np.ndarray,
+    lexical_weight: float = scoring.LEXICAL_WEIGHT,
+    with_best: bool = True,
+):
     """Aggregate passage similarities per item, then fuse with the centroid and lexical channels."""
     finite = sims[np.isfinite(sims)]
     floor = float(finite.min()) if len(finite) else 0.0
     dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor, with_best=with_best)
-    return scoring.fuse(dense, centroid, lexical), best
+    return scoring.fuse(dense, centroid, lexical, lexical_weight), best

@@ -27,6 +27,7 @@ import numpy as np
 from .articles import PARSER_VERSION, Article, load_kb
 from .errors import DeflectError
 from .passages import Passage
+from .scoring import SCORING_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def _reusable_calibration(previous: KBIndex | None, report: BuildReport, n_artic
     if previous is None or n_articles < RECALIBRATE_MIN_ARTICLES:
         return None
     calibration = previous.manifest.get("calibration")
-    if not calibration:
+    if not calibration or calibration.get("scoring") != SCORING_VERSION:
         return None
     edits = calibration.get("edits_since_fit", 0) + len(report.added) + len(report.changed) + len(report.removed)
     if edits > RECALIBRATE_CHANGED_SHARE * n_articles:

@@ -75,6 +75,13 @@ def _tokenize_chars(text: str) -> list[str]:
     return tokens
 
 
+def unspaced_share(tokens: Sequence[str]) -> float:
+    """Share of tokenize()'s tokens that are bigrams of a script written without spaces."""
+    if not tokens:
+        return 0.0
+    return sum(_is_bigram_script(token[0]) for token in tokens) / len(tokens)
+
+
 def _word_token(word: str) -> list[str]:
     if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
         return []

@@ -13,6 +13,7 @@ import time
 
 from .outage import DatabaseProbe, FailureLog
 from .refresh import make_embedder, model_id_for, refresh_index
+from .scoring import SCORING_VERSION
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,11 @@ class Runtime:
         if sync and settings.sync_interval_seconds > 0:
             self._sync_thread = threading.Thread(target=self._sync_loop, name="deflect-sync", daemon=True)
         stored = index.manifest.get("calibration") or {}
-        if self.engine.alias_count or stored.get("target_false_answer") != settings.target_false_answer:
+        fitted_alike = (stored.get("target_false_answer"), stored.get("scoring")) == (
+            settings.target_false_answer,
+            SCORING_VERSION,
+        )
+        if self.engine.alias_count or not fitted_alike:
             if self._sync_thread is not None:
                 self._recalibrate_after = time.monotonic()  # refit in the background, not before serving
             else:

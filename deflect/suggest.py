@@ -16,7 +16,7 @@ import numpy as np
 from . import scoring
 from .catalog import Catalog
 from .index import KBIndex
-from .lexical import tokenize
+from .lexical import tokenize, unspaced_share
 
 SNIPPET_CHARS = 220
 # Most results one search may ask for (`k` of POST /api/suggest).
@@ -164,12 +164,13 @@ class Engine:
         if query_vector is None:
             query_vector = self.embedder.encode([query])[0]
         tokens = tokenize(query)
+        lexical_weight = scoring.lexical_weight(unspaced_share(tokens))
         candidates: list[tuple[str, Catalog, int, float, int]] = []
         for kind, catalog in (("article", articles), ("idea", ideas)):
             if kind not in types or not len(catalog):
                 continue
             sims = catalog.passage_sims(query_vector)
-            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens))
+            fused, best = catalog.fused_scores(sims, query_vector, catalog.bm25.scores(tokens), lexical_weight)
             keep = np.arange(len(catalog))
             if kind == "article" and locale:
                 mask = catalog.locale_mask(locale)

@@ -16,7 +16,7 @@ from deflect import scoring
 from deflect.calibration import _fused_scores, _top_margin, fit_calibration
 from deflect.catalog import Catalog, _fused, _sum_by_item
 from deflect.index import build_index
-from deflect.lexical import tokenize
+from deflect.lexical import tokenize, unspaced_share
 from deflect.suggest import Engine
 
 EXTRA = {
@@ -105,14 +105,16 @@ def test_replace_index_answers_like_a_new_engine(kb, tmp_path, built, embedder):
 def test_calibration_shortcuts_equal_the_engine_arithmetic(built, embedder):
     catalog = Catalog.for_index(built)
     rng = np.random.default_rng(1)
-    for question in ["password", "refund my plan", "calendar sync"]:
+    for question in ["password", "refund my plan", "calendar sync", "비밀번호 재설정"]:
         vector = embedder.encode([question])[0]
         sims = (catalog.vectors @ vector).astype(np.float64)
         sims[rng.integers(0, len(sims), 3)] = -np.inf
         centroid = catalog.centroids @ vector
-        lexical = catalog.bm25.scores(tokenize(question)).astype(np.float64)
-        fused, _ = _fused(catalog, sims, centroid, lexical)
-        assert np.array_equal(_fused_scores(catalog, sims, centroid, lexical), fused)
+        tokens = tokenize(question)
+        lexical = catalog.bm25.scores(tokens).astype(np.float64)
+        weight = scoring.lexical_weight(unspaced_share(tokens))
+        fused, _ = _fused(catalog, sims, centroid, lexical, weight)
+        assert np.array_equal(_fused_scores(catalog, sims, centroid, lexical, weight), fused)
         assert _top_margin(fused) == scoring.margins(fused)[int(np.argmax(fused))]
     assert _top_margin(np.array([0.3])) == 0.5
     tied = np.array([0.2, 0.9, 0.9, 0.1])
@@ -223,3 +225,46 @@ def test_matvec_equals_the_matrix_product_on_either_side_of_the_blas_threshold(r
     matrix = rng.standard_normal((rows, 384)).astype(np.float32)
     vector = rng.standard_normal(384).astype(np.float32)
     assert np.allclose(matvec(matrix, vector), matrix @ vector, atol=1e-4)
+
+
+SIX_MORE = [
+    ("Export your data", "Download every project as CSV or JSON from Settings, then Export."),
+    ("Invite teammates", "Send an invitation by email from the Members page; they join your workspace."),
+    ("Change your plan", "Upgrade or downgrade at any time; the difference is prorated to the day."),
+]
+
+
+@pytest.mark.parametrize("scoring_version", [None, scoring.SCORING_VERSION - 1, scoring.SCORING_VERSION])
+def test_a_stored_calibration_fitted_on_other_scoring_is_refit_at_start(settings_factory, tiny_kb, scoring_version):
+    """An index written before the fused score's arithmetic changed must not keep its old fit."""
+    from deflect.runtime import Runtime
+
+    kb = write_kb(tiny_kb.parent / "six", TINY_KB | {f"extra/topic-{n}.md": f"# {topic}\n\n{body}\n" for n, (topic, body) in enumerate(SIX_MORE)})
+    settings = settings_factory(kb_dir=str(kb))
+    first = Runtime(settings, sync=False)
+    fitted = first.engine.calibration
+    assert first.engine.index.manifest["calibration"]["scoring"] == scoring.SCORING_VERSION
+    stale = {"bias": -1.0, "w_score": 1.0, "w_margin": 1.0, "target_false_answer": settings.target_false_answer}
+    if scoring_version is not None:
+        stale["scoring"] = scoring_version
+    first.engine.index.manifest["calibration"] = stale  # the live index the next start reuses
+    again = Runtime(settings, sync=False)
+    if scoring_version == scoring.SCORING_VERSION:
+        assert again.engine.calibration == scoring.Calibration(-1.0, 1.0, 1.0)
+    else:
+        assert again.engine.calibration == fitted
+    first.db.dispose()
+    again.db.dispose()
+
+
+def test_a_large_index_reuses_its_calibration_only_if_fitted_on_this_scoring():
+    from types import SimpleNamespace
+
+    from deflect.index import RECALIBRATE_MIN_ARTICLES, BuildReport, _reusable_calibration
+
+    fit = {"bias": -4.0, "w_score": 3.0, "w_margin": 8.0}
+    current = SimpleNamespace(manifest={"calibration": fit | {"scoring": scoring.SCORING_VERSION}})
+    older = SimpleNamespace(manifest={"calibration": fit})
+    report = BuildReport(changed=["a.md"])
+    assert _reusable_calibration(current, report, RECALIBRATE_MIN_ARTICLES)["edits_since_fit"] == 1
+    assert _reusable_calibration(older, report, RECALIBRATE_MIN_ARTICLES) is None

@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from deflect.lexical import BM25, tokenize
+from deflect import scoring
+from deflect.lexical import BM25, tokenize, unspaced_share
 
 # --- tokenisation --------------------------------------------------------------------
 
@@ -201,3 +202,26 @@ def test_postings_list_every_document_of_a_term_with_its_frequency():
             if t in doc
         )
         assert bm25.scores(query)[i] == pytest.approx(raw / bm25.max_score(query), rel=1e-5)
+
+
+def test_unspaced_share_counts_bigram_script_tokens():
+    assert unspaced_share(tokenize("how do I reset my password")) == 0.0
+    assert unspaced_share(tokenize("비밀번호를 잊어버렸어요")) == 1.0
+    mixed = tokenize("Slack 알림")
+    assert mixed == ["slack", "알림"] and unspaced_share(mixed) == 0.5
+    assert unspaced_share([]) == 0.0
+
+
+def test_unspaced_queries_lean_on_the_lexical_channel_on_the_same_scale():
+    dense, centroid, lexical = np.array([0.7, 0.5]), np.array([0.4, 0.4]), np.array([0.1, 0.9])
+    english = scoring.fuse(dense, centroid, lexical)
+    assert np.array_equal(english, dense + scoring.CENTROID_WEIGHT * centroid + scoring.LEXICAL_WEIGHT * lexical)
+    assert np.argmax(english) == 0  # the dense channel decides
+    korean = scoring.fuse(dense, centroid, lexical, scoring.lexical_weight(1.0))
+    assert np.argmax(korean) == 1  # word overlap decides
+    ones = np.ones(1)
+    for share in (0.0, 0.5, 1.0):  # a perfect match scores the same whatever the weight: one calibration reads all
+        weight = scoring.lexical_weight(share)
+        assert scoring.fuse(ones, ones, ones, weight)[0] == pytest.approx(1 + scoring.CENTROID_WEIGHT + scoring.LEXICAL_WEIGHT)
+    assert scoring.lexical_weight(0.0) == scoring.LEXICAL_WEIGHT
+    assert scoring.lexical_weight(1.0) == scoring.UNSPACED_LEXICAL_WEIGHT

@@ -62,6 +62,10 @@ def test_korean_questions_find_korean_articles(runs):
     assert korean
     hits3 = sum(q["expected"] in [r.id for r in s.results][:3] for q, s in korean)
     assert hits3 / len(korean) >= 0.8, [(q["text"], [r.id for r in s.results][:3]) for q, s in korean]
+    # The bundled English model reads Hangul as single letters; the word-overlap channel then
+    # carries Korean questions (scoring.UNSPACED_LEXICAL_WEIGHT). With the English weight, 2 of 7.
+    hits1 = sum([r.id for r in s.results][:1] == [q["expected"]] for q, s in korean)
+    assert hits1 / len(korean) >= 0.7, [(q["text"], [r.id for r in s.results][:3]) for q, s in korean]
 
 
 def test_unanswerable_questions_score_lower_and_are_rarely_answered(runs):
