@@ -189,10 +189,14 @@ def _fused(
     sims: np.ndarray,
     centroid: np.ndarray,
     lexical: np.ndarray,
-    lexical_weight: float = scoring.LEXICAL_WEIGHT,
+    lexical_weight: float,
     with_best: bool = True,
 ):
-    """Aggregate passage similarities per item, then fuse with the centroid and lexical channels."""
+    """Aggregate passage similarities per item, then fuse with the centroid and lexical channels.
+
+    `lexical_weight` has no default: it depends on the query's script (scoring.lexical_weight),
+    and a caller that forgot it would score Korean queries with the English weight.
+    """
     finite = sims[np.isfinite(sims)]
     floor = float(finite.min()) if len(finite) else 0.0
     dense, best = scoring.aggregate_passages(catalog.passage_items, sims, len(catalog), floor, with_best=with_best)
