@@ -357,10 +357,11 @@ def reindex_parts(settings, embedder, kb: Path) -> dict[str, float]:
     from deflect.articles import load_kb
     from deflect.calibration import fit_calibration
     from deflect.catalog import Catalog
-    from deflect.index import _known_articles, _live_index
+    from deflect.index import _known_articles
+    from deflect.index_folder import live_index
     from deflect.refresh import refresh_index
 
-    index = _live_index(settings.index_dir)  # the version refresh_index just built, kept in memory
+    index = live_index(settings.index_dir)  # the version refresh_index just built, kept in memory
     catalog = Catalog.for_index(index)
     parts: dict[str, float] = {}
     t = time.perf_counter()
@@ -396,10 +397,10 @@ def search_cost(settings, embedder, questions: list[str], count: int = 200) -> d
     import faiss
     import numpy as np
 
-    from deflect.index import _live_index
+    from deflect.index_folder import live_index
     from deflect.suggest import Engine
 
-    index = _live_index(settings.index_dir)
+    index = live_index(settings.index_dir)
     vectors = embedder.encode(questions[:count])
     engine = Engine(embedder, index, [], settings.answer_threshold, fallback_locale=settings.default_locale)
     flat = faiss.IndexFlatIP(vectors.shape[1])

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from . import candidates as cand
-from . import ideas, review
+from . import ideas, review, votes
 from .db import writing
 from .outage import FailureLog
 from .refresh import model_id_for
@@ -161,17 +161,17 @@ class Board:
     def create_idea(self, data: dict) -> dict:
         with writing(self.db) as conn:
             idea = ideas.create_idea(conn, data)
-            idea = ideas.with_requesters(conn, idea)
+            idea = votes.with_requesters(conn, idea)
         self.runtime.reload_ideas()
         return idea
 
     def update_idea(self, idea_id: str, patch: dict) -> dict:
         with writing(self.db) as conn:
             idea, notified = ideas.update_idea(conn, idea_id, patch)
-            idea = ideas.with_requesters(conn, idea)
+            idea = votes.with_requesters(conn, idea)
         self.runtime.reload_ideas()
         return idea | {"notifications_queued": len(notified)}
 
     def vote(self, idea_id: str, requester: dict | None = None) -> dict:
         with writing(self.db) as conn:
-            return ideas.vote(conn, idea_id, requester)
+            return votes.vote(conn, idea_id, requester)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import scoring
 from .catalog import Catalog, _fused
-from .index import KBIndex
+from .index_folder import KBIndex
 from .lexical import tokenize, unspaced_share
 
 

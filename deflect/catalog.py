@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import scoring
-from .index import KBIndex
+from .index_folder import KBIndex
 from .lexical import BM25, tokenize
 from .locales import locale_matches
 

@@ -262,7 +262,7 @@ def metrics(since, until, database_url, as_json, top, index_dir):
     start, end = _period(since, until)
     report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
     from .ideas import list_ideas
-    from .index import load_index
+    from .index_folder import load_index
     from .metrics import add_titles
 
     index = load_index(settings.index_dir)  # titles only: no model needed

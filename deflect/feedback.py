@@ -41,8 +41,9 @@ def record_event(
         same_event,
         search_age,
     )
-    from .ideas import IdeaError, IdeaNotFound, show_id, vote
+    from .ideas import IdeaError, IdeaNotFound, show_id
     from .outage import DatabaseUnavailable
+    from .votes import vote
 
     search = get_search(runtime.db, search_id)
     if search is None:  # it may still be queued in this process's background writer...

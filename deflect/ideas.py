@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .db import advisory_lock, bump_sync_counter, idea_votes, sync_counter, writing
+from .db import advisory_lock, bump_sync_counter, sync_counter, writing
 from .db import ideas as ideas_table
 from .jsonl import numbered_records
 
@@ -134,12 +134,14 @@ def generation(conn_or_engine) -> int:
 
 def list_ideas(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> list[dict]:
     """Ideas, most votes first, each with its requester count and cumulative MRR."""
+    from .votes import requesters_by_idea  # votes build on ideas (imported here to avoid a cycle)
+
     query = sa.select(ideas_table).order_by(ideas_table.c.votes.desc(), ideas_table.c.id)
     if statuses:
         query = query.where(ideas_table.c.status.in_(statuses))
     with engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
-        people = _requesters_by_idea(conn)
+        people = requesters_by_idea(conn)
     for row in rows:
         mine = people.get(row["id"], {})
         row["requesters"] = len(mine)
@@ -183,75 +185,7 @@ def resolve_idea(conn: sa.Connection, idea_id: str) -> dict | None:
     return idea
 
 
-def _same_requester(requester: dict) -> sa.ColumnElement | None:
-    """Votes on record from the same person as `requester` (a WHERE clause; None when anonymous).
-
-    Two requesters with customer ids are the same when the ids are; otherwise (either has
-    none) when both have the same email, in any case.
-    """
-    customer_id, email = requester.get("customer_id"), requester.get("email")
-    # lower() on both sides: the database's own folding (SQLite folds ASCII only) is then the same for both.
-    same_email = sa.func.lower(idea_votes.c.email) == sa.func.lower(sa.literal(email)) if email else None
-    if customer_id:
-        same = idea_votes.c.customer_id == customer_id
-        return sa.or_(same, sa.and_(idea_votes.c.customer_id.is_(None), same_email)) if same_email is not None else same
-    return same_email
-
-
-def _fold_into(conn: sa.Connection, vote_id: int, requester: dict) -> None:
-    """A repeated vote updates what is known about its requester: highest MRR, an email if none yet."""
-    row = conn.execute(sa.select(idea_votes.c.email, idea_votes.c.mrr).where(idea_votes.c.id == vote_id)).one()
-    values = {}
-    mrr = requester.get("mrr")
-    if mrr is not None and (row.mrr is None or mrr > row.mrr):
-        values["mrr"] = mrr
-    if requester.get("email") and not row.email:
-        values["email"] = requester["email"]
-    if values:
-        conn.execute(idea_votes.update().where(idea_votes.c.id == vote_id).values(**values))
-
-
-def add_vote(
-    conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None
-) -> tuple[str, bool]:
-    """Count one vote on the idea (a merged idea's votes go to its target); returns (target, counted).
-
-    One vote per requester per idea: when the same person (the same customer id, or, where
-    either has none, the same email in any case) has voted there already, nothing is counted
-    again; their record keeps the highest MRR given. Anonymous votes always count.
-    """
-    idea = resolve_idea(conn, idea_id) or get_idea(conn, idea_id)
-    target = idea["id"] if idea else idea_id
-    # Lock the idea's row (PostgreSQL; SQLite writers are serialised already), so two votes
-    # of one person at the same moment cannot both count.
-    conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == target).with_for_update())
-    requester = {k: v for k, v in (requester or {}).items() if v is not None}
-    same = _same_requester(requester)
-    if same is not None:
-        earlier = conn.execute(
-            sa.select(idea_votes.c.id).where(idea_votes.c.idea_id == target, same).order_by(idea_votes.c.id).limit(1)
-        ).scalar()
-        if earlier is not None:
-            _fold_into(conn, earlier, requester)
-            return target, False
-    now = time.time()
-    conn.execute(
-        idea_votes.insert().values(
-            idea_id=target,
-            customer_id=requester.get("customer_id"),
-            email=requester.get("email"),
-            mrr=requester.get("mrr"),
-            search_id=search_id,
-            created_at=now,
-        )
-    )
-    conn.execute(
-        ideas_table.update().where(ideas_table.c.id == target).values(votes=ideas_table.c.votes + 1, updated_at=now)
-    )
-    return target, True
-
-
-# --- the board: create, edit, merge, vote, requesters -----------------------------------
+# --- the board: create, edit, merge (votes and requesters: deflect.votes) -----------------------------------
 
 CLOSED_STATUSES = ("shipped", "declined", "merged")  # no new votes, nothing merges into them
 
@@ -262,37 +196,6 @@ class IdeaConflict(IdeaError):
 
 class IdeaNotFound(IdeaError):
     """No such idea (HTTP 404); `field` names where the id came from."""
-
-
-def _requesters_by_idea(conn: sa.Connection, idea_id: str | None = None) -> dict[str, dict[str, dict]]:
-    """idea id -> distinct requesters (by customer id, else email), each with their highest MRR."""
-    from .outbox import requester_key
-
-    query = (
-        sa.select(idea_votes.c.idea_id, idea_votes.c.customer_id, idea_votes.c.email, idea_votes.c.mrr)
-        .where(sa.or_(idea_votes.c.customer_id.is_not(None), idea_votes.c.email.is_not(None)))
-        .order_by(idea_votes.c.created_at, idea_votes.c.id)
-    )
-    if idea_id is not None:
-        query = query.where(idea_votes.c.idea_id == idea_id)
-    out: dict[str, dict[str, dict]] = {}
-    for r in conn.execute(query):
-        key = requester_key({"customer_id": r.customer_id, "email": r.email})
-        seen = out.setdefault(r.idea_id, {}).setdefault(key, {"customer_id": r.customer_id, "email": r.email, "mrr": r.mrr})
-        seen["email"] = seen["email"] or r.email
-        if r.mrr is not None and (seen["mrr"] is None or r.mrr > seen["mrr"]):
-            seen["mrr"] = r.mrr
-    return out
-
-
-def requesters(conn: sa.Connection, idea_id: str) -> list[dict]:
-    """Distinct requesters of an idea, each with their highest MRR."""
-    return list(_requesters_by_idea(conn, idea_id).get(idea_id, {}).values())
-
-
-def with_requesters(conn: sa.Connection, idea: dict) -> dict:
-    people = requesters(conn, idea["id"])
-    return idea | {"requesters": len(people), "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)}
 
 
 def create_idea(conn: sa.Connection, data: dict) -> dict:
@@ -330,6 +233,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     """
     from . import aliases
     from .outbox import enqueue
+    from .votes import move_votes, requesters
 
     idea = get_idea(conn, idea_id)
     if idea is None:
@@ -347,7 +251,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
     if record["status"] == "merged" and idea["status"] != "merged":
         target = _merge_target(conn, patch.get("merged_into"), idea_id)
-        twice = _move_votes(conn, idea_id, target["id"])
+        twice = move_votes(conn, idea_id, target["id"])
         conn.execute(
             ideas_table.update()
             .where(ideas_table.c.id == target["id"])
@@ -369,48 +273,3 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
             if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload):
                 notified.append(person)
     return get_idea(conn, idea_id), notified
-
-
-def _move_votes(conn: sa.Connection, source_id: str, target_id: str) -> int:
-    """Move the source idea's votes to the target; returns how many were from people who had voted
-    there too (each such person keeps one vote on the target, at their highest MRR)."""
-    conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == target_id).with_for_update())
-    moving = conn.execute(
-        sa.select(idea_votes.c.id, idea_votes.c.customer_id, idea_votes.c.email, idea_votes.c.mrr)
-        .where(idea_votes.c.idea_id == source_id)
-        .order_by(idea_votes.c.id)
-    ).all()
-    twice = 0
-    for row in moving:
-        requester = {k: v for k, v in (("customer_id", row.customer_id), ("email", row.email), ("mrr", row.mrr)) if v is not None}
-        same = _same_requester(requester)
-        earlier = None
-        if same is not None:
-            earlier = conn.execute(
-                sa.select(idea_votes.c.id).where(idea_votes.c.idea_id == target_id, same).order_by(idea_votes.c.id).limit(1)
-            ).scalar()
-        if earlier is None:
-            conn.execute(idea_votes.update().where(idea_votes.c.id == row.id).values(idea_id=target_id))
-        else:
-            _fold_into(conn, earlier, requester)
-            conn.execute(idea_votes.delete().where(idea_votes.c.id == row.id))
-            twice += 1
-    return twice
-
-
-def vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> dict:
-    """One vote (with optional requester) on an open idea; a merged idea's vote goes to its target.
-
-    Voting is closed (IdeaConflict) on a shipped or declined idea, and on a merged one whose
-    target is. The answer is the idea voted for, with `counted`: false when this requester
-    had voted for it already (their vote is recorded once).
-    """
-    idea = get_idea(conn, idea_id)
-    if idea is None:
-        raise IdeaNotFound("id", f"no idea with id {show_id(idea_id)}")
-    target = resolve_idea(conn, idea_id) or idea
-    if target["status"] in CLOSED_STATUSES:
-        where = "" if target["id"] == idea_id else f" (merged into {show_id(target['id'])})"
-        raise IdeaConflict("id", f"idea {show_id(idea_id)}{where} is {target['status']}; voting is closed")
-    target_id, counted = add_vote(conn, idea_id, requester, search_id)
-    return with_requesters(conn, get_idea(conn, target_id)) | {"counted": counted}

@@ -17,7 +17,7 @@ from typing import IO
 import sqlalchemy as sa
 
 from .db import sync_state, writing
-from .index import READ_ONLY_ERRNOS
+from .index_folder import READ_ONLY_ERRNOS
 
 INDEX_VERSION = "index_version"
 LOCK_FILE = ".build.lock"

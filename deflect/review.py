@@ -28,9 +28,10 @@ from .candidates import (
 )
 from .db import searches, writing
 from .events import normalize_query
-from .ideas import CLOSED_STATUSES, IdeaError, add_vote, create_idea, get_idea, resolve_idea, show_id, slugify
+from .ideas import CLOSED_STATUSES, IdeaError, create_idea, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
+from .votes import add_vote
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
@@ -77,7 +78,7 @@ def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
 
 def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
     """Each requester of the candidate becomes a vote (with their details) on the idea, once."""
-    from .ideas import requesters as idea_requesters
+    from .votes import requesters as idea_requesters
 
     target = resolve_idea(conn, idea_id) or {"id": idea_id}
     known = {requester_key(p) for p in idea_requesters(conn, target["id"])}  # a cheap first filter

@@ -157,7 +157,7 @@ class Runtime:
         Only the shared folder's live version is loaded, and only when it is the recorded
         one, so a process never serves a half-written or superseded build.
         """
-        from .index import current_version_dir, load_index
+        from .index_folder import current_version_dir, load_index
         from .replicas import published_version
 
         version = published_version(self.db)

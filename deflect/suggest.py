@@ -15,7 +15,7 @@ import numpy as np
 
 from . import scoring
 from .catalog import Catalog
-from .index import KBIndex
+from .index_folder import KBIndex
 from .lexical import tokenize, unspaced_share
 
 SNIPPET_CHARS = 220

@@ -272,7 +272,7 @@ def index_is_whole(index_dir: Path) -> str:
     """Raise unless the live index loads and is internally consistent; return its version."""
     import numpy as np
 
-    from deflect.index import load_index
+    from deflect.index_folder import load_index
 
     index = load_index(index_dir)
     if index is None:

@@ -410,7 +410,8 @@ def _idea(store, idea_id: str, title: str) -> None:
 
 
 def test_late_requesters_follow_a_merged_idea_to_its_open_target(store, embedder):
-    from deflect.ideas import requesters, update_idea
+    from deflect.ideas import update_idea
+    from deflect.votes import requesters
 
     settings = Settings()
     tracking = ask_all_and_rebuild(store, embedder, settings)["time_tracking"]

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from deflect import db
-from deflect.ideas import IdeaConflict, create_idea, get_idea, requesters, update_idea, vote
+from deflect.ideas import IdeaConflict, create_idea, get_idea, update_idea
+from deflect.votes import requesters, vote
 
 
 def _ideas(store, *specs: dict) -> None:

@@ -13,7 +13,8 @@ import pytest
 from conftest import TINY_KB, write_kb
 
 from deflect.articles import PARSER_VERSION, load_kb
-from deflect.index import KBIndex, build_index, current_version_dir, load_index, save_index
+from deflect.index import build_index
+from deflect.index_folder import KBIndex, current_version_dir, load_index, save_index
 
 MODEL_ID = "bundled-test-model"
 
@@ -401,7 +402,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_seen(kb, index_dir, counting
 
 
 def test_a_re_index_starts_from_the_version_in_memory(kb, index_dir, counting, monkeypatch):
-    import deflect.index as index_module
+    import deflect.index_folder as index_module
 
     first, _ = build(kb, index_dir, counting)
     loads = []
@@ -497,7 +498,7 @@ def test_a_new_file_cannot_take_an_id_from_an_indexed_article(kb, index_dir, cou
     ]
     assert report.added == [] and report.changed == [] and report.removed == []
     # The next build (and a restart: the holder comes from the saved index) keeps it so.
-    import deflect.index as index_module
+    import deflect.index_folder as index_module
 
     index_module._LIVE.clear()
     again, _ = build(kb, index_dir, counting)

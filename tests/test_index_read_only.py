@@ -95,7 +95,7 @@ def test_lock_and_save_in_a_folder_that_refuses_writes(tmp_path, settings_factor
     fails with the one-line cause, worded for a folder with and without an index."""
     import fcntl
 
-    from deflect.index import IndexFolderReadOnly
+    from deflect.index_folder import IndexFolderReadOnly
     from deflect.refresh import refresh_index
     from deflect.replicas import LOCK_FILE, build_lock
     from deflect.watcher import KBWatcher

@@ -210,7 +210,7 @@ def test_mpnet_embeds_by_meaning(mpnet_models_dir):
 
 
 def test_a_kb_served_with_mpnet_answers_and_records_the_model(tmp_path, mpnet_models_dir):
-    from deflect.index import load_index
+    from deflect.index_folder import load_index
     from deflect.runtime import Runtime
 
     write_kb(tmp_path / "kb", TINY_KB)

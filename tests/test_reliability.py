@@ -26,7 +26,7 @@ from server_support import (
     wait_for,
 )
 
-from deflect.index import load_index
+from deflect.index_folder import load_index
 from deflect.watcher import KBWatcher, is_relevant
 
 NEW_ARTICLE = """---

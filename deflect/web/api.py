@@ -101,7 +101,7 @@ def list_ideas():
 
 @api.post("/api/reindex")
 def reindex():
-    from ..index import IndexFolderReadOnly
+    from ..index_folder import IndexFolderReadOnly
 
     require_admin()
     try:

@@ -137,7 +137,7 @@ def create_idea():
 @board_api.get("/api/ideas/<idea_id>")
 def get_idea(idea_id: str):
     from ..ideas import get_idea as load
-    from ..ideas import with_requesters
+    from ..votes import with_requesters
 
     db = runtime().db
     idea = load(db, idea_id)
