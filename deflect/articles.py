@@ -20,7 +20,7 @@ from .passages import HEADING, Passage, split_passages
 
 log = logging.getLogger(__name__)
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)  # may be empty
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
@@ -90,7 +90,7 @@ def parse_article(
         if not match:
             raise ArticleError("front matter opened with --- but never closed")
         try:
-            loaded = yaml.safe_load(match.group(1))
+            loaded = yaml.safe_load(match.group(1) or "")
         except yaml.YAMLError as exc:
             raise ArticleError(f"bad YAML front matter, {_yaml_problem(exc)}") from None
         except RecursionError:  # PyYAML recurses once per nesting level

@@ -17,6 +17,9 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 RETRY_CHECK_SECONDS = 30.0
+# A running server lets new unanswered questions join their candidate at least this often, so
+# content gaps read without one (`deflect metrics`, another replica) are at most this far behind.
+JOIN_EVERY_SECONDS = 60.0
 
 
 class Board:
@@ -79,6 +82,15 @@ class Board:
             self.check_answered()
             return joined
 
+    def join(self) -> int:
+        """New pool searches join their nearest candidate, their requesters reach reviewed ideas
+        (content gaps and metrics read the memberships this leaves)."""
+        self._flush()
+        with self._rebuild_lock:
+            joined = cand.join_new(self.db, self.encode, self.model_id)
+            self._sync_requesters()
+            return joined
+
     def _sync_requesters(self) -> int:
         return review.sync_requesters(self.db)
 
@@ -106,11 +118,14 @@ class Board:
         # An outage is logged once with its traceback, then a line a minute, not every retry.
         failures = FailureLog(log, "checking candidates against the new index")
         while True:
-            self._index_changed.wait()
+            changed = self._index_changed.wait(JOIN_EVERY_SECONDS)
             if self._stop.is_set():
                 return
             self._index_changed.clear()  # a change during the pass below brings another pass
             try:
+                if not changed:
+                    self.join()
+                    continue
                 with self._rebuild_lock:
                     queued = self.check_answered()
                 failures.succeeded()

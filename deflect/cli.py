@@ -117,16 +117,36 @@ def index(**paths):
     click.echo(report.summary())  # skipped files were logged as warnings as they were read
 
 
+def _question(ctx, param, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be empty (the API answers 400 too)")
+    return value.strip()
+
+
+def _locale(ctx, param, value: str | None) -> str | None:
+    from .locales import MAX_LOCALE_CHARS, is_language_tag
+
+    if value is not None and not is_language_tag(value):
+        raise click.BadParameter(f"must be a language tag such as en or ko-KR (at most {MAX_LOCALE_CHARS} characters)")
+    return value.replace("_", "-") if value is not None else None
+
+
 @main.command()
-@click.argument("question")
+@click.argument("question", callback=_question)
 @click.option("-k", type=click.IntRange(1, 20), default=5, show_default=True, help="How many results.")
 @click.option("--type", "types", multiple=True, type=click.Choice(["article", "idea"]), help="Limit to a result type (repeatable).")
-@click.option("--locale", default=None, help="Only articles in this locale (e.g. ko).")
+@click.option("--locale", default=None, callback=_locale, help="Only articles in this locale (e.g. ko).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
 @path_options
 def suggest(question, k, types, locale, as_json, **paths):
-    """Show what /api/suggest would answer for QUESTION (the search is recorded)."""
+    """Show what /api/suggest would answer for QUESTION (the search is recorded).
+
+    QUESTION is checked as the API checks `query`: not empty, at most max_query_chars.
+    """
     settings = _settings(**paths)
+    if len(question) > settings.max_query_chars:
+        raise click.BadParameter(f"must be at most {settings.max_query_chars} characters (setting max_query_chars)",
+                                 param_hint="'QUESTION'")  # fmt: skip
     from .runtime import Runtime
 
     runtime = Runtime(settings, sync=False)

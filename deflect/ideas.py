@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -52,7 +53,7 @@ def validate_idea(data: dict) -> dict:
     votes = data.get("votes", 0) or 0
     if not isinstance(votes, int) or isinstance(votes, bool) or not 0 <= votes <= MAX_VOTES:
         raise IdeaError("votes", f"votes must be an integer from 0 to {MAX_VOTES}")
-    idea_id = data.get("id") or slugify(title)
+    idea_id = slugify(title) if data.get("id") is None else data["id"]
     if not isinstance(idea_id, str) or not re.fullmatch(r"[\w.-]{1,200}", idea_id):
         raise IdeaError("id", "id must be 1-200 letters, digits, '-', '_' or '.'")
     return {"id": idea_id, "title": title.strip(), "description": description.strip(), "status": status, "votes": votes}
@@ -88,6 +89,10 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
         try:
             if not isinstance(data, dict):
                 raise IdeaError("line", "an idea is a JSON object")
+            if data.get("title") is None and isinstance(data.get("id"), str):
+                # {"id": "gantt", "status": "shipped"} changes an existing idea's status, like a PATCH
+                known = get_idea(conn, data["id"])
+                data = data | {"title": known["title"]} if known is not None else data
             record = validate_idea(data)
             existing = get_idea(conn, record["id"])
             if existing is not None:
@@ -198,11 +203,23 @@ class IdeaNotFound(IdeaError):
     """No such idea (HTTP 404); `field` names where the id came from."""
 
 
+def free_idea_id(conn: sa.Connection, base: str) -> str:
+    """`base`, or `base` with a short random suffix when an idea has that id already."""
+    idea_id = base
+    while get_idea(conn, idea_id) is not None:
+        idea_id = f"{base}-{uuid.uuid4().hex[:4]}"
+    return idea_id
+
+
 def create_idea(conn: sa.Connection, data: dict) -> dict:
+    """A new idea. Without an `id`, one is made from the title, made unique if it is taken: two
+    ideas may share a title; only an `id` the caller chose conflicts (IdeaConflict)."""
     record = validate_idea(data)
     if record["status"] == "merged":
         raise IdeaError("status", "create the idea first, then merge it with PATCH")
-    if get_idea(conn, record["id"]) is not None:
+    if data.get("id") is None:
+        record["id"] = free_idea_id(conn, record["id"])
+    elif get_idea(conn, record["id"]) is not None:
         raise IdeaConflict("id", f"an idea with id {show_id(record['id'])} exists already")
     now = time.time()
     conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
@@ -246,6 +263,8 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     }
     if "merged_into" in patch and "status" not in patch:
         merged["status"] = "merged"
+    if patch.get("merged_into") is not None and merged["status"] != "merged":
+        raise IdeaError("merged_into", f"merged_into goes with status merged, not {merged['status']}")
     record = validate_idea(merged)
     now = time.time()
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}

@@ -14,11 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from .articles import PARSER_VERSION, Article, load_kb
+from .errors import DeflectError
 from .index_folder import FORMAT, KBIndex, live_index, remember, save_index
 from .passages import Passage
 from .scoring import SCORING_VERSION
 
 log = logging.getLogger(__name__)
+
+class KBFolderMissing(DeflectError):
+    """The knowledge-base folder is not there: an index built from it would have no article."""
+
+    def __init__(self, kb_dir: str | Path):
+        super().__init__(
+            f"knowledge-base folder {kb_dir} not found (setting kb_dir, or --kb); nothing was indexed "
+            "and the index was left as it was"
+        )
+
 
 @dataclass
 class BuildReport:
@@ -83,10 +94,15 @@ def build_index(
     `calibrate(index)` returns the calibration stored in the manifest (see
     calibration.fit_calibration).
 
+    A missing kb_dir raises KBFolderMissing: saving an empty version would make every
+    server sharing the index folder serve no article. An empty folder is a KB with none.
+
     The live version also settles duplicate ids (the file that held an id keeps it) and
     says which skip warnings were already logged, so they are not logged on every reindex
     (the report still lists them all).
     """
+    if not Path(kb_dir).is_dir():  # a mistyped path or an unmounted volume, not a KB emptied on purpose
+        raise KBFolderMissing(kb_dir)
     report = BuildReport()
     live = previous = live_index(index_dir)
     if previous is not None and (

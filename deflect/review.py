@@ -13,7 +13,6 @@ transaction, so the next customer who asks one of them is shown the idea.
 from __future__ import annotations
 
 import time
-import uuid
 
 import sqlalchemy as sa
 
@@ -28,7 +27,7 @@ from .candidates import (
 )
 from .db import searches, writing
 from .events import normalize_query
-from .ideas import CLOSED_STATUSES, IdeaError, create_idea, get_idea, resolve_idea, show_id, slugify
+from .ideas import CLOSED_STATUSES, IdeaError, create_idea, free_idea_id, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
 from .votes import add_vote
@@ -81,14 +80,22 @@ def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> 
     from .votes import requesters as idea_requesters
 
     target = resolve_idea(conn, idea_id) or {"id": idea_id}
-    known = {requester_key(p) for p in idea_requesters(conn, target["id"])}  # a cheap first filter
+    known = {requester_key(p): p for p in idea_requesters(conn, target["id"])}  # a cheap first filter
     added = 0
     for person in candidate_requesters(conn, _member_ids(conn, candidate_id)):
-        if requester_key(person) in known:
-            continue
+        if _nothing_new(known.get(requester_key(person)), person):
+            continue  # add_vote would fold a known person in (highest MRR, an email): only when it changes something
         requester = {k: person.get(k) for k in ("customer_id", "email", "mrr")}
         added += add_vote(conn, idea_id, requester, person.get("search_id"))[1]
     return added
+
+
+def _nothing_new(known: dict | None, person: dict) -> bool:
+    """True when the idea already has this requester with at least this MRR and an email if they gave one."""
+    if known is None:
+        return False
+    higher_mrr = person.get("mrr") is not None and (known.get("mrr") is None or person["mrr"] > known["mrr"])
+    return not higher_mrr and not (person.get("email") and not known.get("email"))
 
 
 def sync_requesters(engine: sa.Engine) -> int:
@@ -122,10 +129,7 @@ def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, desc
         title = title if title is not None else row["label"].rstrip("…").strip()
         if description is None:
             description = "Customers asked: " + " / ".join(texts)
-        base = slugify(title if isinstance(title, str) else "idea")
-        idea_id = base
-        while get_idea(conn, idea_id) is not None:
-            idea_id = f"{base}-{uuid.uuid4().hex[:4]}"
+        idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
         except IdeaError as exc:

@@ -255,19 +255,34 @@ class Settings:
 _BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _coerce(name: str, value: Any, source: str | None = None) -> Any:
-    """value as the setting's type, if the setting allows it; else ConfigError naming the setting and source."""
+def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False) -> Any:
+    """value as the setting's type, if the setting allows it; else ConfigError naming the setting and source.
+
+    Environment variables are text and are converted; a TOML file has types of its own, so
+    there `port = "8000"` or `kb_dir = 5` is a wrong type, as the README says, not a guess.
+    """
     setting = _BY_NAME.get(name)
     if setting is None:
         raise ConfigError(f"unknown setting: {name}")
     where = f" (from {source})" if source else ""
     try:
+        if toml:
+            _check_toml_type(setting, value)
         coerced = _typed(setting, value)
     except ValueError as exc:
         raise ConfigError(f"setting {name}: {exc}{where}") from None
     if setting.check and not setting.check.test(coerced):
         raise ConfigError(f"setting {name}: {value!r} is not allowed: it must be {setting.check.allowed}{where}")
     return coerced
+
+
+_TOML_TYPES = {bool: ((bool,), "true or false"), int: ((int, float), "a whole number"), float: ((int, float), "a number")}
+
+
+def _check_toml_type(setting: Setting, value: Any) -> None:
+    accepted, kind = _TOML_TYPES.get(setting.type, ((str,), "a quoted string"))
+    if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+        raise ValueError(f"{value!r} is not {kind} (a TOML value of the wrong type)")
 
 
 def _typed(setting: Setting, value: Any) -> Any:
@@ -322,7 +337,7 @@ def load_settings(
     path = _config_path(config_file, env)
     if path is not None:
         for key, value in _read_toml(path).items():
-            values[key] = _coerce(key, value, str(path))
+            values[key] = _coerce(key, value, str(path), toml=True)
     for setting in SETTINGS:
         env_name = f"DEFLECT_{setting.name.upper()}"
         if env_name in env:

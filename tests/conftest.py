@@ -87,6 +87,8 @@ def _hermetic_settings(tmp: Path, **overrides):
         "rate_limit_per_session": 0,
     }
     values.update(overrides)
+    if "kb_dir" not in overrides and tmp.is_dir():
+        (tmp / "kb").mkdir(exist_ok=True)  # an empty KB unless the test writes one (a missing folder is an error)
     return load_settings(config_file="none", env={}, **values)
 
 

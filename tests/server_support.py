@@ -29,6 +29,7 @@ CLI = [sys.executable, "-m", "deflect.cli"]
 
 def server_env(root: Path, database_url: str, **settings: str) -> dict[str, str]:
     """Environment for a server on root/kb and root/index; no rate limits (all clients share 127.0.0.1)."""
+    (root / "kb").mkdir(parents=True, exist_ok=True)  # an empty KB unless the test writes one
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFLECT_")}
     env |= {
         "HF_HUB_OFFLINE": "1",

@@ -483,6 +483,22 @@ def test_reindex_picks_up_a_new_article_while_serving(tiny_server):
     assert requests.get(f"{base}/api/articles/data/export", timeout=TIMEOUT).status_code == 200
 
 
+def test_reindex_without_the_kb_folder_is_refused_and_the_index_keeps_serving(tiny_server):
+    base, kb = tiny_server
+    before = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()
+    kb.rename(kb.with_name("kb-unmounted"))
+    try:
+        r = requests.post(f"{base}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "kb_folder_missing" and str(kb) in r.json()["error"]["message"]
+        assert requests.get(f"{base}/healthz", timeout=TIMEOUT).json() == before
+        top = post_suggest(base, {"query": "I forgot my password", "types": ["article"]}).json()["results"][0]
+        assert top["id"] == "account/reset-password"
+    finally:
+        kb.with_name("kb-unmounted").rename(kb)
+    assert reindex(base)["index_version"] == before["index_version"]  # nothing changed: the same version
+
+
 def reindex(base: str) -> dict:
     r = requests.post(f"{base}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
     assert r.status_code == 200, r.text

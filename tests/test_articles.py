@@ -47,6 +47,14 @@ def test_defaults_without_front_matter():
     assert article.draft is False
 
 
+@pytest.mark.parametrize("opening", ["---\n---\n", "---\r\n---\r\n", "---\n\n---\n", "---  \n---\t\n"])
+def test_an_empty_front_matter_block_is_no_front_matter(opening):
+    """Editors and static-site tools write an empty `---`/`---` block: the article is kept, with the defaults."""
+    article = parse(opening + "# How refunds work\n\nWe refund annual plans.\n", "billing/refunds.md")
+    assert (article.id, article.title, article.locale) == ("billing/refunds", "How refunds work", "en")
+    assert "---" not in article.body and "We refund annual plans." in article.body
+
+
 def test_default_locale_comes_from_the_caller():
     assert parse("# Hallo\n\nText.\n", default_locale="de").locale == "de"
     assert parse("---\nlocale: fr\n---\n# Bonjour\n\nTexte.\n", default_locale="de").locale == "fr"

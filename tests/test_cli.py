@@ -107,6 +107,20 @@ def test_index_warns_about_a_malformed_file_and_indexes_the_rest(clean_env, path
     assert "1 file skipped" in proc.stdout
 
 
+def test_a_missing_kb_folder_is_an_error_and_leaves_the_index_alone(runner, paths, tmp_path):
+    """A mistyped --kb (or an unmounted volume) must not save an empty version that every server would serve."""
+    assert invoke(runner, ["index", *paths]).exit_code == 0
+    live = (tmp_path / "index" / "CURRENT").read_text()
+    missing = ["--kb", str(tmp_path / "kb-typo"), *paths[2:]]
+    for command in (["index"], ["suggest", "I forgot my password"]):
+        result = invoke(runner, [*command, *missing])
+        assert result.exit_code == 1, result.output
+        assert f"Error: knowledge-base folder {tmp_path / 'kb-typo'} not found" in result.output
+        assert "Traceback" not in result.output
+    assert (tmp_path / "index" / "CURRENT").read_text() == live
+    assert _count(r"(\d+) unchanged", invoke(runner, ["index", *paths]).stdout) == len(TINY_KB)
+
+
 def test_index_reads_paths_from_the_environment(runner, tmp_path):
     kb = write_kb(tmp_path / "kb", TINY_KB)
     env = {"DEFLECT_KB_DIR": str(kb), "DEFLECT_INDEX_DIR": str(tmp_path / "env-index")}
@@ -141,6 +155,21 @@ def test_suggest_rejects_a_bad_k(runner, paths, k):
     result = runner.invoke(main, ["suggest", "refund", "-k", k, *paths])
     assert result.exit_code == 2
     assert "-k" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["suggest", ""], "'QUESTION': must not be empty"),
+        (["suggest", "   "], "'QUESTION': must not be empty"),
+        (["suggest", "x" * 1001], "'QUESTION': must be at most 1000 characters"),
+        (["suggest", "refund", "--locale", "x y"], "'--locale': must be a language tag"),
+    ],
+)
+def test_suggest_checks_the_question_and_locale_as_the_api_does(runner, paths, tmp_path, args, named):
+    result = runner.invoke(main, [*args, *paths])
+    assert result.exit_code == 2 and named in result.output, result.output
+    assert not (tmp_path / "d.db").exists()  # refused before anything was searched or recorded
 
 
 def test_ideas_import_reports_skipped_lines(runner, tmp_path):

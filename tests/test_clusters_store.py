@@ -145,6 +145,26 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
     assert cand.join_new(store, embedder.encode, MODEL) == 0  # nothing new the second time
 
 
+def test_a_requester_asking_again_with_a_higher_mrr_raises_it_on_the_idea(store, embedder):
+    """The idea keeps each requester's highest MRR, as a direct vote does, also when they ask again later."""
+    offline = ask_all_and_rebuild(store, embedder, Settings())["offline"]
+    ask(store, "offline mode for the iphone app please", ticket={"email": "ana@example.com", "mrr": 40.0})
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    idea_id = review.promote(store, offline["id"])["idea"]["id"]
+    assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 40.0)
+    ask(store, "can i use the iphone app offline on a plane", ticket={"email": "ANA@example.com", "mrr": 500.0})
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    review.sync_requesters(store)
+    assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 500.0)  # one person, highest MRR
+
+
+def _idea_mrr(store, idea_id: str) -> float:
+    from deflect.votes import requesters
+
+    with store.connect() as conn:
+        return sum(p["mrr"] or 0.0 for p in requesters(conn, idea_id))
+
+
 def test_merge_and_review_errors(store, embedder):
     for i, q in enumerate(QUESTIONS):
         ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 5.0})

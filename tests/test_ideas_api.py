@@ -142,6 +142,20 @@ def test_create_edit_and_vote_with_requesters(board):
     assert closed.status_code == 409 and closed.json()["error"]["code"] == "conflict"
 
 
+def test_ideas_created_without_an_id_get_a_free_one(board):
+    """Only an id the caller chose can conflict; two ideas may share a title (or a slug)."""
+    base, _, _ = board
+    ids = []
+    for title in ("Offline mode", "Offline mode", "offline   MODE!", "!!!", "???"):
+        r = requests.post(f"{base}/api/ideas", json={"title": title}, headers=AUTH, timeout=TIMEOUT)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    assert ids[0] == "offline-mode" and ids[3] == "idea" and len(set(ids)) == 5
+    assert all(i.startswith("offline-mode-") for i in ids[1:3]) and ids[4].startswith("idea-")
+    assert requests.post(f"{base}/api/ideas", json={"id": "offline-mode", "title": "x"}, headers=AUTH,
+                         timeout=TIMEOUT).status_code == 409  # fmt: skip
+
+
 def test_merging_moves_votes_and_requesters(board):
     base, _, _ = board
     for body in ({"id": "gantt-view", "title": "Gantt view"}, {"id": "timeline", "title": "Timeline view", "votes": 2}):
@@ -166,12 +180,22 @@ def test_merging_moves_votes_and_requesters(board):
         ("post", "/api/ideas", {"title": "x", "status": "someday"}, 400, "status"),
         ("post", "/api/ideas", {"title": "x", "colour": "red"}, 400, "colour"),
         ("post", "/api/ideas", {"id": "timeline", "title": "Again"}, 409, "id"),
+        ("post", "/api/ideas", {"id": "", "title": "An empty id is no id"}, 400, "id"),
+        # Actions without fields name one they were given rather than run as if it were honoured.
+        ("post", "/api/clusters/rebuild", {"x": 1}, 400, "x"),
+        ("post", "/api/reindex", {"full": True}, 400, "full"),
+        ("post", "/api/outbox/1/retry", {"x": 1}, 400, "x"),
+        # A misspelt query parameter is named, not ignored (`sinse` would give all-time figures).
+        ("get", "/api/metrics?sinse=2026-01-01", None, 400, "sinse"),
+        ("get", "/api/clusters?stauts=all", None, 400, "stauts"),
+        ("get", "/api/ideas?page=2", None, 400, "page"),
         ("patch", "/api/ideas/no-such-idea", {"status": "planned"}, 404, "id"),
         ("patch", "/api/ideas/timeline", {"status": "merged"}, 400, "merged_into"),
         ("patch", "/api/ideas/timeline", {"merged_into": "timeline"}, 400, "merged_into"),
         ("patch", "/api/ideas/timeline", {"merged_into": "nope"}, 404, "merged_into"),
         ("patch", "/api/ideas/timeline", {"merged_into": "calendar-sync"}, 409, "merged_into"),
         ("patch", "/api/ideas/timeline", {"votes": 10}, 400, "votes"),
+        ("patch", "/api/ideas/timeline", {"status": "open", "merged_into": "calendar-sync"}, 400, "merged_into"),
         ("post", "/api/ideas/no-such-idea/vote", {}, 404, "id"),
         ("post", "/api/ideas/timeline/vote", {"requester": {"email": "not-an-email"}}, 400, "requester.email"),
         ("post", "/api/ideas/timeline/vote", {"requester": {"mrr": -5}}, 400, "requester.mrr"),
@@ -340,6 +364,17 @@ def test_new_question_joins_between_rebuilds_and_dismiss_hides(board):
     dismissed = requests.get(f"{base}/api/clusters", params={"status": "dismissed"}, headers=AUTH, timeout=TIMEOUT).json()
     assert [c["id"] for c in dismissed["clusters"]] == [offline["id"]]
     assert requests.post(f"{base}/api/clusters/{offline['id']}/dismiss", headers=AUTH, timeout=TIMEOUT).status_code == 409
+
+
+def test_metrics_group_new_unanswered_questions_as_the_candidates_read_would(board):
+    """Content gaps must not depend on whether someone opened /api/clusters since the question came in."""
+    base, _, _ = board  # candidates were built by the tests above; time tracking is still open
+    late = ask(base, "can I track the hours spent on a task please", "gap-1")
+    gaps = requests.get(f"{base}/api/metrics", headers=AUTH, timeout=TIMEOUT).json()["content_gaps"]
+    holding = [g for g in gaps if late in g["search_ids"]]
+    assert len(holding) == 1 and "candidate_id" in holding[0] and holding[0]["count"] > 1, holding
+    listed = requests.get(f"{base}/api/clusters/{holding[0]['candidate_id']}", headers=AUTH, timeout=TIMEOUT).json()
+    assert late in {q["search_id"] for q in listed["queries"] if q["joined"]}
 
 
 def test_merge_candidate_into_idea(board):

@@ -150,6 +150,26 @@ def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
         assert conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == 1
 
 
+def test_an_import_line_without_a_title_changes_an_existing_idea_only(store, tmp_path):
+    """{"id", "status"} ships an idea like a PATCH would; a new idea still needs a title."""
+    import json
+
+    from deflect.ideas import import_ideas
+
+    (tmp_path / "ideas.jsonl").write_text(json.dumps({"id": "gantt", "title": "Gantt view", "votes": 7}) + "\n")
+    assert import_ideas(store, tmp_path / "ideas.jsonl") == (1, 0, [])
+    (tmp_path / "ship.jsonl").write_text(
+        json.dumps({"id": "gantt", "status": "shipped"}) + "\n"
+        + json.dumps({"id": "newcomer", "status": "open"}) + "\n"
+    )  # fmt: skip
+    inserted, updated, errors = import_ideas(store, tmp_path / "ship.jsonl")
+    assert (inserted, updated) == (0, 1)
+    assert len(errors) == 1 and ":2: title:" in errors[0]
+    gantt = get_idea(store, "gantt")
+    assert (gantt["title"], gantt["status"], gantt["votes"]) == ("Gantt view", "shipped", 7)
+    assert get_idea(store, "newcomer") is None
+
+
 def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(store, tmp_path):
     import json
 

@@ -141,8 +141,25 @@ def test_bad_number_raises_naming_the_setting(no_config, toml):
         load_settings(config_file=no_config, env={"DEFLECT_PORT": "eighty"})
     with pytest.raises(ValueError, match="setting answer_threshold: 'high' is not a number"):
         load_settings(config_file=toml('answer_threshold = "high"\n'), env={})
-    with pytest.raises(ValueError, match="setting port: True is not a number"):
+    with pytest.raises(ValueError, match="setting port: True is not a whole number"):
         load_settings(config_file=toml("port = true\n"), env={})
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('port = "8000"', "setting port: '8000' is not a whole number (a TOML value of the wrong type)"),
+        ('answer_threshold = "0.5"', "setting answer_threshold: '0.5' is not a number"),
+        ("kb_dir = 5", "setting kb_dir: 5 is not a quoted string"),
+        ('watch_kb = "false"', "setting watch_kb: 'false' is not true or false"),
+    ],
+)
+def test_a_toml_value_of_the_wrong_type_is_refused_not_converted(toml, line, message):
+    """Environment variables are text and are converted; a TOML file has types, and a quoted number
+    there (or a number for a path) is a mistake the README promises to stop at."""
+    config = toml(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message) + ".*" + re.escape(f"(from {config})")):
+        load_settings(config_file=config, env={})
 
 
 def test_toml_keys_at_the_top_level_and_in_the_deflect_table_both_count(toml):

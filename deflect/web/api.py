@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from ..ideas import show_id
 from .errors import ApiError
 from .limits import request_client
-from .validation import MAX_ID, event_request, json_body, suggest_request, timestamp_param
+from .validation import MAX_ID, event_request, json_body, optional_body, suggest_request, timestamp_param
 
 api = Blueprint("api", __name__)
 
@@ -57,6 +57,9 @@ def metrics():
     since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_field", "since must be before until", "since")
+    board = current_app.extensions.get("deflect_board")
+    if board is not None:  # content gaps group new unanswered questions as /api/clusters would
+        board.join()
     return jsonify(runtime().metrics(since, until))
 
 
@@ -101,13 +104,17 @@ def list_ideas():
 
 @api.post("/api/reindex")
 def reindex():
+    from ..index import KBFolderMissing
     from ..index_folder import IndexFolderReadOnly
 
     require_admin()
+    optional_body(request)
     try:
         report = runtime().reindex(trigger="POST /api/reindex")
     except IndexFolderReadOnly as exc:
         raise ApiError(409, "index_read_only", str(exc)) from None
+    except KBFolderMissing as exc:
+        raise ApiError(409, "kb_folder_missing", str(exc)) from None
     return jsonify(
         {
             "index_version": report.version,

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from ..ideas import show_id
 from .api import require_admin, runtime
 from .errors import ApiError
-from .validation import MAX_ID, json_body, requester_fields
+from .validation import MAX_ID, json_body, only_known_fields, optional_body, requester_fields
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +20,6 @@ OUTBOX_STATUSES = ("pending", "delivered", "failed")
 
 def board():
     return current_app.extensions["deflect_board"]
-
-
-def _optional_body(allowed: tuple[str, ...] = ()) -> dict:
-    """Body of an action whose fields are all optional: none, or a JSON object with only `allowed` keys."""
-    data = json_body(request) if request.get_data(cache=True) else {}
-    _only(data, allowed)
-    return data
-
-
-def _only(data: dict, allowed: tuple[str, ...]) -> None:
-    """400 naming the first key the action does not take."""
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        takes = f"only {', '.join(allowed)}" if allowed else "no fields"
-        raise ApiError(400, "invalid_field", f"this action takes {takes}", unknown[0])
 
 
 def _candidate_call(fn, *args):
@@ -73,6 +58,7 @@ def _string_field(data: dict, field: str, max_len: int) -> str | None:
 @board_api.post("/api/clusters/rebuild")
 def rebuild_clusters():
     require_admin()
+    optional_body(request)
     return jsonify(board().rebuild())
 
 
@@ -97,7 +83,7 @@ def get_cluster(candidate_id: str):
 @board_api.post("/api/clusters/<candidate_id>/promote")
 def promote_cluster(candidate_id: str):
     require_admin()
-    data = _optional_body(("title", "description"))
+    data = optional_body(request, ("title", "description"))
     title = _string_field(data, "title", 300)
     description = _string_field(data, "description", 5000)
     return jsonify(_candidate_call(board().promote, candidate_id, title, description))
@@ -107,7 +93,7 @@ def promote_cluster(candidate_id: str):
 def merge_cluster(candidate_id: str):
     require_admin()
     data = json_body(request)
-    _only(data, ("idea_id",))
+    only_known_fields(data, ("idea_id",))
     if "idea_id" not in data:
         raise ApiError(400, "invalid_field", "idea_id is required", "idea_id")
     return jsonify(_candidate_call(board().merge, candidate_id, data["idea_id"]))
@@ -116,7 +102,7 @@ def merge_cluster(candidate_id: str):
 @board_api.post("/api/clusters/<candidate_id>/dismiss")
 def dismiss_cluster(candidate_id: str):
     require_admin()
-    _optional_body()
+    optional_body(request)
     return jsonify(_candidate_call(board().dismiss, candidate_id))
 
 
@@ -155,7 +141,7 @@ def patch_idea(idea_id: str):
 
 @board_api.post("/api/ideas/<idea_id>/vote")
 def vote_idea(idea_id: str):
-    data = _optional_body(("requester",))
+    data = optional_body(request, ("requester",))
     requester = requester_fields(data.get("requester"))
     if requester is not None and not any(requester.values()):
         requester = None
@@ -182,6 +168,7 @@ def retry_notification(notification_id: str):
     from ..outbox import OutboxConflict, retry
 
     require_admin()
+    optional_body(request)
     missing = ApiError(404, "not_found", f"no notification with id {show_id(notification_id)}", "id")
     digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
     if not digits or int(notification_id) > MAX_ID:

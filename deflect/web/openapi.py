@@ -89,7 +89,9 @@ OPENAPI = {
                 "security": [{"bearer": []}],
                 "responses": {"200": {"description": "what changed", **_json({"$ref": "#/components/schemas/ReindexReport"})},
                               "401": _ERRORS["401"],
-                              "409": {"description": "the index must be rebuilt but its folder is read-only",
+                              "409": {"description": "the index must be rebuilt but its folder is read-only "
+                                                     "(index_read_only), or the KB folder is missing "
+                                                     "(kb_folder_missing)",
                                       **_json(_ERROR)}},
             }
         },

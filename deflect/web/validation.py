@@ -84,7 +84,21 @@ def install_input_guards(app: Flask) -> None:
         for name, value in request.args.items(multi=True):
             if UNSTORABLE_TEXT.search(name) or UNSTORABLE_TEXT.search(value):
                 raise ApiError(400, "invalid_field", f"{name!r} must not contain NUL characters", name)
+        known = QUERY_PARAMETERS.get(request.endpoint or "", ())
+        unknown = sorted(name for name in request.args if name not in known)
+        if unknown:  # `?sinse=` would otherwise give all-time metrics without a word
+            takes = f"this request takes {', '.join(known)}" if known else "this request takes no query parameters"
+            raise _bad(unknown[0], f"unknown query parameter {unknown[0][:50]!r}; {takes}")
         return None
+
+
+# The query parameters each API endpoint takes; any other one is a 400 naming it.
+QUERY_PARAMETERS = {
+    "api.metrics": ("since", "until"),
+    "api.list_aliases": ("active",),
+    "board_api.list_clusters": ("status",),
+    "board_api.list_outbox": ("status",),
+}
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -96,15 +110,24 @@ SUGGEST_FIELDS = ("query", "k", "types", "locale", "session")
 EVENT_FIELDS = ("search_id", "type", "item_id", "item_type", "requester", "session")
 
 
-def _only_known_fields(data: dict, known: tuple[str, ...]) -> None:
+def only_known_fields(data: dict, known: tuple[str, ...]) -> None:
     """A misspelt field ("local" for "locale") is an error, not a setting silently left out."""
     unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
-        raise _bad(unknown[0], f"unknown field {unknown[0][:50]!r}; this request takes {', '.join(known)}")
+        takes = f"this request takes {', '.join(known)}" if known else "this request takes no fields"
+        raise _bad(unknown[0], f"unknown field {unknown[0][:50]!r}; {takes}")
+
+
+def optional_body(request: Request, allowed: tuple[str, ...] = ()) -> dict:
+    """The body of an action whose fields are all optional: none, or a JSON object with only `allowed`
+    keys. `{"full": true}` on a reindex is refused naming `full`, rather than run as if it were honoured."""
+    data = json_body(request) if request.get_data(cache=True).strip() else {}
+    only_known_fields(data, allowed)
+    return data
 
 
 def suggest_request(data: dict, max_query_chars: int) -> dict:
-    _only_known_fields(data, SUGGEST_FIELDS)
+    only_known_fields(data, SUGGEST_FIELDS)
     query = data.get("query")
     if query is None:
         raise _bad("query", "query is required")
@@ -177,7 +200,7 @@ def requester_fields(data) -> dict | None:
 
 
 def event_request(data: dict) -> dict:
-    _only_known_fields(data, EVENT_FIELDS)
+    only_known_fields(data, EVENT_FIELDS)
     search_id = data.get("search_id")
     if search_id is None:
         raise _bad("search_id", "search_id is required")
