@@ -227,7 +227,15 @@ def assign(vectors: np.ndarray, centroids: np.ndarray, thresholds: np.ndarray) -
     return np.where(ok, best, -1)
 
 
+# A tight group (three copies of one question) would otherwise ask a newcomer for ~1.0: none
+# joins until the next rebuild. Capped at 0.7, joins rose 14% on the dev pools (D1 496 -> 565 of
+# 880) with the share joining their own topic's group the same or higher in all four shapes;
+# at 0.65 it began to fall (bench/README.md, "How the method was chosen").
+JOIN_CEILING = 0.7
+
+
 def join_threshold(member_vectors: np.ndarray, floor: float) -> float:
-    """How close a newcomer must be to join: as close as the group's own loosest member, at least `floor`."""
+    """How close a newcomer must be to join: as close as the group's own loosest member, but no
+    more than JOIN_CEILING, and at least `floor` (setting cluster_join_similarity)."""
     sims = np.asarray(member_vectors, dtype=np.float32) @ centroid(member_vectors)
-    return max(float(floor), float(sims.min()))
+    return max(float(floor), min(float(sims.min()), JOIN_CEILING))

@@ -17,6 +17,18 @@ def labelled(embedder):
     return rows, embedder.encode([r["text"] for r in rows])
 
 
+def test_a_tight_group_lets_a_paraphrase_join(embedder):
+    """Three copies of one question: their loosest member is ~1.0 from the centre, but a
+    rewording must still be able to join between rebuilds (JOIN_CEILING)."""
+    members = embedder.encode(["what is the capital of mongolia"] * 3)
+    paraphrase = embedder.encode(["what's the capital city of mongolia"])
+    threshold = clusters.join_threshold(members, 0.5)
+    assert threshold == clusters.JOIN_CEILING
+    assert clusters.assign(paraphrase, clusters.centroid(members)[None, :], np.array([threshold])).tolist() == [0]
+    unrelated = embedder.encode(["how do I export my tasks to csv"])
+    assert clusters.assign(unrelated, clusters.centroid(members)[None, :], np.array([threshold])).tolist() == [-1]
+
+
 def test_topics_are_found_without_being_told_how_many(labelled):
     rows, vectors = labelled
     assigned = clusters.cluster_vectors(vectors)
@@ -129,6 +141,7 @@ def test_join_threshold_is_the_loosest_member_or_the_floor(labelled):
     mask = np.array([r["label"] == "offline" for r in rows])
     members = vectors[mask]
     loosest = float((members @ clusters.centroid(members)).min())
+    assert loosest < clusters.JOIN_CEILING  # a group with some spread: its loosest member decides
     assert clusters.join_threshold(members, 0.1) == pytest.approx(loosest)
     assert clusters.join_threshold(members, 0.99) == 0.99
     others = vectors[np.array([r["label"] == "gantt" for r in rows])]
