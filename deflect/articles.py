@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import yaml
 
+from .locales import is_language_tag
 from .passages import HEADING, Passage, split_passages
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,16 @@ def parse_article(
     draft = meta.get("draft", False)
     if not isinstance(draft, bool):
         raise ArticleError("draft must be true or false")
+    locale = meta.get("locale") or default_locale
+    if not isinstance(locale, str) or not is_language_tag(locale):
+        # Queries with a locale would never find it; said now rather than found out later.
+        raise ArticleError(f"locale must be a language tag such as en or ko-KR, not {str(locale)[:40]!r}")
     article = Article(
         id=article_id,
         title=title,
         body=body,
         path=rel_path,
-        locale=str(meta.get("locale") or default_locale),
+        locale=locale.replace("_", "-"),  # en_US (POSIX style) is served as en-US, as queries are read
         tags=[str(t) for t in tags],
         url=url,
         draft=draft,

@@ -164,6 +164,12 @@ def test_crlf_and_bom_files_parse():
     assert "Body." in article.body
 
 
+def test_a_posix_style_locale_is_served_as_a_language_tag():
+    """en_US in front matter is en-US, the form queries are recorded and matched in."""
+    assert parse("---\nlocale: en_US\n---\n# T\n\nText.\n").locale == "en-US"
+    assert parse("---\nlocale: pt-BR\n---\n# T\n\nText.\n").locale == "pt-BR"
+
+
 def test_string_tags_become_a_list():
     assert parse("---\ntags: billing\n---\n# T\n\nText.\n").tags == ["billing"]
 
@@ -179,6 +185,8 @@ def test_string_tags_become_a_list():
         ("---\ntitle: only front matter\n---\n", "no content"),
         ("---\ndraft: maybe\n---\n# T\n\nText.\n", "draft"),
         ("---\ntags: {a: 1}\n---\n# T\n\nText.\n", "tags"),
+        ("---\nlocale: not a locale!\n---\n# T\n\nText.\n", "locale must be a language tag"),
+        ("---\nlocale: [en, ko]\n---\n# T\n\nText.\n", "locale must be a language tag"),
     ],
 )
 def test_malformed_articles_raise_a_readable_error(text, reason):
