@@ -21,6 +21,7 @@ from .scoring import SCORING_VERSION
 
 log = logging.getLogger(__name__)
 
+
 class KBFolderMissing(DeflectError):
     """The knowledge-base folder is not there: an index built from it would have no article."""
 

@@ -281,7 +281,7 @@ _TOML_TYPES = {bool: ((bool,), "true or false"), int: ((int, float), "a whole nu
 
 def _check_toml_type(setting: Setting, value: Any) -> None:
     accepted, kind = _TOML_TYPES.get(setting.type, ((str,), "a quoted string"))
-    if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+    if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):  # True is an int
         raise ValueError(f"{value!r} is not {kind} (a TOML value of the wrong type)")
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
 from ..ideas import show_id
+from ..outage import is_database_unavailable
 from .errors import ApiError
 from .limits import request_client
 from .validation import MAX_ID, event_request, json_body, optional_body, suggest_request, timestamp_param
 
 api = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 
 
 def runtime():
@@ -59,7 +62,12 @@ def metrics():
         raise ApiError(400, "invalid_field", "since must be before until", "since")
     board = current_app.extensions.get("deflect_board")
     if board is not None:  # content gaps group new unanswered questions as /api/clusters would
-        board.join()
+        try:
+            board.join()
+        except Exception as exc:  # the figures do not depend on it: answer with the groups as they are
+            if is_database_unavailable(exc):
+                raise  # 503, as the metrics themselves would give
+            log.warning("new unanswered questions could not join their candidates before /api/metrics", exc_info=True)
     return jsonify(runtime().metrics(since, until))
 
 
