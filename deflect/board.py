@@ -151,11 +151,13 @@ class Board:
         self.sync()
         return cand.get_candidate(self.db, candidate_id, self.nearest)
 
-    def promote(self, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
-        return self._reviewed(review.promote(self.db, candidate_id, title, description))
+    def promote(
+        self, candidate_id: str, title: str | None = None, description: str | None = None, exclude: tuple[str, ...] = ()
+    ) -> dict:
+        return self._reviewed(review.promote(self.db, candidate_id, title, description, exclude))
 
-    def merge(self, candidate_id: str, idea_id) -> dict:
-        return self._reviewed(review.merge(self.db, candidate_id, idea_id))
+    def merge(self, candidate_id: str, idea_id, exclude: tuple[str, ...] = ()) -> dict:
+        return self._reviewed(review.merge(self.db, candidate_id, idea_id, exclude))
 
     def _reviewed(self, out: dict) -> dict:
         """Serve the idea and the aliases the decision taught at once in this process (others

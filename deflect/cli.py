@@ -54,10 +54,10 @@ def serve(host, port, threads, watch_kb, **paths):
     runtime = Runtime(settings, progress=True)  # skipped files are logged as warnings, once
     app = create_app(settings, runtime)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
-    from waitress import create_server
+    from .web import make_server
 
     try:
-        server = create_server(app, host=settings.host, port=settings.port, threads=threads, ident="deflect")
+        server = make_server(app, settings.host, settings.port, threads)
     except OSError as exc:
         runtime.close()
         raise _cannot_listen(settings.host, settings.port, exc) from None

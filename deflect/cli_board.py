@@ -119,15 +119,15 @@ def _review(action: str):
     @clusters.command(action)
     @click.argument("candidate_id")
     @_path_options
-    def command(candidate_id, idea_id=None, title=None, **paths):
+    def command(candidate_id, idea_id=None, title=None, exclude=(), **paths):
         from .candidates import CandidateError
 
         with _opened(paths) as board:
             try:
                 if action == "promote":
-                    out = board.promote(candidate_id, title)
+                    out = board.promote(candidate_id, title, exclude=tuple(exclude))
                 elif action == "merge":
-                    out = board.merge(candidate_id, idea_id)
+                    out = board.merge(candidate_id, idea_id, tuple(exclude))
                 else:
                     out = board.dismiss(candidate_id)
             except CandidateError as exc:
@@ -145,6 +145,12 @@ click.option("--title", default=None, help="Idea title (default: the candidate's
 _merge = _review("merge")
 _merge.help = "Fold candidate CANDIDATE_ID into an existing open idea."
 click.option("--idea", "idea_id", required=True, help="Id of the idea to merge into.")(_merge)
+for _command in (_promote, _merge):
+    click.option(
+        "--exclude", multiple=True, metavar="SEARCH_ID",
+        help="A question of the candidate (its search id, from `clusters show`) that is not about the idea: "
+             "it does not become an alias of it (repeatable).",
+    )(_command)  # fmt: skip
 _dismiss = _review("dismiss")
 _dismiss.help = "Hide candidate CANDIDATE_ID until it grows markedly."
 

@@ -57,10 +57,14 @@ def refresh_index(settings: Settings, progress: bool = False, publish=None):
     each one starts from the version the previous one saved. `publish(version)` runs
     before the lock is released, so the version recorded last is always the live one.
     """
+    from pathlib import Path
+
     from .calibration import fit_calibration
-    from .index import build_index
+    from .index import KBFolderMissing, build_index
     from .replicas import build_lock
 
+    if not Path(settings.kb_dir).is_dir():  # said before a model is loaded (or exported) for nothing
+        raise KBFolderMissing(settings.kb_dir)
     embedder = make_embedder(settings)
     with build_lock(settings.index_dir):
         index, report = build_index(

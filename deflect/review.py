@@ -13,6 +13,7 @@ transaction, so the next customer who asks one of them is shown the idea.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -53,26 +54,38 @@ def _member_ids(conn: sa.Connection, candidate_id: str) -> list[str]:
 REVIEW_ALIAS_LIMIT = 50
 
 
-def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
-    """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`."""
+def _member_questions(
+    conn: sa.Connection, candidate_id: str, left_out: Collection[str] = (), limit: int = REVIEW_ALIAS_LIMIT
+) -> list[str]:
+    """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`;
+    none worded like a member in `left_out` (search ids)."""
     rows = conn.execute(
-        sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
         .where(candidate_members.c.candidate_id == candidate_id)
         .order_by(searches.c.created_at.desc(), searches.c.id.desc())
     ).all()
+    skipped = {normalize_query(query) for search_id, query in rows if search_id in set(left_out)}
     seen: dict[str, str] = {}
-    for (query,) in rows:
+    for _, query in rows:
         key = normalize_query(query)
-        if key and key not in seen:
+        if key and key not in seen and key not in skipped:
             seen[key] = query
             if len(seen) >= limit:
                 break
     return list(seen.values())
 
 
-def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
-    """The admin's decision confirms the candidate's questions are about the idea: aliases."""
-    return aliases.from_review(conn, "idea", idea_id, _member_questions(conn, candidate_id), candidate_id)
+def _teach(conn: sa.Connection, candidate_id: str, idea_id: str, left_out: Collection[str] = ()) -> int:
+    """The admin's decision confirms the candidate's questions are about the idea: aliases (but
+    for those the admin left out: an outlier taught as an alias would answer with the idea)."""
+    return aliases.from_review(conn, "idea", idea_id, _member_questions(conn, candidate_id, left_out), candidate_id)
+
+
+def _check_left_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]) -> None:
+    members = set(_member_ids(conn, candidate_id))
+    strangers = sorted(str(s) for s in left_out if s not in members)
+    if strangers:
+        raise CandidateError(400, "exclude", f"exclude names {show_id(strangers[0])}, which is no question of this candidate")
 
 
 def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
@@ -118,10 +131,15 @@ def sync_requesters(engine: sa.Engine) -> int:
     return added
 
 
-def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, description: str | None = None) -> dict:
-    """Create an idea from the candidate; its requesters become the idea's first votes, its questions aliases."""
+def promote(
+    engine: sa.Engine, candidate_id: str, title: str | None = None, description: str | None = None,
+    exclude: Collection[str] = (),
+) -> dict:
+    """Create an idea from the candidate; its requesters become the idea's first votes, its questions
+    aliases (but for `exclude`: search ids of questions that are not about it)."""
     with writing(engine) as conn:
         row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
+        _check_left_out(conn, candidate_id, exclude)
         texts = [r.query for r in conn.execute(
             sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
             .where(candidate_members.c.candidate_id == candidate_id).limit(3)
@@ -135,7 +153,7 @@ def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, desc
         except IdeaError as exc:
             raise CandidateError(400, exc.field, str(exc)) from None
         added = _record_requesters(conn, candidate_id, idea["id"])
-        taught = _teach(conn, candidate_id, idea["id"])
+        taught = _teach(conn, candidate_id, idea["id"], exclude)
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="promoted", idea_id=idea["id"], reviewed_at=now, updated_at=now
@@ -144,10 +162,12 @@ def promote(engine: sa.Engine, candidate_id: str, title: str | None = None, desc
             "aliases_added": taught}
 
 
-def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
-    """Fold the candidate into an existing open idea: its requesters become votes there, its questions aliases."""
+def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str] = ()) -> dict:
+    """Fold the candidate into an existing open idea: its requesters become votes there, its questions
+    aliases (but for `exclude`, as in promote)."""
     with writing(engine) as conn:
         _for_review(conn, candidate_id, ("new", "dismissed"), "merged")
+        _check_left_out(conn, candidate_id, exclude)
         if not isinstance(idea_id, str) or not idea_id:
             raise CandidateError(400, "idea_id", "idea_id must be the id of an existing idea")
         idea = get_idea(conn, idea_id)
@@ -156,7 +176,7 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id) -> dict:
         if idea["status"] in CLOSED_STATUSES:
             raise CandidateError(409, "idea_id", f"idea {show_id(idea_id)} is {idea['status']}; merge into an open idea")
         added = _record_requesters(conn, candidate_id, idea_id)
-        taught = _teach(conn, candidate_id, idea_id)
+        taught = _teach(conn, candidate_id, idea_id, exclude)
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="merged", idea_id=idea_id, reviewed_at=now, updated_at=now

@@ -315,12 +315,13 @@ def test_articles_and_ideas_are_separate_groups(page, site):
     page.goto(site.base + "/help")
     ask(page, "is there a dark mode")
     groups = page.locator("[role=listbox] [role=group]")
-    labels = [page.locator(f"#{g.get_attribute('aria-labelledby')}").inner_text() for g in groups.all()]
-    assert labels == ["Help articles", "Ideas from other customers"]
-    ideas = groups.nth(1).locator("[data-deflect-suggestion]")
-    assert ideas.first.get_attribute("data-type") == "idea"
+    labels = {g.locator("[role=option]").first.get_attribute("data-type"):
+              page.locator(f"#{g.get_attribute('aria-labelledby')}").inner_text() for g in groups.all()}  # fmt: skip
+    assert labels == {"article": "Help articles", "idea": "Ideas from other customers"}
+    for group in groups.all():
+        assert len(set(group.locator("[role=option]").evaluate_all("els => els.map(e => e.dataset.type)"))) == 1
+    ideas = page.locator("[role=listbox] .dfl-group-idea [data-deflect-suggestion]")
     assert ideas.first.get_attribute("data-id") == "dark-mode"
-    assert all(t == "article" for t in groups.nth(0).locator("[role=option]").evaluate_all("els => els.map(e => e.dataset.type)"))
 
 
 def test_a_new_question_gets_a_new_session(page, site):
@@ -595,13 +596,26 @@ def test_admin_promotes_an_idea_candidate(page, site):
     candidate = page.locator("[data-candidate-id][data-status=new]").first
     expect(candidate).to_be_visible(timeout=60_000)
     candidate_id = candidate.get_attribute("data-candidate-id")
+    # Every question the decision will teach is on the card, each with a box to leave it out.
+    listed = requests.get(f"{site.base}/api/clusters/{candidate_id}", headers=admin_headers(), timeout=TIMEOUT).json()
+    boxes = candidate.locator("[data-teach]")
+    expect(boxes).to_have_count(len({q["text"].lower() for q in listed["queries"]}))
+    left_out = candidate.locator(".candidate-teach li").first.inner_text().strip()
+    boxes.first.uncheck()
     title = "Pay with cryptocurrency"
     candidate.locator("[data-promote-title]").fill(title)
     candidate.locator("[data-action=promote]").click()
     expect(page.locator("[data-dash-message]")).to_contain_text("Promoted")
+    expect(page.locator("[data-dash-message]")).to_be_focused()  # the clicked button is gone
     expect(page.locator(f"[data-candidate-id='{candidate_id}']")).to_have_attribute("data-status", "promoted")
     ideas = requests.get(f"{site.base}/api/ideas", timeout=TIMEOUT).json()["ideas"]
     assert title in [i["title"] for i in ideas]
+    # The aliases table shows what the decision taught without a refresh: all but the one left out.
+    taught = [q["text"] for q in listed["queries"] if q["text"].lower() != re.sub(r" \(×\d+\)$", "", left_out).lower()]
+    expect(page.locator("[data-aliases] tr").filter(has_text=taught[0])).to_have_count(1)
+    aliases = requests.get(f"{site.base}/api/aliases", headers=admin_headers(), timeout=TIMEOUT).json()["aliases"]
+    mine = {a["query"].lower() for a in aliases if a.get("candidate_id") == candidate_id}
+    assert mine == {t.lower() for t in taught} and re.sub(r" \(×\d+\)$", "", left_out).lower() not in mine
     page.console.check()
 
 
@@ -867,10 +881,41 @@ def test_an_idea_at_the_top_is_introduced_as_a_request_not_an_answer(page, site)
     page.goto(site.base + "/help")
     ask(page, "is there a dark mode")
     expect(page.locator(".dfl-panel-head")).to_have_text("Others asked for this too:")
+    # The heading introduces the idea: its group comes first, and the first arrow key reaches it.
+    options = page.locator("[data-deflect-suggestion]")
+    assert [options.nth(i).get_attribute("data-type") for i in range(2)] == ["idea", "article"]
+    expect(page.locator("[role=listbox] [role=group]").first).to_have_class(re.compile("dfl-group-idea"))
     answer["results"].reverse()  # an article first: an answer
     page.keyboard.type(" please")
     expect(page.locator("[role=listbox]").first).to_have_attribute("data-query", "is there a dark mode please")
     expect(page.locator(".dfl-panel-head")).to_have_text("This might answer your question:")
+    assert [options.nth(i).get_attribute("data-type") for i in range(2)] == ["article", "idea"]
+
+
+def test_enter_with_suggestions_showing_highlights_the_first_instead_of_sending(page, site):
+    """People press Enter in a question field as in a search box: that must not file the ticket."""
+    page.goto(site.base + "/help")
+    listbox = ask(page, "I forgot my password")
+    field = page.locator("[data-deflect-input]")
+    first = page.locator("[data-deflect-suggestion]").first
+    page.keyboard.press("Enter")
+    expect(first).to_have_attribute("aria-selected", "true")
+    expect(field).to_have_attribute("aria-activedescendant", first.get_attribute("id"))
+    assert page.url.endswith("/help")
+    page.keyboard.press("Enter")  # now it opens, as with the arrow keys
+    expect(page.locator(".dfl-preview .dfl-preview-title")).to_be_focused()
+    assert page.url.endswith("/help")
+    search_id = listbox.get_attribute("data-search-id")
+    assert "ticket_created" not in [e["type"] for e in stored_events(site.db, search_id)]
+    page.console.check()
+
+
+def test_a_two_syllable_korean_question_is_searched(page, site):
+    """Three characters is too short a word in English, but 환불 ("refund") is a whole question."""
+    page.goto(site.base + "/help")
+    listbox = ask(page, "환불")
+    expect(page.locator("[data-deflect-suggestion]").first).to_be_visible()
+    assert search_row(site.runtime, listbox.get_attribute("data-search-id"))["query"] == "환불"
 
 
 def test_after_a_ticket_without_a_form_the_old_suggestions_go_away(page, site):

@@ -165,6 +165,27 @@ def _idea_mrr(store, idea_id: str) -> float:
         return sum(p["mrr"] or 0.0 for p in requesters(conn, idea_id))
 
 
+def test_questions_the_admin_leaves_out_do_not_become_aliases(store, embedder):
+    """A misclustered question taught as an alias would answer with the idea: `exclude` keeps it out
+    (every member worded the same way too), and only the candidate's own questions can be named."""
+    from deflect.aliases import list_aliases
+
+    gantt = ask_all_and_rebuild(store, embedder, Settings())["gantt"]
+    members = {q["search_id"]: q["text"] for q in gantt["queries"]}
+    outlier_id, outlier = next(iter(members.items()))
+    again = ask(store, outlier.upper())  # the same wording asked again joins: left out with it
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    assert again in {q["search_id"] for q in cand.get_candidate(store, gantt["id"])["queries"]}
+    with pytest.raises(cand.CandidateError) as stranger:
+        review.promote(store, gantt["id"], exclude=["not-a-member"])
+    assert (stranger.value.status, stranger.value.field) == (400, "exclude")
+    assert cand.get_candidate(store, gantt["id"])["status"] == "new"  # nothing was decided
+    promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
+    taught = {a["query"] for a in list_aliases(store) if a["item_id"] == promoted["idea"]["id"]}
+    assert promoted["aliases_added"] == len(taught) == len({t.lower() for t in members.values()}) - 1
+    assert outlier not in taught and outlier.upper() not in taught
+
+
 def test_merge_and_review_errors(store, embedder):
     for i, q in enumerate(QUESTIONS):
         ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 5.0})

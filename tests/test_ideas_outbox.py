@@ -272,12 +272,17 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert shown.exit_code == 0 and all(q["text"] in shown.stdout for q in found[0]["queries"])
     missing = runner.invoke(main, ["clusters", "show", "c-nope", *paths])
     assert missing.exit_code == 1 and "no candidate" in missing.output
-    promoted = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "From the CLI", *paths])
+    stranger = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--exclude", "not-a-member", *paths])
+    assert stranger.exit_code == 1 and "exclude" in stranger.output
+    left_out = found[0]["queries"][0]
+    promoted = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "From the CLI",
+                                    "--exclude", left_out["search_id"], *paths])  # fmt: skip
     assert promoted.exit_code == 0 and "-> idea from-the-cli" in promoted.stdout
-    distinct = len({q["text"].casefold() for q in found[0]["queries"]})
-    assert f"({distinct} of its questions now aliases of the idea)" in promoted.stdout
+    kept = {q["text"].casefold() for q in found[0]["queries"]} - {left_out["text"].casefold()}
+    assert f"({len(kept)} of its questions now aliases of the idea)" in promoted.stdout
     taught = runner.invoke(main, ["aliases", "list", "--database-url", url], catch_exceptions=False).stdout
-    assert taught.count("idea:from-the-cli") == distinct and all(q["text"] in taught for q in found[0]["queries"])
+    assert taught.count("idea:from-the-cli") == len(kept)
+    assert all(q["text"] in taught for q in found[0]["queries"] if q["text"].casefold() in kept)
     again = runner.invoke(main, ["clusters", "promote", found[0]["id"], *paths])
     assert again.exit_code == 1 and "promoted" in again.output
     state = runner.invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False)

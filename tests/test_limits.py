@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 
 import pytest
 import requests
-from conftest import ADMIN_TOKEN, serve_app
+from conftest import ADMIN_TOKEN
 
 TIMEOUT = 60
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -17,12 +18,21 @@ ORIGIN = "https://help.customer.example"
 
 @contextlib.contextmanager
 def limited_server(runtime, **limits):
-    """The sample runtime behind an app of its own with these limit settings (the index is shared)."""
-    from deflect.web import create_app
+    """The sample runtime behind an app of its own with these limit settings (the index is shared),
+    served by the waitress server `deflect serve` runs (it decides which proxy headers reach the app)."""
+    from deflect.web import create_app, make_server
 
     settings = dataclasses.replace(runtime.settings, **limits)
-    with serve_app(create_app(settings, runtime)) as base:
+    server = make_server(create_app(settings, runtime), "127.0.0.1", 0, threads=8)
+    thread = threading.Thread(target=server.run, name="deflect-test-waitress", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.effective_port}"
+    try:
+        requests.get(base + "/healthz", timeout=TIMEOUT).raise_for_status()
         yield base
+    finally:
+        server.close()
+        thread.join(timeout=10)
 
 
 def bad_event(base: str, session: str | None = None, **kwargs) -> requests.Response:

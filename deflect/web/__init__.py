@@ -39,3 +39,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_limits(app, settings)  # after security: a preflight is answered before it counts
     install_input_guards(app)
     return app
+
+
+def make_server(app: Flask, host: str, port: int, threads: int):
+    """The waitress server `deflect serve` runs.
+
+    waitress removes X-Forwarded-For and the other proxy headers before the app sees them
+    (clear_untrusted_proxy_headers) unless it was told of a proxy itself; deflect reads them
+    only from the proxies of setting trusted_proxies (limits.request_client), so waitress
+    must pass them on, or every visitor behind a proxy would share the proxy's rate limits.
+    """
+    from waitress import create_server
+
+    return create_server(
+        app, host=host, port=port, threads=threads, ident="deflect", clear_untrusted_proxy_headers=False
+    )

@@ -52,6 +52,17 @@ def _string_field(data: dict, field: str, max_len: int) -> str | None:
     return value
 
 
+MAX_EXCLUDE = 1000
+
+
+def _exclude_field(data: dict) -> tuple[str, ...]:
+    """`exclude`: search ids of the candidate's questions that must not become aliases of the idea."""
+    value = data.get("exclude", [])
+    if not isinstance(value, list) or len(value) > MAX_EXCLUDE or not all(isinstance(v, str) and v for v in value):
+        raise ApiError(400, "invalid_field", f"exclude must be a list of at most {MAX_EXCLUDE} search ids", "exclude")
+    return tuple(value)
+
+
 # --- candidates ------------------------------------------------------------------------------
 
 
@@ -83,20 +94,20 @@ def get_cluster(candidate_id: str):
 @board_api.post("/api/clusters/<candidate_id>/promote")
 def promote_cluster(candidate_id: str):
     require_admin()
-    data = optional_body(request, ("title", "description"))
+    data = optional_body(request, ("title", "description", "exclude"))
     title = _string_field(data, "title", 300)
     description = _string_field(data, "description", 5000)
-    return jsonify(_candidate_call(board().promote, candidate_id, title, description))
+    return jsonify(_candidate_call(board().promote, candidate_id, title, description, _exclude_field(data)))
 
 
 @board_api.post("/api/clusters/<candidate_id>/merge")
 def merge_cluster(candidate_id: str):
     require_admin()
     data = json_body(request)
-    only_known_fields(data, ("idea_id",))
+    only_known_fields(data, ("idea_id", "exclude"))
     if "idea_id" not in data:
         raise ApiError(400, "invalid_field", "idea_id is required", "idea_id")
-    return jsonify(_candidate_call(board().merge, candidate_id, data["idea_id"]))
+    return jsonify(_candidate_call(board().merge, candidate_id, data["idea_id"], _exclude_field(data)))
 
 
 @board_api.post("/api/clusters/<candidate_id>/dismiss")

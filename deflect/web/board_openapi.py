@@ -27,13 +27,17 @@ def _admin(summary: str, ok: dict, *errors: str, body: dict | None = None, param
 
 
 _CANDIDATE_ACTION = {"description": "the candidate and its idea", **_ref("CandidateAction")}
+_NO_FIELDS = {"type": "object", "additionalProperties": False, "properties": {},
+              "description": "no body, or {}: any field is a 400 naming it"}
+_EXCLUDE = {"type": "array", "maxItems": 1000, "items": {"type": "string", "minLength": 1},
+            "description": "search ids of the candidate's questions that must not become aliases of the idea"}
 
 BOARD_PATHS = {
     "/api/clusters/rebuild": {"post": _admin(
         "Re-cluster every unanswered search into idea candidates (ids and review decisions carry over)",
         {"description": "what happened: pool, candidates, new, kept, returned, retired, revived (retired reviewed "
                         "candidates taken back), split (parts of reviewed candidates, same decision), notifications",
-         **_ref("RebuildReport")})},
+         **_ref("RebuildReport")}, "400", "415", body=_NO_FIELDS)},
     "/api/clusters": {"get": _admin(
         "Idea candidates, largest first (new unanswered searches join their nearest candidate first)",
         {"description": "candidates", "content": {"application/json": {"schema": {"type": "object", "properties": {
@@ -47,12 +51,13 @@ BOARD_PATHS = {
         "Create an idea from the candidate (indexed at once); its requesters become the idea's votes",
         _CANDIDATE_ACTION, "400", "404", "409", params=_id(),
         body={"type": "object", "additionalProperties": False, "properties": {
-            "title": {"type": "string", "maxLength": 300}, "description": {"type": "string", "maxLength": 5000}}})},
+            "title": {"type": "string", "maxLength": 300}, "description": {"type": "string", "maxLength": 5000},
+            "exclude": _EXCLUDE}})},
     "/api/clusters/{id}/merge": {"post": _admin(
         "Fold the candidate into an existing open idea (its requesters become votes there)",
         _CANDIDATE_ACTION, "400", "404", "409", "415", params=_id(),
         body={"type": "object", "required": ["idea_id"], "additionalProperties": False,
-              "properties": {"idea_id": {"type": "string"}}})},
+              "properties": {"idea_id": {"type": "string"}, "exclude": _EXCLUDE}})},
     "/api/clusters/{id}/dismiss": {"post": _admin(
         "Hide the candidate until it grows markedly (cluster_regrow_factor)", _CANDIDATE_ACTION, "400", "404", "409",
         params=_id(), body={"type": "object", "additionalProperties": False, "properties": {},
@@ -97,7 +102,8 @@ BOARD_PATHS = {
     "/api/outbox/{id}/retry": {"post": _admin(
         "Send a failed or pending notification again now with a fresh attempt budget",
         {"description": "the notification", **_ref("Notification")},
-        "404", "409", params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
+        "400", "404", "409", "415", body=_NO_FIELDS,
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
 }
 
 BOARD_SCHEMAS = {

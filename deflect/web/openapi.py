@@ -87,8 +87,11 @@ OPENAPI = {
             "post": {
                 "summary": "Re-embed changed articles and swap the index in while serving (admin)",
                 "security": [{"bearer": []}],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False, "properties": {},
+                    "description": "no body, or {}: any field is a 400 naming it"}}}},
                 "responses": {"200": {"description": "what changed", **_json({"$ref": "#/components/schemas/ReindexReport"})},
-                              "401": _ERRORS["401"],
+                              "401": _ERRORS["401"], "400": _ERRORS["400"], "415": _ERRORS["415"],
                               "409": {"description": "the index must be rebuilt but its folder is read-only "
                                                      "(index_read_only), or the KB folder is missing "
                                                      "(kb_folder_missing)",

@@ -53,10 +53,15 @@
     });
   }
 
-  function say(text, kind) {
+  /** Show a message; with `focus`, move keyboard focus to it (the control that was used is gone or disabled). */
+  function say(text, kind, focus) {
     message.hidden = !text;
     message.textContent = text || "";
     message.className = "notice" + (kind === "error" ? " notice-error" : "");
+    if (focus && text) {
+      message.setAttribute("tabindex", "-1");
+      message.focus();
+    }
   }
 
   function unavailable(target, what, error) {
@@ -255,7 +260,7 @@
     promote.addEventListener("click", function () {
       var chosen = title.value.trim();
       var body = chosen && chosen !== label ? { title: chosen } : {};
-      review(c, "promote", body, "Promoted “" + (chosen || label) + "” to a new idea.");
+      review(c, "promote", withLeftOut(c, body), "Promoted “" + (chosen || label) + "” to a new idea.");
     });
     var select = el("select");
     select.setAttribute("aria-label", "Idea to merge into");
@@ -278,7 +283,7 @@
     syncMerge();
     merge.addEventListener("click", function () {
       if (!select.value) return;
-      review(c, "merge", { idea_id: select.value }, "Merged into “" + select.options[select.selectedIndex].text + "”.");
+      review(c, "merge", withLeftOut(c, { idea_id: select.value }), "Merged into “" + select.options[select.selectedIndex].text + "”.");
     });
     var dismiss = el("button", "btn btn-quiet btn-small btn-danger", "Dismiss");
     dismiss.type = "button";
@@ -295,19 +300,35 @@
     queries.forEach(function (q) {
       var text = typeof q === "string" ? q : first(q.text, q.query, "");
       if (!text) return;
-      var key = text.trim().toLowerCase();
-      if (!(key in counts)) { counts[key] = { text: text.trim(), n: 0 }; order.push(key); }
+      var key = text.trim().toLowerCase().replace(/\s+/g, " ");
+      if (!(key in counts)) { counts[key] = { text: text.trim(), n: 0, ids: [] }; order.push(key); }
       counts[key].n += 1;
+      if (q && q.search_id) counts[key].ids.push(q.search_id);
     });
     return order.map(function (k) { return counts[k]; })
       .sort(function (a, b) { return b.n - a.n; }).slice(0, limit);
+  }
+
+  /** body plus `exclude`: the search ids of the questions the admin unticked on the card. */
+  function withLeftOut(candidate, body) {
+    var card = document.querySelector('[data-candidate-id="' + CSS.escape(String(candidate.id)) + '"]');
+    var ids = [];
+    Array.prototype.forEach.call(card ? card.querySelectorAll("[data-teach]") : [], function (box) {
+      if (!box.checked) ids = ids.concat(box.getAttribute("data-teach").split(" ").filter(Boolean));
+    });
+    if (ids.length) body.exclude = ids;
+    return body;
   }
 
   function review(candidate, action, body, done) {
     var buttons = document.querySelectorAll('[data-candidate-id="' + CSS.escape(String(candidate.id)) + '"] button');
     Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
     api("POST", "/api/clusters/" + encodeURIComponent(candidate.id) + "/" + action, body)
-      .then(function () { say(done); return Promise.all([loadIdeas(), loadCandidates()]); })
+      .then(function () {
+        say(done, "", true);
+        // The decision changes the candidates, the content gaps (reviewed ones are none) and the aliases.
+        return loadIdeas().then(function () { return Promise.all([loadCandidates(), loadMetrics(), loadAliases()]); });
+      })
       .catch(function (error) {
         Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
         handle(error, "Could not " + action + " the candidate");
@@ -340,8 +361,25 @@
         var kw = card.appendChild(el("div"));
         c.keywords.slice(0, 8).forEach(function (k) { kw.appendChild(el("span", "keyword", k)); });
       }
-      var asked = examples(c.queries || [], 4);
-      if (asked.length) {
+      var open = !c.status || c.status === "new";
+      var asked = examples(c.queries || [], open ? Infinity : 4);
+      if (asked.length && open) {
+        // Promote and merge make these questions answers to the idea (aliases): the admin sees
+        // every one and can leave out any that is not about it.
+        var teach = card.appendChild(el("fieldset", "candidate-teach"));
+        teach.appendChild(el("legend", "muted", "Questions that will find the idea (untick any that is not about it)"));
+        var tl = teach.appendChild(el("ul", "candidate-queries"));
+        asked.forEach(function (q) {
+          var label = el("label");
+          var box = el("input");
+          box.type = "checkbox";
+          box.checked = true;
+          box.setAttribute("data-teach", q.ids.join(" "));
+          label.appendChild(box);
+          label.appendChild(document.createTextNode(" " + (q.n > 1 ? q.text + " (×" + q.n + ")" : q.text)));
+          tl.appendChild(el("li")).appendChild(label);
+        });
+      } else if (asked.length) {
         var ul = card.appendChild(el("ul", "candidate-queries"));
         asked.forEach(function (q) { ul.appendChild(el("li", "", q.n > 1 ? q.text + " (×" + q.n + ")" : q.text)); });
       }
@@ -376,7 +414,7 @@
       remove.addEventListener("click", function () {
         remove.disabled = true;
         api("DELETE", "/api/aliases/" + encodeURIComponent(a.id))
-          .then(function () { say("Alias deleted."); return loadAliases(); })
+          .then(function () { say("Alias deleted.", "", true); return loadAliases(); })
           .catch(function (error) { remove.disabled = false; handle(error, "Could not delete the alias"); });
       });
       var type = first(a.item_type, a.type, "article");
@@ -445,6 +483,11 @@
   function showDashboard() {
     loginCard.hidden = true;
     dashboard.hidden = false;
+    var heading = dashboard.querySelector("h1, h2");
+    if (heading) {  // the sign-in form just disappeared: focus the top of what replaced it
+      heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    }
     return loadAll();
   }
 
@@ -485,9 +528,9 @@
     button.disabled = true;
     say("Rebuilding idea candidates…");
     api("POST", "/api/clusters/rebuild", {})
-      .then(function () { say("Idea candidates rebuilt."); return loadCandidates(); })
+      .then(function () { say("Idea candidates rebuilt."); return Promise.all([loadCandidates(), loadMetrics()]); })
       .catch(function (error) { handle(error, "Could not rebuild candidates"); })
-      .finally(function () { button.disabled = false; });
+      .finally(function () { button.disabled = false; button.focus(); });
   });
 
   if (token()) showDashboard();

@@ -94,6 +94,8 @@
 
   var instances = 0;
   var EMAIL = /^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/;
+  // Scripts written without spaces between words (the ranges of deflect/lexical.py).
+  var UNSPACED = /[\uAC00-\uD7AF\u1100-\u11FF\u3040-\u30FF\u3400-\u9FFF\u0E00-\u0E7F]/;
   // Ideas this browser voted for; the same key as the ideas board (ideas.js), so on deflect's
   // own pages a vote counts once wherever it was given.
   var VOTED = "deflect-voted";
@@ -308,8 +310,14 @@
         clearResults();
         return;
       }
-      if (query.length < config.minChars) return;
+      if (!longEnough(query)) return;
       state.timer = setTimeout(function () { search(query); }, config.debounceMs);
+    }
+
+    /** minChars characters, or 2 in scripts written without spaces, where two characters are a
+     * word ("환불" is "refund"). */
+    function longEnough(query) {
+      return query.length >= config.minChars || (query.length >= 2 && UNSPACED.test(query));
     }
 
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
@@ -373,6 +381,10 @@
         { type: "article", label: t("articles") },
         { type: "idea", label: t("ideas") },
       ];
+      // The group holding the best result comes first, under the heading that introduces it
+      // (an idea at the top is "Others asked for this too", not an answer above five articles).
+      var top = state.search.results[0];
+      if (top && top.type === "idea") groups.reverse();
       var counts = {};
       groups.forEach(function (group) {
         var items = state.search.results.filter(function (r) { return r.type === group.type; });
@@ -592,6 +604,11 @@
       } else if (e.key === "Enter" && state.open && state.active >= 0) {
         e.preventDefault();
         openPreview(state.active, true);
+      } else if (e.key === "Enter" && state.open && count) {
+        // Enter in a question field with suggestions showing means "show me", not "file my
+        // ticket now": the first suggestion is highlighted; Enter again opens it.
+        e.preventDefault();
+        setActive(0);
       } else if (e.key === "Escape") {
         if (!preview.hidden) {
           e.preventDefault();
@@ -617,7 +634,7 @@
     function recordTicket() {
       cancelPending();
       var query = currentQuery();
-      var needsSearch = query.length >= config.minChars && query !== state.lastQuery;
+      var needsSearch = longEnough(query) && query !== state.lastQuery;
       if (!state.search && !needsSearch) return null;
       return (needsSearch ? search(query) : Promise.resolve()).then(function () {
         return sendEvent("ticket_created", null);

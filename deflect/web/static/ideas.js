@@ -71,6 +71,8 @@
         var idea = answer && (answer.idea || answer);
         var votes = idea && typeof idea.votes === "number" ? idea.votes : parseInt(count.textContent, 10) + 1;
         count.textContent = String(votes);
+        var unit = count.parentNode.querySelector("[data-vote-label]");
+        if (unit) unit.textContent = votes === 1 ? "vote" : "votes";
         remember(id);
         markVoted(button);
         message.textContent = "Thanks! Your vote for “" + title + "” is counted.";
