@@ -612,7 +612,10 @@ def test_admin_promotes_an_idea_candidate(page, site):
     assert title in [i["title"] for i in ideas]
     # The aliases table shows what the decision taught without a refresh: all but the one left out.
     taught = [q["text"] for q in listed["queries"] if q["text"].lower() != re.sub(r" \(×\d+\)$", "", left_out).lower()]
-    expect(page.locator("[data-aliases] tr").filter(has_text=taught[0])).to_have_count(1)
+    taught_row = page.locator("[data-aliases] tr").filter(has_text=taught[0])
+    expect(taught_row).to_have_count(1)
+    expect(taught_row).to_contain_text(title)  # the idea by its title, not its slug
+    expect(page.locator(f"[data-candidate-id='{candidate_id}']")).to_contain_text(f"Became idea “{title}”")
     aliases = requests.get(f"{site.base}/api/aliases", headers=admin_headers(), timeout=TIMEOUT).json()["aliases"]
     mine = {a["query"].lower() for a in aliases if a.get("candidate_id") == candidate_id}
     assert mine == {t.lower() for t in taught} and re.sub(r" \(×\d+\)$", "", left_out).lower() not in mine
@@ -908,6 +911,19 @@ def test_enter_with_suggestions_showing_highlights_the_first_instead_of_sending(
     search_id = listbox.get_attribute("data-search-id")
     assert "ticket_created" not in [e["type"] for e in stored_events(site.db, search_id)]
     page.console.check()
+
+
+def test_deleting_back_to_a_stub_takes_the_old_suggestions_away(page, site):
+    """Suggestions for "dark mode" must not stay under "da"."""
+    page.goto(site.base + "/help")
+    ask(page, "dark mode")
+    for _ in range(len("rk mode")):
+        page.keyboard.press("Backspace")
+    expect(page.locator("[data-deflect-input]")).to_have_value("da")
+    expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
+    page.keyboard.type("rk theme")  # typing on searches again
+    expect(page.locator("[role=listbox]").first).to_have_attribute("data-query", "dark theme", timeout=2000)
 
 
 def test_a_two_syllable_korean_question_is_searched(page, site):

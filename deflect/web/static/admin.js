@@ -309,6 +309,11 @@
       .sort(function (a, b) { return b.n - a.n; }).slice(0, limit);
   }
 
+  function ideaTitle(id) {
+    var found = ideas.filter(function (i) { return i.id === id; })[0];
+    return found ? found.title : id;
+  }
+
   /** body plus `exclude`: the search ids of the questions the admin unticked on the card. */
   function withLeftOut(candidate, body) {
     var card = document.querySelector('[data-candidate-id="' + CSS.escape(String(candidate.id)) + '"]');
@@ -385,7 +390,7 @@
       }
       if (c.idea_id && c.status !== "new") {
         var done = card.appendChild(el("p", "muted", (c.status === "merged" ? "Merged into " : "Became ")));
-        var link = el("a", "", "idea “" + c.idea_id + "”");
+        var link = el("a", "", "idea “" + ideaTitle(c.idea_id) + "”");
         link.href = "/ideas#idea-" + encodeURIComponent(c.idea_id);
         done.appendChild(link);
       }
@@ -418,10 +423,13 @@
           .catch(function (error) { remove.disabled = false; handle(error, "Could not delete the alias"); });
       });
       var type = first(a.item_type, a.type, "article");
-      var item = type === "article" ? articleLink(a.item_id) : el("span", "", a.item_id);
+      var item = type === "article" ? articleLink(a.item_id) : el("span", "", ideaTitle(a.item_id));
       var state = a.active === false ? "waiting for confirmations"
-        : a.source === "review" ? "in use (from a review decision)" : "in use";
-      return [first(a.query, a.text, a.alias, ""), item, num(first(a.confirmations, a.count, null)), state, remove];
+        : a.source === "review" ? "in use (from a review decision)"
+        : a.source === "import" ? "in use (imported)" : "in use";
+      // A review decision or an import is the confirmation: no count of helpful answers to show.
+      var confirmed = a.source === "review" || a.source === "import" ? "—" : num(first(a.confirmations, a.count, null));
+      return [first(a.query, a.text, a.alias, ""), item, confirmed, state, remove];
     });
     box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
       { label: "Status" }, { label: "" }], rows));

@@ -310,7 +310,11 @@
         clearResults();
         return;
       }
-      if (!longEnough(query)) return;
+      if (!longEnough(query)) {
+        // Deleted back to a stub: the suggestions shown were for a longer question.
+        if (state.lastQuery) { state.lastQuery = ""; clearResults(); }
+        return;
+      }
       state.timer = setTimeout(function () { search(query); }, config.debounceMs);
     }
 
