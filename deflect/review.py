@@ -64,7 +64,8 @@ def _member_questions(
         .where(candidate_members.c.candidate_id == candidate_id)
         .order_by(searches.c.created_at.desc(), searches.c.id.desc())
     ).all()
-    skipped = {normalize_query(query) for search_id, query in rows if search_id in set(left_out)}
+    left_out = set(left_out)
+    skipped = {normalize_query(query) for search_id, query in rows if search_id in left_out}
     seen: dict[str, str] = {}
     for _, query in rows:
         key = normalize_query(query)
