@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -12,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .setting_checks import LANGUAGE_TAG, NOT_EMPTY, Check, above, at_least, between, one_of
+from .setting_checks import (
+    LANGUAGE_TAG,
+    NOT_EMPTY,
+    Check,
+    above,
+    at_least,
+    between,
+    check_toml_type,
+    one_of,
+    typed_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +261,6 @@ class Settings:
         return candidate if candidate.exists() else None
 
 
-_BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
 def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False) -> Any:
     """value as the setting's type, if the setting allows it; else ConfigError naming the setting and source.
 
@@ -267,59 +273,13 @@ def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False
     where = f" (from {source})" if source else ""
     try:
         if toml:
-            _check_toml_type(setting, value)
-        coerced = _typed(setting, value)
+            check_toml_type(setting.type, value)
+        coerced = typed_value(setting.type, value)
     except ValueError as exc:
         raise ConfigError(f"setting {name}: {exc}{where}") from None
     if setting.check and not setting.check.test(coerced):
         raise ConfigError(f"setting {name}: {value!r} is not allowed: it must be {setting.check.allowed}{where}")
     return coerced
-
-
-_TOML_TYPES = {bool: ((bool,), "true or false"), int: ((int, float), "a whole number"), float: ((int, float), "a number")}
-
-
-def _check_toml_type(setting: Setting, value: Any) -> None:
-    accepted, kind = _TOML_TYPES.get(setting.type, ((str,), "a quoted string"))
-    if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):  # True is an int
-        raise ValueError(f"{value!r} is not {kind} (a TOML value of the wrong type)")
-
-
-def _typed(setting: Setting, value: Any) -> Any:
-    if setting.type is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text not in _BOOLEAN_WORDS:
-            raise ValueError(f"{value!r} is not a boolean (use true or false)")
-        return _BOOLEAN_WORDS[text]
-    if setting.type in (int, float):
-        kind = "a whole number" if setting.type is int else "a number"
-        if isinstance(value, bool) or not isinstance(value, int | float | str):  # TOML true would pass as 1
-            raise ValueError(f"{value!r} is not a number")
-        try:
-            number = value if isinstance(value, int) else _number(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not {kind}") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{value!r} is not a finite number")
-        if setting.type is int:
-            if number != int(number):  # 8601.9 is refused, not truncated
-                raise ValueError(f"{value!r} is not a whole number")
-            return int(number)
-        return float(number)
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not text")
-    return str(value)
-
-
-def _number(value: float | str) -> int | float:
-    if isinstance(value, str):
-        try:
-            return int(value)  # "8000" exactly, however many digits
-        except ValueError:
-            pass
-    return float(value)
 
 
 def load_settings(
