@@ -11,7 +11,7 @@ import numpy as np
 from . import candidates as cand
 from . import ideas, review, votes
 from .db import writing
-from .outage import FailureLog
+from .outage import FailureLog, is_database_unavailable
 from .refresh import model_id_for
 from .runtime import Runtime
 
@@ -77,8 +77,7 @@ class Board:
         """New pool searches join their nearest candidate (cheap; run before every read)."""
         self._flush()
         with self._rebuild_lock:
-            joined = cand.join_new(self.db, self.encode, self.model_id)
-            self._sync_requesters()
+            joined = self._join_locked()
             self.check_answered()
             return joined
 
@@ -87,9 +86,24 @@ class Board:
         (content gaps and metrics read the memberships this leaves)."""
         self._flush()
         with self._rebuild_lock:
-            joined = cand.join_new(self.db, self.encode, self.model_id)
-            self._sync_requesters()
-            return joined
+            return self._join_locked()
+
+    def _join_locked(self) -> int:
+        joined = cand.join_new(self.db, self.encode, self.model_id)
+        self._sync_requesters()
+        return joined
+
+    def metrics(self, since: float | None = None, until: float | None = None) -> dict:
+        """Runtime.metrics, with new unanswered questions first joined to their candidates, so the
+        content gaps group them as /api/clusters would. A failed join leaves the groups as they
+        are (the figures do not depend on it); a database outage fails the metrics too (503)."""
+        try:
+            self.join()
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise
+            log.warning("new unanswered questions could not join their candidates before the metrics", exc_info=True)
+        return self.runtime.metrics(since, until)
 
     def _sync_requesters(self) -> int:
         return review.sync_requesters(self.db)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import hmac
-import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
 from ..ideas import show_id
-from ..outage import is_database_unavailable
 from .errors import ApiError
 from .limits import request_client
 from .validation import MAX_ID, event_request, json_body, optional_body, suggest_request, timestamp_param
 
 api = Blueprint("api", __name__)
-log = logging.getLogger(__name__)
 
 
 def runtime():
@@ -60,15 +57,8 @@ def metrics():
     since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_field", "since must be before until", "since")
-    board = current_app.extensions.get("deflect_board")
-    if board is not None:  # content gaps group new unanswered questions as /api/clusters would
-        try:
-            board.join()
-        except Exception as exc:  # the figures do not depend on it: answer with the groups as they are
-            if is_database_unavailable(exc):
-                raise  # 503, as the metrics themselves would give
-            log.warning("new unanswered questions could not join their candidates before /api/metrics", exc_info=True)
-    return jsonify(runtime().metrics(since, until))
+    board = current_app.extensions.get("deflect_board")  # content gaps group new questions as /api/clusters does
+    return jsonify(board.metrics(since, until) if board is not None else runtime().metrics(since, until))
 
 
 @api.get("/api/aliases")
