@@ -455,6 +455,22 @@ def test_article_page_without_a_search_does_not_ask_for_feedback(page, site):
     expect(page.locator("[data-article-feedback]")).to_be_hidden()
 
 
+def test_an_answer_from_a_link_of_no_search_here_is_not_offered_again(page, site):
+    """A ?search= this deployment does not know (another server's link, a hand-edited URL): the
+    answer cannot be saved by any retry, so the page says so instead of "please try again"."""
+    page.console.allow(r"status of 404")  # the browser logs the refused request itself
+    page.goto(site.base + "/articles/billing/refunds?search=not-a-search-id")  # not even the shape of one
+    expect(page.locator("h1")).to_have_text(re.compile("refund", re.I))
+    expect(page.locator("[data-article-feedback]")).to_be_hidden()
+    page.goto(site.base + "/articles/billing/refunds?search=" + "0" * 32)  # the shape, but no such search
+    page.locator("[data-feedback=helpful]").click()
+    box = page.locator("[data-article-feedback]")
+    expect(box).to_have_attribute("data-feedback-sent", "unrecorded")
+    expect(box.locator(".feedback-thanks")).to_contain_text("could not be recorded")
+    expect(box.locator("[data-feedback=helpful]")).to_be_disabled()
+    expect(box.locator("[data-feedback=not_helpful]")).to_be_disabled()
+
+
 # --- ideas ----------------------------------------------------------------------------
 
 
@@ -747,6 +763,21 @@ def test_admin_tables_show_every_column_on_a_phone(phone, site):
     assert hidden and max(px for _, px in hidden) <= 1, f"columns hidden (table, px): {hidden}"
 
 
+def test_admin_table_headings_are_whole_on_a_small_phone(browser, request, site):
+    """At 360 px (the narrowest common phone) every column heading is shown whole, not cut to an ellipsis."""
+    context, phone = _open_page(browser, request, viewport={"width": 360, "height": 800}, is_mobile=True, has_touch=True)
+    suggest(site.base, "how do I get a refund", session="small-phone-admin")
+    sign_in(phone, site.base)
+    expect(phone.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
+    cut = phone.evaluate(
+        """() => Array.from(document.querySelectorAll('table.data th')).filter(t => t.offsetParent !== null)
+             .map(t => [t.textContent.trim(), t.scrollWidth - t.clientWidth])"""
+    )
+    context.close()
+    phone.console.check()
+    assert cut and max(px for _, px in cut) <= 0, f"headings cut (label, px): {cut}"
+
+
 def test_an_input_method_is_searched_once_its_text_is_composed(page, site):
     """Korean typed through an IME: the syllables being composed ("비밀버") are not a question."""
     page.goto(site.base + "/help")
@@ -944,3 +975,4 @@ def test_after_a_ticket_without_a_form_the_old_suggestions_go_away(page, site):
     expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
     expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
     page.console.check()
+

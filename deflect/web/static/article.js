@@ -3,7 +3,7 @@
   "use strict";
   var box = document.querySelector("[data-article-feedback]");
   var searchId = new URLSearchParams(location.search).get("search") || "";
-  if (!box || !/^[A-Za-z0-9_-]{1,64}$/.test(searchId)) return;
+  if (!box || !/^[0-9a-f]{1,64}$/.test(searchId)) return;  // the shape of /api/suggest's search_id
   var articleId = box.getAttribute("data-article-id");
   var thanks = box.querySelector(".feedback-thanks");
   var buttons = box.querySelectorAll("[data-feedback]");
@@ -35,6 +35,14 @@
       var type = button.getAttribute("data-feedback");
       Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
       postEvent({ search_id: searchId, type: type, item_id: articleId, item_type: "article" }).then(function (response) {
+        if (response.status === 404 || response.status === 409) {
+          // No such search here (a link from another deployment, or edited by hand), or it did not
+          // show this article: no retry can save the answer, so say so and leave the buttons off.
+          box.setAttribute("data-feedback-sent", "unrecorded");
+          thanks.textContent = "Thanks. This link is not from a search of this help center, so your answer " +
+            "could not be recorded. If you still need help, contact support below.";
+          return;
+        }
         if (!response.ok) throw new Error("events answered " + response.status);
         box.setAttribute("data-feedback-sent", type);
         thanks.textContent = type === "helpful"
