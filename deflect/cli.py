@@ -118,8 +118,10 @@ def index(**paths):
 
 
 def _question(ctx, param, value: str) -> str:
-    if not value.strip():
-        raise click.BadParameter("must not be empty (the API answers 400 too)")
+    from .suggest import is_blank_question
+
+    if is_blank_question(value):
+        raise click.BadParameter("must not be empty, nor only spaces or invisible characters (the API answers 400 too)")
     return value.strip()
 
 

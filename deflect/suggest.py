@@ -21,6 +21,17 @@ from .lexical import tokenize, unspaced_share
 SNIPPET_CHARS = 220
 # Most results one search may ask for (`k` of POST /api/suggest).
 MAX_K = 20
+# Characters that show nothing on their own: controls, format characters (zero-width space and
+# joiners, BOM, soft hyphen, bidi overrides) and private-use/unassigned code points.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs"})
+
+
+def is_blank_question(text: str) -> bool:
+    """True if the text has no visible character: such a "question" asks nothing, and a learned
+    alias of it would match every other near-empty query (" ", "?", "ok")."""
+    import unicodedata
+
+    return not any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 
 @dataclass

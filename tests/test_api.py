@@ -284,6 +284,9 @@ def _assert_error(r: requests.Response, field: str | None, statuses=range(400, 5
         ({"k": 5}, "query"),
         ({"query": ""}, "query"),
         ({"query": "   \n\t "}, "query"),
+        ({"query": "\u200b"}, "query"),  # zero-width space
+        ({"query": "\u2060\ufeff \u00ad"}, "query"),  # word joiner, BOM, soft hyphen
+        ({"query": "\u202e"}, "query"),  # right-to-left override
         ({"query": 42}, "query"),
         ({"query": 4.2}, "query"),
         ({"query": ["reset", "password"]}, "query"),
@@ -317,6 +320,13 @@ def _assert_error(r: requests.Response, field: str | None, statuses=range(400, 5
 def test_bad_suggest_fields_are_400_naming_the_field(live_server, body, field):
     r = post_suggest(live_server, body)
     _assert_error(r, field, statuses=(400, 422))
+
+
+def test_an_integer_too_long_to_convert_is_refused_naming_its_field(live_server):
+    """Valid JSON, but past Python's 4,300-digit conversion limit: 400 naming k, not "invalid JSON"."""
+    body = '{"query": "refund", "k": ' + "1" * 5000 + "}"
+    r = requests.post(f"{live_server}/api/suggest", data=body, headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
+    _assert_error(r, "k", statuses=(400,))
 
 
 @pytest.mark.parametrize(

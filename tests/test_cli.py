@@ -162,6 +162,7 @@ def test_suggest_rejects_a_bad_k(runner, paths, k):
     [
         (["suggest", ""], "'QUESTION': must not be empty"),
         (["suggest", "   "], "'QUESTION': must not be empty"),
+        (["suggest", "\u200b\u00ad"], "'QUESTION': must not be empty"),
         (["suggest", "x" * 1001], "'QUESTION': must be at most 1000 characters"),
         (["suggest", "refund", "--locale", "x y"], "'--locale': must be a language tag"),
     ],

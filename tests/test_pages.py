@@ -125,6 +125,10 @@ def test_sending_the_help_form(live_server):
     assert "Please tell us what your question is about." in empty.text
     too_long = requests.post(f"{live_server}/help", data={"subject": "x", "details": "y" * 6000}, timeout=TIMEOUT)
     assert too_long.status_code == 400
+    # Over the 16 KB body limit: still the form with its message, not the API's JSON error.
+    too_large = requests.post(f"{live_server}/help", data={"subject": "x" * 20_000}, timeout=TIMEOUT)
+    assert too_large.status_code == 413 and too_large.headers["Content-Type"].startswith("text/html")
+    assert "That message is too long." in too_large.text
 
 
 def test_article_index_lists_every_article(live_server):

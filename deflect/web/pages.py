@@ -106,6 +106,13 @@ def help_sent():
     return _page("help_sent.html", subject=subject, email=(request.form.get("email") or "").strip(), nav="help")
 
 
+@pages.errorhandler(413)
+def _form_too_large(exc):
+    """A form over the body limit (16 KB) is the help form said again with its error, not JSON."""
+    errors = [("details", "That message is too long.")]
+    return _page("help.html", 413, errors=errors, form={}, locale="", topics=_topics(""), nav="help")
+
+
 @pages.get("/articles")
 def article_list():
     groups: dict[str, list[dict]] = defaultdict(list)

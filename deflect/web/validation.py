@@ -9,7 +9,7 @@ from flask import Flask, Request, request
 
 from ..db import UNSTORABLE_TEXT
 from ..locales import MAX_LOCALE_CHARS, is_language_tag
-from ..suggest import MAX_K
+from ..suggest import MAX_K, is_blank_question
 from . import MAX_BODY_BYTES
 from .errors import BODY_TOO_LARGE_MESSAGE, PAYLOAD_TOO_LARGE, ApiError
 
@@ -45,8 +45,14 @@ def parsed_json(request: Request):
     """
     key = "deflect.parsed_json"
     if key not in request.environ:
-        request.environ[key] = json.loads(request.get_data(cache=True))
+        request.environ[key] = json.loads(request.get_data(cache=True), parse_int=_json_int)
     return request.environ[key]
+
+
+def _json_int(digits: str) -> int | float:
+    """An integer literal; one too long for Python to convert (over 4,300 digits) is valid JSON but
+    out of range of every field: infinity, so the field's own check refuses it, naming the field."""
+    return int(digits) if len(digits) <= 100 else float("inf")
 
 
 def json_body(request: Request) -> dict:
@@ -133,8 +139,8 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
         raise _bad("query", "query is required")
     if not isinstance(query, str):
         raise _bad("query", "query must be a string")
-    if not query.strip():
-        raise _bad("query", "query must not be empty")
+    if is_blank_question(query):
+        raise _bad("query", "query must not be empty (nor only spaces or invisible characters)")
     if len(query) > max_query_chars:
         raise _bad("query", f"query must be at most {max_query_chars} characters")
     k = data.get("k", 5)
