@@ -127,7 +127,13 @@ def test_create_edit_and_vote_with_requesters(board):
         assert r.status_code == 200
         counted.append(r.json()["counted"])
     assert counted == [True, False, True]
-    anonymous = requests.post(f"{base}/api/ideas/calendar-sync/vote", timeout=TIMEOUT)
+    # Not JSON (what a form or a "simple" cross-site fetch sends): refused, counts nothing.
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        refused = requests.post(f"{base}/api/ideas/calendar-sync/vote", headers=headers, timeout=TIMEOUT)
+        assert refused.status_code == 415 and refused.json()["error"]["field"] == "Content-Type", headers
+    anonymous = requests.post(
+        f"{base}/api/ideas/calendar-sync/vote", headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )  # no body: an anonymous vote
     assert anonymous.status_code == 200
     shown = anonymous.json()
     assert shown["votes"] == 3 and shown["requesters"] == 2 and shown["mrr"] == 670.0

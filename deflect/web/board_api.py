@@ -152,7 +152,8 @@ def patch_idea(idea_id: str):
 
 @board_api.post("/api/ideas/<idea_id>/vote")
 def vote_idea(idea_id: str):
-    data = optional_body(request, ("requester",))
+    # JSON only, so another site cannot make its visitors' browsers vote (cross-site vote stuffing).
+    data = optional_body(request, ("requester",), json_only=True)
     requester = requester_fields(data.get("requester"))
     if requester is not None and not any(requester.values()):
         requester = None

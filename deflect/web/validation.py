@@ -124,9 +124,15 @@ def only_known_fields(data: dict, known: tuple[str, ...]) -> None:
         raise _bad(unknown[0], f"unknown field {unknown[0][:50]!r}; {takes}")
 
 
-def optional_body(request: Request, allowed: tuple[str, ...] = ()) -> dict:
+def optional_body(request: Request, allowed: tuple[str, ...] = (), json_only: bool = False) -> dict:
     """The body of an action whose fields are all optional: none, or a JSON object with only `allowed`
-    keys. `{"full": true}` on a reindex is refused naming `full`, rather than run as if it were honoured."""
+    keys. `{"full": true}` on a reindex is refused naming `full`, rather than run as if it were honoured.
+
+    json_only: Content-Type application/json even without a body. A public action a browser could be
+    made to send from any site (a form or a "simple" fetch needs no CORS preflight) then needs one.
+    """
+    if json_only and request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json", "Content-Type")
     data = json_body(request) if request.get_data(cache=True).strip() else {}
     only_known_fields(data, allowed)
     return data
