@@ -141,13 +141,9 @@ def promote(
     with writing(engine) as conn:
         row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
         _check_left_out(conn, candidate_id, exclude)
-        texts = [r.query for r in conn.execute(
-            sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-            .where(candidate_members.c.candidate_id == candidate_id).limit(3)
-        )]
         title = title if title is not None else row["label"].rstrip("…").strip()
-        if description is None:
-            description = "Customers asked: " + " / ".join(texts)
+        if description is None:  # searched like the title: only questions the admin kept, each once
+            description = "Customers asked: " + " / ".join(_member_questions(conn, candidate_id, exclude, limit=3))
         idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
