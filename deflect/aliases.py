@@ -2,7 +2,8 @@
 
 A `helpful` event on a search confirms "this query -> this item". Once a query has
 `min_confirmations` confirmations from distinct sessions it becomes an active alias: its
-stored vector joins retrieval for that item at once. Every change bumps a generation
+stored vector joins retrieval for that item at once. Against a confident answer (the search
+was answered with another item on top) it takes OVERTURN_CONFIRMATIONS people at least. Every change bumps a generation
 counter in the database, which other server processes poll to reload.
 
 Promoting or merging an idea candidate is a confirmation too, by an admin: the candidate's
@@ -111,13 +112,29 @@ def confirm(
     )
     confirmations += 1
     values: dict = {"confirmations": confirmations, "updated_at": now}
-    learned = not active and confirmations >= policy.min_confirmations
+    learned = not active and confirmations >= _needed(search, item_type, item_id, policy)
     if learned:
         values |= {"active": True, "model": model, "vector": _to_blob(vector) if vector is not None else None}
     conn.execute(aliases.update().where(aliases.c.id == alias_id).values(**values))
     if learned:
         bump_generation(conn)
     return {"status": "learned" if learned else "confirmed", "alias_id": alias_id}
+
+
+# Confirmations from distinct people an alias needs when it contradicts the answer deflect gave
+# with confidence (`answered` with another item on top), whatever min_confirmations says.
+OVERTURN_CONFIRMATIONS = 2
+
+
+def _needed(search: dict, item_type: str, item_id: str, policy: AliasPolicy) -> int:
+    """min_confirmations, raised to OVERTURN_CONFIRMATIONS for an item other than a confident answer's.
+
+    One person's "this answered it" teaches everyone; against an answer the KB gives with
+    confidence, that one person could be anyone with a script (bench/README.md, events issue).
+    """
+    top = search["results"][0] if search.get("results") else None
+    overturns = bool(search.get("answered")) and top is not None and (top["item_type"], top["item_id"]) != (item_type, item_id)
+    return max(policy.min_confirmations, OVERTURN_CONFIRMATIONS) if overturns else policy.min_confirmations
 
 
 def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list[str], candidate_id: str) -> int:

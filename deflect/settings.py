@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         check=between(0, 1),
     ),
-    Setting("min_confirmations", 1, "Helpful events, from distinct sessions and client addresses, needed before a query becomes a learned alias.", int, check=at_least(1)),
+    Setting("min_confirmations", 1, "Helpful events, from distinct sessions and client addresses, needed before a query becomes a learned alias (at least 2 when it contradicts a confident answer).", int, check=at_least(1)),
     Setting(
         "alias_limit_per_session",
         20,

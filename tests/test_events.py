@@ -202,6 +202,34 @@ def test_min_confirmations_counts_distinct_sessions_and_addresses(served):
     assert suggest(base, ODD_QUERY, types=["article"])["results"][0]["id"] == "billing/refunds"
 
 
+def test_one_person_cannot_overturn_a_confident_answer(served):
+    """With min_confirmations 1, one "this answered it" on another item than deflect's confident
+    answer would re-route the question for everyone (anyone with a script): that takes two people."""
+    base, runtime = served(trusted_proxies="127.0.0.1")
+    question = "how do I reset my password"
+
+    def helpful(item_id, address, session):
+        shown = suggest(base, question, session=session, k=20)
+        assert shown["answered"] and shown["results"][0]["id"] == "account/reset-password"  # precondition
+        assert item_id in {r["id"] for r in shown["results"]}
+        response = requests.post(
+            f"{base}/api/events", json={"search_id": shown["search_id"], "type": "helpful", "item_id": item_id},
+            headers={"X-Forwarded-For": address}, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 202
+        return response.json()["alias"]["status"]
+
+    assert helpful("integrations/slack", "198.51.100.7", "attacker-1") == "confirmed"
+    assert helpful("integrations/slack", "198.51.100.7", "attacker-2") == "already_confirmed"  # same address
+    assert runtime.engine.alias_count == 0
+    assert suggest(base, question)["results"][0]["id"] == "account/reset-password"
+    # Agreeing with the answer given teaches at once, as min_confirmations says.
+    assert helpful("account/reset-password", "198.51.100.8", "customer-1") == "learned"
+    # A second, distinct person confirming the other item: it is learned.
+    assert helpful("integrations/slack", "198.51.100.9", "customer-2") == "learned"
+    assert runtime.engine.alias_count == 2
+
+
 def test_a_session_cannot_flood_aliases(served):
     base, runtime = served(alias_limit_per_session=2)
     statuses = []
