@@ -101,6 +101,37 @@ def test_a_failed_reindex_is_retried_without_another_edit(tmp_path, caplog):
         watcher.stop()
 
 
+def test_the_watcher_follows_a_kb_folder_moved_away_and_back_or_swapped(tmp_path):
+    """The OS watches a folder, not a path: moved away and back, or replaced by a new copy (a deploy),
+    kb_dir is another folder, and the edits made there must still be served."""
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.md").write_text("# A\n\nBody.\n")
+    calls: list[float] = []
+    watcher = KBWatcher(kb, lambda: calls.append(time.monotonic()), debounce=0.2, folder_check=0.2).start()
+    try:
+        kb.rename(tmp_path / "kb.gone")
+        assert wait_for(lambda: len(calls) == 1, timeout=10), "kb_dir gone: the reindex says so"
+        (tmp_path / "kb.gone").rename(kb)
+        assert wait_for(lambda: len(calls) == 2, timeout=10), "kb_dir back"
+        (kb / "b.md").write_text("# B\n\nBody.\n")
+        assert wait_for(lambda: len(calls) == 3, timeout=10), "an edit after the folder came back"
+
+        fresh = tmp_path / "kb.new"
+        fresh.mkdir()
+        (fresh / "c.md").write_text("# C\n\nBody.\n")
+        kb.rename(tmp_path / "kb.old")
+        fresh.rename(kb)  # a deploy swaps in a new copy
+        assert wait_for(lambda: len(calls) == 4, timeout=10), "a swapped-in folder"
+        (kb / "d.md").write_text("# D\n\nBody.\n")
+        assert wait_for(lambda: len(calls) == 5, timeout=10), "an edit in the new folder"
+        (tmp_path / "kb.old" / "a.md").write_text("# A again\n\nBody.\n")  # no longer the KB
+        time.sleep(1.0)
+        assert len(calls) == 5
+    finally:
+        watcher.stop()
+
+
 # --- serving while the KB changes ---------------------------------------------------------
 
 
