@@ -3,7 +3,7 @@
 A `helpful` event on a search confirms "this query -> this item". Once a query has
 `min_confirmations` confirmations from distinct sessions it becomes an active alias: its
 stored vector joins retrieval for that item at once. Against a confident answer (the search
-was answered with another item on top) it takes OVERTURN_CONFIRMATIONS people at least. Every change bumps a generation
+was answered with another item on top) it takes overturn_confirmations people at least. Every change bumps a generation
 counter in the database, which other server processes poll to reload.
 
 Promoting or merging an idea candidate is a confirmation too, by an admin: the candidate's
@@ -33,6 +33,9 @@ class AliasPolicy:
     min_confirmations: int = 1
     per_session_hour: int = 20
     per_client_hour: int = 200  # 0: no limit per client address
+    # At least this many against a confident answer: one person's "Yes" for another item than the
+    # one deflect answered with would teach it for everyone (anyone with a script; bench/README.md).
+    overturn_confirmations: int = 2
 
 
 def _recent(conn: sa.Connection, whose: sa.ColumnElement, now: float) -> int:
@@ -121,20 +124,12 @@ def confirm(
     return {"status": "learned" if learned else "confirmed", "alias_id": alias_id}
 
 
-# Confirmations from distinct people an alias needs when it contradicts the answer deflect gave
-# with confidence (`answered` with another item on top), whatever min_confirmations says.
-OVERTURN_CONFIRMATIONS = 2
-
-
 def _needed(search: dict, item_type: str, item_id: str, policy: AliasPolicy) -> int:
-    """min_confirmations, raised to OVERTURN_CONFIRMATIONS for an item other than a confident answer's.
-
-    One person's "this answered it" teaches everyone; against an answer the KB gives with
-    confidence, that one person could be anyone with a script (bench/README.md, events issue).
-    """
+    """min_confirmations; at least overturn_confirmations for an item other than a confident answer's
+    (the search was answered with another item on top)."""
     top = search["results"][0] if search.get("results") else None
     overturns = bool(search.get("answered")) and top is not None and (top["item_type"], top["item_id"]) != (item_type, item_id)
-    return max(policy.min_confirmations, OVERTURN_CONFIRMATIONS) if overturns else policy.min_confirmations
+    return max(policy.min_confirmations, policy.overturn_confirmations) if overturns else policy.min_confirmations
 
 
 def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list[str], candidate_id: str) -> int:

@@ -230,6 +230,7 @@ def load_kb(
     known_scanned_ns: int = 0,
     id_holders: Mapping[str, str] | None = None,
     reported: Collection[str] = (),
+    held_ids: dict[str, str] | None = None,
 ) -> tuple[list[Article], list[str]]:
     """Read every article file under kb_dir; return the good articles and one warning per bad file.
 
@@ -241,7 +242,10 @@ def load_kb(
 
     Two files with one id: the file that held the id before (`id_holders`, id -> relative
     path, from the previous index) keeps it, so a new file cannot take over a published
-    article's id and URL; only when neither held it does path order decide.
+    article's id and URL; only when neither held it does path order decide. A holder that is
+    still there but cannot be read now (a half-saved edit, a typo in its front matter) keeps the
+    id too: no other file takes it, and `held_ids`, if given, gets those ids (id -> holder path)
+    for the caller to pass on as holders next time.
 
     Every warning is returned, but only those not in `reported` (the previous scan's) are
     logged, so a broken file that stays broken is not logged again on every reindex.
@@ -254,6 +258,7 @@ def load_kb(
     prefix = str(root) + "/"
     read: list[Article] = []
     warnings: list[str] = []
+    unreadable: set[str] = set()
     for path in article_files(root):
         name = str(path)
         rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
@@ -261,10 +266,14 @@ def load_kb(
             article = _read_article(path, rel, default_locale, passage_chars, known.get(rel), trusted_before)
         except (ArticleError, OSError) as exc:
             warnings.append(f"{rel}: skipped: {exc}")
+            unreadable.add(rel)
             continue
         if not article.draft:
             read.append(article)
-    articles, duplicates = _settle_ids(read, id_holders or {})
+    held = {i: p for i, p in (id_holders or {}).items() if p in unreadable}
+    if held_ids is not None:
+        held_ids.update(held)
+    articles, duplicates = _settle_ids(read, id_holders or {}, held)
     warnings.extend(duplicates)
     already = set(reported)
     for warning in warnings:
@@ -292,13 +301,22 @@ def article_files(root: Path) -> list[Path]:
     return [Path(path) for _, path in entries]
 
 
-def _settle_ids(articles: list[Article], holders: Mapping[str, str]) -> tuple[list[Article], list[str]]:
-    """Keep one article per id: the one at the id's previous holder's path, else the first in path order."""
-    owner = {a.id: a.path for a in articles if holders.get(a.id) == a.path}
+def _settle_ids(
+    articles: list[Article], holders: Mapping[str, str], held: Mapping[str, str] | None = None
+) -> tuple[list[Article], list[str]]:
+    """Keep one article per id: the one at the id's previous holder's path, else the first in path
+    order; none for an id `held` by an unreadable holder."""
+    held = held or {}
+    owner = {a.id: a.path for a in articles if holders.get(a.id) == a.path} | dict(held)
     for article in articles:
         owner.setdefault(article.id, article.path)
     kept = [a for a in articles if owner[a.id] == a.path]
-    skipped = [f"{a.path}: skipped: id {a.id!r} already used by {owner[a.id]}" for a in articles if owner[a.id] != a.path]
+    skipped = [
+        f"{a.path}: skipped: id {a.id!r} already used by {owner[a.id]}"
+        + (" (skipped itself until it is fixed)" if a.id in held else "")
+        for a in articles
+        if owner[a.id] != a.path
+    ]
     return kept, skipped
 
 

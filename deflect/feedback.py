@@ -95,7 +95,10 @@ def record_event(
         if event_type == "helpful" and item_id:
             settings = runtime.settings
             policy = aliases.AliasPolicy(
-                settings.min_confirmations, settings.alias_limit_per_session, settings.alias_limit_per_client
+                settings.min_confirmations,
+                settings.alias_limit_per_session,
+                settings.alias_limit_per_client,
+                settings.overturn_confirmations,
             )
             rate_key = search.get("session") or (f"client:{client}" if client else f"search:{search_id}")
             model = model_id_for(settings)

@@ -119,14 +119,17 @@ def build_index(
     report.rebuilt = previous is None
     scanned_ns = time.time_ns()
     known = _known_articles(previous, default_locale)
+    holders = ({row["id"]: row["path"] for row in live.articles} | live.manifest.get("held_ids", {})) if live else None
+    held_ids: dict[str, str] = {}
     articles, report.warnings = load_kb(
         kb_dir,
         default_locale,
         passage_chars,
         known,
         previous.manifest.get("scanned_ns", 0) if previous else 0,
-        id_holders={row["id"]: row["path"] for row in live.articles} if live else None,
+        id_holders=holders,
         reported=live.derived.get("warnings", ()) if live else (),
+        held_ids=held_ids,
     )
     old_files = previous.manifest["files"] if previous else {}
     spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
@@ -156,7 +159,12 @@ def build_index(
         }
         for article in articles
     ]
-    if not report.changed_anything and previous is not None and article_rows == previous.articles:
+    if (
+        not report.changed_anything
+        and previous is not None
+        and article_rows == previous.articles
+        and held_ids == previous.manifest.get("held_ids", {})
+    ):
         report.version = previous.version
         previous.derived["kb_articles"] = articles
         previous.derived["warnings"] = report.warnings
@@ -213,6 +221,8 @@ def build_index(
         # the next build reads only files whose signature differs (or was taken too close to a change).
         "file_stats": {a.path: list(a.file_stat) for a in articles},
         "scanned_ns": scanned_ns,
+        # Ids whose holder cannot be read now: no other file takes them meanwhile (articles.load_kb).
+        "held_ids": held_ids,
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})
     if calibrate is not None:

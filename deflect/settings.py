@@ -105,7 +105,15 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         check=between(0, 1),
     ),
-    Setting("min_confirmations", 1, "Helpful events, from distinct sessions and client addresses, needed before a query becomes a learned alias (at least 2 when it contradicts a confident answer).", int, check=at_least(1)),
+    Setting("min_confirmations", 1, "Helpful events, from distinct sessions and client addresses, needed before a query becomes a learned alias.", int, check=at_least(1)),
+    Setting(
+        "overturn_confirmations",
+        2,
+        "Confirmations (distinct sessions and addresses) an alias needs at least when it contradicts a confident "
+        "answer (the search was answered with another item on top): one visitor cannot re-route a question.",
+        int,
+        check=at_least(1),
+    ),
     Setting(
         "alias_limit_per_session",
         20,
@@ -216,6 +224,7 @@ class Settings:
     answer_threshold: float = 0.5
     target_false_answer: float = 0.07
     min_confirmations: int = 1
+    overturn_confirmations: int = 2
     alias_limit_per_session: int = 20
     alias_limit_per_client: int = 200
     sync_interval_seconds: float = 1.0

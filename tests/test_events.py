@@ -230,6 +230,15 @@ def test_one_person_cannot_overturn_a_confident_answer(served):
     assert runtime.engine.alias_count == 2
 
 
+def test_overturn_confirmations_1_lets_one_person_teach_against_the_answer(served):
+    """Where every visitor is signed in and trusted, the operator may let one "Yes" count again."""
+    base, runtime = served(overturn_confirmations=1)
+    shown = suggest(base, "how do I reset my password", k=20)
+    assert shown["answered"] and shown["results"][0]["id"] == "account/reset-password"
+    response = post_event(base, search_id=shown["search_id"], type="helpful", item_id="integrations/slack")
+    assert response.json()["alias"]["status"] == "learned" and runtime.engine.alias_count == 1
+
+
 def test_a_session_cannot_flood_aliases(served):
     base, runtime = served(alias_limit_per_session=2)
     statuses = []

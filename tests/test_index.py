@@ -505,6 +505,32 @@ def test_a_new_file_cannot_take_an_id_from_an_indexed_article(kb, index_dir, cou
     assert {a["id"]: a["path"] for a in again.articles}["billing/refunds"] == "billing/refunds.md"
 
 
+def test_a_holder_that_cannot_be_read_for_a_while_keeps_its_id(kb, index_dir, counting):
+    """A half-saved edit of the published article (the watcher reindexes on save) must not hand its
+    id and URL to another file for good: while the holder is unreadable nobody takes the id."""
+    import deflect.index_folder as index_module
+
+    good = (kb / "billing" / "refunds.md").read_text()
+    build(kb, index_dir, counting)
+    write_kb(kb, {"account/aaa-dup.md": DUPLICATE})
+    build(kb, index_dir, counting)
+    write_kb(kb, {"billing/refunds.md": '---\ntitle: "How refunds work\n---\nText.\n'})  # unclosed quote
+    index, report = build(kb, index_dir, counting)
+    assert "billing/refunds" not in {a["id"] for a in index.articles}
+    assert "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md" \
+        " (skipped itself until it is fixed)" in report.warnings
+    index_module._LIVE.clear()  # a restart meanwhile: the claim comes from the saved index
+    index, _ = build(kb, index_dir, counting)
+    assert "billing/refunds" not in {a["id"] for a in index.articles}
+    write_kb(kb, {"billing/refunds.md": good})
+    index, report = build(kb, index_dir, counting)
+    assert {a["id"]: a["path"] for a in index.articles}["billing/refunds"] == "billing/refunds.md"
+    assert report.warnings == ["account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md"]
+    (kb / "billing" / "refunds.md").unlink()  # deleted on purpose: the id is free
+    index, _ = build(kb, index_dir, counting)
+    assert {a["id"]: a["path"] for a in index.articles}["billing/refunds"] == "account/aaa-dup.md"
+
+
 def test_a_fresh_build_gives_a_duplicate_id_to_the_first_file_in_path_order(kb, index_dir, counting):
     write_kb(kb, {"account/aaa-dup.md": DUPLICATE})
     index, report = build(kb, index_dir, counting)
