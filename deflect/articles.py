@@ -32,8 +32,12 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # index records it, and one built with another value is rebuilt, as its unchanged files'
 # articles are reused without being parsed again. 2: ids checked, urls percent-encoded;
 # 3: long paragraphs cut at passage_chars; 4: "4. " kept inside a hard-wrapped paragraph,
-# tables read as one line per row ("Price: Free $0; Team $8").
-PARSER_VERSION = 4
+# tables read as one line per row ("Price: Free $0; Team $8"); 5: front-matter keys in any case,
+# a title from a "# " heading without its inline markup, no hidden files.
+PARSER_VERSION = 5
+# The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
+# other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
+FRONT_MATTER_KEYS = ("id", "title", "locale", "tags", "url", "draft")
 
 
 class ArticleError(ValueError):
@@ -98,21 +102,25 @@ def parse_article(
             raise ArticleError("YAML front matter is nested too deeply") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ArticleError("front matter is not a mapping of keys to values")
-        meta = loaded or {}
+        meta = _known_keys(loaded or {}, rel_path)
         body = text[match.end() :]
     if not body.strip():
         raise ArticleError("no content after the front matter")
     default_id = _without_suffix(rel_path)
     article_id = _front_matter_id(meta) if "id" in meta else default_id.strip().strip("/")
     title = meta.get("title")
+    if isinstance(title, (list, dict)):
+        raise ArticleError("title must be text, not a list or mapping")
     if not title:
-        title = _first_h1(body)
+        heading = _first_h1(body)
+        title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
     title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
     tags = meta.get("tags") or []
-    if isinstance(tags, str):
+    if isinstance(tags, (str, int, float)):
         tags = [tags]
-    if not isinstance(tags, list):
-        raise ArticleError("tags must be a list")
+    if not isinstance(tags, list) or any(isinstance(t, (list, dict)) for t in tags):
+        raise ArticleError("tags must be a list of words")
+    tags = [t for t in tags if t is not None]
     url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
         log.warning("%s: url %.80r is not http(s), mailto or relative; using %s", rel_path, url, article_url(article_id))
@@ -188,6 +196,24 @@ def id_problem(article_id: str) -> str | None:
 def article_url(article_id: str) -> str:
     """deflect's own page for an article: /articles/<id> with each path segment percent-encoded."""
     return "/articles/" + "/".join(quote(segment, safe="") for segment in article_id.split("/"))
+
+
+def _known_keys(meta: dict, rel_path: str) -> dict:
+    """The front matter with its keys in lower case; a key deflect does not read is logged, naming the file."""
+    known = {str(key).lower(): value for key, value in meta.items() if str(key).lower() in FRONT_MATTER_KEYS}
+    unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS]
+    if unknown:
+        log.warning("%s: front matter key%s %s ignored; deflect reads %s", rel_path, "s" if len(unknown) > 1 else "",
+                    ", ".join(map(repr, unknown)), ", ".join(FRONT_MATTER_KEYS))  # fmt: skip
+    return known
+
+
+def _plain_text(markdown_text: str) -> str:
+    """Inline Markdown as the text a reader sees: emphasis, code and links without their markup."""
+    import markdown
+
+    rendered = markdown.markdown(markdown_text)
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() or markdown_text
 
 
 def _first_h1(body: str) -> str | None:
@@ -283,8 +309,10 @@ def load_kb(
 
 
 def is_article_file(name: str) -> bool:
-    """Whether a file name is a KB article (.md or .markdown, any case); the KB watcher uses it too."""
-    return name.lower().endswith(ARTICLE_SUFFIXES)
+    """Whether a file name is a KB article (.md or .markdown, any case, not hidden); the KB watcher
+    uses it too. Hidden files are editors' and tools' own: lock files (.#refunds.md), scratch notes."""
+    base = os.path.basename(name)
+    return base.lower().endswith(ARTICLE_SUFFIXES) and not base.startswith(".")
 
 
 def article_files(root: Path) -> list[Path]:
@@ -294,7 +322,8 @@ def article_files(root: Path) -> list[Path]:
     stat per file (rglob plus is_dir took 0.3 s of a 1 s one-article re-index).
     """
     entries: list[tuple[tuple[str, ...], str]] = []
-    for folder, _dirs, names in os.walk(root):
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .trash (Obsidian's deleted notes)...
         parts = Path(folder).parts  # once per folder, not per file
         entries.extend((parts + (name,), os.path.join(folder, name)) for name in names if is_article_file(name))
     entries.sort(key=lambda entry: entry[0])

@@ -326,6 +326,50 @@ def test_load_kb_skips_drafts(tmp_path):
     assert warnings == []
 
 
+def test_front_matter_keys_in_any_case_and_unknown_ones_named(tmp_path, caplog):
+    """A writer's "Draft: true" keeps the article a draft; a key deflect does not read ("titel")
+    is ignored with a warning naming the file and the key, and the article is still indexed."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "launch.md": "---\nDraft: true\n---\n# Hyperdrive launch\n\nUnreleased.\n",
+            "typo.md": "---\ntitel: Refund rules\nAuthor: Ana\nLOCALE: ko\n---\n# 환불 규칙\n\n본문.\n",
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+    assert [(a.id, a.locale) for a in articles] == [("typo", "ko")]
+    assert warnings == []  # not skipped: a warning in the log
+    [logged] = [r.getMessage() for r in caplog.records]
+    assert logged.startswith("typo.md: front matter keys 'titel', 'Author' ignored; deflect reads id, title")
+
+
+def test_titles_and_tags_are_read_as_text(caplog):
+    heading = parse("# Export to **CSV** with `deflect export` and [filters](https://x.example)\n\nText.\n")
+    assert heading.title == "Export to CSV with deflect export and filters"
+    assert parse("---\ntags: [billing, 2024, null]\n---\nText.\n").tags == ["billing", "2024"]
+    assert parse("---\ntitle: 2024 prices\n---\nText.\n").title == "2024 prices"
+    with pytest.raises(ArticleError, match="title must be text"):
+        parse("---\ntitle: [a, b]\n---\nText.\n")
+    with pytest.raises(ArticleError, match="tags must be a list of words"):
+        parse("---\ntags: [[a], {b: c}]\n---\nText.\n")
+
+
+def test_hidden_files_and_folders_are_not_articles(tmp_path):
+    """Editors' lock files, scratch notes and tools' folders (.git, Obsidian's .trash) are not published."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "refunds.md": "# Refunds\n\nText.\n",
+            ".scratch.md": "# Salary bands\n\nPrivate.\n",
+            ".trash/old.md": "# Old\n\nDeleted note.\n",
+            "billing/.#refunds.md": "# Lock\n\nx\n",
+        },
+    )
+    articles, warnings = load_kb(kb)
+    assert [a.id for a in articles] == ["refunds"] and warnings == []
+
+
 def test_load_kb_applies_the_default_locale(tmp_path):
     kb = write_kb(tmp_path / "kb", {"a.md": "# A\n\nText.\n", "b.md": "---\nlocale: ko\n---\n# B\n\n본문.\n"})
     articles, _ = load_kb(kb, default_locale="fr")
