@@ -52,10 +52,14 @@ class Board:
         return {"type": r.type, "id": r.id, "title": r.title, "score": round(float(r.score), 4)}
 
     def answers(self, vectors: np.ndarray, texts: list[str]) -> list[tuple[str | None, bool]]:
+        """(top article, answered) per question, as a help form showing articles and ideas answers it:
+        while an idea (say the one promoted from these questions) still comes first, no article
+        answers them yet, and "an article now answers you" would not be true."""
         out = []
         for text, vector in zip(texts, vectors):
-            s = self.runtime.engine.suggest(text, k=1, types=("article",), query_vector=vector)
-            out.append((s.results[0].id if s.results else None, bool(s.answered)))
+            s = self.runtime.engine.suggest(text, k=1, types=("article", "idea"), query_vector=vector)
+            top = s.results[0] if s.results else None
+            out.append((top.id, bool(s.answered)) if top is not None and top.type == "article" else (None, False))
         return out
 
     def _flush(self) -> None:

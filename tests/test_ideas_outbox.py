@@ -128,6 +128,40 @@ def test_publishing_an_answering_article_notifies_the_candidates_requesters(tmp_
         runtime.db.dispose()
 
 
+def test_no_article_notice_while_the_promoted_idea_still_comes_first(tmp_path, settings_factory):
+    """The notice says an article now answers them: not while the help form still shows the idea
+    promoted from their questions first (its review aliases are their very words)."""
+    from deflect.board import Board
+    from deflect.events import insert_event
+    from deflect.runtime import Runtime
+
+    kb = write_kb(tmp_path / "kb", TINY_KB)
+    runtime = Runtime(settings_factory(), sync=False)
+    try:
+        board = Board(runtime)
+        gantt_questions = []
+        for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
+            answer = runtime.suggest(q["text"], session=f"s{i}")
+            runtime.search_log.flush()
+            with db.writing(runtime.db) as conn:
+                insert_event(conn, {"id": answer["search_id"], "session": f"s{i}"}, "ticket_created", None, None,
+                             {"email": f"c{i}@example.com"})  # fmt: skip
+            if q["label"] == "gantt":
+                gantt_questions.append(q["text"])
+        board.rebuild()
+        gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+        idea_id = board.promote(gantt["id"], title="Gantt charts")["idea"]["id"]
+        write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+        runtime.reindex()
+        tops = [runtime.suggest(q, record=False)["results"][0] for q in gantt_questions]
+        assert sum(t["type"] == "idea" and t["id"] == idea_id for t in tops) * 2 > len(tops)  # precondition
+        assert board.check_answered() == 0
+        assert not [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+
+
 OFFLINE_ARTICLE = """---
 title: Working offline
 ---
