@@ -92,24 +92,32 @@ def test_unreachable_webhook_fails_after_max_attempts_and_admin_can_retry(store,
     assert outbox.backoff_seconds(1, 5) == 5 and outbox.backoff_seconds(3, 5) == 20 and outbox.backoff_seconds(30, 5) == 3600
 
 
+def _ask_with_tickets(runtime) -> list[tuple[str, dict]]:
+    """Every clustering question asked once, each followed by a ticket from its own requester;
+    returns the gantt ones' (question, requester)."""
+    from deflect.events import insert_event
+
+    gantt = []
+    for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
+        answer = runtime.suggest(q["text"], session=f"s{i}")
+        runtime.search_log.flush()
+        requester = {"customer_id": f"c{i}", "email": f"c{i}@example.com", "mrr": 1.0}
+        with db.writing(runtime.db) as conn:
+            insert_event(conn, {"id": answer["search_id"], "session": f"s{i}"}, "ticket_created", None, None, requester)
+        if q["label"] == "gantt":
+            gantt.append((q["text"], requester))
+    return gantt
+
+
 def test_publishing_an_answering_article_notifies_the_candidates_requesters(tmp_path, settings_factory):
     from deflect.board import Board
-    from deflect.events import insert_event
     from deflect.runtime import Runtime
 
     kb = write_kb(tmp_path / "kb", TINY_KB)
     runtime = Runtime(settings_factory(), sync=False)
     try:
         board = Board(runtime)
-        people = []
-        for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
-            answer = runtime.suggest(q["text"], session=f"s{i}")
-            runtime.search_log.flush()
-            requester = {"customer_id": f"c{i}", "email": f"c{i}@example.com", "mrr": 1.0}
-            with db.writing(runtime.db) as conn:
-                insert_event(conn, {"id": answer["search_id"], "session": f"s{i}"}, "ticket_created", None, None, requester)
-            if q["label"] == "gantt":
-                people.append(requester)
+        people = [requester for _, requester in _ask_with_tickets(runtime)]
         board.rebuild()
         gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
         assert board.check_answered() == 0  # nothing new was published
@@ -132,22 +140,13 @@ def test_no_article_notice_while_the_promoted_idea_still_comes_first(tmp_path, s
     """The notice says an article now answers them: not while the help form still shows the idea
     promoted from their questions first (its review aliases are their very words)."""
     from deflect.board import Board
-    from deflect.events import insert_event
     from deflect.runtime import Runtime
 
     kb = write_kb(tmp_path / "kb", TINY_KB)
     runtime = Runtime(settings_factory(), sync=False)
     try:
         board = Board(runtime)
-        gantt_questions = []
-        for i, q in enumerate(read_jsonl(DATA / "cluster_questions.jsonl")):
-            answer = runtime.suggest(q["text"], session=f"s{i}")
-            runtime.search_log.flush()
-            with db.writing(runtime.db) as conn:
-                insert_event(conn, {"id": answer["search_id"], "session": f"s{i}"}, "ticket_created", None, None,
-                             {"email": f"c{i}@example.com"})  # fmt: skip
-            if q["label"] == "gantt":
-                gantt_questions.append(q["text"])
+        gantt_questions = [question for question, _ in _ask_with_tickets(runtime)]
         board.rebuild()
         gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
         idea_id = board.promote(gantt["id"], title="Gantt charts")["idea"]["id"]
