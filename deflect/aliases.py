@@ -3,8 +3,9 @@
 A `helpful` event on a search confirms "this query -> this item". Once a query has
 `min_confirmations` confirmations from distinct sessions it becomes an active alias: its
 stored vector joins retrieval for that item at once. Against a confident answer (the search
-was answered with another item on top) it takes overturn_confirmations people at least. Every change bumps a generation
-counter in the database, which other server processes poll to reload.
+was answered with another item on top) it takes overturn_confirmations people at least.
+Every change bumps a generation counter in the database, which other server processes poll
+to reload.
 
 Promoting or merging an idea candidate is a confirmation too, by an admin: the candidate's
 questions become active aliases of the idea at once (`from_review`, source "review"), without

@@ -208,12 +208,22 @@ def _known_keys(meta: dict, rel_path: str) -> dict:
     return known
 
 
-def _plain_text(markdown_text: str) -> str:
-    """Inline Markdown as the text a reader sees: emphasis, code and links without their markup."""
-    import markdown
+_INLINE_MARKUP = (
+    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url), ![alt](src)
+    (re.compile(r"(`+)(.+?)\1"), r"\2"),  # `code`
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **strong**, __strong__
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # _emphasis_, not snake_case
+)
 
-    rendered = markdown.markdown(markdown_text)
-    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() or markdown_text
+
+def _plain_text(markdown_text: str) -> str:
+    """Inline Markdown as the text a reader sees: emphasis, code and links without their markup
+    (anything else, "<" and "&" included, is kept as written: the pages escape it)."""
+    text = markdown_text
+    for pattern, replacement in _INLINE_MARKUP:
+        text = pattern.sub(replacement, text)
+    return text.strip() or markdown_text
 
 
 def _first_h1(body: str) -> str | None:
