@@ -68,7 +68,7 @@ PAGES = {
             "responses": {
                 "200": {"description": "the 'sent' page", "content": _HTML},
                 "400": {"description": "the form again, naming what is missing or too long", "content": _HTML},
-                "413": {"description": "body over 16 KB", "content": _ERROR},
+                "413": {"description": "body over 16 KB: the form again, saying the message is too long", "content": _HTML},
             },
         },
     },
