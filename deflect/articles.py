@@ -341,11 +341,10 @@ def article_files(root: Path) -> list[Path]:
 
 
 def _settle_ids(
-    articles: list[Article], holders: Mapping[str, str], held: Mapping[str, str] | None = None
+    articles: list[Article], holders: Mapping[str, str], held: Mapping[str, str]
 ) -> tuple[list[Article], list[str]]:
     """Keep one article per id: the one at the id's previous holder's path, else the first in path
     order; none for an id `held` by an unreadable holder."""
-    held = held or {}
     owner = {a.id: a.path for a in articles if holders.get(a.id) == a.path} | dict(held)
     for article in articles:
         owner.setdefault(article.id, article.path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,6 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs"})
 def is_blank_question(text: str) -> bool:
     """True if the text has no visible character: such a "question" asks nothing, and a learned
     alias of it would match every other near-empty query (" ", "?", "ok")."""
-    import unicodedata
-
     return not any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 

@@ -109,56 +109,53 @@ def _ask_with_tickets(runtime) -> list[tuple[str, dict]]:
     return gantt
 
 
-def test_publishing_an_answering_article_notifies_the_candidates_requesters(tmp_path, settings_factory):
+@pytest.fixture
+def tiny_board(tmp_path, settings_factory):
+    """(kb folder, runtime, board) on the tiny KB, closed after the test."""
     from deflect.board import Board
     from deflect.runtime import Runtime
 
     kb = write_kb(tmp_path / "kb", TINY_KB)
     runtime = Runtime(settings_factory(), sync=False)
     try:
-        board = Board(runtime)
-        people = [requester for _, requester in _ask_with_tickets(runtime)]
-        board.rebuild()
-        gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
-        assert board.check_answered() == 0  # nothing new was published
-
-        write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
-        runtime.reindex()
-        queued = board.check_answered()
-        rows = [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
-        assert queued == len(rows) == len(people)
-        assert {r["email"] for r in rows} == {p["email"] for p in people}
-        assert all(json.loads(r["payload"])["article"]["id"] == "views/gantt" for r in rows)
-        assert board.candidate(gantt["id"])["answered_by"] == "views/gantt"
-        assert board.check_answered() == 0  # once per candidate and article
+        yield kb, runtime, Board(runtime)
     finally:
         runtime.close()
         runtime.db.dispose()
 
 
-def test_no_article_notice_while_the_promoted_idea_still_comes_first(tmp_path, settings_factory):
+def test_publishing_an_answering_article_notifies_the_candidates_requesters(tiny_board):
+    kb, runtime, board = tiny_board
+    people = [requester for _, requester in _ask_with_tickets(runtime)]
+    board.rebuild()
+    gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+    assert board.check_answered() == 0  # nothing new was published
+
+    write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+    runtime.reindex()
+    queued = board.check_answered()
+    rows = [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
+    assert queued == len(rows) == len(people)
+    assert {r["email"] for r in rows} == {p["email"] for p in people}
+    assert all(json.loads(r["payload"])["article"]["id"] == "views/gantt" for r in rows)
+    assert board.candidate(gantt["id"])["answered_by"] == "views/gantt"
+    assert board.check_answered() == 0  # once per candidate and article
+
+
+def test_no_article_notice_while_the_promoted_idea_still_comes_first(tiny_board):
     """The notice says an article now answers them: not while the help form still shows the idea
     promoted from their questions first (its review aliases are their very words)."""
-    from deflect.board import Board
-    from deflect.runtime import Runtime
-
-    kb = write_kb(tmp_path / "kb", TINY_KB)
-    runtime = Runtime(settings_factory(), sync=False)
-    try:
-        board = Board(runtime)
-        gantt_questions = [question for question, _ in _ask_with_tickets(runtime)]
-        board.rebuild()
-        gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
-        idea_id = board.promote(gantt["id"], title="Gantt charts")["idea"]["id"]
-        write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
-        runtime.reindex()
-        tops = [runtime.suggest(q, record=False)["results"][0] for q in gantt_questions]
-        assert sum(t["type"] == "idea" and t["id"] == idea_id for t in tops) * 2 > len(tops)  # precondition
-        assert board.check_answered() == 0
-        assert not [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
-    finally:
-        runtime.close()
-        runtime.db.dispose()
+    kb, runtime, board = tiny_board
+    gantt_questions = [question for question, _ in _ask_with_tickets(runtime)]
+    board.rebuild()
+    gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+    idea_id = board.promote(gantt["id"], title="Gantt charts")["idea"]["id"]
+    write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+    runtime.reindex()
+    tops = [runtime.suggest(q, record=False)["results"][0] for q in gantt_questions]
+    assert sum(t["type"] == "idea" and t["id"] == idea_id for t in tops) * 2 > len(tops)  # precondition
+    assert board.check_answered() == 0
+    assert not [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
 
 
 OFFLINE_ARTICLE = """---
