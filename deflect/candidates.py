@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from . import clusters
 from .db import advisory_lock, events, metadata, searches, sync_state, writing
+from .events import normalize_query
 from .outbox import requester_key
 from .pool import chunks, load_pool, pool_matrix
 
@@ -64,6 +65,17 @@ candidate_history = sa.Table(
     sa.Column("candidate_id", sa.String(40), sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("search_id", sa.String(64), sa.ForeignKey("searches.id"), primary_key=True),
     sa.Column("recorded_at", sa.Float, nullable=False),
+)
+
+# Wordings (events.normalize_query) of questions an admin left out when promoting or merging a
+# candidate: not about the idea, so their askers are not its requesters, hear nothing about it,
+# and the same question asked again later is left out too.
+candidate_exclusions = sa.Table(
+    "candidate_exclusions",
+    metadata,
+    sa.Column("candidate_id", sa.String(40), sa.ForeignKey("candidates.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("query_key", sa.Text, primary_key=True),
+    sa.Column("excluded_at", sa.Float, nullable=False),
 )
 
 REVIEWED = ("promoted", "merged", "dismissed")
@@ -191,6 +203,11 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
                         inherited |= {"status": "new", "dismissed_size": None}
                         summary["returned"] += 1
                 conn.execute(candidates.insert().values(id=cid, created_at=now, **inherited, **values))
+                left_out = excluded_keys(conn, source)
+                if left_out:
+                    conn.execute(candidate_exclusions.insert(), [
+                        {"candidate_id": cid, "query_key": key, "excluded_at": now} for key in sorted(left_out)
+                    ])
                 summary["split"] += 1
             elif cid is None:
                 cid = "c" + uuid.uuid4().hex[:10]
@@ -315,6 +332,23 @@ def weekly(times: list[float]) -> list[dict]:
         day += timedelta(days=7)
 
 
+def excluded_keys(conn: sa.Connection, candidate_id: str) -> set[str]:
+    """The wordings the admin left out of this candidate (candidate_exclusions)."""
+    return set(conn.execute(
+        sa.select(candidate_exclusions.c.query_key).where(candidate_exclusions.c.candidate_id == candidate_id)
+    ).scalars())
+
+
+def kept_members(conn: sa.Connection, candidate_id: str) -> list[tuple[str, str]]:
+    """(search id, query) of the candidate's questions but those worded like one the admin left out."""
+    left_out = excluded_keys(conn, candidate_id)
+    rows = conn.execute(
+        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        .where(candidate_members.c.candidate_id == candidate_id)
+    ).all()
+    return [(r.id, r.query) for r in rows if normalize_query(r.query) not in left_out]
+
+
 def candidate_requesters(conn: sa.Connection, search_ids: list[str]) -> list[dict]:
     """Everyone who left contact details on the candidate's searches (events with a requester)."""
     people: dict[str, dict] = {}
@@ -342,7 +376,9 @@ def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
         .order_by(searches.c.created_at, searches.c.id)
     ).all()
     times = [m.created_at for m in members]
-    people = candidate_requesters(conn, [m.id for m in members])
+    left_out = excluded_keys(conn, row["id"])
+    kept = [m for m in members if normalize_query(m.query) not in left_out]
+    people = candidate_requesters(conn, [m.id for m in kept])
     out = {
         "id": row["id"],
         "label": row["label"],
@@ -355,7 +391,10 @@ def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
         "weekly": weekly(times),
         "requesters": len(people),
         "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2),
-        "queries": [{"search_id": m.id, "text": m.query, "joined": m.how == "joined"} for m in members],
+        "queries": [
+            {"search_id": m.id, "text": m.query, "joined": m.how == "joined", "excluded": normalize_query(m.query) in left_out}
+            for m in members
+        ],
         "idea_id": row["idea_id"],
         "answered_by": row["answered_by"],
         "nearest": None,
@@ -392,7 +431,7 @@ def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | 
 
 
 __all__ = [
-    "STATUSES", "CandidateError", "assign_ids", "candidates", "candidate_history", "candidate_members",
-    "candidate_requesters",
+    "STATUSES", "CandidateError", "assign_ids", "candidates", "candidate_exclusions", "candidate_history",
+    "candidate_members", "candidate_requesters", "excluded_keys", "kept_members",
     "get_candidate", "join_new", "list_candidates", "rebuild",
 ]

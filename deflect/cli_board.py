@@ -149,7 +149,7 @@ for _command in (_promote, _merge):
     click.option(
         "--exclude", multiple=True, metavar="SEARCH_ID",
         help="A question of the candidate (its search id, from `clusters show`) that is not about the idea: "
-             "it does not become an alias of it (repeatable).",
+             "it does not become an alias of it, and whoever asked only such questions is not its requester (repeatable).",
     )(_command)  # fmt: skip
 _dismiss = _review("dismiss")
 _dismiss.help = "Hide candidate CANDIDATE_ID until it grows markedly."

@@ -8,6 +8,10 @@ requester gets one `article_published` notification in the outbox.
 Promoting or merging also teaches retrieval: the candidate's questions (its
 REVIEW_ALIAS_LIMIT most recent distinct ones) become active aliases of the idea, in the same
 transaction, so the next customer who asks one of them is shown the idea.
+
+Questions the admin leaves out (`exclude`) are not about the idea: their wordings are recorded
+(candidate_exclusions), so neither they nor the same words asked again later become aliases,
+requesters or notifications.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import sqlalchemy as sa
 from . import aliases
 from .candidates import (
     CandidateError,
+    candidate_exclusions,
     candidate_members,
     candidate_requesters,
     candidates,
+    excluded_keys,
     get_candidate,
+    kept_members,
     lock_candidates,
 )
 from .db import searches, writing
@@ -43,31 +50,22 @@ def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...]
     return dict(row._mapping)
 
 
-def _member_ids(conn: sa.Connection, candidate_id: str) -> list[str]:
-    return [r.search_id for r in conn.execute(
-        sa.select(candidate_members.c.search_id).where(candidate_members.c.candidate_id == candidate_id)
-    )]
-
-
 # Most aliases one promote or merge creates: the most recent distinct questions of the candidate.
 # A very large candidate's older wordings add little, and each alias is a passage in retrieval.
 REVIEW_ALIAS_LIMIT = 50
 
 
-def _member_questions(
-    conn: sa.Connection, candidate_id: str, left_out: Collection[str] = (), limit: int = REVIEW_ALIAS_LIMIT
-) -> list[str]:
+def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
     """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`;
-    none worded like a member in `left_out` (search ids)."""
+    none worded like a question the admin left out (candidate_exclusions)."""
     rows = conn.execute(
-        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
         .where(candidate_members.c.candidate_id == candidate_id)
         .order_by(searches.c.created_at.desc(), searches.c.id.desc())
-    ).all()
-    left_out = set(left_out)
-    skipped = {normalize_query(query) for search_id, query in rows if search_id in left_out}
+    ).scalars()
+    skipped = excluded_keys(conn, candidate_id)
     seen: dict[str, str] = {}
-    for _, query in rows:
+    for query in rows:
         key = normalize_query(query)
         if key and key not in seen and key not in skipped:
             seen[key] = query
@@ -76,27 +74,41 @@ def _member_questions(
     return list(seen.values())
 
 
-def _teach(conn: sa.Connection, candidate_id: str, idea_id: str, left_out: Collection[str] = ()) -> int:
+def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
     """The admin's decision confirms the candidate's questions are about the idea: aliases (but
     for those the admin left out: an outlier taught as an alias would answer with the idea)."""
-    return aliases.from_review(conn, "idea", idea_id, _member_questions(conn, candidate_id, left_out), candidate_id)
+    return aliases.from_review(conn, "idea", idea_id, _member_questions(conn, candidate_id), candidate_id)
 
 
-def _check_left_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]) -> None:
-    members = set(_member_ids(conn, candidate_id))
+def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]) -> None:
+    """Record the wordings of the questions (search ids) the admin leaves out of the candidate."""
+    members = dict(conn.execute(
+        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        .where(candidate_members.c.candidate_id == candidate_id)
+    ).all())
     strangers = sorted(str(s) for s in left_out if s not in members)
     if strangers:
         raise CandidateError(400, "exclude", f"exclude names {show_id(strangers[0])}, which is no question of this candidate")
+    before = excluded_keys(conn, candidate_id)
+    keys = {normalize_query(members[s]) for s in left_out} - before
+    if {normalize_query(q) for q in members.values()} <= before | keys:
+        raise CandidateError(400, "exclude", "exclude leaves out every question of this candidate; dismiss it instead")
+    if keys:
+        now = time.time()
+        conn.execute(candidate_exclusions.insert(), [
+            {"candidate_id": candidate_id, "query_key": key, "excluded_at": now} for key in sorted(keys)
+        ])
 
 
 def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
-    """Each requester of the candidate becomes a vote (with their details) on the idea, once."""
+    """Each requester of the candidate becomes a vote (with their details) on the idea, once; not
+    those who asked only questions the admin left out."""
     from .votes import requesters as idea_requesters
 
     target = resolve_idea(conn, idea_id) or {"id": idea_id}
     known = {requester_key(p): p for p in idea_requesters(conn, target["id"])}  # a cheap first filter
     added = 0
-    for person in candidate_requesters(conn, _member_ids(conn, candidate_id)):
+    for person in candidate_requesters(conn, [search_id for search_id, _ in kept_members(conn, candidate_id)]):
         if _nothing_new(known.get(requester_key(person)), person):
             continue  # add_vote would fold a known person in (highest MRR, an email): only when it changes something
         requester = {k: person.get(k) for k in ("customer_id", "email", "mrr")}
@@ -140,17 +152,17 @@ def promote(
     aliases (but for `exclude`: search ids of questions that are not about it)."""
     with writing(engine) as conn:
         row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
-        _check_left_out(conn, candidate_id, exclude)
+        _leave_out(conn, candidate_id, exclude)
         title = title if title is not None else row["label"].rstrip("…").strip()
         if description is None:  # searched like the title: only questions the admin kept, each once
-            description = "Customers asked: " + " / ".join(_member_questions(conn, candidate_id, exclude, limit=3))
+            description = "Customers asked: " + " / ".join(_member_questions(conn, candidate_id, limit=3))
         idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
         except IdeaError as exc:
             raise CandidateError(400, exc.field, str(exc)) from None
         added = _record_requesters(conn, candidate_id, idea["id"])
-        taught = _teach(conn, candidate_id, idea["id"], exclude)
+        taught = _teach(conn, candidate_id, idea["id"])
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="promoted", idea_id=idea["id"], reviewed_at=now, updated_at=now
@@ -164,7 +176,7 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str
     aliases (but for `exclude`, as in promote)."""
     with writing(engine) as conn:
         _for_review(conn, candidate_id, ("new", "dismissed"), "merged")
-        _check_left_out(conn, candidate_id, exclude)
+        _leave_out(conn, candidate_id, exclude)
         if not isinstance(idea_id, str) or not idea_id:
             raise CandidateError(400, "idea_id", "idea_id must be the id of an existing idea")
         idea = get_idea(conn, idea_id)
@@ -173,7 +185,7 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str
         if idea["status"] in CLOSED_STATUSES:
             raise CandidateError(409, "idea_id", f"idea {show_id(idea_id)} is {idea['status']}; merge into an open idea")
         added = _record_requesters(conn, candidate_id, idea_id)
-        taught = _teach(conn, candidate_id, idea_id, exclude)
+        taught = _teach(conn, candidate_id, idea_id)
         now = time.time()
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="merged", idea_id=idea_id, reviewed_at=now, updated_at=now
@@ -211,12 +223,9 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
         ) if r.checked_version != version]
     for cand in due:
         with engine.connect() as conn:
-            members = conn.execute(
-                sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-                .where(candidate_members.c.candidate_id == cand["id"])
-            ).all()
-        pool = [{"id": m.id, "query": m.query} for m in members]
-        verdicts = answer(pool_matrix(engine, pool, encode, model_id), [m.query for m in members]) if pool else []
+            members = kept_members(conn, cand["id"])  # a question the admin left out is not about it
+        pool = [{"id": search_id, "query": query} for search_id, query in members]
+        verdicts = answer(pool_matrix(engine, pool, encode, model_id), [query for _, query in members]) if pool else []
         tops = [article for article, answered in verdicts if answered]
         winner = max(set(tops), key=tops.count) if tops else None
         with writing(engine) as conn:
@@ -231,7 +240,7 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
             values = {"checked_version": version}
             if winner is not None and tops.count(winner) * 2 > len(pool):
                 values["answered_by"] = winner
-                for person in candidate_requesters(conn, [m.id for m in members]):
+                for person in candidate_requesters(conn, [search_id for search_id, _ in members]):
                     payload = {"article": {"id": winner}, "candidate": {"id": cand["id"], "label": cand["label"]}}
                     queued += enqueue(conn, "article_published", f"article:{winner}:candidate:{cand['id']}", person, payload)
             conn.execute(candidates.update().where(candidates.c.id == cand["id"]).values(**values))

@@ -140,7 +140,8 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
     assert get_idea(store, idea_id)["votes"] == 1
     now = cand.get_candidate(store, offline["id"])
     assert now["size"] == offline["size"] + 1
-    assert {"search_id": late, "text": "is there an offline mode for the iphone app when travelling", "joined": True} in now["queries"]
+    assert {"search_id": late, "text": "is there an offline mode for the iphone app when travelling", "joined": True,
+            "excluded": False} in now["queries"]
     assert stray not in {q["search_id"] for c in cand.list_candidates(store) for q in c["queries"]}
     assert cand.join_new(store, embedder.encode, MODEL) == 0  # nothing new the second time
 
@@ -188,6 +189,48 @@ def test_questions_the_admin_leaves_out_do_not_become_aliases(store, embedder):
     asked = promoted["idea"]["description"].removeprefix("Customers asked: ").split(" / ")
     assert outlier.lower() not in {a.lower() for a in asked}
     assert len({a.lower() for a in asked}) == len(asked) == min(3, len(taught)) and set(asked) <= taught
+
+
+def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(store, embedder):
+    """A question the admin leaves out is not about the idea: its asker is no requester (at the
+    promote, nor when sync_requesters runs later), gets no idea_shipped notice, and the same
+    wording asked again later by someone else is left out too. Kept questions' askers are."""
+    from deflect.ideas import update_idea
+    from deflect.outbox import list_outbox
+    from deflect.votes import requesters
+
+    email_of = {}
+    for i, q in enumerate(QUESTIONS):
+        email_of[ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 10.0})] = f"user{i}@example.com"
+    cand.rebuild(store, embedder.encode, MODEL, Settings())
+    gantt = by_topic(store, cand.list_candidates(store))["gantt"]
+    (outlier_id, outlier), (kept_id, kept) = [(q["search_id"], q["text"]) for q in gantt["queries"][:2]]
+    promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
+    idea_id = promoted["idea"]["id"]
+
+    def voters() -> set[str]:
+        with store.connect() as conn:
+            return {p["email"] for p in requesters(conn, idea_id)}
+
+    expected = {email_of[q["search_id"]] for q in gantt["queries"]} - {email_of[outlier_id]}
+    assert voters() == expected and promoted["requesters_added"] == len(expected)
+    described = cand.get_candidate(store, gantt["id"])
+    assert described["requesters"] == len(expected)
+    assert [q["search_id"] for q in described["queries"] if q["excluded"]] == [outlier_id]
+
+    # Later: the left-out wording again (another person), and a kept one again (a third person).
+    ask(store, outlier.upper(), ticket={"email": "again@example.com"})
+    ask(store, kept.upper(), ticket={"email": "kept@example.com"})
+    assert cand.join_new(store, embedder.encode, MODEL) == 2
+    assert review.sync_requesters(store) == 1
+    assert voters() == expected | {"kept@example.com"}
+
+    with db.writing(store) as conn:
+        update_idea(conn, idea_id, {"status": "shipped"})
+    told = {n["email"] for n in list_outbox(store)["notifications"] if n["kind"] == "idea_shipped"}
+    assert told == expected | {"kept@example.com"}
+    assert email_of[outlier_id] not in told and "again@example.com" not in told
+    assert kept_id in {q["search_id"] for q in cand.get_candidate(store, gantt["id"])["queries"]}
 
 
 def test_merge_and_review_errors(store, embedder):
@@ -437,10 +480,43 @@ def test_migration_0004_adds_candidate_history_and_keeps_candidates(database_url
     db.upgrade(engine, "0004")
     assert db.current_revision(engine) == "0004"
     assert "candidate_history" in sa.inspect(engine).get_table_names()
+    db.upgrade(engine)  # the code reads the newest schema
     kept = cand.get_candidate(engine, "c-old")
     assert kept["status"] == "dismissed" and [q["search_id"] for q in kept["queries"]] == [search_id]
     with db.writing(engine) as conn:
         conn.execute(cand.candidate_history.insert().values(candidate_id="c-old", search_id=search_id, recorded_at=now))
+    engine.dispose()
+
+
+def test_migration_0007_adds_exclusions_and_keeps_reviewed_candidates(database_url):
+    """Before 0007 left-out questions were not recorded: a promoted candidate keeps all its
+    members as they were, none marked excluded, and a later promote can record exclusions."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0006")
+    first = record_search(engine, "gantt chart please", None, None, False, [], "v0")
+    second = record_search(engine, "what is the capital of peru", None, None, False, [], "v0")
+    now = time.time()
+    with db.writing(engine) as conn:
+        conn.execute(cand.candidates.insert(), [
+            {"id": "c-done", "label": "gantt", "status": "promoted", "idea_id": "gantt", "created_at": now, "updated_at": now},
+            {"id": "c-new", "label": "peru", "status": "new", "idea_id": None, "created_at": now, "updated_at": now},
+        ])
+        conn.execute(cand.candidate_members.insert(), [
+            {"search_id": first, "candidate_id": "c-done", "joined_at": now},
+            {"search_id": second, "candidate_id": "c-new", "joined_at": now},
+        ])
+    db.upgrade(engine)
+    assert db.current_revision(engine) == "0007"
+    done = cand.get_candidate(engine, "c-done")
+    assert done["status"] == "promoted" and done["queries"][0]["excluded"] is False
+    with pytest.raises(cand.CandidateError):  # its only question left out: no question to describe it by
+        review.promote(engine, "c-new", exclude=[second])
+    with db.writing(engine) as conn:
+        conn.execute(cand.candidate_exclusions.insert().values(candidate_id="c-new", query_key="x", excluded_at=now))
+    with db.writing(engine) as conn:  # a candidate's exclusions go with it
+        conn.execute(cand.candidates.delete().where(cand.candidates.c.id == "c-new"))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(cand.candidate_exclusions)).scalar_one() == 0
     engine.dispose()
 
 

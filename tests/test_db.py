@@ -13,11 +13,11 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0006"
+    assert db.current_revision(engine) == "0007"
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= {"ideas", "idea_votes", "searches", "search_results", "events", "aliases", "alias_confirmations", "sync_state"}
     db.upgrade(engine)  # idempotent: serve runs it on every start
-    assert db.current_revision(engine) == "0006"
+    assert db.current_revision(engine) == "0007"
     engine.dispose()
 
 
@@ -36,7 +36,7 @@ def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
             {"id": "a" * 32, "q": "old question", "s": "old-session", "t": now, "a": True},
         )
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0006"
+    assert db.current_revision(engine) == "0007"
     with db.writing(engine) as conn:
         assert conn.execute(sa.select(db.searches.c.query)).scalar_one() == "old question"
         assert conn.execute(sa.select(db.ideas.c.title)).scalar_one() == "Dark mode"
@@ -81,7 +81,7 @@ def test_migration_0006_keeps_alias_confirmations_and_records_clients_from_then_
         conn.execute(sa.text("INSERT INTO alias_confirmations (alias_id, search_id, session, created_at) "
                              "VALUES (1, 'old-search', 's-old', :t)"), {"t": time.time()})
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0006"
+    assert db.current_revision(engine) == "0007"
     policy = aliases.AliasPolicy(min_confirmations=2, per_session_hour=5, per_client_hour=1)
     search = {"id": "new-search", "query": "Money back?"}
     with db.writing(engine) as conn:

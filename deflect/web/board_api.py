@@ -56,7 +56,7 @@ MAX_EXCLUDE = 1000
 
 
 def _exclude_field(data: dict) -> tuple[str, ...]:
-    """`exclude`: search ids of the candidate's questions that must not become aliases of the idea."""
+    """`exclude`: search ids of the candidate's questions that are not about the idea (review.promote)."""
     value = data.get("exclude", [])
     if not isinstance(value, list) or len(value) > MAX_EXCLUDE or not all(isinstance(v, str) and v for v in value):
         raise ApiError(400, "invalid_field", f"exclude must be a list of at most {MAX_EXCLUDE} search ids", "exclude")

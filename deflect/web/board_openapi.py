@@ -30,7 +30,8 @@ _CANDIDATE_ACTION = {"description": "the candidate and its idea", **_ref("Candid
 _NO_FIELDS = {"type": "object", "additionalProperties": False, "properties": {},
               "description": "no body, or {}: any field is a 400 naming it"}
 _EXCLUDE = {"type": "array", "maxItems": 1000, "items": {"type": "string", "minLength": 1},
-            "description": "search ids of the candidate's questions that must not become aliases of the idea"}
+            "description": "search ids of the candidate's questions that are not about the idea: they do not "
+                           "become its aliases, and whoever asked only them is not its requester"}
 
 BOARD_PATHS = {
     "/api/clusters/rebuild": {"post": _admin(
@@ -130,7 +131,9 @@ BOARD_SCHEMAS = {
             "week": {"type": "string", "example": "2026-W47"}, "count": {"type": "integer"}}}},
         "requesters": {"type": "integer"}, "mrr": {"type": "number"},
         "queries": {"type": "array", "items": {"type": "object", "properties": {
-            "search_id": {"type": "string"}, "text": {"type": "string"}, "joined": {"type": "boolean"}}}},
+            "search_id": {"type": "string"}, "text": {"type": "string"}, "joined": {"type": "boolean"},
+            "excluded": {"type": "boolean", "description": "Left out by an admin when promoting or merging: "
+                         "not about the idea; its askers are not the idea's requesters."}}}},
         "nearest": {"type": "object", "nullable": True, "properties": {
             "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
             "title": {"type": "string"}, "score": {"type": "number"}}},

@@ -367,12 +367,13 @@
         c.keywords.slice(0, 8).forEach(function (k) { kw.appendChild(el("span", "keyword", k)); });
       }
       var open = !c.status || c.status === "new";
-      var asked = examples(c.queries || [], open ? Infinity : 4);
+      // A reviewed card shows the questions the decision kept (not those the admin left out).
+      var asked = examples((c.queries || []).filter(function (q) { return open || !q.excluded; }), open ? Infinity : 4);
       if (asked.length && open) {
         // Promote and merge make these questions answers to the idea (aliases): the admin sees
         // every one and can leave out any that is not about it.
         var teach = card.appendChild(el("fieldset", "candidate-teach"));
-        teach.appendChild(el("legend", "muted", "Questions that will find the idea (untick any that is not about it)"));
+        teach.appendChild(el("legend", "muted", "Questions that will find the idea; their askers hear when it ships (untick any that is not about it)"));
         var tl = teach.appendChild(el("ul", "candidate-queries"));
         asked.forEach(function (q) {
           var label = el("label");
