@@ -45,6 +45,7 @@ outbox = sa.Table(
     sa.Column("last_status_code", sa.Integer, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Index("ix_outbox_status_next", "status", "next_attempt_at"),  # the due scan (migration 0003)
 )
 
 

@@ -21,6 +21,22 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     engine.dispose()
 
 
+def test_migrations_build_exactly_the_tables_the_code_declares(database_url):
+    """The tables, columns, types, keys and indexes the migrations create are those deflect's
+    SQLAlchemy tables declare: a table changed in code without a migration (or the reverse) fails."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from deflect import aliases, candidates, ideas, outbox, votes  # noqa: F401 (their tables join db.metadata)
+
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        assert compare_metadata(context, db.metadata) == []
+    engine.dispose()
+
+
 def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
     engine = db.make_engine(database_url)
     db.upgrade(engine, "0001")
