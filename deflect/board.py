@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
+from . import candidate_views, ideas, review, votes
 from . import candidates as cand
-from . import ideas, review, votes
 from .db import writing
 from .outage import FailureLog, is_database_unavailable
 from .refresh import model_id_for
@@ -163,11 +163,11 @@ class Board:
 
     def candidates(self, status: str | None = None) -> list[dict]:
         self.sync()
-        return cand.list_candidates(self.db, status, self.nearest)
+        return candidate_views.list_candidates(self.db, status, self.nearest)
 
     def candidate(self, candidate_id: str) -> dict | None:
         self.sync()
-        return cand.get_candidate(self.db, candidate_id, self.nearest)
+        return candidate_views.get_candidate(self.db, candidate_id, self.nearest)
 
     def promote(
         self, candidate_id: str, title: str | None = None, description: str | None = None, exclude: tuple[str, ...] = ()

@@ -22,15 +22,13 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from . import aliases
+from .candidate_views import candidate_requesters, get_candidate, kept_members
 from .candidates import (
     CandidateError,
     candidate_exclusions,
     candidate_members,
-    candidate_requesters,
     candidates,
     excluded_keys,
-    get_candidate,
-    kept_members,
     lock_candidates,
 )
 from .db import searches, writing

@@ -105,6 +105,13 @@ def requesters(conn: sa.Connection, idea_id: str) -> list[dict]:
     return list(requesters_by_idea(conn, idea_id).get(idea_id, {}).values())
 
 
+def ranked_requesters(people: list[dict], limit: int | None = None) -> list[dict]:
+    """Requesters by MRR, highest first (unknown MRR last), each {customer_id, email, mrr}: who asks
+    matters to a product team as much as how many."""
+    ranked = sorted(people, key=lambda p: (p.get("mrr") is None, -(p.get("mrr") or 0.0)))
+    return [{k: p.get(k) for k in ("customer_id", "email", "mrr")} for p in ranked[:limit]]
+
+
 def with_requesters(conn: sa.Connection, idea: dict) -> dict:
     people = requesters(conn, idea["id"])
     return idea | {"requesters": len(people), "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)}

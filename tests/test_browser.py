@@ -604,11 +604,20 @@ def test_admin_sees_metrics(page, site):
 def test_admin_promotes_an_idea_candidate(page, site):
     for row in read_jsonl(DATA / "unanswerable_questions.jsonl")[:12]:
         suggest(site.base, row["text"], session="unanswered-" + row["text"][:40])
-    for text in ("can I pay with bitcoin", "do you accept crypto payments", "pay my invoice in ethereum or bitcoin"):
-        suggest(site.base, text, session="crypto-" + text)
+    crypto = ("can I pay with bitcoin", "do you accept crypto payments", "pay my invoice in ethereum or bitcoin")
+    for number, text in enumerate(crypto, 1):  # each files a ticket anyway, with who they are
+        search_id = suggest(site.base, text, session="crypto-" + text)["search_id"]
+        requester = {"customer_id": f"acct-{number}", "email": f"buyer{number}@example.com", "mrr": 100.0 * number}
+        r = requests.post(f"{site.base}/api/events", json={"search_id": search_id, "type": "ticket_created",
+                                                          "requester": requester}, timeout=TIMEOUT)
+        assert r.status_code == 202
     sign_in(page, site.base)
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
     page.get_by_role("button", name="Rebuild candidates").click()
+    # The card says who asked, highest MRR first, as the API lists them.
+    asking = page.locator("[data-candidate-id]").filter(has_text="bitcoin").locator(".candidate-people")
+    expect(asking).to_contain_text("Asked by acct-3 (buyer3@example.com) $300, acct-2 (buyer2@example.com) $200",
+                                   timeout=60_000)
     candidate = page.locator("[data-candidate-id][data-status=new]").first
     expect(candidate).to_be_visible(timeout=60_000)
     candidate_id = candidate.get_attribute("data-candidate-id")

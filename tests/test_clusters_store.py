@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import DATA, read_jsonl
 
+from deflect import candidate_views as views
 from deflect import candidates as cand
 from deflect import db, review
 from deflect.events import insert_event, record_search
@@ -48,7 +49,7 @@ def ask_all_and_rebuild(store, embedder, settings: Settings) -> dict[str, dict]:
     for q in QUESTIONS:
         ask(store, q["text"])
     cand.rebuild(store, embedder.encode, MODEL, settings)
-    return by_topic(store, cand.list_candidates(store))
+    return by_topic(store, views.list_candidates(store))
 
 
 def by_topic(engine, listed: list[dict]) -> dict[str, dict]:
@@ -86,7 +87,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
         ask(store, q["text"], ticket={"customer_id": f"cust-{i}", "mrr": 10.0} if i % 2 == 0 else None)
     first = cand.rebuild(store, embedder.encode, MODEL, settings)
     assert first["candidates"] == 4 and first["new"] == 4 and first["pool"] == len(QUESTIONS)
-    listed = cand.list_candidates(store)
+    listed = views.list_candidates(store)
     topics = by_topic(store, listed)
     assert set(topics) == {"gantt", "offline", "invoice_vat", "time_tracking"}
     for c in listed:
@@ -107,23 +108,23 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
     # Same pool -> same ids, decisions kept; dismissed ones out of the default list.
     second = cand.rebuild(store, embedder.encode, MODEL, settings)
     assert second["kept"] == 4 and second["new"] == 0
-    again = {c["id"]: c for c in cand.list_candidates(store, "all")}
+    again = {c["id"]: c for c in views.list_candidates(store, "all")}
     assert set(again) == set(ids.values())
     assert again[ids["gantt"]]["status"] == "promoted" and again[ids["gantt"]]["idea_id"] == promoted["idea"]["id"]
     assert again[ids["time_tracking"]]["status"] == "dismissed"
-    assert ids["time_tracking"] not in {c["id"] for c in cand.list_candidates(store)}
+    assert ids["time_tracking"] not in {c["id"] for c in views.list_candidates(store)}
     open_gaps = {g["candidate_id"] for g in compute_metrics(store)["content_gaps"] if "candidate_id" in g}
     assert open_gaps == {ids["offline"], ids["invoice_vat"]}  # the rest: searches in no candidate, by query
 
     # A little growth does not bring the dismissed candidate back ...
     ask(store, MORE_TIME_TRACKING[0])
     cand.rebuild(store, embedder.encode, MODEL, settings)
-    assert cand.get_candidate(store, ids["time_tracking"])["status"] == "dismissed"
+    assert views.get_candidate(store, ids["time_tracking"])["status"] == "dismissed"
     # ... growing by half does (cluster_regrow_factor 1.5).
     for text in MORE_TIME_TRACKING[1:]:
         ask(store, text)
     third = cand.rebuild(store, embedder.encode, MODEL, settings)
-    back = cand.get_candidate(store, ids["time_tracking"])
+    back = views.get_candidate(store, ids["time_tracking"])
     assert third["returned"] == 1 and back["status"] == "new" and back["size"] >= 9
 
 
@@ -138,11 +139,11 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
     # Who asks after the promotion is recorded on the idea too (once).
     assert review.sync_requesters(store) == 1 and review.sync_requesters(store) == 0
     assert get_idea(store, idea_id)["votes"] == 1
-    now = cand.get_candidate(store, offline["id"])
+    now = views.get_candidate(store, offline["id"])
     assert now["size"] == offline["size"] + 1
     assert {"search_id": late, "text": "is there an offline mode for the iphone app when travelling", "joined": True,
             "excluded": False} in now["queries"]
-    assert stray not in {q["search_id"] for c in cand.list_candidates(store) for q in c["queries"]}
+    assert stray not in {q["search_id"] for c in views.list_candidates(store) for q in c["queries"]}
     assert cand.join_new(store, embedder.encode, MODEL) == 0  # nothing new the second time
 
 
@@ -176,11 +177,11 @@ def test_questions_the_admin_leaves_out_do_not_become_aliases(store, embedder):
     outlier_id, outlier = next(iter(members.items()))
     again = ask(store, outlier.upper())  # the same wording asked again joins: left out with it
     assert cand.join_new(store, embedder.encode, MODEL) == 1
-    assert again in {q["search_id"] for q in cand.get_candidate(store, gantt["id"])["queries"]}
+    assert again in {q["search_id"] for q in views.get_candidate(store, gantt["id"])["queries"]}
     with pytest.raises(cand.CandidateError) as stranger:
         review.promote(store, gantt["id"], exclude=["not-a-member"])
     assert (stranger.value.status, stranger.value.field) == (400, "exclude")
-    assert cand.get_candidate(store, gantt["id"])["status"] == "new"  # nothing was decided
+    assert views.get_candidate(store, gantt["id"])["status"] == "new"  # nothing was decided
     promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
     taught = {a["query"] for a in list_aliases(store) if a["item_id"] == promoted["idea"]["id"]}
     assert promoted["aliases_added"] == len(taught) == len({t.lower() for t in members.values()}) - 1
@@ -203,7 +204,7 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     for i, q in enumerate(QUESTIONS):
         email_of[ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 10.0})] = f"user{i}@example.com"
     cand.rebuild(store, embedder.encode, MODEL, Settings())
-    gantt = by_topic(store, cand.list_candidates(store))["gantt"]
+    gantt = by_topic(store, views.list_candidates(store))["gantt"]
     (outlier_id, outlier), (kept_id, kept) = [(q["search_id"], q["text"]) for q in gantt["queries"][:2]]
     promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
     idea_id = promoted["idea"]["id"]
@@ -214,7 +215,7 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
 
     expected = {email_of[q["search_id"]] for q in gantt["queries"]} - {email_of[outlier_id]}
     assert voters() == expected and promoted["requesters_added"] == len(expected)
-    described = cand.get_candidate(store, gantt["id"])
+    described = views.get_candidate(store, gantt["id"])
     assert described["requesters"] == len(expected)
     assert [q["search_id"] for q in described["queries"] if q["excluded"]] == [outlier_id]
 
@@ -230,14 +231,14 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     told = {n["email"] for n in list_outbox(store)["notifications"] if n["kind"] == "idea_shipped"}
     assert told == expected | {"kept@example.com"}
     assert email_of[outlier_id] not in told and "again@example.com" not in told
-    assert kept_id in {q["search_id"] for q in cand.get_candidate(store, gantt["id"])["queries"]}
+    assert kept_id in {q["search_id"] for q in views.get_candidate(store, gantt["id"])["queries"]}
 
 
 def test_merge_and_review_errors(store, embedder):
     for i, q in enumerate(QUESTIONS):
         ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 5.0})
     cand.rebuild(store, embedder.encode, MODEL, Settings())
-    topics = by_topic(store, cand.list_candidates(store))
+    topics = by_topic(store, views.list_candidates(store))
     now = time.time()
     with db.writing(store) as conn:
         conn.execute(db.ideas.insert(), [
@@ -296,7 +297,7 @@ def test_concurrent_rebuilds_and_joins_do_not_collide(store, embedder):
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    listed = cand.list_candidates(store)
+    listed = views.list_candidates(store)
     assert len(listed) == 4
     members = [q["search_id"] for c in listed for q in c["queries"]]
     assert len(members) == len(set(members))
@@ -338,11 +339,11 @@ def _texts(prefix: str, n: int, start: int = 1) -> list[str]:
 
 
 def _with(store, candidate_id: str) -> dict:
-    return cand.get_candidate(store, candidate_id)
+    return views.get_candidate(store, candidate_id)
 
 
 def _new_ones_holding(store, texts) -> list[dict]:
-    return [c for c in cand.list_candidates(store, "new") if set(texts) & {q["text"] for q in c["queries"]}]
+    return [c for c in views.list_candidates(store, "new") if set(texts) & {q["text"] for q in c["queries"]}]
 
 
 def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_when_it_splits_off(store):
@@ -354,7 +355,7 @@ def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_w
         for text in _texts(name, n):
             ask(store, text)
     cand.rebuild(store, fake.encode, "fake-1", settings)
-    beta = next(c for c in cand.list_candidates(store) if c["queries"][0]["text"].startswith("beta"))
+    beta = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("beta"))
     assert beta["size"] == 4
     review.dismiss(store, beta["id"])
 
@@ -371,7 +372,7 @@ def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_w
     back = _with(store, beta["id"])
     assert back["active"] is True and back["status"] == "dismissed" and back["size"] == 4
     assert {q["text"] for q in back["queries"]} == set(_texts("beta", 4))
-    assert beta["id"] not in {c["id"] for c in cand.list_candidates(store)}
+    assert beta["id"] not in {c["id"] for c in views.list_candidates(store)}
     assert _new_ones_holding(store, _texts("beta", 4)) == []
 
     # ... until it grows by cluster_regrow_factor (4 -> 8): then it is back, under its own id.
@@ -393,7 +394,7 @@ def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
         for i, text in enumerate(_texts(name, n)):
             ask(store, text, ticket={"email": f"{name}{i}@example.com"} if name == "promo" else None)
     cand.rebuild(store, fake.encode, "fake-1", settings)
-    promo = next(c for c in cand.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
+    promo = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
     idea_id = review.promote(store, promo["id"])["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 7
 
@@ -403,7 +404,7 @@ def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
     summary = cand.rebuild(store, fake.encode, "fake-2", settings)
     assert summary["candidates"] == 5 and summary["split"] == 1 and summary["new"] == 0
     assert _with(store, promo["id"])["status"] == "promoted" and _with(store, promo["id"])["size"] == 4
-    part = next(c for c in cand.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
+    part = next(c for c in views.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
     assert part["id"] != promo["id"] and part["status"] == "promoted" and part["idea_id"] == idea_id
     assert _new_ones_holding(store, _texts("promo", 7)) == []
     # Its requesters were recorded on the idea at promotion; nobody is counted twice.
@@ -447,7 +448,7 @@ def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(
     for i, q in enumerate(early + late):
         ask(store, q["text"], at=t0 + i, ticket={"email": f"user{i}@example.com"})
     cand.rebuild(store, embedder.encode, MODEL, settings)
-    topics = by_topic(store, cand.list_candidates(store))
+    topics = by_topic(store, views.list_candidates(store))
     gantt, tracking = topics["gantt"]["id"], topics["time_tracking"]["id"]
     idea_id = review.promote(store, gantt)["idea"]["id"]
     review.dismiss(store, tracking)
@@ -463,7 +464,7 @@ def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(
     assert _with(store, tracking)["status"] == "dismissed" and _with(store, tracking)["active"]
     texts = [q["text"] for q in early]
     assert _new_ones_holding(store, texts) == []
-    assert tracking not in {c["id"] for c in cand.list_candidates(store)}
+    assert tracking not in {c["id"] for c in views.list_candidates(store)}
     assert review.sync_requesters(store) == 0 and get_idea(store, idea_id)["votes"] == votes
 
 
@@ -481,7 +482,7 @@ def test_migration_0004_adds_candidate_history_and_keeps_candidates(database_url
     assert db.current_revision(engine) == "0004"
     assert "candidate_history" in sa.inspect(engine).get_table_names()
     db.upgrade(engine)  # the code reads the newest schema
-    kept = cand.get_candidate(engine, "c-old")
+    kept = views.get_candidate(engine, "c-old")
     assert kept["status"] == "dismissed" and [q["search_id"] for q in kept["queries"]] == [search_id]
     with db.writing(engine) as conn:
         conn.execute(cand.candidate_history.insert().values(candidate_id="c-old", search_id=search_id, recorded_at=now))
@@ -507,7 +508,7 @@ def test_migration_0007_adds_exclusions_and_keeps_reviewed_candidates(database_u
         ])
     db.upgrade(engine)
     assert db.current_revision(engine) == "0007"
-    done = cand.get_candidate(engine, "c-done")
+    done = views.get_candidate(engine, "c-done")
     assert done["status"] == "promoted" and done["queries"][0]["excluded"] is False
     with pytest.raises(cand.CandidateError):  # its only question left out: no question to describe it by
         review.promote(engine, "c-new", exclude=[second])
@@ -545,7 +546,7 @@ def test_late_requesters_follow_a_merged_idea_to_its_open_target(store, embedder
     late = ask(store, "can I track hours spent on a task with a timer", ticket={"email": "Late@Example.com", "mrr": 42.0})
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     cand.rebuild(store, embedder.encode, MODEL, settings)
-    now = cand.get_candidate(store, tracking["id"])
+    now = views.get_candidate(store, tracking["id"])
     assert late in {q["search_id"] for q in now["queries"]} and now["requesters"] == 1
     assert review.sync_requesters(store) == 1 and review.sync_requesters(store) == 0
     with store.connect() as conn:
@@ -566,7 +567,7 @@ def test_sync_requesters_stops_at_a_merge_cycle(store, embedder):
     for i, q in enumerate(QUESTIONS):
         ask(store, q["text"], ticket={"email": f"user{i}@example.com"})
     cand.rebuild(store, embedder.encode, MODEL, settings)
-    offline = by_topic(store, cand.list_candidates(store))["offline"]
+    offline = by_topic(store, views.list_candidates(store))["offline"]
     _idea(store, "one", "One")
     _idea(store, "two", "Two")
     review.merge(store, offline["id"], "one")

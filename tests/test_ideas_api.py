@@ -177,6 +177,14 @@ def test_merging_moves_votes_and_requesters(board):
     requests.post(f"{base}/api/ideas/gantt-view/vote", json={}, timeout=TIMEOUT)
     assert idea(base, "timeline")["votes"] == 5
     assert ("idea", "gantt-view") not in suggested_ids(base, "gantt view")
+    # Who asked, for the product team (admin): the target lists both, highest MRR first.
+    people = requests.get(f"{base}/api/ideas/timeline/requesters", headers=AUTH, timeout=TIMEOUT).json()
+    assert [(p["customer_id"], p["mrr"]) for p in people["requesters"]] == [("c1", 100), ("c2", 40)]
+    assert people["mrr"] == 140.0 and people["idea_id"] == "timeline"
+    moved = requests.get(f"{base}/api/ideas/gantt-view/requesters", headers=AUTH, timeout=TIMEOUT).json()
+    assert moved["requesters"] == [] and moved["merged_into"] == "timeline"
+    missing = requests.get(f"{base}/api/ideas/no-such-idea/requesters", headers=AUTH, timeout=TIMEOUT)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "id"
 
 
 @pytest.mark.parametrize(
@@ -271,7 +279,8 @@ def test_openapi_describes_the_board(board):
 def test_admin_endpoints_need_the_token(board):
     base, _, _ = board
     for method, path in (("post", "/api/ideas"), ("patch", "/api/ideas/timeline"), ("post", "/api/clusters/rebuild"),
-                         ("get", "/api/clusters"), ("post", "/api/clusters/x/promote"), ("get", "/api/outbox")):
+                         ("get", "/api/clusters"), ("post", "/api/clusters/x/promote"), ("get", "/api/outbox"),
+                         ("get", "/api/ideas/timeline/requesters")):
         r = getattr(requests, method)(f"{base}{path}", json={"title": "x"}, timeout=TIMEOUT)
         assert r.status_code == 401, (method, path)
         assert r.json()["error"]["field"] == "Authorization"
@@ -293,6 +302,10 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
     assert r.status_code == 200 and r.json()["candidates"] >= 4
     listed = requests.get(f"{base}/api/clusters", headers=AUTH, timeout=TIMEOUT).json()["clusters"]
     gantt = next(c for c in listed if "gantt" in c["keywords"])
+    mrr_of = {r["customer_id"]: r["mrr"] for _, r in asked.values() if r}
+    top = [(p["customer_id"], p["mrr"]) for p in gantt["top_requesters"]]
+    assert len(top) == gantt["requesters"] and all(mrr_of[c] == m for c, m in top)  # who asked, as they said
+    assert [m for _, m in top] == sorted(mrr_of[c] for c, _ in top)[::-1]  # highest MRR first
     for c in listed:
         assert {"id", "label", "keywords", "size", "first_seen", "last_seen", "weekly", "mrr", "queries", "nearest",
                 "status"} <= set(c)

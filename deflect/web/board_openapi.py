@@ -84,6 +84,10 @@ BOARD_PATHS = {
                           **{c: _E[c] for c in ("400", "401", "404", "409", "415")}},
         },
     },
+    "/api/ideas/{id}/requesters": {"get": _admin(
+        "Who asked for the idea (admin): every requester with their details, highest MRR first; the public "
+        "idea shows only their count and MRR. A merged idea's requesters are on its target.",
+        {"description": "the idea's requesters", **_ref("IdeaRequesters")}, "404", params=_id())},
     "/api/ideas/{id}/vote": {"post": {
         "summary": "Vote for an idea, optionally as a requester (a merged idea's votes go to its target). "
                    "One vote per requester (customer_id, else email, case-insensitive): voting again counts "
@@ -107,7 +111,14 @@ BOARD_PATHS = {
         params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
 }
 
+_PERSON = {"type": "object", "properties": {
+    "customer_id": {"type": "string", "nullable": True}, "email": {"type": "string", "nullable": True},
+    "mrr": {"type": "number", "nullable": True}}}
+
 BOARD_SCHEMAS = {
+    "IdeaRequesters": {"type": "object", "properties": {
+        "idea_id": {"type": "string"}, "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
+        "requesters": {"type": "array", "items": _PERSON}, "mrr": {"type": "number"}}},
     "Requester": {"type": "object", "additionalProperties": False, "properties": {
         "customer_id": {"type": "string", "minLength": 1, "maxLength": 200},
         "email": {"type": "string", "format": "email", "maxLength": 320},
@@ -130,6 +141,8 @@ BOARD_SCHEMAS = {
         "weekly": {"type": "array", "items": {"type": "object", "properties": {
             "week": {"type": "string", "example": "2026-W47"}, "count": {"type": "integer"}}}},
         "requesters": {"type": "integer"}, "mrr": {"type": "number"},
+        "top_requesters": {"type": "array", "items": _PERSON,
+                           "description": "up to 10 requesters, highest MRR first (not those of left-out questions)"},
         "queries": {"type": "array", "items": {"type": "object", "properties": {
             "search_id": {"type": "string"}, "text": {"type": "string"}, "joined": {"type": "boolean"},
             "excluded": {"type": "boolean", "description": "Left out by an admin when promoting or merging: "

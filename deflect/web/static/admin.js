@@ -362,6 +362,16 @@
       if (c.mrr) meta.push("$" + num(Math.round(c.mrr)) + " MRR");
       if (c.status && c.status !== "new") meta.push(c.status);
       head.appendChild(el("span", "candidate-meta", meta.join(" · ")));
+      if (c.top_requesters && c.top_requesters.length) {
+        // Who asks (highest MRR first) matters to a product team as much as how many.
+        var who = c.top_requesters.map(function (p) {
+          var name = p.customer_id && p.email ? p.customer_id + " (" + p.email + ")" : (p.email || p.customer_id || "?");
+          return p.mrr ? name + " $" + num(Math.round(p.mrr)) : name;
+        });
+        var more = (c.requesters || 0) - c.top_requesters.length;
+        card.appendChild(el("p", "muted candidate-people",
+          "Asked by " + who.join(", ") + (more > 0 ? " and " + num(more) + " more" : "")));
+      }
       if (c.keywords && c.keywords.length) {
         var kw = card.appendChild(el("div"));
         c.keywords.slice(0, 8).forEach(function (k) { kw.appendChild(el("span", "keyword", k)); });
