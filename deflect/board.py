@@ -207,6 +207,10 @@ class Board:
         self.runtime.reload_ideas()
         return idea | {"notifications_queued": len(notified)}
 
+    def requesters(self, idea_id: str) -> dict | None:
+        with self.db.connect() as conn:
+            return votes.idea_requesters(conn, idea_id)
+
     def vote(self, idea_id: str, requester: dict | None = None) -> dict:
         with writing(self.db) as conn:
             return votes.vote(conn, idea_id, requester)

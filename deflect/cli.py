@@ -358,10 +358,11 @@ def settings():
 
 
 from .cli_aliases import aliases  # noqa: E402
-from .cli_board import clusters, outbox  # noqa: E402
+from .cli_board import clusters, ideas_requesters, outbox  # noqa: E402
 
 main.add_command(aliases)
 main.add_command(clusters)
+ideas.add_command(ideas_requesters)
 main.add_command(outbox)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .cli_options import cli_settings, path_options
+from .cli_options import cli_settings, migrated_store, path_options
 
 _path_options = path_options
 _settings = cli_settings
@@ -111,8 +111,54 @@ def clusters_show(candidate_id, as_json, **paths):
         click.echo(f"nearest: {n['type']} {n['id']} ({n['title']}), score {n['score']:.2f}")
     if c["idea_id"]:
         click.echo(f"idea: {c['idea_id']}")
+    if c.get("top_requesters"):
+        click.echo("asked by: " + ", ".join(_person(p) for p in c["top_requesters"])
+                   + (f" and {c['requesters'] - len(c['top_requesters'])} more" if c["requesters"] > len(c["top_requesters"]) else ""))
     for q in c["queries"]:
-        click.echo(f"  - {q['text']}  ({q['search_id']})")
+        left_out = "  [left out]" if q.get("excluded") else ""
+        click.echo(f"  - {q['text']}  ({q['search_id']}){left_out}")
+
+
+def _person(p: dict) -> str:
+    name = f"{p['customer_id']} ({p['email']})" if p.get("customer_id") and p.get("email") else p.get("email") or p.get("customer_id")
+    return f"{name} MRR {p['mrr']:g}" if p.get("mrr") else str(name)
+
+
+@click.command("requesters")
+@click.argument("idea_id")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (customer_id,email,mrr) for a spreadsheet or a mailing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON (GET /api/ideas/<id>/requesters).")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+def ideas_requesters(idea_id, as_csv, as_json, database_url):
+    """Who asked for idea IDEA_ID, highest MRR first (a merged idea's requesters are on its target)."""
+    from .votes import idea_requesters
+
+    engine = migrated_store(_settings(database_url=database_url))  # the store only: no index, no model
+    try:
+        with engine.connect() as conn:
+            found = idea_requesters(conn, idea_id)
+    finally:
+        engine.dispose()
+    if found is None:
+        raise click.ClickException(f"no idea with id {idea_id!r}")
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+    elif as_csv:
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["customer_id", "email", "mrr"])
+        writer.writerows([p["customer_id"] or "", p["email"] or "", "" if p["mrr"] is None else f"{p['mrr']:g}"]
+                         for p in found["requesters"])
+        click.echo(out.getvalue(), nl=False)
+    else:
+        people = found["requesters"]
+        moved = f"; merged into {found['merged_into']}" if found.get("merged_into") else ""
+        click.echo(f"{found['idea_id']} [{found['status']}]: {len(people)} requesters, MRR {found['mrr']:g}{moved}")
+        for p in people:
+            click.echo(f"  {_person(p)}")
 
 
 def _review(action: str):

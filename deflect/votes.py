@@ -112,6 +112,16 @@ def ranked_requesters(people: list[dict], limit: int | None = None) -> list[dict
     return [{k: p.get(k) for k in ("customer_id", "email", "mrr")} for p in ranked[:limit]]
 
 
+def idea_requesters(conn: sa.Connection, idea_id: str) -> dict | None:
+    """Who asked for the idea, highest MRR first (GET /api/ideas/<id>/requesters); None: no such idea."""
+    idea = get_idea(conn, idea_id)
+    if idea is None:
+        return None
+    people = ranked_requesters(requesters(conn, idea["id"]))
+    return {"idea_id": idea["id"], "status": idea["status"], "merged_into": idea.get("merged_into"),
+            "requesters": people, "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)}
+
+
 def with_requesters(conn: sa.Connection, idea: dict) -> dict:
     people = requesters(conn, idea["id"])
     return idea | {"requesters": len(people), "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)}

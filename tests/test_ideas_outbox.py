@@ -315,9 +315,30 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert all(q["text"] in taught for q in found[0]["queries"] if q["text"].casefold() in kept)
     again = runner.invoke(main, ["clusters", "promote", found[0]["id"], *paths])
     assert again.exit_code == 1 and "promoted" in again.output
+    shown = runner.invoke(main, ["clusters", "show", found[0]["id"], *paths], catch_exceptions=False).stdout
+    assert f"({left_out['search_id']})  [left out]" in shown and shown.count("[left out]") == 1
+
+    # Who asked for the idea, for the product team: plain, CSV (highest MRR first) and JSON.
+    from deflect.votes import vote
+
+    engine = db.make_engine(url)
+    with db.writing(engine) as conn:
+        vote(conn, "from-the-cli", {"email": "small@example.com", "mrr": 9.5})
+        vote(conn, "from-the-cli", {"customer_id": "acme", "email": "it@acme.example", "mrr": 1200.0})
+        vote(conn, "from-the-cli", {"customer_id": "no-mrr"})
+    engine.dispose()
+    people = ["ideas", "requesters", "from-the-cli", "--database-url", url]
+    as_csv = runner.invoke(main, [*people, "--csv"], catch_exceptions=False).stdout
+    assert as_csv.splitlines() == ["customer_id,email,mrr", "acme,it@acme.example,1200", ",small@example.com,9.5", "no-mrr,,"]
+    plain = runner.invoke(main, people, catch_exceptions=False).stdout
+    assert plain.startswith("from-the-cli [open]: 3 requesters, MRR 1209.5") and "acme (it@acme.example) MRR 1200" in plain
+    assert json.loads(runner.invoke(main, [*people, "--json"]).stdout)["requesters"][0]["customer_id"] == "acme"
+    unknown = runner.invoke(main, ["ideas", "requesters", "nope", "--database-url", url])
+    assert unknown.exit_code == 1 and "no idea with id 'nope'" in unknown.output
     state = runner.invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False)
     assert state.stdout.startswith("pending 0, delivered 0, failed 0")
-    for command in (["clusters", "--help"], ["clusters", "merge", "--help"], ["outbox", "deliver", "--help"]):
+    for command in (["clusters", "--help"], ["clusters", "merge", "--help"], ["outbox", "deliver", "--help"],
+                    ["ideas", "requesters", "--help"]):
         assert runner.invoke(main, command).exit_code == 0
 
 

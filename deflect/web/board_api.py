@@ -147,18 +147,11 @@ def get_idea(idea_id: str):
 @board_api.get("/api/ideas/<idea_id>/requesters")
 def idea_requesters(idea_id: str):
     """Who asked for the idea, with their details (admin): the public idea shows only counts."""
-    from ..ideas import get_idea as load
-    from ..votes import ranked_requesters, requesters
-
     require_admin()
-    db = runtime().db
-    idea = load(db, idea_id)
-    if idea is None:
+    found = board().requesters(idea_id)
+    if found is None:
         raise ApiError(404, "not_found", f"no idea with id {show_id(idea_id)}", "id")
-    with db.connect() as conn:
-        people = ranked_requesters(requesters(conn, idea["id"]))
-    return jsonify({"idea_id": idea["id"], "status": idea["status"], "merged_into": idea.get("merged_into"),
-                    "requesters": people, "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2)})
+    return jsonify(found)
 
 
 @board_api.patch("/api/ideas/<idea_id>")
