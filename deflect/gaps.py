@@ -63,21 +63,30 @@ def content_gaps(
 
 def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str, OpenCluster], set[str]]:
     """For these pool searches: the open (new) candidate of each that has one, and those whose
-    candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none."""
+    candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none, and
+    so does a reviewed one for a question the admin left out of it (it is not about the idea)."""
     import json
 
-    from .candidates import candidate_members, candidates
+    from .candidates import candidate_exclusions, candidate_members, candidates
+    from .db import searches
     from .pool import chunks
 
     found = []
     for part in chunks(sorted(search_ids)):
         found += conn.execute(
             sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
-                      candidates.c.status)
+                      candidates.c.status, searches.c.query)
             .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
+            .join(searches, searches.c.id == candidate_members.c.search_id)
             .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
         ).all()
-    reviewed = {r.search_id for r in found if r.status != "new"}
+    left_out: set[tuple[str, str]] = set()
+    for part in chunks(sorted({r.id for r in found if r.status != "new"})):
+        left_out.update(tuple(r) for r in conn.execute(
+            sa.select(candidate_exclusions.c.candidate_id, candidate_exclusions.c.query_key)
+            .where(candidate_exclusions.c.candidate_id.in_(part))
+        ))
+    reviewed = {r.search_id for r in found if r.status != "new" and (r.id, normalize_query(r.query)) not in left_out}
     rows = [r for r in found if r.status == "new"]
     ids = sorted({r.id for r in rows})
     sizes: dict[str, int] = {}

@@ -225,6 +225,9 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     assert cand.join_new(store, embedder.encode, MODEL) == 2
     assert review.sync_requesters(store) == 1
     assert voters() == expected | {"kept@example.com"}
+    # Not about the idea, so still a content gap (twice asked); the kept questions are no gap.
+    gaps = {g["query"].casefold(): g["count"] for g in compute_metrics(store)["content_gaps"]}
+    assert gaps.get(outlier.casefold()) == 2 and kept.casefold() not in gaps
 
     with db.writing(store) as conn:
         update_idea(conn, idea_id, {"status": "shipped"})
