@@ -22,6 +22,7 @@ ideas = sa.Table(
     sa.Column("votes", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("shipped_at", sa.Float, nullable=True),  # when it became shipped (migration 0008)
 )
 
 idea_votes = sa.Table(

@@ -20,6 +20,7 @@ class OpenCluster:
     label: str
     keywords: tuple[str, ...]
     total_size: int  # all its members, whatever the period
+    shipped_idea: str | None = None  # a reviewed candidate's idea that shipped: questions since are gaps
 
 
 def content_gaps(
@@ -57,6 +58,8 @@ def content_gaps(
             cluster = clusters[rows[0]["id"]]
             gap |= {"candidate_id": cluster.candidate_id, "label": cluster.label, "query": cluster.label,
                     "keywords": list(cluster.keywords), "total_size": cluster.total_size}
+            if cluster.shipped_idea:
+                gap["shipped_idea"] = cluster.shipped_idea
         gaps.append(gap)
     return gaps
 
@@ -64,7 +67,10 @@ def content_gaps(
 def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str, OpenCluster], set[str]]:
     """For these pool searches: the open (new) candidate of each that has one, and those whose
     candidate was reviewed (promoted, merged, dismissed). Retired candidates count as none, and
-    so does a reviewed one for a question the admin left out of it (it is not about the idea)."""
+    so does a reviewed one for a question the admin left out of it (it is not about the idea).
+
+    A question asked after the candidate's idea shipped counts for the candidate again: the
+    feature exists, nothing answered the question, so an article is missing."""
     import json
 
     from .candidates import candidate_exclusions, candidate_members, candidates
@@ -75,7 +81,7 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
     for part in chunks(sorted(search_ids)):
         found += conn.execute(
             sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
-                      candidates.c.status, searches.c.query)
+                      candidates.c.status, candidates.c.idea_id, searches.c.query, searches.c.created_at)
             .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
             .join(searches, searches.c.id == candidate_members.c.search_id)
             .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
@@ -86,8 +92,15 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
             sa.select(candidate_exclusions.c.candidate_id, candidate_exclusions.c.query_key)
             .where(candidate_exclusions.c.candidate_id.in_(part))
         ))
-    reviewed = {r.search_id for r in found if r.status != "new" and (r.id, normalize_query(r.query)) not in left_out}
-    rows = [r for r in found if r.status == "new"]
+    shipped = _shipped_ideas(conn, {r.idea_id for r in found if r.status in ("promoted", "merged") and r.idea_id})
+
+    def since_shipped(r) -> str | None:
+        when = shipped.get(r.idea_id) if r.status in ("promoted", "merged") else None
+        return when[0] if when is not None and r.created_at >= when[1] else None
+
+    reviewed = {r.search_id for r in found if r.status != "new" and (r.id, normalize_query(r.query)) not in left_out
+                and not since_shipped(r)}
+    rows = [r for r in found if r.status == "new" or (r.search_id not in reviewed and since_shipped(r))]
     ids = sorted({r.id for r in rows})
     sizes: dict[str, int] = {}
     for part in chunks(ids):
@@ -97,7 +110,21 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
             .group_by(candidate_members.c.candidate_id)
         ).all())
     open_clusters = {
-        r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)))
+        r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)),
+                                 since_shipped(r))
         for r in rows
     }
     return open_clusters, reviewed
+
+
+def _shipped_ideas(conn: sa.Connection, idea_ids: set[str]) -> dict[str, tuple[str, float]]:
+    """idea id -> (the idea it stands for now, when that shipped), for those whose end of the
+    merged_into chain is shipped."""
+    from .ideas import resolve_idea
+
+    out = {}
+    for idea_id in sorted(idea_ids):
+        idea = resolve_idea(conn, idea_id)
+        if idea is not None and idea["status"] == "shipped" and idea.get("shipped_at") is not None:
+            out[idea_id] = (idea["id"], float(idea["shipped_at"]))
+    return out

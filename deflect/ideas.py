@@ -105,11 +105,15 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
         if existing is not None:
             updated += 1
         else:
-            conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
+            conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=_shipped_at(record, now)))
             inserted += 1
     if inserted or updated:
         bump_sync_counter(conn, GENERATION)
     return inserted, updated, errors
+
+
+def _shipped_at(record: dict, now: float) -> float | None:
+    return now if record["status"] == "shipped" else None
 
 
 def _reimport(conn: sa.Connection, existing: dict, record: dict, given: set[str]) -> None:
@@ -222,7 +226,7 @@ def create_idea(conn: sa.Connection, data: dict) -> dict:
     elif get_idea(conn, record["id"]) is not None:
         raise IdeaConflict("id", f"an idea with id {show_id(record['id'])} exists already")
     now = time.time()
-    conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now))
+    conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=_shipped_at(record, now)))
     bump_sync_counter(conn, GENERATION)
     return get_idea(conn, record["id"])
 
@@ -268,6 +272,8 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     record = validate_idea(merged)
     now = time.time()
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
+    if record["status"] != idea["status"]:  # when it shipped: questions asked since are content gaps (deflect.gaps)
+        values["shipped_at"] = _shipped_at(record, now)
     if record["status"] == "merged" and idea["status"] != "merged":
         target = _merge_target(conn, patch.get("merged_into"), idea_id)
         twice = move_votes(conn, idea_id, target["id"])

@@ -333,7 +333,8 @@ def format_report(report: dict, top: int = 10) -> str:
     if report["content_gaps"]:
         lines += ["", "content gaps (most frequent unanswered questions)"]
         for gap in report["content_gaps"][:top]:
-            lines.append(f"{gap['count']:>6}  {gap['query'][:70]}")
+            shipped = f"  (since idea {gap['shipped_idea']} shipped)" if gap.get("shipped_idea") else ""
+            lines.append(f"{gap['count']:>6}  {gap['query'][:70]}{shipped}")
     if report["series"]:
         lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
         for day in report["series"][-top:]:

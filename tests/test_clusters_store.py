@@ -237,6 +237,43 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     assert kept_id in {q["search_id"] for q in views.get_candidate(store, gantt["id"])["queries"]}
 
 
+def test_questions_asked_after_the_idea_shipped_are_a_content_gap_again(store, embedder):
+    """A promoted candidate's questions are no gap while the idea is awaited; once it shipped, a
+    question about it that nothing answered means an article is missing: a gap under the
+    candidate, saying which idea shipped (also through a merge). Earlier questions stay none."""
+    from deflect.ideas import update_idea
+
+    offline = ask_all_and_rebuild(store, embedder, Settings())["offline"]
+    idea_id = review.promote(store, offline["id"])["idea"]["id"]
+    asked_before = ask(store, "does the iphone app work offline")
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+
+    def gaps() -> dict:
+        return {g.get("candidate_id"): g for g in compute_metrics(store)["content_gaps"]}
+
+    assert offline["id"] not in gaps()
+    with db.writing(store) as conn:
+        update_idea(conn, idea_id, {"status": "shipped"})
+    assert get_idea(store, idea_id)["shipped_at"] >= views.get_candidate(store, offline["id"])["last_seen"]
+    assert offline["id"] not in gaps()  # everything was asked before it shipped
+    since = ask(store, "how do i use offline mode in the iphone app now")
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    gap = gaps()[offline["id"]]
+    assert (gap["count"], gap["search_ids"], gap["shipped_idea"]) == (1, [since], idea_id)
+    assert asked_before not in gap["search_ids"]
+    with db.writing(store) as conn:  # reopened: the questions are requests again
+        update_idea(conn, idea_id, {"status": "planned"})
+    assert get_idea(store, idea_id)["shipped_at"] is None and offline["id"] not in gaps()
+    _idea(store, "offline-everywhere", "Offline everywhere")
+    with db.writing(store) as conn:  # merged into another idea, which ships: its questions since are gaps
+        update_idea(conn, idea_id, {"merged_into": "offline-everywhere"})
+        update_idea(conn, "offline-everywhere", {"status": "shipped"})
+    later = ask(store, offline["queries"][0]["text"].upper())  # asked again, in other letters
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    gap = gaps()[offline["id"]]
+    assert (gap["search_ids"], gap["shipped_idea"]) == ([later], "offline-everywhere")
+
+
 def test_merge_and_review_errors(store, embedder):
     for i, q in enumerate(QUESTIONS):
         ask(store, q["text"], ticket={"email": f"user{i}@example.com", "mrr": 5.0})
@@ -509,8 +546,9 @@ def test_migration_0007_adds_exclusions_and_keeps_reviewed_candidates(database_u
             {"search_id": first, "candidate_id": "c-done", "joined_at": now},
             {"search_id": second, "candidate_id": "c-new", "joined_at": now},
         ])
-    db.upgrade(engine)
+    db.upgrade(engine, "0007")
     assert db.current_revision(engine) == "0007"
+    db.upgrade(engine)  # the code reads the newest schema
     done = views.get_candidate(engine, "c-done")
     assert done["status"] == "promoted" and done["queries"][0]["excluded"] is False
     with pytest.raises(cand.CandidateError):  # its only question left out: no question to describe it by

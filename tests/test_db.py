@@ -13,11 +13,11 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0007"
+    assert db.current_revision(engine) == "0008"
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= {"ideas", "idea_votes", "searches", "search_results", "events", "aliases", "alias_confirmations", "sync_state"}
     db.upgrade(engine)  # idempotent: serve runs it on every start
-    assert db.current_revision(engine) == "0007"
+    assert db.current_revision(engine) == "0008"
     engine.dispose()
 
 
@@ -52,7 +52,7 @@ def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
             {"id": "a" * 32, "q": "old question", "s": "old-session", "t": now, "a": True},
         )
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0007"
+    assert db.current_revision(engine) == "0008"
     with db.writing(engine) as conn:
         assert conn.execute(sa.select(db.searches.c.query)).scalar_one() == "old question"
         assert conn.execute(sa.select(db.ideas.c.title)).scalar_one() == "Dark mode"
@@ -97,7 +97,7 @@ def test_migration_0006_keeps_alias_confirmations_and_records_clients_from_then_
         conn.execute(sa.text("INSERT INTO alias_confirmations (alias_id, search_id, session, created_at) "
                              "VALUES (1, 'old-search', 's-old', :t)"), {"t": time.time()})
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0007"
+    assert db.current_revision(engine) == "0008"
     policy = aliases.AliasPolicy(min_confirmations=2, per_session_hour=5, per_client_hour=1)
     search = {"id": "new-search", "query": "Money back?"}
     with db.writing(engine) as conn:
@@ -109,4 +109,19 @@ def test_migration_0006_keeps_alias_confirmations_and_records_clients_from_then_
         rows = conn.execute(sa.select(db.alias_confirmations.c.session, db.alias_confirmations.c.client)
                             .order_by(db.alias_confirmations.c.id)).all()
     assert [tuple(r) for r in rows] == [("s-old", None), ("s-new", "10.0.0.7")]
+    engine.dispose()
+
+
+def test_migration_0008_dates_ideas_shipped_before_it_by_their_last_update(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0007")
+    with db.writing(engine) as conn:
+        conn.execute(db.ideas.insert(), [
+            {"id": "dark-mode", "title": "Dark mode", "status": "shipped", "created_at": 1.0, "updated_at": 5.0},
+            {"id": "gantt", "title": "Gantt", "status": "open", "created_at": 1.0, "updated_at": 7.0},
+        ])
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        shipped = dict(conn.execute(sa.select(db.ideas.c.id, db.ideas.c.shipped_at)).all())
+    assert shipped == {"dark-mode": 5.0, "gantt": None}
     engine.dispose()

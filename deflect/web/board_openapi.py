@@ -133,7 +133,8 @@ BOARD_SCHEMAS = {
         "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
         "votes": {"type": "integer"}, "requesters": {"type": "integer"}, "mrr": {"type": "number"},
         "counted": {"type": "boolean", "description": "votes only: false when this requester had voted already"},
-        "created_at": {"type": "number"}, "updated_at": {"type": "number"}}},
+        "created_at": {"type": "number"}, "updated_at": {"type": "number"},
+        "shipped_at": {"type": "number", "nullable": True, "description": "when it became shipped"}}},
     "Candidate": {"type": "object", "properties": {
         "id": {"type": "string"}, "label": {"type": "string"}, "keywords": {"type": "array", "items": {"type": "string"}},
         "status": {"type": "string", "enum": ["new", "promoted", "merged", "dismissed"]}, "active": {"type": "boolean"},

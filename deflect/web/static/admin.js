@@ -238,6 +238,9 @@
         return typeof q === "string" ? q : first(q.text, q.query, "");
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
+      if (gap.shipped_idea) {  // the feature exists now; no article answers its questions yet
+        left.appendChild(el("div", "muted", "Asked since idea “" + ideaTitle(gap.shipped_idea) + "” shipped: write an article?"));
+      }
       var n = first(gap.count, gap.searches);  // the period's searches, as the list is ranked
       var when = gap.last_seen != null ? " · last " + shortDate(gap.last_seen) : "";
       li.appendChild(el("span", "count", num(n) + (n === 1 ? " search" : " searches") + when));
