@@ -1,10 +1,9 @@
-"""Markdown knowledge base: files, front matter, ids, safe HTML rendering (passages: deflect.passages)."""
+"""Markdown knowledge base: files, front matter, ids (passages: deflect.passages; HTML: deflect.article_html)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import html
 import logging
 import os
 import re
@@ -16,14 +15,14 @@ from urllib.parse import quote
 
 import yaml
 
+from .article_html import is_safe_url
+from .article_html import render_html as render_html  # where it was before deflect.article_html
 from .locales import is_language_tag
 from .passages import HEADING, Passage, split_passages
 
 log = logging.getLogger(__name__)
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)  # may be empty
-_SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
-_HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
 # Files read as articles (compared in lower case); deflect.watcher reindexes when one changes.
 ARTICLE_SUFFIXES = (".md", ".markdown")
@@ -237,12 +236,6 @@ def _first_h1(body: str) -> str | None:
     return None
 
 
-def is_safe_url(value: str) -> bool:
-    """Allow http(s), mailto and relative URLs only, after undoing entity and control tricks."""
-    decoded = "".join(c for c in html.unescape(html.unescape(value)) if ord(c) > 0x20)
-    return bool(_SAFE_SCHEME.match(decoded)) or not _HAS_SCHEME.match(decoded)
-
-
 # A file changed this close to (or after) the scan that recorded its stat may have changed
 # again within the same timestamp tick without changing its size, so its stat alone is not
 # trusted: it is read and hashed (git's "racy clean" rule).
@@ -372,26 +365,3 @@ def _read_article(
     article = parse_article(raw, rel, default_locale, passage_chars)
     article.file_stat = signature
     return article
-
-
-def render_html(markdown_text: str) -> str:
-    """Render Markdown to HTML with raw HTML escaped and script-capable URLs removed."""
-    import markdown
-    from markdown.treeprocessors import Treeprocessor
-
-    class _DropUnsafeUrls(Treeprocessor):
-        def run(self, root):  # type: ignore[override]
-            for element in root.iter():
-                for attr in ("href", "src"):
-                    value = element.get(attr)
-                    if value is not None and not is_safe_url(value):
-                        element.set(attr, "#")
-                for attr in list(element.keys()):
-                    if attr.lower().startswith("on"):
-                        del element.attrib[attr]
-
-    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
-    md.preprocessors.deregister("html_block")
-    md.inlinePatterns.deregister("html")
-    md.treeprocessors.register(_DropUnsafeUrls(md), "drop_unsafe_urls", 0)
-    return md.convert(markdown_text)

@@ -16,6 +16,7 @@ import numpy as np
 from .articles import PARSER_VERSION, Article, load_kb
 from .errors import DeflectError
 from .index_folder import FORMAT, KBIndex, live_index, remember, save_index
+from .links import link_problems, log_new
 from .passages import Passage
 from .scoring import SCORING_VERSION
 
@@ -131,6 +132,11 @@ def build_index(
         reported=live.derived.get("warnings", ()) if live else (),
         held_ids=held_ids,
     )
+    # Links are checked against this version's articles, then left as written: they are resolved
+    # when an article is shown (deflect.links), so a link never changes passages or search results.
+    links_checked: dict = {}
+    link_warnings = link_problems(articles, kb_dir, live.derived.get("links_checked") if live else None, links_checked)
+    log_new(link_warnings, live.derived.get("link_warnings", ()) if live else ())
     old_files = previous.manifest["files"] if previous else {}
     spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
 
@@ -168,6 +174,8 @@ def build_index(
         report.version = previous.version
         previous.derived["kb_articles"] = articles
         previous.derived["warnings"] = report.warnings
+        previous.derived["link_warnings"] = link_warnings
+        previous.derived["links_checked"] = links_checked
         remember(index_dir, previous)
         return previous, report
 
@@ -230,6 +238,8 @@ def build_index(
     save_index(index, index_dir)
     index.derived["kb_articles"] = articles
     index.derived["warnings"] = report.warnings  # logged once; the next build logs only new ones
+    index.derived["link_warnings"] = link_warnings
+    index.derived["links_checked"] = links_checked
     remember(index_dir, index)
     report.version = version
     return index, report

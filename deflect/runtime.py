@@ -336,16 +336,21 @@ class Runtime:
         ]
 
     def article(self, article_id: str) -> dict | None:
-        from .articles import render_html
+        """One article with its HTML, relative links and images resolved against the version served now."""
+        from .article_html import render_html
+        from .links import LinkTargets
 
         index = self.engine.index
         meta = next((a for a in index.articles if a["id"] == article_id), None)
         if meta is None:
             return None
         body = index.bodies.get(article_id, "")
+        targets = index.derived.get("link_targets")
+        if targets is None:  # once per version
+            targets = index.derived["link_targets"] = LinkTargets(index.articles)
         return {k: meta[k] for k in ("id", "title", "url", "locale", "tags")} | {
             "markdown": body,
-            "html": render_html(body),
+            "html": render_html(body, targets.rewriter(meta.get("path", ""))),
         }
 
     def health(self) -> dict:

@@ -11,9 +11,10 @@ import html
 import re
 from collections import defaultdict
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
-from ..articles import is_safe_url
+from ..article_html import is_safe_url
+from ..links import IMAGE_ROUTE, kb_image
 from ..locales import is_language_tag
 
 pages = Blueprint("pages", __name__, template_folder="templates")
@@ -131,7 +132,7 @@ def article_page(article_id: str):
     return _page("article.html", article=article, body=body, category=_category(article), nav="articles")
 
 
-_LEADING_H1 = re.compile(r"\A\s*<h1>(.*?)</h1>\s*", re.S)
+_LEADING_H1 = re.compile(r"\A\s*<h1(?: [^>]*)?>(.*?)</h1>\s*", re.S)
 
 
 def _without_title_heading(body_html: str, title: str) -> str:
@@ -140,6 +141,23 @@ def _without_title_heading(body_html: str, title: str) -> str:
     if match and html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip() == title.strip():
         return body_html[match.end() :]
     return body_html
+
+
+# Images are the writers' own files: an SVG opened on its own could carry script, so every image
+# answer forbids running anything (sandbox: no script, no plugin, an origin of its own).
+IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
+
+
+@pages.get(IMAGE_ROUTE + "<path:name>")
+def kb_image_file(name: str):
+    """An image from kb_dir that an article shows (deflect.links.kb_image says which files qualify)."""
+    found = kb_image(_settings().kb_dir, name)
+    if found is None:
+        return _page("not_found.html", 404, what="image", nav="articles")
+    path, mimetype = found
+    response = send_file(path, mimetype=mimetype, conditional=True, etag=True)
+    response.headers["Content-Security-Policy"] = IMAGE_CSP
+    return response
 
 
 @pages.get("/ideas")

@@ -79,6 +79,14 @@ PAGES = {
         "schema": {"type": "string", "enum": ["", "open", "planned", "in_progress", "shipped", "declined"]},
         "description": "show one status; another value is a 404 page"}])},
     "/admin": {"get": _page("The admin dashboard (asks for the admin token)")},
+    "/kb-images/{name}": {"get": {
+        "summary": "An image that articles show, from kb_dir (png, jpg, gif, webp, avif, svg; never hidden or outside)",
+        "tags": ["pages"],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "the image's path relative to kb_dir"}],
+        "responses": {"200": {"description": "the image, with its type"},
+                      "404": {"description": "an HTML 'not found' page", "content": _HTML}},
+    }},
     "/static/{filename}": {"get": {
         "summary": "deflect's own scripts, styles and icon (the widget is /static/deflect-widget.js)",
         "tags": ["pages"],

@@ -1,0 +1,111 @@
+"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them.
+
+Rendered when an article is shown, never stored in the index: relative links are resolved then
+(`rewrite`, see deflect.links), since where they lead depends on the other files of the KB.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+_SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
+_HAS_SCHEME = re.compile(r"^[^/?#]*:")
+
+# rewrite(attribute, value) -> the value to use, or None to drop the attribute (a link that leads
+# nowhere stays as its text; an image that cannot be served shows its alt text).
+Rewrite = Callable[[str, str], "str | None"]
+
+
+def is_safe_url(value: str) -> bool:
+    """Allow http(s), mailto and relative URLs only, after undoing entity and control tricks."""
+    decoded = "".join(c for c in html.unescape(html.unescape(value)) if ord(c) > 0x20)
+    return bool(_SAFE_SCHEME.match(decoded)) or not _HAS_SCHEME.match(decoded)
+
+
+# A line that starts a list even right after a paragraph line, as on GitHub (CommonMark): a bullet,
+# or an ordered item numbered 1 (so "...released in version\n4. Then..." stays prose). Python-Markdown
+# reads only "1." (not "1)") as an ordered item, so that is all that is looked for.
+_LIST_START = re.compile(r"^ {0,3}(?:[-*+]|1\.)[ ]+\S")
+_ANY_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d+\.)[ ]+\S")
+_THEMATIC_BREAK = re.compile(r"^ {0,3}([-*_])(?: *\1){2,} *$")  # "- - -", "* * *": a rule, not an item
+
+
+def blank_line_before_lists(lines: list[str]) -> list[str]:
+    """Lines with a blank line put before a list that directly follows a paragraph line.
+
+    Python-Markdown needs that blank line; writers used to GitHub leave it out ("To export:" then
+    "1. Open Settings"), and the list would render as one run-on paragraph. Nothing changes inside
+    a list (nested and continued items), in indented code, or in fenced code (gone by the time this
+    runs: Python-Markdown's fenced-code step comes first).
+    """
+    out: list[str] = []
+    block = ""  # what the current block is: "paragraph", "list", "code", or "" before any
+    after_blank = True
+    for line in lines:
+        if not line.strip():
+            out.append(line)
+            after_blank = True
+            continue
+        indented = line.startswith("    ")
+        item = bool(_ANY_ITEM.match(line)) and not _THEMATIC_BREAK.match(line)
+        if after_blank:
+            if block == "list" and (indented or item):
+                pass  # a loose list's next item, or a paragraph inside an item
+            elif indented:
+                block = "code"
+            else:
+                block = "list" if item else "paragraph"
+        elif block == "paragraph" and _LIST_START.match(line) and not _THEMATIC_BREAK.match(line):
+            out.append("")
+            block = "list"
+        elif block == "code" and not indented:
+            block = "list" if item else "paragraph"  # Python-Markdown ends the code block here
+        out.append(line)
+        after_blank = False
+    return out
+
+
+def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
+    """Render Markdown to HTML with raw HTML escaped and script-capable URLs removed.
+
+    Headings get ids (GitHub-like slugs) so that links with a #fragment land on them. `rewrite`,
+    if given, is asked about every safe href and src (relative article links, images).
+    """
+    import markdown
+    from markdown.extensions.toc import TocExtension, slugify_unicode
+    from markdown.preprocessors import Preprocessor
+    from markdown.treeprocessors import Treeprocessor
+
+    class _ListsAfterParagraphs(Preprocessor):
+        def run(self, lines):  # type: ignore[override]
+            return blank_line_before_lists(lines)
+
+    class _SafeUrls(Treeprocessor):
+        def run(self, root):  # type: ignore[override]
+            for element in root.iter():
+                for attr in ("href", "src"):
+                    value = element.get(attr)
+                    if value is None:
+                        continue
+                    if not is_safe_url(value):
+                        element.set(attr, "#")
+                        continue
+                    new = rewrite(attr, value) if rewrite is not None else value
+                    if new is None:
+                        del element.attrib[attr]
+                    elif new != value:
+                        element.set(attr, new if is_safe_url(new) else "#")
+                for attr in list(element.keys()):
+                    if attr.lower().startswith("on"):
+                        del element.attrib[attr]
+
+    toc = TocExtension(marker="", slugify=slugify_unicode)  # ids only: no "[TOC]" table of contents
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", toc])
+    md.preprocessors.deregister("html_block")
+    # After fenced code (25) has taken its blocks out, so no line of code is touched.
+    md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)
+    md.inlinePatterns.deregister("html")
+    md.treeprocessors.register(_SafeUrls(md), "safe_urls", 0)
+    return md.convert(markdown_text)
