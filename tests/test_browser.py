@@ -455,6 +455,18 @@ def test_article_page_without_a_search_does_not_ask_for_feedback(page, site):
     expect(page.locator("[data-article-feedback]")).to_be_hidden()
 
 
+def test_an_article_shows_its_image_and_links_to_another_article(page, site):
+    """Under the pages' Content-Security-Policy (a violation is a console error, which fails the test)."""
+    page.goto(site.base + "/articles/billing/invoices-receipts")
+    image = page.locator(".article-body img[alt='Billing history']")
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 240
+    page.goto(site.base + "/articles/billing/update-payment-method")
+    page.locator(".article-body a", has_text="invoice").click()
+    expect(page).to_have_url(re.compile(r"/articles/billing/invoices-receipts#download-an-invoice$"))
+    expect(page.locator("#download-an-invoice")).to_be_in_viewport()
+
+
 def test_an_answer_from_a_link_of_no_search_here_is_not_offered_again(page, site):
     """A ?search= this deployment does not know (another server's link, a hand-edited URL): the
     answer cannot be saved by any retry, so the page says so instead of "please try again"."""
