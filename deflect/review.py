@@ -89,7 +89,7 @@ def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]
         raise CandidateError(400, "exclude", f"exclude names {show_id(strangers[0])}, which is no question of this candidate")
     before = excluded_keys(conn, candidate_id)
     keys = {normalize_query(members[s]) for s in left_out} - before
-    if {normalize_query(q) for q in members.values()} <= before | keys:
+    if keys and {normalize_query(q) for q in members.values()} <= before | keys:
         raise CandidateError(400, "exclude", "exclude leaves out every question of this candidate; dismiss it instead")
     if keys:
         now = time.time()

@@ -553,6 +553,10 @@ def test_migration_0007_adds_exclusions_and_keeps_reviewed_candidates(database_u
     assert done["status"] == "promoted" and done["queries"][0]["excluded"] is False
     with pytest.raises(cand.CandidateError):  # its only question left out: no question to describe it by
         review.promote(engine, "c-new", exclude=[second])
+    with db.writing(engine) as conn:  # a dismissed candidate a rebuild retired has no members left
+        conn.execute(cand.candidates.insert().values(id="c-empty", label="old", status="dismissed", active=False,
+                                                     idea_id=None, created_at=now, updated_at=now))
+    assert review.promote(engine, "c-empty", title="Old idea")["candidate"]["status"] == "promoted"
     with db.writing(engine) as conn:
         conn.execute(cand.candidate_exclusions.insert().values(candidate_id="c-new", query_key="x", excluded_at=now))
     with db.writing(engine) as conn:  # a candidate's exclusions go with it
