@@ -14,7 +14,8 @@ _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
 # rewrite(attribute, value) -> the value to use, or None to drop the attribute (a link that leads
-# nowhere stays as its text; an image that cannot be served shows its alt text).
+# nowhere stays as its text; an image whose path leaves kb_dir shows its alt text; one inside it
+# that is missing gets its /kb-images/ address, which answers "not found").
 Rewrite = Callable[[str, str], "str | None"]
 
 
@@ -67,6 +68,10 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
     return out
 
 
+# Ids the article page itself has (deflect/web/templates): a heading never takes one.
+PAGE_IDS = ("main",)
+
+
 def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
     """Render Markdown to HTML with raw HTML escaped and script-capable URLs removed.
 
@@ -74,7 +79,7 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
     if given, is asked about every safe href and src (relative article links, images).
     """
     import markdown
-    from markdown.extensions.toc import TocExtension, slugify_unicode
+    from markdown.extensions.toc import slugify_unicode
     from markdown.preprocessors import Preprocessor
     from markdown.treeprocessors import Treeprocessor
 
@@ -101,11 +106,27 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     if attr.lower().startswith("on"):
                         del element.attrib[attr]
 
-    toc = TocExtension(marker="", slugify=slugify_unicode)  # ids only: no "[TOC]" table of contents
-    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", toc])
+    class _HeadingIds(Treeprocessor):
+        """GitHub's heading ids: `## Fees` is "fees", a second one "fees-1"; never an id the page
+        itself uses ("main", the skip link's target)."""
+
+        def run(self, root):  # type: ignore[override]
+            used = set(PAGE_IDS)
+            for element in root.iter():
+                if element.tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                    base = slugify_unicode("".join(element.itertext()), "-") or "section"
+                    slug, n = base, 0
+                    while slug in used:
+                        n += 1
+                        slug = f"{base}-{n}"
+                    used.add(slug)
+                    element.set("id", slug)
+
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
     md.preprocessors.deregister("html_block")
     # After fenced code (25) has taken its blocks out, so no line of code is touched.
     md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)
     md.inlinePatterns.deregister("html")
+    md.treeprocessors.register(_HeadingIds(md), "heading_ids", 1)
     md.treeprocessors.register(_SafeUrls(md), "safe_urls", 0)
     return md.convert(markdown_text)

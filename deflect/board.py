@@ -208,6 +208,7 @@ class Board:
         return idea | {"notifications_queued": len(notified)}
 
     def requesters(self, idea_id: str) -> dict | None:
+        self._sync_requesters()  # late askers of its reviewed candidates count already
         with self.db.connect() as conn:
             return votes.idea_requesters(conn, idea_id)
 

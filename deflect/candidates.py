@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from . import clusters
 from .db import advisory_lock, metadata, searches, sync_state, writing
-from .pool import load_pool, pool_matrix
+from .events import normalize_query
+from .pool import chunks, load_pool, pool_matrix
 
 STATUSES = ("new", "promoted", "merged", "dismissed")
 REBUILT_AT = "clusters.rebuilt_at"
@@ -114,6 +115,24 @@ def _history(conn: sa.Connection) -> dict[str, set[str]]:
     return out
 
 
+def _without_left_out(conn: sa.Connection, sets: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Each candidate's searches but those worded like a question the admin left out of it: a
+    group made of left-out questions is not the reviewed candidate, so it does not take its id or
+    decision (assign_ids matches the kept ones)."""
+    left_out: dict[str, set[str]] = defaultdict(set)
+    for row in conn.execute(sa.select(candidate_exclusions.c.candidate_id, candidate_exclusions.c.query_key)):
+        left_out[row.candidate_id].add(row.query_key)
+    if not any(cid in sets for cid in left_out):
+        return sets
+    queries: dict[str, str] = {}
+    for part in chunks(sorted({s for cid in left_out for s in sets.get(cid, ())})):
+        queries.update(conn.execute(sa.select(searches.c.id, searches.c.query).where(searches.c.id.in_(part))).all())
+    return {
+        cid: {s for s in members if normalize_query(queries.get(s, "")) not in left_out[cid]} if cid in left_out else members
+        for cid, members in sets.items()
+    }
+
+
 def _match_ids(new_sets: list[set], old_sets: dict[str, set], present: set, taken: set) -> dict[int, str]:
     """New group index -> old id, for ids not in `taken`: the old group whose members the new one
     mostly keeps (clusters.match_previous), else the old group the new one is mostly made of (so a
@@ -178,9 +197,9 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
         lock_candidates(conn)
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
-        history = _history(conn)
+        history = _without_left_out(conn, _history(conn))
         in_pool = {r["id"] for r in pool}
-        mapping, split = assign_ids(new_sets, old, old_members, history, in_pool)
+        mapping, split = assign_ids(new_sets, old, _without_left_out(conn, old_members), history, in_pool)
         conn.execute(candidate_members.delete())
         for i, members in enumerate(groups):
             vecs = vectors[members]

@@ -9,7 +9,7 @@ import sys
 import click
 
 from .cli_errors import DeflectGroup
-from .cli_options import cli_settings, migrated_store, path_options
+from .cli_options import cli_settings, csv_value, migrated_store, path_options
 
 _settings = cli_settings
 
@@ -326,29 +326,13 @@ def events_export(since, until, database_url, fmt, output):
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row))
                     writer.writeheader()
-                writer.writerow({k: _csv_value(v) for k, v in row.items()})
+                writer.writerow({k: csv_value(v) for k, v in row.items()})
             count += 1
     if output != "-":
         click.echo(f"{count} events written to {output}", err=True)
 
 
 # A spreadsheet evaluates a cell that starts with one of these as a formula (=HYPERLINK(...)).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_value(value):
-    """Booleans as true/false (not Python's True/False), like the JSON export.
-
-    Text a user typed that a spreadsheet would run as a formula gets a leading ' (OWASP's
-    advice against CSV injection); numbers, and the JSONL export, stay exact.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 @main.command()
 def settings():
     """List every setting with its environment variable, default and help."""

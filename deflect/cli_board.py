@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .cli_options import cli_settings, migrated_store, path_options
+from .cli_options import cli_settings, csv_value, migrated_store, path_options
 
 _path_options = path_options
 _settings = cli_settings
@@ -131,10 +131,12 @@ def _person(p: dict) -> str:
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def ideas_requesters(idea_id, as_csv, as_json, database_url):
     """Who asked for idea IDEA_ID, highest MRR first (a merged idea's requesters are on its target)."""
+    from .review import sync_requesters
     from .votes import idea_requesters
 
     engine = migrated_store(_settings(database_url=database_url))  # the store only: no index, no model
     try:
+        sync_requesters(engine)  # people who asked since the review, as a server would have added them
         with engine.connect() as conn:
             found = idea_requesters(conn, idea_id)
     finally:
@@ -150,8 +152,9 @@ def ideas_requesters(idea_id, as_csv, as_json, database_url):
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["customer_id", "email", "mrr"])
-        writer.writerows([p["customer_id"] or "", p["email"] or "", "" if p["mrr"] is None else f"{p['mrr']:g}"]
-                         for p in found["requesters"])
+        # customer_id and email are what callers of the public API said: a formula is not run
+        writer.writerows([csv_value(p["customer_id"] or ""), csv_value(p["email"] or ""),
+                          "" if p["mrr"] is None else f"{p['mrr']:g}"] for p in found["requesters"])
         click.echo(out.getvalue(), nl=False)
     else:
         people = found["requesters"]

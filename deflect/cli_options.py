@@ -52,3 +52,19 @@ class ConfigProblem(click.ClickException):
     """A configuration error: `Error: ...` without click's usage lines, exit status 2."""
 
     exit_code = 2
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_value(value):
+    """Booleans as true/false (not Python's True/False), like the JSON export.
+
+    Text a user typed that a spreadsheet would run as a formula gets a leading ' (OWASP's
+    advice against CSV injection); numbers, and the JSONL export, stay exact.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

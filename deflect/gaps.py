@@ -95,12 +95,15 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
     shipped = _shipped_ideas(conn, {r.idea_id for r in found if r.status in ("promoted", "merged") and r.idea_id})
 
     def since_shipped(r) -> str | None:
+        """The shipped idea a question of a reviewed candidate was asked after (not one left out of it)."""
         when = shipped.get(r.idea_id) if r.status in ("promoted", "merged") else None
-        return when[0] if when is not None and r.created_at >= when[1] else None
+        if when is None or r.created_at < when[1] or (r.id, normalize_query(r.query)) in left_out:
+            return None
+        return when[0]
 
     reviewed = {r.search_id for r in found if r.status != "new" and (r.id, normalize_query(r.query)) not in left_out
                 and not since_shipped(r)}
-    rows = [r for r in found if r.status == "new" or (r.search_id not in reviewed and since_shipped(r))]
+    rows = [r for r in found if r.status == "new" or since_shipped(r)]
     ids = sorted({r.id for r in rows})
     sizes: dict[str, int] = {}
     for part in chunks(ids):

@@ -40,6 +40,10 @@ from .votes import add_vote
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
+    """The candidate, if its status allows `action`. Holds the candidates lock to the end of the
+    transaction: two admins (or a double click on two server processes) cannot both promote it,
+    nor a rebuild drop it meanwhile."""
+    lock_candidates(conn)
     row = conn.execute(sa.select(candidates).where(candidates.c.id == candidate_id)).first()
     if row is None:
         raise CandidateError(404, "id", f"no candidate with id {show_id(candidate_id)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -122,6 +123,14 @@ def test_relative_images_are_served_from_the_kb_and_headings_get_ids():
 
 
 # --- index time ----------------------------------------------------------------------------
+
+
+def test_heading_ids_are_githubs_and_never_the_pages_own():
+    """A second "## Fees" is #fees-1 as on GitHub (where writers check their links); a heading
+    "Main" does not take the id of the page's <main>, which the skip link targets."""
+    markup = render_html("## Main\n\n## Fees\n\nx\n\n## Fees\n\ny\n\n## 환불 요청\n")
+    ids = re.findall(r'<h2 id="([^"]+)">', markup)
+    assert ids == ["main-1", "fees", "fees-1", "환불-요청"]
 
 
 def test_links_that_lead_nowhere_are_logged_once_and_do_not_change_passages(tmp_path, embedder, caplog):

@@ -234,6 +234,12 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     told = {n["email"] for n in list_outbox(store)["notifications"] if n["kind"] == "idea_shipped"}
     assert told == expected | {"kept@example.com"}
     assert email_of[outlier_id] not in told and "again@example.com" not in told
+    # Asked again after the idea shipped: still not about it, so not filed under its candidate.
+    ask(store, outlier)
+    assert cand.join_new(store, embedder.encode, MODEL) == 1
+    rows = compute_metrics(store)["content_gaps"]
+    assert {g["query"].casefold(): g["count"] for g in rows}.get(outlier.casefold()) == 3
+    assert gantt["id"] not in {g.get("candidate_id") for g in rows}
     assert kept_id in {q["search_id"] for q in views.get_candidate(store, gantt["id"])["queries"]}
 
 
@@ -272,6 +278,33 @@ def test_questions_asked_after_the_idea_shipped_are_a_content_gap_again(store, e
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     gap = gaps()[offline["id"]]
     assert (gap["search_ids"], gap["shipped_idea"]) == ([later], "offline-everywhere")
+
+
+def test_two_admins_promoting_one_candidate_at_once_make_one_idea(store, embedder):
+    """Two server processes take the same click: one promotes, the other is told it is promoted
+    (409), with the same question left out by both; never two ideas or a database error."""
+    import threading
+
+    from deflect.ideas import list_ideas
+
+    gantt = ask_all_and_rebuild(store, embedder, Settings())["gantt"]
+    left_out = [gantt["queries"][0]["search_id"]]
+    start, outcomes = threading.Barrier(4), []
+
+    def promote() -> None:
+        start.wait()
+        try:
+            outcomes.append(review.promote(store, gantt["id"], title="Gantt", exclude=left_out)["candidate"]["status"])
+        except cand.CandidateError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=promote) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes, key=str) == sorted(["promoted", 409, 409, 409], key=str)
+    assert [i["title"] for i in list_ideas(store)] == ["Gantt"]
 
 
 def test_merge_and_review_errors(store, embedder):
@@ -452,6 +485,30 @@ def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
     # Rebuilding the same pool keeps both ids.
     again = cand.rebuild(store, fake.encode, "fake-2", settings)
     assert again["kept"] == 5 and again["split"] == 0 and again["new"] == 0
+
+
+def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_candidate(store):
+    """The admin said they are not about the idea: grouped on their own by a rebuild, they are a
+    new candidate to review, not a part of the promoted one that inherits its decision."""
+    settings = Settings(cluster_min_size=3)
+    sizes = {"alpha": 5, "gamma": 5, "delta": 5, "promo": 7}
+    axes = {"alpha": 0, "gamma": 2, "delta": 3, "promo": 5}
+    fake = TopicEmbedder({t: axes[name] for name, n in sizes.items() for t in _texts(name, n)})
+    for name, n in sizes.items():
+        for text in _texts(name, n):
+            ask(store, text)
+    cand.rebuild(store, fake.encode, "fake-1", settings)
+    promo = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
+    tail = _texts("promo", 7)[4:]
+    review.promote(store, promo["id"], exclude=[q["search_id"] for q in promo["queries"] if q["text"] in tail])
+
+    fake.topics |= {t: 6 for t in tail}  # the left-out three move to a direction of their own
+    summary = cand.rebuild(store, fake.encode, "fake-2", settings)
+    assert summary["candidates"] == 5 and summary["split"] == 0 and summary["new"] == 1
+    part = next(c for c in views.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
+    assert part["status"] == "new" and part["idea_id"] is None and not any(q["excluded"] for q in part["queries"])
+    kept = _with(store, promo["id"])
+    assert kept["status"] == "promoted" and kept["size"] == 4
 
 
 def test_assign_ids_matching_rules():

@@ -125,3 +125,39 @@ def test_migration_0008_dates_ideas_shipped_before_it_by_their_last_update(datab
         shipped = dict(conn.execute(sa.select(db.ideas.c.id, db.ideas.c.shipped_at)).all())
     assert shipped == {"dark-mode": 5.0, "gantt": None}
     engine.dispose()
+
+
+def test_migrations_0008_and_0007_downgrade_with_votes_and_exclusions_in_place(database_url):
+    """A rollback to 0006 keeps the ideas and their votes (SQLite copying the ideas table in
+    batch mode failed on the votes' foreign key)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    from deflect import candidates
+
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    now = time.time()
+    with db.writing(engine) as conn:
+        conn.execute(db.ideas.insert().values(id="gantt", title="Gantt", status="shipped", shipped_at=now,
+                                              created_at=now, updated_at=now))
+        conn.execute(db.idea_votes.insert().values(idea_id="gantt", email="a@example.com", created_at=now))
+        conn.execute(candidates.candidates.insert().values(id="c1", label="gantt", status="promoted", idea_id="gantt",
+                                                           created_at=now, updated_at=now))
+        conn.execute(candidates.candidate_exclusions.insert().values(candidate_id="c1", query_key="x", excluded_at=now))
+    config = Config()
+    config.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
+    with db.writing(engine) as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert db.current_revision(engine) == "0006"
+    inspector = sa.inspect(engine)
+    assert "candidate_exclusions" not in inspector.get_table_names()
+    assert "shipped_at" not in {c["name"] for c in inspector.get_columns("ideas")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT email FROM idea_votes WHERE idea_id = 'gantt'")).scalar_one() == "a@example.com"
+    db.upgrade(engine)  # and up again
+    assert db.current_revision(engine) == "0008"
+    engine.dispose()

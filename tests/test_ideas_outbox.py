@@ -325,11 +325,12 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     with db.writing(engine) as conn:
         vote(conn, "from-the-cli", {"email": "small@example.com", "mrr": 9.5})
         vote(conn, "from-the-cli", {"customer_id": "acme", "email": "it@acme.example", "mrr": 1200.0})
-        vote(conn, "from-the-cli", {"customer_id": "no-mrr"})
+        vote(conn, "from-the-cli", {"customer_id": "=HYPERLINK(\"https://evil.example\")"})  # from the public API
     engine.dispose()
     people = ["ideas", "requesters", "from-the-cli", "--database-url", url]
     as_csv = runner.invoke(main, [*people, "--csv"], catch_exceptions=False).stdout
-    assert as_csv.splitlines() == ["customer_id,email,mrr", "acme,it@acme.example,1200", ",small@example.com,9.5", "no-mrr,,"]
+    assert as_csv.splitlines() == ["customer_id,email,mrr", "acme,it@acme.example,1200", ",small@example.com,9.5",
+                                   "\"'=HYPERLINK(\"\"https://evil.example\"\")\",,"]  # a spreadsheet runs no formula
     plain = runner.invoke(main, people, catch_exceptions=False).stdout
     assert plain.startswith("from-the-cli [open]: 3 requesters, MRR 1209.5") and "acme (it@acme.example) MRR 1200" in plain
     assert json.loads(runner.invoke(main, [*people, "--json"]).stdout)["requesters"][0]["customer_id"] == "acme"

@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("ideas") as batch:
-        batch.drop_column("shipped_at")
+    # Plain ALTER TABLE (SQLite 3.35+, PostgreSQL): batch mode would copy the table, and dropping the
+    # old copy fails on SQLite while idea_votes rows point at it (foreign keys are on).
+    op.execute("ALTER TABLE ideas DROP COLUMN shipped_at")
