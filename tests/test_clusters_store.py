@@ -458,16 +458,23 @@ def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_w
     assert _with(store, beta["id"])["status"] == "new" and _with(store, beta["id"])["size"] == 8
 
 
-def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
+def _four_topics_and_promo(store, tickets: bool = False):
+    """Three topics of 5 questions and a "promo" one of 7 (its askers with emails if `tickets`),
+    rebuilt once by a fake embedder: (the embedder, the settings, the promo candidate)."""
     settings = Settings(cluster_min_size=3)
     sizes = {"alpha": 5, "gamma": 5, "delta": 5, "promo": 7}
     axes = {"alpha": 0, "gamma": 2, "delta": 3, "promo": 5}
     fake = TopicEmbedder({t: axes[name] for name, n in sizes.items() for t in _texts(name, n)})
     for name, n in sizes.items():
         for i, text in enumerate(_texts(name, n)):
-            ask(store, text, ticket={"email": f"{name}{i}@example.com"} if name == "promo" else None)
+            ask(store, text, ticket={"email": f"{name}{i}@example.com"} if tickets and name == "promo" else None)
     cand.rebuild(store, fake.encode, "fake-1", settings)
     promo = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
+    return fake, settings, promo
+
+
+def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
+    fake, settings, promo = _four_topics_and_promo(store, tickets=True)
     idea_id = review.promote(store, promo["id"])["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 7
 
@@ -490,15 +497,7 @@ def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
 def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_candidate(store):
     """The admin said they are not about the idea: grouped on their own by a rebuild, they are a
     new candidate to review, not a part of the promoted one that inherits its decision."""
-    settings = Settings(cluster_min_size=3)
-    sizes = {"alpha": 5, "gamma": 5, "delta": 5, "promo": 7}
-    axes = {"alpha": 0, "gamma": 2, "delta": 3, "promo": 5}
-    fake = TopicEmbedder({t: axes[name] for name, n in sizes.items() for t in _texts(name, n)})
-    for name, n in sizes.items():
-        for text in _texts(name, n):
-            ask(store, text)
-    cand.rebuild(store, fake.encode, "fake-1", settings)
-    promo = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
+    fake, settings, promo = _four_topics_and_promo(store)
     tail = _texts("promo", 7)[4:]
     review.promote(store, promo["id"], exclude=[q["search_id"] for q in promo["queries"] if q["text"] in tail])
 
