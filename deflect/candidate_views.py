@@ -45,14 +45,19 @@ def weekly(times: list[float]) -> list[dict]:
         day += timedelta(days=7)
 
 
+def member_queries(conn: sa.Connection, candidate_id: str) -> list[tuple[str, str]]:
+    """(search id, query) of every question of the candidate, most recent first."""
+    return [tuple(r) for r in conn.execute(
+        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
+        .where(candidate_members.c.candidate_id == candidate_id)
+        .order_by(searches.c.created_at.desc(), searches.c.id.desc())
+    )]
+
+
 def kept_members(conn: sa.Connection, candidate_id: str) -> list[tuple[str, str]]:
     """(search id, query) of the candidate's questions but those worded like one the admin left out."""
     left_out = excluded_keys(conn, candidate_id)
-    rows = conn.execute(
-        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-        .where(candidate_members.c.candidate_id == candidate_id)
-    ).all()
-    return [(r.id, r.query) for r in rows if normalize_query(r.query) not in left_out]
+    return [(i, q) for i, q in member_queries(conn, candidate_id) if normalize_query(q) not in left_out]
 
 
 # How many requesters a candidate shows by name (highest MRR first): who asks matters to a
@@ -143,5 +148,5 @@ def get_candidate(engine: sa.Engine, candidate_id: str, nearest=None) -> dict | 
 
 
 __all__ = [
-    "TOP_REQUESTERS", "candidate_requesters", "get_candidate", "kept_members", "list_candidates", "weekly",
+    "TOP_REQUESTERS", "candidate_requesters", "get_candidate", "kept_members", "member_queries", "list_candidates", "weekly",
 ]

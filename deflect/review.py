@@ -22,16 +22,15 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from . import aliases
-from .candidate_views import candidate_requesters, get_candidate, kept_members
+from .candidate_views import candidate_requesters, get_candidate, kept_members, member_queries
 from .candidates import (
     CandidateError,
     candidate_exclusions,
-    candidate_members,
     candidates,
     excluded_keys,
     lock_candidates,
 )
-from .db import searches, writing
+from .db import writing
 from .events import normalize_query
 from .ideas import CLOSED_STATUSES, IdeaError, create_idea, free_idea_id, get_idea, resolve_idea, show_id, slugify
 from .outbox import enqueue, requester_key
@@ -60,14 +59,9 @@ REVIEW_ALIAS_LIMIT = 50
 def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
     """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`;
     none worded like a question the admin left out (candidate_exclusions)."""
-    rows = conn.execute(
-        sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-        .where(candidate_members.c.candidate_id == candidate_id)
-        .order_by(searches.c.created_at.desc(), searches.c.id.desc())
-    ).scalars()
     skipped = excluded_keys(conn, candidate_id)
     seen: dict[str, str] = {}
-    for query in rows:
+    for _, query in member_queries(conn, candidate_id):
         key = normalize_query(query)
         if key and key not in seen and key not in skipped:
             seen[key] = query
@@ -84,10 +78,7 @@ def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
 
 def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]) -> None:
     """Record the wordings of the questions (search ids) the admin leaves out of the candidate."""
-    members = dict(conn.execute(
-        sa.select(searches.c.id, searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-        .where(candidate_members.c.candidate_id == candidate_id)
-    ).all())
+    members = dict(member_queries(conn, candidate_id))
     strangers = sorted(str(s) for s in left_out if s not in members)
     if strangers:
         raise CandidateError(400, "exclude", f"exclude names {show_id(strangers[0])}, which is no question of this candidate")
