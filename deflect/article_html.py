@@ -30,6 +30,7 @@ def is_safe_url(value: str) -> bool:
 # reads only "1." (not "1)") as an ordered item, so that is all that is looked for.
 _LIST_START = re.compile(r"^ {0,3}(?:[-*+]|1\.)[ ]+\S")
 _ANY_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d+\.)[ ]+\S")
+_QUOTE = re.compile(r"^ {0,3}> ?")
 _THEMATIC_BREAK = re.compile(r"^ {0,3}([-*_])(?: *\1){2,} *$")  # "- - -", "* * *": a rule, not an item
 
 
@@ -42,9 +43,26 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
     runs: Python-Markdown's fenced-code step comes first).
     """
     out: list[str] = []
-    block = ""  # what the current block is: "paragraph", "list", "code", or "" before any
+    block = ""  # what the current block is: "paragraph", "list", "code", "quote", or "" before any
     after_blank = True
-    for line in lines:
+    quoted: list[str] = []  # the run of "> " lines being read, without their marker
+    prefix = ""  # the run's first marker, indentation included ("> ", "  >")
+    for line in lines + [""]:
+        if block == "quote":
+            marker = _QUOTE.match(line)
+            if marker:
+                quoted.append(line[marker.end() :])
+                continue
+            # The quote's own lines get the same treatment, under the marker they had.
+            out.extend(f"{prefix}{inner}".rstrip() if inner.strip() else prefix.rstrip() for inner in blank_line_before_lists(quoted))
+            # A line right after a top-level quote continues it (lazily): a list there needs its blank
+            # line; an indented quote is inside a list item, and the list goes on.
+            quoted, block = [], "list" if prefix[:1] == " " else "paragraph"
+            after_blank = False
+        marker = _QUOTE.match(line)
+        if marker and not line.startswith("    "):
+            block, prefix, quoted = "quote", marker.group(0).rstrip() + " ", [line[marker.end() :]]
+            continue
         if not line.strip():
             out.append(line)
             after_blank = True
@@ -65,7 +83,7 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
             block = "list" if item else "paragraph"  # Python-Markdown ends the code block here
         out.append(line)
         after_blank = False
-    return out
+    return out[:-1]  # without the blank line added to end the last quote
 
 
 # Ids the article page itself has (deflect/web/templates): a heading never takes one.

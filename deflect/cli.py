@@ -332,7 +332,6 @@ def events_export(since, until, database_url, fmt, output):
         click.echo(f"{count} events written to {output}", err=True)
 
 
-# A spreadsheet evaluates a cell that starts with one of these as a formula (=HYPERLINK(...)).
 @main.command()
 def settings():
     """List every setting with its environment variable, default and help."""

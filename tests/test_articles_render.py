@@ -71,6 +71,20 @@ def test_nested_and_continued_lists_are_unchanged_by_the_blank_line_rule():
     assert tags(render_html("Title\n=====\n- item")) == ["h1", "ul", "li"]  # a setext heading, then a list
 
 
+def test_a_list_right_after_a_line_inside_a_quote_is_a_list():
+    markup = render_html("> **Before you cancel:**\n> 1. Export your data\n> 2. Download invoices\n\nThen cancel.\n")
+    assert tags(markup) == ["blockquote", "p", "strong", "ol", "li", "li", "p"]
+    assert "<p>Then cancel.</p>" in markup  # the quote ends at the blank line
+    nested = render_html("> > Nested:\n> > - a\n> > - b\n")
+    assert tags(nested) == ["blockquote", "blockquote", "p", "ul", "li", "li"]
+    after = render_html("> A tip\n- a list after the quote\n")  # lazily continued on GitHub: a new list
+    assert tags(after) == ["blockquote", "p", "ul", "li"]
+    in_item = render_html("- Open Settings\n  > Owners only:\n  > 1. Billing\n- Close\n")
+    assert tags(in_item) == ["ul", "li", "blockquote", "p", "ol", "li", "li"]
+    assert "<p>Close</p>" not in in_item  # still a tight list: no blank line was put after the quote
+    assert tags(render_html("    > code\n    1. code too\n")) == ["pre", "code"]
+
+
 # --- relative links and images -------------------------------------------------------------
 
 TARGETS = LinkTargets(
