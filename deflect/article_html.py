@@ -54,7 +54,7 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
                 quoted.append(line[marker.end() :])
                 continue
             # The quote's own lines get the same treatment, under the marker they had.
-            out.extend(f"{prefix}{inner}".rstrip() if inner.strip() else prefix.rstrip() for inner in blank_line_before_lists(quoted))
+            out.extend(prefix + inner if inner.strip() else prefix.rstrip() for inner in blank_line_before_lists(quoted))
             # A line right after a top-level quote continues it (lazily): a list there needs its blank
             # line; an indented quote is inside a list item, and the list goes on.
             quoted, block = [], "list" if prefix[:1] == " " else "paragraph"

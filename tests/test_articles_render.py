@@ -83,6 +83,7 @@ def test_a_list_right_after_a_line_inside_a_quote_is_a_list():
     assert tags(in_item) == ["ul", "li", "blockquote", "p", "ol", "li", "li"]
     assert "<p>Close</p>" not in in_item  # still a tight list: no blank line was put after the quote
     assert tags(render_html("    > code\n    1. code too\n")) == ["pre", "code"]
+    assert tags(render_html("> first line  \n> second line\n")) == ["blockquote", "p", "br"]  # hard break kept
 
 
 # --- relative links and images -------------------------------------------------------------
