@@ -6,8 +6,7 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..ideas import show_id
-from .errors import ApiError
+from .errors import ApiError, not_found
 from .limits import request_client
 from .validation import MAX_ID, event_request, json_body, optional_body, suggest_request, timestamp_param
 
@@ -74,9 +73,9 @@ def list_aliases():
 def delete_alias(alias_id: str):
     require_admin()
     if not (alias_id.isascii() and alias_id.isdigit()) or len(alias_id) > 10 or int(alias_id) > MAX_ID:
-        raise ApiError(404, "not_found", f"no alias with id {show_id(alias_id)}", "id")
+        raise not_found("alias", alias_id)
     if not runtime().delete_alias(int(alias_id)):
-        raise ApiError(404, "not_found", f"no alias with id {show_id(alias_id)}", "id")
+        raise not_found("alias", alias_id)
     return jsonify({"deleted": int(alias_id)})
 
 
@@ -89,7 +88,7 @@ def list_articles():
 def get_article(article_id: str):
     article = runtime().article(article_id)
     if article is None:
-        raise ApiError(404, "not_found", f"no article with id {show_id(article_id)}", "id")
+        raise not_found("article", article_id)
     return jsonify(article)
 
 

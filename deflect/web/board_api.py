@@ -6,9 +6,8 @@ import logging
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from ..ideas import show_id
 from .api import require_admin, runtime
-from .errors import ApiError
+from .errors import ApiError, not_found
 from .validation import MAX_ID, json_body, only_known_fields, optional_body, requester_fields
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def get_cluster(candidate_id: str):
     require_admin()
     found = board().candidate(candidate_id)
     if found is None:
-        raise ApiError(404, "not_found", f"no candidate with id {show_id(candidate_id)}", "id")
+        raise not_found("candidate", candidate_id)
     return jsonify(found)
 
 
@@ -139,7 +138,7 @@ def get_idea(idea_id: str):
     db = runtime().db
     idea = load(db, idea_id)
     if idea is None:
-        raise ApiError(404, "not_found", f"no idea with id {show_id(idea_id)}", "id")
+        raise not_found("idea", idea_id)
     with db.connect() as conn:
         return jsonify(with_requesters(conn, idea))
 
@@ -150,7 +149,7 @@ def idea_requesters(idea_id: str):
     require_admin()
     found = board().requesters(idea_id)
     if found is None:
-        raise ApiError(404, "not_found", f"no idea with id {show_id(idea_id)}", "id")
+        raise not_found("idea", idea_id)
     return jsonify(found)
 
 
@@ -191,7 +190,7 @@ def retry_notification(notification_id: str):
 
     require_admin()
     optional_body(request)
-    missing = ApiError(404, "not_found", f"no notification with id {show_id(notification_id)}", "id")
+    missing = not_found("notification", notification_id)
     digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
     if not digits or int(notification_id) > MAX_ID:
         raise missing

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from ..ideas import show_id
 from ..outage import RETRY_AFTER_SECONDS, is_database_unavailable, short_reason
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,11 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def not_found(noun: str, item_id: str) -> ApiError:
+    """The 404 for an id in the path that names nothing: "no idea with id 'x'", field "id"."""
+    return ApiError(404, "not_found", f"no {noun} with id {show_id(item_id)}", "id")
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None):
