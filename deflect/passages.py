@@ -90,20 +90,24 @@ def _sentence(text: str) -> str:
 
 _NUMBER_MARKER = re.compile(r"^\s{0,3}\d+[.)]\s+")
 _ANY_MARKER = re.compile(r"^\s{0,3}([-*+]|\d+[.)])\s+")
+# What may start a list right after a paragraph line, as on GitHub and in the article page
+# (article_html.blank_line_before_lists): a bullet or "1." ("To export:" then "1. Open Settings").
+_LIST_AFTER_LINE = re.compile(r"^\s{0,3}([-*+]|1\.)\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 
 
 def _strip_number_markers(text: str) -> str:
     """Drop "3. " where it numbers a list item, but keep it inside a hard-wrapped paragraph
     ("...released in version\n4. Then...", which Markdown renders as prose): a list starts
-    after a blank line and goes on while its lines are not blank."""
+    after a blank line, or right after a line with a bullet or "1.", and goes on while its
+    lines are not blank."""
     lines = text.split("\n")
     in_list, after_blank = False, True
     for i, line in enumerate(lines):
         if not line.strip():
             after_blank = True
             continue
-        starts_item = bool(_ANY_MARKER.match(line)) and (after_blank or in_list)
+        starts_item = bool(_ANY_MARKER.match(line)) and (after_blank or in_list or bool(_LIST_AFTER_LINE.match(line)))
         if starts_item and _NUMBER_MARKER.match(line):
             lines[i] = _NUMBER_MARKER.sub("", line, count=1)
         in_list = starts_item or (in_list and not after_blank) or (in_list and line[:1].isspace())

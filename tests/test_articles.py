@@ -615,6 +615,9 @@ def test_a_yaml_mistake_is_reported_with_its_line_in_the_file(tmp_path, front_ma
         ("Steps:\n\n1. Open Settings\n2. Click Export\n   (takes a minute)\n3. Wait\n\nThen\n10. stays", "Steps: Open Settings Click Export (takes a minute) Wait Then 10. stays"),
         ("## Export\n1. Open Settings\n2. Click Export", "Export Open Settings Click Export"),
         ("- a\n- b\n\n2) c", "a b c"),
+        # a list right after a line renders as a list (a bullet or "1." may start one there)
+        ("To export:\n1. Open Settings\n2. Click Export", "To export: Open Settings Click Export"),
+        ("Before you cancel:\n- Export\n2. then this", "Before you cancel: Export then this"),
     ],
 )
 def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, expected):
