@@ -100,6 +100,21 @@ def kb_image(kb_dir: str | Path, name: str) -> tuple[Path, str] | None:
     return target, kind
 
 
+def shown_images(articles: Iterable[Mapping], bodies: Mapping[str, str]) -> frozenset[str]:
+    """The image paths (relative to kb_dir) that the served articles show or link to.
+
+    The only files /kb-images/ serves: an image beside a draft, or one that no published article
+    uses yet, stays private until an article that shows it is indexed.
+    """
+    shown = set()
+    for row in articles:
+        for is_image, reference in references(bodies.get(row["id"], "")):
+            target = relative_target(row.get("path", ""), reference)
+            if target is not None and target.inside and (is_image or image_type(target.path)):
+                shown.add(target.path)
+    return frozenset(shown)
+
+
 class LinkTargets:
     """What relative links lead to in one version of the index: each article file's url by path."""
 

@@ -353,6 +353,16 @@ class Runtime:
             "html": render_html(body, targets.rewriter(meta.get("path", ""))),
         }
 
+    def shows_image(self, path: str) -> bool:
+        """Whether an article of the version served now shows (or links to) the image at `path`."""
+        from .links import shown_images
+
+        index = self.engine.index
+        shown = index.derived.get("shown_images")
+        if shown is None:  # once per version
+            shown = index.derived["shown_images"] = shown_images(index.articles, index.bodies)
+        return path in shown
+
     def health(self) -> dict:
         """DESIGN's health keys plus `database`. With the database out of reach this still answers
         (status "degraded", the last ideas count seen): the process can go on suggesting."""

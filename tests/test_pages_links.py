@@ -33,7 +33,11 @@ To reset it:
 1. Open the sign-in page
 2. Click Forgot password?
 """
-REFUNDS = TINY_KB["billing/refunds.md"] + "\n## Fees\n\nNo fees.\n\n![Billing page](images/billing.png)\n"
+REFUNDS = (
+    TINY_KB["billing/refunds.md"] + "\n## Fees\n\nNo fees.\n\n![Billing page](images/billing.png)\n\n"
+    "![Diagram](images/diagram.SVG) [The same page](images/alias.png) [Once more](images/leak.png)\n"
+)
+DRAFT = "---\ndraft: true\n---\n# Next month's prices\n\n![New prices](images/prices.png)\n"
 KB_FILES: dict[str, str | bytes] = TINY_KB | {
     "account/reset-password.md": LINKING,
     "account/change-email.md": "---\nurl: https://help.example.com/change-email\n---\n# Change your email\n\nIn Settings.\n",
@@ -42,6 +46,9 @@ KB_FILES: dict[str, str | bytes] = TINY_KB | {
     "billing/images/billing.png": PNG,
     "billing/images/diagram.SVG": SVG,
     "billing/images/.hidden.png": SECRET,
+    "billing/draft-prices.md": DRAFT,
+    "billing/images/prices.png": SECRET,  # shown by a draft only
+    "billing/images/unused.png": SECRET,  # shown by no article
     ".drafts/secret.png": SECRET,
     "billing/notes.txt": "not an image",
 }
@@ -176,7 +183,9 @@ def test_an_article_image_is_served_with_its_type(kb_site):
         "/kb-images/%2F{tmp}%2Foutside.png",
         "/kb-images/billing/images/.hidden.png",
         "/kb-images/.drafts/secret.png",
-        "/kb-images/billing/images/leak.png",  # a symlink to a file outside kb_dir
+        "/kb-images/billing/images/leak.png",  # a symlink to a file outside kb_dir, linked from an article
+        "/kb-images/billing/images/prices.png",  # beside a draft: unpublished
+        "/kb-images/billing/images/unused.png",  # no published article shows it
         "/kb-images/billing/up/outside.png",  # through a symlinked folder that leaves kb_dir
         "/kb-images/billing/notes.txt",
         "/kb-images/billing/refunds.md",
@@ -211,3 +220,20 @@ def test_the_sample_kb_shows_its_image_and_links_between_articles(live_server):
     links = anchors(get(live_server, "/articles/billing/update-payment-method").text)
     assert links["invoice"] == "/articles/billing/invoices-receipts#download-an-invoice"
     assert requests.get(live_server + links["invoice"], timeout=60).status_code == 200
+
+
+def test_an_image_is_served_once_a_published_article_shows_it(tmp_path):
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    kb = write_kb(tmp_path / "kb", TINY_KB | {"billing/images/billing.png": PNG})
+    runtime = Runtime(make_settings(tmp_path, kb, tmp_path / "index"))
+    try:
+        with serve_app(create_app(runtime.settings, runtime)) as base:
+            assert raw_get(base, IMAGE)[0] == 404  # in kb_dir, but no article shows it yet
+            (kb / "billing" / "refunds.md").write_text(REFUNDS, encoding="utf-8")
+            runtime.reindex()
+            assert raw_get(base, IMAGE)[:3:2] == (200, PNG)
+    finally:
+        runtime.close()
+        runtime.db.dispose()

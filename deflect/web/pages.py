@@ -150,8 +150,8 @@ IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox; frame-ances
 
 @pages.get(IMAGE_ROUTE + "<path:name>")
 def kb_image_file(name: str):
-    """An image from kb_dir that an article shows (deflect.links.kb_image says which files qualify)."""
-    found = kb_image(_settings().kb_dir, name)
+    """An image from kb_dir that a published article shows (deflect.links.kb_image says which files qualify)."""
+    found = kb_image(_settings().kb_dir, name) if _runtime().shows_image(name) else None
     if found is None:
         return _page("not_found.html", 404, what="image", nav="articles")
     path, mimetype = found

@@ -80,7 +80,7 @@ PAGES = {
         "description": "show one status; another value is a 404 page"}])},
     "/admin": {"get": _page("The admin dashboard (asks for the admin token)")},
     "/kb-images/{name}": {"get": {
-        "summary": "An image that articles show, from kb_dir (png, jpg, gif, webp, avif, svg; never hidden or outside)",
+        "summary": "An image that a published article shows, from kb_dir (png, jpg, gif, webp, avif, svg; never hidden or outside)",
         "tags": ["pages"],
         "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
                         "description": "the image's path relative to kb_dir"}],
