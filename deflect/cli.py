@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
 
 from .cli_errors import DeflectGroup
-from .cli_options import cli_settings, csv_value, migrated_store, path_options
+from .cli_options import cli_settings, csv_value, migrated_store, options_as_given, path_options
 
 _settings = cli_settings
 
@@ -36,19 +37,34 @@ def main(verbose: bool) -> None:
     help="Worker threads of the WSGI server: requests in flight at once, whose queries are encoded together.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port, each with its own model and index in memory. One is the "
+    "fastest on 2 cores; on more, about one per 2 cores (README: Scaling out).",
+)
+@click.option(
     "--watch/--no-watch",
     "watch_kb",
     default=None,
     help="Reindex when files in the KB folder change (setting watch_kb, default on).",
 )
 @path_options
-def serve(host, port, threads, watch_kb, **paths):
+@click.pass_context
+def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     """Build or refresh the index, then serve the API with waitress (and follow KB edits)."""
     settings = _settings(host=host, port=port, watch_kb=watch_kb, **paths)
+    from .workers import inherited_socket, tell_ready
+
+    sock = inherited_socket()  # set when this process is one of `--workers N`
+    if workers > 1 and sock is None:
+        return _supervise_workers(ctx, settings, workers)
     from .runtime import Runtime
     from .web import create_app
 
-    _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
+    if sock is None:
+        _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
     _log_deflect_info()
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
     runtime = Runtime(settings, progress=True)  # skipped files are logged as warnings, once
@@ -57,14 +73,16 @@ def serve(host, port, threads, watch_kb, **paths):
     from .web import make_server
 
     try:
-        server = make_server(app, settings.host, settings.port, threads)
+        server = make_server(app, settings.host, settings.port, threads, sock=sock)
     except OSError as exc:
         runtime.close()
         raise _cannot_listen(settings.host, settings.port, exc) from None
     if settings.watch_kb:
         runtime.watch_kb()
     base = f"http://{settings.host}:{settings.port}"
-    click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base} (help form: {base}/help)", err=True)
+    who = f" (worker, pid {os.getpid()})" if sock is not None else ""
+    click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base}{who} (help form: {base}/help)", err=True)
+    tell_ready()
     import signal
 
     def _terminate(_signum, _frame):
@@ -76,6 +94,32 @@ def serve(host, port, threads, watch_kb, **paths):
     finally:
         server.close()
         runtime.close()
+
+
+def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
+    """`deflect serve --workers N`: open the port once, run N workers on it (deflect.workers)."""
+    from .workers import Supervisor, WorkerError, listening_socket, worker_command
+
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise _cannot_listen(settings.host, settings.port, exc) from None
+    port = sock.getsockname()[1]  # the one the system chose for --port 0
+    args = options_as_given(ctx, skip=("workers", "host", "port")) + ["--host", settings.host, "--port", str(port)]
+    verbose = bool(ctx.find_root().params.get("verbose"))
+
+    def command(number: int) -> list[str]:
+        # The first worker follows KB edits; the others load each new version it builds.
+        return worker_command(args + (["--no-watch"] if number > 1 else []), verbose)
+
+    base = f"http://{settings.host}:{port}"
+    supervisor = Supervisor(command, workers, sock)
+    try:
+        supervisor.run(on_ready=lambda: click.echo(f"deflect: {workers} workers serving on {base} (help form: {base}/help)", err=True))
+    except WorkerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        sock.close()
 
 
 def _log_deflect_info() -> None:

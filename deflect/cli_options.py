@@ -68,3 +68,19 @@ def csv_value(value):
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def options_as_given(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
+    """This command's options as command-line arguments again (those given or defaulted), for a worker."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or param.name in skip or value is None:
+            continue
+        if param.is_flag and param.secondary_opts:
+            args.append(param.opts[-1] if value else param.secondary_opts[-1])
+        elif param.is_flag:
+            args += [param.opts[-1]] if value else []
+        else:
+            args += [param.opts[-1], str(value)]
+    return args

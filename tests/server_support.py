@@ -54,14 +54,14 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess
 class Server:
     """One `deflect serve` subprocess with its log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, args: tuple[str, ...] = ()):
         self.env = env
         self.log_path = log_path
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()/kill()
         self.process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(self.port)], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
+            [*CLI, "serve", "--port", str(self.port), *args], env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def log(self) -> str:

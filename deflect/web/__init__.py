@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def make_server(app: Flask, host: str, port: int, threads: int):
+def make_server(app: Flask, host: str, port: int, threads: int, sock=None):
     """The waitress server `deflect serve` runs.
 
     waitress removes X-Forwarded-For and the other proxy headers before the app sees them
@@ -51,6 +51,5 @@ def make_server(app: Flask, host: str, port: int, threads: int):
     """
     from waitress import create_server
 
-    return create_server(
-        app, host=host, port=port, threads=threads, ident="deflect", clear_untrusted_proxy_headers=False
-    )
+    where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}  # sock: a --workers worker's
+    return create_server(app, threads=threads, ident="deflect", clear_untrusted_proxy_headers=False, **where)

@@ -1,0 +1,181 @@
+"""Several `deflect serve` processes on one port (`deflect serve --workers N`).
+
+One process answers at most about 800 cached requests a second whatever the number of cores:
+its request threads share one GIL (bench/README.md, "Speed"). On a machine with more cores,
+`--workers N` opens the listening socket once, then starts N copies of `deflect serve` that all
+accept connections from it, and starts a new one when a worker dies. Each worker is a whole
+server (model, index, database connection) and they share the index folder and the database
+as replicas do (README, "Scaling out"): an alias learned through one worker, or an index
+version built by one, reaches the others within sync_interval_seconds.
+
+Only the standard library here: the supervising process loads no model and no index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+# A worker finds the listening socket, and the pipe on which it says it is ready, in these.
+LISTEN_FD_ENV = "_DEFLECT_LISTEN_FD"  # not DEFLECT_*: those are settings
+READY_FD_ENV = "_DEFLECT_READY_FD"
+# How long a worker may take to start (it may build the index: the first one does, once).
+START_TIMEOUT_SECONDS = 3600.0
+# A worker that dies this soon after starting, this many times in a row, stops the supervisor:
+# restarting a worker that cannot start (a broken setting, a full disk) would only spin.
+CRASH_WINDOW_SECONDS = 30.0
+MAX_QUICK_CRASHES = 3
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class WorkerError(RuntimeError):
+    """A worker could not start, or kept dying right after starting."""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port, with a descriptor the workers inherit."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
+        sock.bind(address)
+        sock.listen(1024)  # waitress's own backlog
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def inherited_socket() -> socket.socket | None:
+    """In a worker: the listening socket its supervisor opened (None when not run as a worker)."""
+    fd = os.environ.get(LISTEN_FD_ENV)
+    return socket.socket(fileno=int(fd)) if fd else None
+
+
+def tell_ready() -> None:
+    """In a worker: tell the supervisor it is about to serve (nothing when not run as a worker)."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd:
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:  # the supervisor is gone: serving is still right
+            pass
+
+
+class Worker:
+    """One worker process and when it was started."""
+
+    def __init__(self, number: int, process: subprocess.Popen, ready_fd: int):
+        self.number, self.process, self.ready_fd = number, process, ready_fd
+        self.started = time.monotonic()
+
+
+class Supervisor:
+    """Start `count` workers running `command(number)` on `sock`, keep them running, stop them together."""
+
+    def __init__(self, command: Callable[[int], Sequence[str]], count: int, sock: socket.socket):
+        self.command, self.count, self.sock = command, count, sock
+        self.workers: dict[int, Worker] = {}
+        self.stopping = False
+        self.quick_crashes = 0
+
+    def start(self, number: int) -> Worker:
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ) | {LISTEN_FD_ENV: str(self.sock.fileno()), READY_FD_ENV: str(write_fd)}
+        process = subprocess.Popen(list(self.command(number)), env=env, pass_fds=(self.sock.fileno(), write_fd))
+        os.close(write_fd)  # the worker holds the only write end: its exit ends the pipe
+        worker = Worker(number, process, read_fd)
+        self.workers[number] = worker
+        return worker
+
+    def wait_ready(self, worker: Worker, timeout: float = START_TIMEOUT_SECONDS) -> bool:
+        """Wait until the worker says it serves (True), or the supervisor is told to stop (False).
+
+        WorkerError if the worker exits, or stays silent for `timeout` seconds, first.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.stopping and time.monotonic() < deadline:
+                readable, _, _ = select.select([worker.ready_fd], [], [], 0.5)
+                if readable:  # "1", or nothing: the worker exited and its end of the pipe closed
+                    if os.read(worker.ready_fd, 1) == b"1":
+                        worker.started = time.monotonic()  # a quick crash counts from here
+                        return True
+                    break
+        finally:
+            os.close(worker.ready_fd)
+        if self.stopping:
+            return False
+        try:  # its end of the pipe closes as it exits: give it a moment to be reaped
+            worker.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        code = worker.process.returncode
+        what = f"exited with code {code}" if code is not None else f"did not start within {timeout:.0f} s"
+        raise WorkerError(f"worker {worker.number} (pid {worker.process.pid}) {what}")
+
+    def run(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Start every worker (the first alone: it builds or refreshes the index once), then keep them up."""
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if not self.wait_ready(self.start(1)):
+                return
+            later = [self.start(number) for number in range(2, self.count + 1)]
+            if not all([self.wait_ready(worker) for worker in later]):
+                return
+            on_ready()
+            while not self.stopping:
+                self._restart_dead()
+                time.sleep(0.2)
+        finally:
+            self.stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _restart_dead(self) -> None:
+        for number, worker in list(self.workers.items()):
+            code = worker.process.poll()
+            if code is None or self.stopping:
+                continue
+            quick = time.monotonic() - worker.started < CRASH_WINDOW_SECONDS
+            self.quick_crashes = self.quick_crashes + 1 if quick else 0
+            if self.quick_crashes >= MAX_QUICK_CRASHES:
+                raise WorkerError(f"workers keep exiting right after they start (last: worker {number}, code {code})")
+            log.warning("worker %d (pid %d) exited with code %s; starting another", number, worker.process.pid, code)
+            try:
+                self.wait_ready(self.start(number))
+            except WorkerError as exc:  # seen dead on the next round, and counted
+                log.warning("%s", exc)
+
+    def _stop(self, _signum, _frame) -> None:
+        self.stopping = True
+
+    def stop_all(self) -> None:
+        """SIGTERM every worker (each writes its queued searches first), SIGKILL what is left after a while."""
+        self.stopping = True
+        running = [w.process for w in self.workers.values() if w.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def worker_command(serve_args: Sequence[str], verbose: bool) -> list[str]:
+    """The command line of one worker: this Python running `deflect serve` with the same options."""
+    return [sys.executable, "-m", "deflect", *(["--verbose"] if verbose else []), "serve", *serve_args]
