@@ -134,13 +134,10 @@ def _log_deflect_info() -> None:
 
 def _check_can_listen(host: str, port: int) -> None:
     """Fail at once, with a one-line error, when host:port cannot be listened on (in use, bad host)."""
-    import socket
+    from .workers import listening_socket
 
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
-            probe.bind(address)
+        listening_socket(host, port).close()
     except OSError as exc:
         raise _cannot_listen(host, port, exc) from None
 

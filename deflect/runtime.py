@@ -345,9 +345,7 @@ class Runtime:
         if meta is None:
             return None
         body = index.bodies.get(article_id, "")
-        targets = index.derived.get("link_targets")
-        if targets is None:  # once per version
-            targets = index.derived["link_targets"] = LinkTargets(index.articles)
+        targets = _once_per_version(index, "link_targets", lambda: LinkTargets(index.articles))
         return {k: meta[k] for k in ("id", "title", "url", "locale", "tags")} | {
             "markdown": body,
             "html": render_html(body, targets.rewriter(meta.get("path", ""))),
@@ -358,10 +356,7 @@ class Runtime:
         from .links import shown_images
 
         index = self.engine.index
-        shown = index.derived.get("shown_images")
-        if shown is None:  # once per version
-            shown = index.derived["shown_images"] = shown_images(index.articles, index.bodies)
-        return path in shown
+        return path in _once_per_version(index, "shown_images", lambda: shown_images(index.articles, index.bodies))
 
     def health(self) -> dict:
         """DESIGN's health keys plus `database`. With the database out of reach this still answers
@@ -378,3 +373,11 @@ class Runtime:
             "aliases": self.engine.alias_count,
             "database": database,
         }
+
+
+def _once_per_version(index, key: str, build):
+    """What `build()` gives for this index version, built on first use and kept with the version."""
+    value = index.derived.get(key)
+    if value is None:
+        value = index.derived[key] = build()
+    return value

@@ -42,7 +42,7 @@ class WorkerError(RuntimeError):
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen on host:port, with a descriptor the workers inherit."""
+    """Bind and listen on host:port (as waitress would), with a descriptor workers can inherit."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -58,7 +58,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def inherited_socket() -> socket.socket | None:
     """In a worker: the listening socket its supervisor opened (None when not run as a worker)."""
-    fd = os.environ.get(LISTEN_FD_ENV)
+    fd = os.environ.pop(LISTEN_FD_ENV, None)  # not handed on to this worker's own child processes
     return socket.socket(fileno=int(fd)) if fd else None
 
 
