@@ -55,7 +55,7 @@ def main(verbose: bool) -> None:
 def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     """Build or refresh the index, then serve the API with waitress (and follow KB edits)."""
     settings = _settings(host=host, port=port, watch_kb=watch_kb, **paths)
-    from .workers import inherited_socket, tell_ready
+    from .workers import follow_supervisor, inherited_socket, tell_ready
 
     sock = inherited_socket()  # set when this process is one of `--workers N`
     if workers > 1 and sock is None:
@@ -89,6 +89,7 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _terminate)  # so queued searches are written on a normal stop
+    follow_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         server.run()
     finally:

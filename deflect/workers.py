@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 # A worker finds the listening socket, and the pipe on which it says it is ready, in these.
 LISTEN_FD_ENV = "_DEFLECT_LISTEN_FD"  # not DEFLECT_*: those are settings
 READY_FD_ENV = "_DEFLECT_READY_FD"
+SUPERVISOR_PID_ENV = "_DEFLECT_SUPERVISOR_PID"
+# How often a worker checks that its supervisor is still there.
+SUPERVISOR_CHECK_SECONDS = 1.0
 # How long a worker may take to start (it may build the index: the first one does, once).
 START_TIMEOUT_SECONDS = 3600.0
 # A worker that dies this soon after starting, this many times in a row, stops the supervisor:
@@ -73,6 +77,26 @@ def tell_ready() -> None:
             pass
 
 
+def follow_supervisor(stop: Callable[[], None], every: float = SUPERVISOR_CHECK_SECONDS) -> None:
+    """In a worker: call `stop` once its supervisor is gone (nothing when not run as a worker).
+
+    A supervisor killed with SIGKILL cannot stop its workers, and they would go on serving the
+    port as orphans; each worker notices instead that it has another parent now, and stops as
+    SIGTERM would stop it (its queued searches written first).
+    """
+    pid = os.environ.pop(SUPERVISOR_PID_ENV, None)
+    if not pid:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(pid):
+            time.sleep(every)
+        log.warning("the supervisor (pid %s) is gone: this worker stops", pid)
+        stop()
+
+    threading.Thread(target=watch, name="deflect-supervisor-watch", daemon=True).start()
+
+
 class Worker:
     """One worker process and when it was started."""
 
@@ -92,7 +116,11 @@ class Supervisor:
 
     def start(self, number: int) -> Worker:
         read_fd, write_fd = os.pipe()
-        env = dict(os.environ) | {LISTEN_FD_ENV: str(self.sock.fileno()), READY_FD_ENV: str(write_fd)}
+        env = dict(os.environ) | {
+            LISTEN_FD_ENV: str(self.sock.fileno()),
+            READY_FD_ENV: str(write_fd),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+        }
         process = subprocess.Popen(list(self.command(number)), env=env, pass_fds=(self.sock.fileno(), write_fd))
         os.close(write_fd)  # the worker holds the only write end: its exit ends the pipe
         worker = Worker(number, process, read_fd)

@@ -28,6 +28,15 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,9 +104,27 @@ def test_stopping_the_server_stops_every_worker_and_frees_the_port(workers_serve
     assert len(workers) == 2
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=120) == 0, server.log()
-    assert all(not Path(f"/proc/{pid}").exists() or "(Z)" in Path(f"/proc/{pid}/stat").read_text() for pid in workers)
+    assert not any(map(is_running, workers))
     assert port_is_free(server.port)
     assert "Traceback" not in server.log()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(workers_server):
+    server = workers_server
+    workers = children(server.process.pid)
+    assert len(workers) == 2
+    answers = suggest_on_new_connections(server.base, 4, "before")
+    server.process.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+    server.process.wait(timeout=60)
+    try:
+        assert wait_for(lambda: not any(map(is_running, workers)), timeout=60), server.log()
+    finally:  # never leave orphans serving after a failed test
+        for pid in filter(is_running, workers):
+            os.kill(pid, signal.SIGKILL)
+    assert port_is_free(server.port)
+    assert server.log().count("the supervisor (pid ") == 2, server.log()
+    assert "Traceback" not in server.log()
+    assert answers[0]["results"][0]["id"] == "account/reset-password"
 
 
 def test_a_worker_that_cannot_start_stops_the_server_with_its_error(tmp_path):
