@@ -227,3 +227,31 @@ def test_a_kb_served_with_mpnet_answers_and_records_the_model(tmp_path, mpnet_mo
     finally:
         runtime.close()
         runtime.db.dispose()
+
+
+def test_mpnet_with_the_default_int8_backend_agrees_with_torch_and_answers(tmp_path, mpnet_models_dir):
+    """What `--model all-mpnet-base-v2` gives without other options: exported to ONNX, int8 (~16 s)."""
+    from deflect.index_folder import load_index
+    from deflect.runtime import Runtime
+
+    write_kb(tmp_path / "kb", TINY_KB)
+    settings = _hermetic_settings(tmp_path, model="all-mpnet-base-v2")
+    assert settings.embed_backend == "onnx-int8"
+    Path(settings.index_dir).mkdir(parents=True)
+    (Path(settings.index_dir) / "models").symlink_to(mpnet_models_dir)
+    runtime = Runtime(settings, sync=False)
+    try:
+        answer = runtime.suggest("I can't remember how to log in", session="mpnet-int8")
+        assert answer["results"][0]["id"] == "account/reset-password"
+        manifest = load_index(settings.index_dir).manifest
+        assert manifest["model"].startswith("bundled:all-mpnet-base-v2 (") and manifest["dimension"] == 768
+        texts = ["I forgot my password", "Send task notifications to Slack", "환불은 어떻게 받나요?"]
+        int8 = runtime.engine.embedder.encode(texts)
+        assert runtime.engine.embedder.active_backend == "onnx-int8"  # not a fallback to torch
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+    from deflect.embedder import Embedder
+
+    full = Embedder(str(mpnet_models_dir / "all-mpnet-base-v2"), backend="torch").encode(texts)
+    assert np.all(np.sum(int8 * full, axis=1) > 0.995), np.sum(int8 * full, axis=1)
