@@ -158,7 +158,8 @@ def load_bars(args, work: Path) -> dict:
                 offset = turn * len(questions) // args.turns
                 for name in ("deflect", "naive"):
                     cpu0, own0 = cpu_seconds(servers[name].pid), time.process_time()
-                    r = run_load(urls[name], questions, clients, seconds, args.max_requests, offset, tag=f"{name}-{turn}")
+                    r = run_load(urls[name], questions, clients, seconds, args.max_requests, offset,
+                                 think_ms=args.think_ms, tag=f"{name}-{turn}")  # fmt: skip
                     r.server_cpu_s = cpu_seconds(servers[name].pid) - cpu0
                     r.client_cpu_s = time.process_time() - own0
                     print(f"  {name:8} clients={clients:2} turn {turn + 1}: {json.dumps(r.summary())}", flush=True)
@@ -170,12 +171,13 @@ def load_bars(args, work: Path) -> dict:
     finally:
         for proc in list(servers.values()):
             stop(proc)
-    return {"results": results, "memory": memory}
+    return {"results": results, "memory": memory, "think_ms": args.think_ms}
 
 
 def print_load_report(report: dict) -> None:
     results = report["results"]
-    print("\n== as-you-type load, banking77 KB (A B A B turns merged) ==")
+    think = f", {report['think_ms']:.0f} ms think time between requests" if report["think_ms"] else ""
+    print(f"\n== as-you-type load, banking77 KB (A B A B turns merged{think}) ==")
     print(
         f"{'server':8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
         f"{'errors':>6} {'server CPU ms/req':>17} {'client CPU ms/req':>17}"
@@ -453,6 +455,8 @@ def main() -> None:
     parser.add_argument("--seconds-one", type=float, default=5.0, help="Length of one 1-client turn.")
     parser.add_argument("--turns", type=int, default=2, help="A B turns per client count (2 = A B A B).")
     parser.add_argument("--max-requests", type=int, default=20_000, help="Upper bound of requests per turn.")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="Pause of each client between keystroke requests (the issue's bars: 0, none).")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="Run deflect with query_cache_size=0.")
     parser.add_argument("--deflect-env", action="append", default=[], metavar="DEFLECT_X=V",
                         help="Environment setting for deflect (to compare options; the bars use none).")  # fmt: skip
