@@ -152,14 +152,12 @@ def _match_ids(new_sets: list[set], old_sets: dict[str, set], present: set, take
 
 def assign_ids(
     new_sets: list[set], old: dict[str, dict], members: dict[str, set], history: dict[str, set], present: set
-) -> tuple[dict[int, str], dict[int, tuple[str, int]]]:
+) -> dict[int, str]:
     """Which old candidate each new group continues, so review decisions travel with the ids.
 
     `old`: every candidate on record (id -> row with status, active); `members`: the active
     candidates' members now; `history`: the members retired reviewed candidates had. Returns
-    (group index -> id it keeps or takes back, group index -> (reviewed id, shared members)
-    for a group split off a reviewed candidate whose id another group kept: it gets a new id
-    with that candidate's decision, so its questions do not come back as a `new` candidate).
+    group index -> the id it keeps, or takes back.
     """
     active = {cid: m for cid, m in members.items() if cid in old}
     mapping = _match_ids(new_sets, active, present, set())
@@ -169,16 +167,55 @@ def assign_ids(
                if cid in old and not old[cid]["active"] and old[cid]["status"] in REVIEWED}
     rest = [i for i in range(len(new_sets)) if i not in mapping]
     revived = _match_ids([new_sets[i] for i in rest], retired, present, set(mapping.values()))
-    mapping |= {rest[j]: cid for j, cid in revived.items()}
-    reviewed = {cid: m for cid, m in (active | retired).items() if old[cid]["status"] in REVIEWED}
-    split: dict[int, tuple[str, int]] = {}
-    for i, group in enumerate(new_sets):
-        if i in mapping:
-            continue
-        shared, cid = max(((len(group & m), cid) for cid, m in reviewed.items()), default=(0, None))
-        if cid is not None and shared > len(group) / 2:
-            split[i] = (cid, shared)
-    return mapping, split
+    return mapping | {rest[j]: cid for j, cid in revived.items()}
+
+
+def reviewed_questions(old: dict[str, dict], members: dict[str, set], history: dict[str, set]) -> dict[str, str]:
+    """search id -> the reviewed (promoted, merged, dismissed) candidate it belongs to: a question
+    the team has decided on stays with that decision (DESIGN 7: decisions survive rebuilds).
+    Questions the admin left out of a candidate are not in `members`/`history` here."""
+    owner: dict[str, str] = {}
+    for source, active in ((history, False), (members, True)):  # a current membership wins
+        for cid, found in source.items():
+            if cid in old and old[cid]["status"] in REVIEWED and bool(old[cid]["active"]) == active:
+                owner |= dict.fromkeys(found, cid)
+    return owner
+
+
+def stick_to_decisions(
+    groups: list[list[int]], ids: list[str], mapping: dict[int, str], owner: dict[str, str], min_size: int
+) -> list[tuple[list[int], str | None]]:
+    """The groups to store, as (pool indices, id it continues or None for a new candidate).
+
+    A question reviewed under one candidate (`owner`) goes back to that candidate wherever the
+    clustering put it (in a group continuing another id, in a new group, or in no group), and
+    the candidate stays (or becomes again) active with it. What is left of a new group is a
+    candidate only with at least `min_size` questions; the rest stay unclustered until they
+    join one.
+    """
+    kept: dict[str | None, list[int]] = {}
+    out: list[tuple[list[int], str | None]] = []
+    back: dict[str, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        cid = mapping.get(i)
+        stays = []
+        for j in group:
+            home = owner.get(ids[j], cid)
+            (stays if home == cid else back[home]).append(j)
+        if stays and (cid is not None or len(stays) >= min_size):
+            out.append((stays, cid))
+            if cid is not None:
+                kept[cid] = stays
+    grouped = {j for group in groups for j in group}
+    for j, search_id in enumerate(ids):
+        if j not in grouped and search_id in owner:
+            back[owner[search_id]].append(j)
+    for home, returning in back.items():
+        if home in kept:
+            kept[home].extend(returning)
+        else:
+            out.append((returning, home))
+    return out
 
 
 def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | None = None) -> dict:
@@ -187,21 +224,23 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
     pool = load_pool(engine, settings.cluster_max_pool)
     vectors = pool_matrix(engine, pool, encode, model_id)
     labels = clusters.cluster_vectors(vectors, clusters.ClusterParams(min_size=settings.cluster_min_size))
-    groups = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)] if len(labels) else []
-    new_sets = [{pool[i]["id"] for i in g} for g in groups]
-    texts = [[pool[i]["query"] for i in g] for g in groups]
-    words = clusters.keywords(texts)
-    summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0,
-               "revived": 0, "split": 0}
+    clustered = [np.flatnonzero(labels == c).tolist() for c in range(int(labels.max()) + 1)] if len(labels) else []
+    ids = [r["id"] for r in pool]
     with writing(engine) as conn:
         lock_candidates(conn)
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
         history = _without_left_out(conn, _history(conn))
-        in_pool = {r["id"] for r in pool}
-        mapping, split = assign_ids(new_sets, old, _without_left_out(conn, old_members), history, in_pool)
+        current = _without_left_out(conn, old_members)
+        mapping = assign_ids([{ids[j] for j in g} for g in clustered], old, current, history, set(ids))
+        groups = stick_to_decisions(clustered, ids, mapping, reviewed_questions(old, current, history),
+                                    settings.cluster_min_size)  # fmt: skip
+        texts = [[pool[j]["query"] for j in members] for members, _ in groups]
+        words = clusters.keywords(texts)
+        summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0,
+                   "revived": 0}  # fmt: skip
         conn.execute(candidate_members.delete())
-        for i, members in enumerate(groups):
+        for i, (members, cid) in enumerate(groups):
             vecs = vectors[members]
             values = {
                 "label": clusters.label_for(texts[i], vecs, words[i]),
@@ -212,27 +251,7 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
                 "join_threshold": clusters.join_threshold(vecs, settings.cluster_join_similarity),
                 "updated_at": now,
             }
-            cid = mapping.get(i)
-            if cid is None and i in split:
-                # Split off a reviewed candidate: the same decision under a new id (and the same
-                # answered_by, so its requesters are not told about the same article twice).
-                source, shared = split[i]
-                prior = old[source]
-                cid = "c" + uuid.uuid4().hex[:10]
-                inherited = {k: prior[k] for k in ("status", "idea_id", "reviewed_at", "answered_by", "checked_version")}
-                if prior["status"] == "dismissed":
-                    inherited["dismissed_size"] = max(shared, 1)  # the part that was dismissed
-                    if len(members) >= settings.cluster_regrow_factor * inherited["dismissed_size"]:
-                        inherited |= {"status": "new", "dismissed_size": None}
-                        summary["returned"] += 1
-                conn.execute(candidates.insert().values(id=cid, created_at=now, **inherited, **values))
-                left_out = excluded_keys(conn, source)
-                if left_out:
-                    conn.execute(candidate_exclusions.insert(), [
-                        {"candidate_id": cid, "query_key": key, "excluded_at": now} for key in sorted(left_out)
-                    ])
-                summary["split"] += 1
-            elif cid is None:
+            if cid is None:
                 cid = "c" + uuid.uuid4().hex[:10]
                 versions = [pool[j]["index_version"] for j in members if pool[j]["index_version"]]
                 conn.execute(candidates.insert().values(
@@ -253,13 +272,13 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
             conn.execute(candidate_members.insert(), [
                 {"search_id": pool[j]["id"], "candidate_id": cid, "how": "rebuild", "joined_at": now} for j in members
             ])
-        kept = set(mapping.values())
+        kept = {cid for _, cid in groups if cid is not None}
         for cid, prior in old.items():
             if cid in kept or not prior["active"]:
                 continue
             if prior["status"] == "new":
                 conn.execute(candidates.delete().where(candidates.c.id == cid))
-            else:  # reviewed: keep the decision on record, out of the active list, with the members it had
+            else:  # reviewed, none of its questions in the pool: keep the decision on record, with the members it had
                 conn.execute(candidates.update().where(candidates.c.id == cid).values(active=False, size=0, updated_at=now))
                 conn.execute(candidate_history.delete().where(candidate_history.c.candidate_id == cid))
                 if old_members.get(cid):

@@ -64,7 +64,6 @@ def clusters_rebuild(as_json, **paths):
         f"{summary['candidates']} candidates from {summary['pool']} unanswered searches: {summary['new']} new, "
         f"{summary['kept']} kept their id, {summary['returned']} dismissed ones returned, {summary['retired']} retired"
         + (f", {summary['revived']} reviewed ones back with their decision" if summary.get("revived") else "")
-        + (f", {summary['split']} split off reviewed ones (same decision)" if summary.get("split") else "")
     )
 
 

@@ -419,7 +419,7 @@ def _new_ones_holding(store, texts) -> list[dict]:
     return [c for c in views.list_candidates(store, "new") if set(texts) & {q["text"] for q in c["queries"]}]
 
 
-def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_when_it_splits_off(store):
+def test_dismissed_questions_drawn_into_another_group_stay_dismissed_until_the_candidate_grows(store):
     settings = Settings(cluster_min_size=3, cluster_regrow_factor=2.0)
     topics = {"alpha": 0, "beta": 1, "gamma": 2, "delta": 3, "eps": 4}
     sizes = {"alpha": 6, "beta": 4, "gamma": 5, "delta": 5, "eps": 5}
@@ -429,24 +429,25 @@ def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_w
             ask(store, text)
     cand.rebuild(store, fake.encode, "fake-1", settings)
     beta = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("beta"))
+    alpha = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("alpha"))
     assert beta["size"] == 4
     review.dismiss(store, beta["id"])
 
-    # The beta questions drift into alpha's group: alpha's id wins, beta's is retired.
+    # The beta questions drift into alpha's group: alpha keeps its id and its own questions;
+    # the dismissed ones stay with beta, still dismissed, so still hidden.
     fake.topics |= {t: topics["alpha"] for t in _texts("beta", 4)}
     merged = cand.rebuild(store, fake.encode, "fake-2", settings)
-    assert merged["candidates"] == 4 and merged["retired"] == 1
-    assert _with(store, beta["id"])["active"] is False and _with(store, beta["id"])["status"] == "dismissed"
-
-    # They split off again: the group takes beta's id back, still dismissed, so still hidden.
-    fake.topics |= {t: topics["beta"] for t in _texts("beta", 4)}
-    split = cand.rebuild(store, fake.encode, "fake-3", settings)
-    assert split["revived"] == 1 and split["new"] == 0
-    back = _with(store, beta["id"])
-    assert back["active"] is True and back["status"] == "dismissed" and back["size"] == 4
-    assert {q["text"] for q in back["queries"]} == set(_texts("beta", 4))
-    assert beta["id"] not in {c["id"] for c in views.list_candidates(store)}
+    assert merged["candidates"] == 5 and merged["retired"] == 0 and merged["new"] == 0
+    assert {q["text"] for q in _with(store, alpha["id"])["queries"]} == set(_texts("alpha", 6))
+    held = _with(store, beta["id"])
+    assert held["active"] is True and held["status"] == "dismissed" and held["size"] == 4
     assert _new_ones_holding(store, _texts("beta", 4)) == []
+    assert beta["id"] not in {c["id"] for c in views.list_candidates(store)}
+
+    fake.topics |= {t: topics["beta"] for t in _texts("beta", 4)}  # and back: nothing changes
+    back = cand.rebuild(store, fake.encode, "fake-3", settings)
+    assert back["kept"] == 5 and back["new"] == back["returned"] == 0
+    assert _with(store, beta["id"])["status"] == "dismissed" and _with(store, beta["id"])["size"] == 4
 
     # ... until it grows by cluster_regrow_factor (4 -> 8): then it is back, under its own id.
     more = _texts("beta", 4, start=5)
@@ -456,6 +457,35 @@ def test_dismissed_candidate_absorbed_by_another_gets_its_id_and_decision_back_w
     grown = cand.rebuild(store, fake.encode, "fake-4", settings)
     assert grown["returned"] == 1
     assert _with(store, beta["id"])["status"] == "new" and _with(store, beta["id"])["size"] == 8
+
+
+def test_merged_questions_grouped_with_a_new_topic_are_not_shown_again_as_new(store):
+    """What a product team saw: a merged candidate's questions, re-clustered into a larger group of
+    unreviewed questions that kept another id, came back under `new` (and would have become
+    aliases of whatever that group was promoted to)."""
+    settings = Settings(cluster_min_size=3)
+    sizes, axes = {"kappa": 6, "mu": 3, "gamma": 5}, {"kappa": 0, "mu": 1, "gamma": 2}
+    fake = TopicEmbedder({t: axes[name] for name, n in sizes.items() for t in _texts(name, n)})
+    for name, n in sizes.items():
+        for text in _texts(name, n):
+            ask(store, text)
+    cand.rebuild(store, fake.encode, "fake-1", settings)
+    by_first = {c["queries"][0]["text"].split()[0]: c for c in views.list_candidates(store)}
+    mu, kappa = by_first["mu"], by_first["kappa"]
+    now = time.time()
+    with db.writing(store) as conn:
+        conn.execute(db.ideas.insert().values(id="dark-mode", title="Dark mode", status="open", votes=0,
+                                              created_at=now, updated_at=now))  # fmt: skip
+    assert review.merge(store, mu["id"], "dark-mode")["candidate"]["status"] == "merged"
+
+    fake.topics |= {t: axes["kappa"] for t in _texts("mu", 3)}  # one group of 9 now
+    summary = cand.rebuild(store, fake.encode, "fake-2", settings)
+    assert summary["retired"] == 0 and summary["new"] == 0
+    assert {q["text"] for q in _with(store, kappa["id"])["queries"]} == set(_texts("kappa", 6))
+    kept = _with(store, mu["id"])
+    assert kept["active"] is True and kept["status"] == "merged" and kept["size"] == 3
+    assert _new_ones_holding(store, _texts("mu", 3)) == []
+    assert review.promote(store, kappa["id"])["aliases_added"] == 6  # only kappa's own questions
 
 
 def _four_topics_and_promo(store, tickets: bool = False):
@@ -473,25 +503,23 @@ def _four_topics_and_promo(store, tickets: bool = False):
     return fake, settings, promo
 
 
-def test_part_split_off_a_promoted_candidate_keeps_the_decision(store):
+def test_part_of_a_promoted_candidate_clustered_apart_stays_with_it(store):
     fake, settings, promo = _four_topics_and_promo(store, tickets=True)
     idea_id = review.promote(store, promo["id"])["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 7
 
-    # Three of its questions move to a direction of their own: a group of their own.
+    # Three of its questions move to a direction of their own: they stay with the promoted one.
     tail = _texts("promo", 7)[4:]
     fake.topics |= {t: 6 for t in tail}
     summary = cand.rebuild(store, fake.encode, "fake-2", settings)
-    assert summary["candidates"] == 5 and summary["split"] == 1 and summary["new"] == 0
-    assert _with(store, promo["id"])["status"] == "promoted" and _with(store, promo["id"])["size"] == 4
-    part = next(c for c in views.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
-    assert part["id"] != promo["id"] and part["status"] == "promoted" and part["idea_id"] == idea_id
+    assert summary["candidates"] == 4 and summary["new"] == 0 and summary["kept"] == 4
+    kept = _with(store, promo["id"])
+    assert kept["status"] == "promoted" and kept["size"] == 7 and kept["idea_id"] == idea_id
     assert _new_ones_holding(store, _texts("promo", 7)) == []
     # Its requesters were recorded on the idea at promotion; nobody is counted twice.
     assert review.sync_requesters(store) == 0 and get_idea(store, idea_id)["votes"] == 7
-    # Rebuilding the same pool keeps both ids.
     again = cand.rebuild(store, fake.encode, "fake-2", settings)
-    assert again["kept"] == 5 and again["split"] == 0 and again["new"] == 0
+    assert again["kept"] == 4 and again["new"] == 0 and _with(store, promo["id"])["size"] == 7
 
 
 def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_candidate(store):
@@ -503,7 +531,7 @@ def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_c
 
     fake.topics |= {t: 6 for t in tail}  # the left-out three move to a direction of their own
     summary = cand.rebuild(store, fake.encode, "fake-2", settings)
-    assert summary["candidates"] == 5 and summary["split"] == 0 and summary["new"] == 1
+    assert summary["candidates"] == 5 and summary["new"] == 1
     part = next(c for c in views.list_candidates(store) if {q["text"] for q in c["queries"]} == set(tail))
     assert part["status"] == "new" and part["idea_id"] is None and not any(q["excluded"] for q in part["queries"])
     kept = _with(store, promo["id"])
@@ -511,7 +539,7 @@ def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_c
 
 
 def test_assign_ids_matching_rules():
-    """The pure matching: kept ids, a retired reviewed id taken back, a split inheriting a decision."""
+    """The pure matching: kept ids, a retired reviewed id taken back, new groups."""
     old = {
         "keep": {"status": "new", "active": True},
         "gone": {"status": "dismissed", "active": False},
@@ -524,14 +552,32 @@ def test_assign_ids_matching_rules():
         {"k1", "k2", "k3", "k4"},  # keeps "keep"
         {"g1", "g2", "g3", "x1"},  # most of what "gone" had: takes it back
         {"p1", "p2", "p3", "p4"},  # keeps "prom"
-        {"p5", "p6", "p7"},  # split off "prom", whose id is taken: inherits its decision
+        {"p5", "p6", "p7"},  # split off "prom", whose id is taken: new (stick_to_decisions sends them back)
         {"n1", "n2", "n3"},  # a retired candidate that was never reviewed has no claim
         {"z1", "z2", "z3", "p5"},  # mostly new members: new
     ]
     present = set().union(*new_sets)
-    mapping, split = cand.assign_ids(new_sets, old, members, history, present)
+    mapping = cand.assign_ids(new_sets, old, members, history, present)
     assert mapping == {0: "keep", 1: "gone", 2: "prom"}
-    assert split == {3: ("prom", 3)}
+
+
+def test_reviewed_questions_go_back_to_their_candidate_wherever_they_were_clustered():
+    ids = ["k1", "k2", "k3", "p1", "p2", "d1", "n1", "n2", "p3"]
+    groups = [[0, 1, 2, 3], [4, 5, 6, 7]]  # p3 (index 8) is in no group
+    owner = {"p1": "prom", "p2": "prom", "p3": "prom", "d1": "dism"}
+    mapping = {0: "keep"}  # group 1 is new
+    out = cand.stick_to_decisions(groups, ids, mapping, owner, min_size=3)
+    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
+        (["d1"], "dism"), (["k1", "k2", "k3"], "keep"), (["p1", "p2", "p3"], "prom"),
+    ]  # the new group kept only n1, n2: fewer than min_size, so no candidate
+    out = cand.stick_to_decisions(groups, ids, {0: "keep", 1: "prom"}, owner, min_size=3)
+    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
+        (["d1"], "dism"), (["k1", "k2", "k3"], "keep"), (["n1", "n2", "p1", "p2", "p3"], "prom"),
+    ]
+    owned = {"a": "r1", "b": "r2"}
+    old = {"r1": {"status": "merged", "active": True}, "r2": {"status": "dismissed", "active": False},
+           "r3": {"status": "new", "active": True}}
+    assert cand.reviewed_questions(old, {"r1": {"a"}, "r3": {"c"}}, {"r2": {"b", "a"}}) == owned
 
 
 def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(store, embedder):

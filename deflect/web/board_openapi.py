@@ -154,7 +154,7 @@ BOARD_SCHEMAS = {
         "idea_id": {"type": "string", "nullable": True}, "answered_by": {"type": "string", "nullable": True}}},
     "RebuildReport": {"type": "object", "properties": {
         name: {"type": "integer"} for name in (
-            "pool", "candidates", "new", "kept", "returned", "retired", "revived", "split", "notifications",
+            "pool", "candidates", "new", "kept", "returned", "retired", "revived", "notifications",
             "requesters_added")}},
     "Notification": {"type": "object", "required": ["id", "kind", "status", "attempts"], "properties": {
         "id": {"type": "integer"}, "kind": {"type": "string", "enum": ["idea_shipped", "article_published"]},
