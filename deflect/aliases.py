@@ -292,7 +292,9 @@ def _insert_new(conn: sa.Connection, values: dict) -> bool:
     return conn.execute(stmt).rowcount == 1  # SQLite before 3.35
 
 
-def list_aliases(engine: sa.Engine, active_only: bool = False) -> list[dict]:
+def list_aliases(engine: sa.Engine, active: bool | None = None) -> list[dict]:
+    """Every learned alias, or only the active ones (`active=True`: confirmed enough, used by
+    retrieval when their item is suggested) or only the others (`active=False`)."""
     query = sa.select(
         aliases.c.id,
         aliases.c.item_type,
@@ -305,8 +307,8 @@ def list_aliases(engine: sa.Engine, active_only: bool = False) -> list[dict]:
         aliases.c.created_at,
         aliases.c.updated_at,
     ).order_by(aliases.c.id)
-    if active_only:
-        query = query.where(aliases.c.active.is_(True))
+    if active is not None:
+        query = query.where(aliases.c.active.is_(active))
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
 

@@ -25,7 +25,7 @@ def aliases_list(database_url, show_all):
     from .aliases import list_aliases
 
     engine = migrated_store(_settings(database_url=database_url))
-    rows = list_aliases(engine, active_only=not show_all)
+    rows = list_aliases(engine, active=None if show_all else True)
     if not rows:
         click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
     for row in rows:

@@ -275,10 +275,10 @@ class Runtime:
         )
         engine.set_calibration(calibration)
 
-    def aliases(self, active_only: bool = False) -> list[dict]:
+    def aliases(self, active: bool | None = None) -> list[dict]:
         from .aliases import list_aliases
 
-        return list_aliases(self.db, active_only)
+        return list_aliases(self.db, active)
 
     def delete_alias(self, alias_id: int) -> bool:
         from .aliases import delete_alias

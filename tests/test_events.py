@@ -167,6 +167,11 @@ def test_helpful_teaches_an_alias_used_at_once_and_admins_can_delete_it(served):
     assert (alias["item_id"], alias["query"], alias["active"], alias["confirmations"]) == (
         "billing/refunds", ODD_QUERY, True, 1)
 
+    def listed_ids(active: str) -> list[int]:
+        return [a["id"] for a in requests.get(f"{base}/api/aliases?active={active}", headers=ADMIN, timeout=30).json()["aliases"]]
+
+    assert listed_ids("true") == [alias["id"]] and listed_ids("false") == []
+
     assert requests.get(f"{base}/api/aliases", timeout=30).status_code == 401
     assert requests.delete(f"{base}/api/aliases/{alias['id']}", timeout=30).status_code == 401
     deleted = requests.delete(f"{base}/api/aliases/{alias['id']}", headers=ADMIN, timeout=30)

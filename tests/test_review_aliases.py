@@ -312,3 +312,15 @@ def test_moving_keeps_a_learned_alias_over_the_targets_pending_one(store):
             confirmations=1, active=False, source="feedback", created_at=time.time(), updated_at=time.time()))
         assert aliases.move_to(conn, "idea", "a", "b") == 1
     assert [(a["item_id"], a["active"]) for a in aliases.list_aliases(store)] == [("b", True)]
+
+
+def test_aliases_are_listed_all_active_or_pending(store):
+    from deflect.db import writing
+
+    with writing(store) as conn:
+        aliases.from_review(conn, "idea", "a", ["dark mode"], "cand")
+        conn.execute(db.aliases.insert().values(
+            item_type="idea", item_id="b", query="night theme", query_key=normalize_query("night theme"),
+            confirmations=1, active=False, source="feedback", created_at=time.time(), updated_at=time.time()))
+    queries = {flag: [a["query"] for a in aliases.list_aliases(store, active=flag)] for flag in (None, True, False)}
+    assert queries == {None: ["dark mode", "night theme"], True: ["dark mode"], False: ["night theme"]}

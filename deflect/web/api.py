@@ -66,7 +66,7 @@ def list_aliases():
     active = request.args.get("active")
     if active not in (None, "", "true", "false"):
         raise ApiError(400, "invalid_field", "active must be true or false", "active")
-    return jsonify({"aliases": runtime().aliases(active_only=active == "true")})
+    return jsonify({"aliases": runtime().aliases(active={"true": True, "false": False}.get(active or ""))})
 
 
 @api.delete("/api/aliases/<alias_id>")

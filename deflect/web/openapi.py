@@ -54,6 +54,7 @@ OPENAPI = {
                 "summary": "Learned aliases (admin)",
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "active", "in": "query", "required": False,
+                                "description": "true: only the aliases confirmed enough to be used; false: only the others; absent: all",
                                 "schema": {"type": "string", "enum": ["true", "false"]}}],
                 "responses": {"200": {"description": "aliases", **_json({"type": "object", "required": ["aliases"], "properties": {
                     "aliases": {"type": "array", "items": {"$ref": "#/components/schemas/Alias"}}}})},
