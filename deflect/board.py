@@ -97,7 +97,7 @@ class Board:
         self._sync_requesters()
         return joined
 
-    def metrics(self, since: float | None = None, until: float | None = None) -> dict:
+    def metrics(self, since: float | None = None, until: float | None = None, gaps: int | None = None) -> dict:
         """Runtime.metrics, with new unanswered questions first joined to their candidates, so the
         content gaps group them as /api/clusters would. A failed join leaves the groups as they
         are (the figures do not depend on it); a database outage fails the metrics too (503)."""
@@ -107,7 +107,7 @@ class Board:
             if is_database_unavailable(exc):
                 raise
             log.warning("new unanswered questions could not join their candidates before the metrics", exc_info=True)
-        return self.runtime.metrics(since, until)
+        return self.runtime.metrics(since, until, gaps)
 
     def _sync_requesters(self) -> int:
         return review.sync_requesters(self.db)

@@ -315,7 +315,8 @@ def period_options(func):
 @main.command()
 @period_options
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
-@click.option("--top", type=int, default=10, show_default=True, help="Rows per table (articles, gaps).")
+@click.option("--top", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Rows per table (articles, ideas, content gaps, days).")
 @click.option("--index-dir", default=None, help="Index folder, for article titles (setting index_dir).")
 def metrics(since, until, database_url, as_json, top, index_dir):
     """Deflection metrics for a period (README: Events and metrics), as readable tables."""
@@ -324,7 +325,7 @@ def metrics(since, until, database_url, as_json, top, index_dir):
 
     engine = migrated_store(settings)
     start, end = _period(since, until)
-    report = compute_metrics(engine, start, end, settings.assumed_window_seconds)
+    report = compute_metrics(engine, start, end, settings.assumed_window_seconds, gaps=top)
     from .ideas import list_ideas
     from .index_folder import load_index
     from .metrics import add_titles

@@ -11,6 +11,9 @@ import sqlalchemy as sa
 
 from .events import normalize_query
 
+# A gap row names at most this many of its searches (the latest): enough to open a few.
+SEARCH_IDS_PER_GAP = 20
+
 
 @dataclass(frozen=True)
 class OpenCluster:
@@ -52,7 +55,7 @@ def content_gaps(
             "query": rows[-1]["query"],
             "count": len(rows),
             "last_seen": max(r["created_at"] for r in rows),
-            "search_ids": [r["id"] for r in rows][:20],
+            "search_ids": [r["id"] for r in sorted(rows, key=lambda r: r["created_at"])][-SEARCH_IDS_PER_GAP:],
         }
         if kind == "candidate":
             cluster = clusters[rows[0]["id"]]

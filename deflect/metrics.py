@@ -45,6 +45,10 @@ class SearchOutcome:
         return not any(t <= self.clicked_at + window for t in self.ticket_times)
 
 
+# Content-gap rows in a report unless asked for more (`/api/metrics?gaps=N`, `deflect metrics --top N`).
+DEFAULT_GAPS = 10
+MAX_GAPS = 100
+
 def parse_time(raw: str) -> float:
     """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
     try:
@@ -241,6 +245,7 @@ def compute_metrics(
     until: float | None = None,
     assumed_window_seconds: float = 1800,
     now: float | None = None,
+    gaps: int = DEFAULT_GAPS,
 ) -> dict:
     """GET /api/metrics: totals, event counts, per item, content gaps and a daily series."""
     now = time.time() if now is None else now
@@ -273,7 +278,7 @@ def compute_metrics(
         "events": event_counts,
         "articles": per_item.get("article", []),
         "ideas": per_item.get("idea", []),
-        "content_gaps": content_gaps(pool, clusters=clusters, reviewed=reviewed),
+        "content_gaps": content_gaps(pool, gaps, clusters=clusters, reviewed=reviewed),
         "series": daily_series(final, assumed_window_seconds),
     }
 

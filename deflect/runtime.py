@@ -290,13 +290,13 @@ class Runtime:
             self.refresh_aliases()
         return deleted
 
-    def metrics(self, since: float | None = None, until: float | None = None) -> dict:
+    def metrics(self, since: float | None = None, until: float | None = None, gaps: int | None = None) -> dict:
         """DESIGN section 6 metrics, with titles added to the per-item rows."""
         from .ideas import list_ideas
-        from .metrics import add_titles, compute_metrics
+        from .metrics import DEFAULT_GAPS, add_titles, compute_metrics
 
         self.search_log.flush()
-        report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds)
+        report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds, gaps=gaps or DEFAULT_GAPS)
         add_titles(
             report,
             {a["id"]: a["title"] for a in self.engine.index.articles},

@@ -302,6 +302,11 @@ def test_metrics_endpoint(served):
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "since"
     backwards = requests.get(f"{base}/api/metrics?since=2026-02-01&until=2026-01-01", headers=ADMIN, timeout=30)
     assert backwards.status_code == 400
+    one_gap = requests.get(f"{base}/api/metrics?gaps=1", headers=ADMIN, timeout=30)
+    assert one_gap.status_code == 200 and len(one_gap.json()["content_gaps"]) <= 1
+    for wrong in ("0", "101", "ten", "1.5", "-3", "١"):
+        refused = requests.get(f"{base}/api/metrics?gaps={wrong}", headers=ADMIN, timeout=30)
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "gaps", wrong
 
 
 def test_32_concurrent_clients_lose_no_event(served):

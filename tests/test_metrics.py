@@ -224,6 +224,33 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
 
 
+def test_content_gaps_list_ten_groups_unless_asked_for_more(store, tmp_path):
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+
+    for topic in range(12):  # 12 questions asked 1..12 times each: 12 gaps, largest first
+        for n in range(topic + 1):
+            add_search(store, f"topic {topic}", 100 * topic + n, answered=False)
+    crowded = [add_search(store, "crowded", 2000 + i, answered=False) for i in range(25)]
+    default = compute_metrics(store, now=T0 + 7200)["content_gaps"]
+    assert [g["query"] for g in default] == ["crowded"] + [f"topic {t}" for t in range(11, 2, -1)]
+    assert default[0]["count"] == 25 and default[0]["search_ids"] == crowded[-20:]  # the latest 20
+    every = compute_metrics(store, now=T0 + 7200, gaps=100)["content_gaps"]
+    assert len(every) == 13 and sum(g["count"] for g in every) == 25 + sum(range(1, 13))
+
+    url = store.url.render_as_string(hide_password=False)
+    env = {"DEFLECT_INDEX_DIR": str(tmp_path)}
+    table = CliRunner().invoke(main, ["metrics", "--top", "13", "--database-url", url], env=env)
+    assert table.exit_code == 0, table.output
+    def gap_rows(output: str) -> set[str]:
+        return {line.split("  ")[-1].strip() for line in output.splitlines() if line.rstrip().endswith(("crowded",) + tuple(f"topic {t}" for t in range(12)))}
+
+    assert gap_rows(table.output) == {"crowded"} | {f"topic {t}" for t in range(12)}  # the two smallest too
+    assert len(gap_rows(CliRunner().invoke(main, ["metrics", "--database-url", url], env=env).output)) == 10
+    assert CliRunner().invoke(main, ["metrics", "--top", "0", "--database-url", url], env=env).exit_code == 2
+
+
 def test_events_export_says_which_searches_count(store, tmp_path):
     """An analyst can reproduce the metrics from the export: superseded searches are marked."""
     import csv

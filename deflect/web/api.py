@@ -6,9 +6,18 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
+from ..metrics import MAX_GAPS
 from .errors import ApiError, not_found
 from .limits import request_client
-from .validation import MAX_ID, event_request, json_body, optional_body, suggest_request, timestamp_param
+from .validation import (
+    MAX_ID,
+    count_param,
+    event_request,
+    json_body,
+    optional_body,
+    suggest_request,
+    timestamp_param,
+)
 
 api = Blueprint("api", __name__)
 
@@ -56,8 +65,9 @@ def metrics():
     since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_field", "since must be before until", "since")
+    gaps = count_param(request.args, "gaps", MAX_GAPS)
     board = current_app.extensions.get("deflect_board")  # content gaps group new questions as /api/clusters does
-    return jsonify(board.metrics(since, until) if board is not None else runtime().metrics(since, until))
+    return jsonify(board.metrics(since, until, gaps) if board is not None else runtime().metrics(since, until, gaps))
 
 
 @api.get("/api/aliases")

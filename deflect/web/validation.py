@@ -100,7 +100,7 @@ def install_input_guards(app: Flask) -> None:
 
 # The query parameters each API endpoint takes; any other one is a 400 naming it.
 QUERY_PARAMETERS = {
-    "api.metrics": ("since", "until"),
+    "api.metrics": ("since", "until", "gaps"),
     "api.list_aliases": ("active",),
     "board_api.list_clusters": ("status",),
     "board_api.list_outbox": ("status",),
@@ -237,6 +237,16 @@ def event_request(data: dict) -> dict:
         "item_type": item_type,
         "requester": requester_fields(data.get("requester")),
     }
+
+
+def count_param(args, field: str, most: int) -> int | None:
+    """A row count from the query string, 1..most (None when absent)."""
+    raw = args.get(field)
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise _bad(field, f"{field} must be an integer from 1 to {most}")
+    return int(raw)
 
 
 def timestamp_param(args, field: str) -> float | None:
