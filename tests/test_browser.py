@@ -414,6 +414,40 @@ def test_sending_the_form_anyway_records_a_ticket(page, site):
     page.console.check()
 
 
+def test_typing_on_after_answering_no_keeps_that_answer_in_the_metrics(page, site):
+    """Open a suggestion, answer No, refine the question, send the form: the search answered No
+    stays final (a new session for the refined question), so its click and answer count, and the
+    ticket is recorded on both searches (the article did not deflect it)."""
+    from deflect.metrics import superseded_ids
+
+    page.goto(site.base + "/help")
+    first = ask(page, "how do I export my data").get_attribute("data-search-id")
+    item_id = page.locator("[data-deflect-suggestion]").first.get_attribute("data-id")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")  # opens the first suggestion: a click
+    page.locator("[data-deflect-not-helpful]").click()
+    expect(page.locator(".dfl-widget")).to_have_attribute("data-feedback", "not_helpful")
+    field = page.locator("[data-deflect-input]")
+    field.click()
+    page.keyboard.press("End")
+    page.keyboard.type(" to excel", delay=90)
+    listbox = page.locator("[role=listbox]").first
+    expect(listbox).to_have_attribute("data-query", "how do I export my data to excel", timeout=1000)
+    refined = listbox.get_attribute("data-search-id")
+    assert refined != first
+    page.fill("#details", "I need xlsx.")
+    page.get_by_role("button", name="Send to support").click()
+    expect(page.get_by_role("heading", name="Thanks, we got your question")).to_be_visible()
+
+    answered_no = search_row(site.runtime, first)
+    assert answered_no["session"] != search_row(site.runtime, refined)["session"]
+    assert first not in superseded_ids(session_searches(site.runtime, answered_no["session"]))
+    kinds = sorted((e["type"], e["item_id"]) for e in stored_events(site.db, first))
+    assert kinds == [("click", item_id), ("not_helpful", item_id), ("ticket_created", None)]
+    assert [e["type"] for e in stored_events(site.db, refined)] == ["ticket_created"]
+    page.console.check()
+
+
 def test_sending_before_the_last_keys_were_searched_records_the_whole_question(page, site):
     page.goto(site.base + "/help")
     question = "my invoices show the wrong company address"

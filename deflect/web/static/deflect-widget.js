@@ -10,7 +10,10 @@
  *           defer></script>
  *
  * The question field becomes an ARIA combobox. Searches of one question share a `session`;
- * typing is debounced and a newer request aborts the older one. Opening a suggestion records a
+ * typing is debounced and a newer request aborts the older one. Typing on after opening a
+ * suggestion, answering Yes/No or voting starts a new session: the search acted on stays a
+ * final search (one extended in its own session would be superseded, and its click and answer
+ * would count in no metric), and a ticket sent later is recorded on it too. Opening a suggestion records a
  * `click`, the answer buttons record `helpful` / `not_helpful`, voting for an idea records a
  * `vote` (which counts on the idea board), and sending the form anyway records `ticket_created`
  * for the last search.
@@ -198,6 +201,8 @@
       seq: 0,
       lastQuery: "",
       search: null, // {id, answered, results}
+      acted: false, // the user opened, answered or voted on one of state.search's suggestions
+      actedOn: [], // earlier searches of this question that the user acted on
       options: [], // [{node, result}]
       active: -1,
       open: false,
@@ -277,6 +282,8 @@
     function newQuestion() {
       state.session = null;
       state.search = null;
+      state.acted = false;
+      state.actedOn = [];
       state.lastQuery = "";
       state.clicked = {};
       state.feedback = {};
@@ -327,6 +334,14 @@
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
       if (query === state.lastQuery) return Promise.resolve();
+      if (state.acted && state.search) {
+        // A refined question after acting on these suggestions: keep that search final.
+        state.actedOn.push(state.search.id);
+        state.session = null;
+        state.acted = false;
+        state.clicked = {};
+        state.feedback = {};
+      }
       if (!state.session) state.session = randomId();
       if (state.controller) state.controller.abort();
       var controller = new AbortController();
@@ -452,7 +467,12 @@
     // --- events --------------------------------------------------------------------------
     function sendEvent(type, result, options) {
       if (!state.search) return Promise.resolve(null);
-      var body = { search_id: state.search.id, type: type };
+      if (type !== "ticket_created") state.acted = true;
+      return postEvent(state.search.id, type, result, options);
+    }
+
+    function postEvent(searchId, type, result, options) {
+      var body = { search_id: searchId, type: type };
       if (state.session) body.session = state.session; // counted by the per-session rate limit
       if (result) {
         body.item_id = result.id;
@@ -641,7 +661,8 @@
       var needsSearch = longEnough(query) && query !== state.lastQuery;
       if (!state.search && !needsSearch) return null;
       return (needsSearch ? search(query) : Promise.resolve()).then(function () {
-        return sendEvent("ticket_created", null);
+        var earlier = state.actedOn.map(function (id) { return postEvent(id, "ticket_created", null); });
+        return Promise.all([sendEvent("ticket_created", null)].concat(earlier)).then(function (sent) { return sent[0]; });
       });
     }
 
