@@ -33,8 +33,9 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # 3: long paragraphs cut at passage_chars; 4: "4. " kept inside a hard-wrapped paragraph,
 # tables read as one line per row ("Price: Free $0; Team $8"); 5: front-matter keys in any case,
 # a title from a "# " heading without its inline markup, no hidden files; 6: a list right after
-# a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list.
-PARSER_VERSION = 6
+# a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list;
+# 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words.
+PARSER_VERSION = 7
 # The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
 # other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
 FRONT_MATTER_KEYS = ("id", "title", "locale", "tags", "url", "draft")

@@ -33,10 +33,28 @@ def _strip_markup(markdown_text: str) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = _reference_links_as_text(text)
     text = _tables_as_text(text)
     text = _strip_number_markers(text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
     return re.sub(r"[*_`~]{1,3}", "", text)
+
+
+# A link reference definition, `[guide]: https://example.com "Title"` (not a footnote's `[^1]:`).
+_LINK_DEFINITION = re.compile(r"""^ {0,3}\[(?!\^)([^\]]+)\]:[ \t]*<?\S*>?(?:[ \t]+(?:"[^"]*"|'[^']*'|\([^)]*\)))?[ \t]*$""", re.M)
+_REFERENCE_LINK = re.compile(r"!?\[([^\]]+)\]\[([^\]]*)\]")  # [text][label] and [text][]
+_SHORTCUT_LINK = re.compile(r"!?\[([^\]^][^\]]*)\](?![\[(:])")  # [label], a link only when defined
+
+
+def _reference_links_as_text(text: str) -> str:
+    """Reference-style links read as their words, as inline ones do: the definitions go, and
+    `[the guide][g]`, `[the guide][]` and `[guide]` (when defined) become their text."""
+    defined = {label.strip().lower() for label in _LINK_DEFINITION.findall(text)}
+    if not defined:
+        return text
+    text = _LINK_DEFINITION.sub("", text)
+    text = _REFERENCE_LINK.sub(r"\1", text)
+    return _SHORTCUT_LINK.sub(lambda m: m.group(1) if m.group(1).strip().lower() in defined else m.group(0), text)
 
 
 _TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")

@@ -624,6 +624,27 @@ def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, e
     assert plain_text(markdown_text) == expected
 
 
+@pytest.mark.parametrize(
+    "markdown_text, expected",
+    [
+        ('Read [the guide][g] first.\n\n[g]: https://example.com/wolverine-guide "Guide"', "Read the guide first."),
+        ("See [Refunds][] and [billing].\n\n[refunds]: ../billing/refunds.md\n[Billing]: <billing.md>", "See Refunds and billing."),
+        ("![The export menu][shot] opens.\n[shot]: images/export.png", "The export menu opens."),
+        # not links: an undefined [label], a footnote, a checkbox-like bracket
+        ("Press [Enter] to send.", "Press [Enter] to send."),
+        ("A note[^1].\n\n[^1]: The footnote.\n[x]: https://x", "A note[^1]. [^1]: The footnote."),
+    ],
+)
+def test_reference_style_links_read_as_their_words(markdown_text, expected):
+    assert plain_text(markdown_text) == expected
+
+
+def test_a_reference_link_url_is_not_searchable(tmp_path):
+    kb = write_kb(tmp_path / "kb", {"faq/ref.md": "# Guides\n\nRead [the guide][g] for more.\n\n[g]: https://example.com/wolverine-guide\n"})
+    [article], _ = load_kb(kb)
+    assert not any("wolverine" in p.text or "wolverine" in p.snippet for p in article.passages)
+
+
 def test_a_table_becomes_one_readable_line_per_row_with_its_column_names():
     body = (
         "Prices:\n\n| | Free | Team |\n|---|:---:|---|\n| Price | $0 | $8/user/month |\n| Guests | – | 2 per member |\n"
