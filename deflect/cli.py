@@ -289,7 +289,7 @@ def _period(since: str | None, until: str | None) -> tuple[float | None, float |
         if raw is None:
             return None
         try:
-            return parse_time(raw)
+            return parse_time(raw, end=name == "--until")
         except ValueError:
             raise click.BadParameter("use epoch seconds or an ISO 8601 date such as 2026-11-01", param_hint=name) from None
 
@@ -301,7 +301,7 @@ def _period(since: str | None, until: str | None) -> tuple[float | None, float |
 
 _PERIOD_OPTIONS = [
     click.option("--since", default=None, help="Start of the period (ISO 8601 date/time or epoch seconds, UTC)."),
-    click.option("--until", default=None, help="End of the period, exclusive (default: now)."),
+    click.option("--until", default=None, help="End of the period, exclusive (default: now); a date alone includes that day."),
     click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
 ]
 

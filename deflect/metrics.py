@@ -7,10 +7,11 @@ from the database and applies them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -49,16 +50,25 @@ class SearchOutcome:
 DEFAULT_GAPS = 10
 MAX_GAPS = 100
 
-def parse_time(raw: str) -> float:
-    """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise)."""
+def parse_time(raw: str, end: bool = False) -> float:
+    """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise).
+
+    A date alone as the `end` of a period takes in that whole day (`until=2026-11-24` ends at
+    midnight after it), as reporting tools read an end date; a date and time is taken as it is.
+    """
     try:
         value = float(raw)
     except ValueError:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))  # ValueError when malformed
+        if end and _DATE_ONLY.match(raw.strip()):
+            parsed += timedelta(days=1)
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     if value != value or abs(value) > 1e11:
         raise ValueError(f"{raw!r} is not a usable epoch time")
     return value
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import requests
@@ -302,6 +303,9 @@ def test_metrics_endpoint(served):
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "since"
     backwards = requests.get(f"{base}/api/metrics?since=2026-02-01&until=2026-01-01", headers=ADMIN, timeout=30)
     assert backwards.status_code == 400
+    today = requests.get(f"{base}/api/metrics?since={time.strftime('%Y-%m-%d', time.gmtime())}"
+                         f"&until={time.strftime('%Y-%m-%d', time.gmtime())}", headers=ADMIN, timeout=30)  # fmt: skip
+    assert today.status_code == 200 and today.json()["totals"]["searches"] == m["totals"]["searches"], today.text
     one_gap = requests.get(f"{base}/api/metrics?gaps=1", headers=ADMIN, timeout=30)
     assert one_gap.status_code == 200 and len(one_gap.json()["content_gaps"]) <= 1
     for wrong in ("0", "101", "ten", "1.5", "-3", "١"):

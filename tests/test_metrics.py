@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -154,6 +155,32 @@ def test_period_bounds(store):
     assert everything["totals"]["searches"] == 2
     assert len(everything["series"]) == 2
     assert everything["totals"]["confirmed_deflections"] == 1
+
+
+def test_a_date_alone_as_the_end_of_a_period_takes_in_that_day(store, tmp_path):
+    from datetime import UTC, datetime
+
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+    from deflect.metrics import parse_time
+
+    day = datetime.fromtimestamp(T0, UTC).date().isoformat()  # T0 is 2026-09-21 14:13 UTC
+    assert parse_time(day, end=True) - parse_time(day) == 86400
+    assert parse_time(f"{day}T10:00", end=True) == parse_time(f"{day}T10:00")  # a time is taken as it is
+    add_search(store, "in the afternoon", 0)
+    add_search(store, "the next morning", 86400 - 14 * 3600)
+    url = store.url.render_as_string(hide_password=False)
+
+    def searches(*period: str) -> tuple[int, int]:
+        result = CliRunner().invoke(main, ["metrics", "--json", "--database-url", url, *period],
+                                    env={"DEFLECT_INDEX_DIR": str(tmp_path)})  # fmt: skip
+        return result.exit_code, (json.loads(result.output)["totals"]["searches"] if result.exit_code == 0 else -1)
+
+    assert searches("--since", day, "--until", day) == (0, 1)
+    assert searches("--until", day) == (0, 1)
+    assert searches("--since", day) == (0, 2)
+    assert searches("--since", f"{day}T23:00", "--until", f"{day}T22:00")[0] == 2  # a usage error, exit 2
 
 
 def test_votes_count_for_ideas(store):

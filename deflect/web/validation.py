@@ -257,6 +257,6 @@ def timestamp_param(args, field: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return parse_time(raw)
+        return parse_time(raw, end=field == "until")
     except ValueError:
         raise _bad(field, f"{field} must be epoch seconds or an ISO 8601 date such as 2026-11-01") from None
