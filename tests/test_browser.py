@@ -501,6 +501,16 @@ def test_an_article_shows_its_image_and_links_to_another_article(page, site):
     expect(page.locator("#download-an-invoice")).to_be_in_viewport()
 
 
+def test_a_link_that_leads_nowhere_does_not_look_like_a_link(page, site):
+    page.goto(site.base + "/articles/billing/refunds")
+    body = page.locator("[data-article-body]")
+    body.evaluate("b => b.insertAdjacentHTML('beforeend', '<p>See <a id=gone>the old page</a> or <a id=live href=#>this</a>.</p>')")
+    colour = {name: page.locator(f"#{name}").evaluate("a => getComputedStyle(a).color") for name in ("gone", "live")}
+    text_colour = body.evaluate("b => getComputedStyle(b).color")
+    assert colour["gone"] == text_colour != colour["live"]
+    assert page.locator("#gone").evaluate("a => getComputedStyle(a).textDecorationLine") == "none"
+
+
 def test_an_answer_from_a_link_of_no_search_here_is_not_offered_again(page, site):
     """A ?search= this deployment does not know (another server's link, a hand-edited URL): the
     answer cannot be saved by any retry, so the page says so instead of "please try again"."""
