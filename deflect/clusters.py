@@ -223,8 +223,13 @@ def assign(vectors: np.ndarray, centroids: np.ndarray, thresholds: np.ndarray) -
         return np.full(len(vectors), -1, dtype=np.int64)
     sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(centroids, dtype=np.float32).T
     best = sims.argmax(1)
-    ok = sims[np.arange(len(vectors)), best] >= np.asarray(thresholds)[best]
+    ok = sims[np.arange(len(vectors)), best] >= np.asarray(thresholds)[best] - JOIN_TOLERANCE
     return np.where(ok, best, -1)
+
+
+# A threshold is a member's own similarity (join_threshold), so the same question asked again sits
+# exactly on it; float32 products differ in the last bits with the batch they are computed in.
+JOIN_TOLERANCE = 1e-5
 
 
 # A tight group (three copies of one question) would otherwise ask a newcomer for ~1.0: none

@@ -136,6 +136,20 @@ def test_assign_joins_the_nearest_close_enough_centroid():
     assert clusters.assign(vectors[:0], cents, np.ones(3)).shape == (0,)
 
 
+def test_the_loosest_member_asked_again_joins_whatever_it_is_batched_with(labelled):
+    """Its similarity is the threshold itself; computed in another batch it may be a few float32
+    bits under it (seen: a repeated question that joined only when read alone)."""
+    rows, vectors = labelled
+    members = vectors[np.array([r["label"] == "offline" for r in rows])]
+    centre = clusters.centroid(members)
+    threshold = clusters.join_threshold(members, 0.1)
+    loosest = members[int(np.argmin(members @ centre))]
+    assert clusters.assign(loosest[None, :], centre[None, :], np.array([threshold + 2e-6])).tolist() == [0]
+    assert clusters.assign(loosest[None, :], centre[None, :], np.array([threshold + 1e-3])).tolist() == [-1]
+    batched = np.vstack([vectors, loosest[None, :]])
+    assert clusters.assign(batched, centre[None, :], np.array([threshold]))[-1] == 0
+
+
 def test_join_threshold_is_the_loosest_member_or_the_floor(labelled):
     rows, vectors = labelled
     mask = np.array([r["label"] == "offline" for r in rows])
