@@ -205,6 +205,8 @@ class Board:
             idea, notified = ideas.update_idea(conn, idea_id, patch)
             idea = votes.with_requesters(conn, idea)
         self.runtime.reload_ideas()
+        if patch.get("merged_into"):  # its aliases moved to the target: used at once, as a review's are
+            self.runtime.refresh_aliases()
         return idea | {"notifications_queued": len(notified)}
 
     def requesters(self, idea_id: str) -> dict | None:

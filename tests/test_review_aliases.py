@@ -79,6 +79,19 @@ def setup_board(base: str, session_of=lambda i: f"s-{i}") -> dict:
     return dark
 
 
+def test_merging_the_idea_into_another_moves_its_aliases_at_once(served):
+    base, runtime = served(sync_interval_seconds=3600)  # no help from the polling: this process does it
+    dark = setup_board(base)
+    members = sorted({q["text"] for q in dark["queries"]})
+    assert admin("POST", f"{base}/api/clusters/{dark['id']}/merge", json={"idea_id": "prefs"}).status_code == 200
+    assert all(top(base, text) == ("idea", "prefs") for text in members)
+    hub = admin("POST", f"{base}/api/ideas", json={"title": "Appearance settings hub"})
+    assert hub.status_code == 201, hub.text
+    moved = admin("PATCH", f"{base}/api/ideas/prefs", json={"merged_into": hub.json()["id"]})
+    assert moved.status_code == 200, moved.text
+    assert {text: top(base, text) for text in members} == dict.fromkeys(members, ("idea", hub.json()["id"]))
+
+
 def test_merging_a_candidate_makes_its_questions_find_the_idea(served):
     base, runtime = served()
     dark = setup_board(base)
