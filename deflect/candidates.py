@@ -55,8 +55,8 @@ candidate_members = sa.Table(
 )
 
 # The members a reviewed (promoted, merged, dismissed) candidate had when a rebuild retired its id
-# (its members went to a group that kept another id). A later group made mostly of them takes
-# the id, and with it the decision, back.
+# (none of them was left in the pool, see cluster_max_pool). When any of them is back in the pool,
+# so is the candidate, decision and all.
 candidate_history = sa.Table(
     "candidate_history",
     metadata,
@@ -189,11 +189,13 @@ def stick_to_decisions(
 
     A question reviewed under one candidate (`owner`) goes back to that candidate wherever the
     clustering put it (in a group continuing another id, in a new group, or in no group), and
-    the candidate stays (or becomes again) active with it. What is left of a new group is a
-    candidate only with at least `min_size` questions; the rest stay unclustered until they
-    join one.
+    the candidate stays (or becomes again) active with it. What is left of a group that is not
+    a reviewed candidate is a candidate only with at least `min_size` questions (else its id,
+    if it had one, goes as any unkept new one does); the rest stay unclustered until a rebuild
+    or a join places them.
     """
-    kept: dict[str | None, list[int]] = {}
+    reviewed = set(owner.values())
+    kept: dict[str, list[int]] = {}
     out: list[tuple[list[int], str | None]] = []
     back: dict[str, list[int]] = defaultdict(list)
     for i, group in enumerate(groups):
@@ -202,7 +204,7 @@ def stick_to_decisions(
         for j in group:
             home = owner.get(ids[j], cid)
             (stays if home == cid else back[home]).append(j)
-        if stays and (cid is not None or len(stays) >= min_size):
+        if stays and (cid in reviewed or len(stays) >= min_size):
             out.append((stays, cid))
             if cid is not None:
                 kept[cid] = stays

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -60,6 +61,8 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     sock = inherited_socket()  # set when this process is one of `--workers N`
     if workers > 1 and sock is None:
         return _supervise_workers(ctx, settings, workers)
+    # From now on, also while indexing: SIGTERM (its default until serving, then a clean stop).
+    follow_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
     from .runtime import Runtime
     from .web import create_app
 
@@ -83,13 +86,11 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     who = f" (worker, pid {os.getpid()})" if sock is not None else ""
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base}{who} (help form: {base}/help)", err=True)
     tell_ready()
-    import signal
 
     def _terminate(_signum, _frame):
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _terminate)  # so queued searches are written on a normal stop
-    follow_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         server.run()
     finally:
@@ -315,8 +316,8 @@ def period_options(func):
 @main.command()
 @period_options
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
-@click.option("--top", type=click.IntRange(1, 100), default=10, show_default=True,
-              help="Rows per table (articles, ideas, content gaps, days).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows per table (articles, ideas, content gaps: at most 100, days).")
 @click.option("--index-dir", default=None, help="Index folder, for article titles (setting index_dir).")
 def metrics(since, until, database_url, as_json, top, index_dir):
     """Deflection metrics for a period (README: Events and metrics), as readable tables."""
@@ -325,7 +326,9 @@ def metrics(since, until, database_url, as_json, top, index_dir):
 
     engine = migrated_store(settings)
     start, end = _period(since, until)
-    report = compute_metrics(engine, start, end, settings.assumed_window_seconds, gaps=top)
+    from .gaps import MAX_GAPS
+
+    report = compute_metrics(engine, start, end, settings.assumed_window_seconds, gaps=min(top, MAX_GAPS))
     from .ideas import list_ideas
     from .index_folder import load_index
     from .metrics import add_titles

@@ -13,6 +13,9 @@ from .events import normalize_query
 
 # A gap row names at most this many of its searches (the latest): enough to open a few.
 SEARCH_IDS_PER_GAP = 20
+# Gap rows in a report unless asked for more (`/api/metrics?gaps=N`, `deflect metrics --top N`).
+DEFAULT_GAPS = 10
+MAX_GAPS = 100
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class OpenCluster:
 
 def content_gaps(
     pool: list[dict],
-    limit: int = 10,
+    limit: int = DEFAULT_GAPS,
     clusters: dict[str, OpenCluster] | None = None,
     reviewed: Collection[str] = (),
 ) -> list[dict]:

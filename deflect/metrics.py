@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from .db import events, search_results, searches
 from .events import EVENT_TYPES, normalize_query
-from .gaps import candidates_of, content_gaps
+from .gaps import DEFAULT_GAPS, candidates_of, content_gaps
 
 SUPERSEDE_SECONDS = 30.0
 
@@ -46,9 +46,8 @@ class SearchOutcome:
         return not any(t <= self.clicked_at + window for t in self.ticket_times)
 
 
-# Content-gap rows in a report unless asked for more (`/api/metrics?gaps=N`, `deflect metrics --top N`).
-DEFAULT_GAPS = 10
-MAX_GAPS = 100
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
 
 def parse_time(raw: str, end: bool = False) -> float:
     """A period bound: epoch seconds or an ISO 8601 date/time (UTC unless it says otherwise).
@@ -66,9 +65,6 @@ def parse_time(raw: str, end: bool = False) -> float:
     if value != value or abs(value) > 1e11:
         raise ValueError(f"{raw!r} is not a usable epoch time")
     return value
-
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[str]:

@@ -53,8 +53,12 @@ def _reference_links_as_text(text: str) -> str:
     if not defined:
         return text
     text = _LINK_DEFINITION.sub("", text)
-    text = _REFERENCE_LINK.sub(r"\1", text)
-    return _SHORTCUT_LINK.sub(lambda m: m.group(1) if m.group(1).strip().lower() in defined else m.group(0), text)
+
+    def words(match: re.Match) -> str:
+        label = (match.group(2) if len(match.groups()) > 1 and match.group(2) else match.group(1)).strip().lower()
+        return match.group(1) if label in defined else match.group(0)  # matrix[0][1] stays as written
+
+    return _SHORTCUT_LINK.sub(words, _REFERENCE_LINK.sub(words, text))
 
 
 _TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
@@ -144,6 +148,7 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
     indexed on their own as well as inside their section.
     """
     passages = [Passage("title", title, title)]
+    body = _reference_links_as_text(body)  # definitions usually sit at the end, far from their links
     sections: list[tuple[str, list[str]]] = [("", [])]
     in_code = False
     for line in body.splitlines():

@@ -292,8 +292,9 @@ class Runtime:
 
     def metrics(self, since: float | None = None, until: float | None = None, gaps: int | None = None) -> dict:
         """DESIGN section 6 metrics, with titles added to the per-item rows."""
+        from .gaps import DEFAULT_GAPS
         from .ideas import list_ideas
-        from .metrics import DEFAULT_GAPS, add_titles, compute_metrics
+        from .metrics import add_titles, compute_metrics
 
         self.search_log.flush()
         report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds, gaps=gaps or DEFAULT_GAPS)

@@ -639,10 +639,15 @@ def test_reference_style_links_read_as_their_words(markdown_text, expected):
     assert plain_text(markdown_text) == expected
 
 
-def test_a_reference_link_url_is_not_searchable(tmp_path):
-    kb = write_kb(tmp_path / "kb", {"faq/ref.md": "# Guides\n\nRead [the guide][g] for more.\n\n[g]: https://example.com/wolverine-guide\n"})
+def test_a_reference_link_reads_as_its_words_whichever_section_defines_it(tmp_path):
+    body = ("# Guides\n\n## Setup\n\nRead [the guide][g] for more.\n\n- Check [the export page][exp] for details\n\n"
+            "Use matrix[0][1] as is.\n\n## Links\n\n[g]: https://example.com/wolverine-guide\n[exp]: <https://example.com/x>\n")
+    kb = write_kb(tmp_path / "kb", {"faq/ref.md": body})
     [article], _ = load_kb(kb)
-    assert not any("wolverine" in p.text or "wolverine" in p.snippet for p in article.passages)
+    texts = [p.text for p in article.passages] + [p.snippet for p in article.passages]
+    assert not any("wolverine" in t or "[g]" in t or "[exp]" in t for t in texts), texts
+    assert "Guides. Setup: Read the guide for more. Check the export page for details Use matrix[0][1] as is." in texts
+    assert "Check the export page for details" in [p.text for p in article.passages if p.kind == "item"]
 
 
 def test_a_table_becomes_one_readable_line_per_row_with_its_column_names():

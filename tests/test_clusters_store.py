@@ -574,6 +574,11 @@ def test_reviewed_questions_go_back_to_their_candidate_wherever_they_were_cluste
     assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
         (["d1"], "dism"), (["k1", "k2", "k3"], "keep"), (["n1", "n2", "p1", "p2", "p3"], "prom"),
     ]
+    # A new candidate left with fewer than min_size questions of its own is no candidate any more.
+    out = cand.stick_to_decisions([[0, 1, 3, 4]], ids, {0: "keep"}, owner, min_size=3)
+    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
+        (["d1"], "dism"), (["p1", "p2", "p3"], "prom"),
+    ]  # k1, k2 and n1, n2: unclustered
     owned = {"a": "r1", "b": "r2"}
     old = {"r1": {"status": "merged", "active": True}, "r2": {"status": "dismissed", "active": False},
            "r3": {"status": "new", "active": True}}

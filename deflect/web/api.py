@@ -6,7 +6,7 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..metrics import MAX_GAPS
+from ..gaps import MAX_GAPS
 from .errors import ApiError, not_found
 from .limits import request_client
 from .validation import (

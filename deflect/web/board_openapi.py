@@ -36,8 +36,8 @@ _EXCLUDE = {"type": "array", "maxItems": 1000, "items": {"type": "string", "minL
 BOARD_PATHS = {
     "/api/clusters/rebuild": {"post": _admin(
         "Re-cluster every unanswered search into idea candidates (ids and review decisions carry over)",
-        {"description": "what happened: pool, candidates, new, kept, returned, retired, revived (retired reviewed "
-                        "candidates taken back), split (parts of reviewed candidates, same decision), notifications",
+        {"description": "what happened: pool, candidates, new, kept, returned, retired (reviewed ones with no "
+                        "question left in the pool), revived (retired reviewed candidates taken back), notifications",
          **_ref("RebuildReport")}, "400", "415", body=_NO_FIELDS)},
     "/api/clusters": {"get": _admin(
         "Idea candidates, largest first (new unanswered searches join their nearest candidate first)",

@@ -42,7 +42,7 @@ OPENAPI = {
                     {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "ISO 8601 date/time (UTC unless given) or epoch seconds"},
                     {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
-                     "description": "exclusive end; default now"},
+                     "description": "exclusive end (a date alone includes that day); default now"},
                     {"name": "gaps", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                      "description": "content gap rows, largest first"},

@@ -16,7 +16,7 @@
  * would count in no metric), and a ticket sent later is recorded on it too. Opening a suggestion records a
  * `click`, the answer buttons record `helpful` / `not_helpful`, voting for an idea records a
  * `vote` (which counts on the idea board), and sending the form anyway records `ticket_created`
- * for the last search.
+ * for the last search (and for each earlier search of the question the visitor acted on).
  */
 (function () {
   "use strict";
@@ -201,7 +201,7 @@
       seq: 0,
       lastQuery: "",
       search: null, // {id, answered, results}
-      acted: false, // the user opened, answered or voted on one of state.search's suggestions
+      actedSearch: null, // the search whose suggestion the user last opened, answered or voted on
       actedOn: [], // earlier searches of this question that the user acted on
       options: [], // [{node, result}]
       active: -1,
@@ -282,7 +282,7 @@
     function newQuestion() {
       state.session = null;
       state.search = null;
-      state.acted = false;
+      state.actedSearch = null;
       state.actedOn = [];
       state.lastQuery = "";
       state.clicked = {};
@@ -334,11 +334,11 @@
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
       if (query === state.lastQuery) return Promise.resolve();
-      if (state.acted && state.search) {
-        // A refined question after acting on these suggestions: keep that search final.
-        state.actedOn.push(state.search.id);
+      if (state.actedSearch) {
+        // A refined question after acting on a search's suggestions: keep that search final.
+        if (state.actedOn.indexOf(state.actedSearch) < 0) state.actedOn.push(state.actedSearch);
         state.session = null;
-        state.acted = false;
+        state.actedSearch = null;
         state.clicked = {};
         state.feedback = {};
       }
@@ -467,7 +467,7 @@
     // --- events --------------------------------------------------------------------------
     function sendEvent(type, result, options) {
       if (!state.search) return Promise.resolve(null);
-      if (type !== "ticket_created") state.acted = true;
+      if (type !== "ticket_created") state.actedSearch = state.search.id;
       return postEvent(state.search.id, type, result, options);
     }
 
@@ -661,7 +661,10 @@
       var needsSearch = longEnough(query) && query !== state.lastQuery;
       if (!state.search && !needsSearch) return null;
       return (needsSearch ? search(query) : Promise.resolve()).then(function () {
-        var earlier = state.actedOn.map(function (id) { return postEvent(id, "ticket_created", null); });
+        var last = state.search ? state.search.id : null;
+        var acted = state.actedOn.concat(state.actedSearch && state.actedOn.indexOf(state.actedSearch) < 0 ? [state.actedSearch] : []);
+        var earlier = acted.filter(function (id) { return id !== last; })
+          .map(function (id) { return postEvent(id, "ticket_created", null); });
         return Promise.all([sendEvent("ticket_created", null)].concat(earlier)).then(function (sent) { return sent[0]; });
       });
     }
