@@ -11,6 +11,7 @@ import numpy as np
 from . import candidate_views, ideas, review, votes
 from . import candidates as cand
 from .db import writing
+from .gaps import DEFAULT_GAPS
 from .outage import FailureLog, is_database_unavailable
 from .refresh import model_id_for
 from .runtime import Runtime
@@ -97,7 +98,7 @@ class Board:
         self._sync_requesters()
         return joined
 
-    def metrics(self, since: float | None = None, until: float | None = None, gaps: int | None = None) -> dict:
+    def metrics(self, since: float | None = None, until: float | None = None, gaps: int = DEFAULT_GAPS) -> dict:
         """Runtime.metrics, with new unanswered questions first joined to their candidates, so the
         content gaps group them as /api/clusters would. A failed join leaves the groups as they
         are (the figures do not depend on it); a database outage fails the metrics too (503)."""

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from .gaps import DEFAULT_GAPS
 from .outage import DatabaseProbe, FailureLog
 from .refresh import make_embedder, model_id_for, refresh_index
 from .scoring import SCORING_VERSION
@@ -290,14 +291,13 @@ class Runtime:
             self.refresh_aliases()
         return deleted
 
-    def metrics(self, since: float | None = None, until: float | None = None, gaps: int | None = None) -> dict:
+    def metrics(self, since: float | None = None, until: float | None = None, gaps: int = DEFAULT_GAPS) -> dict:
         """DESIGN section 6 metrics, with titles added to the per-item rows."""
-        from .gaps import DEFAULT_GAPS
         from .ideas import list_ideas
         from .metrics import add_titles, compute_metrics
 
         self.search_log.flush()
-        report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds, gaps=gaps or DEFAULT_GAPS)
+        report = compute_metrics(self.db, since, until, self.settings.assumed_window_seconds, gaps=gaps)
         add_titles(
             report,
             {a["id"]: a["title"] for a in self.engine.index.articles},

@@ -6,7 +6,7 @@ import hmac
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..gaps import MAX_GAPS
+from ..gaps import DEFAULT_GAPS, MAX_GAPS
 from .errors import ApiError, not_found
 from .limits import request_client
 from .validation import (
@@ -65,7 +65,7 @@ def metrics():
     since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "invalid_field", "since must be before until", "since")
-    gaps = count_param(request.args, "gaps", MAX_GAPS)
+    gaps = count_param(request.args, "gaps", DEFAULT_GAPS, MAX_GAPS)
     board = current_app.extensions.get("deflect_board")  # content gaps group new questions as /api/clusters does
     return jsonify(board.metrics(since, until, gaps) if board is not None else runtime().metrics(since, until, gaps))
 
@@ -76,7 +76,7 @@ def list_aliases():
     active = request.args.get("active")
     if active not in (None, "", "true", "false"):
         raise ApiError(400, "invalid_field", "active must be true or false", "active")
-    return jsonify({"aliases": runtime().aliases(active={"true": True, "false": False}.get(active or ""))})
+    return jsonify({"aliases": runtime().aliases(active=active == "true" if active else None)})
 
 
 @api.delete("/api/aliases/<alias_id>")

@@ -239,11 +239,11 @@ def event_request(data: dict) -> dict:
     }
 
 
-def count_param(args, field: str, most: int) -> int | None:
-    """A row count from the query string, 1..most (None when absent)."""
+def count_param(args, field: str, default: int, most: int) -> int:
+    """A row count from the query string, 1..most (`default` when absent)."""
     raw = args.get(field)
     if raw is None or raw == "":
-        return None
+        return default
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= most:
         raise _bad(field, f"{field} must be an integer from 1 to {most}")
     return int(raw)

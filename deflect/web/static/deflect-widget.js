@@ -13,7 +13,7 @@
  * typing is debounced and a newer request aborts the older one. Typing on after opening a
  * suggestion, answering Yes/No or voting starts a new session: the search acted on stays a
  * final search (one extended in its own session would be superseded, and its click and answer
- * would count in no metric), and a ticket sent later is recorded on it too. Opening a suggestion records a
+ * would count in no metric). Opening a suggestion records a
  * `click`, the answer buttons record `helpful` / `not_helpful`, voting for an idea records a
  * `vote` (which counts on the idea board), and sending the form anyway records `ticket_created`
  * for the last search (and for each earlier search of the question the visitor acted on).
@@ -201,8 +201,8 @@
       seq: 0,
       lastQuery: "",
       search: null, // {id, answered, results}
-      actedSearch: null, // the search whose suggestion the user last opened, answered or voted on
-      actedOn: [], // earlier searches of this question that the user acted on
+      actedOn: [], // the searches of this question whose suggestions the user opened, answered or voted on
+      sessionActed: false, // one of them is in the current session
       options: [], // [{node, result}]
       active: -1,
       open: false,
@@ -282,8 +282,8 @@
     function newQuestion() {
       state.session = null;
       state.search = null;
-      state.actedSearch = null;
       state.actedOn = [];
+      state.sessionActed = false;
       state.lastQuery = "";
       state.clicked = {};
       state.feedback = {};
@@ -334,11 +334,10 @@
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
       if (query === state.lastQuery) return Promise.resolve();
-      if (state.actedSearch) {
+      if (state.sessionActed) {
         // A refined question after acting on a search's suggestions: keep that search final.
-        if (state.actedOn.indexOf(state.actedSearch) < 0) state.actedOn.push(state.actedSearch);
         state.session = null;
-        state.actedSearch = null;
+        state.sessionActed = false;
         state.clicked = {};
         state.feedback = {};
       }
@@ -467,7 +466,10 @@
     // --- events --------------------------------------------------------------------------
     function sendEvent(type, result, options) {
       if (!state.search) return Promise.resolve(null);
-      if (type !== "ticket_created") state.actedSearch = state.search.id;
+      if (type !== "ticket_created") {
+        if (state.actedOn.indexOf(state.search.id) < 0) state.actedOn.push(state.search.id);
+        state.sessionActed = true;
+      }
       return postEvent(state.search.id, type, result, options);
     }
 
@@ -662,8 +664,7 @@
       if (!state.search && !needsSearch) return null;
       return (needsSearch ? search(query) : Promise.resolve()).then(function () {
         var last = state.search ? state.search.id : null;
-        var acted = state.actedOn.concat(state.actedSearch && state.actedOn.indexOf(state.actedSearch) < 0 ? [state.actedSearch] : []);
-        var earlier = acted.filter(function (id) { return id !== last; })
+        var earlier = state.actedOn.filter(function (id) { return id !== last; })
           .map(function (id) { return postEvent(id, "ticket_created", null); });
         return Promise.all([sendEvent("ticket_created", null)].concat(earlier)).then(function (sent) { return sent[0]; });
       });
