@@ -284,20 +284,12 @@ def db_upgrade(database_url, revision):
 
 
 def _period(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    from .metrics import parse_time
+    from .metrics import PeriodError, parse_period
 
-    def parse(name, raw):
-        if raw is None:
-            return None
-        try:
-            return parse_time(raw, end=name == "--until")
-        except ValueError:
-            raise click.BadParameter("use epoch seconds or an ISO 8601 date such as 2026-11-01", param_hint=name) from None
-
-    start, end = parse("--since", since), parse("--until", until)
-    if start is not None and end is not None and start >= end:
-        raise click.BadParameter("must be before --until", param_hint="--since")  # as GET /api/metrics
-    return start, end
+    try:
+        return parse_period(since, until)
+    except PeriodError as exc:
+        raise click.BadParameter(exc.reason.replace("until", "--until"), param_hint=f"--{exc.bound}") from None
 
 
 _PERIOD_OPTIONS = [

@@ -428,10 +428,17 @@ def check_requester(data) -> None:
 
 
 def check_timestamp(value: str) -> None:
-    from deflect.web.validation import timestamp_param
+    from deflect.web.errors import ApiError
+    from deflect.web.validation import period_params
 
-    out = _expect_api_error(timestamp_param, {"since": value}, "since")
-    assert out is None or isinstance(out, float)
+    for bound in ("since", "until"):
+        try:
+            out = period_params({bound: value})
+        except ApiError as exc:
+            assert exc.status == 400 and exc.field == bound and exc.message, vars(exc)
+            continue
+        assert out[bound == "since"] is None  # the other bound stays open
+        assert out[bound == "until"] is None if value == "" else isinstance(out[bound == "until"], float)
 
 
 def check_json_body(case: tuple[bytes, str]) -> None:
@@ -480,7 +487,7 @@ PROPERTIES: list[tuple[str, st.SearchStrategy, Callable]] = [
     ("requester_fields", json_values | _field_dicts(["customer_id", "email", "mrr"],
                                                     {"customer_id": "c1", "email": "a@b.example", "mrr": 10}),
      check_requester),
-    ("timestamp_param", st.text(max_size=40) | st.from_regex(r"-?\d{1,14}(\.\d*)?(e\d{1,3})?", fullmatch=True)
+    ("period_params", st.text(max_size=40) | st.from_regex(r"-?\d{1,14}(\.\d*)?(e\d{1,3})?", fullmatch=True)
      | st.datetimes().map(lambda d: d.isoformat()), check_timestamp),
     ("json_body", st.tuples(_bodies, _content_types), check_json_body),
     ("validate_idea", _field_dicts(["id", "title", "description", "status", "votes"],

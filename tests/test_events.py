@@ -302,10 +302,14 @@ def test_metrics_endpoint(served):
     bad = requests.get(f"{base}/api/metrics?since=yesterday", headers=ADMIN, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "since"
     backwards = requests.get(f"{base}/api/metrics?since=2026-02-01&until=2026-01-01", headers=ADMIN, timeout=30)
-    assert backwards.status_code == 400
+    assert backwards.status_code == 400 and backwards.json()["error"]["field"] == "since"
     today = requests.get(f"{base}/api/metrics?since={time.strftime('%Y-%m-%d', time.gmtime())}"
                          f"&until={time.strftime('%Y-%m-%d', time.gmtime())}", headers=ADMIN, timeout=30)  # fmt: skip
     assert today.status_code == 200 and today.json()["totals"]["searches"] == m["totals"]["searches"], today.text
+    basic = requests.get(f"{base}/api/metrics?until={time.strftime('%Y%m%d', time.gmtime())}", headers=ADMIN, timeout=30)
+    assert basic.status_code == 200 and basic.json()["totals"]["searches"] == m["totals"]["searches"], basic.text
+    no_day = requests.get(f"{base}/api/metrics?until=20261301", headers=ADMIN, timeout=30)
+    assert no_day.status_code == 400 and no_day.json()["error"]["field"] == "until", no_day.text
     one_gap = requests.get(f"{base}/api/metrics?gaps=1", headers=ADMIN, timeout=30)
     assert one_gap.status_code == 200 and len(one_gap.json()["content_gaps"]) <= 1
     for wrong in ("0", "101", "ten", "1.5", "-3", "١"):

@@ -168,6 +168,8 @@ def test_a_date_alone_as_the_end_of_a_period_takes_in_that_day(store, tmp_path):
     day = datetime.fromtimestamp(T0, UTC).date().isoformat()  # T0 is 2026-09-21 14:13 UTC
     assert parse_time(day, end=True) - parse_time(day) == 86400
     assert parse_time(f"{day}T10:00", end=True) == parse_time(f"{day}T10:00")  # a time is taken as it is
+    basic = day.replace("-", "")  # ISO 8601's basic format, 8 digits: a date, not epoch seconds in 1970
+    assert (parse_time(basic), parse_time(basic, end=True)) == (parse_time(day), parse_time(day, end=True))
     add_search(store, "in the afternoon", 0)
     add_search(store, "the next morning", 86400 - 14 * 3600)
     url = store.url.render_as_string(hide_password=False)
@@ -180,7 +182,9 @@ def test_a_date_alone_as_the_end_of_a_period_takes_in_that_day(store, tmp_path):
     assert searches("--since", day, "--until", day) == (0, 1)
     assert searches("--until", day) == (0, 1)
     assert searches("--since", day) == (0, 2)
+    assert searches("--since", basic, "--until", basic) == (0, 1)
     assert searches("--since", f"{day}T23:00", "--until", f"{day}T22:00")[0] == 2  # a usage error, exit 2
+    assert searches("--until", "20261331")[0] == 2  # no 31st of a 13th month
 
 
 def test_votes_count_for_ideas(store):

@@ -15,8 +15,8 @@ from .validation import (
     event_request,
     json_body,
     optional_body,
+    period_params,
     suggest_request,
-    timestamp_param,
 )
 
 api = Blueprint("api", __name__)
@@ -62,9 +62,7 @@ def post_event():
 @api.get("/api/metrics")
 def metrics():
     require_admin()
-    since, until = timestamp_param(request.args, "since"), timestamp_param(request.args, "until")
-    if since is not None and until is not None and since >= until:
-        raise ApiError(400, "invalid_field", "since must be before until", "since")
+    since, until = period_params(request.args)
     gaps = count_param(request.args, "gaps", DEFAULT_GAPS, MAX_GAPS)
     board = current_app.extensions.get("deflect_board")  # content gaps group new questions as /api/clusters does
     return jsonify(board.metrics(since, until, gaps) if board is not None else runtime().metrics(since, until, gaps))

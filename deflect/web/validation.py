@@ -249,14 +249,11 @@ def count_param(args, field: str, default: int, most: int) -> int:
     return int(raw)
 
 
-def timestamp_param(args, field: str) -> float | None:
-    """A period bound from the query string: epoch seconds or an ISO 8601 date/time (UTC by default)."""
-    from ..metrics import parse_time
+def period_params(args) -> tuple[float | None, float | None]:
+    """The since/until of a report from the query string (metrics.parse_period), 400 naming the bad one."""
+    from ..metrics import PeriodError, parse_period
 
-    raw = args.get(field)
-    if raw is None or raw == "":
-        return None
     try:
-        return parse_time(raw, end=field == "until")
-    except ValueError:
-        raise _bad(field, f"{field} must be epoch seconds or an ISO 8601 date such as 2026-11-01") from None
+        return parse_period(args.get("since"), args.get("until"))
+    except PeriodError as exc:
+        raise _bad(exc.bound, str(exc)) from None
