@@ -331,7 +331,7 @@ def metrics(since, until, database_url, as_json, top, index_dir):
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
-    from .metrics import format_report
+    from .metrics_table import format_report
 
     click.echo(format_report(report, top))
 

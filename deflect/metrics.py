@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from .db import events, search_results, searches
 from .events import EVENT_TYPES, normalize_query
 from .gaps import DEFAULT_GAPS, candidates_of, content_gaps
+from .outbox import requester_key
 
 SUPERSEDE_SECONDS = 30.0
 
@@ -201,11 +202,17 @@ def item_metrics(final: dict[str, SearchOutcome], shown: list[dict], event_rows:
         stats[key]["impressions"] += 1
         stats[key]["tickets_after_shown"] += outcome.ticket
     clicks_at: dict[tuple[str, str, str], float] = {}
-    for event in event_rows:
+    voters: set[tuple[str, str]] = set()  # (idea, requester): the board counts one vote per requester
+    for event in sorted(event_rows, key=lambda e: e["created_at"]):
         outcome = final.get(event["search_id"])
         if outcome is None or not event.get("item_id") or event["type"] == "ticket_created":
             continue
         key = (event.get("item_type") or "article", event["item_id"])
+        if event["type"] == "vote" and (event.get("customer_id") or event.get("email")):
+            voter = (event["item_id"], requester_key(event))
+            if voter in voters:
+                continue
+            voters.add(voter)
         name = {"click": "clicks", "helpful": "helpful", "not_helpful": "not_helpful", "vote": "votes"}[event["type"]]
         stats[key][name] += 1
         if event["type"] == "click":
@@ -336,66 +343,3 @@ def add_titles(report: dict, article_titles: dict[str, str], idea_titles: dict[s
         for row in report[kind]:
             row["title"] = titles.get(row["id"])
     return report
-
-
-def format_report(report: dict, top: int = 10) -> str:
-    """`deflect metrics`: the report as plain-text tables."""
-
-    def pct(value) -> str:
-        return "-" if value is None else f"{100 * value:.1f}%"
-
-    def when(ts) -> str:
-        return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M")
-
-    t = report["totals"]
-    lines = [
-        f"period: {when(report['since'])} .. {when(report['until'])} (UTC)",
-        "",
-        f"searches (final)         {t['searches']:>8}   (+{t['superseded_searches']} superseded while typing)",
-        f"answered rate            {pct(t['answered_rate']):>8}",
-        f"click rate               {pct(t['click_rate']):>8}",
-        f"confirmed deflections    {t['confirmed_deflections']:>8}",
-        f"assumed deflections      {t['assumed_deflections']:>8}   ({t['assumed_pending']} still inside the window)",
-        f"tickets                  {t['tickets']:>8}",
-        f"deflection rate          {pct(t['deflection_rate']):>8}   (confirmed only {pct(t['confirmed_deflection_rate'])})",
-        "",
-        "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items()),
-    ]
-    for kind in ("articles", "ideas"):
-        rows = report[kind][:top]
-        if not rows:
-            continue
-        lines += ["", f"{kind:<40} {'shown':>6} {'clicks':>6} {'yes':>5} {'no':>5} {'tickets':>7} {'effective':>9}"]
-        for r in rows:
-            name = _fit_columns(r.get("title") or r["id"], 40)
-            lines.append(
-                f"{name} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "
-                f"{r['tickets_after_shown']:>7} {pct(r['effectiveness']):>9}"
-            )
-    if report["content_gaps"]:
-        lines += ["", "content gaps (most frequent unanswered questions)"]
-        for gap in report["content_gaps"][:top]:
-            shipped = f"  (since idea {gap['shipped_idea']} shipped)" if gap.get("shipped_idea") else ""
-            lines.append(f"{gap['count']:>6}  {gap['query'][:70]}{shipped}")
-    if report["series"]:
-        lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
-        for day in report["series"][-top:]:
-            lines.append(
-                f"{day['date']:<12} {day['searches']:>8} {day['deflections']:>9} {day['tickets']:>7} "
-                f"{pct(day['deflection_rate']):>7}"
-            )
-    return "\n".join(lines)
-
-
-def _fit_columns(text: str, width: int) -> str:
-    """Cut or pad text to `width` terminal columns (Hangul, Han and kana take two each)."""
-    import unicodedata
-
-    out, used = [], 0
-    for char in text:
-        cells = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-        if used + cells > width:
-            break
-        out.append(char)
-        used += cells
-    return "".join(out) + " " * (width - used)

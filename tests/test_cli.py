@@ -402,12 +402,14 @@ def test_metrics_table_keeps_columns_with_korean_titles(tmp_path):
     import unicodedata
 
     from deflect.db import make_engine, upgrade
-    from deflect.metrics import compute_metrics, format_report
+    from deflect.metrics import compute_metrics
+    from deflect.metrics_table import format_report
 
     engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
     upgrade(engine)
     report = compute_metrics(engine)  # the real report shape, from an empty store
-    row = {"impressions": 12, "clicks": 3, "helpful": 1, "not_helpful": 0, "tickets_after_shown": 1, "effectiveness": 0.5}
+    row = {"impressions": 12, "clicks": 3, "helpful": 1, "not_helpful": 0, "tickets_after_shown": 1, "tickets_after_click": 0,
+           "votes": 0, "effectiveness": 0.5}
     report["articles"] = [row | {"id": "ko/cancel", "title": "구독 해지하기"}, row | {"id": "billing/refunds", "title": "Refunds"}]
 
     def columns(line: str) -> int:
@@ -415,3 +417,26 @@ def test_metrics_table_keeps_columns_with_korean_titles(tmp_path):
 
     lines = [line for line in format_report(report).splitlines() if line.startswith(("구독", "Refunds"))]
     assert len(lines) == 2 and columns(lines[0]) == columns(lines[1])
+
+
+def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_line(tmp_path):
+    """The table's ticket columns say which tickets count against an article, ideas show their votes,
+    and a question typed with line breaks stays on its row."""
+    from deflect.db import make_engine, upgrade
+    from deflect.metrics import compute_metrics
+    from deflect.metrics_table import format_report
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    upgrade(engine)
+    report = compute_metrics(engine)
+    row = {"impressions": 5, "clicks": 2, "helpful": 1, "not_helpful": 0, "tickets_after_shown": 3,
+           "tickets_after_click": 1, "votes": 7, "effectiveness": 0.5}  # fmt: skip
+    report["articles"] = [row | {"id": "getting-started/keyboard-shortcuts", "title": "Keyboard shortcuts"}]
+    report["ideas"] = [row | {"id": "dark-mode", "title": "Dark mode"}]
+    report["content_gaps"] = [{"query": "line one\nline two", "count": 2, "search_ids": []}]
+    text = format_report(report)
+    article = next(line for line in text.splitlines() if line.startswith("Keyboard shortcuts"))
+    assert article.split()[-3:] == ["3", "1", "50.0%"]  # tickets after shown, after a click, effective
+    idea = next(line for line in text.splitlines() if line.startswith("Dark mode"))
+    assert idea.split()[-1] == "7"
+    assert "     2  line one line two" in text.splitlines()

@@ -36,7 +36,7 @@ def add_search(engine, query, at, session=None, answered=True, shown=("a1", "a2"
     return search_id
 
 
-def add_event(engine, search_id, event_type, at, item_id=None, item_type="article"):
+def add_event(engine, search_id, event_type, at, item_id=None, item_type="article", **requester):
     with db.writing(engine) as conn:
         conn.execute(
             db.events.insert().values(
@@ -45,6 +45,7 @@ def add_event(engine, search_id, event_type, at, item_id=None, item_type="articl
                 item_type=item_type if item_id else None,
                 item_id=item_id,
                 created_at=T0 + at,
+                **requester,
             )
         )
 
@@ -196,6 +197,21 @@ def test_votes_count_for_ideas(store):
     assert m["events"]["vote"] == 1
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar_one() == 1
+
+
+def test_an_idea_row_counts_a_requesters_votes_once_as_the_board_does(store):
+    first = add_search(store, "dark mode please", 0, session="v1", answered=False, shown=("i-dark",))
+    add_event(store, first, "vote", 3, "i-dark", item_type="idea", customer_id="c1")
+    add_event(store, first, "vote", 4, "i-dark", item_type="idea", customer_id="c1")  # the board said counted: false
+    again = add_search(store, "night theme", 100, session="v2", answered=False, shown=("i-dark",))
+    add_event(store, again, "vote", 103, "i-dark", item_type="idea", email="c2@example.com")
+    add_event(store, again, "vote", 104, "i-dark", item_type="idea", email="C2@Example.com")  # the same person
+    add_event(store, again, "vote", 105, "i-dark", item_type="idea")  # anonymous votes always count
+    add_event(store, again, "vote", 106, "i-dark", item_type="idea")
+    m = compute_metrics(store, now=T0 + 600)
+    idea = next(r for r in m["ideas"] if r["id"] == "i-dark")
+    assert idea["votes"] == 4  # c1, c2 and two anonymous
+    assert m["events"]["vote"] == 6  # every stored event is still counted as an event
 
 
 def add_candidate(engine, candidate_id, label, search_ids, status="new"):

@@ -1,0 +1,86 @@
+"""`deflect metrics` as plain-text tables: the report of deflect.metrics, read in a terminal."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+
+
+def format_report(report: dict, top: int = 10) -> str:
+    """The report as tables: totals, events, per article and idea, content gaps, the daily series."""
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    def when(ts) -> str:
+        return "-" if ts is None else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+    t = report["totals"]
+    lines = [
+        f"period: {when(report['since'])} .. {when(report['until'])} (UTC)",
+        "",
+        f"searches (final)         {t['searches']:>8}   (+{t['superseded_searches']} superseded while typing)",
+        f"answered rate            {pct(t['answered_rate']):>8}",
+        f"click rate               {pct(t['click_rate']):>8}",
+        f"confirmed deflections    {t['confirmed_deflections']:>8}",
+        f"assumed deflections      {t['assumed_deflections']:>8}   ({t['assumed_pending']} still inside the window)",
+        f"tickets                  {t['tickets']:>8}",
+        f"deflection rate          {pct(t['deflection_rate']):>8}   (confirmed only {pct(t['confirmed_deflection_rate'])})",
+        "",
+        "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items()),
+    ]
+    items = False
+    for kind in ("articles", "ideas"):
+        rows = report[kind][:top]
+        if not rows:
+            continue
+        items = True
+        votes = f" {'votes':>5}" if kind == "ideas" else ""
+        lines += [
+            "",
+            f"{kind:<40} {'shown':>6} {'clicks':>6} {'yes':>5} {'no':>5} {'ticket':>6} {'ticket':>6} {'effective':>9}{votes}",
+            f"{'':<40} {'':>6} {'':>6} {'':>5} {'':>5} {'shown':>6} {'click':>6}",
+        ]
+        for r in rows:
+            name = _fit_columns(_one_line(r.get("title") or r["id"]), 40)
+            votes = f" {r['votes']:>5}" if kind == "ideas" else ""
+            lines.append(
+                f"{name} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "
+                f"{r['tickets_after_shown']:>6} {r['tickets_after_click']:>6} {pct(r['effectiveness']):>9}{votes}"
+            )
+    if items:
+        lines += [
+            "",
+            "ticket shown: searches that showed it and got a ticket; ticket click: tickets after it was clicked.",
+            "effective = yes / (yes + no + ticket click).",
+        ]
+    if report["content_gaps"]:
+        lines += ["", "content gaps (most frequent unanswered questions)"]
+        for gap in report["content_gaps"][:top]:
+            shipped = f"  (since idea {gap['shipped_idea']} shipped)" if gap.get("shipped_idea") else ""
+            lines.append(f"{gap['count']:>6}  {_one_line(gap['query'])[:70]}{shipped}")
+    if report["series"]:
+        lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
+        for day in report["series"][-top:]:
+            lines.append(
+                f"{day['date']:<12} {day['searches']:>8} {day['deflections']:>9} {day['tickets']:>7} "
+                f"{pct(day['deflection_rate']):>7}"
+            )
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """A query or title as one table line: its newlines and tabs would break the table."""
+    return " ".join(text.split())
+
+
+def _fit_columns(text: str, width: int) -> str:
+    """Cut or pad text to `width` terminal columns (Hangul, Han and kana take two each)."""
+    out, used = [], 0
+    for char in text:
+        cells = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if used + cells > width:
+            break
+        out.append(char)
+        used += cells
+    return "".join(out) + " " * (width - used)
