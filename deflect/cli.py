@@ -11,7 +11,14 @@ import sys
 import click
 
 from .cli_errors import DeflectGroup
-from .cli_options import cli_settings, csv_value, migrated_store, options_as_given, path_options
+from .cli_options import (
+    cli_settings,
+    migrated_store,
+    options_as_given,
+    parse_period_options,
+    path_options,
+    period_options,
+)
 
 _settings = cli_settings
 
@@ -283,28 +290,6 @@ def db_upgrade(database_url, revision):
     click.echo(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
 
 
-def _period(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    from .metrics import PeriodError, parse_period
-
-    try:
-        return parse_period(since, until)
-    except PeriodError as exc:
-        raise click.BadParameter(exc.reason.replace("until", "--until"), param_hint=f"--{exc.bound}") from None
-
-
-_PERIOD_OPTIONS = [
-    click.option("--since", default=None, help="Start of the period (ISO 8601 date/time or epoch seconds, UTC)."),
-    click.option("--until", default=None, help="End of the period, exclusive (default: now); a date alone includes that day."),
-    click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
-]
-
-
-def period_options(func):
-    for option in reversed(_PERIOD_OPTIONS):
-        func = option(func)
-    return func
-
-
 @main.command()
 @period_options
 @click.option("--json", "as_json", is_flag=True, help="Print the /api/metrics JSON instead of tables.")
@@ -317,7 +302,7 @@ def metrics(since, until, database_url, as_json, top, index_dir):
     from .metrics import compute_metrics
 
     engine = migrated_store(settings)
-    start, end = _period(since, until)
+    start, end = parse_period_options(since, until)
     from .gaps import MAX_GAPS
 
     report = compute_metrics(engine, start, end, settings.assumed_window_seconds, gaps=min(top, MAX_GAPS))
@@ -336,40 +321,6 @@ def metrics(since, until, database_url, as_json, top, index_dir):
     click.echo(format_report(report, top))
 
 
-@main.group()
-def events():
-    """Searches and deflection events."""
-
-
-@events.command("export")
-@period_options
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True, help="Output format.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-", help="File to write (default: stdout).")
-def events_export(since, until, database_url, fmt, output):
-    """Write every event with its search (query, session, answered...) for analysts."""
-    settings = _settings(database_url=database_url)
-    import csv
-
-    from .events import export_rows
-
-    engine = migrated_store(settings)
-    start, end = _period(since, until)
-    count = 0
-    with click.open_file(output, "w", encoding="utf-8") as out:
-        writer = None
-        for row in export_rows(engine, start, end):
-            if fmt == "jsonl":
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            else:
-                if writer is None:
-                    writer = csv.DictWriter(out, fieldnames=list(row))
-                    writer.writeheader()
-                writer.writerow({k: csv_value(v) for k, v in row.items()})
-            count += 1
-    if output != "-":
-        click.echo(f"{count} events written to {output}", err=True)
-
-
 @main.command()
 def settings():
     """List every setting with its environment variable, default and help."""
@@ -380,8 +331,11 @@ def settings():
 
 from .cli_aliases import aliases  # noqa: E402
 from .cli_board import clusters, ideas_requesters, outbox  # noqa: E402
+from .cli_exports import events, searches  # noqa: E402
 
 main.add_command(aliases)
+main.add_command(events)
+main.add_command(searches)
 main.add_command(clusters)
 ideas.add_command(ideas_requesters)
 main.add_command(outbox)

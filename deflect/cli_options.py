@@ -84,3 +84,27 @@ def options_as_given(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
         else:
             args += [param.opts[-1], str(value)]
     return args
+
+
+def parse_period_options(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """--since/--until as (start, end) epoch seconds; a usage error (exit 2) naming the bad option."""
+    from .metrics import PeriodError, parse_period
+
+    try:
+        return parse_period(since, until)
+    except PeriodError as exc:
+        raise click.BadParameter(exc.reason.replace("until", "--until"), param_hint=f"--{exc.bound}") from None
+
+
+_PERIOD_OPTIONS = [
+    click.option("--since", default=None, help="Start of the period (ISO 8601 date/time or epoch seconds, UTC)."),
+    click.option("--until", default=None, help="End of the period, exclusive (default: now); a date alone includes that day."),
+    click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
+]
+
+
+def period_options(func):
+    """--since, --until and --database-url, as every report command takes them."""
+    for option in reversed(_PERIOD_OPTIONS):
+        func = option(func)
+    return func

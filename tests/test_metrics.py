@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -305,7 +306,7 @@ def test_events_export_says_which_searches_count(store, tmp_path):
     from click.testing import CliRunner
 
     from deflect.cli import main
-    from deflect.events import export_rows
+    from deflect.exports import event_rows as export_rows
 
     typed = add_search(store, "slack", 0, session="s")
     final = add_search(store, "slack notifications", 2, session="s")
@@ -326,3 +327,42 @@ def test_events_export_says_which_searches_count(store, tmp_path):
     with out.open(encoding="utf-8") as fh:
         exported = list(csv.DictReader(fh))
     assert [(r["final_search"], r["answered"]) for r in exported] == [("false", "true"), ("true", "true"), ("true", "false")]
+
+
+def test_searches_export_has_the_searches_nobody_acted_on(store, tmp_path):
+    """With the searches export an analyst recomputes searches, answered rate and impressions too."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+
+    typed = add_search(store, "slack", 0, session="s")
+    final = add_search(store, "slack notifications", 2, session="s", shown=("a1", "a2"))
+    add_search(store, "dark mode, please", 50, session="u", answered=False, shown=())  # nobody acted on it
+    add_event(store, final, "helpful", 5, "a1")
+    url = store.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    result = runner.invoke(main, ["searches", "export", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["search_id"], r["final_search"]) for r in rows][:2] == [(typed, False), (final, True)]
+    assert [r["id"] for r in json.loads(rows[1]["results"])] == ["a1", "a2"]
+    report = compute_metrics(store, now=T0 + 7200)
+    final_rows = [r for r in rows if r["final_search"]]
+    assert report["totals"]["searches"] == len(final_rows) == 2
+    assert report["totals"]["answered_rate"] == sum(r["answered"] for r in final_rows) / len(final_rows)
+    impressions = sum(1 for r in final_rows for shown in json.loads(r["results"]) if shown["id"] == "a1")
+    assert next(a for a in report["articles"] if a["id"] == "a1")["impressions"] == impressions == 1
+
+    out = tmp_path / "searches.csv"
+    day = time.strftime("%Y-%m-%d", time.gmtime(T0))
+    result = runner.invoke(main, ["searches", "export", "--database-url", url, "--format", "csv", "-o", str(out),
+                                  "--since", day, "--until", day])  # fmt: skip
+    assert result.exit_code == 0 and "3 searches written" in result.output, result.output
+    with out.open(encoding="utf-8") as fh:
+        exported = list(csv.DictReader(fh))
+    assert [r["query"] for r in exported] == ["slack", "slack notifications", "dark mode, please"]
+    assert exported[2]["answered"] == "false" and exported[2]["results"] == "[]"
+    bad = runner.invoke(main, ["searches", "export", "--database-url", url, "--since", "20261399"])
+    assert bad.exit_code == 2 and "--since" in bad.output

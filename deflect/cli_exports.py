@@ -1,0 +1,71 @@
+"""`deflect events export` and `deflect searches export`: the rows behind the metrics, for analysts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import click
+
+from .cli_options import cli_settings, csv_value, migrated_store, parse_period_options, period_options
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
+                       help="Output format.")  # fmt: skip
+_OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-",
+                       help="File to write (default: stdout).")  # fmt: skip
+
+
+@click.group()
+def events():
+    """Deflection events (click, helpful, not_helpful, ticket_created, vote)."""
+
+
+@events.command("export")
+@period_options
+@_FORMAT
+@_OUTPUT
+def events_export(since, until, database_url, fmt, output):
+    """Write every event of the period (by event time) with its search (query, session, answered...)."""
+    from .exports import event_rows
+
+    engine = migrated_store(cli_settings(database_url=database_url))
+    start, end = parse_period_options(since, until)
+    _write(event_rows(engine, start, end), fmt, output, "events")
+
+
+@click.group()
+def searches():
+    """Searches: every suggest call, with what it showed."""
+
+
+@searches.command("export")
+@period_options
+@_FORMAT
+@_OUTPUT
+def searches_export(since, until, database_url, fmt, output):
+    """Write every search of the period (by search time, as `deflect metrics` counts), with its results."""
+    from .exports import search_rows
+
+    engine = migrated_store(cli_settings(database_url=database_url))
+    start, end = parse_period_options(since, until)
+    _write(search_rows(engine, start, end), fmt, output, "searches")
+
+
+def _write(rows: Iterable[dict], fmt: str, output: str, noun: str) -> None:
+    """Rows as JSON lines or CSV (header from the first row); the count on stderr when writing a file."""
+    import csv
+
+    count = 0
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        writer = None
+        for row in rows:
+            if fmt == "jsonl":
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow({k: csv_value(v) for k, v in row.items()})
+            count += 1
+    if output != "-":
+        click.echo(f"{count} {noun} written to {output}", err=True)

@@ -1,0 +1,107 @@
+"""Rows for analysts: every event with its search, and every search with what it showed.
+
+Both mark `final_search` (false for a search superseded while its session typed on, which counts
+in no metric), so the two exports together reproduce `deflect metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from .db import events, search_results, searches
+
+EXPORT_CHUNK = 1000
+
+
+def event_rows(engine: sa.Engine, since: float | None = None, until: float | None = None) -> Iterator[dict]:
+    """Events joined with their search, oldest first (`deflect events export`); the period is the event's time."""
+    query = (
+        sa.select(
+            events.c.id.label("event_id"),
+            events.c.created_at,
+            events.c.type,
+            events.c.item_type,
+            events.c.item_id,
+            events.c.search_id,
+            searches.c.query,
+            searches.c.session,
+            searches.c.locale,
+            searches.c.answered,
+            searches.c.top_score,
+            searches.c.created_at.label("search_created_at"),
+            events.c.customer_id,
+            events.c.email,
+            events.c.mrr,
+        )
+        .join(searches, searches.c.id == events.c.search_id)
+        .order_by(events.c.created_at, events.c.id)
+    )
+    with engine.connect() as conn:
+        for chunk in _final_chunks(conn, _in_period(query, events.c.created_at, since, until), "search_created_at"):
+            yield from chunk
+
+
+def search_rows(engine: sa.Engine, since: float | None = None, until: float | None = None) -> Iterator[dict]:
+    """Searches, oldest first, each with the results it showed (`deflect searches export`).
+
+    The period is the search's time, as in `deflect metrics`: with the events export these are
+    the rows the metrics are computed from, searches nobody acted on included.
+    """
+    query = sa.select(
+        searches.c.id.label("search_id"),
+        searches.c.created_at,
+        searches.c.query,
+        searches.c.session,
+        searches.c.locale,
+        searches.c.answered,
+        searches.c.top_score,
+        searches.c.index_version,
+    ).order_by(searches.c.created_at, searches.c.id)
+    with engine.connect() as conn:
+        for chunk in _final_chunks(conn, _in_period(query, searches.c.created_at, since, until), "created_at"):
+            shown = _results_of(conn, [row["search_id"] for row in chunk])
+            yield from (row | {"results": json.dumps(shown.get(row["search_id"], []))} for row in chunk)
+
+
+def _in_period(query, column, since: float | None, until: float | None):
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+def _final_chunks(conn: sa.Connection, query, search_time: str) -> Iterator[list[dict]]:
+    """The query's rows in chunks (a large export is never all in memory), each with `final_search`."""
+    chunk: list[dict] = []
+    for row in conn.execute(query):
+        chunk.append(dict(row._mapping))
+        if len(chunk) == EXPORT_CHUNK:
+            yield _with_final_flag(conn, chunk, search_time)
+            chunk = []
+    if chunk:
+        yield _with_final_flag(conn, chunk, search_time)
+
+
+def _results_of(conn: sa.Connection, search_ids: list[str]) -> dict[str, list[dict]]:
+    """search id -> its shown results, best first: {"rank", "type", "id", "score"}."""
+    out: dict[str, list[dict]] = {}
+    query = (
+        sa.select(search_results)
+        .where(search_results.c.search_id.in_(search_ids))
+        .order_by(search_results.c.search_id, search_results.c.rank)
+    )
+    for r in conn.execute(query):
+        out.setdefault(r.search_id, []).append({"rank": r.rank, "type": r.item_type, "id": r.item_id, "score": round(r.score, 4)})
+    return out
+
+
+def _with_final_flag(conn: sa.Connection, rows: list[dict], search_time: str) -> list[dict]:
+    """Add `final_search`: false when the row's search was superseded (it counts in no metric)."""
+    from .metrics import superseded_in_store
+
+    superseded = superseded_in_store(conn, [(r["session"], r[search_time]) for r in rows])
+    return [r | {"final_search": r["search_id"] not in superseded} for r in rows]
