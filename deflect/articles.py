@@ -34,8 +34,9 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # tables read as one line per row ("Price: Free $0; Team $8"); 5: front-matter keys in any case,
 # a title from a "# " heading without its inline markup, no hidden files; 6: a list right after
 # a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list;
-# 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words.
-PARSER_VERSION = 7
+# 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words;
+# 8: warnings about indexed files (a front-matter key given twice) kept in the index.
+PARSER_VERSION = 8
 # The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
 # other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
 FRONT_MATTER_KEYS = ("id", "title", "locale", "tags", "url", "draft")
@@ -60,6 +61,9 @@ class Article:
     # The file's stat when it was read (file_signature), so that the next scan can reuse it
     # without reading it again (load_kb's `known`); empty when unknown.
     file_stat: tuple[int, ...] = ()
+    # What a writer should fix although the file is indexed (a key given twice), without the file's
+    # name: load_kb reports them with the skip warnings, and the index keeps them for unchanged files.
+    warnings: tuple[str, ...] = ()
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
@@ -90,13 +94,14 @@ def parse_article(
     if not text.strip():
         raise ArticleError("empty file")
     meta: dict = {}
+    warnings: list[str] = []
     body = text
     if text.startswith("---"):
         match = _FRONT_MATTER.match(text)
         if not match:
             raise ArticleError("front matter opened with --- but never closed")
         try:
-            loaded = yaml.safe_load(match.group(1) or "")
+            loaded, keys = _load_front_matter(match.group(1) or "")
         except yaml.YAMLError as exc:
             raise ArticleError(f"bad YAML front matter, {_yaml_problem(exc)}") from None
         except RecursionError:  # PyYAML recurses once per nesting level
@@ -104,6 +109,7 @@ def parse_article(
         if loaded is not None and not isinstance(loaded, dict):
             raise ArticleError("front matter is not a mapping of keys to values")
         meta = _known_keys(loaded or {}, rel_path)
+        warnings.extend(_repeated_keys(keys))
         body = text[match.end() :]
     if not body.strip():
         raise ArticleError("no content after the front matter")
@@ -143,9 +149,42 @@ def parse_article(
         url=url,
         draft=draft,
         content_hash=hashlib.sha256(raw).hexdigest(),
+        warnings=tuple(warnings),
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _load_front_matter(text: str) -> tuple[object, list[tuple[str, int]]]:
+    """The front matter as safe_load reads it, and its top-level keys with their lines in the file.
+
+    YAML lets the last of two equal keys win without a word; the keys as written let
+    _repeated_keys say so (a second `title:` pasted below the first is easy to miss).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        loaded = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    keys = []
+    if isinstance(node, yaml.MappingNode):
+        keys = [(str(k.value), k.start_mark.line + 2) for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    return loaded, keys
+
+
+def _repeated_keys(keys: list[tuple[str, int]]) -> list[str]:
+    """A warning for each front-matter key deflect reads that is given more than once (in any case,
+    as keys are read); the last one is used, as YAML does."""
+    lines: dict[str, list[int]] = {}
+    for key, line in keys:
+        if key.lower() in FRONT_MATTER_KEYS:
+            lines.setdefault(key.lower(), []).append(line)
+    return [
+        f"front matter key {key!r} given {len(at)} times (lines {', '.join(map(str, at))}); the last one is used"
+        for key, at in lines.items()
+        if len(at) > 1
+    ]
 
 
 def _front_matter_id(meta: dict) -> str:
@@ -263,7 +302,8 @@ def load_kb(
     reported: Collection[str] = (),
     held_ids: dict[str, str] | None = None,
 ) -> tuple[list[Article], list[str]]:
-    """Read every article file under kb_dir; return the good articles and one warning per bad file.
+    """Read every article file under kb_dir; return the good articles and the warnings: one per bad
+    file (skipped) and those of the articles read (Article.warnings, drafts' too), each naming the file.
 
     `known` (relative path -> Article, e.g. from the previous index, parsed with the same
     settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
@@ -299,6 +339,7 @@ def load_kb(
             warnings.append(f"{rel}: skipped: {exc}")
             unreadable.add(rel)
             continue
+        warnings.extend(f"{rel}: {warning}" for warning in article.warnings)
         if not article.draft:
             read.append(article)
     held = {i: p for i, p in (id_holders or {}).items() if p in unreadable}

@@ -344,6 +344,33 @@ def test_front_matter_keys_in_any_case_and_unknown_ones_named(tmp_path, caplog):
     assert logged.startswith("typo.md: front matter keys 'titel', 'Author' ignored; deflect reads id, title")
 
 
+def test_a_front_matter_key_given_twice_is_warned_naming_the_file_and_the_key(tmp_path, caplog):
+    """YAML lets the last of two equal keys win silently; the article is indexed with the last value,
+    as YAML reads it, and the warning (with the skip warnings, logged once) says which key and where."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "billing/refunds.md": "---\ntitle: Refunds\ntags: [billing]\ntitle: How refunds work\n---\nText.\n",
+            "billing/draft.md": "---\ndraft: true\nDraft: false\nid: x\nID: y\n---\nText.\n",  # in any case, as read
+            "billing/fine.md": "---\ntitle: Fine\nnote: a\nnote: b\n---\nText.\n",  # a key deflect ignores anyway
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+        logged = [r.getMessage() for r in caplog.records if "given" in r.getMessage()]
+        caplog.clear()
+        assert load_kb(kb, reported=warnings)[1] == warnings  # still reported, not logged again
+        assert not [r for r in caplog.records if "given" in r.getMessage()]
+    by_path = {a.path: a for a in articles}
+    assert by_path["billing/refunds.md"].title == "How refunds work"  # the last one, as YAML reads it
+    assert by_path["billing/draft.md"].id == "y" and not by_path["billing/draft.md"].draft
+    assert warnings == logged == [
+        "billing/draft.md: front matter key 'draft' given 2 times (lines 2, 3); the last one is used",
+        "billing/draft.md: front matter key 'id' given 2 times (lines 4, 5); the last one is used",
+        "billing/refunds.md: front matter key 'title' given 2 times (lines 2, 4); the last one is used",
+    ]
+
+
 def test_titles_and_tags_are_read_as_text(caplog):
     heading = parse("# Export to **CSV** with `deflect export` and [filters](https://x.example)\n\nText.\n")
     assert heading.title == "Export to CSV with deflect export and filters"
