@@ -35,7 +35,8 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # a title from a "# " heading without its inline markup, no hidden files; 6: a list right after
 # a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list;
 # 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words;
-# 8: warnings about indexed files (a front-matter key given twice) kept in the index.
+# 8: warnings about indexed files (a front-matter key given twice, a true/false tag) kept in the
+# index, "tags: billing, refunds" read as two tags.
 PARSER_VERSION = 8
 # The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
 # other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
@@ -122,12 +123,7 @@ def parse_article(
         heading = _first_h1(body)
         title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
     title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
-    tags = meta.get("tags") or []
-    if isinstance(tags, (str, int, float)):
-        tags = [tags]
-    if not isinstance(tags, list) or any(isinstance(t, (list, dict)) for t in tags):
-        raise ArticleError("tags must be a list of words")
-    tags = [t for t in tags if t is not None]
+    tags = _tags(meta.get("tags"), warnings)
     url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
         log.warning("%s: url %.80r is not http(s), mailto or relative; using %s", rel_path, url, article_url(article_id))
@@ -145,7 +141,7 @@ def parse_article(
         body=body,
         path=rel_path,
         locale=locale.replace("_", "-"),  # en_US (POSIX style) is served as en-US, as queries are read
-        tags=[str(t) for t in tags],
+        tags=tags,
         url=url,
         draft=draft,
         content_hash=hashlib.sha256(raw).hexdigest(),
@@ -153,6 +149,30 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _tags(value: object, warnings: list[str]) -> list[str]:
+    """The front matter's tags as text: a list, or one string of comma-separated tags
+    ("billing, refunds", as writers type them elsewhere); empty ones are dropped.
+
+    true/false is left out with a warning rather than shown as "True": YAML reads an unquoted
+    yes, no, on, off, true or false so, and what was typed cannot be told any more.
+    """
+    if not value and not isinstance(value, bool):  # none, "", [], {} (and 0, as before)
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    elif not isinstance(value, list):
+        value = [value]
+    if any(isinstance(tag, (list, dict)) for tag in value):
+        raise ArticleError("tags must be a list of words")
+    if any(isinstance(tag, bool) for tag in value):
+        warnings.append(
+            "tags: true or false is not a tag and is left out (YAML reads an unquoted yes, no, on, off, "
+            'true or false so; quote a tag such as "on")'
+        )
+    tags = (str(tag).strip() for tag in value if tag is not None and not isinstance(tag, bool))
+    return [tag for tag in tags if tag]
 
 
 def _load_front_matter(text: str) -> tuple[object, list[tuple[str, int]]]:

@@ -175,6 +175,35 @@ def test_string_tags_become_a_list():
 
 
 @pytest.mark.parametrize(
+    "tags, expected",
+    [
+        ('"billing, refunds"', ["billing", "refunds"]),
+        ("billing,refunds , ,vat,", ["billing", "refunds", "vat"]),  # trimmed, empty ones dropped
+        ("[billing, ' refunds ', '']", ["billing", "refunds"]),
+        ("[]", []),
+        ('""', []),
+    ],
+)
+def test_a_comma_separated_tags_string_is_split_into_tags(tags, expected):
+    assert parse(f"---\ntags: {tags}\n---\n# T\n\nText.\n").tags == expected
+
+
+@pytest.mark.parametrize("tags, expected", [("true", []), ("[billing, yes, 'on', false]", ["billing", "on"])])
+def test_a_true_or_false_tag_is_left_out_with_a_warning_naming_the_file(tmp_path, caplog, tags, expected):
+    """YAML reads an unquoted yes/on/true as true: a writer gets a warning saying how to quote it,
+    not a tag "True" on the page; the article is indexed."""
+    kb = write_kb(tmp_path / "kb", {"billing/refunds.md": f"---\ntags: {tags}\n---\n# T\n\nText.\n"})
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+    assert [a.tags for a in articles] == [expected]
+    assert warnings == [
+        "billing/refunds.md: tags: true or false is not a tag and is left out (YAML reads an unquoted yes, no, "
+        'on, off, true or false so; quote a tag such as "on")'
+    ]
+    assert warnings[0] in caplog.text
+
+
+@pytest.mark.parametrize(
     "text, reason",
     [
         ("", "empty"),
