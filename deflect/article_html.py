@@ -13,9 +13,9 @@ from collections.abc import Callable
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
-# rewrite(attribute, value) -> the value to use, or None to drop the attribute (a link that leads
-# nowhere stays as its text; an image whose path leaves kb_dir shows its alt text; one inside it
-# that is missing gets its /kb-images/ address, which answers "not found").
+# rewrite(attribute, value) -> the value to use, or None to drop the attribute: a link that leads
+# nowhere stays as its text, and an image that cannot be shown (missing, or outside kb_dir) is
+# replaced by its alt text rather than shown as a broken image.
 Rewrite = Callable[[str, str], "str | None"]
 
 
@@ -86,6 +86,15 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
     return out[:-1]  # without the blank line added to end the last quote
 
 
+def _alt_text_instead(image) -> None:
+    """Turn an <img> element into its alt text, as a link that leads nowhere is shown as its words:
+    a browser (or an API client's renderer) might draw a broken-image icon for an <img> without src."""
+    alt = image.get("alt", "")
+    image.attrib.clear()
+    image.tag = "span"
+    image.text = alt
+
+
 # Ids the article page itself has (deflect/web/templates): a heading never takes one.
 PAGE_IDS = ("main",)
 
@@ -118,6 +127,8 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     new = rewrite(attr, value) if rewrite is not None else value
                     if new is None:
                         del element.attrib[attr]
+                        if element.tag == "img":
+                            _alt_text_instead(element)
                     elif new != value:
                         element.set(attr, new if is_safe_url(new) else "#")
                 for attr in list(element.keys()):
