@@ -1,4 +1,5 @@
-"""Markdown knowledge base: files, front matter, ids (passages: deflect.passages; HTML: deflect.article_html)."""
+"""Markdown knowledge base: files, articles, ids (front matter: deflect.front_matter; passages: deflect.passages;
+HTML: deflect.article_html)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import yaml
-
 from .article_html import is_safe_url
 from .article_html import render_html as render_html  # where it was before deflect.article_html
+from .front_matter import FRONT_MATTER_KEYS as FRONT_MATTER_KEYS
+from .front_matter import ArticleError, front_matter_tags, read_front_matter
 from .locales import is_language_tag
 from .passages import HEADING, Passage, split_passages
 
 log = logging.getLogger(__name__)
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)  # may be empty
 
 # Files read as articles (compared in lower case); deflect.watcher reindexes when one changes.
 ARTICLE_SUFFIXES = (".md", ".markdown")
@@ -38,13 +37,6 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # 8: warnings about indexed files (a front-matter key given twice, a true/false tag) kept in the
 # index, "tags: billing, refunds" read as two tags.
 PARSER_VERSION = 8
-# The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
-# other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
-FRONT_MATTER_KEYS = ("id", "title", "locale", "tags", "url", "draft")
-
-
-class ArticleError(ValueError):
-    """A file that cannot be read as an article; the KB skips it with a warning."""
 
 
 @dataclass
@@ -70,20 +62,6 @@ class Article:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's reason with line numbers of the file (its marks count from the front matter's
-    first line, the one after the opening ---), so a writer can find the mistake."""
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if not problem or mark is None:
-        return str(exc).splitlines()[0]
-    where = f"line {mark.line + 2}: {problem}"
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and context_mark is not None and context_mark.line != mark.line:
-        where += f" ({context} opened on line {context_mark.line + 2})"
-    return where
-
-
 def parse_article(
     raw: bytes, rel_path: str, default_locale: str = "en", passage_chars: int = 700
 ) -> Article:
@@ -94,24 +72,7 @@ def parse_article(
         raise ArticleError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ArticleError("empty file")
-    meta: dict = {}
-    warnings: list[str] = []
-    body = text
-    if text.startswith("---"):
-        match = _FRONT_MATTER.match(text)
-        if not match:
-            raise ArticleError("front matter opened with --- but never closed")
-        try:
-            loaded, keys = _load_front_matter(match.group(1) or "")
-        except yaml.YAMLError as exc:
-            raise ArticleError(f"bad YAML front matter, {_yaml_problem(exc)}") from None
-        except RecursionError:  # PyYAML recurses once per nesting level
-            raise ArticleError("YAML front matter is nested too deeply") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ArticleError("front matter is not a mapping of keys to values")
-        meta = _known_keys(loaded or {}, rel_path)
-        warnings.extend(_repeated_keys(keys))
-        body = text[match.end() :]
+    meta, body, warnings = read_front_matter(text, rel_path)
     if not body.strip():
         raise ArticleError("no content after the front matter")
     default_id = _without_suffix(rel_path)
@@ -123,7 +84,7 @@ def parse_article(
         heading = _first_h1(body)
         title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
     title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
-    tags = _tags(meta.get("tags"), warnings)
+    tags = front_matter_tags(meta.get("tags"), warnings)
     url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
         log.warning("%s: url %.80r is not http(s), mailto or relative; using %s", rel_path, url, article_url(article_id))
@@ -149,62 +110,6 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
-
-
-def _tags(value: object, warnings: list[str]) -> list[str]:
-    """The front matter's tags as text: a list, or one string of comma-separated tags
-    ("billing, refunds", as writers type them elsewhere); empty ones are dropped.
-
-    true/false is left out with a warning rather than shown as "True": YAML reads an unquoted
-    yes, no, on, off, true or false so, and what was typed cannot be told any more.
-    """
-    if not value and not isinstance(value, bool):  # none, "", [], {} (and 0, as before)
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    elif not isinstance(value, list):
-        value = [value]
-    if any(isinstance(tag, (list, dict)) for tag in value):
-        raise ArticleError("tags must be a list of words")
-    if any(isinstance(tag, bool) for tag in value):
-        warnings.append(
-            "tags: true or false is not a tag and is left out (YAML reads an unquoted yes, no, on, off, "
-            'true or false so; quote a tag such as "on")'
-        )
-    tags = (str(tag).strip() for tag in value if tag is not None and not isinstance(tag, bool))
-    return [tag for tag in tags if tag]
-
-
-def _load_front_matter(text: str) -> tuple[object, list[tuple[str, int]]]:
-    """The front matter as safe_load reads it, and its top-level keys with their lines in the file.
-
-    YAML lets the last of two equal keys win without a word; the keys as written let
-    _repeated_keys say so (a second `title:` pasted below the first is easy to miss).
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        loaded = loader.construct_document(node) if node is not None else None
-    finally:
-        loader.dispose()
-    keys = []
-    if isinstance(node, yaml.MappingNode):
-        keys = [(str(k.value), k.start_mark.line + 2) for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
-    return loaded, keys
-
-
-def _repeated_keys(keys: list[tuple[str, int]]) -> list[str]:
-    """A warning for each front-matter key deflect reads that is given more than once (in any case,
-    as keys are read); the last one is used, as YAML does."""
-    lines: dict[str, list[int]] = {}
-    for key, line in keys:
-        if key.lower() in FRONT_MATTER_KEYS:
-            lines.setdefault(key.lower(), []).append(line)
-    return [
-        f"front matter key {key!r} given {len(at)} times (lines {', '.join(map(str, at))}); the last one is used"
-        for key, at in lines.items()
-        if len(at) > 1
-    ]
 
 
 def _front_matter_id(meta: dict) -> str:
@@ -256,16 +161,6 @@ def id_problem(article_id: str) -> str | None:
 def article_url(article_id: str) -> str:
     """deflect's own page for an article: /articles/<id> with each path segment percent-encoded."""
     return "/articles/" + "/".join(quote(segment, safe="") for segment in article_id.split("/"))
-
-
-def _known_keys(meta: dict, rel_path: str) -> dict:
-    """The front matter with its keys in lower case; a key deflect does not read is logged, naming the file."""
-    known = {str(key).lower(): value for key, value in meta.items() if str(key).lower() in FRONT_MATTER_KEYS}
-    unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS]
-    if unknown:
-        log.warning("%s: front matter key%s %s ignored; deflect reads %s", rel_path, "s" if len(unknown) > 1 else "",
-                    ", ".join(map(repr, unknown)), ", ".join(FRONT_MATTER_KEYS))  # fmt: skip
-    return known
 
 
 _INLINE_MARKUP = (
