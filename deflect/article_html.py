@@ -1,4 +1,5 @@
-"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them.
+"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them,
+and what GitHub adds (deflect.gfm; footnotes).
 
 Rendered when an article is shown, never stored in the index: relative links are resolved then
 (`rewrite`, see deflect.links), since where they lead depends on the other files of the KB.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+
+from .gfm import register as register_gfm
 
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
@@ -151,7 +154,8 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     used.add(slug)
                     element.set("id", slug)
 
-    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", "footnotes"])
+    register_gfm(md)  # ~~strikethrough~~, task lists, bare URLs
     md.preprocessors.deregister("html_block")
     # After fenced code (25) has taken its blocks out, so no line of code is touched.
     md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)

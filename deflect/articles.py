@@ -18,6 +18,7 @@ from .article_html import is_safe_url
 from .article_html import render_html as render_html  # where it was before deflect.article_html
 from .front_matter import FRONT_MATTER_KEYS as FRONT_MATTER_KEYS
 from .front_matter import ArticleError, front_matter_tags, read_front_matter
+from .gfm import FOOTNOTE_REFERENCE
 from .locales import is_language_tag
 from .passages import HEADING, Passage, split_passages
 
@@ -35,7 +36,8 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list;
 # 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words;
 # 8: warnings about indexed files (a front-matter key given twice, a true/false tag) kept in the
-# index, "tags: billing, refunds" read as two tags.
+# index, "tags: billing, refunds" read as two tags, GitHub's Markdown read as shown: task markers
+# ("- [ ] ") and footnote markers ("[^1]") dropped, URLs (also "<https://...>") kept as written.
 PARSER_VERSION = 8
 
 
@@ -169,6 +171,8 @@ _INLINE_MARKUP = (
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **strong**, __strong__
     (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
     (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # _emphasis_, not snake_case
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),  # ~~strikethrough~~
+    (FOOTNOTE_REFERENCE, ""),  # a footnote's marker, [^1]
 )
 
 

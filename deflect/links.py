@@ -148,7 +148,7 @@ _FENCED_CODE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?^ {0,3}\1[ \t]*$", re
 _CODE_SPAN = re.compile(r"(`+)[^\n]+?\1")
 # Link text may be hard-wrapped over lines; its length is bounded so that a stray "[" costs little.
 _INLINE = re.compile(r"(!?)\[[^\]]{0,1000}\]\(\s*<?([^)\s>]+)")
-_DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)
+_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)  # not a footnote's [^1]:
 
 
 def references(body: str) -> list[tuple[bool, str]]:

@@ -688,7 +688,7 @@ def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, e
         ("![The export menu][shot] opens.\n[shot]: images/export.png", "The export menu opens."),
         # not links: an undefined [label], a footnote, a checkbox-like bracket
         ("Press [Enter] to send.", "Press [Enter] to send."),
-        ("A note[^1].\n\n[^1]: The footnote.\n[x]: https://x", "A note[^1]. [^1]: The footnote."),
+        ("A note[^1].\n\n[^1]: The footnote.\n[x]: https://x", "A note. The footnote."),  # a footnote, not a link: its text without markers
     ],
 )
 def test_reference_style_links_read_as_their_words(markdown_text, expected):
