@@ -1,4 +1,5 @@
-"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them.
+"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them,
+and what GitHub adds (deflect.gfm; footnotes).
 
 Rendered when an article is shown, never stored in the index: relative links are resolved then
 (`rewrite`, see deflect.links), since where they lead depends on the other files of the KB.
@@ -10,12 +11,14 @@ import html
 import re
 from collections.abc import Callable
 
+from .gfm import register as register_gfm
+
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
 
-# rewrite(attribute, value) -> the value to use, or None to drop the attribute (a link that leads
-# nowhere stays as its text; an image whose path leaves kb_dir shows its alt text; one inside it
-# that is missing gets its /kb-images/ address, which answers "not found").
+# rewrite(attribute, value) -> the value to use, or None to drop the attribute: a link that leads
+# nowhere stays as its text, and an image that cannot be shown (missing, or outside kb_dir) is
+# replaced by its alt text rather than shown as a broken image.
 Rewrite = Callable[[str, str], "str | None"]
 
 
@@ -86,6 +89,15 @@ def blank_line_before_lists(lines: list[str]) -> list[str]:
     return out[:-1]  # without the blank line added to end the last quote
 
 
+def _alt_text_instead(image) -> None:
+    """Turn an <img> element into its alt text, as a link that leads nowhere is shown as its words:
+    a browser (or an API client's renderer) might draw a broken-image icon for an <img> without src."""
+    alt = image.get("alt", "")
+    image.attrib.clear()
+    image.tag = "span"
+    image.text = alt
+
+
 # Ids the article page itself has (deflect/web/templates): a heading never takes one.
 PAGE_IDS = ("main",)
 
@@ -118,6 +130,8 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     new = rewrite(attr, value) if rewrite is not None else value
                     if new is None:
                         del element.attrib[attr]
+                        if element.tag == "img":
+                            _alt_text_instead(element)
                     elif new != value:
                         element.set(attr, new if is_safe_url(new) else "#")
                 for attr in list(element.keys()):
@@ -140,7 +154,8 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     used.add(slug)
                     element.set("id", slug)
 
-    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"])
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", "footnotes"])
+    register_gfm(md)  # ~~strikethrough~~, task lists, bare URLs
     md.preprocessors.deregister("html_block")
     # After fenced code (25) has taken its blocks out, so no line of code is touched.
     md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)

@@ -1,4 +1,5 @@
-"""Markdown knowledge base: files, front matter, ids (passages: deflect.passages; HTML: deflect.article_html)."""
+"""Markdown knowledge base: files, articles, ids (front matter: deflect.front_matter; passages: deflect.passages;
+HTML: deflect.article_html)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import yaml
-
 from .article_html import is_safe_url
 from .article_html import render_html as render_html  # where it was before deflect.article_html
+from .front_matter import FRONT_MATTER_KEYS as FRONT_MATTER_KEYS
+from .front_matter import ArticleError, front_matter_tags, read_front_matter
+from .gfm import FOOTNOTE_REFERENCE
 from .locales import is_language_tag
 from .passages import HEADING, Passage, split_passages
 
 log = logging.getLogger(__name__)
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)  # may be empty
 
 # Files read as articles (compared in lower case); deflect.watcher reindexes when one changes.
 ARTICLE_SUFFIXES = (".md", ".markdown")
@@ -34,15 +34,11 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # tables read as one line per row ("Price: Free $0; Team $8"); 5: front-matter keys in any case,
 # a title from a "# " heading without its inline markup, no hidden files; 6: a list right after
 # a line ("To export:" then "1. Open Settings") loses its numbers, as it renders as a list;
-# 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words.
-PARSER_VERSION = 7
-# The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
-# other key is ignored with a warning naming the file (a mistyped "draf:" would publish a draft).
-FRONT_MATTER_KEYS = ("id", "title", "locale", "tags", "url", "draft")
-
-
-class ArticleError(ValueError):
-    """A file that cannot be read as an article; the KB skips it with a warning."""
+# 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words;
+# 8: warnings about indexed files (a front-matter key given twice, a true/false tag) kept in the
+# index, "tags: billing, refunds" read as two tags, GitHub's Markdown read as shown: task markers
+# ("- [ ] ") and footnote markers ("[^1]") dropped, URLs (also "<https://...>") kept as written.
+PARSER_VERSION = 8
 
 
 @dataclass
@@ -60,23 +56,12 @@ class Article:
     # The file's stat when it was read (file_signature), so that the next scan can reuse it
     # without reading it again (load_kb's `known`); empty when unknown.
     file_stat: tuple[int, ...] = ()
+    # What a writer should fix although the file is indexed (a key given twice), without the file's
+    # name: load_kb reports them with the skip warnings, and the index keeps them for unchanged files.
+    warnings: tuple[str, ...] = ()
 
     def to_summary(self) -> dict:
         return {"id": self.id, "title": self.title, "url": self.url, "locale": self.locale, "tags": self.tags}
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's reason with line numbers of the file (its marks count from the front matter's
-    first line, the one after the opening ---), so a writer can find the mistake."""
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if not problem or mark is None:
-        return str(exc).splitlines()[0]
-    where = f"line {mark.line + 2}: {problem}"
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and context_mark is not None and context_mark.line != mark.line:
-        where += f" ({context} opened on line {context_mark.line + 2})"
-    return where
 
 
 def parse_article(
@@ -89,22 +74,7 @@ def parse_article(
         raise ArticleError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ArticleError("empty file")
-    meta: dict = {}
-    body = text
-    if text.startswith("---"):
-        match = _FRONT_MATTER.match(text)
-        if not match:
-            raise ArticleError("front matter opened with --- but never closed")
-        try:
-            loaded = yaml.safe_load(match.group(1) or "")
-        except yaml.YAMLError as exc:
-            raise ArticleError(f"bad YAML front matter, {_yaml_problem(exc)}") from None
-        except RecursionError:  # PyYAML recurses once per nesting level
-            raise ArticleError("YAML front matter is nested too deeply") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ArticleError("front matter is not a mapping of keys to values")
-        meta = _known_keys(loaded or {}, rel_path)
-        body = text[match.end() :]
+    meta, body, warnings = read_front_matter(text, rel_path)
     if not body.strip():
         raise ArticleError("no content after the front matter")
     default_id = _without_suffix(rel_path)
@@ -116,12 +86,7 @@ def parse_article(
         heading = _first_h1(body)
         title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
     title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
-    tags = meta.get("tags") or []
-    if isinstance(tags, (str, int, float)):
-        tags = [tags]
-    if not isinstance(tags, list) or any(isinstance(t, (list, dict)) for t in tags):
-        raise ArticleError("tags must be a list of words")
-    tags = [t for t in tags if t is not None]
+    tags = front_matter_tags(meta.get("tags"), warnings)
     url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
         log.warning("%s: url %.80r is not http(s), mailto or relative; using %s", rel_path, url, article_url(article_id))
@@ -139,10 +104,11 @@ def parse_article(
         body=body,
         path=rel_path,
         locale=locale.replace("_", "-"),  # en_US (POSIX style) is served as en-US, as queries are read
-        tags=[str(t) for t in tags],
+        tags=tags,
         url=url,
         draft=draft,
         content_hash=hashlib.sha256(raw).hexdigest(),
+        warnings=tuple(warnings),
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
@@ -199,22 +165,14 @@ def article_url(article_id: str) -> str:
     return "/articles/" + "/".join(quote(segment, safe="") for segment in article_id.split("/"))
 
 
-def _known_keys(meta: dict, rel_path: str) -> dict:
-    """The front matter with its keys in lower case; a key deflect does not read is logged, naming the file."""
-    known = {str(key).lower(): value for key, value in meta.items() if str(key).lower() in FRONT_MATTER_KEYS}
-    unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS]
-    if unknown:
-        log.warning("%s: front matter key%s %s ignored; deflect reads %s", rel_path, "s" if len(unknown) > 1 else "",
-                    ", ".join(map(repr, unknown)), ", ".join(FRONT_MATTER_KEYS))  # fmt: skip
-    return known
-
-
 _INLINE_MARKUP = (
     (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url), ![alt](src)
     (re.compile(r"(`+)(.+?)\1"), r"\2"),  # `code`
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **strong**, __strong__
     (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
     (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # _emphasis_, not snake_case
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),  # ~~strikethrough~~
+    (FOOTNOTE_REFERENCE, ""),  # a footnote's marker, [^1]
 )
 
 
@@ -263,7 +221,8 @@ def load_kb(
     reported: Collection[str] = (),
     held_ids: dict[str, str] | None = None,
 ) -> tuple[list[Article], list[str]]:
-    """Read every article file under kb_dir; return the good articles and one warning per bad file.
+    """Read every article file under kb_dir; return the good articles and the warnings: one per bad
+    file (skipped) and those of the articles read (Article.warnings, drafts' too), each naming the file.
 
     `known` (relative path -> Article, e.g. from the previous index, parsed with the same
     settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
@@ -299,6 +258,7 @@ def load_kb(
             warnings.append(f"{rel}: skipped: {exc}")
             unreadable.add(rel)
             continue
+        warnings.extend(f"{rel}: {warning}" for warning in article.warnings)
         if not article.draft:
             read.append(article)
     held = {i: p for i, p in (id_holders or {}).items() if p in unreadable}

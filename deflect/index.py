@@ -55,8 +55,10 @@ class BuildReport:
             f"{len(self.removed)} removed, {self.unchanged} unchanged, "
             f"{self.embedded_passages} passages embedded" + (" (full rebuild)" if self.rebuilt else "")
         )
-        skipped = len(self.warnings)
-        return line + (f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else "")
+        skipped = sum(1 for warning in self.warnings if ": skipped: " in warning)
+        other = len(self.warnings) - skipped  # about indexed files (articles.Article.warnings)
+        line += f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else ""
+        return line + (f", {other} warning{'s' if other > 1 else ''}" if other else "")
 
 
 # On a large KB a handful of edited articles barely moves the answered-calibration, and
@@ -231,6 +233,9 @@ def build_index(
         "scanned_ns": scanned_ns,
         # Ids whose holder cannot be read now: no other file takes them meanwhile (articles.load_kb).
         "held_ids": held_ids,
+        # What an indexed file should fix (a front-matter key given twice): reported again for an
+        # unchanged file, which the next build (maybe by another process) does not parse again.
+        "article_warnings": {a.path: list(a.warnings) for a in articles if a.warnings},
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})
     if calibrate is not None:
@@ -264,6 +269,7 @@ def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, 
     if "kb_articles" in previous.derived:  # this process built or checked that version: its Articles
         return {a.path: a for a in previous.derived["kb_articles"]}
     stats = previous.manifest.get("file_stats", {})
+    warned = previous.manifest.get("article_warnings", {})
     known: dict[str, Article] = {}
     for row, (start, end) in zip(previous.articles, previous.article_rows()):
         known[row["path"]] = Article(
@@ -277,5 +283,6 @@ def _known_articles(previous: KBIndex | None, default_locale: str) -> dict[str, 
             content_hash=row["hash"],
             passages=[Passage(p["kind"], p["text"], p["snippet"]) for p in previous.passages[start:end]],
             file_stat=tuple(stats.get(row["path"], ())),
+            warnings=tuple(warned.get(row["path"], ())),
         )
     return known

@@ -116,10 +116,12 @@ def shown_images(articles: Iterable[Mapping], bodies: Mapping[str, str]) -> froz
 
 
 class LinkTargets:
-    """What relative links lead to in one version of the index: each article file's url by path."""
+    """What relative links lead to in one version of the index: each article file's url by path, and
+    (given kb_dir) whether an image is there to show, checked when shown as /kb-images/ checks it."""
 
-    def __init__(self, rows: Iterable[Mapping]):
+    def __init__(self, rows: Iterable[Mapping], kb_dir: str | Path | None = None):
         self.urls = {row["path"]: row["url"] for row in rows if row.get("path")}
+        self.kb_dir = kb_dir
 
     def rewriter(self, article_path: str) -> Rewrite:
         """deflect.article_html's `rewrite` for the article at `article_path`."""
@@ -129,7 +131,9 @@ class LinkTargets:
             if target is None:
                 return value
             if attribute == "src" or image_type(target.path):
-                return image_url(target.path) if target.inside else None
+                # One that leads nowhere (warned about by link_problems) is its alt text, or its words.
+                shown = target.inside and (self.kb_dir is None or kb_image(self.kb_dir, target.path) is not None)
+                return image_url(target.path) if shown else None
             if not is_article_path(target.path):
                 return value  # a relative link to something else: left as written
             url = self.urls.get(target.path) if target.inside else None
@@ -144,7 +148,7 @@ _FENCED_CODE = re.compile(r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?^ {0,3}\1[ \t]*$", re
 _CODE_SPAN = re.compile(r"(`+)[^\n]+?\1")
 # Link text may be hard-wrapped over lines; its length is bounded so that a stray "[" costs little.
 _INLINE = re.compile(r"(!?)\[[^\]]{0,1000}\]\(\s*<?([^)\s>]+)")
-_DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)
+_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)  # not a footnote's [^1]:
 
 
 def references(body: str) -> list[tuple[bool, str]]:
@@ -197,7 +201,7 @@ def link_problems(
             checked[key] = links
         for is_image, reference, target in links:
             what = f"{article.path}: {'image' if is_image else 'link'} {reference!r}"
-            shown = "it is not shown" if is_image else "it is shown as plain text"
+            shown = "its alt text is shown instead" if is_image else "it is shown as plain text"
             if not target.inside:
                 problems.append(f"{what} leads outside the knowledge-base folder; {shown}")
             elif is_image or image_type(target.path):
@@ -205,7 +209,8 @@ def link_problems(
                     images[target.path] = kb_image(kb_dir, target.path) is not None
                 if not images[target.path]:
                     kinds = ", ".join(suffix[1:] for suffix in IMAGE_TYPES)
-                    problems.append(f"{what}: {target.path} is missing, hidden or not an image deflect serves ({kinds})")
+                    problems.append(f"{what}: {target.path} is missing, hidden or not an image deflect serves "
+                                    f"({kinds}); {shown}")
             elif target.path not in paths:
                 problems.append(f"{what} leads to no article ({target.path} is not in the knowledge base); {shown}")
     return problems

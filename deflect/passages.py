@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .gfm import ANGLE_AUTOLINK, FOOTNOTE_LABEL, FOOTNOTE_REFERENCE, TASK_MARKER, url_spans
+
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
+_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(?:\[[ xX]\](?=\s)\s*)?(.*)$")  # without a task marker "[ ] "
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,30 @@ def plain_text(markdown_text: str) -> str:
 def _strip_markup(markdown_text: str) -> str:
     """plain_text before its whitespace is collapsed: line breaks still show where a line ends."""
     text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
+    text = ANGLE_AUTOLINK.sub(r"\1", text)  # <https://...> reads as its URL, as shown
     text = re.sub(r"<[^>]+>", " ", text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
     text = _reference_links_as_text(text)
+    text = FOOTNOTE_REFERENCE.sub("", FOOTNOTE_LABEL.sub("", text))  # a footnote's text stays
     text = _tables_as_text(text)
+    text = TASK_MARKER.sub(r"\1", text)  # "- [ ] step" reads "step"
     text = _strip_number_markers(text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
-    return re.sub(r"[*_`~]{1,3}", "", text)
+    return _without_emphasis(text)
+
+
+_EMPHASIS = re.compile(r"[*_`~]{1,3}")
+
+
+def _without_emphasis(text: str) -> str:
+    """text without emphasis, code and strikethrough marks, except inside URLs (my_file, ~user)."""
+    pieces: list[str] = []
+    at = 0
+    for start, end in url_spans(text):
+        pieces += [_EMPHASIS.sub("", text[at:start]), text[start:end]]
+        at = end
+    return "".join(pieces) + _EMPHASIS.sub("", text[at:])
 
 
 # A link reference definition, `[guide]: https://example.com "Title"` (not a footnote's `[^1]:`).

@@ -346,7 +346,7 @@ class Runtime:
         if meta is None:
             return None
         body = index.bodies.get(article_id, "")
-        targets = _once_per_version(index, "link_targets", lambda: LinkTargets(index.articles))
+        targets = _once_per_version(index, "link_targets", lambda: LinkTargets(index.articles, self.settings.kb_dir))
         return {k: meta[k] for k in ("id", "title", "url", "locale", "tags")} | {
             "markdown": body,
             "html": render_html(body, targets.rewriter(meta.get("path", ""))),

@@ -175,6 +175,35 @@ def test_string_tags_become_a_list():
 
 
 @pytest.mark.parametrize(
+    "tags, expected",
+    [
+        ('"billing, refunds"', ["billing", "refunds"]),
+        ("billing,refunds , ,vat,", ["billing", "refunds", "vat"]),  # trimmed, empty ones dropped
+        ("[billing, ' refunds ', '']", ["billing", "refunds"]),
+        ("[]", []),
+        ('""', []),
+    ],
+)
+def test_a_comma_separated_tags_string_is_split_into_tags(tags, expected):
+    assert parse(f"---\ntags: {tags}\n---\n# T\n\nText.\n").tags == expected
+
+
+@pytest.mark.parametrize("tags, expected", [("true", []), ("[billing, yes, 'on', false]", ["billing", "on"])])
+def test_a_true_or_false_tag_is_left_out_with_a_warning_naming_the_file(tmp_path, caplog, tags, expected):
+    """YAML reads an unquoted yes/on/true as true: a writer gets a warning saying how to quote it,
+    not a tag "True" on the page; the article is indexed."""
+    kb = write_kb(tmp_path / "kb", {"billing/refunds.md": f"---\ntags: {tags}\n---\n# T\n\nText.\n"})
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+    assert [a.tags for a in articles] == [expected]
+    assert warnings == [
+        "billing/refunds.md: tags: true or false is not a tag and is left out (YAML reads an unquoted yes, no, "
+        'on, off, true or false so; quote a tag such as "on")'
+    ]
+    assert warnings[0] in caplog.text
+
+
+@pytest.mark.parametrize(
     "text, reason",
     [
         ("", "empty"),
@@ -342,6 +371,33 @@ def test_front_matter_keys_in_any_case_and_unknown_ones_named(tmp_path, caplog):
     assert warnings == []  # not skipped: a warning in the log
     [logged] = [r.getMessage() for r in caplog.records]
     assert logged.startswith("typo.md: front matter keys 'titel', 'Author' ignored; deflect reads id, title")
+
+
+def test_a_front_matter_key_given_twice_is_warned_naming_the_file_and_the_key(tmp_path, caplog):
+    """YAML lets the last of two equal keys win silently; the article is indexed with the last value,
+    as YAML reads it, and the warning (with the skip warnings, logged once) says which key and where."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "billing/refunds.md": "---\ntitle: Refunds\ntags: [billing]\ntitle: How refunds work\n---\nText.\n",
+            "billing/draft.md": "---\ndraft: true\nDraft: false\nid: x\nID: y\n---\nText.\n",  # in any case, as read
+            "billing/fine.md": "---\ntitle: Fine\nnote: a\nnote: b\n---\nText.\n",  # a key deflect ignores anyway
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+        articles, warnings = load_kb(kb)
+        logged = [r.getMessage() for r in caplog.records if "given" in r.getMessage()]
+        caplog.clear()
+        assert load_kb(kb, reported=warnings)[1] == warnings  # still reported, not logged again
+        assert not [r for r in caplog.records if "given" in r.getMessage()]
+    by_path = {a.path: a for a in articles}
+    assert by_path["billing/refunds.md"].title == "How refunds work"  # the last one, as YAML reads it
+    assert by_path["billing/draft.md"].id == "y" and not by_path["billing/draft.md"].draft
+    assert warnings == logged == [
+        "billing/draft.md: front matter key 'draft' given 2 times (lines 2, 3); the last one is used",
+        "billing/draft.md: front matter key 'id' given 2 times (lines 4, 5); the last one is used",
+        "billing/refunds.md: front matter key 'title' given 2 times (lines 2, 4); the last one is used",
+    ]
 
 
 def test_titles_and_tags_are_read_as_text(caplog):
@@ -632,7 +688,7 @@ def test_list_numbers_are_dropped_but_numbers_in_prose_are_kept(markdown_text, e
         ("![The export menu][shot] opens.\n[shot]: images/export.png", "The export menu opens."),
         # not links: an undefined [label], a footnote, a checkbox-like bracket
         ("Press [Enter] to send.", "Press [Enter] to send."),
-        ("A note[^1].\n\n[^1]: The footnote.\n[x]: https://x", "A note[^1]. [^1]: The footnote."),
+        ("A note[^1].\n\n[^1]: The footnote.\n[x]: https://x", "A note. The footnote."),  # a footnote, not a link: its text without markers
     ],
 )
 def test_reference_style_links_read_as_their_words(markdown_text, expected):

@@ -131,10 +131,32 @@ def test_relative_images_are_served_from_the_kb_and_headings_get_ids():
         TARGETS.rewriter("billing/refunds.md"),
     )
     images = [attrs.get("src") for tag, attrs in _Elements(markup).elements if tag == "img"]
-    assert images == ["/kb-images/billing/images/billing%20page.png", "/kb-images/shared/logo.svg", None,
+    assert images == ["/kb-images/billing/images/billing%20page.png", "/kb-images/shared/logo.svg",
                       "https://example.com/a.png"]  # fmt: skip
+    assert "<span>out</span>" in markup  # outside kb_dir: its alt text
     assert links(markup) == ["/kb-images/billing/images/big.png"]
     assert '<h2 id="fees-and-taxes">' in markup  # where "refunds.md#fees-and-taxes" lands
+
+
+def test_a_missing_image_is_its_alt_text_not_a_broken_image(tmp_path):
+    """As a link that leads nowhere is its words: an <img> whose /kb-images/ address answers
+    "not found" would be drawn as a broken image. Checked when shown, as /kb-images/ checks it."""
+    kb = write_kb(tmp_path / "kb", {"billing/refunds.md": "# R\n", "billing/images/chart.png": b"\x89PNG"})
+    markup = render_html(
+        "![Revenue chart](images/chart.png) ![Fees by plan](images/none.png) ![](images/none.png) "
+        "[full size](images/none.png) [![Badge](images/none.png)](https://example.com/)",
+        LinkTargets([{"path": "billing/refunds.md", "url": "/articles/billing/refunds"}], kb).rewriter("billing/refunds.md"),
+    )
+    elements = _Elements(markup).elements
+    assert [attrs for tag, attrs in elements if tag == "img"] == [
+        {"alt": "Revenue chart", "src": "/kb-images/billing/images/chart.png"}
+    ]
+    assert "<span>Fees by plan</span> <span></span> <a>full size</a>" in markup
+    assert links(markup) == [None, "https://example.com/"] and "<span>Badge</span></a>" in markup
+    (kb / "billing" / "images" / "none.png").write_bytes(b"\x89PNG")  # added later: shown without a reindex
+    assert "/kb-images/billing/images/none.png" in render_html(
+        "![Fees](images/none.png)", LinkTargets([], kb).rewriter("billing/refunds.md")
+    )
 
 
 # --- index time ----------------------------------------------------------------------------
@@ -179,6 +201,8 @@ def test_images_and_links_outside_the_kb_are_named_in_warnings(tmp_path, embedde
         build_index(kb, tmp_path / "index", embedder, "test-model")
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "account/out.md: link '../../elsewhere/a.md' leads outside the knowledge-base folder" in text
-    assert "account/out.md: image '../../x.png' leads outside the knowledge-base folder; it is not shown" in text
-    assert "account/out.md: image 'gone.png': account/gone.png is missing" in text
+    assert "account/out.md: image '../../x.png' leads outside the knowledge-base folder; its alt text is shown instead" \
+        in text
+    assert "account/out.md: image 'gone.png': account/gone.png is missing, hidden or not an image deflect serves " \
+        "(png, jpg, jpeg, gif, webp, avif, svg); its alt text is shown instead" in text
     assert "account/out.md: image '.h/a.png': account/.h/a.png is missing, hidden" in text

@@ -616,3 +616,21 @@ def test_the_model_id_of_a_cached_onnx_export_needs_no_model_load(tmp_path):
 
     with pytest.raises(DeflectError, match="does not exist"):
         _ = Embedder("/models/other-model", backend="onnx-int8", cache_dir=tmp_path).encoding_backend
+
+
+def test_a_front_matter_key_given_twice_is_reported_by_every_build_until_fixed(kb, index_dir, counting):
+    """Unchanged files are not parsed again, also by another process or after a restart: the
+    index keeps their warnings; the file is indexed meanwhile (with the last value)."""
+    import deflect.index_folder as index_module
+
+    write_kb(kb, {"billing/twice.md": "---\ntitle: Old\ntitle: New fees\n---\nFees.\n"})
+    expected = ["billing/twice.md: front matter key 'title' given 2 times (lines 2, 3); the last one is used"]
+    index, report = build(kb, index_dir, counting)
+    assert report.warnings == expected and "New fees" in {a["title"] for a in index.articles}
+    assert report.summary().endswith("(full rebuild), 1 warning")  # not a skipped file
+    _edit(kb)
+    index_module._LIVE.clear()  # a restart: the unchanged file's warning comes from the saved index
+    _, report = build(kb, index_dir, counting)
+    assert report.warnings == expected and "billing/twice.md" not in report.changed
+    write_kb(kb, {"billing/twice.md": "---\ntitle: New fees\n---\nFees.\n"})
+    assert build(kb, index_dir, counting)[1].warnings == []

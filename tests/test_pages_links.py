@@ -35,7 +35,8 @@ To reset it:
 """
 REFUNDS = (
     TINY_KB["billing/refunds.md"] + "\n## Fees\n\nNo fees.\n\n![Billing page](images/billing.png)\n\n"
-    "![Diagram](images/diagram.SVG) [The same page](images/alias.png) [Once more](images/leak.png)\n"
+    "![Diagram](images/diagram.SVG) [The same page](images/alias.png) [Once more](images/leak.png)\n\n"
+    "![Refunds by month](images/none.png)\n"
 )
 DRAFT = "---\ndraft: true\n---\n# Next month's prices\n\n![New prices](images/prices.png)\n"
 KB_FILES: dict[str, str | bytes] = TINY_KB | {
@@ -167,6 +168,14 @@ def test_an_article_image_is_served_with_its_type(kb_site):
     assert svg.headers["Content-Type"].startswith("image/svg+xml")
     csp = svg.headers["Content-Security-Policy"]  # an SVG opened on its own runs nothing
     assert csp.startswith("default-src 'none'") and "sandbox" in csp and "script-src" not in csp
+
+
+def test_a_missing_image_shows_its_alt_text_not_a_broken_image(kb_site):
+    base, _ = kb_site
+    page = get(base, "/articles/billing/refunds").text
+    assert "none.png" not in page and "<span>Refunds by month</span>" in page
+    assert "none.png" not in get(base, "/api/articles/billing/refunds").json()["html"]
+    assert anchors(page)["Once more"] is None  # a link to an image that is not served (it leaves kb_dir): its words
 
 
 @pytest.mark.parametrize(
