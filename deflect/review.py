@@ -32,7 +32,17 @@ from .candidates import (
 )
 from .db import writing
 from .events import normalize_query
-from .ideas import CLOSED_STATUSES, IdeaError, create_idea, free_idea_id, get_idea, resolve_idea, show_id, slugify
+from .ideas import (
+    CLOSED_STATUSES,
+    DuplicateTitle,
+    IdeaError,
+    create_idea,
+    free_idea_id,
+    get_idea,
+    resolve_idea,
+    show_id,
+    slugify,
+)
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
 from .votes import add_vote
@@ -152,6 +162,8 @@ def promote(
         idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
+        except DuplicateTitle as exc:  # nothing is written: the candidate stays new, to merge into that idea
+            raise _duplicate(exc) from None
         except IdeaError as exc:
             raise CandidateError(400, exc.field, str(exc)) from None
         added = _record_requesters(conn, candidate_id, idea["id"])
@@ -162,6 +174,15 @@ def promote(
         ))
     return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added,
             "aliases_added": taught}
+
+
+def _duplicate(exc: DuplicateTitle) -> CandidateError:
+    """The 409 for a promote whose title another idea has: what to do instead, and that idea's id."""
+    if exc.open:
+        hint = f"merge the candidate into {show_id(exc.idea_id)}, or promote it with another title"
+    else:
+        hint = "promote the candidate with another title"
+    return CandidateError(409, "title", f"{exc}; {hint}", {"idea_id": exc.idea_id})
 
 
 def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str] = ()) -> dict:
