@@ -46,6 +46,7 @@ from .ideas import (
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
 from .votes import add_vote
+from .wording import alias_key
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
@@ -67,13 +68,14 @@ REVIEW_ALIAS_LIMIT = 50
 
 
 def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
-    """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`;
-    none worded like a question the admin left out (candidate_exclusions)."""
+    """The candidate's distinct questions (by wording.alias_key, as their aliases are), most recent
+    first, at most `limit`; none worded like a question the admin left out (candidate_exclusions,
+    by normalize_query)."""
     skipped = excluded_keys(conn, candidate_id)
     seen: dict[str, str] = {}
     for _, query in member_queries(conn, candidate_id):
-        key = normalize_query(query)
-        if key and key not in seen and key not in skipped:
+        key = alias_key(query)
+        if normalize_query(query) and key not in seen and normalize_query(query) not in skipped:
             seen[key] = query
             if len(seen) >= limit:
                 break
