@@ -11,6 +11,10 @@ Promoting or merging an idea candidate is a confirmation too, by an admin: the c
 questions become active aliases of the idea at once (`from_review`, source "review"), without
 confirmations and outside the per-session limit. So are confirmed answers a team already has,
 e.g. past tickets and the article that solved each (`import_aliases`, source "import").
+
+One alias per wording: queries are compared by wording.alias_key (case, spacing and punctuation
+ignored), so "How do I export my data?" confirms the alias "how do I export my data" rather than
+starting another (migration 0009 merged those stored before).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import UNSTORABLE_TEXT, alias_confirmations, aliases, bump_sync_counter, sync_counter, writing
-from .events import normalize_query
 from .jsonl import numbered_records
+from .wording import alias_key
 
 GENERATION = "aliases"
 
@@ -76,7 +80,7 @@ def confirm(
         return {"status": "rate_limited"}
     if client and policy.per_client_hour and _recent(conn, alias_confirmations.c.client == client, now) >= policy.per_client_hour:
         return {"status": "rate_limited"}
-    key = normalize_query(search["query"])[:1000]
+    key = alias_key(search["query"])
     row = conn.execute(
         sa.select(aliases).where(
             aliases.c.item_type == item_type, aliases.c.item_id == item_id, aliases.c.query_key == key
@@ -136,7 +140,7 @@ def _needed(search: dict, item_type: str, item_id: str, policy: AliasPolicy) -> 
 def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list[str], candidate_id: str) -> int:
     """Make each query an active alias of the item, inside the review decision's transaction.
 
-    An alias the item already has for the same query (normalize_query) is not duplicated; a
+    An alias the item already has for the same query (wording.alias_key) is not duplicated; a
     pending one (too few helpful events yet) is activated. Vectors are left NULL: the next
     reload (`active_vectors`, in every server process) encodes and stores them. No
     alias_confirmations rows are written, so no visitor session's hourly limit is touched.
@@ -151,7 +155,7 @@ def from_review(conn: sa.Connection, item_type: str, item_id: str, queries: list
 def _activate(conn: sa.Connection, item_type: str, item_id: str, query: str, source: str, candidate_id: str | None) -> bool:
     """Add `query` as an active alias of the item, or activate a pending one; False if it was active already."""
     now = time.time()
-    key = normalize_query(query)[:1000]
+    key = alias_key(query)
     values = {"item_type": item_type, "item_id": item_id, "query": query, "query_key": key, "confirmations": 0,
               "active": True, "source": source, "candidate_id": candidate_id, "created_at": now, "updated_at": now}  # fmt: skip
     if _insert_new(conn, values):

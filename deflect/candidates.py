@@ -79,11 +79,12 @@ candidate_exclusions = sa.Table(
 REVIEWED = ("promoted", "merged", "dismissed")
 
 class CandidateError(ValueError):
-    """A review action that cannot be done: status 404 (no such candidate) or 409 (state)."""
+    """A review action that cannot be done: status 404 (no such candidate) or 409 (state).
+    `details` go into the JSON error as they are (a duplicate title names the idea: `idea_id`)."""
 
-    def __init__(self, status: int, field: str, message: str):
+    def __init__(self, status: int, field: str, message: str, details: dict | None = None):
         super().__init__(message)
-        self.status, self.field = status, field
+        self.status, self.field, self.details = status, field, details or {}
 
 
 def lock_candidates(conn: sa.Connection) -> None:

@@ -215,7 +215,9 @@ def writing(engine: sa.Engine):
 
 
 # PostgreSQL advisory-lock keys: one per kind of writer that must run alone across processes.
-ADVISORY_LOCKS = {"migrations": 7260001, "pool_vectors": 7260002, "idea_seed": 7260003, "candidates": 7734201}
+ADVISORY_LOCKS = {
+    "migrations": 7260001, "pool_vectors": 7260002, "idea_seed": 7260003, "candidates": 7734201, "idea_titles": 7260004,
+}
 
 
 def advisory_lock(conn: sa.Connection, name: str) -> None:

@@ -99,6 +99,8 @@ def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list
                 _reimport(conn, existing, record, given={k for k, v in data.items() if v is not None})
             elif record["status"] == "merged":
                 raise IdeaError("status", 'merge an idea with PATCH /api/ideas/<id> {"merged_into": ...}, not by import')
+            else:  # a new idea: not one more with the title of another (DuplicateTitle names it)
+                check_title_free(conn, record["title"])
         except IdeaError as exc:
             errors.append(f"{path}:{number}: {exc.field}: {exc}")
             continue
@@ -207,6 +209,46 @@ class IdeaNotFound(IdeaError):
     """No such idea (HTTP 404); `field` names where the id came from."""
 
 
+class DuplicateTitle(IdeaConflict):
+    """Another idea has this title (wording.title_key): a second one would split the votes, the
+    requesters and the aliases of one request in two. `idea_id` is the idea to use instead:
+    the one with the title, or where it was merged into; `open` says whether it takes votes
+    and merges (not shipped, declined, or a merge chain that leads nowhere)."""
+
+    def __init__(self, title: str, idea_id: str, message: str, open: bool):
+        super().__init__("title", message)
+        self.title, self.idea_id, self.open = title, idea_id, open
+
+
+def check_title_free(conn: sa.Connection, title: str, except_id: str | None = None) -> None:
+    """Raise DuplicateTitle when an idea other than `except_id` (or one merged into it) has this title.
+
+    Titles are compared by wording.title_key: case, spacing and the punctuation around them
+    ignored. Holds the idea_titles lock to the end of the transaction, so two admins (or a
+    promote and an import) cannot both add the title on PostgreSQL.
+    """
+    from .wording import title_key
+
+    advisory_lock(conn, "idea_titles")
+    key = title_key(title)
+    rows = conn.execute(sa.select(ideas_table.c.id, ideas_table.c.title, ideas_table.c.status).order_by(
+        ideas_table.c.status == "merged", ideas_table.c.created_at, ideas_table.c.id))  # live ideas first
+    for row in rows:
+        if row.id == except_id or title_key(row.title) != key:
+            continue
+        target = resolve_idea(conn, row.id) if row.status == "merged" else dict(row._mapping)
+        if target is not None and target["id"] == except_id:
+            continue  # merged into the idea being renamed: its title is that idea's history
+        named = f"an idea titled {show_id(row.title)} exists already: {show_id(row.id)}"
+        if target is None:
+            raise DuplicateTitle(row.title, row.id, f"{named} (merged into an idea that no longer exists)", open=False)
+        if target["id"] != row.id:
+            named += f", merged into {show_id(target['id'])}"
+        if target["status"] in CLOSED_STATUSES:
+            named += f" ({target['status']})"
+        raise DuplicateTitle(row.title, target["id"], named, open=target["status"] not in CLOSED_STATUSES)
+
+
 def free_idea_id(conn: sa.Connection, base: str) -> str:
     """`base`, or `base` with a short random suffix when an idea has that id already."""
     idea_id = base
@@ -216,19 +258,29 @@ def free_idea_id(conn: sa.Connection, base: str) -> str:
 
 
 def create_idea(conn: sa.Connection, data: dict) -> dict:
-    """A new idea. Without an `id`, one is made from the title, made unique if it is taken: two
-    ideas may share a title; only an `id` the caller chose conflicts (IdeaConflict)."""
+    """A new idea. Without an `id`, one is made from the title, made unique if it is taken; an `id`
+    the caller chose conflicts (IdeaConflict), and so does another idea's title (DuplicateTitle)."""
     record = validate_idea(data)
     if record["status"] == "merged":
         raise IdeaError("status", "create the idea first, then merge it with PATCH")
+    advisory_lock(conn, "idea_titles")  # the id and title checks below hold until the insert commits
+    if data.get("id") is not None and get_idea(conn, record["id"]) is not None:
+        raise IdeaConflict("id", f"an idea with id {show_id(record['id'])} exists already")
+    check_title_free(conn, record["title"])
     if data.get("id") is None:
         record["id"] = free_idea_id(conn, record["id"])
-    elif get_idea(conn, record["id"]) is not None:
-        raise IdeaConflict("id", f"an idea with id {show_id(record['id'])} exists already")
     now = time.time()
     conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=_shipped_at(record, now)))
     bump_sync_counter(conn, GENERATION)
     return get_idea(conn, record["id"])
+
+
+def _title_changes(old: str, new: str) -> bool:
+    """True when `new` is another title than `old`, not the same one re-cased or re-punctuated
+    (which creates no duplicate, even among ideas that shared a title before titles were checked)."""
+    from .wording import title_key
+
+    return title_key(old) != title_key(new)
 
 
 def _merge_target(conn: sa.Connection, target_id, source_id: str | None = None, field: str = "merged_into") -> dict:
@@ -270,6 +322,8 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     if patch.get("merged_into") is not None and merged["status"] != "merged":
         raise IdeaError("merged_into", f"merged_into goes with status merged, not {merged['status']}")
     record = validate_idea(merged)
+    if _title_changes(idea["title"], record["title"]):
+        check_title_free(conn, record["title"], except_id=idea_id)
     now = time.time()
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
     if record["status"] != idea["status"]:  # when it shipped: questions asked since are content gaps (deflect.gaps)

@@ -32,10 +32,21 @@ from .candidates import (
 )
 from .db import writing
 from .events import normalize_query
-from .ideas import CLOSED_STATUSES, IdeaError, create_idea, free_idea_id, get_idea, resolve_idea, show_id, slugify
+from .ideas import (
+    CLOSED_STATUSES,
+    DuplicateTitle,
+    IdeaError,
+    create_idea,
+    free_idea_id,
+    get_idea,
+    resolve_idea,
+    show_id,
+    slugify,
+)
 from .outbox import enqueue, requester_key
 from .pool import pool_matrix
 from .votes import add_vote
+from .wording import alias_key
 
 
 def _for_review(conn: sa.Connection, candidate_id: str, allowed: tuple[str, ...], action: str) -> dict:
@@ -57,13 +68,14 @@ REVIEW_ALIAS_LIMIT = 50
 
 
 def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
-    """The candidate's distinct questions (by normalize_query), most recent first, at most `limit`;
-    none worded like a question the admin left out (candidate_exclusions)."""
+    """The candidate's distinct questions (by wording.alias_key, as their aliases are), most recent
+    first, at most `limit`; none worded like a question the admin left out (candidate_exclusions,
+    by normalize_query)."""
     skipped = excluded_keys(conn, candidate_id)
     seen: dict[str, str] = {}
     for _, query in member_queries(conn, candidate_id):
-        key = normalize_query(query)
-        if key and key not in seen and key not in skipped:
+        key = alias_key(query)
+        if normalize_query(query) and key not in seen and normalize_query(query) not in skipped:
             seen[key] = query
             if len(seen) >= limit:
                 break
@@ -152,6 +164,8 @@ def promote(
         idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})
+        except DuplicateTitle as exc:  # nothing is written: the candidate stays new, to merge into that idea
+            raise _duplicate(exc) from None
         except IdeaError as exc:
             raise CandidateError(400, exc.field, str(exc)) from None
         added = _record_requesters(conn, candidate_id, idea["id"])
@@ -162,6 +176,15 @@ def promote(
         ))
     return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added,
             "aliases_added": taught}
+
+
+def _duplicate(exc: DuplicateTitle) -> CandidateError:
+    """The 409 for a promote whose title another idea has: what to do instead, and that idea's id."""
+    if exc.open:
+        hint = f"merge the candidate into {show_id(exc.idea_id)}, or promote it with another title"
+    else:
+        hint = "promote the candidate with another title"
+    return CandidateError(409, "title", f"{exc}; {hint}", {"idea_id": exc.idea_id})
 
 
 def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str] = ()) -> dict:

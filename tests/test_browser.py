@@ -701,6 +701,20 @@ def test_admin_promotes_an_idea_candidate(page, site):
     aliases = requests.get(f"{site.base}/api/aliases", headers=admin_headers(), timeout=TIMEOUT).json()["aliases"]
     mine = {a["query"].lower() for a in aliases if a.get("candidate_id") == candidate_id}
     assert mine == {t.lower() for t in taught} and re.sub(r" \(×\d+\)$", "", left_out).lower() not in mine
+    # Another candidate promoted with that title (however cased) is refused: the message says which idea
+    # has it, and the card offers that idea to merge into; the candidate stays to review.
+    idea_id = next(i["id"] for i in ideas if i["title"] == title)
+    other = page.locator("[data-candidate-id][data-status=new]").first
+    other_id = other.get_attribute("data-candidate-id")
+    page.console.allow(r"status of 409")  # the browser logs the refused request itself
+    other.locator("[data-promote-title]").fill(title.lower() + "!")
+    other.locator("[data-action=promote]").click()
+    expect(page.locator("[data-dash-message]")).to_contain_text(f"this title is on the board already, as idea “{title}”")
+    expect(page.locator("[data-dash-message]")).to_be_focused()
+    card = page.locator(f"[data-candidate-id='{other_id}']")
+    expect(card.locator("select")).to_have_value(idea_id)
+    expect(card.locator("[data-action=merge]")).to_be_enabled()
+    expect(card).to_have_attribute("data-status", "new")
     page.console.check()
 
 

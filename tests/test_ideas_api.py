@@ -149,17 +149,25 @@ def test_create_edit_and_vote_with_requesters(board):
 
 
 def test_ideas_created_without_an_id_get_a_free_one(board):
-    """Only an id the caller chose can conflict; two ideas may share a title (or a slug)."""
+    """An id the caller chose can conflict, and so can a title (the same idea twice); a slug cannot."""
     base, _, _ = board
     ids = []
-    for title in ("Offline mode", "Offline mode", "offline   MODE!", "!!!", "???"):
+    for title in ("Offline mode", "Offline-mode", "!!!", "???"):
         r = requests.post(f"{base}/api/ideas", json={"title": title}, headers=AUTH, timeout=TIMEOUT)
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-    assert ids[0] == "offline-mode" and ids[3] == "idea" and len(set(ids)) == 5
-    assert all(i.startswith("offline-mode-") for i in ids[1:3]) and ids[4].startswith("idea-")
+    assert ids[0] == "offline-mode" and ids[2] == "idea" and len(set(ids)) == 4
+    assert ids[1].startswith("offline-mode-") and ids[3].startswith("idea-")
     assert requests.post(f"{base}/api/ideas", json={"id": "offline-mode", "title": "x"}, headers=AUTH,
                          timeout=TIMEOUT).status_code == 409  # fmt: skip
+    for title in ("Offline mode", "offline   MODE!"):  # the same title, however cased, spaced or punctuated
+        r = requests.post(f"{base}/api/ideas", json={"title": title}, headers=AUTH, timeout=TIMEOUT)
+        assert r.status_code == 409, r.text
+        assert r.json()["error"] == {
+            "code": "conflict", "field": "title", "idea_id": "offline-mode",
+            "message": "an idea titled 'Offline mode' exists already: 'offline-mode'; use that idea, or choose another title"}
+    renamed = requests.patch(f"{base}/api/ideas/{ids[1]}", json={"title": "OFFLINE MODE"}, headers=AUTH, timeout=TIMEOUT)
+    assert renamed.status_code == 409 and renamed.json()["error"]["idea_id"] == "offline-mode"
 
 
 def test_merging_moves_votes_and_requesters(board):
@@ -274,6 +282,10 @@ def test_openapi_describes_the_board(board):
                  "/api/clusters/{id}/dismiss", "/api/outbox"):
         assert path in paths
     assert "409" in paths["/api/clusters/{id}/merge"]["post"]["responses"]
+    duplicate = paths["/api/clusters/{id}/promote"]["post"]["responses"]["409"]["description"]
+    assert "title" in duplicate and "idea_id" in duplicate
+    error = requests.get(f"{base}/api/openapi.json", timeout=TIMEOUT).json()["components"]["schemas"]["Error"]
+    assert "idea_id" in error["properties"]["error"]["properties"]
 
 
 def test_admin_endpoints_need_the_token(board):
@@ -331,6 +343,18 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
     assert ("idea", new_idea["id"]) in suggested_ids(base, "can I get a gantt chart of my project")
     twice = requests.post(f"{base}/api/clusters/{gantt['id']}/promote", headers=AUTH, timeout=TIMEOUT)
     assert twice.status_code == 409
+
+    # Another candidate promoted with that title: refused, naming the idea to merge it into instead.
+    other = next(c for c in listed if c["id"] != gantt["id"] and c["status"] == "new")
+    same = requests.post(f"{base}/api/clusters/{other['id']}/promote", json={"title": " gantt CHART view. "},
+                         headers=AUTH, timeout=TIMEOUT)
+    assert same.status_code == 409 and same.json()["error"] == {
+        "code": "conflict", "field": "title", "idea_id": new_idea["id"],
+        "message": f"an idea titled 'Gantt chart view' exists already: '{new_idea['id']}'; merge the candidate into "
+                   f"'{new_idea['id']}', or promote it with another title"}
+    still = requests.get(f"{base}/api/clusters/{other['id']}", headers=AUTH, timeout=TIMEOUT).json()
+    assert still["status"] == "new"  # nothing lost: still to review, with its questions
+    assert {q["search_id"] for q in still["queries"]} >= {q["search_id"] for q in other["queries"]}
 
     shipped = requests.patch(f"{base}/api/ideas/{new_idea['id']}", json={"status": "shipped"}, headers=AUTH, timeout=TIMEOUT)
     assert shipped.status_code == 200 and shipped.json()["notifications_queued"] == len(people)

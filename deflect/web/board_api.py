@@ -28,16 +28,19 @@ def _candidate_call(fn, *args):
         return fn(*args)
     except CandidateError as exc:
         code = {404: "not_found", 409: "conflict"}.get(exc.status, "invalid_field")
-        raise ApiError(exc.status, code, str(exc), exc.field) from None
+        raise ApiError(exc.status, code, str(exc), exc.field, exc.details) from None
 
 
 def _idea_call(fn, *args):
-    from ..ideas import IdeaConflict, IdeaError, IdeaNotFound
+    from ..ideas import DuplicateTitle, IdeaConflict, IdeaError, IdeaNotFound
 
     try:
         return fn(*args)
     except IdeaNotFound as exc:
         raise ApiError(404, "not_found", str(exc), exc.field) from None
+    except DuplicateTitle as exc:  # names the idea with that title, to use instead
+        raise ApiError(409, "conflict", f"{exc}; use that idea, or choose another title", "title",
+                       {"idea_id": exc.idea_id}) from None
     except IdeaConflict as exc:
         raise ApiError(409, "conflict", str(exc), exc.field) from None
     except IdeaError as exc:

@@ -6,6 +6,16 @@ _E = {code: {"description": text, **_ERROR} for code, text in (
     ("409", "not allowed in the current status (e.g. merging into a shipped, declined or merged idea, voting on a "
             "shipped one, retrying a delivered notification)"),
     ("415", "not application/json"))}
+# A title another idea has (case, spacing and surrounding punctuation ignored): one idea per request.
+_TITLE_409 = {"description": _E["409"]["description"] + "; or the title of another idea (case, spacing and the "
+              "punctuation around it ignored): field title, and idea_id names that idea (or the one it was merged "
+              "into), to use or merge into instead", **_ERROR}
+
+
+def _title_409(op: dict) -> dict:
+    """`op` whose 409 also means "another idea has this title" (promote, create, edit)."""
+    op["responses"]["409"] = _TITLE_409
+    return op
 _ADMIN = [{"bearer": []}]
 
 
@@ -48,12 +58,12 @@ BOARD_PATHS = {
             "description": "default: every active candidate that is not dismissed"}])},
     "/api/clusters/{id}": {"get": _admin("One candidate", {"description": "candidate", **_ref("Candidate")}, "404",
                                          params=_id())},
-    "/api/clusters/{id}/promote": {"post": _admin(
+    "/api/clusters/{id}/promote": {"post": _title_409(_admin(
         "Create an idea from the candidate (indexed at once); its requesters become the idea's votes",
         _CANDIDATE_ACTION, "400", "404", "409", params=_id(),
         body={"type": "object", "additionalProperties": False, "properties": {
             "title": {"type": "string", "maxLength": 300}, "description": {"type": "string", "maxLength": 5000},
-            "exclude": _EXCLUDE}})},
+            "exclude": _EXCLUDE}}))},
     "/api/clusters/{id}/merge": {"post": _admin(
         "Fold the candidate into an existing open idea (its requesters become votes there)",
         _CANDIDATE_ACTION, "400", "404", "409", "415", params=_id(),
@@ -63,12 +73,12 @@ BOARD_PATHS = {
         "Hide the candidate until it grows markedly (cluster_regrow_factor)", _CANDIDATE_ACTION, "400", "404", "409",
         params=_id(), body={"type": "object", "additionalProperties": False, "properties": {},
                             "description": "no fields (the body may be left out)"})},
-    "/api/ideas": {"post": {
+    "/api/ideas": {"post": _title_409({
         "summary": "Create an idea (admin); suggested at once while open, planned or in progress",
         "security": _ADMIN,
         "requestBody": {"required": True, **_ref("IdeaInput")},
         "responses": {"201": {"description": "the idea", **_ref("Idea")}, **{c: _E[c] for c in ("400", "401", "409", "415")}},
-    }},
+    })},
     "/api/ideas/{id}": {
         "get": {"summary": "One idea with votes, requesters and cumulative MRR", "parameters": _id(),
                 "responses": {"200": {"description": "idea", **_ref("Idea")}, "404": _E["404"]}},
@@ -81,7 +91,7 @@ BOARD_PATHS = {
                 "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined", "merged"]},
                 "merged_into": {"type": "string"}}}}}},
             "responses": {"200": {"description": "the idea (+ notifications_queued)", **_ref("Idea")},
-                          **{c: _E[c] for c in ("400", "401", "404", "409", "415")}},
+                          **{c: _E[c] for c in ("400", "401", "404", "409", "415")} | {"409": _TITLE_409}},
         },
     },
     "/api/ideas/{id}/requesters": {"get": _admin(

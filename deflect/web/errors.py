@@ -1,4 +1,4 @@
-"""JSON errors for every failure: {"error": {"code", "message", "field"?}}; no tracebacks."""
+"""JSON errors for every failure: {"error": {"code", "message", "field"?, ...details}}; no tracebacks."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ BODY_TOO_LARGE_MESSAGE = "request body is larger than 16 KB"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    """`details`: more keys of the error object, for a client to act on (a duplicate title's `idea_id`)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.details = details or {}
 
 
 def not_found(noun: str, item_id: str) -> ApiError:
@@ -28,10 +31,11 @@ def not_found(noun: str, item_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no {noun} with id {show_id(item_id)}", "id")
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None):
+def error_response(status: int, code: str, message: str, field: str | None = None, details: dict | None = None):
     error = {"code": code, "message": message}
     if field:
         error["field"] = field
+    error |= details or {}
     return jsonify({"error": error}), status
 
 
@@ -42,7 +46,7 @@ def _is_page_path(path: str) -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        body, status = error_response(exc.status, exc.code, exc.message, exc.field)
+        body, status = error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
         if status == 401:  # tells HTTP clients which credentials to send (RFC 9110 section 11.6.1)
             body.headers["WWW-Authenticate"] = 'Bearer realm="deflect admin"'
         return body, status

@@ -113,7 +113,8 @@ OPENAPI = {
                 "required": ["error"],
                 "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"},
-                    "field": {"type": "string", "description": "the request field (or header, or client/session) at fault"}}}},
+                    "field": {"type": "string", "description": "the request field (or header, or client/session) at fault"},
+                    "idea_id": {"type": "string", "description": "409 on title: the idea that has this title already"}}}},
             },
             "Health": {"type": "object", "required": ["status", "articles", "ideas", "index_version"], "properties": {
                 "status": {"type": "string", "enum": ["ok", "degraded"]}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},

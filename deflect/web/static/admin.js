@@ -33,8 +33,11 @@
   }
 
   function ApiFailure(status, body) {
+    var error = (body && body.error) || {};
     this.status = status;
-    this.message = (body && body.error && body.error.message) || ("HTTP " + status);
+    this.message = error.message || ("HTTP " + status);
+    this.field = error.field || null;
+    this.ideaId = error.idea_id || null;  // a 409 on title: the idea that has that title already
   }
 
   function api(method, path, body) {
@@ -339,8 +342,26 @@
       })
       .catch(function (error) {
         Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+        if (action === "promote" && error && error.field === "title" && error.ideaId) {
+          sameTitle(candidate, error);
+          return;
+        }
         handle(error, "Could not " + action + " the candidate");
       });
+  }
+
+  /** A promote refused because an idea has that title: say which, and offer it in the card's merge list. */
+  function sameTitle(candidate, error) {
+    var card = document.querySelector('[data-candidate-id="' + CSS.escape(String(candidate.id)) + '"]');
+    var select = card && card.querySelector("select");
+    var offered = select && Array.prototype.some.call(select.options, function (o) { return o.value === error.ideaId; });
+    if (offered) {
+      select.value = error.ideaId;
+      select.dispatchEvent(new Event("change"));
+    }
+    say("Not promoted: this title is on the board already, as idea “" + ideaTitle(error.ideaId) + "”. " +
+      (offered ? "Merge the candidate into it (selected in the card’s merge list), or promote it with another title."
+        : "That idea is closed; promote the candidate with another title."), "error", true);
   }
 
   function showCandidates(list) {
