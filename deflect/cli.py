@@ -39,7 +39,7 @@ def main(verbose: bool) -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (setting port, default 8000).")
 @click.option(
     "--threads",
-    type=int,
+    type=click.IntRange(min=1),
     default=32,
     show_default=True,
     help="Worker threads of the WSGI server: requests in flight at once, whose queries are encoded together.",

@@ -27,6 +27,8 @@ class DeflectGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except BrokenPipeError:
+            raise  # `deflect events export | head`: click's main stops quietly, as `cat` would
         except Exception as exc:
             database_url = ctx.meta.get(DATABASE_URL)
             known = describe(exc, database_url)

@@ -440,3 +440,31 @@ def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_
     idea = next(line for line in text.splitlines() if line.startswith("Dark mode"))
     assert idea.split()[-1] == "7"
     assert "     2  line one line two" in text.splitlines()
+
+
+def test_an_export_read_by_head_stops_quietly(tmp_path):
+    """`deflect searches export | head`: the reader closes the pipe early; no error line, no traceback."""
+    from deflect.db import make_engine, upgrade
+    from deflect.events import write_searches
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    write_searches(engine, [({"id": f"{i:032x}", "query": "how do I export " * 20, "session": None, "locale": None,
+                              "created_at": 1.7e9 + i, "answered": False, "top_score": 0.1, "index_version": "v"}, [])
+                             for i in range(3000)])  # fmt: skip
+    engine.dispose()
+    proc = subprocess.Popen([sys.executable, "-m", "deflect", "searches", "export", "--database-url", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after its lines
+    _, err = proc.communicate(timeout=120)
+    assert json.loads(first)["query"].startswith("how do I export")
+    assert err.decode() == "" and proc.returncode == 1
+
+
+@pytest.mark.parametrize("option", [["--threads", "0"], ["--threads", "-5"], ["--workers", "0"]])
+def test_serve_refuses_a_server_that_could_answer_nothing(option):
+    """With no request thread waitress would listen and queue every request for ever."""
+    result = CliRunner().invoke(main, ["serve", "--port", "1", *option])
+    assert result.exit_code == 2 and option[0] in result.output, result.output
