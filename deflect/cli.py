@@ -13,6 +13,7 @@ import click
 from .cli_errors import DeflectGroup
 from .cli_options import (
     cli_settings,
+    existing_store,
     migrated_store,
     options_as_given,
     parse_period_options,
@@ -187,11 +188,14 @@ def _locale(ctx, param, value: str | None) -> str | None:
 @click.argument("question", callback=_question)
 @click.option("-k", type=click.IntRange(1, 20), default=5, show_default=True, help="How many results.")
 @click.option("--type", "types", multiple=True, type=click.Choice(["article", "idea"]), help="Limit to a result type (repeatable).")
-@click.option("--locale", default=None, callback=_locale, help="Only articles in this locale (e.g. ko).")
+@click.option("--locale", default=None, callback=_locale,
+              help="Articles in this locale (e.g. ko); one without articles falls back to default_locale, as the API does.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Record the search, as the API does (it then counts in the metrics and the unanswered pool).")
 @path_options
-def suggest(question, k, types, locale, as_json, **paths):
-    """Show what /api/suggest would answer for QUESTION (the search is recorded).
+def suggest(question, k, types, locale, as_json, record, **paths):
+    """Show what /api/suggest would answer for QUESTION (recorded as a search unless --no-record).
 
     QUESTION is checked as the API checks `query`: not empty, at most max_query_chars.
     """
@@ -203,7 +207,7 @@ def suggest(question, k, types, locale, as_json, **paths):
 
     runtime = Runtime(settings, sync=False)
     try:
-        answer = runtime.suggest(question, k=k, types=tuple(types) or ("article", "idea"), locale=locale)
+        answer = runtime.suggest(question, k=k, types=tuple(types) or ("article", "idea"), locale=locale, record=record)
     finally:
         runtime.close()  # the search is written before the command exits
     if as_json:
@@ -301,7 +305,7 @@ def metrics(since, until, database_url, as_json, top, index_dir):
     settings = _settings(database_url=database_url, index_dir=index_dir)
     from .metrics import compute_metrics
 
-    engine = migrated_store(settings)
+    engine = existing_store(settings)
     start, end = parse_period_options(since, until)
     from .gaps import MAX_GAPS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import cli_settings, migrated_store
+from .cli_options import cli_settings, existing_store, migrated_store
 
 _settings = cli_settings
 _database_option = click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
@@ -24,7 +24,7 @@ def aliases_list(database_url, show_all):
     """List learned aliases."""
     from .aliases import list_aliases
 
-    engine = migrated_store(_settings(database_url=database_url))
+    engine = existing_store(_settings(database_url=database_url))
     rows = list_aliases(engine, active=None if show_all else True)
     if not rows:
         click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
@@ -42,7 +42,7 @@ def aliases_delete(alias_id, database_url):
     from .aliases import delete_alias
     from .db import writing
 
-    engine = migrated_store(_settings(database_url=database_url))
+    engine = existing_store(_settings(database_url=database_url))
     with writing(engine) as conn:
         if not delete_alias(conn, alias_id):
             raise click.ClickException(f"no alias with id {alias_id}")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from .cli_options import cli_settings, csv_value, migrated_store, path_options
+from .cli_options import cli_settings, csv_value, existing_store, path_options
 
 _path_options = path_options
 _settings = cli_settings
@@ -133,7 +133,7 @@ def ideas_requesters(idea_id, as_csv, as_json, database_url):
     from .review import sync_requesters
     from .votes import idea_requesters
 
-    engine = migrated_store(_settings(database_url=database_url))  # the store only: no index, no model
+    engine = existing_store(_settings(database_url=database_url))  # the store only: no index, no model
     try:
         sync_requesters(engine)  # people who asked since the review, as a server would have added them
         with engine.connect() as conn:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import click
 
-from .cli_options import cli_settings, csv_value, migrated_store, parse_period_options, period_options
+from .cli_options import cli_settings, csv_value, existing_store, parse_period_options, period_options
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
                        help="Output format.")  # fmt: skip
@@ -28,7 +28,7 @@ def events_export(since, until, database_url, fmt, output):
     """Write every event of the period (by event time) with its search (query, session, answered...)."""
     from .exports import event_rows
 
-    engine = migrated_store(cli_settings(database_url=database_url))
+    engine = existing_store(cli_settings(database_url=database_url))
     start, end = parse_period_options(since, until)
     _write(event_rows(engine, start, end), fmt, output, "events")
 
@@ -46,7 +46,7 @@ def searches_export(since, until, database_url, fmt, output):
     """Write every search of the period (by search time, as `deflect metrics` counts), with its results."""
     from .exports import search_rows
 
-    engine = migrated_store(cli_settings(database_url=database_url))
+    engine = existing_store(cli_settings(database_url=database_url))
     start, end = parse_period_options(since, until)
     _write(search_rows(engine, start, end), fmt, output, "searches")
 

@@ -48,6 +48,25 @@ def migrated_store(settings):
     return engine
 
 
+def existing_store(settings):
+    """migrated_store for a command that only reads or removes: a SQLite file that is not there is
+    an error, not a new empty database (a wrong working folder or a typo in database_url would
+    otherwise print zeros and exit 0)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not url.database.startswith("file:") and not path.exists():
+            raise click.ClickException(
+                f"no database at {path.resolve()} (database_url {settings.database_url!r}; a relative path is "
+                "read from the working folder): `deflect serve` creates it, or give --database-url"
+            )
+    return migrated_store(settings)
+
+
 class ConfigProblem(click.ClickException):
     """A configuration error: `Error: ...` without click's usage lines, exit status 2."""
 

@@ -150,6 +150,20 @@ def test_suggest_json_matches_the_api_contract(runner, paths):
     assert all(r["type"] == "article" and 0 <= r["score"] <= 1 for r in answer["results"])
 
 
+def test_suggest_records_the_search_unless_told_not_to(runner, paths):
+    from deflect.db import make_engine
+    from deflect.exports import search_rows
+
+    url = paths[paths.index("--database-url") + 1]
+    recorded = json.loads(invoke(runner, ["suggest", "how do refunds work", "--json", *paths]).stdout)
+    tried = json.loads(invoke(runner, ["suggest", "how do refunds work for teams", "--json", "--no-record", *paths]).stdout)
+    assert tried["search_id"] is None and tried["results"][0]["id"] == "billing/refunds"
+    engine = make_engine(url)
+    queries = [row["query"] for row in search_rows(engine)]
+    engine.dispose()
+    assert recorded["search_id"] and "how do refunds work" in queries and "how do refunds work for teams" not in queries
+
+
 @pytest.mark.parametrize("k", ["0", "21", "two"])
 def test_suggest_rejects_a_bad_k(runner, paths, k):
     result = runner.invoke(main, ["suggest", "refund", "-k", k, *paths])
@@ -392,7 +406,10 @@ def test_ideas_import_of_nothing_usable_fails(runner, tmp_path):
 
 
 def test_aliases_list_says_when_there_are_none(runner, tmp_path):
+    from deflect.db import make_engine, upgrade
+
     url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(make_engine(url))
     assert "no active learned aliases" in invoke(runner, ["aliases", "list", "--database-url", url]).output
     assert "no learned aliases yet" in invoke(runner, ["aliases", "list", "--all", "--database-url", url]).output
 

@@ -133,10 +133,10 @@ def test_a_database_written_by_a_newer_deflect_is_named_as_such(tmp_path):
     engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0009'"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     proc = run_deflect(tmp_path, "metrics", "--database-url", url)
-    assert_one_line_error(proc, "schema revision '0009'", "written by a newer deflect")
+    assert_one_line_error(proc, "schema revision '9999'", "written by a newer deflect")
 
 
 @pytest.mark.parametrize(
@@ -155,9 +155,22 @@ def test_a_model_that_is_not_there_is_one_line_and_nothing_is_downloaded(tmp_pat
 
 
 def test_an_export_to_a_missing_folder_is_one_line(tmp_path):
-    proc = run_deflect(tmp_path, "events", "export", "--format", "csv", "--database-url", f"sqlite:///{tmp_path / 'd.db'}",
-                       "-o", "/nonexistent/dir/x.csv")
+    from deflect.db import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(make_engine(url))
+    proc = run_deflect(tmp_path, "events", "export", "--format", "csv", "--database-url", url, "-o", "/nonexistent/dir/x.csv")
     assert_one_line_error(proc, "/nonexistent/dir/x.csv: No such file or directory")
+
+
+@pytest.mark.parametrize("command", [["metrics"], ["events", "export"], ["searches", "export"], ["aliases", "list"],
+                                     ["aliases", "delete", "3"], ["ideas", "requesters", "dark-mode"]])  # fmt: skip
+def test_a_reading_command_on_a_database_that_is_not_there_says_so(tmp_path, command):
+    """A wrong working folder or a typo in database_url: an error, not zeros from a new empty database."""
+    missing = tmp_path / "typo.db"
+    proc = run_deflect(tmp_path, *command, "--database-url", f"sqlite:///{missing}")
+    assert_one_line_error(proc, f"no database at {missing}", "`deflect serve` creates it")
+    assert not missing.exists()
 
 
 def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(runner, tmp_path, monkeypatch):
