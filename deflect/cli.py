@@ -252,10 +252,10 @@ def ideas_import(file, database_url):
 def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
     """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (README: Benchmarks)."""
     settings = _settings(model=model)
-    from .evaluation import build_benchmark_engine, evaluate, evaluate_with_feedback, read_jsonl
+    from .evaluation import build_benchmark_engine, evaluate, evaluate_with_feedback, read_jsonl, read_queries
 
     try:
-        query_rows = read_jsonl(queries)
+        query_rows = read_queries(queries)
         feedback_rows = read_jsonl(feedback) if feedback else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -266,6 +266,8 @@ def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
     else:
         engine, _ = build_benchmark_engine(kb_dir, settings, progress=not as_json)
         report = evaluate(engine, query_rows)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -26,9 +26,10 @@ class EvalReport:
     false_answer_rate: float = 0.0  # answered=true on unanswerable, share of unanswerable
     feedback_replayed: int = 0
     misses: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # said on stderr, not part of the figures
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "misses"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("misses", "warnings")}
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -44,9 +45,43 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+def read_queries(path: str | Path) -> list[dict]:
+    """A benchmark's queries.jsonl, checked before anything is embedded: every line an object with a
+    non-empty string `text` and an `expected` article id (a string) or null/absent (unanswerable).
+    ValueError names the file, the line and the field of each bad line (the first ten)."""
+    from .jsonl import numbered_records
+
+    rows, problems = [], []
+    for number, row, problem in numbered_records(path):
+        if problem is None and not isinstance(row, dict):
+            problem = "not a JSON object"
+        elif problem is None and (not isinstance(row.get("text"), str) or not row["text"].strip()):
+            problem = "text: must be a non-empty string"
+        elif problem is None and not isinstance(row.get("expected"), (str, type(None))):
+            problem = "expected: must be an article id (a string) or null"
+        if problem:
+            problems.append(f"{path}:{number}: {problem}")
+        else:
+            rows.append(row | {"line": number})
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ValueError("; ".join(problems[:10]) + more)
+    return rows
+
+
+def unknown_expected(engine, queries: list[dict]) -> list[str]:
+    """Lines whose expected article is not in the benchmark's KB: each would count as a miss."""
+    known = engine.articles.position
+    return [
+        f"queries line {q.get('line', '?')}: expected {q['expected']!r} is no article of the KB (counted as a miss)"
+        for q in queries
+        if q.get("expected") is not None and q["expected"] not in known
+    ]
+
+
 def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
     """Score an engine (articles only) on labelled queries; queries are embedded in one batch."""
-    report = EvalReport(queries=len(queries))
+    report = EvalReport(queries=len(queries), warnings=unknown_expected(engine, queries))
     vectors = engine.embedder.encode([q["text"] for q in queries])
     hits1 = hits3 = 0
     rr = 0.0

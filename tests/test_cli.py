@@ -285,6 +285,28 @@ def test_eval_requires_kb_and_queries(runner, tmp_path):
     )
 
 
+def test_eval_checks_its_queries_before_embedding_anything(runner, eval_files, tmp_path):
+    kb, _ = eval_files
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "refund please", "expected": "billing/refunds"}\n{"text": 5}\n\n[1, 2]\n'
+                   '{"text": "x", "expected": 3}\n', encoding="utf-8")  # fmt: skip
+    result = runner.invoke(main, ["eval", "--kb", str(kb), "--queries", str(bad)])
+    assert result.exit_code == 2, result.output
+    for problem in (f"{bad}:2: text", f"{bad}:4: not a JSON object", f"{bad}:5: expected"):
+        assert problem in result.output, result.output
+
+
+def test_eval_warns_of_an_expected_article_the_kb_has_not(runner, eval_files, tmp_path):
+    kb, queries = eval_files
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(queries.read_text(encoding="utf-8") + '{"text": "where is my parcel", "expected": "no/such"}\n',
+                   encoding="utf-8")  # fmt: skip
+    result = runner.invoke(main, ["eval", "--kb", str(kb), "--queries", str(odd), "--json"])
+    assert result.exit_code == 0, result.output
+    line = len(queries.read_text(encoding="utf-8").splitlines()) + 1
+    assert f"warning: queries line {line}: expected 'no/such' is no article of the KB" in result.stderr
+
+
 def test_settings_lists_every_setting(runner):
     result = invoke(runner, ["settings"])
     assert result.exit_code == 0
