@@ -328,11 +328,25 @@ def metrics(since, until, database_url, as_json, top, index_dir):
 
 
 @main.command()
-def settings():
-    """List every setting with its environment variable, default and help."""
-    from .settings import settings_table
+@click.option("--values", "show_values", is_flag=True,
+              help="Print the value each setting has here (config file, environment) and where it comes from.")
+def settings(show_values):
+    """List every setting with its environment variable, default and help; a bad configuration is an error."""
+    from .errors import mask_url
+    from .settings import SETTINGS, setting_sources, settings_table
 
-    click.echo(settings_table())
+    current = _settings()  # a bad value, file or variable: `Error: ...` naming it, exit 2
+    if not show_values:
+        click.echo(settings_table())
+        return
+    sources = setting_sources()
+    for setting in SETTINGS:
+        value = getattr(current, setting.name)
+        if setting.name == "database_url":
+            value = mask_url(value)
+        elif setting.name == "admin_token" and value:
+            value = "*** (set)"
+        click.echo(f"{setting.name} = {value!r}  ({sources[setting.name]})")
 
 
 from .cli_aliases import aliases  # noqa: E402

@@ -368,6 +368,20 @@ def _did_you_mean(name: str, known: list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def setting_sources(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Where each setting's value comes from: its DEFLECT_* variable, the config file, or the default.
+
+    Call after load_settings succeeded (the file is known to be readable then)."""
+    env = dict(os.environ) if env is None else env
+    path = _config_path(None, env)
+    in_file = set(_read_toml(path)) if path is not None else set()
+    out = {}
+    for setting in SETTINGS:
+        env_name = f"DEFLECT_{setting.name.upper()}"
+        out[setting.name] = env_name if env_name in env else str(path) if setting.name in in_file else "default"
+    return out
+
+
 def settings_table() -> str:
     """Markdown table of every setting, for the README and `deflect settings`."""
     rows = ["| setting | env | default | allowed | help |", "|---|---|---|---|---|"]

@@ -315,6 +315,22 @@ def test_settings_lists_every_setting(runner):
         assert setting.help in result.stdout
 
 
+def test_settings_checks_the_configuration_and_shows_what_is_in_force(runner, tmp_path, clean_env):
+    bad = runner.invoke(main, ["settings"], env={"DEFLECT_PORT": "abc"})
+    assert bad.exit_code == 2 and "DEFLECT_PORT" in bad.output
+    config = tmp_path / "site.toml"
+    config.write_text('kb_dir = "/srv/kb"\nport = 8100\n', encoding="utf-8")
+    env = {"DEFLECT_CONFIG": str(config), "DEFLECT_PORT": "8200", "DEFLECT_ADMIN_TOKEN": "s3cret-token",
+           "DEFLECT_DATABASE_URL": "postgresql+psycopg://deflect:hunter2@db.internal/deflect"}  # fmt: skip
+    result = runner.invoke(main, ["settings", "--values"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
+    assert lines["kb_dir"] == f"'/srv/kb'  ({config})"
+    assert lines["port"] == "8200  (DEFLECT_PORT)"  # the environment wins over the file
+    assert lines["index_dir"] == "'indexes'  (default)"
+    assert "hunter2" not in result.stdout and "s3cret-token" not in result.stdout
+
+
 def test_a_bad_deflect_toml_is_a_one_line_config_error(runner, tmp_path, clean_env):
     """Exit status 2, `Error: ...` naming the file, and no usage lines (it is not a usage error)."""
     config = tmp_path / "deflect.toml"
