@@ -262,6 +262,10 @@ def test_http_answers_while_the_database_is_away(settings_factory, tiny_kb, capl
                     assert answer.status_code == 503, (path, answer.text)
                     assert answer.headers["Retry-After"] == "5"
                     assert answer.json()["error"]["code"] == "database_unavailable", answer.text
+                page = requests.get(f"{base}/ideas", timeout=30)  # a person's browser gets a page
+                assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+                assert page.headers["Content-Type"].startswith("text/html") and "Back in a moment" in page.text
+                calls.append(("get", "/ideas", None))
             web = [r for r in caplog.records if r.name == "deflect.web.errors"]
             assert len(web) == len(calls), [r.getMessage() for r in web]
             for record, (method, path, _) in zip(web, calls):

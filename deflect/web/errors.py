@@ -67,6 +67,9 @@ def register_error_handlers(app: Flask) -> None:
             # A known condition (database restarting, unreachable, locked): one line, no traceback;
             # the client may retry (Retry-After), and a load balancer sees 503, not a crash.
             log.warning("%s %s: 503, database unavailable: %s", request.method, request.path, short_reason(exc))
+            if _is_page_path(request.path):  # a person's browser: a page that says so, not JSON
+                page = render_template("unavailable.html", nav="")
+                return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
             body, status = error_response(
                 503, "database_unavailable", "the database is unavailable for a moment; try again shortly"
             )
