@@ -93,6 +93,8 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     base = f"http://{settings.host}:{settings.port}"
     who = f" (worker, pid {os.getpid()})" if sock is not None else ""
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base}{who} (help form: {base}/help)", err=True)
+    if sock is None:  # said by the supervisor of --workers, not by each worker
+        _say_if_admin_disabled(settings)
     tell_ready()
 
     def _terminate(_signum, _frame):
@@ -104,6 +106,12 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     finally:
         server.close()
         runtime.close()
+
+
+def _say_if_admin_disabled(settings) -> None:
+    if not settings.admin_token:
+        click.echo("deflect: admin_token is not set, so the admin API and pages answer 401 admin_disabled "
+                   "(set DEFLECT_ADMIN_TOKEN to review candidates, read metrics and manage aliases)", err=True)  # fmt: skip
 
 
 def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
@@ -125,7 +133,11 @@ def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
     base = f"http://{settings.host}:{port}"
     supervisor = Supervisor(command, workers, sock)
     try:
-        supervisor.run(on_ready=lambda: click.echo(f"deflect: {workers} workers serving on {base} (help form: {base}/help)", err=True))
+        def ready() -> None:
+            click.echo(f"deflect: {workers} workers serving on {base} (help form: {base}/help)", err=True)
+            _say_if_admin_disabled(settings)
+
+        supervisor.run(on_ready=ready)
     except WorkerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -65,6 +65,7 @@ def workers_server(tmp_path, database_url):
     try:
         server.wait_healthy()
         assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
+        assert "admin_token is not set" not in server.log()
         yield server
     finally:
         server.stop()
@@ -125,6 +126,22 @@ def test_workers_stop_when_their_supervisor_is_killed(workers_server):
     assert server.log().count("the supervisor (pid ") == 2, server.log()
     assert "Traceback" not in server.log()
     assert answers[0]["results"][0]["id"] == "account/reset-password"
+
+
+def test_a_server_without_an_admin_token_says_so_once(tmp_path):
+    """Admin endpoints refuse without admin_token: the operator reads why at start, once for all workers."""
+    write_kb(tmp_path / "kb", TINY_KB)
+    env = server_env(tmp_path, f"sqlite:///{tmp_path / 'store.db'}") | {"DEFLECT_ADMIN_TOKEN": ""}
+    server = Server(env, tmp_path / "serve.log", args=("--workers", "2"))
+    try:
+        server.wait_healthy()
+        assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
+        assert wait_for(lambda: "admin_token is not set" in server.log(), timeout=30), server.log()
+        assert server.log().count("admin_token is not set") == 1
+        refused = requests.get(f"{server.base}/api/metrics", timeout=30)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "admin_disabled"
+    finally:
+        server.stop()
 
 
 def test_a_worker_that_cannot_start_stops_the_server_with_its_error(tmp_path):
