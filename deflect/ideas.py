@@ -322,6 +322,11 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     if patch.get("merged_into") is not None and merged["status"] != "merged":
         raise IdeaError("merged_into", f"merged_into goes with status merged, not {merged['status']}")
     record = validate_idea(merged)
+    if idea["status"] == "merged" and record["status"] != "merged":
+        # Its votes, requesters and learned questions went to the target and cannot be told apart
+        # there any more: reopening it would bring back an empty idea, as if nobody had asked.
+        raise IdeaConflict("status", f"idea {show_id(idea_id)} is merged into {show_id(idea['merged_into'])}, which has "
+                                     "its votes and requesters; change that idea, or create a new one")  # fmt: skip
     if _title_changes(idea["title"], record["title"]):
         check_title_free(conn, record["title"], except_id=idea_id)
     now = time.time()

@@ -193,6 +193,10 @@ def test_merging_moves_votes_and_requesters(board):
     assert moved["requesters"] == [] and moved["merged_into"] == "timeline"
     missing = requests.get(f"{base}/api/ideas/no-such-idea/requesters", headers=AUTH, timeout=TIMEOUT)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "id"
+    # Reopening the merged idea would bring it back empty (its votes and people are on the target).
+    reopened = requests.patch(f"{base}/api/ideas/gantt-view", json={"status": "open"}, headers=AUTH, timeout=TIMEOUT)
+    assert reopened.status_code == 409 and reopened.json()["error"]["field"] == "status", reopened.text
+    assert "timeline" in reopened.json()["error"]["message"] and idea(base, "gantt-view")["status"] == "merged"
 
 
 @pytest.mark.parametrize(
