@@ -133,10 +133,10 @@ def test_a_database_written_by_a_newer_deflect_is_named_as_such(tmp_path):
     engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0009'"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     proc = run_deflect(tmp_path, "metrics", "--database-url", url)
-    assert_one_line_error(proc, "schema revision '0009'", "written by a newer deflect")
+    assert_one_line_error(proc, "schema revision '9999'", "written by a newer deflect")
 
 
 @pytest.mark.parametrize(
