@@ -100,6 +100,9 @@ aliases = sa.Table(
     sa.Column("source", sa.String(20), nullable=False, server_default="feedback"),
     sa.Column("candidate_id", sa.String(40), nullable=True),
     sa.UniqueConstraint("item_type", "item_id", "query_key", name="uq_alias_item_query"),
+    # An id is never given twice (SQLite would reuse a deleted highest id, and a retried DELETE of
+    # it would remove an unrelated alias); PostgreSQL's sequence already never does. Migration 0010.
+    sqlite_autoincrement=True,
 )
 
 alias_confirmations = sa.Table(

@@ -37,6 +37,7 @@ import numpy as np
 
 from .batching import LRUCache, MicroBatcher
 from .errors import DeflectError
+from .filemodes import open_up
 from .onnx_export import INT8_MODEL_FILE, UnsupportedForOnnx, _export_key, export_in_child, quantize_in_child
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ class OnnxRunner:
             else:
                 try:
                     export_in_child(model_name, scratch)
+                    open_up(scratch)  # not mkdtemp's 0700: servers running as another user load it too
                     try:
                         os.rename(scratch, folder)
                     except OSError:  # another process exported it at the same time

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeflectError
+from .filemodes import open_up
 
 FORMAT = 1
 KEEP_VERSIONS = 2
@@ -150,6 +151,7 @@ def save_index(index: KBIndex, index_dir: str | Path) -> Path:
         (tmp / "manifest.json").write_text(json.dumps(index.manifest, ensure_ascii=False, separators=(",", ":")))
         for name in ("vectors.npy", "passages.json", "manifest.json"):
             _fsync(tmp / name)
+        open_up(tmp)  # mkdtemp's 0700 would keep the version from servers running as another user
         final = root / f"v-{index.version}"
         os.rename(tmp, final)
     except BaseException:

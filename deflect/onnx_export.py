@@ -24,6 +24,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .filemodes import open_up
+
 # Bump when the exported files change shape, so stale caches are not reused.
 ONNX_EXPORT_FORMAT = 1
 # int8 export: weights quantised in blocks of this many input channels (64: 26% less CPU per
@@ -116,6 +118,7 @@ def quantize(source: Path, target: Path) -> None:
         quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(scratch), use_external_data_format=False)
+        open_up(scratch)  # not mkstemp's 0600: servers running as another user load it too
         os.replace(scratch, target)
     finally:
         quiet.setLevel(level)

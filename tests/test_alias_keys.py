@@ -137,7 +137,7 @@ def test_migration_0009_merges_the_wordings_stored_before(database_url):
         assert dict(conn.execute(sa.select(db.aliases.c.id, db.aliases.c.query_key)).all()) == {
             learned: "money back?", elsewhere: "money back?", plain: "refund?"}
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     engine.dispose()
 
 

@@ -417,8 +417,8 @@ def test_db_upgrade(runner, tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     result = invoke(runner, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 0
-    assert "revision 0009 (was empty)" in result.stdout
-    assert "revision 0009 (was 0009)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout
+    assert "revision 0010 (was empty)" in result.stdout
+    assert "revision 0010 (was 0010)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout
 
 
 def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):

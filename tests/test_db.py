@@ -13,11 +13,11 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     tables = set(sa.inspect(engine).get_table_names())
     assert tables >= {"ideas", "idea_votes", "searches", "search_results", "events", "aliases", "alias_confirmations", "sync_state"}
     db.upgrade(engine)  # idempotent: serve runs it on every start
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     engine.dispose()
 
 
@@ -52,7 +52,7 @@ def test_upgrade_keeps_data_written_under_the_previous_schema(database_url):
             {"id": "a" * 32, "q": "old question", "s": "old-session", "t": now, "a": True},
         )
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     with db.writing(engine) as conn:
         assert conn.execute(sa.select(db.searches.c.query)).scalar_one() == "old question"
         assert conn.execute(sa.select(db.ideas.c.title)).scalar_one() == "Dark mode"
@@ -97,7 +97,7 @@ def test_migration_0006_keeps_alias_confirmations_and_records_clients_from_then_
         conn.execute(sa.text("INSERT INTO alias_confirmations (alias_id, search_id, session, created_at) "
                              "VALUES (1, 'old-search', 's-old', :t)"), {"t": time.time()})
     db.upgrade(engine)
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     policy = aliases.AliasPolicy(min_confirmations=2, per_session_hour=5, per_client_hour=1)
     search = {"id": "new-search", "query": "Money back?"}
     with db.writing(engine) as conn:
@@ -159,5 +159,5 @@ def test_migrations_0008_and_0007_downgrade_with_votes_and_exclusions_in_place(d
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT email FROM idea_votes WHERE idea_id = 'gantt'")).scalar_one() == "a@example.com"
     db.upgrade(engine)  # and up again
-    assert db.current_revision(engine) == "0009"
+    assert db.current_revision(engine) == "0010"
     engine.dispose()
