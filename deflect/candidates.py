@@ -3,8 +3,10 @@
 The pool (DESIGN section 7) is every final search that was unanswered, or followed by a
 ticket, or by not_helpful without a later helpful. A rebuild clusters the pool's query
 vectors (deflect.clusters), keeps a candidate's id while it keeps most of its members,
-and carries review decisions over. Between rebuilds, new pool searches join the nearest
-candidate when they are as close to it as its own members are.
+and carries review decisions over: a reviewed candidate keeps its questions, and gains others
+only by the join test used between rebuilds (the rest are clustered without it). Between
+rebuilds, new pool searches join the nearest candidate when they are as close to it as its own
+members are.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 import sqlalchemy as sa
 
-from . import clusters
+from . import clusters, decisions
 from .db import advisory_lock, metadata, searches, sync_state, writing
 from .events import normalize_query
 from .pool import chunks, load_pool, pool_matrix
@@ -183,61 +185,34 @@ def reviewed_questions(old: dict[str, dict], members: dict[str, set], history: d
     return owner
 
 
-def stick_to_decisions(
-    groups: list[list[int]], ids: list[str], mapping: dict[int, str], owner: dict[str, str], min_size: int
-) -> list[tuple[list[int], str | None]]:
-    """The groups to store, as (pool indices, id it continues or None for a new candidate).
-
-    A question reviewed under one candidate (`owner`) goes back to that candidate wherever the
-    clustering put it (in a group continuing another id, in a new group, or in no group), and
-    the candidate stays (or becomes again) active with it. What is left of a group that is not
-    a reviewed candidate is a candidate only with at least `min_size` questions (else its id,
-    if it had one, goes as any unkept new one does); the rest stay unclustered until a rebuild
-    or a join places them.
-    """
-    reviewed = set(owner.values())
-    kept: dict[str, list[int]] = {}
-    out: list[tuple[list[int], str | None]] = []
-    back: dict[str, list[int]] = defaultdict(list)
-    for i, group in enumerate(groups):
-        cid = mapping.get(i)
-        stays = []
-        for j in group:
-            home = owner.get(ids[j], cid)
-            (stays if home == cid else back[home]).append(j)
-        if stays and (cid in reviewed or len(stays) >= min_size):
-            out.append((stays, cid))
-            if cid is not None:
-                kept[cid] = stays
-    grouped = {j for group in groups for j in group}
-    for j, search_id in enumerate(ids):
-        if j not in grouped and search_id in owner:
-            back[owner[search_id]].append(j)
-    for home, returning in back.items():
-        if home in kept:
-            kept[home].extend(returning)
-        else:
-            out.append((returning, home))
-    return out
-
-
 def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | None = None) -> dict:
     """Re-cluster the whole pool; returns counts of what happened."""
     now = time.time() if now is None else now
     pool = load_pool(engine, settings.cluster_max_pool)
     vectors = pool_matrix(engine, pool, encode, model_id)
-    labels = clusters.cluster_vectors(vectors, clusters.ClusterParams(min_size=settings.cluster_min_size))
-    clustered = [np.flatnonzero(labels == c).tolist() for c in range(int(labels.max()) + 1)] if len(labels) else []
     ids = [r["id"] for r in pool]
+    min_size = settings.cluster_min_size
+    # The whole pool is clustered (the slow part, outside the lock), reviewed questions included,
+    # so a decision does not change how the other questions group.
+    params = clusters.ClusterParams(min_size=min_size)
+    together = clusters.co_association(vectors, params) if len(ids) >= max(2, min_size) else None
+    clustered = clusters.consensus_groups(together, range(len(ids)), min_size) if together is not None else []
     with writing(engine) as conn:
         lock_candidates(conn)
         old = {r.id: dict(r._mapping) for r in conn.execute(sa.select(candidates))}
         old_members = _members(conn)
         history = _without_left_out(conn, _history(conn))
         current = _without_left_out(conn, old_members)
-        mapping = assign_ids([{ids[j] for j in g} for g in clustered], old, current, history, set(ids))
-        groups = stick_to_decisions(clustered, ids, mapping, reviewed_questions(old, current, history),
-                                    settings.cluster_min_size)  # fmt: skip
+        owner = reviewed_questions(old, current, history)
+        free = decisions.free_groups(clustered, ids, owner, together, min_size)
+        del together  # n x n: not needed any more
+        mapping = assign_ids([{ids[j] for j in g} for g in free], old, current, history, set(ids))
+        # None of a reviewed candidate's questions is in `free`, so no group should continue one.
+        mapping = {i: cid for i, cid in mapping.items() if old[cid]["status"] not in REVIEWED}
+        continuing = {j for i in mapping for j in free[i]}  # they stay with the candidate they continue
+        tested = [j for j in range(len(ids)) if ids[j] not in owner and j not in continuing]
+        joins = decisions.join_test(vectors, ids, owner, tested, settings.cluster_join_similarity)
+        groups = decisions.settle(free, mapping, ids, owner, joins, min_size)
         texts = [[pool[j]["query"] for j in members] for members, _ in groups]
         words = clusters.keywords(texts)
         summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0,

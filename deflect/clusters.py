@@ -78,12 +78,10 @@ def shared_neighbours(similarity: np.ndarray, k: int) -> np.ndarray:
     return shared
 
 
-def cluster_vectors(vectors: np.ndarray, params: ClusterParams = ClusterParams()) -> np.ndarray:
-    """Cluster ids 0..m-1 for each row (largest cluster first), -1 for unclustered rows."""
+def co_association(vectors: np.ndarray, params: ClusterParams = ClusterParams()) -> np.ndarray:
+    """Share of the ensemble's partitions that put each two rows together (n x n float32, 0..1);
+    needs at least 2 rows."""
     n = len(vectors)
-    labels = np.full(n, -1, dtype=np.int64)
-    if n < max(2, params.min_size):
-        return labels
     x = _normalise(np.asarray(vectors, dtype=np.float64))
     x = _normalise(x - x.mean(0)) if n > 2 else x
     similarity = (x @ x.T).astype(np.float32)
@@ -98,11 +96,31 @@ def cluster_vectors(vectors: np.ndarray, params: ClusterParams = ClusterParams()
     for part in partitions:
         together += part[:, None] == part[None, :]
     together /= len(partitions)
-    final = _cuts(_average_linkage(1 - together), [CONSENSUS_CUT])[0]
+    return together
+
+
+def consensus_groups(together: np.ndarray, rows: Sequence[int], min_size: int) -> list[list[int]]:
+    """The majority-vote groups (of at least `min_size`) among `rows`, from the co-association of
+    a whole pool: largest first. A subset is cut with the votes the whole pool gave, so leaving
+    some rows out (reviewed questions, deflect.candidates) does not change the others' geometry."""
+    rows = list(rows)
+    if len(rows) < max(2, min_size):
+        return []
+    whole = rows == list(range(len(together)))  # no n x n copy for the whole pool
+    final = _cuts(_average_linkage(1 - (together if whole else together[np.ix_(rows, rows)])), [CONSENSUS_CUT])[0]
     groups = [np.flatnonzero(final == c) for c in np.unique(final)]
-    groups = [g for g in groups if len(g) >= params.min_size]
+    groups = [g for g in groups if len(g) >= min_size]
     groups.sort(key=lambda g: (-len(g), int(g[0])))
-    for cluster_id, members in enumerate(groups):
+    return [[rows[i] for i in g] for g in groups]
+
+
+def cluster_vectors(vectors: np.ndarray, params: ClusterParams = ClusterParams()) -> np.ndarray:
+    """Cluster ids 0..m-1 for each row (largest cluster first), -1 for unclustered rows."""
+    n = len(vectors)
+    labels = np.full(n, -1, dtype=np.int64)
+    if n < max(2, params.min_size):
+        return labels
+    for cluster_id, members in enumerate(consensus_groups(co_association(vectors, params), range(n), params.min_size)):
         labels[members] = cluster_id
     return labels
 

@@ -161,7 +161,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "cluster_join_similarity",
         0.5,
-        "Cosine similarity to a candidate's centre a new unanswered search needs (at least) to join it between rebuilds.",
+        "Cosine similarity to a candidate's centre a new unanswered search needs (at least) to join it between rebuilds, and to join a reviewed one at a rebuild.",
         float,
         check=between(0, 1),
     ),

@@ -552,37 +552,13 @@ def test_assign_ids_matching_rules():
         {"k1", "k2", "k3", "k4"},  # keeps "keep"
         {"g1", "g2", "g3", "x1"},  # most of what "gone" had: takes it back
         {"p1", "p2", "p3", "p4"},  # keeps "prom"
-        {"p5", "p6", "p7"},  # split off "prom", whose id is taken: new (stick_to_decisions sends them back)
+        {"p5", "p6", "p7"},  # split off "prom", whose id is taken: new (a rebuild gives them back to "prom")
         {"n1", "n2", "n3"},  # a retired candidate that was never reviewed has no claim
         {"z1", "z2", "z3", "p5"},  # mostly new members: new
     ]
     present = set().union(*new_sets)
     mapping = cand.assign_ids(new_sets, old, members, history, present)
     assert mapping == {0: "keep", 1: "gone", 2: "prom"}
-
-
-def test_reviewed_questions_go_back_to_their_candidate_wherever_they_were_clustered():
-    ids = ["k1", "k2", "k3", "p1", "p2", "d1", "n1", "n2", "p3"]
-    groups = [[0, 1, 2, 3], [4, 5, 6, 7]]  # p3 (index 8) is in no group
-    owner = {"p1": "prom", "p2": "prom", "p3": "prom", "d1": "dism"}
-    mapping = {0: "keep"}  # group 1 is new
-    out = cand.stick_to_decisions(groups, ids, mapping, owner, min_size=3)
-    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
-        (["d1"], "dism"), (["k1", "k2", "k3"], "keep"), (["p1", "p2", "p3"], "prom"),
-    ]  # the new group kept only n1, n2: fewer than min_size, so no candidate
-    out = cand.stick_to_decisions(groups, ids, {0: "keep", 1: "prom"}, owner, min_size=3)
-    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
-        (["d1"], "dism"), (["k1", "k2", "k3"], "keep"), (["n1", "n2", "p1", "p2", "p3"], "prom"),
-    ]
-    # A new candidate left with fewer than min_size questions of its own is no candidate any more.
-    out = cand.stick_to_decisions([[0, 1, 3, 4]], ids, {0: "keep"}, owner, min_size=3)
-    assert sorted((sorted(ids[j] for j in members), cid) for members, cid in out) == [
-        (["d1"], "dism"), (["p1", "p2", "p3"], "prom"),
-    ]  # k1, k2 and n1, n2: unclustered
-    owned = {"a": "r1", "b": "r2"}
-    old = {"r1": {"status": "merged", "active": True}, "r2": {"status": "dismissed", "active": False},
-           "r3": {"status": "new", "active": True}}
-    assert cand.reviewed_questions(old, {"r1": {"a"}, "r3": {"c"}}, {"r2": {"b", "a"}}) == owned
 
 
 def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(store, embedder):
