@@ -27,6 +27,7 @@ class OpenCluster:
     keywords: tuple[str, ...]
     total_size: int  # all its members, whatever the period
     shipped_idea: str | None = None  # a reviewed candidate's idea that shipped: questions since are gaps
+    answered_by: str | None = None  # an article published since that answers its questions
 
 
 def content_gaps(
@@ -66,6 +67,8 @@ def content_gaps(
                     "keywords": list(cluster.keywords), "total_size": cluster.total_size}
             if cluster.shipped_idea:
                 gap["shipped_idea"] = cluster.shipped_idea
+            if cluster.answered_by:  # the gap was real when asked; someone has written the article since
+                gap["answered_by"] = cluster.answered_by
         gaps.append(gap)
     return gaps
 
@@ -87,7 +90,8 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
     for part in chunks(sorted(search_ids)):
         found += conn.execute(
             sa.select(candidate_members.c.search_id, candidates.c.id, candidates.c.label, candidates.c.keywords,
-                      candidates.c.status, candidates.c.idea_id, searches.c.query, searches.c.created_at)
+                      candidates.c.status, candidates.c.idea_id, candidates.c.answered_by, searches.c.query,
+                      searches.c.created_at)
             .join(candidates, candidates.c.id == candidate_members.c.candidate_id)
             .join(searches, searches.c.id == candidate_members.c.search_id)
             .where(candidates.c.active == sa.true(), candidate_members.c.search_id.in_(part))
@@ -120,7 +124,7 @@ def candidates_of(conn: sa.Connection, search_ids: list[str]) -> tuple[dict[str,
         ).all())
     open_clusters = {
         r.search_id: OpenCluster(r.id, r.label, tuple(json.loads(r.keywords or "[]")), int(sizes.get(r.id, 0)),
-                                 since_shipped(r))
+                                 since_shipped(r), r.answered_by)
         for r in rows
     }
     return open_clusters, reviewed

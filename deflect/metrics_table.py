@@ -58,7 +58,8 @@ def format_report(report: dict, top: int = 10) -> str:
         lines += ["", "content gaps (most frequent unanswered questions)"]
         for gap in report["content_gaps"][:top]:
             shipped = f"  (since idea {gap['shipped_idea']} shipped)" if gap.get("shipped_idea") else ""
-            lines.append(f"{gap['count']:>6}  {_one_line(gap['query'])[:70]}{shipped}")
+            answered = f"  (answered since by {gap['answered_by']})" if gap.get("answered_by") else ""
+            lines.append(f"{gap['count']:>6}  {_one_line(gap['query'])[:70]}{shipped}{answered}")
     if report["series"]:
         lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
         for day in report["series"][-top:]:

@@ -140,6 +140,8 @@ def test_publishing_an_answering_article_notifies_the_candidates_requesters(tiny
     assert all(json.loads(r["payload"])["article"]["id"] == "views/gantt" for r in rows)
     assert board.candidate(gantt["id"])["answered_by"] == "views/gantt"
     assert board.check_answered() == 0  # once per candidate and article
+    gap = next(g for g in board.metrics(None, None)["content_gaps"] if g.get("candidate_id") == gantt["id"])
+    assert gap["answered_by"] == "views/gantt"  # still a gap of the period, but someone has written the article
 
 
 def test_no_article_notice_while_the_promoted_idea_still_comes_first(tiny_board):
