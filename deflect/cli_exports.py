@@ -28,9 +28,7 @@ def events_export(since, until, database_url, fmt, output):
     """Write every event of the period (by event time) with its search (query, session, answered...)."""
     from .exports import event_rows
 
-    engine = existing_store(cli_settings(database_url=database_url))
-    start, end = parse_period_options(since, until)
-    _write(event_rows(engine, start, end), fmt, output, "events")
+    _export(event_rows, "events", since, until, database_url, fmt, output)
 
 
 @click.group()
@@ -46,9 +44,14 @@ def searches_export(since, until, database_url, fmt, output):
     """Write every search of the period (by search time, as `deflect metrics` counts), with its results."""
     from .exports import search_rows
 
+    _export(search_rows, "searches", since, until, database_url, fmt, output)
+
+
+def _export(rows_of, noun: str, since, until, database_url, fmt: str, output: str) -> None:
+    """`rows_of(engine, start, end)` of the store and period the options name, written out."""
     engine = existing_store(cli_settings(database_url=database_url))
     start, end = parse_period_options(since, until)
-    _write(search_rows(engine, start, end), fmt, output, "searches")
+    _write(rows_of(engine, start, end), fmt, output, noun)
 
 
 def _write(rows: Iterable[dict], fmt: str, output: str, noun: str) -> None:

@@ -3,9 +3,8 @@ page (safe as the rest) and in the text search reads (as a reader would say it).
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
-
 import pytest
+from html_support import Elements
 
 from deflect.article_html import is_safe_url, render_html
 from deflect.articles import parse_article
@@ -13,24 +12,12 @@ from deflect.links import references
 from deflect.passages import plain_text, split_passages
 
 
-class _Elements(HTMLParser):
-    def __init__(self, markup: str):
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, dict(attrs)))
-
-    handle_startendtag = handle_starttag
-
-
 def elements(markup: str, tag: str) -> list[dict[str, str | None]]:
-    return [attrs for name, attrs in _Elements(markup).elements if name == tag]
+    return [attrs for name, attrs in Elements(markup).elements if name == tag]
 
 
 def assert_safe(markup: str) -> None:
-    for tag, attrs in _Elements(markup).elements:
+    for tag, attrs in Elements(markup).elements:
         assert tag not in ("script", "iframe", "object", "embed", "svg"), (tag, attrs)
         assert not [a for a in attrs if a.lower().startswith("on")], (tag, attrs)
         for name in ("href", "src"):

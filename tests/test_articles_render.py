@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import logging
 import re
-from html.parser import HTMLParser
 
 import pytest
 from conftest import TINY_KB, write_kb
+from html_support import Elements
 
 from deflect.article_html import render_html
 from deflect.index import build_index
 from deflect.links import LinkTargets
 
 
-class _Elements(HTMLParser):
-    def __init__(self, markup: str):
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, dict(attrs)))
-
-
 def tags(markup: str) -> list[str]:
-    return [tag for tag, _ in _Elements(markup).elements]
+    return [tag for tag, _ in Elements(markup).elements]
 
 
 def links(markup: str) -> list[str | None]:
-    return [attrs.get("href") for tag, attrs in _Elements(markup).elements if tag == "a"]
+    return [attrs.get("href") for tag, attrs in Elements(markup).elements if tag == "a"]
 
 
 # --- lists right after a paragraph line ----------------------------------------------------
@@ -130,7 +120,7 @@ def test_relative_images_are_served_from_the_kb_and_headings_get_ids():
         "![out](../../secret.png) ![web](https://example.com/a.png) [full size](images/big.png)",
         TARGETS.rewriter("billing/refunds.md"),
     )
-    images = [attrs.get("src") for tag, attrs in _Elements(markup).elements if tag == "img"]
+    images = [attrs.get("src") for tag, attrs in Elements(markup).elements if tag == "img"]
     assert images == ["/kb-images/billing/images/billing%20page.png", "/kb-images/shared/logo.svg",
                       "https://example.com/a.png"]  # fmt: skip
     assert "<span>out</span>" in markup  # outside kb_dir: its alt text
@@ -147,7 +137,7 @@ def test_a_missing_image_is_its_alt_text_not_a_broken_image(tmp_path):
         "[full size](images/none.png) [![Badge](images/none.png)](https://example.com/)",
         LinkTargets([{"path": "billing/refunds.md", "url": "/articles/billing/refunds"}], kb).rewriter("billing/refunds.md"),
     )
-    elements = _Elements(markup).elements
+    elements = Elements(markup).elements
     assert [attrs for tag, attrs in elements if tag == "img"] == [
         {"alt": "Revenue chart", "src": "/kb-images/billing/images/chart.png"}
     ]
