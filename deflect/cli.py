@@ -344,6 +344,8 @@ def metrics(since, until, database_url, as_json, top, index_dir):
               help="Print the value each setting has here (config file, environment) and where it comes from.")
 def settings(show_values):
     """List every setting with its environment variable, default and help; a bad configuration is an error."""
+    from urllib.parse import urlsplit
+
     from .errors import mask_url
     from .settings import SETTINGS, setting_sources, settings_table
 
@@ -356,8 +358,11 @@ def settings(show_values):
         value = getattr(current, setting.name)
         if setting.name == "database_url":
             value = mask_url(value)
-        elif setting.name == "admin_token" and value:
+        elif setting.name in ("admin_token", "webhook_secret") and value:
             value = "*** (set)"
+        elif setting.name == "webhook_url" and value:  # a hook's path is often its secret (Slack's are)
+            parts = urlsplit(value)
+            value = f"{parts.scheme}://{parts.hostname}/*** (set)"
         click.echo(f"{setting.name} = {value!r}  ({sources[setting.name]})")
 
 

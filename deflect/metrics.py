@@ -82,7 +82,7 @@ def parse_time(raw: str, end: bool = False) -> float:
 def parse_period(since: str | None, until: str | None) -> tuple[float | None, float | None]:
     """The (start, end) of a reporting period, each None when not given; PeriodError names the bad bound.
 
-    One reading for `GET /api/metrics`, `deflect metrics` and `deflect events export`.
+    One reading for `GET /api/metrics`, `deflect metrics` and the exports (`deflect events|searches export`).
     """
     bounds = []
     for name, raw in (("since", since), ("until", until)):

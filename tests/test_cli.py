@@ -321,14 +321,17 @@ def test_settings_checks_the_configuration_and_shows_what_is_in_force(runner, tm
     config = tmp_path / "site.toml"
     config.write_text('kb_dir = "/srv/kb"\nport = 8100\n', encoding="utf-8")
     env = {"DEFLECT_CONFIG": str(config), "DEFLECT_PORT": "8200", "DEFLECT_ADMIN_TOKEN": "s3cret-token",
-           "DEFLECT_DATABASE_URL": "postgresql+psycopg://deflect:hunter2@db.internal/deflect"}  # fmt: skip
+           "DEFLECT_DATABASE_URL": "postgresql+psycopg://deflect:hunter2@db.internal/deflect",
+           "DEFLECT_WEBHOOK_URL": "https://hooks.example.com/services/T0/B0/xoxsecret", "DEFLECT_WEBHOOK_SECRET": "hmac-key"}  # fmt: skip
     result = runner.invoke(main, ["settings", "--values"], env=env)
     assert result.exit_code == 0, result.output
     lines = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
     assert lines["kb_dir"] == f"'/srv/kb'  ({config})"
     assert lines["port"] == "8200  (DEFLECT_PORT)"  # the environment wins over the file
     assert lines["index_dir"] == "'indexes'  (default)"
-    assert "hunter2" not in result.stdout and "s3cret-token" not in result.stdout
+    for secret in ("hunter2", "s3cret-token", "xoxsecret", "hmac-key"):
+        assert secret not in result.stdout
+    assert lines["webhook_url"] == "'https://hooks.example.com/*** (set)'  (DEFLECT_WEBHOOK_URL)"
 
 
 def test_a_bad_deflect_toml_is_a_one_line_config_error(runner, tmp_path, clean_env):
