@@ -15,15 +15,18 @@ _OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, writabl
                        help="File to write (default: stdout).")  # fmt: skip
 
 
+def export_options(func):
+    """--since, --until, --database-url, --format and -o, as both exports take them."""
+    return period_options(_FORMAT(_OUTPUT(func)))
+
+
 @click.group()
 def events():
     """Deflection events (click, helpful, not_helpful, ticket_created, vote)."""
 
 
 @events.command("export")
-@period_options
-@_FORMAT
-@_OUTPUT
+@export_options
 def events_export(since, until, database_url, fmt, output):
     """Write every event of the period (by event time) with its search (query, session, answered...)."""
     from .exports import event_rows
@@ -37,9 +40,7 @@ def searches():
 
 
 @searches.command("export")
-@period_options
-@_FORMAT
-@_OUTPUT
+@export_options
 def searches_export(since, until, database_url, fmt, output):
     """Write every search of the period (by search time, as `deflect metrics` counts), with its results."""
     from .exports import search_rows

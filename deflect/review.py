@@ -74,8 +74,8 @@ def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIE
     skipped = excluded_keys(conn, candidate_id)
     seen: dict[str, str] = {}
     for _, query in member_queries(conn, candidate_id):
-        key = alias_key(query)
-        if normalize_query(query) and key not in seen and normalize_query(query) not in skipped:
+        key, typed = alias_key(query), normalize_query(query)
+        if typed and key not in seen and typed not in skipped:
             seen[key] = query
             if len(seen) >= limit:
                 break
