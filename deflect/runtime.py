@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from .gaps import DEFAULT_GAPS
 from .outage import DatabaseProbe, FailureLog
@@ -360,19 +361,22 @@ class Runtime:
         return path in _once_per_version(index, "shown_images", lambda: shown_images(index.articles, index.bodies))
 
     def health(self) -> dict:
-        """DESIGN's health keys plus `database`. With the database out of reach this still answers
-        (status "degraded", the last ideas count seen): the process can go on suggesting."""
+        """DESIGN's health keys plus `database` and `kb`. With the database out of reach or the KB
+        folder gone this still answers (status "degraded", the last ideas count seen): the process
+        can go on suggesting from the version it serves, but an operator must hear of it."""
         count = self._health_probe.run()
         database = "ok" if count is not None else "unavailable"
         if count is not None:
             self._ideas_count = count
+        kb = "ok" if Path(self.settings.kb_dir).is_dir() else "missing"
         return {
-            "status": "ok" if database == "ok" else "degraded",
+            "status": "ok" if database == "ok" and kb == "ok" else "degraded",
             "articles": len(self.engine.index.articles),
             "ideas": self._ideas_count,
             "index_version": self.engine.version,
             "aliases": self.engine.alias_count,
             "database": database,
+            "kb": kb,
         }
 
 

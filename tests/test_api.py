@@ -501,12 +501,14 @@ def test_reindex_without_the_kb_folder_is_refused_and_the_index_keeps_serving(ti
         r = requests.post(f"{base}/api/reindex", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT)
         assert r.status_code == 409
         assert r.json()["error"]["code"] == "kb_folder_missing" and str(kb) in r.json()["error"]["message"]
-        assert requests.get(f"{base}/healthz", timeout=TIMEOUT).json() == before
+        health = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()
+        assert health == before | {"status": "degraded", "kb": "missing"}  # still serving, but an operator must see it
         top = post_suggest(base, {"query": "I forgot my password", "types": ["article"]}).json()["results"][0]
         assert top["id"] == "account/reset-password"
     finally:
         kb.with_name("kb-unmounted").rename(kb)
     assert reindex(base)["index_version"] == before["index_version"]  # nothing changed: the same version
+    assert requests.get(f"{base}/healthz", timeout=TIMEOUT).json() == before | {"status": "ok", "kb": "ok"}
 
 
 def reindex(base: str) -> dict:

@@ -119,7 +119,8 @@ OPENAPI = {
             "Health": {"type": "object", "required": ["status", "articles", "ideas", "index_version"], "properties": {
                 "status": {"type": "string", "enum": ["ok", "degraded"]}, "articles": {"type": "integer"}, "ideas": {"type": "integer"},
                 "index_version": {"type": "string"}, "aliases": {"type": "integer"},
-                "database": {"type": "string", "enum": ["ok", "unavailable"], "description": "unavailable: status is degraded, ideas is the last count seen; suggest still works"}}},
+                "database": {"type": "string", "enum": ["ok", "unavailable"], "description": "unavailable: status is degraded, ideas is the last count seen; suggest still works"},
+                "kb": {"type": "string", "enum": ["ok", "missing"], "description": "missing: the kb_dir folder is gone (status is degraded); the index version already built keeps serving, reindexes fail until it is back"}}},
             "ArticleSummary": {"type": "object", "required": ["id", "title", "url", "locale", "tags"], "properties": {
                 "id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
                 "locale": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},
