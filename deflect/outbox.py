@@ -186,9 +186,15 @@ def deliver_due(engine: sa.Engine, settings, now: float | None = None, limit: in
             result["failed"] += 1
             log.warning("webhook: notification %s failed for good after %d attempts: %s", row.id, attempts, error)
         else:
-            values = {"next_attempt_at": time.time() + backoff_seconds(attempts, settings.webhook_backoff_seconds),
-                      "last_error": error}
+            wait = backoff_seconds(attempts, settings.webhook_backoff_seconds)
+            values = {"next_attempt_at": time.time() + wait, "last_error": error}
             result["retrying"] += 1
+            # The first failure is said at once (a wrong URL or secret should not wait for the last
+            # attempt, hours later, to be noticed); the retries after it only at INFO.
+            (log.warning if attempts == 1 else log.info)(
+                "webhook: notification %s attempt %d of %d failed: %s; next try in %.0f s",
+                row.id, attempts, settings.webhook_max_attempts, error, wait,
+            )  # fmt: skip
         with writing(engine) as conn:
             conn.execute(outbox.update().where(outbox.c.id == row.id).values(attempts=attempts, last_status_code=code, **values))
     return result

@@ -4,6 +4,7 @@ candidate notifies its requesters; the CLI over the same store."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import sqlalchemy as sa
@@ -75,14 +76,19 @@ def test_delivery_retries_with_backoff_then_succeeds(store):
         receiver.close()
 
 
-def test_unreachable_webhook_fails_after_max_attempts_and_admin_can_retry(store, tmp_path):
+def test_unreachable_webhook_fails_after_max_attempts_and_admin_can_retry(store, tmp_path, caplog):
     receiver = Receiver(fail_first=0)
     dead_url = receiver.url
     receiver.close()  # nothing listens there any more
     settings = Settings(webhook_url=dead_url, webhook_backoff_seconds=0.0, webhook_max_attempts=3, webhook_timeout_seconds=2)
     _queue(store, 1)
-    results = [outbox.deliver_due(store, settings) for _ in range(3)]
+    with caplog.at_level(logging.INFO, logger="deflect.outbox"):
+        results = [outbox.deliver_due(store, settings) for _ in range(3)]
     assert [r["failed"] for r in results] == [0, 0, 1]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "deflect.outbox"]
+    assert [level for level, _ in said] == ["WARNING", "INFO", "WARNING"]  # the first failure is heard at once
+    assert "attempt 1 of 3 failed" in said[0][1] and "Error" in said[0][1]
+    assert "failed for good after 3 attempts" in said[2][1]
     (row,) = _rows(store)
     assert row["status"] == "failed" and row["attempts"] == 3 and "Error" in row["last_error"]
     assert outbox.list_outbox(store)["counts"] == {"pending": 0, "delivered": 0, "failed": 1}
