@@ -1,5 +1,5 @@
-"""An article's Markdown as safe HTML: raw HTML escaped, script-capable URLs removed, lists as writers mean them,
-and what GitHub adds (deflect.gfm; footnotes).
+"""An article's Markdown as safe HTML: raw HTML through an allowlist (deflect.raw_html) or shown as text,
+script-capable URLs removed, lists as writers mean them, and what GitHub adds (deflect.gfm; footnotes).
 
 Rendered when an article is shown, never stored in the index: relative links are resolved then
 (`rewrite`, see deflect.links), since where they lead depends on the other files of the KB.
@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 
 from .gfm import register as register_gfm
+from .raw_html import MARKDOWN_ONLY, RAW_HTML_MODES, Marks, sanitise
 
 _SAFE_SCHEME = re.compile(r"^(https?|mailto):", re.I)
 _HAS_SCHEME = re.compile(r"^[^/?#]*:")
@@ -102,16 +103,27 @@ def _alt_text_instead(image) -> None:
 PAGE_IDS = ("main",)
 
 
-def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
-    """Render Markdown to HTML with raw HTML escaped and script-capable URLs removed.
+def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: str = "safe") -> str:
+    """Render Markdown to HTML with script-capable URLs removed and raw HTML as the setting
+    article_raw_html says: "safe" renders its allowlisted subset (deflect.raw_html), "text" shows it as text.
 
     Headings get ids (GitHub-like slugs) so that links with a #fragment land on them. `rewrite`,
-    if given, is asked about every safe href and src (relative article links, images).
+    if given, is asked about every safe href and src (relative article links, images), raw or Markdown.
     """
     import markdown
     from markdown.extensions.toc import slugify_unicode
     from markdown.preprocessors import Preprocessor
     from markdown.treeprocessors import Treeprocessor
+
+    if raw_html not in RAW_HTML_MODES:
+        raise ValueError(f"raw_html must be one of {RAW_HTML_MODES}, not {raw_html!r}")
+    safe = raw_html == "safe"
+    marks = Marks()
+
+    def final_url(attr: str, value: str) -> str | None:
+        """What a safe href or src becomes: rewritten, or None where it leads nowhere."""
+        new = rewrite(attr, value) if rewrite is not None else value
+        return new if new is None or new == value or is_safe_url(new) else "#"
 
     class _ListsAfterParagraphs(Preprocessor):
         def run(self, lines):  # type: ignore[override]
@@ -127,13 +139,15 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     if not is_safe_url(value):
                         element.set(attr, "#")
                         continue
-                    new = rewrite(attr, value) if rewrite is not None else value
+                    if safe:
+                        continue  # rewritten with the raw HTML's, once it is all one page (deflect.raw_html)
+                    new = final_url(attr, value)
                     if new is None:
                         del element.attrib[attr]
                         if element.tag == "img":
                             _alt_text_instead(element)
                     elif new != value:
-                        element.set(attr, new if is_safe_url(new) else "#")
+                        element.set(attr, new)
                 for attr in list(element.keys()):
                     if attr.lower().startswith("on"):
                         del element.attrib[attr]
@@ -154,12 +168,62 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None) -> str:
                     used.add(slug)
                     element.set("id", slug)
 
+    class _MarkFencedCode(Preprocessor):
+        """Mark the classes of fenced code blocks ("language-python"): the blocks are HTML by now, kept
+        aside with the raw HTML, and all of that aside is theirs until html_block (20) runs."""
+
+        def run(self, lines):  # type: ignore[override]
+            blocks = md.htmlStash.rawHtmlBlocks
+            for n, block in enumerate(blocks):
+                opening = _CODE_OPENING.match(block) if isinstance(block, str) else None
+                if opening:
+                    marked = _MARKED_ATTRIBUTE.sub(lambda a: a.group(1) + marks.attribute(""), opening.group(0))
+                    blocks[n] = marked + block[opening.end() :]
+            return lines
+
+    class _MarkOwn(Treeprocessor):
+        """Mark what Markdown made and the raw-HTML allowlist refuses, so that it survives the sanitiser."""
+
+        def run(self, root):  # type: ignore[override]
+            for parent in root.iter():
+                for element in list(parent):
+                    if element.tag == "input":
+                        _replace_by_text(parent, element, marks.input_token(dict(element.attrib)))
+                        continue
+                    for attr in MARKDOWN_ONLY:
+                        if element.get(attr) is not None:
+                            element.set(attr, marks.attribute(element.get(attr)))
+
     md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", "footnotes"])
     register_gfm(md)  # ~~strikethrough~~, task lists, bare URLs
-    md.preprocessors.deregister("html_block")
     # After fenced code (25) has taken its blocks out, so no line of code is touched.
     md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)
-    md.inlinePatterns.deregister("html")
     md.treeprocessors.register(_HeadingIds(md), "heading_ids", 1)
     md.treeprocessors.register(_SafeUrls(md), "safe_urls", 0)
-    return md.convert(markdown_text)
+    if not safe:
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        return md.convert(markdown_text)
+    md.preprocessors.register(_MarkFencedCode(md), "mark_fenced_code", 22)
+    md.treeprocessors.register(_MarkOwn(md), "mark_own", -1)
+
+    def raw_url(attr: str, value: str) -> str | None:
+        return final_url(attr, value) if is_safe_url(value) else None
+
+    return sanitise(md.convert(markdown_text), marks, raw_url)
+
+
+_CODE_OPENING = re.compile(r"<pre[^<>]*><code[^<>]*>")
+_MARKED_ATTRIBUTE = re.compile(rf'(\s(?:{"|".join(MARKDOWN_ONLY)})=")')
+
+
+def _replace_by_text(parent, element, text: str) -> None:
+    """Take `element` out of `parent`, leaving `text` and its tail where it stood."""
+    at = list(parent).index(element)
+    words = text + (element.tail or "")
+    if at:
+        previous = parent[at - 1]
+        previous.tail = (previous.tail or "") + words
+    else:
+        parent.text = (parent.text or "") + words
+    parent.remove(element)

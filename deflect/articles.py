@@ -37,8 +37,11 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # 7: reference-style links ("[the guide][g]" and "[g]: https://...") read as their words;
 # 8: warnings about indexed files (a front-matter key given twice, a true/false tag) kept in the
 # index, "tags: billing, refunds" read as two tags, GitHub's Markdown read as shown: task markers
-# ("- [ ] ") and footnote markers ("[^1]") dropped, URLs (also "<https://...>") kept as written.
-PARSER_VERSION = 8
+# ("- [ ] ") and footnote markers ("[^1]") dropped, URLs (also "<https://...>") kept as written;
+# 9: raw HTML and entities read as the page shows them: entities decoded ("&gt;" is ">", "&nbsp;" a
+# space), script, style and comments gone, inline tags leave no space ("<b>Invite</b>." is "Invite."),
+# an <img> reads as its alt text, code spans read exactly as written ("`parent_key`", "`&amp;`").
+PARSER_VERSION = 9
 
 
 @dataclass

@@ -50,6 +50,12 @@ def href(url: str) -> str:
 
 # Where the page's own links and code are: no link is made inside them.
 _NOT_LINKED = frozenset({"a", "code", "pre"})
+# A tag in the text (raw HTML shown as text, article_raw_html = "text"): a URL in its attributes is
+# part of the tag as written, no link. Python-Markdown's own rule for what is a tag, near enough.
+_TAG_AS_TEXT = re.compile(r"</?[A-Za-z][^<>]*>")
+# Raw HTML kept for the page (article_raw_html = "safe") stands in the text as a placeholder.
+_PLACEHOLDER = re.compile("\x02wzxhzdk:(\\d+)\x03")
+_RAW_ANCHOR = re.compile(r"<(/?)a(?![^\s/>])", re.I)
 
 
 def register(md) -> None:
@@ -83,11 +89,32 @@ def register(md) -> None:
 
     class _BareUrls(Treeprocessor):
         def run(self, root):  # type: ignore[override]
+            raw_anchors[0] = 0
             _link_in(root)
+
+    raw_anchors = [0]  # how many raw <a> tags are open where the tree is being read (document order)
+
+    def _free(text: str) -> list[tuple[int, int]]:
+        """The URL spans of text that are neither in a tag written as text nor in a raw <a>'s words."""
+        edges = []  # (where, +1 for a raw <a ...>, -1 for a raw </a>)
+        for placeholder in _PLACEHOLDER.finditer(text) if "\x02" in text else ():
+            blocks = md.htmlStash.rawHtmlBlocks
+            n = int(placeholder.group(1))
+            anchor = _RAW_ANCHOR.match(blocks[n]) if n < len(blocks) and isinstance(blocks[n], str) else None
+            if anchor:
+                edges.append((placeholder.start(), -1 if anchor.group(1) else 1))
+        tags = [tag.span() for tag in _TAG_AS_TEXT.finditer(text)] if "<" in text else []
+        free = []
+        for start, end in url_spans(text):
+            open_anchors = raw_anchors[0] + sum(step for where, step in edges if where < start)
+            if open_anchors <= 0 and not any(a <= start < b for a, b in tags):
+                free.append((start, end))
+        raw_anchors[0] = max(0, raw_anchors[0] + sum(step for _, step in edges))
+        return free
 
     def _links(text: str) -> tuple[str, list]:
         """text up to its first URL, and a link element (its tail: the text up to the next) per URL."""
-        spans = list(url_spans(text))
+        spans = _free(text)
         if not spans:
             return text, []
         links = []

@@ -9,6 +9,7 @@ build only checks the links to warn about those that lead nowhere (link_problems
 
 from __future__ import annotations
 
+import html
 import logging
 import posixpath
 import re
@@ -149,20 +150,25 @@ _CODE_SPAN = re.compile(r"(`+)[^\n]+?\1")
 # Link text may be hard-wrapped over lines; its length is bounded so that a stray "[" costs little.
 _INLINE = re.compile(r"(!?)\[[^\]]{0,1000}\]\(\s*<?([^)\s>]+)")
 _DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)  # not a footnote's [^1]:
+# <img src="..."> and <a href="..."> in raw HTML, which renders (deflect.raw_html) and resolves as Markdown does.
+_RAW = re.compile(r"""<(img|a)(?=[\s/>])[^<>]*?\s(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.I)
 
 
 def references(body: str) -> list[tuple[bool, str]]:
-    """(is an image, target) of each inline link, image and link definition outside code.
+    """(is an image, target) of each inline link, image, link definition and raw <img>/<a> outside code.
 
     A pattern match, not a Markdown parse: an index build checks every article's links, and
     parsing 10,000 articles would take longer than the rest of a one-file reindex.
     """
-    if "](" not in body and "]:" not in body:
+    if "](" not in body and "]:" not in body and "<" not in body:
         return []
     text = _FENCED_CODE.sub("", body) if "```" in body or "~~~" in body else body
     text = _CODE_SPAN.sub("", text) if "`" in text else text
     found = [(bang == "!", target) for bang, target in _INLINE.findall(text)]
-    return found + [(False, target) for target in _DEFINITION.findall(text)]
+    found += [(False, target) for target in _DEFINITION.findall(text)]
+    if "<" in text:  # a browser (and the sanitiser) reads the attribute with its entities decoded
+        found += [(tag.lower() == "img", html.unescape(a or b or c)) for tag, a, b, c in _RAW.findall(text)]
+    return found
 
 
 # An article's links worth checking: (is an image, the reference as written, its target).

@@ -6,10 +6,12 @@ longer than that is cut (the model reads only a passage's first ~256 tokens).
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 
 from .gfm import ANGLE_AUTOLINK, FOOTNOTE_LABEL, FOOTNOTE_REFERENCE, TASK_MARKER, url_spans
+from .raw_html import HIDDEN, tags_as_text
 
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s{0,3}[-*+]\s+(?:\[[ xX]\](?=\s)\s*)?(.*)$")  # without a task marker "[ ] "
@@ -30,10 +32,16 @@ def plain_text(markdown_text: str) -> str:
 
 
 def _strip_markup(markdown_text: str) -> str:
-    """plain_text before its whitespace is collapsed: line breaks still show where a line ends."""
+    """plain_text before its whitespace is collapsed: line breaks still show where a line ends.
+
+    Read as the page shows it: raw HTML's tags go (deflect.raw_html.tags_as_text), with what never
+    shows (script, style, comments), and entities are decoded ("&gt;" reads ">", "&nbsp;" a space),
+    except in code, which reads exactly as written.
+    """
     text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
+    text, code = _code_aside(without_hidden_html(text))
     text = ANGLE_AUTOLINK.sub(r"\1", text)  # <https://...> reads as its URL, as shown
-    text = re.sub(r"<[^>]+>", " ", text)
+    text = tags_as_text(text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
     text = _reference_links_as_text(text)
@@ -42,7 +50,43 @@ def _strip_markup(markdown_text: str) -> str:
     text = TASK_MARKER.sub(r"\1", text)  # "- [ ] step" reads "step"
     text = _strip_number_markers(text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
-    return _without_emphasis(text)
+    text = html.unescape(_without_emphasis(text)).replace("\xa0", " ")
+    return _CODE_MARK.sub(lambda mark: code[int(mark.group(1))], text)
+
+
+# Code as Markdown finds it: a fenced block, or a span in backticks (within a paragraph).
+_CODE = re.compile(
+    r"^ {0,3}(`{3,}|~{3,})[^\n]*\n(.*?)^ {0,3}\1[ \t]*$"
+    r"|(?<![\\`])(`+)(?!`)((?:(?!\n[ \t]*\n).)+?)(?<!`)\3(?!`)",
+    re.M | re.S,
+)
+_CODE_MARK = re.compile("\ue000(\\d+)\ue001")
+
+
+def without_hidden_html(text: str) -> str:
+    """text without what a page never shows (raw script, style, comments), code left as written."""
+    if "<" not in text:
+        return text
+    pieces, at = [], 0
+    for code in _CODE.finditer(text) if "`" in text or "~~~" in text else ():
+        pieces += [HIDDEN.sub("", text[at : code.start()]), code.group(0)]
+        at = code.end()
+    return "".join(pieces) + HIDDEN.sub("", text[at:])
+
+
+def _code_aside(text: str) -> tuple[str, list[str]]:
+    """text with each code span as a mark, and the spans' code: code reads literally, no tag or
+    entity in it touched ("`&amp;`" reads "&amp;", as the page shows it)."""
+    if "`" not in text and "~~~" not in text:
+        return text, []
+    code: list[str] = []
+
+    def aside(match: re.Match) -> str:
+        # A fenced block's lines (only ~~~ ones are left by then), or a span's code without its spaces.
+        code.append(match.group(2) if match.group(4) is None else match.group(4).strip())
+        return f" \ue000{len(code) - 1}\ue001 " if match.group(4) is None else f"\ue000{len(code) - 1}\ue001"
+
+    return _CODE.sub(aside, text), code
 
 
 _EMPHASIS = re.compile(r"[*_`~]{1,3}")
@@ -167,6 +211,7 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
     """
     passages = [Passage("title", title, title)]
     body = _reference_links_as_text(body)  # definitions usually sit at the end, far from their links
+    body = without_hidden_html(body)  # a <script> or comment may span paragraphs and headings
     sections: list[tuple[str, list[str]]] = [("", [])]
     in_code = False
     for line in body.splitlines():

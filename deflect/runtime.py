@@ -350,7 +350,7 @@ class Runtime:
         targets = _once_per_version(index, "link_targets", lambda: LinkTargets(index.articles, self.settings.kb_dir))
         return {k: meta[k] for k in ("id", "title", "url", "locale", "tags")} | {
             "markdown": body,
-            "html": render_html(body, targets.rewriter(meta.get("path", ""))),
+            "html": render_html(body, targets.rewriter(meta.get("path", "")), self.settings.article_raw_html),
         }
 
     def shows_image(self, path: str) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .raw_html import RAW_HTML_MODES
 from .setting_checks import (
     LANGUAGE_TAG,
     NOT_EMPTY,
@@ -91,6 +92,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address `deflect serve` listens on.", check=NOT_EMPTY),
     Setting("port", 8000, "TCP port `deflect serve` listens on.", int, check=between(1, 65535)),
     Setting("passage_chars", 700, "Upper bound on a passage's length (characters) before it is split further.", int, check=at_least(50)),
+    Setting(
+        "article_raw_html", "safe", "Raw HTML in articles (help-centre exports keep much of it): safe = its allowlisted "
+        "subset renders, as on GitHub (p, b, lists, tables, img, links; never script, style, frames, forms, event "
+        "handlers, id, class, style or javascript:/data: URLs); text = shown as text, tags and all.",
+        check=one_of(*RAW_HTML_MODES),
+    ),
     Setting(
         "answer_threshold",
         0.5,
@@ -221,6 +228,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     passage_chars: int = 700
+    article_raw_html: str = "safe"
     answer_threshold: float = 0.5
     target_false_answer: float = 0.07
     min_confirmations: int = 1

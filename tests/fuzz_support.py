@@ -211,6 +211,22 @@ HOSTILE_FRAGMENTS = [
     "{{ 7*7 }}{% raw %}",
     "</textarea><script>window.__xss='textarea'</script>",
     "</title><script>window.__xss='title-tag'</script>",
+    # Raw HTML that the allowlist (article_raw_html = "safe") must take apart: URLs, nesting, parser tricks.
+    "<a href=\"jaVasCript:window.__xss='raw-caps'\">c</a>",
+    "<a href=\"&#106;avascript:window.__xss='raw-decimal'\">d</a>",
+    "<a href=\"java&#x09;script:window.__xss='raw-tab'\">t</a> <a href=\" javascript:window.__xss='raw-space'\">s</a>",
+    "<img src=\"data:image/svg+xml,&lt;svg onload=window.__xss=1&gt;\" alt=\"data\">",
+    "<img srcset=\"javascript:window.__xss='srcset'\" src=\"x\"><input type=image src=x onerror=\"window.__xss='input'\">",
+    "<button formaction=\"javascript:window.__xss='button'\">b</button><table background=\"javascript:1\"><tr><td>t</td></tr></table>",
+    "<base href=\"javascript:window.__xss='base'//\"><link rel=stylesheet href=\"javascript:window.__xss='link'\">",
+    "<svg><a xlink:href=\"javascript:window.__xss='xlink'\"><text>x</text></a></svg><math href=\"javascript:1\">m</math>",
+    "<div style=\"background:url(javascript:window.__xss=1)\" id=\"main\" class=\"btn\">styled</div>",
+    "<noscript><p title=\"</noscript><img src=x onerror=window.__xss='noscript'>\"></noscript>",
+    "<template><script>window.__xss='template'</script></template><!--><img src=x onerror=\"window.__xss='cmt'\">-->",
+    "<object data=\"data:text/html,<script>window.__xss='object-data'</script>\"></object>",
+    "<a href=\"https://ok.example/\" target=\"_blank\" ping=\"https://evil.example/\">ok</a>",
+    "<div><b><a href=\"javascript:window.__xss='unclosed-a'\">unclosed <p>nested<table><td>cell",
+    "<img src=\"x\" alt=\"unclosed\" onerror=\"window.__xss='unclosed-img'\"",
 ]
 
 MARKDOWN_PIECES = [

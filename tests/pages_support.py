@@ -57,13 +57,14 @@ def hostile_kb(base: Path) -> Path:
 
 
 @contextmanager
-def hostile_site(tmp_path_factory, name: str) -> Iterator[tuple[str, object]]:
+def hostile_site(tmp_path_factory, name: str, **overrides) -> Iterator[tuple[str, object]]:
     """deflect serving the hostile KB (index shared by every test module): (base URL, runtime)."""
     from deflect.runtime import Runtime
     from deflect.web import create_app
 
     shared = tmp_path_factory.getbasetemp()
-    runtime = Runtime(make_settings(tmp_path_factory.mktemp(name), hostile_kb(shared), shared / "hostile-index"))
+    settings = make_settings(tmp_path_factory.mktemp(name), hostile_kb(shared), shared / "hostile-index", **overrides)
+    runtime = Runtime(settings)
     try:
         with serve_app(create_app(runtime.settings, runtime)) as base:
             yield base, runtime

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from conftest import TINY_KB, write_kb
 from html_support import Elements
 
 from deflect.article_html import render_html
+from deflect.articles import parse_article
 from deflect.index import build_index
 from deflect.links import LinkTargets
 
@@ -196,3 +198,96 @@ def test_images_and_links_outside_the_kb_are_named_in_warnings(tmp_path, embedde
     assert "account/out.md: image 'gone.png': account/gone.png is missing, hidden or not an image deflect serves " \
         "(png, jpg, jpeg, gif, webp, avif, svg); its alt text is shown instead" in text
     assert "account/out.md: image '.h/a.png': account/.h/a.png is missing, hidden" in text
+
+
+# --- raw HTML: its allowlisted subset renders (article_raw_html = "safe"), or it is text --------
+
+ZENDESK = Path(__file__).resolve().parent / "data" / "zendesk"
+
+
+def zendesk_body(rel: str) -> str:
+    return parse_article((ZENDESK / rel).read_bytes(), rel).body
+
+
+def test_a_zendesk_articles_html_renders_as_html():
+    welcome = Elements(render_html(zendesk_body("Getting Started/Welcome to Acme.md"))).elements
+    assert [tag for tag, _ in welcome] == ["p", "strong", "div", "p", "strong", "p", "img", "h2", "p", "a", "br"]
+    assert ("img", {"src": "https://acme.zendesk.com/hc/article_attachments/360009999/welcome.png",
+                    "alt": "Welcome screen", "width": "600"}) in welcome  # fmt: skip
+    assert ("a", {"href": "https://app.acme.com/signup"}) in welcome
+    assert ("div", {}) in welcome and ("h2", {}) in welcome  # class="callout": no class, no id from raw HTML
+    invite = render_html(zendesk_body("Getting Started/Invite teammates.md"))
+    assert "open <b>Settings &gt; Team</b> and click <em>Invite</em>. Enter" in invite
+    assert "7&nbsp;days" in invite and "xss-from-zendesk" not in invite and "<script" not in invite
+    assert "<p>Click here for <a>more</a>.</p>" in invite  # onclick and the javascript: href are gone
+    table = render_html(zendesk_body("Billing & Payments/Invoices/Download an INVOICE.md"))
+    assert tags(table) == ["h1", "p", "strong", "table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td", "tr",
+                           "td", "td", "p", "strong"]  # fmt: skip
+    assert "<th>Invoice frequency</th>" in table and "<strong>Billing &gt; Company details</strong>" in table
+
+
+def test_raw_html_shown_as_text_when_the_setting_says_so():
+    source = zendesk_body("Getting Started/Welcome to Acme.md")
+    markup = render_html(source, raw_html="text")
+    assert tags(markup) == ["p"]  # one paragraph of text, every tag written out
+    assert "&lt;p&gt;Welcome to &lt;strong&gt;Acme&nbsp;Desk&lt;/strong&gt;!" in markup
+    assert '&lt;img src="https://acme.zendesk.com/hc/article_attachments/360009999/welcome.png" alt=' in markup
+    with pytest.raises(ValueError):
+        render_html(source, raw_html="html")
+
+
+@pytest.mark.parametrize("raw_html", ["safe", "text"])
+def test_the_url_autolinker_leaves_raw_html_attributes_alone(raw_html):
+    markup = render_html(
+        'A <img src="https://x.example/a.png" alt="A"> and <a href="https://x.example/b">see https://x.example/b</a>, '
+        "then https://x.example/c.", raw_html=raw_html,
+    )  # fmt: skip
+    if raw_html == "text":
+        assert links(markup) == ["https://x.example/b", "https://x.example/c"]  # the words' URLs, not the tags'
+        assert '&lt;img src="https://x.example/a.png" alt="A"&gt;' in markup
+        assert '&lt;a href="https://x.example/b"&gt;see <a href="https://x.example/b">' in markup
+    else:
+        assert links(markup) == ["https://x.example/b", "https://x.example/c"]  # no link inside the raw link
+        assert '<a href="https://x.example/b">see https://x.example/b</a>' in markup
+        assert '<img src="https://x.example/a.png" alt="A">' in markup
+
+
+def test_markdowns_own_ids_and_classes_stay_and_raw_ones_go():
+    """Heading ids, footnotes, task lists, code languages and table alignment are as without raw HTML;
+    an id, class, style or <input> written in raw HTML never gets through."""
+    markdown = (
+        "## Fees\n\nText[^1] ~~old~~ `code`.\n\n- [ ] todo\n- [x] done\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\n"
+        "```python\nprint('<b>')\n```\n\n![pic](https://x.example/p.png \"T\")\n\n[^1]: The note.\n"
+    )
+    assert Elements(render_html(markdown)).elements == Elements(render_html(markdown, raw_html="text")).elements
+    raw = render_html(
+        '<h2 id="main" class="btn" style="color:red">Raw</h2>\n\n<p>Tick <input type="checkbox" checked> '
+        '<span id="fees" title="t" onmouseover="x()">hi</span> <code class="language-js">c</code></p>\n\n## Fees\n'
+    )
+    assert Elements(raw).elements == [("h2", {}), ("p", {}), ("span", {"title": "t"}), ("code", {}),
+                                      ("h2", {"id": "fees"})]  # fmt: skip
+
+
+def test_raw_links_and_images_resolve_as_markdown_ones_do(tmp_path):
+    kb = write_kb(tmp_path / "kb", {"billing/refunds.md": "# R\n", "account/images/plan.png": b"\x89PNG"})
+    rewrite = LinkTargets([{"path": "billing/refunds.md", "url": "/articles/billing/refunds"}], kb).rewriter(
+        "account/cancel.md"
+    )
+    markdown = render_html(
+        "[Refunds](../billing/refunds.md#fees) [gone](old.md) ![Plan](images/plan.png) ![Missing](images/no.png) "
+        "[pdf](files/terms.pdf) [web](https://example.com/x)",
+        rewrite,
+    )
+    raw = render_html(
+        '<a href="../billing/refunds.md#fees">Refunds</a> <a href="old.md">gone</a> '
+        '<img src="images/plan.png" alt="Plan"> <img alt="Missing" src="images/no.png"> '
+        "<a href='files/terms.pdf'>pdf</a> <a href=https://example.com/x>web</a>",
+        rewrite,
+    )
+    assert links(raw) == links(markdown) == ["/articles/billing/refunds#fees", None, "files/terms.pdf",
+                                             "https://example.com/x"]  # fmt: skip
+    assert '<img src="/kb-images/account/images/plan.png" alt="Plan">' in raw
+    assert "<span>Missing</span>" in raw and "<span>Missing</span>" in markdown
+    assert [src for tag, attrs in Elements(raw).elements if tag == "img" for src in [attrs["src"]]] == [
+        "/kb-images/account/images/plan.png"
+    ]

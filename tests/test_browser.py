@@ -768,13 +768,25 @@ def test_widget_gets_nothing_from_an_unlisted_origin(page, site):
 
 
 def test_hostile_article_is_inert_on_its_page(page, hostile):
+    """Raw HTML renders its allowlisted subset (article_raw_html = safe): the script is gone, the raw
+    anchor is its words; the title is text."""
     page.goto(f"{hostile.base}/articles/{HOSTILE_ARTICLE_ID}")
     body = page.locator("[data-article-body]")
-    expect(body).to_contain_text("<script>window.__pwned = 'script'</script>")  # shown, not run
+    expect(body).to_contain_text("raw anchor")
+    expect(body).not_to_contain_text("window.__pwned")
     expect(page.locator("h1.article-title")).to_contain_text("<img src=x onerror=")
     page.get_by_role("link", name="Download the export").click()
     page.get_by_role("link", name="the encoded one").click()
     assert_nothing_ran(page)
+
+
+def test_hostile_article_shown_as_text_is_inert_on_its_page(page, tmp_path_factory):
+    with hostile_site(tmp_path_factory, "browser-hostile-text", article_raw_html="text") as (base, _):
+        page.goto(f"{base}/articles/{HOSTILE_ARTICLE_ID}")
+        body = page.locator("[data-article-body]")
+        expect(body).to_contain_text("<script>window.__pwned = 'script'</script>")  # shown, not run
+        page.get_by_role("link", name="Download the export").click()
+        assert_nothing_ran(page)
 
 
 def test_hostile_article_and_idea_are_inert_in_the_widget(page, hostile):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 import requests
@@ -70,9 +71,10 @@ def cors_server(sample_runtime, tmp_path_factory):
     runtime.db.dispose()
 
 
-@pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory):
-    with hostile_site(tmp_path_factory, "pages-hostile") as (base, _):
+@pytest.fixture(scope="module", params=["safe", "text"])
+def hostile_server(tmp_path_factory, request):
+    """The hostile KB with raw HTML rendered through the allowlist (the default), then shown as text."""
+    with hostile_site(tmp_path_factory, f"pages-hostile-{request.param}", article_raw_html=request.param) as (base, _):
         yield base
 
 
@@ -152,6 +154,65 @@ def test_article_page_renders_markdown(live_server):
     assert page.find("ol") or page.find("ul")
     assert "<strong>Forgot password?</strong>" in r.text  # Markdown emphasis became HTML
     assert [a for a in page.find("script") if a.get("src") == "/static/article.js"]
+
+
+ZENDESK = Path(__file__).resolve().parent / "data" / "zendesk"  # a Zendesk Guide export (tests/test_passages_html.py)
+WELCOME, INVITE = "/articles/Getting%20Started/Welcome%20to%20Acme", "/articles/Getting%20Started/Invite%20teammates"
+
+
+@pytest.fixture(scope="module")
+def zendesk_sites(tmp_path_factory):
+    """The Zendesk export served with raw HTML rendered (the default) and as text, from one index."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    tmp = tmp_path_factory.mktemp("pages-zendesk")
+    runtimes = [Runtime(make_settings(tmp / mode, ZENDESK, tmp / "index", article_raw_html=mode)) for mode in ("safe", "text")]
+    with serve_app(create_app(runtimes[0].settings, runtimes[0])) as safe, \
+            serve_app(create_app(runtimes[1].settings, runtimes[1])) as text:  # fmt: skip
+        yield {"safe": safe, "text": text}
+    for runtime in runtimes:
+        runtime.close()
+        runtime.db.dispose()
+
+
+def test_a_zendesk_article_page_renders_its_html(zendesk_sites):
+    base = zendesk_sites["safe"]
+    r = get(base, WELCOME)
+    page = assert_inert(r.text)
+    assert {"src": "https://acme.zendesk.com/hc/article_attachments/360009999/welcome.png", "alt": "Welcome screen",
+            "width": "600"} in page.find("img")  # fmt: skip
+    assert {"href": "https://app.acme.com/signup"} in page.find("a") and page.find("br")
+    assert "<strong>Acme&nbsp;Desk</strong>" in r.text and "<h2>Create your workspace</h2>" in r.text
+    text = "".join(page.text)
+    assert "<p>" not in text and "&nbsp;" not in text and "Welcome to Acme\xa0Desk!" in text
+    invite = get(base, INVITE).text
+    assert "open <b>Settings &gt; Team</b> and click <em>Invite</em>." in invite
+    assert "xss-from-zendesk" not in invite and "alert(" not in invite
+    invoice = Tags(get(base, "/articles/Billing%20%26%20Payments/Invoices/Download%20an%20INVOICE").text)
+    assert len(invoice.find("th")) == 2 and len(invoice.find("td")) == 4
+    api = requests.get(base + "/api" + WELCOME, timeout=TIMEOUT).json()
+    assert api["html"] in r.text and '<img src="https://acme.zendesk.com/' in api["html"]
+    assert api["markdown"].startswith("<p>Welcome to <strong>Acme&nbsp;Desk</strong>!")  # the source, as written
+
+
+def test_a_zendesk_article_shows_its_html_as_text_when_set_so(zendesk_sites):
+    r = get(zendesk_sites["text"], WELCOME)
+    page = assert_inert(r.text)
+    assert "<p>Welcome to <strong>Acme\xa0Desk</strong>!" in "".join(page.text)
+    assert not [img for img in page.find("img") if "acme.zendesk.com" in (img.get("src") or "")]
+    assert "&lt;strong&gt;" in requests.get(zendesk_sites["text"] + "/api" + WELCOME, timeout=TIMEOUT).json()["html"]
+
+
+def test_a_zendesk_suggestion_snippet_reads_as_the_page(zendesk_sites):
+    """The widget shows the snippet with textContent: it must be the words of the page, not its markup."""
+    answer = requests.post(zendesk_sites["safe"] + "/api/suggest", json={"query": "how do I invite teammates?"},
+                           timeout=TIMEOUT).json()  # fmt: skip
+    top = answer["results"][0]
+    assert top["id"] == "Getting Started/Invite teammates"
+    assert top["snippet"].startswith("To invite teammates, open Settings > Team and click Invite. Enter one email")
+    assert "7 days" in top["snippet"]
+    assert not [s for s in (r["snippet"] for r in answer["results"]) if re.search(r"&#?\w+;|<\w|alert\(", s)]
 
 
 def test_korean_article_page_is_marked_as_korean(live_server):
@@ -308,16 +369,19 @@ def test_pages_never_send_cors_headers(cors_server):
 # --- hostile content ------------------------------------------------------------------
 
 
-def test_hostile_article_page_is_inert(hostile_server):
+def test_hostile_article_page_is_inert(hostile_server, request):
     r = get(hostile_server, f"/articles/{HOSTILE_ARTICLE_ID}")
     assert r.status_code == 200
     page = assert_inert(r.text)
     text = "".join(page.text)
-    # The raw HTML is shown as text, not dropped silently and not run.
-    assert "<script>window.__pwned = 'script'</script>" in text
+    if request.node.callspec.params["hostile_server"] == "safe":  # the allowlisted subset renders
+        assert "window.__pwned = 'script'" not in text and "raw anchor" in text
+        assert {} in page.find("a")  # the raw anchor: neither its javascript: href nor its onclick left
+    else:  # shown as text, not dropped silently and not run
+        assert "<script>window.__pwned = 'script'</script>" in text
     assert "<img src=x onerror=" in text  # the hostile title, escaped
-    assert [a for a in page.find("a") if a.get("href") == "#"]  # the javascript: links were neutralised
-    assert not [a for a in page.find("img") if a.get("src") not in ("/static/favicon.svg", "#")]
+    assert [a for a in page.find("a") if a.get("href") == "#"]  # the Markdown javascript: links were neutralised
+    assert not [a for a in page.find("img") if a.get("src") not in ("/static/favicon.svg", "#", None)]
 
 
 @pytest.mark.parametrize("path", ["/help", "/articles", "/ideas"])

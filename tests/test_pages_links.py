@@ -52,6 +52,11 @@ KB_FILES: dict[str, str | bytes] = TINY_KB | {
     "billing/images/unused.png": SECRET,  # shown by no article
     ".drafts/secret.png": SECRET,
     "billing/notes.txt": "not an image",
+    # Raw HTML (as exported by Zendesk) links and shows images as Markdown does; this image is used by no other article.
+    "billing/raw-html.md": '<h1>Refund charts</h1>\n<p>See <a href="refunds.md#fees">the fees</a> and '
+                           '<a href="gone.md">an old page</a>.</p>\n<p><img src="images/raw-only.png" alt="Raw chart">'
+                           '<img src="images/none.png" alt="Gone chart"></p>\n',
+    "billing/images/raw-only.png": PNG,
 }
 IMAGE = "/kb-images/billing/images/billing.png"
 
@@ -176,6 +181,17 @@ def test_a_missing_image_shows_its_alt_text_not_a_broken_image(kb_site):
     assert "none.png" not in page and "<span>Refunds by month</span>" in page
     assert "none.png" not in get(base, "/api/articles/billing/refunds").json()["html"]
     assert anchors(page)["Once more"] is None  # a link to an image that is not served (it leaves kb_dir): its words
+
+
+def test_raw_html_links_and_images_resolve_and_are_served_as_markdown_ones(kb_site):
+    base, _ = kb_site
+    page = get(base, "/articles/billing/raw-html").text
+    assert_inert(page)
+    assert anchors(page)["the fees"] == "/articles/billing/refunds#fees" and anchors(page)["an old page"] is None
+    assert {"src": "/kb-images/billing/images/raw-only.png", "alt": "Raw chart"} in Tags(page).find("img")
+    assert "<span>Gone chart</span>" in page and "none.png" not in page
+    image = get(base, "/kb-images/billing/images/raw-only.png")  # public: a published article shows it
+    assert image.status_code == 200 and image.content == PNG
 
 
 @pytest.mark.parametrize(

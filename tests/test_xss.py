@@ -17,6 +17,7 @@ import pytest
 import requests
 from conftest import ADMIN_TOKEN, TINY_KB, serve_app, write_kb
 from fuzz_support import HOSTILE_FRAGMENTS, inert_problems
+from html_support import Elements
 from pages_support import make_settings
 
 TIMEOUT = 60
@@ -79,16 +80,38 @@ HOSTILE_QUERIES = [
 
 
 @pytest.fixture(scope="module")
-def hostile_site(tmp_path_factory):
-    """A tiny KB plus hostile articles and ideas; then hostile searches, an alias, candidates and an idea."""
+def hostile_files(tmp_path_factory):
+    """A tiny KB plus hostile articles and ideas: (kb folder, index folder)."""
+    tmp = tmp_path_factory.mktemp("xss-kb")
+    files = dict(TINY_KB) | {f"{aid}.md": text for aid, text in HOSTILE_ARTICLES.items()}
+    files["ideas.jsonl"] = json.dumps(HOSTILE_IDEAS[0]) + "\n"
+    return write_kb(tmp / "kb", files), tmp / "index"
+
+
+@pytest.fixture(scope="module")
+def text_site(tmp_path_factory, hostile_files):
+    """The hostile KB with raw HTML shown as text (article_raw_html = "text"), as before it rendered."""
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    kb, index = hostile_files
+    runtime = Runtime(make_settings(tmp_path_factory.mktemp("xss-text"), kb, index, article_raw_html="text"))
+    with serve_app(create_app(runtime.settings, runtime)) as base:
+        yield base
+    runtime.close()
+    runtime.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory, hostile_files):
+    """The hostile KB (raw HTML through the allowlist, the default); then hostile searches, an alias,
+    candidates and an idea."""
     from deflect.runtime import Runtime
     from deflect.web import create_app
 
     tmp = tmp_path_factory.mktemp("xss")
-    files = dict(TINY_KB) | {f"{aid}.md": text for aid, text in HOSTILE_ARTICLES.items()}
-    files["ideas.jsonl"] = json.dumps(HOSTILE_IDEAS[0]) + "\n"
-    kb = write_kb(tmp / "kb", files)
-    runtime = Runtime(make_settings(tmp, kb, tmp / "index"))
+    kb, index = hostile_files
+    runtime = Runtime(make_settings(tmp, kb, index))
     with serve_app(create_app(runtime.settings, runtime)) as base:
         post = lambda path, body, **kw: requests.post(base + path, json=body, timeout=TIMEOUT, **kw)  # noqa: E731
         assert post("/api/ideas", HOSTILE_IDEAS[1], headers=ADMIN).status_code == 201
@@ -134,11 +157,45 @@ def test_served_pages_are_inert(hostile_site, path):
 
 
 def test_hostile_text_is_shown_as_text_not_dropped(hostile_site):
-    """Escaping, not deletion: readers see what the writer typed."""
+    """Escaping, not deletion, wherever text is not HTML (titles, ideas): readers see what the writer typed."""
     article = requests.get(f"{hostile_site}/articles/hostile/everything", timeout=TIMEOUT).text
-    assert "&lt;script&gt;" in article and "onerror" in article
+    assert "Export &lt;img src=x onerror=" in article and "your &lt;script&gt;" in article  # the title
     board = requests.get(f"{hostile_site}/ideas", timeout=TIMEOUT).text
     assert "Spreadsheet sync &lt;img src=x onerror=" in board
+
+
+def test_raw_html_renders_only_its_allowlisted_subset(hostile_site):
+    html = requests.get(f"{hostile_site}/api/articles/hostile/everything", timeout=TIMEOUT).json()["html"]
+    # Every script, handler and script-capable URL gone, not escaped (the "[link](javascript:...)" written
+    # after an unclosed raw <body> is the text of that raw block, as Python-Markdown reads it).
+    assert "&lt;script" not in html and "<script" not in html
+    assert not [(tag, attrs) for tag, attrs in Elements(html).elements if "__xss" in json.dumps(attrs)]
+    assert "<a>c</a>" in html and "<a>d</a>" in html and '<a href="https://ok.example/">ok</a>' in html
+    assert "<div>styled</div>" in html  # no style, id or class from raw HTML
+    assert "<td>cell" in html and html.endswith("</td></tr></tbody></table></a></b></div>")  # closed, as a browser would
+
+
+@pytest.mark.parametrize("path", ["/articles/hostile/everything", "/articles/hostile/data-url"])
+def test_raw_html_shown_as_text_stays_inert(text_site, path):
+    r = requests.get(text_site + path, timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert inert_problems(r.text, allowed_scripts=OUR_SCRIPTS, page=True) == []
+    api = requests.get(text_site + "/api" + path, timeout=TIMEOUT).json()["html"]
+    assert inert_problems(api) == []
+    if path.endswith("everything"):
+        assert "&lt;script&gt;window.__xss=1;fetch(" in r.text  # shown, as text
+        assert '&lt;a href="jaVasCript:window.__xss=1;fetch' in api
+
+
+def test_a_text_site_in_a_browser_runs_nothing(browser, text_site):
+    w = Watched(browser, text_site)
+    try:
+        w.page.goto(text_site + "/articles/hostile/everything")
+        w.page.wait_for_load_state("networkidle")
+        w.assert_inert()
+        assert "<script>" in w.page.locator("[data-article-body]").inner_text()
+    finally:
+        w.context.close()
 
 
 def test_the_help_form_echo_is_inert(hostile_site):
@@ -158,11 +215,12 @@ def test_api_html_fields_are_inert(hostile_site, article_id):
     assert "<s" in article["markdown"]  # the source is given back as it is, as data
 
 
-def test_every_fragment_renders_inert_on_its_own(hostile_site):
+@pytest.mark.parametrize("raw_html", ["safe", "text"])
+def test_every_fragment_renders_inert_on_its_own(raw_html):
     from deflect.articles import render_html
 
     for payload in PAYLOADS:
-        assert inert_problems(render_html(payload)) == [], payload
+        assert inert_problems(render_html(payload, raw_html=raw_html)) == [], payload
 
 
 # --- a real browser, CSP bypassed -------------------------------------------------------------

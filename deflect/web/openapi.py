@@ -127,7 +127,7 @@ OPENAPI = {
             "Article": {"allOf": [{"$ref": "#/components/schemas/ArticleSummary"}, {
                 "type": "object", "required": ["markdown", "html"], "properties": {
                     "markdown": {"type": "string"},
-                    "html": {"type": "string", "description": "rendered inert: raw HTML shown as text, no script-capable URLs"}}}]},
+                    "html": {"type": "string", "description": "rendered inert: raw HTML through an allowlist (setting article_raw_html; or shown as text), no script, event handler or script-capable URL"}}}]},
             "Alias": {"type": "object", "required": ["id", "item_type", "item_id", "query", "confirmations", "active"],
                       "properties": {
                           "id": {"type": "integer"}, "item_type": {"type": "string", "enum": ["article", "idea"]},
