@@ -19,6 +19,7 @@ from .cli_options import (
     parse_period_options,
     path_options,
     period_options,
+    skipped_lines,
 )
 
 _settings = cli_settings
@@ -241,17 +242,22 @@ def ideas():
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def ideas_import(file, database_url):
-    """Load ideas from a JSONL FILE ({"id"?, "title", "description"?, "status"?, "votes"?})."""
+    """Load ideas from a JSONL FILE ({"id"?, "title", "description"?, "status"?, "votes"?, "requesters"?}).
+
+    Importing the same file again changes nothing. A bad line is skipped and named, and the
+    rest is imported; exit status 1 if any line was skipped.
+    """
     settings = _settings(database_url=database_url)
-    from .ideas import import_ideas
+    from .idea_import import import_ideas
 
     engine = migrated_store(settings)
-    inserted, updated, errors = import_ideas(engine, file)
-    for error in errors:
+    report = import_ideas(engine, file)
+    for error in report.errors:
         click.echo(f"skipped: {error}", err=True)
-    click.echo(f"{inserted} ideas added, {updated} updated, {len(errors)} skipped")
-    if errors and not inserted and not updated:
-        raise click.ClickException(f"no idea in {file} could be imported")
+    for note in report.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(f"{report.inserted} ideas added, {report.updated} updated, {len(report.errors)} skipped")
+    skipped_lines(file, report.errors, imported=report.inserted + report.updated)
 
 
 @main.command("eval")

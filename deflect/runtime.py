@@ -34,7 +34,8 @@ class Runtime:
     def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
         from .events import SearchLog
-        from .ideas import SUGGESTED_STATUSES, count_ideas, list_ideas, seed_ideas
+        from .idea_import import seed_ideas
+        from .ideas import SUGGESTED_STATUSES, count_ideas, list_ideas
         from .ideas import generation as ideas_generation
         from .suggest import Engine
 
@@ -47,10 +48,9 @@ class Runtime:
             ideas_path = None
         seeded = seed_ideas(self.db, ideas_path) if ideas_path is not None else None
         if seeded is not None:
-            inserted, _, errors = seeded
-            log.info("imported %d sample ideas from %s", inserted, ideas_path)
-            for error in errors:
-                log.warning(error)
+            log.info("imported %d sample ideas from %s", seeded.inserted, ideas_path)
+            for problem in seeded.errors + seeded.notes:
+                log.warning(problem)
         self._reindex_lock = threading.Lock()
         self._index_listeners: list = []
         self._closers: list = []

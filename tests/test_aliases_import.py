@@ -163,3 +163,9 @@ def test_cli_import_reports_skips_and_fails_when_nothing_imports(tmp_path, tiny_
     empty = _write(tmp_path / "empty.jsonl", [""])
     proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(empty)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and f"no line of {empty} could be imported" in proc.stderr
+    half = _write(tmp_path / "half.jsonl", [{"text": "where is my refund", "article": "billing/refunds"},
+                                            {"text": "q", "article": "nope"}])  # fmt: skip
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(half)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stdout  # one good line in, one bad: a script must hear of it
+    assert proc.stdout.strip() == "1 aliases added, 0 already active, 1 skipped"
+    assert f"Error: 1 line of {half} skipped (named above); the rest was imported" in proc.stderr

@@ -207,7 +207,8 @@ def test_ideas_import_reports_skipped_lines(runner, tmp_path):
     )
     url = f"sqlite:///{tmp_path / 'ideas.db'}"
     result = invoke(runner, ["ideas", "import", str(ideas), "--database-url", url])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the good lines are in; a script must still hear of the bad ones
+    assert f"Error: 2 lines of {ideas} skipped (named above); the rest was imported" in result.stderr
     assert _count(r"(\d+) ideas added", result.stdout) == 2
     assert _count(r"(\d+) skipped", result.stdout) == 2
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped:")]
@@ -443,7 +444,7 @@ def test_ideas_import_of_nothing_usable_fails(runner, tmp_path):
     ideas.write_text('{not json\n{"title": ""}\n', encoding="utf-8")
     result = runner.invoke(main, ["ideas", "import", str(ideas), "--database-url", f"sqlite:///{tmp_path / 'd.db'}"])
     assert result.exit_code == 1
-    assert "0 ideas added, 0 updated, 2 skipped" in result.output and "no idea in" in result.output
+    assert "0 ideas added, 0 updated, 2 skipped" in result.output and "no line of" in result.output
 
 
 def test_aliases_list_says_when_there_are_none(runner, tmp_path):
