@@ -177,8 +177,25 @@ def index(**paths):
     from .refresh import publish_index, refresh_index
 
     # Running servers on this folder and database load the new version within seconds.
-    _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
+    index, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
     click.echo(report.summary())  # skipped files were logged as warnings as they were read
+    _warn_stranded_aliases(settings, {a["id"] for a in index.articles})
+
+
+def _warn_stranded_aliases(settings, article_ids: set[str]) -> None:
+    """Say which learned aliases the KB no longer has articles for (a file renamed or moved)."""
+    from .aliases import stranded_by
+
+    try:
+        engine = existing_store(settings)
+    except click.ClickException:
+        return  # no database yet: nothing was learned
+    try:
+        warning = stranded_by(engine, article_ids)
+    finally:
+        engine.dispose()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _question(ctx, param, value: str) -> str:
