@@ -276,6 +276,21 @@ def test_preflight_from_an_unlisted_origin_is_not_allowed(cors_server, origin):
     assert "Access-Control-Allow-Methods" not in r.headers
 
 
+def test_a_refused_origin_is_said_once_in_the_log(cors_server, caplog):
+    """A mistyped cors_origins leaves the widget saying "not available"; the server log says which
+    page was refused, once per origin (a scanner cannot fill the log: at most MAX_SAID origins)."""
+    import logging
+    import uuid
+
+    origin = f"https://help-{uuid.uuid4().hex[:8]}.example"
+    with caplog.at_level(logging.WARNING, logger="deflect.web.security"):
+        for _ in range(3):
+            preflight(cors_server, "/api/suggest", origin)
+        preflight(cors_server, "/api/suggest", ALLOWED_ORIGIN)
+    said = [r.getMessage() for r in caplog.records if r.name == "deflect.web.security"]
+    assert len(said) == 1 and origin in said[0] and "cors_origins" in said[0]
+
+
 def test_listed_origin_can_read_suggestions(cors_server):
     r = requests.post(
         f"{cors_server}/api/suggest", json={"query": "I forgot my password"}, headers={"Origin": ALLOWED_ORIGIN}, timeout=TIMEOUT
