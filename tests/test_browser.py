@@ -551,6 +551,52 @@ def test_vote_on_the_idea_board(page, site):
     page.console.check()
 
 
+def _contrast(rgb_a: str, rgb_b: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours ("rgb(r, g, b)")."""
+
+    def luminance(css: str) -> float:
+        channels = [int(x) / 255 for x in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(rgb_a), luminance(rgb_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_a_keyboard_user_sees_where_they_are_and_stays_there_after_voting(page, site):
+    """WCAG 2.4.7 / 1.4.11: the focus ring and the fields' borders stand out 3:1 from the white
+    card; 2.4.3: after Vote (which disables the button) focus is on the message, not the page body."""
+    page.goto(site.base + "/ideas")
+    page.locator("[data-voter-email]").focus()
+    for _ in range(30):  # keyboard focus, so :focus-visible applies: on to the first Vote button
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.matches('[data-vote-idea]:not([disabled])')"):
+            break
+    idea_id = page.evaluate("() => document.activeElement.getAttribute('data-vote-idea')")
+    assert idea_id, "Tab from the email field reaches a Vote button"
+    button = page.locator(f"[data-vote-idea='{idea_id}']")
+    ring = button.evaluate("b => getComputedStyle(b).outlineColor")
+    assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
+    assert _contrast(ring, "rgb(255, 255, 255)") >= 3, ring
+    border = page.locator("[data-voter-email]").evaluate("i => getComputedStyle(i).borderTopColor")
+    assert _contrast(border, "rgb(255, 255, 255)") >= 3, border
+    title = button.get_attribute("aria-label").removeprefix("Vote for ")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-vote-message]")).to_contain_text("counted")
+    assert page.evaluate("() => document.activeElement.hasAttribute('data-vote-message')")
+    expect(button).to_have_attribute("aria-label", f"Voted for {title}")  # what the button says now
+    page.console.check()
+
+
+def test_answering_on_an_article_page_by_keyboard_keeps_focus_on_the_answer(page, site):
+    page.console.allow(r"status of 404")  # no such search here: the page says so
+    page.goto(site.base + "/articles/billing/refunds?search=" + "0" * 32)
+    page.locator("[data-feedback=helpful]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-article-feedback]")).to_have_attribute("data-feedback-sent", "unrecorded")
+    assert page.evaluate("() => document.activeElement.classList.contains('feedback-thanks')")
+
+
 def test_vote_on_the_board_with_an_unusable_email_asks_first(page, site):
     from deflect.ideas import list_ideas
 

@@ -154,10 +154,27 @@ def test_article_page_renders_markdown(live_server):
     assert [a for a in page.find("script") if a.get("src") == "/static/article.js"]
 
 
-def test_korean_article_page_is_marked_as_korean(live_server):
+def test_korean_article_page_marks_the_article_korean_and_the_pages_own_words_english(live_server):
+    """WCAG 3.1.2: a screen reader reads the Korean article with a Korean voice, and the page's
+    English navigation and "Did this answer your question?" with an English one."""
     page = Tags(get(live_server, "/articles/ko/reset-password").text)
-    assert page.find("html")[0]["lang"] == "ko"
+    assert page.find("html")[0]["lang"] == "en"  # the pages' own words are English
+    assert [a.get("lang") for a in page.find("header") if a.get("lang")] == ["ko"]  # the title and tags
+    assert [a["lang"] for a in page.find("div") if "article-body" in a.get("class", "")] == ["ko"]
+    assert not [a for a in page.find("article") if a.get("lang")]  # its feedback footer is English
     assert "비밀번호" in "".join(page.text)
+
+
+@pytest.mark.parametrize("locale", ["ko-KR", "ko_KR", "KO"])
+def test_help_topics_for_a_regional_locale_are_the_languages_topics(live_server, locale):
+    """?locale=ko-KR lists the Korean topics as ?locale=ko does (one locale rule for every door),
+    not an empty "Browse by topic"."""
+
+    def topics(query: str) -> list[str]:
+        page = Tags(get(live_server, f"/help?locale={query}").text)
+        return [a["href"] for a in page.find("a") if a.get("href", "").startswith("/articles#")]
+
+    assert topics(locale) == topics("ko") and topics("ko")
 
 
 @pytest.mark.parametrize("path", ["/articles/no/such-article", "/articles/account"])

@@ -104,7 +104,8 @@
     var t = el("table", "data");
     var head = el("tr");
     headers.forEach(function (h) {
-      var th = el("th", h.num ? "num" : "", h.label);
+      var th = el("th", h.num ? "num" : "", h.hidden ? "" : h.label);
+      if (h.hidden) th.appendChild(el("span", "visually-hidden", h.label)); // named for screen readers only
       th.scope = "col";
       head.appendChild(th);
     });
@@ -467,7 +468,7 @@
       return [first(a.query, a.text, a.alias, ""), item, confirmed, state, remove];
     });
     box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
-      { label: "Status" }, { label: "" }], rows));
+      { label: "Status" }, { label: "Actions", hidden: true }], rows));
   }
 
   // --- loading ---------------------------------------------------------------------------

@@ -214,6 +214,9 @@
     // --- DOM -----------------------------------------------------------------------------
     var root = el("div", "dfl-widget");
     root.id = uid;
+    // The language it speaks (and the results of a locale-filtered search are in), so a screen
+    // reader reads a Korean widget on an English page with a Korean voice (WCAG 3.1.2).
+    root.lang = MESSAGES[language] || Object.keys(overrides).length ? language : "en";
     var status = el("div", "dfl-sr-status");
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
