@@ -723,6 +723,13 @@ def test_admin_promotes_an_idea_candidate(page, site):
     candidate = page.locator("[data-candidate-id][data-status=new]").first
     expect(candidate).to_be_visible(timeout=60_000)
     candidate_id = candidate.get_attribute("data-candidate-id")
+    # A screen reader moves card to card by heading, and hears which candidate a button acts on.
+    heading = candidate.get_by_role("heading", level=3)
+    expect(heading).to_have_count(1)
+    label = heading.inner_text().strip()
+    expect(page.get_by_role("article", name=label, exact=True)).to_have_attribute("data-candidate-id", candidate_id)
+    for action in ("promote", "merge", "dismiss"):
+        expect(candidate.locator(f"[data-action={action}]")).to_have_accessible_description(label)
     # Every question the decision will teach is on the card, each with a box to leave it out.
     listed = requests.get(f"{site.base}/api/clusters/{candidate_id}", headers=admin_headers(), timeout=TIMEOUT).json()
     boxes = candidate.locator("[data-teach]")
