@@ -500,6 +500,12 @@ def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_
     assert idea.split()[-1] == "7"
     assert "     2  line one line two" in text.splitlines()
 
+    # Two articles titled alike (a copy in another folder) are told apart by their ids.
+    report["articles"] = [row | {"id": "integrations/slack", "title": "Connect Slack"},
+                          row | {"id": "Integrations/Slack", "title": "Connect Slack"}]  # fmt: skip
+    names = [line[:40].rstrip() for line in format_report(report).splitlines() if line.startswith("Connect Slack")]
+    assert names == ["Connect Slack [integrations/slack]", "Connect Slack [Integrations/Slack]"]
+
 
 def test_an_export_read_by_head_stops_quietly(tmp_path):
     """`deflect searches export | head`: the reader closes the pipe early; no error line, no traceback."""
