@@ -928,6 +928,21 @@ def test_an_input_method_is_searched_once_its_text_is_composed(page, site):
     page.console.check()
 
 
+def test_a_pause_with_a_syllable_still_composing_is_searched(page, site):
+    """A Korean IME holds the last syllable ("불" of "환불") composing until the next key: someone who
+    types "환불" and waits must still get suggestions, not only after pressing space."""
+    page.goto(site.base + "/help")
+    page.locator("[data-deflect-input]").click()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "환불", "selectionStart": 2, "selectionEnd": 2})
+    listbox = page.locator("[role=listbox]").first
+    expect(listbox).to_have_attribute("data-query", "환불", timeout=10_000)  # still composing
+    assert page.evaluate("() => document.querySelector('[data-deflect-input]').value") == "환불"
+    top = page.locator("[data-deflect-suggestion]").first
+    expect(top).to_contain_text("환불")
+    page.console.check()
+
+
 def test_a_pasted_question_longer_than_the_server_takes_is_searched_by_its_beginning(page, site):
     """A 1,300-character question is still searched (its first 1,000 characters, the server's limit),
     so sending the form records the ticket instead of nothing."""

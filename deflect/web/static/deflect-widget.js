@@ -37,6 +37,9 @@
     // searched by its beginning rather than not at all (a ticket then still has a search).
     maxChars: Math.max(1, parseInt(data.maxChars || "1000", 10) || 1000),
     debounceMs: 200,
+    // A Korean IME keeps the last syllable composing until the next key: after this long without
+    // one, the field's text (composing syllable included) is searched as if the syllable were done.
+    composeIdleMs: 800,
     sessionIdleMs: 10 * 60 * 1000,
     submitWaitMs: 2000,
     slowMs: 800,
@@ -308,8 +311,13 @@
 
     function onInput(e) {
       // While an input method composes (Korean, Japanese, Chinese...), the field holds syllables
-      // that are not yet text: search once the composition ends.
-      if (e && e.isComposing) return;
+      // that are not yet text: search once the composition ends, or once the typing pauses with a
+      // syllable still composing ("환불" then nothing: the IME holds "불" until the next key).
+      if (e && e.isComposing) {
+        cancelPending();
+        state.timer = setTimeout(function () { onInput(null); }, config.composeIdleMs);
+        return;
+      }
       var query = currentQuery();
       var now = Date.now();
       if (state.session && now - state.lastTyped > config.sessionIdleMs) newQuestion();
