@@ -472,6 +472,9 @@ def test_opening_an_article_and_answering_there(page, site):
     link = page.locator("[data-deflect-open]")
     assert f"search={search_id}" in link.get_attribute("href")
     assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    expect(link).to_have_accessible_name("Read the full article (opens in a new tab)")  # a new tab is said
+    expect(link).to_have_text(re.compile(r"^Read the full article"))
+    expect(page.locator(".dfl-preview-title")).to_have_js_property("tagName", "H2")  # right after the page's h1
     with page.context.expect_page() as opened:
         link.click()
     article = opened.value
