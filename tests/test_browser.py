@@ -943,6 +943,7 @@ def test_a_pause_with_a_syllable_still_composing_is_searched(page, site):
     assert page.evaluate("() => document.querySelector('[data-deflect-input]').value") == "환불"
     top = page.locator("[data-deflect-suggestion]").first
     expect(top).to_contain_text("환불")
+    expect(top).to_have_attribute("lang", "ko")  # a Korean article in the English page's widget (WCAG 3.1.2)
     page.console.check()
 
 

@@ -435,6 +435,7 @@
           option.setAttribute("data-deflect-suggestion", "");
           option.setAttribute("data-type", result.type);
           option.setAttribute("data-id", result.id);
+          if (result.locale) option.lang = result.locale;  // a Korean article in an English widget (WCAG 3.1.2)
           var row = el("span", "dfl-title-row");
           row.appendChild(el("span", "dfl-title", result.title));
           if (result === state.search.results[0] && state.search.answered) {
@@ -521,9 +522,13 @@
       preview.setAttribute("data-type", result.type);
       // h2: a help form's page has its h1; an h3 right after it skips a level (axe: heading-order).
       var title = el("h2", "dfl-preview-title", result.title);
+      if (result.locale) title.lang = result.locale;
       title.tabIndex = -1;
       preview.appendChild(title);
-      if (result.snippet) preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+      if (result.snippet) {
+        var snippet = preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+        if (result.locale) snippet.lang = result.locale;
+      }
       var href = safeUrl(result.url);
       var actions = el("div", "dfl-actions");
       if (href) {
