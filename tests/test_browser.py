@@ -695,6 +695,12 @@ def test_admin_sees_metrics(page, site):
         assert float(shown.get_attribute("data-value")) == pytest.approx(totals[name], abs=1e-9)
         assert re.fullmatch(r"[\d,.]+%?", shown.inner_text()), shown.inner_text()
     assert page.locator("[data-chart] svg rect.bar").count() >= 1
+    # The chart's figures reach a screen reader too (the SVG is hidden from it): a table per day.
+    figures = page.get_by_role("table", name="Searches per day and deflection rate")
+    expect(figures).to_have_count(1)
+    series = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["series"]
+    cells = figures.locator("tr").last.locator("td").all_inner_texts()
+    assert cells[1] == str(series[-1]["searches"]) and cells[2].endswith("%"), (cells, series[-1])
     # The token is kept for the tab: a reload goes straight to the dashboard.
     page.reload()
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
