@@ -350,3 +350,25 @@ def active_vectors(engine: sa.Engine, model: str, encode) -> list[dict]:
 
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def stranded_by(engine: sa.Engine, article_ids: set[str], among: set[str] | None = None) -> str | None:
+    """A warning when active aliases name articles not in `article_ids` (only those in `among`,
+    when given: the ids a reindex just removed), else None. A renamed file is a new article id,
+    and what people taught deflect for the old one silently stops counting."""
+    query = (
+        sa.select(aliases.c.item_id, sa.func.count())
+        .where(aliases.c.item_type == "article", aliases.c.active.is_(True))
+        .group_by(aliases.c.item_id)
+    )
+    with engine.connect() as conn:
+        counts = {item: n for item, n in conn.execute(query) if item not in article_ids and (among is None or item in among)}
+    if not counts:
+        return None
+    total = sum(counts.values())
+    named = ", ".join(f"{item!r} ({n})" for item, n in sorted(counts.items())[:5]) + (" ..." if len(counts) > 5 else "")
+    return (
+        f"{total} learned alias{'es' if total != 1 else ''} now point{'' if total != 1 else 's'} at articles not in the "
+        f"KB: {named}. A renamed or moved file is a new article id: give it back its old id with `id:` in its "
+        "front matter (or delete the aliases: deflect aliases list --all)"
+    )

@@ -19,6 +19,7 @@ from .cli_options import (
     parse_period_options,
     path_options,
     period_options,
+    skipped_lines,
 )
 
 _settings = cli_settings
@@ -176,8 +177,25 @@ def index(**paths):
     from .refresh import publish_index, refresh_index
 
     # Running servers on this folder and database load the new version within seconds.
-    _, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
+    index, report = refresh_index(settings, progress=True, publish=lambda version: publish_index(settings, version))
     click.echo(report.summary())  # skipped files were logged as warnings as they were read
+    _warn_stranded_aliases(settings, {a["id"] for a in index.articles})
+
+
+def _warn_stranded_aliases(settings, article_ids: set[str]) -> None:
+    """Say which learned aliases the KB no longer has articles for (a file renamed or moved)."""
+    from .aliases import stranded_by
+
+    try:
+        engine = existing_store(settings)
+    except click.ClickException:
+        return  # no database yet: nothing was learned
+    try:
+        warning = stranded_by(engine, article_ids)
+    finally:
+        engine.dispose()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _question(ctx, param, value: str) -> str:
@@ -241,17 +259,22 @@ def ideas():
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def ideas_import(file, database_url):
-    """Load ideas from a JSONL FILE ({"id"?, "title", "description"?, "status"?, "votes"?})."""
+    """Load ideas from a JSONL FILE ({"id"?, "title", "description"?, "status"?, "votes"?, "requesters"?}).
+
+    Importing the same file again changes nothing. A bad line is skipped and named, and the
+    rest is imported; exit status 1 if any line was skipped.
+    """
     settings = _settings(database_url=database_url)
-    from .ideas import import_ideas
+    from .idea_import import import_ideas
 
     engine = migrated_store(settings)
-    inserted, updated, errors = import_ideas(engine, file)
-    for error in errors:
+    report = import_ideas(engine, file)
+    for error in report.errors:
         click.echo(f"skipped: {error}", err=True)
-    click.echo(f"{inserted} ideas added, {updated} updated, {len(errors)} skipped")
-    if errors and not inserted and not updated:
-        raise click.ClickException(f"no idea in {file} could be imported")
+    for note in report.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(f"{report.inserted} ideas added, {report.updated} updated, {len(report.errors)} skipped")
+    skipped_lines(file, report.errors, imported=report.inserted + report.updated)
 
 
 @main.command("eval")

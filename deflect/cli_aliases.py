@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import cli_settings, existing_store, migrated_store
+from .cli_options import cli_settings, existing_store, migrated_store, skipped_lines
 
 _settings = cli_settings
 _database_option = click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
@@ -60,7 +60,7 @@ def aliases_import(file, kb_dir, database_url):
     Every running server uses them within sync_interval_seconds, and refits the answered
     decision with the article ones as real questions. A bad line (an article not in the KB, an
     unknown, shipped or declined idea, another field...) is skipped and named; a merged idea's
-    line goes to the idea it was merged into. Exit status 1 if no line could be imported.
+    line goes to the idea it was merged into. Exit status 1 if any line was skipped.
     """
     from .aliases import import_aliases
     from .articles import load_kb
@@ -74,5 +74,4 @@ def aliases_import(file, kb_dir, database_url):
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
     click.echo(f"{added} aliases added, {already} already active, {len(errors)} skipped")
-    if not added and not already:
-        raise click.ClickException(f"no line of {file} could be imported")
+    skipped_lines(file, errors, imported=added + already)

@@ -15,9 +15,14 @@ _OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, writabl
                        help="File to write (default: stdout).")  # fmt: skip
 
 
+_BOM = click.option("--bom", is_flag=True,
+                    help="Start the CSV with a UTF-8 byte-order mark, so Excel shows Korean and accented text "
+                         "right instead of guessing the computer's own encoding (--format csv only).")  # fmt: skip
+
+
 def export_options(func):
-    """--since, --until, --database-url, --format and -o, as both exports take them."""
-    return period_options(_FORMAT(_OUTPUT(func)))
+    """--since, --until, --database-url, --format, --bom and -o, as both exports take them."""
+    return period_options(_FORMAT(_BOM(_OUTPUT(func))))
 
 
 @click.group()
@@ -27,11 +32,11 @@ def events():
 
 @events.command("export")
 @export_options
-def events_export(since, until, database_url, fmt, output):
+def events_export(since, until, database_url, fmt, bom, output):
     """Write every event of the period (by event time) with its search (query, session, answered...)."""
     from .exports import event_rows
 
-    _export(event_rows, "events", since, until, database_url, fmt, output)
+    _export(event_rows, "events", since, until, database_url, fmt, bom, output)
 
 
 @click.group()
@@ -41,26 +46,28 @@ def searches():
 
 @searches.command("export")
 @export_options
-def searches_export(since, until, database_url, fmt, output):
+def searches_export(since, until, database_url, fmt, bom, output):
     """Write every search of the period (by search time, as `deflect metrics` counts), with its results."""
     from .exports import search_rows
 
-    _export(search_rows, "searches", since, until, database_url, fmt, output)
+    _export(search_rows, "searches", since, until, database_url, fmt, bom, output)
 
 
-def _export(rows_of, noun: str, since, until, database_url, fmt: str, output: str) -> None:
+def _export(rows_of, noun: str, since, until, database_url, fmt: str, bom: bool, output: str) -> None:
     """`rows_of(engine, start, end)` of the store and period the options name, written out."""
+    if bom and fmt != "csv":
+        raise click.UsageError("--bom is for --format csv (JSON lines are read by programs, which want none)")
     engine = existing_store(cli_settings(database_url=database_url))
     start, end = parse_period_options(since, until)
-    _write(rows_of(engine, start, end), fmt, output, noun)
+    _write(rows_of(engine, start, end), fmt, output, noun, bom)
 
 
-def _write(rows: Iterable[dict], fmt: str, output: str, noun: str) -> None:
+def _write(rows: Iterable[dict], fmt: str, output: str, noun: str, bom: bool = False) -> None:
     """Rows as JSON lines or CSV (header from the first row); the count on stderr when writing a file."""
     import csv
 
     count = 0
-    with click.open_file(output, "w", encoding="utf-8") as out:
+    with click.open_file(output, "w", encoding="utf-8-sig" if bom else "utf-8") as out:
         writer = None
         for row in rows:
             if fmt == "jsonl":

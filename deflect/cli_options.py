@@ -127,3 +127,15 @@ def period_options(func):
     for option in reversed(_PERIOD_OPTIONS):
         func = option(func)
     return func
+
+
+def skipped_lines(file, errors: list[str], imported: int) -> None:
+    """Exit 1 after an import that skipped lines (each already named): a script must not take a
+    half-imported file for a whole one (nor an empty file for a good one). The lines imported
+    stay; importing again adds nothing twice."""
+    if not imported:
+        raise click.ClickException(f"no line of {file} could be imported")
+    if not errors:
+        return
+    lines = "1 line" if len(errors) == 1 else f"{len(errors)} lines"
+    raise click.ClickException(f"{lines} of {file} skipped (named above); the rest was imported: fix them and import the file again")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from pathlib import Path
 
 import sqlalchemy as sa
 
-from .db import advisory_lock, bump_sync_counter, sync_counter, writing
+from .db import advisory_lock, bump_sync_counter, sync_counter
 from .db import ideas as ideas_table
-from .jsonl import numbered_records
 
 STATUSES = ("open", "planned", "in_progress", "shipped", "declined", "merged")
 SUGGESTED_STATUSES = ("open", "planned", "in_progress")
@@ -59,83 +57,8 @@ def validate_idea(data: dict) -> dict:
     return {"id": idea_id, "title": title.strip(), "description": description.strip(), "status": status, "votes": votes}
 
 
-def import_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[str]]:
-    """Insert or update ideas from JSONL; returns (inserted, updated, per-line errors)."""
-    with writing(engine) as conn:
-        return _import_lines(conn, path)
-
-
-def seed_ideas(engine: sa.Engine, path: str | Path) -> tuple[int, int, list[str]] | None:
-    """Import the sample ideas into an empty store, once; None when there were ideas already.
-
-    Replicas starting together on one new database each try this; the check and the
-    import share one write transaction (an advisory lock on PostgreSQL), so one imports.
-    """
-    with writing(engine) as conn:
-        advisory_lock(conn, "idea_seed")
-        if conn.execute(sa.select(sa.func.count()).select_from(ideas_table)).scalar_one():
-            return None
-        return _import_lines(conn, path)
-
-
-def _import_lines(conn: sa.Connection, path: str | Path) -> tuple[int, int, list[str]]:
-    inserted = updated = 0
-    errors: list[str] = []
-    now = time.time()
-    for number, data, problem in list(numbered_records(path)):  # all read (and decoded) before the first write
-        if problem is not None:
-            errors.append(f"{path}:{number}: {problem}")
-            continue
-        try:
-            if not isinstance(data, dict):
-                raise IdeaError("line", "an idea is a JSON object")
-            if data.get("title") is None and isinstance(data.get("id"), str):
-                # {"id": "gantt", "status": "shipped"} changes an existing idea's status, like a PATCH
-                known = get_idea(conn, data["id"])
-                data = data | {"title": known["title"]} if known is not None else data
-            record = validate_idea(data)
-            existing = get_idea(conn, record["id"])
-            if existing is not None:
-                _reimport(conn, existing, record, given={k for k, v in data.items() if v is not None})
-            elif record["status"] == "merged":
-                raise IdeaError("status", 'merge an idea with PATCH /api/ideas/<id> {"merged_into": ...}, not by import')
-            else:  # a new idea: not one more with the title of another (DuplicateTitle names it)
-                check_title_free(conn, record["title"])
-        except IdeaError as exc:
-            errors.append(f"{path}:{number}: {exc.field}: {exc}")
-            continue
-        if existing is not None:
-            updated += 1
-        else:
-            conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=_shipped_at(record, now)))
-            inserted += 1
-    if inserted or updated:
-        bump_sync_counter(conn, GENERATION)
-    return inserted, updated, errors
-
-
-def _shipped_at(record: dict, now: float) -> float | None:
+def shipped_at(record: dict, now: float) -> float | None:
     return now if record["status"] == "shipped" else None
-
-
-def _reimport(conn: sa.Connection, existing: dict, record: dict, given: set[str]) -> None:
-    """Update an idea from an import line the way an admin's PATCH would: only the fields the
-    line gives (a null is not given), a change to `shipped` notifies the requesters, and votes
-    people cast since the last import are kept (a line's `votes` can raise the count, never
-    lower it). A merged idea's status and votes live in the idea it was merged into: a line,
-    perhaps of the file it first came from, changes only its title and description."""
-    merged = existing["status"] == "merged"
-    fields = ("title", "description") if merged else ("title", "description", "status")
-    patch = {k: record[k] for k in fields if k in given and record[k] != existing[k]}
-    if patch:
-        update_idea(conn, existing["id"], patch)
-    if "votes" in given and not merged:
-        # Conditional in the statement itself, so a vote committed meanwhile is never overwritten.
-        conn.execute(
-            ideas_table.update()
-            .where(ideas_table.c.id == existing["id"], ideas_table.c.votes < record["votes"], ideas_table.c.status != "merged")
-            .values(votes=record["votes"], updated_at=time.time())
-        )
 
 
 def generation(conn_or_engine) -> int:
@@ -270,7 +193,7 @@ def create_idea(conn: sa.Connection, data: dict) -> dict:
     if data.get("id") is None:
         record["id"] = free_idea_id(conn, record["id"])
     now = time.time()
-    conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=_shipped_at(record, now)))
+    conn.execute(ideas_table.insert().values(**record, created_at=now, updated_at=now, shipped_at=shipped_at(record, now)))
     bump_sync_counter(conn, GENERATION)
     return get_idea(conn, record["id"])
 
@@ -332,7 +255,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     now = time.time()
     values = {"title": record["title"], "description": record["description"], "status": record["status"], "updated_at": now}
     if record["status"] != idea["status"]:  # when it shipped: questions asked since are content gaps (deflect.gaps)
-        values["shipped_at"] = _shipped_at(record, now)
+        values["shipped_at"] = shipped_at(record, now)
     if record["status"] == "merged" and idea["status"] != "merged":
         target = _merge_target(conn, patch.get("merged_into"), idea_id)
         twice = move_votes(conn, idea_id, target["id"])

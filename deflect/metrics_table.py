@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from datetime import UTC, datetime
 
 
@@ -41,8 +42,13 @@ def format_report(report: dict, top: int = 10) -> str:
             f"{kind:<40} {'shown':>6} {'clicks':>6} {'yes':>5} {'no':>5} {'ticket':>6} {'ticket':>6} {'effective':>9}{votes}",
             f"{'':<40} {'':>6} {'':>6} {'':>5} {'':>5} {'shown':>6} {'click':>6}",
         ]
+        titles = Counter((r.get("title") or r["id"]) for r in rows)
         for r in rows:
-            name = _fit_columns(_one_line(r.get("title") or r["id"]), 40)
+            title = _one_line(r.get("title") or r["id"])
+            if titles[r.get("title") or r["id"]] > 1:  # titled alike (a copy in another folder): say which
+                room = max(10, 40 - len(r["id"]) - 3)
+                title = _fit_columns(title, room).rstrip() + f" [{r['id']}]"
+            name = _fit_columns(title, 40)
             votes = f" {r['votes']:>5}" if kind == "ideas" else ""
             lines.append(
                 f"{name} {r['impressions']:>6} {r['clicks']:>6} {r['helpful']:>5} {r['not_helpful']:>5} "

@@ -159,8 +159,10 @@ def promote(
         row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
         _leave_out(conn, candidate_id, exclude)
         title = title if title is not None else row["label"].rstrip("…").strip()
-        if description is None:  # searched like the title: only questions the admin kept, each once
-            description = "Customers asked: " + " / ".join(_member_questions(conn, candidate_id, limit=3))
+        # No description unless the admin writes one: the public board and other visitors'
+        # suggestions show it, and customers' own questions may hold names, emails or order
+        # numbers. The kept questions still find the idea, as its learned aliases (_teach).
+        description = description if description is not None else ""
         idea_id = free_idea_id(conn, slugify(title if isinstance(title, str) else "idea"))
         try:
             idea = create_idea(conn, {"id": idea_id, "title": title, "description": description})

@@ -34,7 +34,8 @@ class Runtime:
     def __init__(self, settings: Settings, progress: bool = False, sync: bool = True):
         from . import db
         from .events import SearchLog
-        from .ideas import SUGGESTED_STATUSES, count_ideas, list_ideas, seed_ideas
+        from .idea_import import seed_ideas
+        from .ideas import SUGGESTED_STATUSES, count_ideas, list_ideas
         from .ideas import generation as ideas_generation
         from .suggest import Engine
 
@@ -47,10 +48,9 @@ class Runtime:
             ideas_path = None
         seeded = seed_ideas(self.db, ideas_path) if ideas_path is not None else None
         if seeded is not None:
-            inserted, _, errors = seeded
-            log.info("imported %d sample ideas from %s", inserted, ideas_path)
-            for error in errors:
-                log.warning(error)
+            log.info("imported %d sample ideas from %s", seeded.inserted, ideas_path)
+            for problem in seeded.errors + seeded.notes:
+                log.warning(problem)
         self._reindex_lock = threading.Lock()
         self._index_listeners: list = []
         self._closers: list = []
@@ -204,7 +204,10 @@ class Runtime:
         self._index_listeners.append(listener)
 
     def _swap(self, index) -> None:
+        removed = {a["id"] for a in self.engine.index.articles} - {a["id"] for a in index.articles}
         self.engine.replace_index(index)
+        if removed:
+            self._warn_stranded_aliases(index, removed)
         if self.engine.alias_count:
             self.recalibrate()
         for listener in list(self._index_listeners):
@@ -212,6 +215,17 @@ class Runtime:
                 listener(index.version)
             except Exception:  # a listener's failure must not undo the swap
                 log.warning("index change listener failed", exc_info=True)
+
+    def _warn_stranded_aliases(self, index, removed: set[str]) -> None:
+        from .aliases import stranded_by
+
+        try:
+            warning = stranded_by(self.db, {a["id"] for a in index.articles}, among=removed)
+        except Exception as exc:  # the database away: the swap stands, the warning waits for `deflect index`
+            log.info("could not check learned aliases of removed articles: %s", exc)
+            return
+        if warning:
+            log.warning("index %s: %s", index.version, warning)
 
     def refresh_aliases(self, recalibrate: bool = True) -> int:
         """Load the active learned aliases from the database into the engine (used at once).

@@ -289,6 +289,8 @@ def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False
         raise ConfigError(f"unknown setting: {name}")
     where = f" (from {source})" if source else ""
     try:
+        if toml and setting.type is str and isinstance(value, list) and setting.help.startswith("Comma-separated"):
+            value = _joined_list(value)  # cors_origins = ["https://a.example", "https://b.example"]
         if toml:
             check_toml_type(setting.type, value)
         coerced = typed_value(setting.type, value)
@@ -297,6 +299,15 @@ def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False
     if setting.check and not setting.check.test(coerced):
         raise ConfigError(f"setting {name}: {value!r} is not allowed: it must be {setting.check.allowed}{where}")
     return coerced
+
+
+def _joined_list(values: list) -> str:
+    """A TOML array of strings for a comma-separated setting, as that one string."""
+    if not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{values!r} is not a list of quoted strings")
+    if any("," in v for v in values):
+        raise ValueError(f"{values!r}: an entry of the list holds a comma; give one entry per string")
+    return ",".join(values)
 
 
 def load_settings(

@@ -41,9 +41,10 @@ class Result:
     url: str
     snippet: str
     score: float
+    locale: str | None = None  # an article's language (ideas have none)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "type": self.type,
             "id": self.id,
             "title": self.title,
@@ -51,6 +52,9 @@ class Result:
             "snippet": self.snippet,
             "score": round(float(self.score), 4),
         }
+        if self.locale:
+            out["locale"] = self.locale  # a widget marks the title and snippet with it (a screen reader's voice)
+        return out
 
 
 @dataclass
@@ -200,7 +204,8 @@ class Engine:
             kind, catalog, i, _, best_passage = candidates[rank]
             item = catalog.items[i]
             results.append(
-                Result(kind, item["id"], item["title"], item["url"], _snippet(catalog, i, best_passage), probs[rank])
+                Result(kind, item["id"], item["title"], item["url"], _snippet(catalog, i, best_passage), probs[rank],
+                       item.get("locale") if kind == "article" else None)
             )
         top = float(probs[order[0]])
         return Suggestion(results, top >= self.answer_threshold, top)

@@ -163,3 +163,45 @@ def test_cli_import_reports_skips_and_fails_when_nothing_imports(tmp_path, tiny_
     empty = _write(tmp_path / "empty.jsonl", [""])
     proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(empty)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and f"no line of {empty} could be imported" in proc.stderr
+    half = _write(tmp_path / "half.jsonl", [{"text": "where is my refund", "article": "billing/refunds"},
+                                            {"text": "q", "article": "nope"}])  # fmt: skip
+    proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(half)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stdout  # one good line in, one bad: a script must hear of it
+    assert proc.stdout.strip() == "1 aliases added, 0 already active, 1 skipped"
+    assert f"Error: 1 line of {half} skipped (named above); the rest was imported" in proc.stderr
+
+
+def test_a_renamed_article_file_says_which_learned_aliases_it_strands(tmp_path, tiny_kb, settings_factory, caplog):
+    """A renamed file is a new article id; what people taught deflect for the old one stops counting.
+    The server's reindex and `deflect index` say so, naming the old id, instead of nothing."""
+    import logging
+
+    from deflect.runtime import Runtime
+
+    settings = settings_factory(kb_dir=str(tiny_kb))
+    runtime = Runtime(settings, sync=False)
+    try:
+        answers = _write(tmp_path / "answers.jsonl", [{"text": "my card was charged twice", "article": "billing/refunds"},
+                                                      {"text": "where is my money back", "article": "billing/refunds"}])  # fmt: skip
+        assert aliases.import_aliases(runtime.db, answers, ARTICLES, max_query_chars=500)[0] == 2
+        runtime.refresh_aliases(recalibrate=False)
+        (tiny_kb / "billing" / "refunds.md").rename(tiny_kb / "billing" / "Refund policy.md")
+        with caplog.at_level(logging.WARNING, logger="deflect.runtime"):
+            runtime.reindex()
+        said = [r.getMessage() for r in caplog.records if "learned alias" in r.getMessage()]
+        assert len(said) == 1 and "2 learned aliases now point at articles not in the KB: 'billing/refunds' (2)" in said[0]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="deflect.runtime"):
+            (tiny_kb / "integrations" / "slack.md").write_text("# Slack\n\nConnect Slack from Settings.\n")
+            runtime.reindex()  # another change: the stranded aliases were said once, at the rename
+        assert not [r for r in caplog.records if "learned alias" in r.getMessage()]
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+
+    env = {**os.environ, "DEFLECT_CONFIG": "none", "DEFLECT_KB_DIR": str(tiny_kb), "DEFLECT_INDEX_DIR": settings.index_dir,
+           "DEFLECT_DATABASE_URL": settings.database_url, "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "deflect.cli", "index"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: 2 learned aliases now point at articles not in the KB: 'billing/refunds' (2)" in proc.stderr
+    assert "id:" in proc.stderr and "deflect aliases list --all" in proc.stderr

@@ -475,6 +475,22 @@ def tiny_server(tmp_path, settings_factory):
     runtime.db.dispose()
 
 
+def test_korean_comes_back_as_utf8_not_escapes(live_server):
+    """curl shows what a Korean help center answers, in half the bytes of \\uXXXX escapes."""
+    r = post_suggest(live_server, {"query": "비밀번호를 잊어버렸어요", "locale": "ko", "types": ["article"]})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    assert "비밀번호".encode() in r.content and b"\\u" not in r.content
+    assert r.json()["results"][0]["id"] == "ko/reset-password"
+
+
+def test_an_article_result_says_its_language(live_server):
+    results = post_suggest(live_server, {"query": "비밀번호를 잊어버렸어요", "k": 10}).json()["results"]
+    languages = {r["id"]: r.get("locale") for r in results}
+    assert languages["ko/reset-password"] == "ko"
+    assert all(r.get("locale") == ("ko" if r["id"].startswith("ko/") else "en") for r in results if r["type"] == "article")
+    assert all("locale" not in r for r in results if r["type"] == "idea")
+
+
 def test_reindex_picks_up_a_new_article_while_serving(tiny_server):
     base, kb = tiny_server
     before = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()

@@ -472,6 +472,9 @@ def test_opening_an_article_and_answering_there(page, site):
     link = page.locator("[data-deflect-open]")
     assert f"search={search_id}" in link.get_attribute("href")
     assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    expect(link).to_have_accessible_name("Read the full article (opens in a new tab)")  # a new tab is said
+    expect(link).to_have_text(re.compile(r"^Read the full article"))
+    expect(page.locator(".dfl-preview-title")).to_have_js_property("tagName", "H2")  # right after the page's h1
     with page.context.expect_page() as opened:
         link.click()
     article = opened.value
@@ -549,6 +552,52 @@ def test_vote_on_the_idea_board(page, site):
     expect(card.locator("[data-vote-count]")).to_have_text(str(before + 1))
     expect(card.locator("[data-vote-idea]")).to_be_disabled()
     page.console.check()
+
+
+def _contrast(rgb_a: str, rgb_b: str) -> float:
+    """WCAG contrast ratio of two computed CSS colours ("rgb(r, g, b)")."""
+
+    def luminance(css: str) -> float:
+        channels = [int(x) / 255 for x in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(rgb_a), luminance(rgb_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_a_keyboard_user_sees_where_they_are_and_stays_there_after_voting(page, site):
+    """WCAG 2.4.7 / 1.4.11: the focus ring and the fields' borders stand out 3:1 from the white
+    card; 2.4.3: after Vote (which disables the button) focus is on the message, not the page body."""
+    page.goto(site.base + "/ideas")
+    page.locator("[data-voter-email]").focus()
+    for _ in range(30):  # keyboard focus, so :focus-visible applies: on to the first Vote button
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.matches('[data-vote-idea]:not([disabled])')"):
+            break
+    idea_id = page.evaluate("() => document.activeElement.getAttribute('data-vote-idea')")
+    assert idea_id, "Tab from the email field reaches a Vote button"
+    button = page.locator(f"[data-vote-idea='{idea_id}']")
+    ring = button.evaluate("b => getComputedStyle(b).outlineColor")
+    assert button.evaluate("b => getComputedStyle(b).outlineStyle") == "solid"
+    assert _contrast(ring, "rgb(255, 255, 255)") >= 3, ring
+    border = page.locator("[data-voter-email]").evaluate("i => getComputedStyle(i).borderTopColor")
+    assert _contrast(border, "rgb(255, 255, 255)") >= 3, border
+    title = button.get_attribute("aria-label").removeprefix("Vote for ")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-vote-message]")).to_contain_text("counted")
+    assert page.evaluate("() => document.activeElement.hasAttribute('data-vote-message')")
+    expect(button).to_have_attribute("aria-label", f"Voted for {title}")  # what the button says now
+    page.console.check()
+
+
+def test_answering_on_an_article_page_by_keyboard_keeps_focus_on_the_answer(page, site):
+    page.console.allow(r"status of 404")  # no such search here: the page says so
+    page.goto(site.base + "/articles/billing/refunds?search=" + "0" * 32)
+    page.locator("[data-feedback=helpful]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-article-feedback]")).to_have_attribute("data-feedback-sent", "unrecorded")
+    assert page.evaluate("() => document.activeElement.classList.contains('feedback-thanks')")
 
 
 def test_vote_on_the_board_with_an_unusable_email_asks_first(page, site):
@@ -646,6 +695,12 @@ def test_admin_sees_metrics(page, site):
         assert float(shown.get_attribute("data-value")) == pytest.approx(totals[name], abs=1e-9)
         assert re.fullmatch(r"[\d,.]+%?", shown.inner_text()), shown.inner_text()
     assert page.locator("[data-chart] svg rect.bar").count() >= 1
+    # The chart's figures reach a screen reader too (the SVG is hidden from it): a table per day.
+    figures = page.get_by_role("table", name="Searches per day and deflection rate")
+    expect(figures).to_have_count(1)
+    series = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["series"]
+    cells = figures.locator("tr").last.locator("td").all_inner_texts()
+    assert cells[1] == str(series[-1]["searches"]) and cells[2].endswith("%"), (cells, series[-1])
     # The token is kept for the tab: a reload goes straight to the dashboard.
     page.reload()
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")
@@ -677,6 +732,13 @@ def test_admin_promotes_an_idea_candidate(page, site):
     candidate = page.locator("[data-candidate-id][data-status=new]").first
     expect(candidate).to_be_visible(timeout=60_000)
     candidate_id = candidate.get_attribute("data-candidate-id")
+    # A screen reader moves card to card by heading, and hears which candidate a button acts on.
+    heading = candidate.get_by_role("heading", level=3)
+    expect(heading).to_have_count(1)
+    label = heading.inner_text().strip()
+    expect(page.get_by_role("article", name=label, exact=True)).to_have_attribute("data-candidate-id", candidate_id)
+    for action in ("promote", "merge", "dismiss"):
+        expect(candidate.locator(f"[data-action={action}]")).to_have_accessible_description(label)
     # Every question the decision will teach is on the card, each with a box to leave it out.
     listed = requests.get(f"{site.base}/api/clusters/{candidate_id}", headers=admin_headers(), timeout=TIMEOUT).json()
     boxes = candidate.locator("[data-teach]")
@@ -884,6 +946,22 @@ def test_an_input_method_is_searched_once_its_text_is_composed(page, site):
     expect(listbox).to_have_attribute("data-query", "비밀번호", timeout=10_000)
     session = search_row(site.runtime, listbox.get_attribute("data-search-id"))["session"]
     assert [r["query"] for r in session_searches(site.runtime, session)] == ["비밀번호"]
+    page.console.check()
+
+
+def test_a_pause_with_a_syllable_still_composing_is_searched(page, site):
+    """A Korean IME holds the last syllable ("불" of "환불") composing until the next key: someone who
+    types "환불" and waits must still get suggestions, not only after pressing space."""
+    page.goto(site.base + "/help")
+    page.locator("[data-deflect-input]").click()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": "환불", "selectionStart": 2, "selectionEnd": 2})
+    listbox = page.locator("[role=listbox]").first
+    expect(listbox).to_have_attribute("data-query", "환불", timeout=10_000)  # still composing
+    assert page.evaluate("() => document.querySelector('[data-deflect-input]').value") == "환불"
+    top = page.locator("[data-deflect-suggestion]").first
+    expect(top).to_contain_text("환불")
+    expect(top).to_have_attribute("lang", "ko")  # a Korean article in the English page's widget (WCAG 3.1.2)
     page.console.check()
 
 

@@ -207,7 +207,8 @@ def test_ideas_import_reports_skipped_lines(runner, tmp_path):
     )
     url = f"sqlite:///{tmp_path / 'ideas.db'}"
     result = invoke(runner, ["ideas", "import", str(ideas), "--database-url", url])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the good lines are in; a script must still hear of the bad ones
+    assert f"Error: 2 lines of {ideas} skipped (named above); the rest was imported" in result.stderr
     assert _count(r"(\d+) ideas added", result.stdout) == 2
     assert _count(r"(\d+) skipped", result.stdout) == 2
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped:")]
@@ -443,7 +444,7 @@ def test_ideas_import_of_nothing_usable_fails(runner, tmp_path):
     ideas.write_text('{not json\n{"title": ""}\n', encoding="utf-8")
     result = runner.invoke(main, ["ideas", "import", str(ideas), "--database-url", f"sqlite:///{tmp_path / 'd.db'}"])
     assert result.exit_code == 1
-    assert "0 ideas added, 0 updated, 2 skipped" in result.output and "no idea in" in result.output
+    assert "0 ideas added, 0 updated, 2 skipped" in result.output and "no line of" in result.output
 
 
 def test_aliases_list_says_when_there_are_none(runner, tmp_path):
@@ -498,6 +499,12 @@ def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_
     idea = next(line for line in text.splitlines() if line.startswith("Dark mode"))
     assert idea.split()[-1] == "7"
     assert "     2  line one line two" in text.splitlines()
+
+    # Two articles titled alike (a copy in another folder) are told apart by their ids.
+    report["articles"] = [row | {"id": "integrations/slack", "title": "Connect Slack"},
+                          row | {"id": "Integrations/Slack", "title": "Connect Slack"}]  # fmt: skip
+    names = [line[:40].rstrip() for line in format_report(report).splitlines() if line.startswith("Connect Slack")]
+    assert names == ["Connect Slack [integrations/slack]", "Connect Slack [Integrations/Slack]"]
 
 
 def test_an_export_read_by_head_stops_quietly(tmp_path):

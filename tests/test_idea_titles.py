@@ -15,7 +15,8 @@ from test_review_aliases import make_candidate
 
 from deflect import aliases, db, review
 from deflect import candidates as cand
-from deflect.ideas import DuplicateTitle, create_idea, get_idea, import_ideas, list_ideas, update_idea
+from deflect.idea_import import import_ideas
+from deflect.ideas import DuplicateTitle, create_idea, get_idea, list_ideas, update_idea
 from deflect.wording import title_key
 
 
@@ -108,7 +109,7 @@ def test_import_skips_a_new_idea_with_the_title_of_another(store, tmp_path):
     ]
     path = tmp_path / "ideas.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    inserted, updated, errors = import_ideas(store, path)
+    inserted, updated, errors, _ = import_ideas(store, path)
     assert (inserted, updated) == (1, 1)
     assert [e.split(": ", 1)[0].rsplit(":", 1)[1] for e in errors] == ["1", "4"]
     assert "title: an idea titled 'Dark mode' exists already: 'dark-mode'" in errors[0]

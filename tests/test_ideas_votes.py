@@ -114,7 +114,7 @@ def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
 
     import sqlalchemy as sa
 
-    from deflect.ideas import import_ideas
+    from deflect.idea_import import import_ideas
     from deflect.outbox import outbox
 
     first = tmp_path / "ideas.jsonl"
@@ -122,7 +122,7 @@ def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
         json.dumps({"id": "gantt", "title": "Gantt view", "status": "planned", "votes": 7}) + "\n"
         + json.dumps({"id": "sso", "title": "Single sign-on", "votes": 3}) + "\n"
     )  # fmt: skip
-    assert import_ideas(store, first) == (2, 0, [])
+    assert import_ideas(store, first) == (2, 0, [], [])
     _vote(store, "gantt", {"email": "ana@example.com", "mrr": 40.0})
     _vote(store, "sso", {"customer_id": "c-9", "mrr": 12.5})
 
@@ -132,7 +132,7 @@ def test_reimporting_ideas_keeps_votes_and_ships_like_a_patch(store, tmp_path):
         + json.dumps({"id": "sso", "title": "Single sign-on", "status": "shipped", "votes": 1}) + "\n"
         + json.dumps({"id": "sso", "title": "Single sign-on", "status": "merged"}) + "\n"  # merged needs a target
     )  # fmt: skip
-    inserted, updated, errors = import_ideas(store, again)
+    inserted, updated, errors, _ = import_ideas(store, again)
     assert (inserted, updated) == (0, 2)
     assert len(errors) == 1 and "merged_into" in errors[0] and ":3:" in errors[0]
     gantt, sso = get_idea(store, "gantt"), get_idea(store, "sso")
@@ -154,15 +154,15 @@ def test_an_import_line_without_a_title_changes_an_existing_idea_only(store, tmp
     """{"id", "status"} ships an idea like a PATCH would; a new idea still needs a title."""
     import json
 
-    from deflect.ideas import import_ideas
+    from deflect.idea_import import import_ideas
 
     (tmp_path / "ideas.jsonl").write_text(json.dumps({"id": "gantt", "title": "Gantt view", "votes": 7}) + "\n")
-    assert import_ideas(store, tmp_path / "ideas.jsonl") == (1, 0, [])
+    assert import_ideas(store, tmp_path / "ideas.jsonl") == (1, 0, [], [])
     (tmp_path / "ship.jsonl").write_text(
         json.dumps({"id": "gantt", "status": "shipped"}) + "\n"
         + json.dumps({"id": "newcomer", "status": "open"}) + "\n"
     )  # fmt: skip
-    inserted, updated, errors = import_ideas(store, tmp_path / "ship.jsonl")
+    inserted, updated, errors, _ = import_ideas(store, tmp_path / "ship.jsonl")
     assert (inserted, updated) == (0, 1)
     assert len(errors) == 1 and ":2: title:" in errors[0]
     gantt = get_idea(store, "gantt")
@@ -173,7 +173,7 @@ def test_an_import_line_without_a_title_changes_an_existing_idea_only(store, tmp
 def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(store, tmp_path):
     import json
 
-    from deflect.ideas import import_ideas
+    from deflect.idea_import import import_ideas
 
     original = tmp_path / "ideas.jsonl"
     original.write_text(
@@ -181,7 +181,7 @@ def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(sto
         + json.dumps({"id": "b", "title": "Idea B", "status": "open", "votes": 1}) + "\n"
         + json.dumps({"id": "c", "title": "Idea C", "description": "Kept", "status": "shipped"}) + "\n"
     )  # fmt: skip
-    assert import_ideas(store, original) == (3, 0, [])
+    assert import_ideas(store, original) == (3, 0, [], [])
     with db.writing(store) as conn:
         update_idea(conn, "a", {"merged_into": "b"})
     assert (get_idea(store, "a")["votes"], get_idea(store, "b")["votes"]) == (0, 8)
@@ -197,7 +197,7 @@ def test_reimporting_a_merged_idea_or_null_fields_changes_no_votes_or_status(sto
         + json.dumps({"id": "d", "title": "Idea D", "status": "merged"}) + "\n"  # merged needs a target
         + "[1, 2]\n"
     )  # fmt: skip
-    inserted, updated, errors = import_ideas(store, nulls)
+    inserted, updated, errors, _ = import_ideas(store, nulls)
     assert (inserted, updated) == (0, 1) and len(errors) == 2
     assert "merged_into" in errors[0] and "JSON object" in errors[1]
     c = get_idea(store, "c")
@@ -209,7 +209,8 @@ def test_ideas_import_reads_lines_as_an_editor_shows_them(store, tmp_path):
     not cut a line in two; a file that is not UTF-8 is one error, with nothing imported."""
     import json
 
-    from deflect.ideas import get_idea, import_ideas
+    from deflect.idea_import import import_ideas
+    from deflect.ideas import get_idea
     from deflect.jsonl import NotUtf8
 
     path = tmp_path / "ideas.jsonl"
@@ -219,10 +220,53 @@ def test_ideas_import_reads_lines_as_an_editor_shows_them(store, tmp_path):
         "not json",
     ]
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
-    assert import_ideas(store, path) == (2, 0, [f"{path}:3: not JSON (Expecting value)"])
+    assert import_ideas(store, path) == (2, 0, [f"{path}:3: not JSON (Expecting value)"], [])
     assert get_idea(store, "notes")["description"] == "first\u2028second"
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(json.dumps({"id": "cafe", "title": "Caf\u00e9"}, ensure_ascii=False).encode("latin-1"))
     with pytest.raises(NotUtf8, match="not UTF-8"):
         import_ideas(store, latin)
     assert get_idea(store, "cafe") is None
+
+
+def test_a_boards_export_brings_its_voters_once_and_names_what_it_leaves_out(store, tmp_path):
+    """A Canny-like export: voters become requesters (one vote each, never twice on a second
+    import), the board's count stays the larger of the two, 12.0 is 12, and fields deflect does
+    not keep are named instead of dropped without a word."""
+    import json
+
+    from deflect.idea_import import import_ideas
+
+    path = tmp_path / "canny.jsonl"
+    path.write_text(
+        json.dumps({"id": "dark-mode", "title": "Dark mode", "status": "planned", "votes": 12.0,
+                    "created": "2023-01-04T10:00:00Z", "board": "Feature requests",
+                    "requesters": [{"email": "ana@example.com", "mrr": 49}, {"customer_id": "c-7"}]}) + "\n"
+        + json.dumps({"id": "sso", "title": "Okta SSO", "votes": 1,
+                      "requesters": [{"email": "a@x.com"}, {"email": "B@X.com"}, {"email": "b@x.com"}]}) + "\n"
+        + json.dumps({"id": "nobody", "title": "Anonymous", "requesters": [{"mrr": 5}]}) + "\n"
+        + json.dumps({"id": "bad-mail", "title": "Bad mail", "requesters": [{"email": "not an address"}]}) + "\n"
+    )  # fmt: skip
+    report = import_ideas(store, path)
+    assert (report.inserted, report.updated) == (2, 0)
+    assert [e.split(": ", 1)[0].rsplit(":", 1)[1] for e in report.errors] == ["3", "4"]
+    assert "requesters[0] needs a customer_id or an email" in report.errors[0]
+    assert "requesters[0].email: requesters[0].email must be an email address" in report.errors[1]
+    assert report.notes == [f"{path}:1: not imported: board, created (an idea line takes id, title, description, "
+                            "status, votes, requesters)"]  # fmt: skip
+    dark, sso = get_idea(store, "dark-mode"), get_idea(store, "sso")
+    assert dark["votes"] == 12 and sso["votes"] == 2  # the board's 12 include its 2 voters; 2 people, not 1 nor 3
+    assert sorted(p["email"] or p["customer_id"] for p in _requesters(store, "dark-mode")) == ["ana@example.com", "c-7"]
+    assert [p["mrr"] for p in _requesters(store, "dark-mode") if p["email"]] == [49.0]
+
+    again = import_ideas(store, path)  # the same export again: nobody counted twice
+    assert (again.inserted, again.updated) == (0, 2)
+    assert (get_idea(store, "dark-mode")["votes"], get_idea(store, "sso")["votes"]) == (12, 2)
+    assert len(_requesters(store, "dark-mode")) == 2
+
+    newer = tmp_path / "newer.jsonl"  # a later export with one more voter and a count one higher
+    newer.write_text(json.dumps({"id": "dark-mode", "title": "Dark mode", "votes": 13,
+                                 "requesters": [{"email": "ana@example.com"}, {"customer_id": "c-7"},
+                                                {"email": "zoe@example.com"}]}) + "\n")  # fmt: skip
+    assert import_ideas(store, newer)[:2] == (0, 1)
+    assert get_idea(store, "dark-mode")["votes"] == 13 and len(_requesters(store, "dark-mode")) == 3

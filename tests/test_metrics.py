@@ -327,6 +327,15 @@ def test_events_export_says_which_searches_count(store, tmp_path):
     with out.open(encoding="utf-8") as fh:
         exported = list(csv.DictReader(fh))
     assert [(r["final_search"], r["answered"]) for r in exported] == [("false", "true"), ("true", "true"), ("true", "false")]
+    assert not out.read_bytes().startswith(b"\xef\xbb\xbf")  # plain UTF-8 unless asked
+
+    # --bom: Excel (on a Korean Windows, say) reads the file as UTF-8 instead of the local code page.
+    excel = tmp_path / "events-excel.csv"
+    result = CliRunner().invoke(main, ["events", "export", "--database-url", url, "--format", "csv", "--bom", "-o", str(excel)])
+    assert result.exit_code == 0, result.output
+    assert excel.read_bytes() == b"\xef\xbb\xbf" + out.read_bytes()
+    refused = CliRunner().invoke(main, ["searches", "export", "--database-url", url, "--bom"])
+    assert refused.exit_code == 2 and "--bom is for --format csv" in refused.output
 
 
 def test_searches_export_has_the_searches_nobody_acted_on(store, tmp_path):

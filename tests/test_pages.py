@@ -215,10 +215,27 @@ def test_a_zendesk_suggestion_snippet_reads_as_the_page(zendesk_sites):
     assert not [s for s in (r["snippet"] for r in answer["results"]) if re.search(r"&#?\w+;|<\w|alert\(", s)]
 
 
-def test_korean_article_page_is_marked_as_korean(live_server):
+def test_korean_article_page_marks_the_article_korean_and_the_pages_own_words_english(live_server):
+    """WCAG 3.1.2: a screen reader reads the Korean article with a Korean voice, and the page's
+    English navigation and "Did this answer your question?" with an English one."""
     page = Tags(get(live_server, "/articles/ko/reset-password").text)
-    assert page.find("html")[0]["lang"] == "ko"
+    assert page.find("html")[0]["lang"] == "en"  # the pages' own words are English
+    assert [a.get("lang") for a in page.find("header") if a.get("lang")] == ["ko"]  # the title and tags
+    assert [a["lang"] for a in page.find("div") if "article-body" in a.get("class", "")] == ["ko"]
+    assert not [a for a in page.find("article") if a.get("lang")]  # its feedback footer is English
     assert "비밀번호" in "".join(page.text)
+
+
+@pytest.mark.parametrize("locale", ["ko-KR", "ko_KR", "KO"])
+def test_help_topics_for_a_regional_locale_are_the_languages_topics(live_server, locale):
+    """?locale=ko-KR lists the Korean topics as ?locale=ko does (one locale rule for every door),
+    not an empty "Browse by topic"."""
+
+    def topics(query: str) -> list[str]:
+        page = Tags(get(live_server, f"/help?locale={query}").text)
+        return [a["href"] for a in page.find("a") if a.get("href", "").startswith("/articles#")]
+
+    assert topics(locale) == topics("ko") and topics("ko")
 
 
 @pytest.mark.parametrize("path", ["/articles/no/such-article", "/articles/account"])
@@ -335,6 +352,21 @@ def test_preflight_from_an_unlisted_origin_is_not_allowed(cors_server, origin):
     r = preflight(cors_server, "/api/suggest", origin)
     assert "Access-Control-Allow-Origin" not in r.headers
     assert "Access-Control-Allow-Methods" not in r.headers
+
+
+def test_a_refused_origin_is_said_once_in_the_log(cors_server, caplog):
+    """A mistyped cors_origins leaves the widget saying "not available"; the server log says which
+    page was refused, once per origin (a scanner cannot fill the log: at most MAX_SAID origins)."""
+    import logging
+    import uuid
+
+    origin = f"https://help-{uuid.uuid4().hex[:8]}.example"
+    with caplog.at_level(logging.WARNING, logger="deflect.web.security"):
+        for _ in range(3):
+            preflight(cors_server, "/api/suggest", origin)
+        preflight(cors_server, "/api/suggest", ALLOWED_ORIGIN)
+    said = [r.getMessage() for r in caplog.records if r.name == "deflect.web.security"]
+    assert len(said) == 1 and origin in said[0] and "cors_origins" in said[0]
 
 
 def test_listed_origin_can_read_suggestions(cors_server):

@@ -162,6 +162,21 @@ def test_a_toml_value_of_the_wrong_type_is_refused_not_converted(toml, line, mes
         load_settings(config_file=config, env={})
 
 
+def test_a_comma_separated_setting_takes_a_toml_list_too(toml):
+    """`cors_origins = ["https://a.example", ...]` is what people write in TOML; it means the same
+    as the comma-separated string, and a list of something else is still refused."""
+    s = load_settings(config_file=toml('cors_origins = ["https://a.example", "https://b.example:8443"]\n'), env={})
+    assert s.cors_origins == "https://a.example,https://b.example:8443"
+    assert s.cors_origin_list == ["https://a.example", "https://b.example:8443"]
+    assert load_settings(config_file=toml('trusted_proxies = ["10.0.0.0/8"]\n'), env={}).trusted_proxies == "10.0.0.0/8"
+    with pytest.raises(ConfigError, match="setting cors_origins: .*not a list of quoted strings"):
+        load_settings(config_file=toml("cors_origins = [1, 2]\n"), env={})
+    with pytest.raises(ConfigError, match="setting cors_origins: .*one entry per string"):
+        load_settings(config_file=toml('cors_origins = ["https://a.example,https://b.example"]\n'), env={})
+    with pytest.raises(ConfigError, match="setting kb_dir: .*is not a quoted string"):
+        load_settings(config_file=toml('kb_dir = ["a", "b"]\n'), env={})  # not a list setting
+
+
 def test_toml_keys_at_the_top_level_and_in_the_deflect_table_both_count(toml):
     s = load_settings(config_file=toml('admin_token = "t"\n[deflect]\nport = 9999\n'), env={})
     assert s.admin_token == "t" and s.port == 9999

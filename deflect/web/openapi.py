@@ -212,7 +212,8 @@ OPENAPI = {
                     "results": {"type": "array", "items": {"type": "object", "required": ["type", "id", "title", "score"], "properties": {
                         "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
                         "title": {"type": "string"}, "url": {"type": "string"}, "snippet": {"type": "string"},
-                        "score": {"type": "number", "minimum": 0, "maximum": 1}}}},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "locale": {"type": "string", "description": "an article's language tag (ideas have none)"}}}},
                 },
             },
         },

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..article_html import is_safe_url
 from ..links import IMAGE_ROUTE, kb_image
-from ..locales import is_language_tag
+from ..locales import is_language_tag, locale_matches
 
 pages = Blueprint("pages", __name__, template_folder="templates")
 
@@ -51,18 +51,23 @@ def status_label(value: str) -> str:
 
 
 def _category(article: dict) -> str:
-    """Group articles by their top folder (account/, billing/, ...) for browsing."""
-    head = article["id"].split("/", 1)[0] if "/" in article["id"] else "general"
-    if head.lower() == str(article.get("locale", "")).lower():
-        return f"Other languages ({head})"  # a folder per language, such as ko/
+    """Group articles by their top folder (account/, billing/, ...) for browsing; in a folder per
+    language (ko/billing/...), by the folder inside it."""
+    parts = article["id"].split("/")
+    head = parts[0] if len(parts) > 1 else "general"
+    if len(parts) > 1 and head.lower() == str(article.get("locale", "")).lower():
+        if len(parts) == 2:
+            return f"Other languages ({head})"  # a folder per language, such as ko/
+        head = parts[1]  # ko/billing/refunds: billing
     return head.replace("-", " ").replace("_", " ").capitalize()
 
 
 def _topics(locale: str) -> list[tuple[str, str, int]]:
-    """(category, anchor, article count) for the help page's "browse by topic" list."""
+    """(category, anchor, article count) for the help page's "browse by topic" list; a locale
+    matches as everywhere else (ko-KR and ko_KR list the ko articles)."""
     counts: dict[str, int] = defaultdict(int)
     for article in _runtime().articles():
-        if not locale or article["locale"] == locale:
+        if not locale or locale_matches(article["locale"], locale):
             counts[_category(article)] += 1
     return [(name, _anchor(name), n) for name, n in sorted(counts.items())]
 

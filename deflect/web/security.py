@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
@@ -79,6 +80,8 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
             entry,
         )
 
+    refused = RefusedOrigins()
+
     @app.before_request
     def _preflight():
         if request.method == "OPTIONS" and _is_cors_path(request.path):
@@ -95,6 +98,10 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
             headers.setdefault("Content-Security-Policy", API_CSP)
             response.vary.add("Origin")
             origin = allowed_origin(request.headers.get("Origin"), allowed)
+            if origin is None and request.method == "OPTIONS" and request.headers.get("Origin"):
+                # Only a preflight: a browser never sends one for deflect's own pages (same origin),
+                # whatever host a proxy in front makes deflect see.
+                refused.note(request.headers["Origin"])
             if origin:
                 headers["Access-Control-Allow-Origin"] = origin
                 headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
@@ -106,3 +113,29 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
             headers.setdefault("Content-Security-Policy", PAGE_CSP)
             headers.setdefault("X-Frame-Options", "DENY")
         return response
+
+
+class RefusedOrigins:
+    """Says once per origin (for the first MAX_SAID origins) that a browser on a page outside
+    cors_origins called the API: the widget there only says suggestions are unavailable, and
+    whoever mistyped the setting would otherwise find nothing in the log."""
+
+    MAX_SAID = 20
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+        self._lock = threading.Lock()
+
+    def note(self, origin: str) -> None:
+        key = origin_key(origin)
+        if key is None:
+            return
+        with self._lock:
+            if key in self._said or len(self._said) >= self.MAX_SAID:
+                return
+            self._said.add(key)
+        log.warning(
+            "CORS: a page on %s called the API and was refused: it is not in cors_origins "
+            "(said once per origin); add it there if the widget is meant to work on it", key,
+        )  # fmt: skip
+

@@ -172,7 +172,6 @@ def suggest_request(data: dict, max_query_chars: int) -> dict:
 
 
 EVENT_TYPES = ("click", "helpful", "not_helpful", "ticket_created", "vote")
-_EMAIL = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$")
 
 
 def _optional_string(data: dict, field: str, max_len: int = 200) -> str | None:
@@ -186,29 +185,12 @@ def _optional_string(data: dict, field: str, max_len: int = 200) -> str | None:
 
 def requester_fields(data) -> dict | None:
     """The optional requester {customer_id?, email?, mrr?} of a vote or event."""
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise _bad("requester", "requester must be an object with customer_id, email and/or mrr")
-    unknown = set(data) - {"customer_id", "email", "mrr"}
-    if unknown:
-        raise _bad(f"requester.{sorted(unknown)[0]}", "requester takes only customer_id, email and mrr")
-    customer_id = data.get("customer_id")
-    if customer_id is not None and (not isinstance(customer_id, str | int) or isinstance(customer_id, bool)):
-        raise _bad("requester.customer_id", "requester.customer_id must be a string")
-    if customer_id is not None and not 1 <= len(str(customer_id)) <= 200:
-        raise _bad("requester.customer_id", "requester.customer_id must be 1-200 characters")
-    email = data.get("email")
-    if email is not None and (not isinstance(email, str) or not _EMAIL.match(email) or len(email) > 320):
-        raise _bad("requester.email", "requester.email must be an email address")
-    mrr = data.get("mrr")
-    if mrr is not None and (not isinstance(mrr, int | float) or isinstance(mrr, bool) or not 0 <= mrr < 1e12 or mrr != mrr):
-        raise _bad("requester.mrr", "requester.mrr must be a non-negative number")
-    return {
-        "customer_id": None if customer_id is None else str(customer_id),
-        "email": email,
-        "mrr": None if mrr is None else float(mrr),
-    }
+    from ..requesters import RequesterError, check_requester
+
+    try:
+        return check_requester(data)
+    except RequesterError as exc:
+        raise _bad(exc.field, str(exc)) from None
 
 
 def event_request(data: dict) -> dict:

@@ -104,7 +104,8 @@
     var t = el("table", "data");
     var head = el("tr");
     headers.forEach(function (h) {
-      var th = el("th", h.num ? "num" : "", h.label);
+      var th = el("th", h.num ? "num" : "", h.hidden ? "" : h.label);
+      if (h.hidden) th.appendChild(el("span", "visually-hidden", h.label)); // named for screen readers only
       th.scope = "col";
       head.appendChild(th);
     });
@@ -295,7 +296,10 @@
     dismiss.type = "button";
     dismiss.setAttribute("data-action", "dismiss");
     dismiss.addEventListener("click", function () { review(c, "dismiss", {}, "Dismissed “" + label + "”."); });
-    [title, promote, select, merge, dismiss].forEach(function (n) { box.appendChild(n); });
+    [title, promote, select, merge, dismiss].forEach(function (n) {
+      n.setAttribute("aria-describedby", "candidate-" + c.id);
+      box.appendChild(n);
+    });
     return box;
   }
 
@@ -379,7 +383,11 @@
       card.setAttribute("data-candidate-id", c.id);
       card.setAttribute("data-status", c.status || "new");
       var head = card.appendChild(el("div", "candidate-head"));
-      head.appendChild(el("span", "candidate-label", c.label || "(unlabelled)"));
+      // A heading per card, naming the card and described on its controls: a screen-reader user
+      // moves card to card, and hears which candidate "Promote to idea" or "Dismiss" acts on.
+      var heading = head.appendChild(el("h3", "candidate-label", c.label || "(unlabelled)"));
+      heading.id = "candidate-" + c.id;
+      card.setAttribute("aria-labelledby", heading.id);
       var meta = [num(c.size) + (c.size === 1 ? " question" : " questions")];
       if (c.last_seen != null) meta.push("last " + shortDate(c.last_seen));
       if (c.requesters) meta.push(num(c.requesters) + (c.requesters === 1 ? " requester" : " requesters"));
@@ -467,7 +475,7 @@
       return [first(a.query, a.text, a.alias, ""), item, confirmed, state, remove];
     });
     box.appendChild(table([{ label: "Question" }, { label: "Answered by" }, { label: "Confirmed", num: true },
-      { label: "Status" }, { label: "" }], rows));
+      { label: "Status" }, { label: "Actions", hidden: true }], rows));
   }
 
   // --- loading ---------------------------------------------------------------------------

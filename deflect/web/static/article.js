@@ -33,6 +33,9 @@
   Array.prototype.forEach.call(buttons, function (button) {
     button.addEventListener("click", function () {
       var type = button.getAttribute("data-feedback");
+      // Disabled buttons lose focus to the page body: keep a keyboard user where the answer is said.
+      thanks.setAttribute("tabindex", "-1");
+      thanks.focus();
       Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
       postEvent({ search_id: searchId, type: type, item_id: articleId, item_type: "article" }).then(function (response) {
         if (response.status === 404 || response.status === 409) {

@@ -19,6 +19,28 @@
     return 40 * power;
   }
 
+  /** The figures the drawing shows, as a table only screen readers get (WCAG 1.1.1: the SVG is
+   * hidden from them, and a picture's label alone does not say what the days were). */
+  function dataTable(points, caption) {
+    var table = document.createElement("table");  // HTML, not node()'s SVG namespace
+    table.className = "visually-hidden";
+    table.appendChild(document.createElement("caption")).textContent = caption;
+    var head = table.appendChild(document.createElement("tr"));
+    ["Day", "Searches", "Deflection rate"].forEach(function (text) {
+      var th = head.appendChild(document.createElement("th"));
+      th.scope = "col";
+      th.textContent = text;
+    });
+    points.forEach(function (p) {
+      var row = table.appendChild(document.createElement("tr"));
+      var rate = p.line == null || !isFinite(p.line) ? "-" : Math.round(p.line * 100) + "%";
+      [p.label, String(p.bars || 0), rate].forEach(function (text) {
+        row.appendChild(document.createElement("td")).textContent = text;
+      });
+    });
+    return table;
+  }
+
   /** points: [{label, bars: number, line: number|null (0..1)}] */
   function render(container, points, options) {
     options = options || {};
@@ -62,6 +84,7 @@
     });
     if (path.length > 1) svg.appendChild(node("path", { class: "line", d: path.join(" ") }));
     container.appendChild(svg);
+    container.appendChild(dataTable(points, options.caption || "Searches per day and deflection rate"));
     container._deflectChart = { points: points, options: options, width: W };
   }
 

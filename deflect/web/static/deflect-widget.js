@@ -37,6 +37,9 @@
     // searched by its beginning rather than not at all (a ticket then still has a search).
     maxChars: Math.max(1, parseInt(data.maxChars || "1000", 10) || 1000),
     debounceMs: 200,
+    // A Korean IME keeps the last syllable composing until the next key: after this long without
+    // one, the field's text (composing syllable included) is searched as if the syllable were done.
+    composeIdleMs: 800,
     sessionIdleMs: 10 * 60 * 1000,
     submitWaitMs: 2000,
     slowMs: 800,
@@ -54,7 +57,7 @@
       related: "Related answers:", none: "No suggestions yet. Add a few words, or send your question to support.",
       oneArticle: "1 article", nArticles: "{n} articles", oneIdea: "1 idea", nIdeas: "{n} ideas", and: " and ",
       found: "{items} found.", keys: "Use the up and down arrows to review, Enter to open.",
-      seeIdea: "See the idea", readArticle: "Read the full article", vote: "Vote for this idea", voted: "Voted",
+      seeIdea: "See the idea", readArticle: "Read the full article", newTab: "(opens in a new tab)", vote: "Vote for this idea", voted: "Voted",
       voteCounted: "Thanks, your vote is counted.", voteFailed: "Your vote could not be saved. Please try again.",
       didItAnswer: "Did this answer your question?", yes: "Yes, this answered my question", no: "No",
       answerFailed: "Your answer could not be saved. Please try again.",
@@ -70,7 +73,7 @@
       related: "관련 답변:", none: "아직 추천 답변이 없습니다. 몇 단어를 더 입력하시거나 지원팀에 질문을 보내 주세요.",
       oneArticle: "문서 1개", nArticles: "문서 {n}개", oneIdea: "아이디어 1개", nIdeas: "아이디어 {n}개", and: ", ",
       found: "{items}를 찾았습니다.", keys: "위아래 화살표로 살펴보고 Enter로 여세요.",
-      seeIdea: "아이디어 보기", readArticle: "문서 전체 보기", vote: "이 아이디어에 투표", voted: "투표함",
+      seeIdea: "아이디어 보기", readArticle: "문서 전체 보기", newTab: "(새 탭에서 열림)", vote: "이 아이디어에 투표", voted: "투표함",
       voteCounted: "감사합니다. 투표가 반영되었습니다.", voteFailed: "투표를 저장하지 못했습니다. 다시 시도해 주세요.",
       didItAnswer: "질문에 대한 답이 되었나요?", yes: "네, 답이 되었습니다", no: "아니요",
       answerFailed: "응답을 저장하지 못했습니다. 다시 시도해 주세요.",
@@ -214,6 +217,9 @@
     // --- DOM -----------------------------------------------------------------------------
     var root = el("div", "dfl-widget");
     root.id = uid;
+    // The language it speaks (and the results of a locale-filtered search are in), so a screen
+    // reader reads a Korean widget on an English page with a Korean voice (WCAG 3.1.2).
+    root.lang = MESSAGES[language] || Object.keys(overrides).length ? language : "en";
     var status = el("div", "dfl-sr-status");
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
@@ -305,8 +311,13 @@
 
     function onInput(e) {
       // While an input method composes (Korean, Japanese, Chinese...), the field holds syllables
-      // that are not yet text: search once the composition ends.
-      if (e && e.isComposing) return;
+      // that are not yet text: search once the composition ends, or once the typing pauses with a
+      // syllable still composing ("환불" then nothing: the IME holds "불" until the next key).
+      if (e && e.isComposing) {
+        cancelPending();
+        state.timer = setTimeout(function () { onInput(null); }, config.composeIdleMs);
+        return;
+      }
       var query = currentQuery();
       var now = Date.now();
       if (state.session && now - state.lastTyped > config.sessionIdleMs) newQuestion();
@@ -424,6 +435,7 @@
           option.setAttribute("data-deflect-suggestion", "");
           option.setAttribute("data-type", result.type);
           option.setAttribute("data-id", result.id);
+          if (result.locale) option.lang = result.locale;  // a Korean article in an English widget (WCAG 3.1.2)
           var row = el("span", "dfl-title-row");
           row.appendChild(el("span", "dfl-title", result.title));
           if (result === state.search.results[0] && state.search.answered) {
@@ -508,10 +520,15 @@
       preview.hidden = false;
       panel.hidden = false;
       preview.setAttribute("data-type", result.type);
-      var title = el("h3", "dfl-preview-title", result.title);
+      // h2: a help form's page has its h1; an h3 right after it skips a level (axe: heading-order).
+      var title = el("h2", "dfl-preview-title", result.title);
+      if (result.locale) title.lang = result.locale;
       title.tabIndex = -1;
       preview.appendChild(title);
-      if (result.snippet) preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+      if (result.snippet) {
+        var snippet = preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+        if (result.locale) snippet.lang = result.locale;
+      }
       var href = safeUrl(result.url);
       var actions = el("div", "dfl-actions");
       if (href) {
@@ -522,6 +539,7 @@
           target = withSearch.href;
         }
         var open = el("a", "dfl-open", result.type === "idea" ? t("seeIdea") : t("readArticle"));
+        open.appendChild(el("span", "dfl-sr-status", " " + t("newTab")));  // said, not shown (WCAG 3.2.5)
         open.href = target;
         open.target = "_blank";
         open.rel = "noopener";

@@ -16,6 +16,8 @@
   }
   function markVoted(button) {
     button.textContent = "Voted";
+    var label = button.getAttribute("aria-label") || "";
+    if (label.indexOf("Vote for ") === 0) button.setAttribute("aria-label", "Voted for " + label.slice(9));
     button.setAttribute("aria-pressed", "true");
     button.disabled = true;
   }
@@ -63,6 +65,9 @@
         return;
       }
       if (email) body.requester = { email: email };
+      // A disabled button loses focus to the page body: keep a keyboard user where the answer is said.
+      message.setAttribute("tabindex", "-1");
+      message.focus();
       button.disabled = true;
       postVote(id, body, 0).then(function (response) {
         if (!response.ok) throw new Error("vote answered " + response.status);
