@@ -268,7 +268,7 @@ def load_kb(
     if held_ids is not None:
         held_ids.update(held)
     articles, duplicates = _settle_ids(read, id_holders or {}, held)
-    warnings.extend(duplicates)
+    warnings.extend(duplicates + _shared_titles(articles))
     already = set(reported)
     for warning in warnings:
         if warning not in already:
@@ -314,6 +314,20 @@ def _settle_ids(
         if owner[a.id] != a.path
     ]
     return kept, skipped
+
+
+def _shared_titles(articles: list[Article]) -> list[str]:
+    """A warning per article titled as an earlier one of its locale (case and spacing aside): a
+    searcher would be offered two suggestions alike, and a Zendesk export has many ("Overview")."""
+    first: dict[tuple[str, str], str] = {}
+    found = []
+    for article in articles:
+        key = (article.locale.lower(), " ".join(article.title.casefold().split()))
+        if key in first:
+            found.append(f"{article.path}: title {article.title!r} is also that of {first[key]}; suggestions would show two alike")
+        else:
+            first[key] = article.path
+    return found
 
 
 def _read_article(

@@ -720,3 +720,21 @@ def test_a_table_becomes_one_readable_line_per_row_with_its_column_names():
 
 def test_pipes_without_a_delimiter_row_are_prose():
     assert plain_text("Use a | b in the filter box.") == "Use a | b in the filter box."
+
+
+def test_two_articles_titled_alike_are_warned_about_once_per_later_file(tmp_path):
+    """Two "Overview" pages (a help-centre export has many) would be offered side by side, alike."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "billing/overview.md": "# Overview\n\nBilling in short.\n",
+            "team/overview.md": "---\ntitle: '  overview '\n---\nTeams in short.\n",
+            "ko/overview.md": "---\nlocale: ko\n---\n# Overview\n\n개요.\n",  # another language: its own list
+            "x/other.md": "# Another page\n\nText.\n",
+        },
+    )
+    articles, warnings = load_kb(kb)
+    assert len(articles) == 4
+    assert warnings == [
+        "team/overview.md: title 'overview' is also that of billing/overview.md; suggestions would show two alike"
+    ]
