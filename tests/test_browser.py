@@ -777,6 +777,18 @@ def test_admin_promotes_an_idea_candidate(page, site):
     expect(card.locator("select")).to_have_value(idea_id)
     expect(card.locator("[data-action=merge]")).to_be_enabled()
     expect(card).to_have_attribute("data-status", "new")
+    # Dismiss asks first (nothing undoes it): cancelled, the candidate stays; confirmed, it is dismissed.
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    card.locator("[data-action=dismiss]").click()
+    expect(card).to_have_attribute("data-status", "new")
+    other_label = card.get_by_role("heading", level=3).inner_text().strip()
+    assert asked and asked[0].startswith(f"Dismiss “{other_label}”?"), asked
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.locator("[data-action=dismiss]").click()
+    expect(page.locator("[data-dash-message]")).to_contain_text(f"Dismissed “{other_label}”")
+    status = requests.get(f"{site.base}/api/clusters/{other_id}", headers=admin_headers(), timeout=TIMEOUT).json()
+    assert status["status"] == "dismissed"
     page.console.check()
 
 

@@ -295,7 +295,11 @@
     var dismiss = el("button", "btn btn-quiet btn-small btn-danger", "Dismiss");
     dismiss.type = "button";
     dismiss.setAttribute("data-action", "dismiss");
-    dismiss.addEventListener("click", function () { review(c, "dismiss", {}, "Dismissed “" + label + "”."); });
+    dismiss.addEventListener("click", function () {
+      // Nothing undoes a dismissal (the candidate returns only once it has grown): one stray click is not enough.
+      if (!window.confirm("Dismiss “" + label + "”? It leaves the review list and comes back only if many more people ask.")) return;
+      review(c, "dismiss", {}, "Dismissed “" + label + "”.");
+    });
     [title, promote, select, merge, dismiss].forEach(function (n) {
       n.setAttribute("aria-describedby", "candidate-" + c.id);
       box.appendChild(n);
