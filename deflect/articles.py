@@ -88,7 +88,7 @@ def parse_article(
     if not title:
         heading = _first_h1(body)
         title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
-    title = str(title or Path(default_id).name.replace("-", " ").replace("_", " ")).strip()
+    title = str(title or _title_from_name(Path(default_id).name)).strip()
     tags = front_matter_tags(meta.get("tags"), warnings)
     url = str(meta.get("url") or article_url(article_id))
     if not is_safe_url(url):  # pages neutralise it, but API clients may render it as a link
@@ -115,6 +115,14 @@ def parse_article(
     )
     article.passages = split_passages(title, body, passage_chars)
     return article
+
+
+def _title_from_name(name: str) -> str:
+    """A title from a file name, as a writer would type it: "reset-password" is "Reset password";
+    a first word with capitals of its own ("iOS-setup", "SSO_login") is kept as it is."""
+    words = name.replace("-", " ").replace("_", " ").strip()
+    first = words.split(" ", 1)[0]
+    return words[:1].upper() + words[1:] if first.islower() else words
 
 
 def _front_matter_id(meta: dict) -> str:

@@ -67,7 +67,7 @@ def test_title_is_the_first_level_one_heading_not_a_subheading():
 
 def test_title_falls_back_to_the_file_name():
     article = parse("Just some text without any heading.\n", "plans/free-trial.md")
-    assert article.title == "free trial"
+    assert article.title == "Free trial"  # capitalised as a writer would (see below)
     assert article.id == "plans/free-trial"
 
 
@@ -78,7 +78,7 @@ def test_title_ignores_hash_lines_inside_code_blocks():
     )
     assert parse(text, "integrations/cli.md").title == "Use the command line"
     no_heading = "```bash\n# install the CLI\npip install orbitask\n```\n\nText without a heading.\n"
-    assert parse(no_heading, "integrations/cli-setup.md").title == "cli setup"
+    assert parse(no_heading, "integrations/cli-setup.md").title == "Cli setup"  # as MkDocs titles a page from its file name
 
 
 def test_url_default_uses_the_front_matter_id():
@@ -738,3 +738,16 @@ def test_two_articles_titled_alike_are_warned_about_once_per_later_file(tmp_path
     assert warnings == [
         "team/overview.md: title 'overview' is also that of billing/overview.md; suggestions would show two alike"
     ]
+
+
+@pytest.mark.parametrize(
+    "name, title",
+    [("reset-password", "Reset password"), ("two_factor-auth", "Two factor auth"), ("iOS-setup", "iOS setup"),
+     ("SSO_login", "SSO login"), ("Download an INVOICE", "Download an INVOICE"), ("2fa-codes", "2fa codes"),
+     ("환불-정책", "환불 정책")],
+)
+def test_a_title_from_the_file_name_reads_as_a_writer_types_one(tmp_path, name, title):
+    """Without a title or a "# " heading, the file name is the title, with a capital as a writer gives one."""
+    kb = write_kb(tmp_path / "kb", {f"guides/{name}.md": "Only a paragraph, no heading.\n"})
+    (article,), _ = load_kb(kb)
+    assert article.title == title
