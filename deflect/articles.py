@@ -40,7 +40,8 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # ("- [ ] ") and footnote markers ("[^1]") dropped, URLs (also "<https://...>") kept as written;
 # 9: raw HTML and entities read as the page shows them: entities decoded ("&gt;" is ">", "&nbsp;" a
 # space), script, style and comments gone, inline tags leave no space ("<b>Invite</b>." is "Invite."),
-# an <img> reads as its alt text, code spans read exactly as written ("`parent_key`", "`&amp;`").
+# an <img> reads as its alt text, code spans read exactly as written ("`parent_key`", "`&amp;`");
+# a title from the file name starts with a capital ("reset-password" is "Reset password").
 PARSER_VERSION = 9
 
 
