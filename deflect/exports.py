@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -100,8 +101,20 @@ def _results_of(conn: sa.Connection, search_ids: list[str]) -> dict[str, list[di
 
 
 def _with_final_flag(conn: sa.Connection, rows: list[dict], search_time: str) -> list[dict]:
-    """Add `final_search`: false when the row's search was superseded (it counts in no metric)."""
+    """Add `final_search`: false when the row's search was superseded (it counts in no metric),
+    and each time as a UTC date and time next to its Unix seconds."""
     from .metrics import superseded_in_store
 
     superseded = superseded_in_store(conn, [(r["session"], r[search_time]) for r in rows])
-    return [r | {"final_search": r["search_id"] not in superseded} for r in rows]
+    return [_with_utc_times(r) | {"final_search": r["search_id"] not in superseded} for r in rows]
+
+
+def _with_utc_times(row: dict) -> dict:
+    """row with `<time>_utc` ("2026-11-24 09:30:05") right after each `created_at`-like column: Unix
+    seconds are exact for programs, but a spreadsheet shows 1795512605.2 (Excel reads this form as a date)."""
+    out: dict = {}
+    for key, value in row.items():
+        out[key] = value
+        if key.endswith("created_at") and isinstance(value, int | float):
+            out[key + "_utc"] = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return out

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -403,11 +404,21 @@ def test_metrics_events_export_and_aliases_commands(runner, tmp_path):
     rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert [r["type"] for r in rows] == ["click", "helpful", "ticket_created"]
     assert rows[0]["query"] == "I forgot my password" and rows[0]["session"] == "cli"
+    # Each time also as a UTC date and time a spreadsheet reads, next to its exact Unix seconds.
+    from datetime import datetime
+
+    for row in rows:
+        for key in ("created_at", "search_created_at"):
+            shown = datetime.fromtimestamp(row[key], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            assert row[key + "_utc"] == shown, (key, row)
+    assert list(rows[0])[list(rows[0]).index("created_at") + 1] == "created_at_utc"
     out = tmp_path / "events.csv"
     csv_run = invoke(runner, ["events", "export", "--database-url", url, "--format", "csv", "-o", str(out)])
     assert csv_run.exit_code == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("event_id,") and len(lines) == 4
+    assert lines[0].startswith("event_id,created_at,created_at_utc,") and len(lines) == 4
+    searches_csv = invoke(runner, ["searches", "export", "--database-url", url, "--format", "csv"]).stdout
+    assert searches_csv.startswith("search_id,created_at,created_at_utc,query,")
 
     listed = invoke(runner, ["aliases", "list", "--database-url", url])
     assert "account/reset-password" in listed.stdout and "I forgot my password" in listed.stdout
