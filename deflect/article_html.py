@@ -160,7 +160,8 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: st
             used = set(PAGE_IDS)
             for element in root.iter():
                 if element.tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-                    base = slugify_unicode("".join(element.itertext()), "-") or "section"
+                    words = _PLACEHOLDER.sub("", "".join(element.itertext()))  # raw tags ("## <b>Fees</b>") are no words
+                    base = slugify_unicode(words, "-") or "section"
                     slug, n = base, 0
                     while slug in used:
                         n += 1
@@ -168,17 +169,22 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: st
                     used.add(slug)
                     element.set("id", slug)
 
-    class _MarkFencedCode(Preprocessor):
-        """Mark the classes of fenced code blocks ("language-python"): the blocks are HTML by now, kept
-        aside with the raw HTML, and all of that aside is theirs until html_block (20) runs."""
+    class _FencedCodeLanguage(Preprocessor):
+        """A fenced code block keeps only its language ("language-python" on its <code>): the braces
+        form (```{.evil #main}) would give it any class or id, the page's own included. In safe mode
+        the class is marked to survive the sanitiser; the blocks are HTML by now, kept aside with the
+        raw HTML, and all of that aside is theirs until html_block (20) runs."""
 
         def run(self, lines):  # type: ignore[override]
             blocks = md.htmlStash.rawHtmlBlocks
             for n, block in enumerate(blocks):
                 opening = _CODE_OPENING.match(block) if isinstance(block, str) else None
                 if opening:
-                    marked = _MARKED_ATTRIBUTE.sub(lambda a: a.group(1) + marks.attribute(""), opening.group(0))
-                    blocks[n] = marked + block[opening.end() :]
+                    language = _LANGUAGE.search(opening.group(0), opening.group(0).index("<code"))
+                    value = language.group(0) if language else ""
+                    if value and safe:
+                        value = marks.attribute("code", value)
+                    blocks[n] = (f'<pre><code class="{value}">' if value else "<pre><code>") + block[opening.end() :]
             return lines
 
     class _MarkOwn(Treeprocessor):
@@ -192,7 +198,7 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: st
                         continue
                     for attr in MARKDOWN_ONLY:
                         if element.get(attr) is not None:
-                            element.set(attr, marks.attribute(element.get(attr)))
+                            element.set(attr, marks.attribute(element.tag, element.get(attr)))
 
     md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists", "footnotes"])
     register_gfm(md)  # ~~strikethrough~~, task lists, bare URLs
@@ -200,11 +206,11 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: st
     md.preprocessors.register(_ListsAfterParagraphs(md), "lists_after_paragraphs", 15)
     md.treeprocessors.register(_HeadingIds(md), "heading_ids", 1)
     md.treeprocessors.register(_SafeUrls(md), "safe_urls", 0)
+    md.preprocessors.register(_FencedCodeLanguage(md), "fenced_code_language", 22)
     if not safe:
         md.preprocessors.deregister("html_block")
         md.inlinePatterns.deregister("html")
         return md.convert(markdown_text)
-    md.preprocessors.register(_MarkFencedCode(md), "mark_fenced_code", 22)
     md.treeprocessors.register(_MarkOwn(md), "mark_own", -1)
 
     def raw_url(attr: str, value: str) -> str | None:
@@ -214,7 +220,9 @@ def render_html(markdown_text: str, rewrite: Rewrite | None = None, raw_html: st
 
 
 _CODE_OPENING = re.compile(r"<pre[^<>]*><code[^<>]*>")
-_MARKED_ATTRIBUTE = re.compile(rf'(\s(?:{"|".join(MARKDOWN_ONLY)})=")')
+_LANGUAGE = re.compile(r"(?<=[\s\"])language-[\w.+#-]+")  # escaped by fenced_code already, no quote in it
+# Raw HTML kept aside while Markdown works stands in the tree as a placeholder (Python-Markdown's).
+_PLACEHOLDER = re.compile("\x02wzxhzdk:\\d+\x03")
 
 
 def _replace_by_text(parent, element, text: str) -> None:

@@ -51,14 +51,29 @@ _ATTRIBUTE = re.compile(r' ([^\s="]+)="([^"]*)"')
 
 class Marks:
     """One page's marks: a random nonce for Markdown's own attributes, and its task checkboxes,
-    which stand in the text as tokens while nh3 runs (a raw <input> never survives)."""
+    which stand in the text as tokens while nh3 runs (a raw <input> never survives).
+
+    Each mark is good once, on the tag it was made for, and a token only in text: raw HTML can still
+    swallow Markdown's markup into a tag of its own (an unclosed quote in `<?...?>`), and must not gain
+    a marked attribute or an <input> that way.
+    """
 
     def __init__(self) -> None:
         self.nonce = "m" + secrets.token_hex(8)
         self.inputs: list[str] = []
+        self.tags: list[str] = []  # the tag each attribute mark was made for, by its number
 
-    def attribute(self, value: str) -> str:
-        return self.nonce + value
+    def attribute(self, tag: str, value: str) -> str:
+        self.tags.append(tag)
+        return f"{self.nonce}{len(self.tags) - 1}_{value}"
+
+    def own(self, tag: str, value: str) -> str | None:
+        """The value of a marked attribute Markdown made for this tag, once; None for anything else."""
+        mark = re.match(rf"{self.nonce}(\d+)_", value)
+        if not mark or int(mark.group(1)) >= len(self.tags) or self.tags[int(mark.group(1))] != tag:
+            return None
+        self.tags[int(mark.group(1))] = ""  # used
+        return value[mark.end() :]
 
     def input_token(self, attributes: dict[str, str]) -> str:
         """A token for an <input> Markdown made (a task list's checkbox), put back by `restore`."""
@@ -66,9 +81,22 @@ class Marks:
         return f"{self.nonce}i{len(self.inputs) - 1}x"
 
     def restore(self, markup: str) -> str:
-        for n, tag in enumerate(self.inputs):
-            markup = markup.replace(f"{self.nonce}i{n}x", tag, 1)
-        return markup
+        """markup with each token in text as its <input>, once; one inside a tag (in an attribute's
+        value) is removed. nh3's output has no < or > inside a tag, so the split is exact."""
+        if self.nonce not in markup:
+            return markup
+        token = re.compile(rf"{self.nonce}i(\d+)x")
+        put: set[int] = set()
+
+        def checkbox(match: re.Match) -> str:
+            n = int(match.group(1))
+            if n >= len(self.inputs) or n in put:
+                return ""
+            put.add(n)
+            return self.inputs[n]
+
+        pieces = re.split(r"(<[^<>]*>)", markup)
+        return "".join(token.sub("" if piece.startswith("<") else checkbox, piece) for piece in pieces)
 
 
 def sanitise(markup: str, marks: Marks, url: Callable[[str, str], str | None]) -> str:
@@ -78,7 +106,7 @@ def sanitise(markup: str, marks: Marks, url: Callable[[str, str], str | None]) -
 
     def keep(tag: str, attribute: str, value: str) -> str | None:
         if attribute in MARKDOWN_ONLY:
-            return value[len(marks.nonce) :] if value.startswith(marks.nonce) else None
+            return marks.own(tag, value)
         if attribute in ("href", "src"):
             return url(attribute, value)
         return value

@@ -268,6 +268,47 @@ def test_markdowns_own_ids_and_classes_stay_and_raw_ones_go():
                                       ("h2", {"id": "fees"})]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        # An unclosed quote in a processing instruction swallows Markdown's markup into a raw tag, whose
+        # attributes then run on up to a footnote's marked id or class, or a task list's checkbox.
+        "x <?![i](/z)<a href=/ok title='?>\n\n[^1]: note 'y[^1]",
+        "x[^1] <?![i](/z)<b title='?>\n\n[^1]: note '",
+        "x <?![i](/z)<b title='?>\n\n- [ ] task\n\n' y",
+    ],
+)
+def test_raw_html_cannot_take_markdowns_own_attributes_or_checkboxes(markdown):
+    """Found by a review: a raw <a> or <b> got Markdown's id="fnref:1", class="footnote-backref", or a
+    checkbox's markup inside its title. Each mark is good once, on its own tag, and a checkbox only in text."""
+    rendered = render_html(markdown)
+    elements = Elements(rendered).elements
+    raw = [(tag, attributes) for tag, attributes in elements if attributes.get("title", "").startswith("?>")]
+    assert raw, rendered  # the raw tag is there, its title holding what it swallowed, as text
+    for tag, attributes in raw:
+        assert set(attributes) <= {"href", "title"}, (tag, attributes)
+    assert [tag for tag, attributes in elements if attributes.get("id") == "fnref:1"] in ([], ["sup"])
+    assert {tag for tag, attributes in elements if "class" in attributes} <= {"a", "div", "li", "input"}
+    assert "<input" not in "".join(attributes.get("title", "") for _, attributes in elements)
+    assert all("disabled" in attributes for tag, attributes in elements if tag == "input")
+
+
+@pytest.mark.parametrize("raw_html", ["safe", "text"])
+def test_a_fenced_code_block_keeps_only_its_language(raw_html):
+    """```{.python .evil #main} gave the block the page's own id and any class; only the language stays."""
+    rendered = render_html("```{.python .evil #main}\nx = 1\n```\n\n```c#\ny\n```\n\n```\nz\n```\n", raw_html=raw_html)
+    assert [(t, a) for t, a in Elements(rendered).elements if t in ("pre", "code")] == [
+        ("pre", {}), ("code", {"class": "language-python"}), ("pre", {}), ("code", {"class": "language-c#"}),
+        ("pre", {}), ("code", {}),
+    ]
+
+
+def test_a_heading_with_raw_tags_gets_the_id_of_its_words():
+    """`## <b>Fees</b>` is "fees", so that [see fees](#fees) lands on it (its id held the raw tags' placeholders)."""
+    rendered = render_html("## <b>Fees</b> &amp; <i>charges</i>\n\n[see](#fees-charges)\n\n## Fees & charges\n")
+    assert [a.get("id") for t, a in Elements(rendered).elements if t == "h2"] == ["fees-charges", "fees-charges-1"]
+
+
 def test_raw_links_and_images_resolve_as_markdown_ones_do(tmp_path):
     kb = write_kb(tmp_path / "kb", {"billing/refunds.md": "# R\n", "account/images/plan.png": b"\x89PNG"})
     rewrite = LinkTargets([{"path": "billing/refunds.md", "url": "/articles/billing/refunds"}], kb).rewriter(
