@@ -14,7 +14,16 @@ import sqlalchemy as sa
 
 from .db import advisory_lock, bump_sync_counter, writing
 from .db import ideas as ideas_table
-from .ideas import GENERATION, IdeaError, check_title_free, get_idea, shipped_at, update_idea, validate_idea
+from .ideas import (
+    GENERATION,
+    IdeaError,
+    check_title_free,
+    get_idea,
+    notify_shipped,
+    shipped_at,
+    update_idea,
+    validate_idea,
+)
 from .jsonl import numbered_records
 
 # What a line of `deflect ideas import` may give; any other field (an export's dates, authors,
@@ -131,13 +140,17 @@ def _reimport(conn: sa.Connection, existing: dict, record: dict, given: set[str]
     line gives (a null is not given), a change to `shipped` notifies the requesters, and votes
     people cast since the last import are kept (a line's `votes` can raise the count, never
     lower it). A merged idea's status and votes live in the idea it was merged into: a line,
-    perhaps of the file it first came from, changes only its title and description."""
+    perhaps of the file it first came from, changes only its title and description, and its
+    requesters are counted on that idea (as a vote on it through the API is). Requesters are kept
+    whatever the status, unlike new votes through the API: an export of a shipped post lists who asked."""
     merged = existing["status"] == "merged"
     fields = ("title", "description") if merged else ("title", "description", "status")
     patch = {k: record[k] for k in fields if k in given and record[k] != existing[k]}
     if patch:
         update_idea(conn, existing["id"], patch)  # refuses (IdeaError) before it writes
     _add_requesters(conn, existing["id"], people, record["votes"] if "votes" in given and not merged else None)
+    if patch.get("status") == "shipped" and people:
+        notify_shipped(conn, existing["id"])  # the line's own voters too, added after the patch notified the others
 
 
 def _raise_votes(conn: sa.Connection, idea_id: str, votes: int) -> None:

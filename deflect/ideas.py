@@ -228,8 +228,7 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
     notification per requester in this same transaction.
     """
     from . import aliases
-    from .outbox import enqueue
-    from .votes import move_votes, requesters
+    from .votes import move_votes
 
     idea = get_idea(conn, idea_id)
     if idea is None:
@@ -272,11 +271,16 @@ def update_idea(conn: sa.Connection, idea_id: str, patch: dict) -> tuple[dict, l
         values["merged_into"] = None
     conn.execute(ideas_table.update().where(ideas_table.c.id == idea_id).values(**values))
     bump_sync_counter(conn, GENERATION)
-    notified: list[dict] = []
-    if record["status"] == "shipped" and idea["status"] != "shipped":
-        fresh = get_idea(conn, idea_id)
-        for person in requesters(conn, idea_id):
-            payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")}}
-            if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload):
-                notified.append(person)
+    notified = notify_shipped(conn, idea_id) if record["status"] == "shipped" and idea["status"] != "shipped" else []
     return get_idea(conn, idea_id), notified
+
+
+def notify_shipped(conn: sa.Connection, idea_id: str) -> list[dict]:
+    """Queue an `idea_shipped` notification for each requester of the idea not queued one already;
+    returns those newly queued (in this transaction)."""
+    from .outbox import enqueue
+    from .votes import requesters
+
+    fresh = get_idea(conn, idea_id)
+    payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")}}
+    return [person for person in requesters(conn, idea_id) if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload)]

@@ -270,3 +270,23 @@ def test_a_boards_export_brings_its_voters_once_and_names_what_it_leaves_out(sto
                                                 {"email": "zoe@example.com"}]}) + "\n")  # fmt: skip
     assert import_ideas(store, newer)[:2] == (0, 1)
     assert get_idea(store, "dark-mode")["votes"] == 13 and len(_requesters(store, "dark-mode")) == 3
+
+
+def test_an_import_that_ships_an_idea_tells_the_voters_it_brings_too(store, tmp_path):
+    """A board's export of a now-shipped post lists its voters: those new to deflect hear it shipped,
+    as those already on record do (the patch notified only the ones it knew)."""
+    import json
+
+    from deflect.idea_import import import_ideas
+    from deflect.outbox import list_outbox
+
+    path = tmp_path / "board.jsonl"
+    path.write_text(json.dumps({"id": "gantt", "title": "Gantt view", "requesters": [{"email": "old@example.com"}]}) + "\n")
+    assert import_ideas(store, path)[:2] == (1, 0)
+    path.write_text(json.dumps({"id": "gantt", "status": "shipped", "requesters": [
+        {"email": "old@example.com"}, {"email": "new@example.com"}]}) + "\n")  # fmt: skip
+    assert import_ideas(store, path)[:2] == (0, 1)
+    told = [n for n in list_outbox(store)["notifications"] if n["kind"] == "idea_shipped"]
+    assert sorted(n["email"] for n in told) == ["new@example.com", "old@example.com"]
+    assert import_ideas(store, path)[:2] == (0, 1)  # again: nobody told twice
+    assert len([n for n in list_outbox(store)["notifications"] if n["kind"] == "idea_shipped"]) == 2
