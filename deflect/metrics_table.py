@@ -46,8 +46,8 @@ def format_report(report: dict, top: int = 10) -> str:
         for r in rows:
             title = _one_line(r.get("title") or r["id"])
             if titles[r.get("title") or r["id"]] > 1:  # titled alike (a copy in another folder): say which
-                room = max(10, 40 - len(r["id"]) - 3)
-                title = _fit_columns(title, room).rstrip() + f" [{r['id']}]"
+                shown_id = _tail_columns(_one_line(r["id"]), 40 - 10 - 3)  # ids differ most at their end
+                title = _fit_columns(title, 40 - _columns(shown_id) - 3).rstrip() + f" [{shown_id}]"
             name = _fit_columns(title, 40)
             votes = f" {r['votes']:>5}" if kind == "ideas" else ""
             lines.append(
@@ -79,6 +79,25 @@ def format_report(report: dict, top: int = 10) -> str:
 def _one_line(text: str) -> str:
     """A query or title as one table line: its newlines and tabs would break the table."""
     return " ".join(text.split())
+
+
+def _columns(text: str) -> int:
+    """Terminal columns text takes (Hangul, Han and kana take two each)."""
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def _tail_columns(text: str, width: int) -> str:
+    """text if it fits `width` columns, else "…" and as much of its end as fits."""
+    if _columns(text) <= width:
+        return text
+    tail: list[str] = []
+    used = 1  # the "…"
+    for char in reversed(text):
+        used += _columns(char)
+        if used > width:
+            break
+        tail.append(char)
+    return "…" + "".join(reversed(tail))
 
 
 def _fit_columns(text: str, width: int) -> str:

@@ -516,6 +516,14 @@ def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_
                           row | {"id": "Integrations/Slack", "title": "Connect Slack"}]  # fmt: skip
     names = [line[:40].rstrip() for line in format_report(report).splitlines() if line.startswith("Connect Slack")]
     assert names == ["Connect Slack [integrations/slack]", "Connect Slack [Integrations/Slack]"]
+    # Long ids (a help-centre export's folders) keep their end, where they differ; the row stays 40 columns.
+    report["articles"] = [row | {"id": "help-center/getting-started/welcome-to-acme", "title": "Welcome to Acme"},
+                          row | {"id": "help-center/getting-started/welcome-to-acme-2", "title": "Welcome to Acme"},
+                          row | {"id": "도움말/시작하기/환영합니다-에이크미-데스크", "title": "Welcome to Acme"}]  # fmt: skip
+    lines = [line for line in format_report(report).splitlines() if line.startswith("Welcome")]
+    assert [line[:40] for line in lines[:2]] == ["Welcome to […ng-started/welcome-to-acme]",
+                                                 "Welcome to […-started/welcome-to-acme-2]"]  # fmt: skip
+    assert lines[2].endswith(lines[0][40:]) and "에이크미-데스크]" in lines[2]  # 40 columns, Hangul two each
 
 
 def test_an_export_read_by_head_stops_quietly(tmp_path):
