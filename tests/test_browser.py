@@ -141,6 +141,11 @@ def customer_site():
         return CUSTOMER_PAGE.format(base=app.config["DEFLECT_BASE"]).replace('<html lang="en">', '<html lang="ko">').replace(
             'data-k="3"', 'data-k="3" data-locale="ko" data-messages=\'{"no": "아니요, 아닙니다"}\'')
 
+    @app.get("/fr")
+    def french():  # a language the widget has no messages for; one replaced
+        return CUSTOMER_PAGE.format(base=app.config["DEFLECT_BASE"]).replace(
+            'data-k="3"', 'data-k="3" data-locale="fr" data-messages=\'{"no": "Non"}\'')
+
     @app.get("/app")
     def in_app():
         return IN_APP_PAGE.replace("{base}", app.config["DEFLECT_BASE"])  # not .format: the page has JS braces
@@ -474,6 +479,7 @@ def test_opening_an_article_and_answering_there(page, site):
     assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
     expect(link).to_have_accessible_name("Read the full article (opens in a new tab)")  # a new tab is said
     expect(link).to_have_text(re.compile(r"^Read the full article"))
+    expect(page.locator(".dfl-sr-status")).to_have_count(1)  # the live region alone, not the link's hidden words
     expect(page.locator(".dfl-preview-title")).to_have_js_property("tagName", "H2")  # right after the page's h1
     with page.context.expect_page() as opened:
         link.click()
@@ -974,7 +980,11 @@ def test_a_pause_with_a_syllable_still_composing_is_searched(page, site):
     assert page.evaluate("() => document.querySelector('[data-deflect-input]').value") == "환불"
     top = page.locator("[data-deflect-suggestion]").first
     expect(top).to_contain_text("환불")
-    expect(top).to_have_attribute("lang", "ko")  # a Korean article in the English page's widget (WCAG 3.1.2)
+    # A Korean article in the English page's widget (WCAG 3.1.2): its title and snippet, not the widget's badge.
+    expect(top.locator(".dfl-title")).to_have_attribute("lang", "ko")
+    expect(top.locator(".dfl-snippet")).to_have_attribute("lang", "ko")
+    expect(page.locator(".dfl-widget")).to_have_attribute("lang", "en")
+    assert top.get_attribute("lang") is None and page.locator(".dfl-badge[lang]").count() == 0
     page.console.check()
 
 
@@ -1075,6 +1085,10 @@ def test_widget_speaks_the_page_language_and_takes_replaced_messages(page, site)
     page.locator("[data-deflect-suggestion]").first.click()
     expect(page.locator(".dfl-yes")).to_have_text("네, 답이 되었습니다")
     expect(page.locator(".dfl-no")).to_have_text("아니요, 아닙니다")  # data-messages wins
+    expect(page.locator(".dfl-widget")).to_have_attribute("lang", "ko")  # a screen reader's Korean voice
+    # A language deflect has no messages for, with one replaced, still speaks English (all but that one is).
+    page.goto(site.customer + "/fr")
+    expect(page.locator(".dfl-widget")).to_have_attribute("lang", "en")
 
 
 def test_widget_without_a_form_reports_its_search_and_records_a_ticket_it_is_told_of(page, site):

@@ -219,7 +219,10 @@
     root.id = uid;
     // The language it speaks (and the results of a locale-filtered search are in), so a screen
     // reader reads a Korean widget on an English page with a Korean voice (WCAG 3.1.2).
-    root.lang = MESSAGES[language] || Object.keys(overrides).length ? language : "en";
+    // A language of its own only where every message is given in it (one replaced message is not).
+    root.lang = MESSAGES[language] || Object.keys(MESSAGES.en).every(function (key) {
+      return typeof overrides[key] === "string";
+    }) ? language : "en";
     var status = el("div", "dfl-sr-status");
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
@@ -435,14 +438,20 @@
           option.setAttribute("data-deflect-suggestion", "");
           option.setAttribute("data-type", result.type);
           option.setAttribute("data-id", result.id);
-          if (result.locale) option.lang = result.locale;  // a Korean article in an English widget (WCAG 3.1.2)
           var row = el("span", "dfl-title-row");
-          row.appendChild(el("span", "dfl-title", result.title));
+          var title = el("span", "dfl-title", result.title);
+          // A Korean article in an English widget (WCAG 3.1.2): its words, not the widget's badge.
+          if (result.locale) title.lang = result.locale;
+          row.appendChild(title);
           if (result === state.search.results[0] && state.search.answered) {
             row.appendChild(el("span", "dfl-badge", t("bestMatch")));
           }
           option.appendChild(row);
-          if (result.snippet) option.appendChild(el("span", "dfl-snippet", result.snippet));
+          if (result.snippet) {
+            var snippet = el("span", "dfl-snippet", result.snippet);
+            if (result.locale) snippet.lang = result.locale;
+            option.appendChild(snippet);
+          }
           option.addEventListener("mousedown", function (e) { e.preventDefault(); });
           option.addEventListener("click", function () { setActive(index); openPreview(index, false); });
           box.appendChild(option);
@@ -539,7 +548,7 @@
           target = withSearch.href;
         }
         var open = el("a", "dfl-open", result.type === "idea" ? t("seeIdea") : t("readArticle"));
-        open.appendChild(el("span", "dfl-sr-status", " " + t("newTab")));  // said, not shown (WCAG 3.2.5)
+        open.appendChild(el("span", "dfl-sr-only", " " + t("newTab")));  // said, not shown (WCAG 3.2.5)
         open.href = target;
         open.target = "_blank";
         open.rel = "noopener";
