@@ -370,5 +370,5 @@ def stranded_by(engine: sa.Engine, article_ids: set[str], among: set[str] | None
     return (
         f"{total} learned alias{'es' if total != 1 else ''} now point{'' if total != 1 else 's'} at articles not in the "
         f"KB: {named}. A renamed or moved file is a new article id: give it back its old id with `id:` in its "
-        "front matter (or delete the aliases: deflect aliases list --all)"
+        "front matter (or delete them: deflect aliases list --all gives their ids, deflect aliases delete ID)"
     )

@@ -51,6 +51,7 @@ class Setting:
     help: str
     type: type = str
     check: Check | None = None  # None: any value of the type
+    is_list: bool = False  # comma-separated text, which deflect.toml may also give as a list
 
     @property
     def allowed(self) -> str:
@@ -81,6 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
         "cors_origins",
         "",
         "Comma-separated origins allowed to call the public API from a browser, each scheme://host[:port] like https://support.example.com (case and a trailing slash do not matter; an entry that is not an origin is ignored with a warning at start); * allows every origin.",
+        is_list=True,
     ),
     Setting("default_locale", "en", "Locale (language tag) of articles whose front matter names none.", check=LANGUAGE_TAG),
     Setting(
@@ -209,6 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Comma-separated addresses or networks (10.0.0.0/8) of reverse proxies whose X-Forwarded-For names the "
         "client for rate limiting; empty = the TCP peer address is the client.",
+        is_list=True,
     ),
 )
 
@@ -289,7 +292,7 @@ def _coerce(name: str, value: Any, source: str | None = None, toml: bool = False
         raise ConfigError(f"unknown setting: {name}")
     where = f" (from {source})" if source else ""
     try:
-        if toml and setting.type is str and isinstance(value, list) and setting.help.startswith("Comma-separated"):
+        if toml and setting.is_list and isinstance(value, list):
             value = _joined_list(value)  # cors_origins = ["https://a.example", "https://b.example"]
         if toml:
             check_toml_type(setting.type, value)
