@@ -151,7 +151,9 @@ _CODE_SPAN = re.compile(r"(`+)[^\n]+?\1")
 _INLINE = re.compile(r"(!?)\[[^\]]{0,1000}\]\(\s*<?([^)\s>]+)")
 _DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)  # not a footnote's [^1]:
 # <img src="..."> and <a href="..."> in raw HTML, which renders (deflect.raw_html) and resolves as Markdown does.
-_RAW = re.compile(r"""<(img|a)(?=[\s/>])[^<>]*?\s(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.I)
+_RAW = re.compile(r"<(img|a)(?=[\s/>])([^<>]*)>", re.I)
+# One attribute of a tag, read as a browser reads it (a value's own "src=" is no attribute).
+_ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 
 
 def references(body: str) -> list[tuple[bool, str]]:
@@ -167,8 +169,20 @@ def references(body: str) -> list[tuple[bool, str]]:
     found = [(bang == "!", target) for bang, target in _INLINE.findall(text)]
     found += [(False, target) for target in _DEFINITION.findall(text)]
     if "<" in text:  # a browser (and the sanitiser) reads the attribute with its entities decoded
-        found += [(tag.lower() == "img", html.unescape(a or b or c)) for tag, a, b, c in _RAW.findall(text)]
+        for tag, attributes in _RAW.findall(text):
+            target = _raw_target(attributes, "src" if tag.lower() == "img" else "href")
+            if target:
+                found.append((tag.lower() == "img", target))
     return found
+
+
+def _raw_target(attributes: str, wanted: str) -> str | None:
+    """The value of a raw tag's first `wanted` attribute (a browser's rule for a repeated one), entities
+    decoded as a browser (and the sanitiser) decodes them."""
+    for name, double, single, bare in _ATTRIBUTE.findall(attributes):
+        if name.lower() == wanted:
+            return html.unescape(double or single or bare) or None
+    return None
 
 
 # An article's links worth checking: (is an image, the reference as written, its target).

@@ -194,6 +194,15 @@ def test_raw_html_links_and_images_resolve_and_are_served_as_markdown_ones(kb_si
     assert image.status_code == 200 and image.content == PNG
 
 
+def test_a_raw_tags_link_is_read_from_its_own_attribute_not_from_inside_another():
+    """`alt="x src=a.png"` is an alt text: a.png is neither shown (nor so made public) nor checked."""
+    from deflect.links import references
+
+    raw = ('<img alt="x src=a.png" src="b.png"> <a title="href=/evil" href=\'c.md\'>c</a> <IMG SRC=d.png> '
+           '<a name=x>n</a> <img src="e&amp;f.png" src="g.png"> <img/src="h.png">')  # fmt: skip
+    assert references(raw) == [(True, "b.png"), (False, "c.md"), (True, "d.png"), (True, "e&f.png"), (True, "h.png")]
+
+
 @pytest.mark.parametrize(
     "path",
     [
