@@ -460,3 +460,16 @@ def test_a_cors_entry_that_is_not_an_origin_is_named_in_a_warning(caplog):
         "cors_origins: '127.0.0.1:8711' is not an origin like https://support.example.com "
         "(scheme, host, optional port); ignored"
     ]
+
+
+@pytest.mark.parametrize(
+    "article_id, locale, category",
+    [("billing/refunds", "en", "Billing"), ("ko/refunds", "ko", "Other languages (ko)"),
+     ("ko/billing/refunds", "ko", "Billing (ko)"), ("ko-KR/billing/refunds", "ko-KR", "Billing (ko-KR)"),
+     ("faq", "en", "General"), ("data-export/csv", "ko", "Data export")],
+)
+def test_articles_in_a_language_folder_are_a_group_apart(article_id, locale, category):
+    """ko/billing/... is "Billing (ko)": on /articles the Korean billing pages are not mixed into the English ones."""
+    from deflect.web.pages import _category
+
+    assert _category({"id": article_id, "locale": locale}) == category

@@ -52,14 +52,19 @@ def status_label(value: str) -> str:
 
 def _category(article: dict) -> str:
     """Group articles by their top folder (account/, billing/, ...) for browsing; in a folder per
-    language (ko/billing/...), by the folder inside it."""
+    language (ko/billing/...), by the folder inside it, with the language: "Billing (ko)", a group
+    apart from the English "Billing" on /articles."""
     parts = article["id"].split("/")
     head = parts[0] if len(parts) > 1 else "general"
     if len(parts) > 1 and head.lower() == str(article.get("locale", "")).lower():
         if len(parts) == 2:
             return f"Other languages ({head})"  # a folder per language, such as ko/
-        head = parts[1]  # ko/billing/refunds: billing
-    return head.replace("-", " ").replace("_", " ").capitalize()
+        return f"{_folder_name(parts[1])} ({head})"  # ko/billing/refunds
+    return _folder_name(head)
+
+
+def _folder_name(folder: str) -> str:
+    return folder.replace("-", " ").replace("_", " ").capitalize()
 
 
 def _topics(locale: str) -> list[tuple[str, str, int]]:
