@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .article_html import Rewrite
 from .articles import ARTICLE_SUFFIXES, Article
+from .raw_html import raw_attribute
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,6 @@ _INLINE = re.compile(r"(!?)\[[^\]]{0,1000}\]\(\s*<?([^)\s>]+)")
 _DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]*<?([^\s>]+)", re.M)  # not a footnote's [^1]:
 # <img src="..."> and <a href="..."> in raw HTML, which renders (deflect.raw_html) and resolves as Markdown does.
 _RAW = re.compile(r"<(img|a)(?=[\s/>])([^<>]*)>", re.I)
-# One attribute of a tag, read as a browser reads it (a value's own "src=" is no attribute).
-_ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 
 
 def references(body: str) -> list[tuple[bool, str]]:
@@ -170,19 +169,10 @@ def references(body: str) -> list[tuple[bool, str]]:
     found += [(False, target) for target in _DEFINITION.findall(text)]
     if "<" in text:  # a browser (and the sanitiser) reads the attribute with its entities decoded
         for tag, attributes in _RAW.findall(text):
-            target = _raw_target(attributes, "src" if tag.lower() == "img" else "href")
+            target = raw_attribute(attributes, "src" if tag.lower() == "img" else "href")
             if target:
-                found.append((tag.lower() == "img", target))
+                found.append((tag.lower() == "img", html.unescape(target)))
     return found
-
-
-def _raw_target(attributes: str, wanted: str) -> str | None:
-    """The value of a raw tag's first `wanted` attribute (a browser's rule for a repeated one), entities
-    decoded as a browser (and the sanitiser) decodes them."""
-    for name, double, single, bare in _ATTRIBUTE.findall(attributes):
-        if name.lower() == wanted:
-            return html.unescape(double or single or bare) or None
-    return None
 
 
 # An article's links worth checking: (is an image, the reference as written, its target).

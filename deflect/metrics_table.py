@@ -81,9 +81,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _cells(char: str) -> int:
+    """Terminal columns a character takes (Hangul, Han and kana take two)."""
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
 def _columns(text: str) -> int:
-    """Terminal columns text takes (Hangul, Han and kana take two each)."""
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+    return sum(_cells(char) for char in text)
 
 
 def _tail_columns(text: str, width: int) -> str:
@@ -93,7 +97,7 @@ def _tail_columns(text: str, width: int) -> str:
     tail: list[str] = []
     used = 1  # the "…"
     for char in reversed(text):
-        used += _columns(char)
+        used += _cells(char)
         if used > width:
             break
         tail.append(char)
@@ -104,9 +108,8 @@ def _fit_columns(text: str, width: int) -> str:
     """Cut or pad text to `width` terminal columns (Hangul, Han and kana take two each)."""
     out, used = [], 0
     for char in text:
-        cells = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-        if used + cells > width:
+        if used + _cells(char) > width:
             break
         out.append(char)
-        used += cells
+        used += _cells(char)
     return "".join(out) + " " * (width - used)

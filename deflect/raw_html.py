@@ -149,7 +149,17 @@ BLOCK_TAGS = frozenset(
     " details summary figure figcaption section article header footer nav aside main address center".split()
     + list(DROPPED_WITH_CONTENT)
 )
-_ALT = re.compile(r"""\salt\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.I)
+# One attribute of a raw tag, read as a browser reads it (a value's own "src=" is no attribute).
+_RAW_ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
+
+
+def raw_attribute(tag: str, wanted: str) -> str | None:
+    """The value of a raw tag's first `wanted` attribute (a browser's rule for a repeated one) as
+    written, entities and all; None when it has none. `tag` is "<img src=...>" or just what follows its name."""
+    for name, double, single, bare in _RAW_ATTRIBUTE.findall(tag):
+        if name.lower() == wanted:
+            return double or single or bare
+    return None
 
 
 def tags_as_text(text: str) -> str:
@@ -159,8 +169,7 @@ def tags_as_text(text: str) -> str:
     def read(match: re.Match) -> str:
         name = match.group(1).lower()
         if name == "img":
-            alt = _ALT.search(match.group(0))
-            return next((part for part in alt.groups() if part is not None), "") if alt else ""
+            return raw_attribute(match.group(0)[4:], "alt") or ""
         return " " if name in BLOCK_TAGS else ""
 
     return _TAG.sub(read, text) if "<" in text else text
