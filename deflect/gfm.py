@@ -97,15 +97,20 @@ def register(md) -> None:
     def _free(text: str) -> list[tuple[int, int]]:
         """The URL spans of text that are neither in a tag written as text nor in a raw <a>'s words."""
         edges = []  # (where, +1 for a raw <a ...>, -1 for a raw </a>)
+        scanned = text  # text as the URL pattern reads it: a raw tag ends a word, as on GitHub
         for placeholder in _PLACEHOLDER.finditer(text) if "\x02" in text else ():
             blocks = md.htmlStash.rawHtmlBlocks
             n = int(placeholder.group(1))
-            anchor = _RAW_ANCHOR.match(blocks[n]) if n < len(blocks) and isinstance(blocks[n], str) else None
+            raw = blocks[n] if n < len(blocks) and isinstance(blocks[n], str) else ""
+            anchor = _RAW_ANCHOR.match(raw)
             if anchor:
                 edges.append((placeholder.start(), -1 if anchor.group(1) else 1))
+            if raw.startswith("<"):  # a tag, not an escaped character or an entity
+                end = placeholder.end() - 1
+                scanned = scanned[:end] + " " + scanned[end + 1 :]
         tags = [tag.span() for tag in _TAG_AS_TEXT.finditer(text)] if "<" in text else []
         free = []
-        for start, end in url_spans(text):
+        for start, end in url_spans(scanned):
             open_anchors = raw_anchors[0] + sum(step for where, step in edges if where < start)
             if open_anchors <= 0 and not any(a <= start < b for a, b in tags):
                 free.append((start, end))

@@ -252,6 +252,18 @@ def test_the_url_autolinker_leaves_raw_html_attributes_alone(raw_html):
         assert '<img src="https://x.example/a.png" alt="A">' in markup
 
 
+def test_a_url_right_after_a_raw_tag_is_linked_as_on_github():
+    """Help-centre HTML puts URLs straight after tags (`<br>https://...`, `<b>https://...</b>`)."""
+    markup = render_html(
+        "Go to:<br>https://x.example/a. Or <b>www.x.example/b</b>; <span>docs</span>https://x.example/c\n\n"
+        '<a href="https://x.example/d"><b>https://x.example/d</b></a> and \\https://x.example/e'
+    )
+    assert links(markup) == ["https://x.example/a", "http://www.x.example/b", "https://x.example/c", "https://x.example/d"]
+    assert '<b><a href="http://www.x.example/b">www.x.example/b</a></b>' in markup
+    assert '<a href="https://x.example/d"><b>https://x.example/d</b></a>' in markup  # no link in a raw link
+    assert markup.endswith(" and \\https://x.example/e</p>")  # after a backslash: no word start, no link
+
+
 def test_markdowns_own_ids_and_classes_stay_and_raw_ones_go():
     """Heading ids, footnotes, task lists, code languages and table alignment are as without raw HTML;
     an id, class, style or <input> written in raw HTML never gets through."""
