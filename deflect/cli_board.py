@@ -189,7 +189,8 @@ def _review(action: str):
 
 _promote = _review("promote")
 _promote.help = "Create an idea from candidate CANDIDATE_ID (its requesters become votes)."
-click.option("--title", default=None, help="Idea title (default: the candidate's label).")(_promote)
+click.option("--title", required=True,
+             help="Idea title, as the public board shows it (the candidate's label is a customer's own words).")(_promote)
 _merge = _review("merge")
 _merge.help = "Fold candidate CANDIDATE_ID into an existing open idea."
 click.option("--idea", "idea_id", required=True, help="Id of the idea to merge into.")(_merge)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .lexical import tokenize
+from .redaction import without_placeholders
 
 SNN_THRESHOLDS = (0.6, 0.7, 0.8, 0.9)
 COSINE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
@@ -156,6 +157,7 @@ def keywords(groups: Sequence[Sequence[str]], top: int = 5) -> list[list[str]]:
     Tokens come from deflect.lexical.tokenize, so Korean works through bigrams; each token
     is shown as the word it most often came from.
     """
+    groups = [[without_placeholders(text) for text in texts] for texts in groups]
     counts = [Counter(t for text in texts for t in tokenize(text)) for texts in groups]
     total = Counter()
     for c in counts:

@@ -19,6 +19,7 @@ from .db import events, search_results, searches
 from .events import EVENT_TYPES, normalize_query
 from .gaps import DEFAULT_GAPS, candidates_of, content_gaps
 from .outbox import requester_key
+from .redaction import extends
 
 SUPERSEDE_SECONDS = 30.0
 
@@ -114,7 +115,7 @@ def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[
                 later = session_rows[j]
                 if later["created_at"] - row["created_at"] > seconds:
                     break
-                if keys[j].startswith(keys[i]):
+                if extends(keys[j], keys[i]):
                     out.add(row["id"])
                     break
     return out

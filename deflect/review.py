@@ -156,9 +156,13 @@ def promote(
     """Create an idea from the candidate; its requesters become the idea's first votes, its questions
     aliases (but for `exclude`: search ids of questions that are not about it)."""
     with writing(engine) as conn:
-        row = _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
+        _for_review(conn, candidate_id, ("new", "dismissed"), "promoted")
         _leave_out(conn, candidate_id, exclude)
-        title = title if title is not None else row["label"].rstrip("…").strip()
+        # The title is the team's to write: a candidate's label is one customer's own question, and
+        # an idea's title and id are public (the board, other visitors' suggestions, its URL).
+        if title is None or (isinstance(title, str) and not title.strip()):
+            raise CandidateError(400, "title", "title is required: the idea's title as the public board shows it "
+                                               "(the candidate's label is a customer's own words)")
         # No description unless the admin writes one: the public board and other visitors'
         # suggestions show it, and customers' own questions may hold names, emails or order
         # numbers. The kept questions still find the idea, as its learned aliases (_teach).

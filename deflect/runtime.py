@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .gaps import DEFAULT_GAPS
 from .outage import DatabaseProbe, FailureLog
+from .redaction import redact
 from .refresh import make_embedder, model_id_for, refresh_index
 from .scoring import SCORING_VERSION
 from .settings import Settings
@@ -256,8 +257,9 @@ class Runtime:
         """Answer a query; the search is logged unless record=False (benchmarks of the logging cost)."""
         suggestion = self.engine.suggest(query, k=k, types=types, locale=locale)
         results = [r.to_dict() for r in suggestion.results]
+        stored = redact(query) if self.settings.redact_personal_data else query
         search_id = (
-            self.search_log.record(query, session, locale, suggestion.answered, results, self.engine.version)
+            self.search_log.record(stored, session, locale, suggestion.answered, results, self.engine.version)
             if record
             else None
         )

@@ -156,6 +156,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("assumed_window_seconds", 1800, "A click with no ticket within this many seconds is an assumed deflection.", int, check=at_least(1)),
     Setting("max_query_chars", 1000, "Longest query /api/suggest accepts.", int, check=at_least(1)),
+    Setting(
+        "redact_personal_data",
+        True,
+        "Store questions with email addresses, IBANs and numbers of 7 or more digits (phone, card, account) "
+        "masked as [email], [iban], [number]; suggestions are still made from the question as typed. Everything "
+        "built from stored questions (aliases, idea candidates, content gaps, exports) then never holds them.",
+        bool,
+    ),
     Setting("encode_batch_size", 64, "Texts per batch when embedding articles.", int, check=at_least(1)),
     Setting(
         "embed_backend",
@@ -242,6 +250,7 @@ class Settings:
     watch_kb: bool = True
     assumed_window_seconds: int = 1800
     max_query_chars: int = 1000
+    redact_personal_data: bool = True
     encode_batch_size: int = 64
     embed_backend: str = "onnx-int8"
     query_cache_size: int = 4096

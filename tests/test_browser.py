@@ -752,6 +752,8 @@ def test_admin_promotes_an_idea_candidate(page, site):
     left_out = candidate.locator(".candidate-teach li").first.inner_text().strip()
     boxes.first.uncheck()
     title = "Pay with cryptocurrency"
+    expect(candidate.locator("[data-promote-title]")).to_have_value("")  # written by the team, not a customer's words
+    expect(candidate.locator("[data-action=promote]")).to_be_disabled()
     candidate.locator("[data-promote-title]").fill(title)
     candidate.locator("[data-action=promote]").click()
     expect(page.locator("[data-dash-message]")).to_contain_text("Promoted")

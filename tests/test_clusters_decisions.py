@@ -148,7 +148,7 @@ def test_cluster_join_similarity_applies_at_rebuilds_too(store):
         ask(store, text)
     cand.rebuild(store, fake.encode, "fake-1", Settings())
     promo = next(c for c in views.list_candidates(store) if c["queries"][0]["text"].startswith("promo"))
-    idea_id = review.promote(store, promo["id"])["idea"]["id"]
+    idea_id = review.promote(store, promo["id"], "Promoted topic")["idea"]["id"]
 
     late = "promo question number 7"
     fake.topics[late] = 0

@@ -100,7 +100,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
     assert [g["count"] for g in gaps] == sorted((c["size"] for c in listed), reverse=True)[:2]
     assert {g["candidate_id"] for g in gaps} <= set(ids.values()) and all(g["label"] for g in gaps)
 
-    promoted = review.promote(store, ids["gantt"])
+    promoted = review.promote(store, ids["gantt"], "Gantt charts")
     assert promoted["idea"]["status"] == "open" and promoted["candidate"]["status"] == "promoted"
     assert promoted["idea"]["votes"] == promoted["requesters_added"] == topics["gantt"]["requesters"]
     review.dismiss(store, ids["time_tracking"])
@@ -131,7 +131,7 @@ def test_rebuild_keeps_ids_and_decisions_and_dismissed_returns_only_when_it_grow
 def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedder):
     settings = Settings()
     offline = ask_all_and_rebuild(store, embedder, settings)["offline"]
-    idea_id = review.promote(store, offline["id"])["idea"]["id"]
+    idea_id = review.promote(store, offline["id"], "Offline mode")["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 0  # nobody had left contact details
     late = ask(store, "is there an offline mode for the iphone app when travelling", ticket={"email": "late@example.com"})
     stray = ask(store, "what is the capital of peru")
@@ -152,7 +152,7 @@ def test_a_requester_asking_again_with_a_higher_mrr_raises_it_on_the_idea(store,
     offline = ask_all_and_rebuild(store, embedder, Settings())["offline"]
     ask(store, "offline mode for the iphone app please", ticket={"email": "ana@example.com", "mrr": 40.0})
     assert cand.join_new(store, embedder.encode, MODEL) == 1
-    idea_id = review.promote(store, offline["id"])["idea"]["id"]
+    idea_id = review.promote(store, offline["id"], "Offline mode")["idea"]["id"]
     assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 40.0)
     ask(store, "can i use the iphone app offline on a plane", ticket={"email": "ANA@example.com", "mrr": 500.0})
     assert cand.join_new(store, embedder.encode, MODEL) == 1
@@ -179,10 +179,10 @@ def test_questions_the_admin_leaves_out_do_not_become_aliases(store, embedder):
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     assert again in {q["search_id"] for q in views.get_candidate(store, gantt["id"])["queries"]}
     with pytest.raises(cand.CandidateError) as stranger:
-        review.promote(store, gantt["id"], exclude=["not-a-member"])
+        review.promote(store, gantt["id"], "Gantt charts", exclude=["not-a-member"])
     assert (stranger.value.status, stranger.value.field) == (400, "exclude")
     assert views.get_candidate(store, gantt["id"])["status"] == "new"  # nothing was decided
-    promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
+    promoted = review.promote(store, gantt["id"], "Gantt charts", exclude=[outlier_id])
     taught = {a["query"] for a in list_aliases(store) if a["item_id"] == promoted["idea"]["id"]}
     assert promoted["aliases_added"] == len(taught) == len({t.lower() for t in members.values()}) - 1
     assert outlier not in taught and outlier.upper() not in taught
@@ -205,7 +205,7 @@ def test_people_who_asked_only_a_left_out_question_are_not_told_about_the_idea(s
     cand.rebuild(store, embedder.encode, MODEL, Settings())
     gantt = by_topic(store, views.list_candidates(store))["gantt"]
     (outlier_id, outlier), (kept_id, kept) = [(q["search_id"], q["text"]) for q in gantt["queries"][:2]]
-    promoted = review.promote(store, gantt["id"], exclude=[outlier_id])
+    promoted = review.promote(store, gantt["id"], "Gantt charts", exclude=[outlier_id])
     idea_id = promoted["idea"]["id"]
 
     def voters() -> set[str]:
@@ -249,7 +249,7 @@ def test_questions_asked_after_the_idea_shipped_are_a_content_gap_again(store, e
     from deflect.ideas import update_idea
 
     offline = ask_all_and_rebuild(store, embedder, Settings())["offline"]
-    idea_id = review.promote(store, offline["id"])["idea"]["id"]
+    idea_id = review.promote(store, offline["id"], "Offline mode")["idea"]["id"]
     asked_before = ask(store, "does the iphone app work offline")
     assert cand.join_new(store, embedder.encode, MODEL) == 1
 
@@ -327,7 +327,7 @@ def test_merge_and_review_errors(store, embedder):
     assert merged["candidate"]["status"] == "merged"
     assert merged["idea"]["votes"] == 3 + topics["offline"]["requesters"]
     with pytest.raises(cand.CandidateError) as twice:
-        review.promote(store, topics["offline"]["id"])
+        review.promote(store, topics["offline"]["id"], "Offline mode")
     assert twice.value.status == 409
     with pytest.raises(cand.CandidateError) as unknown:
         review.dismiss(store, "c-nope")
@@ -484,7 +484,7 @@ def test_merged_questions_grouped_with_a_new_topic_are_not_shown_again_as_new(st
     kept = _with(store, mu["id"])
     assert kept["active"] is True and kept["status"] == "merged" and kept["size"] == 3
     assert _new_ones_holding(store, _texts("mu", 3)) == []
-    assert review.promote(store, kappa["id"])["aliases_added"] == 6  # only kappa's own questions
+    assert review.promote(store, kappa["id"], "Kappa")["aliases_added"] == 6  # only kappa's own questions
 
 
 def _four_topics_and_promo(store, tickets: bool = False):
@@ -504,7 +504,7 @@ def _four_topics_and_promo(store, tickets: bool = False):
 
 def test_part_of_a_promoted_candidate_clustered_apart_stays_with_it(store):
     fake, settings, promo = _four_topics_and_promo(store, tickets=True)
-    idea_id = review.promote(store, promo["id"])["idea"]["id"]
+    idea_id = review.promote(store, promo["id"], "Promoted topic")["idea"]["id"]
     assert get_idea(store, idea_id)["votes"] == 7
 
     # Three of its questions move to a direction of their own: they stay with the promoted one.
@@ -526,7 +526,7 @@ def test_questions_left_out_of_a_promoted_candidate_that_group_apart_are_a_new_c
     new candidate to review, not a part of the promoted one that inherits its decision."""
     fake, settings, promo = _four_topics_and_promo(store)
     tail = _texts("promo", 7)[4:]
-    review.promote(store, promo["id"], exclude=[q["search_id"] for q in promo["queries"] if q["text"] in tail])
+    review.promote(store, promo["id"], "Promoted topic", exclude=[q["search_id"] for q in promo["queries"] if q["text"] in tail])
 
     fake.topics |= {t: 6 for t in tail}  # the left-out three move to a direction of their own
     summary = cand.rebuild(store, fake.encode, "fake-2", settings)
@@ -572,7 +572,7 @@ def test_reviewed_candidates_retired_for_a_while_come_back_with_their_decisions(
     cand.rebuild(store, embedder.encode, MODEL, settings)
     topics = by_topic(store, views.list_candidates(store))
     gantt, tracking = topics["gantt"]["id"], topics["time_tracking"]["id"]
-    idea_id = review.promote(store, gantt)["idea"]["id"]
+    idea_id = review.promote(store, gantt, "Gantt charts")["idea"]["id"]
     review.dismiss(store, tracking)
     votes = get_idea(store, idea_id)["votes"]
 
@@ -634,7 +634,7 @@ def test_migration_0007_adds_exclusions_and_keeps_reviewed_candidates(database_u
     done = views.get_candidate(engine, "c-done")
     assert done["status"] == "promoted" and done["queries"][0]["excluded"] is False
     with pytest.raises(cand.CandidateError):  # its only question left out: no question to describe it by
-        review.promote(engine, "c-new", exclude=[second])
+        review.promote(engine, "c-new", "New idea", exclude=[second])
     with db.writing(engine) as conn:  # a dismissed candidate a rebuild retired has no members left
         conn.execute(cand.candidates.insert().values(id="c-empty", label="old", status="dismissed", active=False,
                                                      idea_id=None, created_at=now, updated_at=now))

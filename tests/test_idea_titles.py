@@ -47,11 +47,12 @@ def test_promoting_with_the_title_of_an_idea_is_refused_and_the_candidate_stays_
     with store.connect() as conn:
         assert conn.execute(sa.select(cand.candidates.c.status).where(cand.candidates.c.id == "c-dark")).scalar_one() == "new"
         assert conn.execute(sa.select(sa.func.count()).select_from(cand.candidate_exclusions)).scalar_one() == 0
-    # The label as the title (no title given) is checked too.
+    # No title is no promote: the label (a customer's words) is never used as one.
     make_candidate(store, "c-label", ["Dark mode!"], start=1_800_000_000.0)
-    with pytest.raises(cand.CandidateError) as by_label:
-        review.promote(store, "c-label")
-    assert by_label.value.details == {"idea_id": "dark-mode"}
+    for untitled in (None, " "):
+        with pytest.raises(cand.CandidateError) as no_title:
+            review.promote(store, "c-label", untitled)
+        assert (no_title.value.status, no_title.value.field) == (400, "title")
     # The reviewer merges into the idea named instead; another title promotes.
     merged = review.merge(store, "c-dark", error.details["idea_id"], exclude=(ids[2],))
     assert merged["candidate"]["status"] == "merged" and merged["aliases_added"] == 2

@@ -356,6 +356,10 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
         "code": "conflict", "field": "title", "idea_id": new_idea["id"],
         "message": f"an idea titled 'Gantt chart view' exists already: '{new_idea['id']}'; merge the candidate into "
                    f"'{new_idea['id']}', or promote it with another title"}
+    # No title, or a blank one: the team writes it; a customer's question (the label) is never the default.
+    for body in ({}, {"title": "  "}):
+        untitled = requests.post(f"{base}/api/clusters/{other['id']}/promote", json=body, headers=AUTH, timeout=TIMEOUT)
+        assert untitled.status_code == 400 and untitled.json()["error"]["field"] == "title", untitled.text
     still = requests.get(f"{base}/api/clusters/{other['id']}", headers=AUTH, timeout=TIMEOUT).json()
     assert still["status"] == "new"  # nothing lost: still to review, with its questions
     assert {q["search_id"] for q in still["queries"]} >= {q["search_id"] for q in other["queries"]}

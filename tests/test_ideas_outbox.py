@@ -310,7 +310,7 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     assert shown.exit_code == 0 and all(q["text"] in shown.stdout for q in found[0]["queries"])
     missing = runner.invoke(main, ["clusters", "show", "c-nope", *paths])
     assert missing.exit_code == 1 and "no candidate" in missing.output
-    stranger = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--exclude", "not-a-member", *paths])
+    stranger = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "X", "--exclude", "not-a-member", *paths])
     assert stranger.exit_code == 1 and "exclude" in stranger.output
     left_out = found[0]["queries"][0]
     promoted = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "From the CLI",
@@ -321,8 +321,10 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     taught = runner.invoke(main, ["aliases", "list", "--database-url", url], catch_exceptions=False).stdout
     assert taught.count("idea:from-the-cli") == len(kept)
     assert all(q["text"] in taught for q in found[0]["queries"] if q["text"].casefold() in kept)
-    again = runner.invoke(main, ["clusters", "promote", found[0]["id"], *paths])
+    again = runner.invoke(main, ["clusters", "promote", found[0]["id"], "--title", "Again", *paths])
     assert again.exit_code == 1 and "promoted" in again.output
+    untitled = runner.invoke(main, ["clusters", "promote", found[1]["id"], *paths])
+    assert untitled.exit_code == 2 and "--title" in untitled.output  # the team writes it, never the label
     shown = runner.invoke(main, ["clusters", "show", found[0]["id"], *paths], catch_exceptions=False).stdout
     assert f"({left_out['search_id']})  [left out]" in shown and shown.count("[left out]") == 1
 

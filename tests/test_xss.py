@@ -124,8 +124,9 @@ def hostile_site(tmp_path_factory, hostile_files):
         assert answer["search_id"]
         assert post("/api/clusters/rebuild", {}, headers=ADMIN).status_code == 200
         clusters = requests.get(f"{base}/api/clusters", headers=ADMIN, timeout=TIMEOUT).json()["clusters"]
-        if clusters:  # promote one: its (hostile) label becomes an idea title
-            post(f"/api/clusters/{clusters[0]['id']}/promote", {}, headers=ADMIN)
+        if clusters:  # promote one with its (hostile) label pasted as the idea's title
+            title = clusters[0]["label"].rstrip("…")
+            assert post(f"/api/clusters/{clusters[0]['id']}/promote", {"title": title}, headers=ADMIN).status_code == 200
         yield base
     runtime.close()
     runtime.db.dispose()

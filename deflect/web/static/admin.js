@@ -256,18 +256,23 @@
     var box = el("div", "candidate-actions");
     if (c.status && c.status !== "new") return box;
     var label = String(c.label || "").replace(/\u2026$/, "").trim();
+    // Empty, for the team to write: the label is one customer's own question (it may hold a name),
+    // and the idea's title and id are public.
     var title = el("input");
     title.type = "text";
-    title.value = label;
+    title.placeholder = "Title for the public board";
     title.setAttribute("aria-label", "Title of the new idea");
     title.setAttribute("data-promote-title", "");
     var promote = el("button", "btn btn-primary btn-small", "Promote to idea");
     promote.type = "button";
     promote.setAttribute("data-action", "promote");
+    var syncPromote = function () { promote.disabled = !title.value.trim(); };
+    title.addEventListener("input", syncPromote);
+    syncPromote();
     promote.addEventListener("click", function () {
       var chosen = title.value.trim();
-      var body = chosen && chosen !== label ? { title: chosen } : {};
-      review(c, "promote", withLeftOut(c, body), "Promoted “" + (chosen || label) + "” to a new idea.");
+      if (!chosen) return;
+      review(c, "promote", withLeftOut(c, { title: chosen }), "Promoted “" + chosen + "” to a new idea.");
     });
     var select = el("select");
     select.setAttribute("aria-label", "Idea to merge into");
