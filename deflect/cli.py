@@ -109,10 +109,19 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
         runtime.close()
 
 
+# Shorter than this, an admin token (which guards requesters' emails and every question asked)
+# could be guessed; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes a good one.
+STRONG_TOKEN_CHARS = 20
+
+
 def _say_if_admin_disabled(settings) -> None:
     if not settings.admin_token:
         click.echo("deflect: admin_token is not set, so the admin API and pages answer 401 admin_disabled "
                    "(set DEFLECT_ADMIN_TOKEN to review candidates, read metrics and manage aliases)", err=True)  # fmt: skip
+    elif len(settings.admin_token) < STRONG_TOKEN_CHARS:
+        click.echo(f"deflect: admin_token has {len(settings.admin_token)} characters; one of at least "
+                   f"{STRONG_TOKEN_CHARS} random ones cannot be guessed: python -c \"import secrets; "
+                   "print(secrets.token_urlsafe(32))\"", err=True)  # fmt: skip
 
 
 def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
@@ -392,10 +401,13 @@ def settings(show_values):
 from .cli_aliases import aliases  # noqa: E402
 from .cli_board import clusters, ideas_requesters, outbox  # noqa: E402
 from .cli_exports import events, searches  # noqa: E402
+from .cli_people import person, searches_forget  # noqa: E402
 
 main.add_command(aliases)
 main.add_command(events)
 main.add_command(searches)
+searches.add_command(searches_forget)
+main.add_command(person)
 main.add_command(clusters)
 ideas.add_command(ideas_requesters)
 main.add_command(outbox)

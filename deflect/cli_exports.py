@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 
@@ -67,6 +68,13 @@ def _write(rows: Iterable[dict], fmt: str, output: str, noun: str, bom: bool = F
     import csv
 
     count = 0
+    if output != "-":
+        from pathlib import Path
+
+        from .db import create_private
+
+        with contextlib.suppress(OSError):  # a folder that is not there: open_file says so below
+            create_private(Path(output))  # people's questions and emails: the owner's to share
     with click.open_file(output, "w", encoding="utf-8-sig" if bom else "utf-8") as out:
         writer = None
         for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -180,10 +181,24 @@ def make_engine(database_url: str) -> sa.Engine:
         ) from None
 
 
+def create_private(path: Path) -> None:
+    """Create the file readable by its owner only, if it does not exist yet.
+
+    The store holds what people typed and requesters' emails; SQLite gives its -wal and -shm
+    files the database file's own mode. An existing file keeps the mode an operator gave it.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            if not url.database.startswith("file:"):  # a URI names its file (and mode) itself
+                create_private(Path(url.database))
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")

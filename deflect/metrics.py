@@ -21,6 +21,8 @@ from .gaps import DEFAULT_GAPS, candidates_of, content_gaps
 from .outbox import requester_key
 from .redaction import extends
 
+ERASED = "[erased]"  # deflect.erasure's stand-in for a forgotten question
+
 SUPERSEDE_SECONDS = 30.0
 
 
@@ -102,11 +104,16 @@ def parse_period(since: str | None, until: str | None) -> tuple[float | None, fl
 
 def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[str]:
     """Searches followed within `seconds` in the same session by a search whose query extends them."""
+    return set(superseding(rows, seconds))
+
+
+def superseding(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> dict[str, str]:
+    """Superseded search id -> the id of the first later search of its session that extends it."""
     by_session: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         if row.get("session"):
             by_session[row["session"]].append(row)
-    out: set[str] = set()
+    out: dict[str, str] = {}
     for session_rows in by_session.values():
         session_rows.sort(key=lambda r: r["created_at"])
         keys = [normalize_query(r["query"]) for r in session_rows]
@@ -116,7 +123,7 @@ def superseded_ids(rows: list[dict], seconds: float = SUPERSEDE_SECONDS) -> set[
                 if later["created_at"] - row["created_at"] > seconds:
                     break
                 if extends(keys[j], keys[i]):
-                    out.add(row["id"])
+                    out[row["id"]] = later["id"]
                     break
     return out
 
@@ -258,7 +265,8 @@ def pool_searches(final: dict[str, SearchOutcome], event_rows: list[dict]) -> li
     by_search: dict[str, list[dict]] = defaultdict(list)
     for event in event_rows:
         by_search[event["search_id"]].append(event)
-    return [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, []))]
+    # An erased question (deflect.erasure) still counts in the figures, but is no gap to fill.
+    return [o.search for sid, o in final.items() if in_pool(o, by_search.get(sid, [])) and o.search["query"] != ERASED]
 
 
 def daily_series(final: dict[str, SearchOutcome], window: float) -> list[dict]:

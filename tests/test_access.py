@@ -198,3 +198,27 @@ def test_unknown_pages_are_html_not_found_pages_with_the_page_policy(app_and_bas
     assert r.headers["Content-Type"].startswith("text/html")
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY"
+
+
+def test_refused_admin_tokens_leave_a_trail_without_the_token(sample_runtime, caplog):
+    """Who tried, on what, from where: once a minute per address, never the token tried."""
+    from deflect.web import create_app
+
+    app = create_app(sample_runtime.settings, sample_runtime)  # its own once-a-minute memory
+    with serve_app(app) as base, caplog.at_level("WARNING", logger="deflect.admin"):
+        for _ in range(3):
+            assert _call(base, "GET", "/api/metrics", {"Authorization": "Bearer guess-123"}).status_code == 401
+        assert _call(base, "GET", "/api/metrics", {"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
+    trail = [r.getMessage() for r in caplog.records if r.name == "deflect.admin"]
+    assert trail == ["admin token wrong for GET /api/metrics from 127.0.0.1 (said once a minute per address)"]
+    assert "guess-123" not in caplog.text
+
+
+def test_a_short_admin_token_is_warned_about_at_start(capsys):
+    from deflect.cli import _say_if_admin_disabled
+    from deflect.settings import Settings
+
+    _say_if_admin_disabled(Settings(admin_token="a"))
+    assert "admin_token has 1 characters" in capsys.readouterr().err
+    _say_if_admin_disabled(Settings(admin_token="x" * 32))
+    assert capsys.readouterr().err == ""

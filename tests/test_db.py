@@ -161,3 +161,26 @@ def test_migrations_0008_and_0007_downgrade_with_votes_and_exclusions_in_place(d
     db.upgrade(engine)  # and up again
     assert db.current_revision(engine) == "0010"
     engine.dispose()
+
+
+def test_a_new_sqlite_store_and_its_wal_are_private_to_their_owner(tmp_path):
+    """It holds what people typed and requesters' emails: 0600 whatever the umask; an existing file keeps its mode."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        engine = db.make_engine(f"sqlite:///{tmp_path / 'new' / 'deflect.db'}")
+        db.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(db.sync_state.insert().values(name="x", value=1))
+        files = sorted((tmp_path / "new").iterdir())
+        assert [f.name for f in files] == ["deflect.db", "deflect.db-shm", "deflect.db-wal"]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+        engine.dispose()
+        shared = tmp_path / "shared.db"
+        shared.touch(mode=0o640)
+        db.make_engine(f"sqlite:///{shared}").dispose()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -365,3 +365,33 @@ def test_closing_the_runtime_stops_the_boards_background_work(settings_factory, 
     assert all(t is not None and t.is_alive() for t in threads)
     runtime.close()
     assert not any(t.is_alive() for t in threads), [t.name for t in threads if t.is_alive()]
+
+
+def test_the_dashboard_shows_a_gap_an_article_has_answered_since(tiny_board, browser):
+    """A writer checks on /admin whether the new article worked: the gap says which article answers it."""
+    from conftest import ADMIN_TOKEN, serve_app
+
+    from deflect.web import create_app
+
+    kb, runtime, board = tiny_board
+    _ask_with_tickets(runtime)
+    board.rebuild()
+    gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+    write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+    runtime.reindex()
+    board.check_answered()
+    context = browser.new_context()
+    try:
+        with serve_app(create_app(runtime.settings, runtime)) as base:
+            page = context.new_page()
+            page.goto(base + "/admin")
+            page.fill("[data-deflect-token]", ADMIN_TOKEN)
+            page.get_by_role("button", name="Sign in").click()
+            closed = page.locator("[data-answered-by='views/gantt']")
+            closed.wait_for(timeout=60_000)
+            assert "Answered since by" in closed.inner_text()
+            link = closed.get_by_role("link")
+            assert link.get_attribute("href") == "/articles/views/gantt" and link.inner_text().strip()
+            assert page.locator("[data-answered-by]").count() == 1, gantt["id"]  # the other gaps are still open
+    finally:
+        context.close()

@@ -328,6 +328,7 @@ def test_events_export_says_which_searches_count(store, tmp_path):
         exported = list(csv.DictReader(fh))
     assert [(r["final_search"], r["answered"]) for r in exported] == [("false", "true"), ("true", "true"), ("true", "false")]
     assert not out.read_bytes().startswith(b"\xef\xbb\xbf")  # plain UTF-8 unless asked
+    assert out.stat().st_mode & 0o777 == 0o600  # people's questions and emails: the owner's to share
 
     # --bom: Excel (on a Korean Windows, say) reads the file as UTF-8 instead of the local code page.
     excel = tmp_path / "events-excel.csv"

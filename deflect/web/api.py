@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -20,6 +21,7 @@ from .validation import (
 )
 
 api = Blueprint("api", __name__)
+log = logging.getLogger("deflect.admin")
 
 
 def runtime():
@@ -33,6 +35,11 @@ def require_admin() -> None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is as good as "Bearer x".
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        client = request_client()
+        # A trail of who tried, never the token tried: one line per client address a minute.
+        if current_app.extensions["deflect_refusal_log"].hit(client).allowed:
+            log.warning("admin token %s for %s %s from %s (said once a minute per address)",
+                        "wrong" if given.strip() else "missing", request.method, request.path, client)
         raise ApiError(401, "unauthorized", "missing or wrong admin token (Authorization: Bearer ...)", "Authorization")
 
 

@@ -115,6 +115,7 @@ def install_limits(app: Flask, settings: Settings) -> None:
     per_client = RateLimiter(settings.rate_limit_per_client) if settings.rate_limit_per_client > 0 else None
     per_session = RateLimiter(settings.rate_limit_per_session) if settings.rate_limit_per_session > 0 else None
     app.extensions["deflect_limiters"] = {"client": per_client, "session": per_session}
+    app.extensions["deflect_refusal_log"] = RateLimiter(1)  # refused admin tokens: logged once a minute per address
     if per_client is None and per_session is None:
         return
 

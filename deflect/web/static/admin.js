@@ -242,6 +242,12 @@
         return typeof q === "string" ? q : first(q.text, q.query, "");
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
+      if (gap.answered_by) {  // an article published since answers its questions: the gap is closed
+        li.setAttribute("data-answered-by", gap.answered_by);
+        var closed = el("div", "muted", "Answered since by ");
+        closed.appendChild(articleLink(gap.answered_by));
+        left.appendChild(closed);
+      }
       if (gap.shipped_idea) {  // the feature exists now; no article answers its questions yet
         left.appendChild(el("div", "muted", "Asked since idea “" + ideaTitle(gap.shipped_idea) + "” shipped: write an article?"));
       }

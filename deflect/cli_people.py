@@ -1,0 +1,95 @@
+"""`deflect person show|forget` and `deflect searches forget`: data-protection requests and retention."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .cli_options import cli_settings, existing_store
+
+
+def _person_options(func):
+    for option in reversed([
+        click.option("--email", "emails", multiple=True, help="An email address the person gave (with a ticket, a vote, an import); any case; repeatable."),
+        click.option("--customer-id", "customer_ids", multiple=True, help="A customer id the person was given as; repeatable."),
+        click.option("--session", "sessions", multiple=True, help="A widget session id of theirs; repeatable."),
+        click.option("--mentioning", multiple=True, metavar="WORDS",
+                     help="Words their questions held, such as their name (3 characters at least; any case): every "
+                          "search, alias and candidate whose text holds them; repeatable."),
+        click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _person(emails, customer_ids, sessions, mentioning):
+    from .erasure import Person
+
+    person = Person(tuple(emails), tuple(customer_ids), tuple(sessions), tuple(mentioning))
+    if person.empty:
+        raise click.UsageError("name the person: --email, --customer-id, --session or --mentioning")
+    return person
+
+
+@click.group()
+def person():
+    """One person's data: show it (a request for access) or forget it (a request for erasure)."""
+
+
+@person.command("show")
+@_person_options
+def person_show(emails, customer_ids, sessions, mentioning, database_url):
+    """Print, as JSON, everything deflect holds tied to the person: searches, events that name them,
+    votes, notifications, and the aliases and idea candidates made from their questions."""
+    from .erasure import show_person
+
+    who = _person(emails, customer_ids, sessions, mentioning)
+    engine = existing_store(cli_settings(database_url=database_url))
+    click.echo(json.dumps(show_person(engine, who), ensure_ascii=False, indent=2, default=str))
+
+
+@person.command("forget")
+@_person_options
+@click.option("--yes", is_flag=True, help="Do it without asking first (scripts).")
+def person_forget(emails, customer_ids, sessions, mentioning, database_url, yes):
+    """Erase the person: their questions read [erased], their email, id and MRR leave events and votes
+    (which still count), notifications to them are deleted, and aliases and candidate labels made
+    from their questions go. Every figure stays as it was. Nothing undoes it."""
+    from .erasure import forget_person, show_person
+
+    who = _person(emails, customer_ids, sessions, mentioning)
+    engine = existing_store(cli_settings(database_url=database_url))
+    counts = show_person(engine, who)["counts"]
+    click.echo("found: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()))
+    if not any(counts.values()):
+        return
+    if not yes:
+        click.confirm("Forget all of it? Nothing undoes this", abort=True)
+    done = forget_person(engine, who)
+    click.echo("forgotten: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in done.items()))
+    click.echo("Running servers drop the aliases within sync_interval_seconds; backups and exports made "
+               "before still hold the data.")
+
+
+@click.command("forget")
+@click.option("--before", required=True, metavar="DATE",
+              help="Forget every search made before this day (ISO 8601 date or date/time, or epoch seconds; UTC).")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+@click.option("--yes", is_flag=True, help="Do it without asking first (cron).")
+def searches_forget(before, database_url, yes):
+    """Retention: every search before DATE reads [erased], its session is replaced and its events lose
+    their requester (email, customer id, MRR); figures stay, content gaps and candidates lose those
+    questions. Learned aliases stay (what deflect learned, not who asked). Nothing undoes it."""
+    from .erasure import forget_before
+    from .metrics import PeriodError, parse_period
+
+    try:
+        start, _ = parse_period(before, None)
+    except PeriodError as exc:
+        raise click.BadParameter(exc.reason, param_hint="--before") from None
+    engine = existing_store(cli_settings(database_url=database_url))
+    if not yes:
+        click.confirm(f"Forget every search before {before}? Nothing undoes this", abort=True)
+    done = forget_before(engine, start)
+    click.echo("forgotten: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in done.items()))
