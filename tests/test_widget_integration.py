@@ -100,6 +100,13 @@ PLAIN_PAGE = HEAD + """{widget}</head><body><h1>Help</h1>
 </body></html>"""
 
 
+# A header search: the field and its button in a flex row.
+FLEX_PAGE = HEAD + """<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>.row { display: flex; gap: 8px; } .row input { flex: 1; }</style>{widget}</head><body>
+<header><form class="row" method="post" action="/sent"><input name="q" aria-label="Search help" data-deflect-input>
+<button>Ask</button></form></header><p>Page content below the header.</p></body></html>"""
+
+
 def documented_csp(base: str, styles: bool = True) -> str:
     """The Content-Security-Policy the README tells a host page to send (its own sources plus deflect)."""
     return (f"default-src 'self'; script-src 'self' {base}; connect-src {base}; "
@@ -144,6 +151,10 @@ def customer_site(customer: Customer):
     def theme():
         extra = ' data-theme="dark"' if "dark" in request.args else ""
         return THEME_PAGE.replace("{title}", "theme").replace("{widget}", widget(extra))
+
+    @app.get("/flex")
+    def flex():
+        return FLEX_PAGE.replace("{title}", "flex").replace("{widget}", widget())
 
     @app.get("/sri")
     def sri():
@@ -456,3 +467,20 @@ def test_a_dark_theme(browser, site):
     finally:
         context.close()
 
+
+# --- A3: layout -----------------------------------------------------------------------
+
+
+def test_in_a_flex_row_the_panel_goes_under_the_row_not_between_field_and_button(browser, site):
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    try:
+        page = context.new_page()
+        page.goto(site.customer.base + "/flex")
+        ask(page, "[data-deflect-input]", "I forgot my password")
+        field, button = page.locator("[data-deflect-input]").bounding_box(), page.get_by_role("button", name="Ask").bounding_box()
+        row, panel = page.locator("form.row").bounding_box(), page.locator(".dfl-panel").bounding_box()
+        assert abs(field["height"] - button["height"]) < 4, (field, button)  # the field is not stretched
+        assert button["x"] > field["x"] + field["width"] and button["x"] + button["width"] > 340  # nothing between them
+        assert panel["y"] >= row["y"] + row["height"] and panel["width"] > 300, (row, panel)
+    finally:
+        context.close()

@@ -231,6 +231,24 @@
     return Object.keys(who).length ? who : null;
   }
 
+  /** Laid out side by side: a flex row, or a grid of more than one column. */
+  function isRow(node) {
+    var style = getComputedStyle(node);
+    if (/flex$/.test(style.display)) return style.flexDirection.indexOf("row") === 0;
+    if (/grid$/.test(style.display)) return style.gridTemplateColumns.trim().split(/\s+(?![^(]*\))/).length > 1;
+    return false;
+  }
+
+  /** What the widget follows: the field, or the row it sits in ("search [Ask]" in a flex header),
+   * so the panel goes under the row instead of becoming a narrow column of it (stretching the field). */
+  function widgetPlace(input) {
+    var place = input;
+    while (place.parentElement && place.parentElement !== document.body && isRow(place.parentElement)) {
+      place = place.parentElement;
+    }
+    return place;
+  }
+
   var COMBOBOX_ATTRIBUTES = ["role", "aria-autocomplete", "aria-expanded", "aria-controls", "aria-activedescendant", "autocomplete", "data-deflect-input"];
 
   function attach(input) {
@@ -301,7 +319,7 @@
     root.appendChild(status);
     root.appendChild(note);
     root.appendChild(panel);
-    input.insertAdjacentElement("afterend", root);
+    widgetPlace(input).insertAdjacentElement("afterend", root);
 
     input.setAttribute("role", "combobox");
     input.setAttribute("aria-autocomplete", "list");
