@@ -156,6 +156,12 @@ def customer_site(customer: Customer):
     def flex():
         return FLEX_PAGE.replace("{title}", "flex").replace("{widget}", widget())
 
+    @app.get("/rtl")
+    def rtl():
+        page = PLAIN_PAGE.replace("{title}", "rtl").replace("{widget}", widget())
+        return page.replace('<html lang="en">', '<html lang="ar" dir="rtl">').replace(
+            'data-k="3"', 'data-k="3" data-locale="en"')
+
     @app.get("/sri")
     def sri():
         js = requests.get(customer.deflect + "/static/deflect-widget.js", timeout=10).content
@@ -484,3 +490,29 @@ def test_in_a_flex_row_the_panel_goes_under_the_row_not_between_field_and_button
         assert panel["y"] >= row["y"] + row["height"] and panel["width"] > 300, (row, panel)
     finally:
         context.close()
+
+
+# --- lower-severity items -------------------------------------------------------------
+
+
+def test_an_english_widget_on_a_right_to_left_page_reads_left_to_right(page, site):
+    page.goto(site.customer.base + "/rtl")
+    ask(page, "[data-deflect-input]", "password reset")
+    widget = page.locator(".dfl-widget")
+    assert widget.evaluate("e => getComputedStyle(e).direction") == "ltr"
+    page.keyboard.press("ArrowDown")
+    option = page.locator(".dfl-option.dfl-active")
+    style = option.evaluate("e => [getComputedStyle(e).borderLeftWidth, getComputedStyle(e).borderRightWidth]")
+    assert style == ["3px", "0px"]  # the accent bar at the start of an English line
+    assert page.locator(".dfl-title").first.get_attribute("dir") == "auto"  # an Arabic title keeps its own
+
+
+def test_when_suggestions_become_unavailable_the_old_question_s_go_away(page, site):
+    page.goto(site.customer.base + "/form")
+    ask(page, "[data-deflect-input]", "I forgot my password")
+    page.route("**/api/suggest", lambda route: route.abort())
+    page.keyboard.type(" and my email changed", delay=20)
+    note = page.locator(".dfl-note")
+    expect(note).to_contain_text("not available", timeout=5000)
+    expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")

@@ -141,6 +141,7 @@
     do { id = "deflect-" + (++shared.lastId); } while (document.getElementById(id));
     return id;
   }
+  var RTL = /^(ar|he|fa|ur|yi|ps|ckb|dv|sd|ug)$/;
   var EMAIL = /^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/;
   // Scripts written without spaces between words (the ranges of deflect/lexical.py).
   var UNSPACED = /[\uAC00-\uD7AF\u1100-\u11FF\u3040-\u30FF\u3400-\u9FFF\u0E00-\u0E7F]/;
@@ -295,6 +296,9 @@
     root.lang = MESSAGES[language] || Object.keys(MESSAGES.en).every(function (key) {
       return typeof overrides[key] === "string";
     }) ? language : "en";
+    // Its own writing direction, not the page's: English on an Arabic page reads left to right
+    // (punctuation, the accent bar). Titles and snippets take theirs from their own text.
+    root.dir = RTL.test(root.lang) ? "rtl" : "ltr";
     var status = el("div", "dfl-sr-status");
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
@@ -454,6 +458,9 @@
             var message = t("unavailable");
             announce(message);
             showNote(message);
+            // The suggestions shown were for an older question: not under the field's new one.
+            // (state.search stays: a ticket sent now is still recorded on the last search known.)
+            clearResults();
           }
         })
         .finally(function () {
@@ -516,6 +523,7 @@
           option.setAttribute("data-id", result.id);
           var row = el("span", "dfl-title-row");
           var title = el("span", "dfl-title", result.title);
+          title.dir = "auto";
           // A Korean article in an English widget (WCAG 3.1.2): its words, not the widget's badge.
           if (result.locale) title.lang = result.locale;
           row.appendChild(title);
@@ -525,6 +533,7 @@
           option.appendChild(row);
           if (result.snippet) {
             var snippet = el("span", "dfl-snippet", result.snippet);
+            snippet.dir = "auto";
             if (result.locale) snippet.lang = result.locale;
             option.appendChild(snippet);
           }
@@ -607,11 +616,13 @@
       preview.setAttribute("data-type", result.type);
       // h2: a help form's page has its h1; an h3 right after it skips a level (axe: heading-order).
       var title = el("h2", "dfl-preview-title", result.title);
+      title.dir = "auto";
       if (result.locale) title.lang = result.locale;
       title.tabIndex = -1;
       preview.appendChild(title);
       if (result.snippet) {
         var snippet = preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+        snippet.dir = "auto";
         if (result.locale) snippet.lang = result.locale;
       }
       var href = safeUrl(result.url);
