@@ -28,6 +28,11 @@ CORS_MAX_AGE = "600"
 CORS_EXPOSE = "Retry-After"
 
 
+# The widget's own files are public and the same for every page: any origin may read them, so a
+# host page can load them with integrity="sha384-..." crossorigin="anonymous" (SRI).
+WIDGET_FILES = frozenset({"/static/deflect-widget.js", "/static/deflect-widget.css"})
+
+
 def _is_cors_path(path: str) -> bool:
     return path.startswith("/api/") or path == "/healthz"
 
@@ -109,6 +114,8 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
                     headers["Access-Control-Allow-Methods"] = CORS_METHODS
                     headers["Access-Control-Allow-Headers"] = CORS_HEADERS
                     headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        elif request.path in WIDGET_FILES:
+            headers["Access-Control-Allow-Origin"] = "*"
         elif response.mimetype == "text/html":
             headers.setdefault("Content-Security-Policy", PAGE_CSP)
             headers.setdefault("X-Frame-Options", "DENY")

@@ -22,7 +22,12 @@
   "use strict";
 
   var script = document.currentScript;
-  if (!script || !window.fetch) return;
+  if (!script) {
+    // A module (<script type="module">) or a bundled copy has no currentScript, so no settings.
+    if (window.console) console.warn("deflect: load deflect-widget.js with a classic <script src=...> tag (not type=\"module\", not bundled): it reads its settings from its own tag");
+    return;
+  }
+  if (!window.fetch) return;
   var data = script.dataset;
   var scriptUrl = new URL(script.src, location.href);
   var config = {
@@ -43,8 +48,29 @@
     sessionIdleMs: 10 * 60 * 1000,
     submitWaitMs: 2000,
     slowMs: 800,
+    theme: /^(light|dark|auto)$/.test(data.theme || "") ? data.theme : "light",
   };
   if (!config.types.length) config.types = ["article", "idea"];
+
+  // One page may load this script more than once (a single-page app that re-inserts the tag on
+  // every route change): what the copies share lives on window.deflect, the page's API
+  // (deflect.mount(field), deflect.unmount(field), deflect.scan()).
+  var shared = window.deflect && window.deflect.isDeflect === true ? window.deflect : null;
+  var loadKey = config.endpoint + " " + config.input;
+  if (shared && shared.loads[loadKey]) {
+    // The same widget again: the first copy already watches the page (new fields included).
+    shared.loads[loadKey]();
+    return;
+  }
+  if (!shared) {
+    shared = { isDeflect: true, loads: {}, widgets: [], lastId: 0 };
+    shared.unmount = function (input) {
+      var found = shared.widgets.filter(function (w) { return w.input === input; });
+      found.forEach(function (w) { w.destroy(); });
+      return found.length > 0;
+    };
+    window.deflect = shared;
+  }
 
   // What the widget says, by language (data-locale's, else the page's <html lang>); any message
   // can be replaced with data-messages='{"yes": "..."}' (also how to add a language).
@@ -91,14 +117,31 @@
     return (MESSAGES[language] || MESSAGES.en)[key] || MESSAGES.en[key];
   }
 
-  if (data.css !== "none") {
+  var cssUrl = new URL("deflect-widget.css", scriptUrl).href;
+  var hasCss = Array.prototype.some.call(document.querySelectorAll("link[rel~=stylesheet]"), function (l) {
+    return l.href === cssUrl;
+  });
+  if (data.css !== "none" && !hasCss) {
     var link = document.createElement("link");
     link.rel = "stylesheet";
-    link.href = new URL("deflect-widget.css", scriptUrl).href;
+    link.href = cssUrl;
+    link.setAttribute("data-deflect-css", "");
+    if (script.crossOrigin != null) link.crossOrigin = script.crossOrigin;
+    link.addEventListener("error", function () {
+      // Without it the screen-reader-only texts show on the page; say why, not only the CSP's generic message.
+      console.warn("deflect: " + cssUrl + " did not load. If the page has a Content-Security-Policy, allow " +
+        scriptUrl.origin + " in style-src (or use data-css=\"none\" and serve deflect-widget.css yourself).");
+    });
     document.head.appendChild(link);
   }
 
-  var instances = 0;
+  /** An element id not yet on the page ("deflect-1", "deflect-2", ...), whichever copy of the script asks. */
+  function nextId() {
+    var id;
+    do { id = "deflect-" + (++shared.lastId); } while (document.getElementById(id));
+    return id;
+  }
+  var RTL = /^(ar|he|fa|ur|yi|ps|ckb|dv|sd|ug)$/;
   var EMAIL = /^[^@\s]{1,200}@[^@\s]{1,200}\.[^@\s]{1,60}$/;
   // Scripts written without spaces between words (the ranges of deflect/lexical.py).
   var UNSPACED = /[\uAC00-\uD7AF\u1100-\u11FF\u3040-\u30FF\u3400-\u9FFF\u0E00-\u0E7F]/;
@@ -189,12 +232,40 @@
     return Object.keys(who).length ? who : null;
   }
 
+  /** Laid out side by side: a flex row, or a grid of more than one column. */
+  function isRow(node) {
+    var style = getComputedStyle(node);
+    if (/flex$/.test(style.display)) return style.flexDirection.indexOf("row") === 0;
+    if (/grid$/.test(style.display)) return style.gridTemplateColumns.trim().split(/\s+(?![^(]*\))/).length > 1;
+    return false;
+  }
+
+  /** What the widget follows: the field, or the row it sits in ("search [Ask]" in a flex header),
+   * so the panel goes under the row instead of becoming a narrow column of it (stretching the field). */
+  function widgetPlace(input) {
+    var place = input;
+    while (place.parentElement && place.parentElement !== document.body && isRow(place.parentElement)) {
+      place = place.parentElement;
+    }
+    return place;
+  }
+
+  var COMBOBOX_ATTRIBUTES = ["role", "aria-autocomplete", "aria-expanded", "aria-controls", "aria-activedescendant", "autocomplete", "data-deflect-input"];
+
   function attach(input) {
-    if (input.dataset.deflectAttached) return;
-    input.dataset.deflectAttached = "1";
+    if (!input || input.nodeType !== 1 || !input.parentNode || input.hasAttribute("data-deflect-attached")) return false;
+    input.setAttribute("data-deflect-attached", "1");
+    // What unmount puts back.
+    var before = COMBOBOX_ATTRIBUTES.map(function (name) { return [name, input.getAttribute(name)]; });
     if (!input.hasAttribute("data-deflect-input")) input.setAttribute("data-deflect-input", "");
-    var uid = "deflect-" + (++instances);
-    var form = input.form || input.closest("form");
+    var uid = nextId();
+    var removers = [];
+
+    /** addEventListener, undone when the widget is unmounted. */
+    function on(target, type, listener, options) {
+      target.addEventListener(type, listener, options);
+      removers.push(function () { target.removeEventListener(type, listener, options); });
+    }
 
     var state = {
       session: null,
@@ -211,18 +282,23 @@
       open: false,
       clicked: {},
       feedback: {},
-      submitting: false,
+      pending: null, // {query, promise}: the search on its way
+      holding: false, // a submit held back until its ticket_created is stored
     };
 
     // --- DOM -----------------------------------------------------------------------------
     var root = el("div", "dfl-widget");
     root.id = uid;
+    root.setAttribute("data-theme", config.theme);
     // The language it speaks (and the results of a locale-filtered search are in), so a screen
     // reader reads a Korean widget on an English page with a Korean voice (WCAG 3.1.2).
     // A language of its own only where every message is given in it (one replaced message is not).
     root.lang = MESSAGES[language] || Object.keys(MESSAGES.en).every(function (key) {
       return typeof overrides[key] === "string";
     }) ? language : "en";
+    // Its own writing direction, not the page's: English on an Arabic page reads left to right
+    // (punctuation, the accent bar). Titles and snippets take theirs from their own text.
+    root.dir = RTL.test(root.lang) ? "rtl" : "ltr";
     var status = el("div", "dfl-sr-status");
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
@@ -247,7 +323,7 @@
     root.appendChild(status);
     root.appendChild(note);
     root.appendChild(panel);
-    input.insertAdjacentElement("afterend", root);
+    widgetPlace(input).insertAdjacentElement("afterend", root);
 
     input.setAttribute("role", "combobox");
     input.setAttribute("aria-autocomplete", "list");
@@ -303,6 +379,7 @@
       clearTimeout(state.timer);
       if (state.controller) state.controller.abort();
       state.controller = null;
+      state.pending = null;
     }
 
     /** The question as sent: trimmed, at most maxChars characters (code points, as the server counts). */
@@ -364,7 +441,7 @@
       if (config.locale) body.locale = config.locale;
       root.setAttribute("aria-busy", "true");
       var slow = setTimeout(function () { if (seq === state.seq) showNote(t("searching")); }, config.slowMs);
-      return post("/api/suggest", body, { signal: controller.signal })
+      var promise = post("/api/suggest", body, { signal: controller.signal })
         .then(function (response) {
           if (!response.ok) throw new Error("suggest answered " + response.status);
           return response.json();
@@ -381,6 +458,9 @@
             var message = t("unavailable");
             announce(message);
             showNote(message);
+            // The suggestions shown were for an older question: not under the field's new one.
+            // (state.search stays: a ticket sent now is still recorded on the last search known.)
+            clearResults();
           }
         })
         .finally(function () {
@@ -388,8 +468,11 @@
           if (seq === state.seq) {
             root.removeAttribute("aria-busy");
             state.controller = null;
+            state.pending = null;
           }
         });
+      state.pending = { query: query, promise: promise };
+      return promise;
     }
 
     function clearResults() {
@@ -440,6 +523,7 @@
           option.setAttribute("data-id", result.id);
           var row = el("span", "dfl-title-row");
           var title = el("span", "dfl-title", result.title);
+          title.dir = "auto";
           // A Korean article in an English widget (WCAG 3.1.2): its words, not the widget's badge.
           if (result.locale) title.lang = result.locale;
           row.appendChild(title);
@@ -449,6 +533,7 @@
           option.appendChild(row);
           if (result.snippet) {
             var snippet = el("span", "dfl-snippet", result.snippet);
+            snippet.dir = "auto";
             if (result.locale) snippet.lang = result.locale;
             option.appendChild(snippet);
           }
@@ -501,7 +586,7 @@
         body.item_id = result.id;
         body.item_type = result.type;
       }
-      var who = requester(form);
+      var who = requester(formOf());
       if (who && (type === "ticket_created" || type === "vote" || type === "helpful")) body.requester = who;
       return postWithRetry("/api/events", body, options).catch(function () { return null; });
     }
@@ -531,11 +616,13 @@
       preview.setAttribute("data-type", result.type);
       // h2: a help form's page has its h1; an h3 right after it skips a level (axe: heading-order).
       var title = el("h2", "dfl-preview-title", result.title);
+      title.dir = "auto";
       if (result.locale) title.lang = result.locale;
       title.tabIndex = -1;
       preview.appendChild(title);
       if (result.snippet) {
         var snippet = preview.appendChild(el("p", "dfl-preview-snippet", result.snippet));
+        snippet.dir = "auto";
         if (result.locale) snippet.lang = result.locale;
       }
       var href = safeUrl(result.url);
@@ -642,9 +729,9 @@
     }
 
     // --- keyboard ------------------------------------------------------------------------
-    input.addEventListener("input", onInput);
-    input.addEventListener("compositionend", function () { onInput(null); });
-    input.addEventListener("keydown", function (e) {
+    on(input, "input", onInput);
+    on(input, "compositionend", function () { onInput(null); });
+    on(input, "keydown", function (e) {
       if (e.isComposing || e.keyCode === 229) return; // keys that confirm or move an input method's text
       var count = state.options.length;
       if (e.key === "ArrowDown" || e.key === "ArrowUp") {
@@ -682,52 +769,186 @@
     });
 
     // --- sending the form anyway ---------------------------------------------------------
-    /** Record ticket_created for the whole question (its last keys are searched first if they
-     * were not yet); resolves once stored or failed. null when there is nothing to attach it to. */
+    /** Record ticket_created for the whole question; resolves once stored or failed, null when
+     * there is nothing to attach it to. The searches acted on are final whatever comes next, so
+     * their tickets go at once; the last search's goes once its last keys are searched (the search
+     * already on its way for them is waited for, not sent again). Sent with keepalive: a ticket on
+     * its way when the page leaves still arrives. */
     function recordTicket() {
-      cancelPending();
+      clearTimeout(state.timer);
+      showNote("");
       var query = currentQuery();
       var needsSearch = longEnough(query) && query !== state.lastQuery;
-      if (!state.search && !needsSearch) return null;
-      return (needsSearch ? search(query) : Promise.resolve()).then(function () {
-        var last = state.search ? state.search.id : null;
-        var earlier = state.actedOn.filter(function (id) { return id !== last; })
-          .map(function (id) { return postEvent(id, "ticket_created", null); });
-        return Promise.all([sendEvent("ticket_created", null)].concat(earlier)).then(function (sent) { return sent[0]; });
-      });
+      if (!state.search && !needsSearch && !state.actedOn.length) return null;
+      var sentFor = {};
+      function ticket(id) {
+        if (!id || sentFor[id]) return null;
+        sentFor[id] = true;
+        return postEvent(id, "ticket_created", null, { keepalive: true });
+      }
+      var now = state.actedOn.map(ticket);
+      var searched;
+      if (!needsSearch) {
+        searched = Promise.resolve();
+      } else if (state.pending && state.pending.query === query) {
+        searched = state.pending.promise;
+      } else {
+        if (state.controller) state.controller.abort();
+        searched = search(query);
+      }
+      var last = searched.then(function () { return ticket(state.search && state.search.id); });
+      return Promise.all([last].concat(now)).then(function (sent) { return sent[0]; });
     }
 
     // A widget without a <form> (an in-app chat, a page that files tickets through its own API)
     // says a ticket was filed with input.dispatchEvent(new CustomEvent("deflect:ticket")).
-    input.addEventListener("deflect:ticket", function () {
+    on(input, "deflect:ticket", function () {
       var sent = recordTicket();
       if (sent) sent.then(function () { newQuestion(); clearResults(); });
     });
 
-    // Listening on the document runs after the page's own submit handlers, so a page that
-    // handles the submit itself (preventDefault) keeps control; otherwise the ticket_created
-    // event is stored before the browser leaves the page.
-    if (form) {
-      document.addEventListener("submit", function (e) {
-        if (e.target !== form || state.submitting) return;
-        var sent = recordTicket();
-        if (!sent) return;
-        state.submitting = true;
-        if (e.defaultPrevented) {
-          sent.then(function () { state.submitting = false; newQuestion(); clearResults(); });
-          return;
+    function formOf() {
+      return input.form || input.closest("form");
+    }
+
+    /** What the browser would have sent for this submit: form.submit() plus the submitter's
+     * name=value and its formaction / formmethod / formenctype / formtarget (form.submit() alone
+     * drops them; form.requestSubmit() would run the page's submit handlers a second time). */
+    function submitAs(target, submitter) {
+      var added = [], saved = [];
+      if (submitter && submitter.form === target && !submitter.disabled) {
+        if (submitter.name) {
+          var pairs = submitter.type === "image"
+            ? [[submitter.name + ".x", "0"], [submitter.name + ".y", "0"]]
+            : [[submitter.name, submitter.value]];
+          pairs.forEach(function (pair) {
+            var hidden = document.createElement("input");
+            hidden.type = "hidden";
+            hidden.name = pair[0];
+            hidden.value = pair[1];
+            // Where the button is, so the fields keep the browser's order.
+            if (target.contains(submitter)) submitter.insertAdjacentElement("afterend", hidden);
+            else target.appendChild(hidden);
+            added.push(hidden);
+          });
         }
-        e.preventDefault();
-        var timeout = new Promise(function (resolve) { setTimeout(resolve, config.submitWaitMs); });
-        Promise.race([sent, timeout]).then(function () {
-          HTMLFormElement.prototype.submit.call(form);
+        [["formaction", "action"], ["formmethod", "method"], ["formenctype", "enctype"], ["formtarget", "target"]]
+          .forEach(function (names) {
+            if (!submitter.hasAttribute(names[0])) return;
+            saved.push([names[1], target.getAttribute(names[1])]);
+            target.setAttribute(names[1], submitter.getAttribute(names[0]));
+          });
+      }
+      try {
+        HTMLFormElement.prototype.submit.call(target); // reads the form now; the page leaves later
+      } finally {
+        added.forEach(function (node) { node.remove(); });
+        saved.forEach(function (pair) {
+          if (pair[1] == null) target.removeAttribute(pair[0]);
+          else target.setAttribute(pair[0], pair[1]);
         });
+      }
+    }
+
+    /** Once every handler of the page has seen the submit: a page that handles it itself
+     * (preventDefault: it files the ticket by fetch) keeps control and the widget only records the
+     * ticket; otherwise the submit is held until ticket_created is stored (at most submitWaitMs),
+     * then sent as the browser would have. */
+    function afterPageHandlers(e, target, canHold) {
+      if (state.holding) {
+        if (canHold && !e.defaultPrevented) e.preventDefault(); // a second click while held: one submit
+        return;
+      }
+      var sent = recordTicket();
+      if (!sent) return;
+      if (e.defaultPrevented || !canHold) {
+        sent.then(function () { newQuestion(); clearResults(); });
+        return;
+      }
+      e.preventDefault();
+      state.holding = true;
+      var submitter = e.submitter;
+      var timeout = new Promise(function (resolve) { setTimeout(resolve, config.submitWaitMs); });
+      Promise.race([sent, timeout]).then(function () {
+        state.holding = false;
+        if (!target.isConnected) return;
+        submitAs(target, submitter);
+        newQuestion(); // the page may stay (formtarget="_blank"): this question is sent
+        clearResults();
       });
     }
+
+    // Seen first (window, capturing), decided last: a listener added now to window for the
+    // bubbling phase runs after every submit handler of the page, the form's, its ancestors' and
+    // the document's (delegated, jQuery or React style) included, whenever they were added.
+    on(window, "submit", function (e) {
+      var target = formOf();
+      if (!target || e.target !== target) return;
+      var decided = false;
+      function decide(bubbled) {
+        window.removeEventListener("submit", onBubble);
+        if (decided) return;
+        decided = true;
+        afterPageHandlers(e, target, bubbled);
+      }
+      function onBubble(ev) { if (ev === e) decide(true); }
+      window.addEventListener("submit", onBubble);
+      // A handler that stopped the propagation keeps it from window: decide once it is dispatched
+      // (too late to hold the submit, but its ticket is still sent, with keepalive).
+      setTimeout(function () { decide(false); }, 0);
+    }, true);
+
+    var handle = {
+      input: input,
+      destroy: function () {
+        cancelPending();
+        removers.forEach(function (remove) { remove(); });
+        removers = [];
+        root.remove();
+        before.forEach(function (pair) {
+          if (pair[1] == null) input.removeAttribute(pair[0]);
+          else input.setAttribute(pair[0], pair[1]);
+        });
+        input.removeAttribute("data-deflect-attached");
+        shared.widgets = shared.widgets.filter(function (w) { return w !== handle; });
+      },
+    };
+    shared.widgets.push(handle);
+    return true;
+  }
+
+  /** Attach to every field matching data-input in `scope` (the document by default), `scope` included. */
+  function scan(scope) {
+    scope = scope || document;
+    if (scope.nodeType === 1 && scope.matches(config.input)) attach(scope);
+    if (scope.querySelectorAll) Array.prototype.forEach.call(scope.querySelectorAll(config.input), attach);
+  }
+
+  /** Unmount the widgets whose field left the page (a route change), so nothing keeps them alive. */
+  function sweep() {
+    shared.widgets.slice().forEach(function (w) { if (!w.input.isConnected) w.destroy(); });
   }
 
   function init() {
-    Array.prototype.forEach.call(document.querySelectorAll(config.input), attach);
+    scan(document);
+    // Fields a single-page app renders later are attached as they appear.
+    if (window.MutationObserver) {
+      new MutationObserver(function (records) {
+        var removed = false;
+        records.forEach(function (record) {
+          Array.prototype.forEach.call(record.addedNodes, function (node) { if (node.nodeType === 1) scan(node); });
+          if (record.removedNodes.length) removed = true;
+        });
+        if (removed) sweep();
+      }).observe(document.documentElement, { childList: true, subtree: true });
+    }
+  }
+
+  shared.loads[loadKey] = function () { scan(document); };
+  if (!shared.mount) {
+    /** deflect.mount(field): attach the widget to one field (any selector); false if it already has one. */
+    shared.mount = function (input) { return attach(input); };
+    shared.scan = function (scope) { scan(scope); };
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

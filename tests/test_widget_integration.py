@@ -1,0 +1,518 @@
+"""The widget on a customer's site as integrators build them, in a real browser (Debian's Chromium).
+
+A customer site on another origin with: a form whose submit buttons carry a name/value and a
+formaction, an app that sends the ticket itself from a delegated submit handler, a single-page app
+that renders its fields after load, a page loading the widget with SRI under the CSP the README
+documents, and a themed page. deflect runs on the sample KB behind a switch that slows
+/api/suggest down (a slow connection). Every test fails on any console error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import SAMPLE_KB, serve_app
+from pages_support import make_settings, suggest
+
+from deflect.db import events
+
+if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
+    pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+WIDGET = '<script src="{base}/static/deflect-widget.js" data-endpoint="{base}" data-types="article" data-k="3"{extra} defer></script>'
+
+HEAD = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">'
+
+# The README's form, with two submit buttons as help desks have them (a priority).
+FORM_PAGE = HEAD + """{widget}{app}</head><body><h1>Contact Acme</h1>
+<form id="f" method="post" action="/sent">
+  <input name="q" aria-label="Question" data-deflect-input>
+  <input name="email" type="email" aria-label="Email" data-deflect-email value="fe@example.com">
+  <button id="urgent" name="priority" value="urgent" formaction="/sent/urgent">Send as urgent</button>
+  <button id="normal" name="priority" value="normal">Send</button>
+</form></body></html>"""
+
+# An app that files the ticket itself (fetch) from a delegated handler added once the page is
+# ready, so after the widget's listeners, as $(document).on("submit", ...) in $(fn) would be.
+APP_SENDS_ITSELF = """<script>
+document.addEventListener("DOMContentLoaded", function () {
+  document.addEventListener("submit", function (e) {
+    if (e.target.id !== "f") return;
+    e.preventDefault();
+    window.sentByApp = (window.sentByApp || 0) + 1;
+  });
+});
+</script>"""
+
+# A single-page app: the widget's tag in <head>; the route's field is rendered after load, and
+# again on every route change.
+SPA_PAGE = HEAD + """{widget}</head><body><h1>Acme app</h1>
+<header><input id="header-q" aria-label="Search help" data-deflect-input></header>
+<main id="view"></main>
+<input id="manual" aria-label="Chat question">
+<script>
+  window.routes = 0;
+  window.route = function (name) {
+    var view = document.getElementById("view");
+    view.textContent = "";
+    var form = document.createElement("form");
+    var input = document.createElement("input");
+    input.id = "q-" + name;
+    input.setAttribute("aria-label", "Question about " + name);
+    input.setAttribute("data-deflect-input", "");
+    form.appendChild(input);
+    view.appendChild(form);
+    window.routes++;
+  };
+  window.reinject = function () {  // what integrators did without a mount API
+    var s = document.createElement("script");
+    var first = document.querySelector("script[src*='deflect-widget.js']");
+    s.src = first.src;
+    s.dataset.endpoint = first.dataset.endpoint;
+    s.dataset.types = "article";
+    document.body.appendChild(s);
+  };
+  setTimeout(function () { window.route("billing"); }, 300);
+</script>
+</body></html>"""
+
+# The host page's theme, in its own stylesheet, before the widget's.
+THEME_PAGE = HEAD + """<style>
+  :root { --dfl-accent: rgb(225, 29, 72); }
+  .dfl-widget { --dfl-bg: rgb(10, 20, 30); }
+</style>{widget}</head><body><h1>Themed</h1>
+<form method="post" action="/sent"><input name="q" aria-label="Question" data-deflect-input></form>
+</body></html>"""
+
+PLAIN_PAGE = HEAD + """{widget}</head><body><h1>Help</h1>
+<form method="post" action="/sent"><input name="q" aria-label="Question" data-deflect-input></form>
+</body></html>"""
+
+
+# A header search: the field and its button in a flex row.
+FLEX_PAGE = HEAD + """<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>.row { display: flex; gap: 8px; } .row input { flex: 1; }</style>{widget}</head><body>
+<header><form class="row" method="post" action="/sent"><input name="q" aria-label="Search help" data-deflect-input>
+<button>Ask</button></form></header><p>Page content below the header.</p></body></html>"""
+
+
+def documented_csp(base: str, styles: bool = True) -> str:
+    """The Content-Security-Policy the README tells a host page to send (its own sources plus deflect)."""
+    return (f"default-src 'self'; script-src 'self' {base}; connect-src {base}; "
+            f"style-src 'self'{' ' + base if styles else ''}; img-src 'self' data:")
+
+
+@dataclass
+class Customer:
+    base: str = ""
+    deflect: str = ""
+    posts: list = field(default_factory=list)
+
+
+def customer_site(customer: Customer):
+    from flask import Flask, Response, request
+
+    app = Flask("customer")
+
+    def widget(extra: str = "") -> str:
+        return WIDGET.format(base=customer.deflect, extra=extra)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/form")
+    def form():
+        app_js = APP_SENDS_ITSELF if request.args.get("app") == "fetch" else ""
+        return FORM_PAGE.replace("{title}", "form").replace("{widget}", widget()).replace("{app}", app_js)
+
+    @app.post("/sent")
+    @app.post("/sent/<path:rest>")
+    def sent(rest: str = ""):
+        customer.posts.append({"path": request.path, "form": list(request.form.items(multi=True))})
+        return "<!doctype html><title>sent</title><link rel='icon' href='data:,'><p id=sent>Sent</p>"
+
+    @app.get("/spa")
+    def spa():
+        return SPA_PAGE.replace("{title}", "spa").replace("{widget}", widget())
+
+    @app.get("/theme")
+    def theme():
+        extra = ' data-theme="dark"' if "dark" in request.args else ""
+        return THEME_PAGE.replace("{title}", "theme").replace("{widget}", widget(extra))
+
+    @app.get("/flex")
+    def flex():
+        return FLEX_PAGE.replace("{title}", "flex").replace("{widget}", widget())
+
+    @app.get("/rtl")
+    def rtl():
+        page = PLAIN_PAGE.replace("{title}", "rtl").replace("{widget}", widget())
+        return page.replace('<html lang="en">', '<html lang="ar" dir="rtl">').replace(
+            'data-k="3"', 'data-k="3" data-locale="en"')
+
+    @app.get("/sri")
+    def sri():
+        js = requests.get(customer.deflect + "/static/deflect-widget.js", timeout=10).content
+        digest = base64.b64encode(hashlib.sha384(js).digest()).decode()
+        tag = widget(f' integrity="sha384-{digest}" crossorigin="anonymous"')
+        page = PLAIN_PAGE.replace("{title}", "sri").replace("{widget}", tag)
+        return Response(page, headers={"Content-Security-Policy": documented_csp(customer.deflect)})
+
+    @app.get("/no-style-src")
+    def no_style_src():
+        page = PLAIN_PAGE.replace("{title}", "strict").replace("{widget}", widget())
+        return Response(page, headers={"Content-Security-Policy": documented_csp(customer.deflect, styles=False)})
+
+    return app
+
+
+class SlowSuggest:
+    """WSGI middleware: /api/suggest answers `delay` seconds late (a slow connection)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.delay = 0.0
+
+    def __call__(self, environ, start_response):
+        if self.delay and environ.get("PATH_INFO") == "/api/suggest" and environ.get("REQUEST_METHOD") == "POST":
+            time.sleep(self.delay)
+        return self.app(environ, start_response)
+
+
+@dataclass
+class Site:
+    base: str
+    customer: Customer
+    runtime: object
+    slow: SlowSuggest
+
+    @property
+    def db(self) -> sa.Engine:
+        return self.runtime.db
+
+
+@pytest.fixture(scope="module")
+def site(sample_runtime, tmp_path_factory):
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    customer = Customer()
+    with serve_app(customer_site(customer)) as customer_base:
+        customer.base = customer_base
+        tmp = tmp_path_factory.mktemp("widget-integration")
+        settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=customer_base)
+        runtime = Runtime(settings)
+        slow = SlowSuggest(create_app(settings, runtime))
+        with serve_app(slow) as base:
+            customer.deflect = base
+            suggest(base, "how do I invite my team")  # the first query pays for lazy loading
+            yield Site(base, customer, runtime, slow)
+        runtime.close()
+        runtime.db.dispose()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    warnings: list[str] = []
+    page.on("console", lambda m: (errors if m.type == "error" else warnings if m.type == "warning" else []).append(m.text))
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    page.errors, page.warnings = errors, warnings
+    site.customer.posts.clear()
+    yield page
+    site.slow.delay = 0.0
+    context.close()
+    # A form sent while an event's answer is still streaming cuts it off: that is not an error.
+    unexpected = [e for e in errors if not re.search(r"Failed to load resource|ERR_ABORTED|net::", e)]
+    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def ask(page: Page, selector: str, question: str):
+    """Type a question into one field; return its widget's listbox once it shows that question's results."""
+    page.locator(selector).click()
+    page.keyboard.type(question, delay=40)
+    controls = page.locator(selector).get_attribute("aria-controls")
+    listbox = page.locator(f"[id='{controls}']")
+    expect(listbox).to_have_attribute("data-query", question, timeout=5000)
+    return listbox
+
+
+def stored(db: sa.Engine, search_id: str, kind: str, timeout: float = 6.0) -> list[dict]:
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.connect() as conn:
+            rows = conn.execute(sa.select(events).where(events.c.search_id == search_id, events.c.type == kind))
+            found = [dict(r._mapping) for r in rows]
+        if found:
+            break
+        time.sleep(0.1)
+    return found
+
+
+def wait_for_post(customer: Customer, timeout: float = 8.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not customer.posts:
+        time.sleep(0.05)
+    assert customer.posts, "the form never reached the customer's server"
+    return customer.posts[0]
+
+
+# --- A1: sending the form -------------------------------------------------------------
+
+
+def test_the_button_that_sent_the_form_keeps_its_value_and_formaction(page, site):
+    page.goto(site.customer.base + "/form")
+    question = "I was charged twice this month"
+    search_id = ask(page, "[data-deflect-input]", question).get_attribute("data-search-id")
+    page.locator("#urgent").click()
+    expect(page.locator("#sent")).to_be_visible()
+    post = wait_for_post(site.customer)
+    assert post["path"] == "/sent/urgent"  # the button's formaction
+    assert post["form"] == [("q", question), ("email", "fe@example.com"), ("priority", "urgent")]
+    tickets = stored(site.db, search_id, "ticket_created")
+    assert [(t["email"], t["item_id"]) for t in tickets] == [("fe@example.com", None)]
+
+
+def test_enter_in_the_email_field_sends_the_default_button(page, site):
+    page.goto(site.customer.base + "/form")
+    search_id = ask(page, "[data-deflect-input]", "how do I export my data").get_attribute("data-search-id")
+    page.locator("[data-deflect-email]").press("Enter")  # implicit submission: the first submit button
+    expect(page.locator("#sent")).to_be_visible()
+    assert wait_for_post(site.customer)["path"] == "/sent/urgent"
+    assert ("priority", "urgent") in site.customer.posts[0]["form"]
+    assert stored(site.db, search_id, "ticket_created")
+
+
+def test_a_page_that_sends_the_ticket_itself_is_not_sent_again_by_the_browser(page, site):
+    page.goto(site.customer.base + "/form?app=fetch")
+    search_id = ask(page, "[data-deflect-input]", "I was charged twice this month").get_attribute("data-search-id")
+    page.locator("#normal").click()
+    # The widget records the ticket (the app filed one) ...
+    assert [t["type"] for t in stored(site.db, search_id, "ticket_created")] == ["ticket_created"]
+    # ... and never sends the form the app kept: not at once, not after its wait (2 s).
+    page.wait_for_timeout(2600)
+    assert page.evaluate("window.sentByApp") == 1
+    assert page.evaluate("location.pathname") == "/form"
+    assert site.customer.posts == []
+
+
+# --- A4: a slow connection ------------------------------------------------------------
+
+
+def test_a_ticket_sent_while_the_last_search_is_slow_still_counts_for_the_search_opened(page, site):
+    """Open a suggestion (a click: an assumed deflection unless a ticket follows), type on, send at
+    once while the refined search takes 3 s: the opened search still gets its ticket_created."""
+    page.goto(site.customer.base + "/form")
+    field = "[data-deflect-input]"
+    clicked = ask(page, field, "download receipt").get_attribute("data-search-id")
+    page.locator("[data-deflect-suggestion]").first.click()
+    assert stored(site.db, clicked, "click")
+    site.slow.delay = 3.0
+    page.locator(field).click()
+    page.keyboard.press("End")
+    page.keyboard.type(" for last month", delay=20)
+    page.locator("#normal").click()
+    expect(page.locator("#sent")).to_be_visible(timeout=8000)
+    assert ("q", "download receipt for last month") in wait_for_post(site.customer)["form"]
+    assert [t["type"] for t in stored(site.db, clicked, "ticket_created")] == ["ticket_created"]
+
+
+def test_a_ticket_sent_during_a_slow_search_waits_for_it_when_it_comes_in_time(page, site):
+    """The search for the last keys is on its way (1 s): it is waited for, not sent again, and gets the ticket."""
+    page.goto(site.customer.base + "/form")
+    site.slow.delay = 1.0
+    requests_seen: list[str] = []
+    page.on("request", lambda r: requests_seen.append(r.post_data or "") if r.url.endswith("/api/suggest") else None)
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type("how do I cancel my subscription", delay=20)
+    page.wait_for_timeout(400)  # past the debounce: the search is on its way
+    page.locator("#normal").click()
+    expect(page.locator("#sent")).to_be_visible(timeout=8000)
+    assert len(requests_seen) == 1, requests_seen
+    session = json.loads(requests_seen[0])["session"]
+    site.runtime.search_log.flush()
+    from deflect.db import searches
+
+    with site.db.connect() as conn:
+        ids = [r.id for r in conn.execute(sa.select(searches.c.id).where(searches.c.session == session))]
+    assert len(ids) == 1
+    assert stored(site.db, ids[0], "ticket_created")
+
+
+# --- A2: single-page apps -------------------------------------------------------------
+
+
+def widget_ids(page: Page) -> dict:
+    return page.evaluate("""() => {
+      const ids = Array.from(document.querySelectorAll('[id]')).map(e => e.id);
+      return {
+        widgets: Array.from(document.querySelectorAll('.dfl-widget')).map(w => w.id),
+        duplicates: ids.filter((id, i) => ids.indexOf(id) !== i),
+        stylesheets: document.querySelectorAll('link[href*="deflect-widget.css"]').length,
+        attached: Array.from(document.querySelectorAll('input')).map(i => [i.id, i.getAttribute('aria-controls')]),
+      };
+    }""")
+
+
+def test_a_field_rendered_after_load_and_after_each_route_change_gets_the_widget(page, site):
+    page.goto(site.customer.base + "/spa")
+    expect(page.locator("#q-billing")).to_have_attribute("role", "combobox")
+    ask(page, "#q-billing", "I was charged twice")
+    page.evaluate("route('account')")
+    expect(page.locator("#q-account")).to_have_attribute("role", "combobox")
+    listbox = ask(page, "#q-account", "I forgot my password")
+    assert page.locator("[data-deflect-suggestion]").count() == listbox.locator("[data-deflect-suggestion]").count()
+    state = widget_ids(page)
+    assert len(state["widgets"]) == 2  # the header's and the route's; the old route's went with its field
+    assert state["duplicates"] == [] and state["stylesheets"] == 1
+
+
+def test_loading_the_script_again_gives_no_second_widget_stylesheet_or_duplicate_id(page, site):
+    page.goto(site.customer.base + "/spa")
+    expect(page.locator("#q-billing")).to_have_attribute("role", "combobox")
+    for _ in range(3):  # the workaround integrators used without a mount API
+        page.evaluate("reinject()")
+        page.evaluate("route('r' + window.routes)")
+    page.wait_for_timeout(500)
+    state = widget_ids(page)
+    assert state["duplicates"] == [], state
+    assert state["stylesheets"] == 1
+    assert len(state["widgets"]) == 2, state
+    # The route's field controls its own listbox, and its active option is in that listbox.
+    field = "#q-r3"
+    listbox = ask(page, field, "export to csv")
+    page.keyboard.press("ArrowDown")
+    active = page.locator(field).get_attribute("aria-activedescendant")
+    assert listbox.locator(f"[id='{active}']").count() == 1
+
+
+def test_mount_and_unmount_a_field_by_hand(page, site):
+    page.goto(site.customer.base + "/spa")
+    expect(page.locator("#q-billing")).to_have_attribute("role", "combobox")
+    assert page.evaluate("deflect.mount(document.getElementById('manual'))") is True
+    assert page.evaluate("deflect.mount(document.getElementById('manual'))") is False  # once per field
+    ask(page, "#manual", "I forgot my password")
+    assert page.evaluate("deflect.unmount(document.getElementById('manual'))") is True
+    manual = page.locator("#manual")
+    for name in ("role", "aria-controls", "aria-expanded", "data-deflect-input", "data-deflect-attached"):
+        assert manual.get_attribute(name) is None, name
+    assert len(widget_ids(page)["widgets"]) == 2
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "/api/" in r.url else None)
+    manual.fill("")
+    manual.type("how do I invite my team", delay=20)
+    page.wait_for_timeout(600)
+    assert sent == []
+
+
+# --- A5: SRI and the host page's CSP --------------------------------------------------
+
+
+def test_the_widget_loads_with_sri_under_the_documented_csp(page, site):
+    headers = requests.get(site.base + "/static/deflect-widget.css", headers={"Origin": site.customer.base}, timeout=10).headers
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    page.goto(site.customer.base + "/sri")
+    ask(page, "[data-deflect-input]", "I forgot my password")
+    # Its stylesheet applies (the screen-reader status is off screen, not shown).
+    assert page.locator(".dfl-sr-status").evaluate("e => getComputedStyle(e).position") == "absolute"
+    assert page.errors == []
+
+
+def test_a_blocked_stylesheet_says_which_csp_source_is_missing(page, site):
+    page.goto(site.customer.base + "/no-style-src")
+    page.errors.clear()  # the browser's own CSP message
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("role", "combobox")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("style-src" in w for w in page.warnings):
+        page.wait_for_timeout(100)
+    assert any("style-src" in w and site.base in w for w in page.warnings), page.warnings
+    page.errors.clear()
+
+
+# --- A6: theming ----------------------------------------------------------------------
+
+
+def test_theme_variables_set_by_the_host_page_win(page, site):
+    page.goto(site.customer.base + "/theme")
+    ask(page, "[data-deflect-input]", "I forgot my password")
+    page.keyboard.press("ArrowDown")
+    option = page.locator(".dfl-option.dfl-active")
+    assert option.evaluate("e => getComputedStyle(e).borderInlineStartColor") == "rgb(225, 29, 72)"  # :root
+    panel = page.locator(".dfl-panel")
+    assert panel.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(10, 20, 30)"  # .dfl-widget
+
+
+def test_a_dark_theme(browser, site):
+    context = browser.new_context(color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(site.customer.base + "/theme?dark")
+        ask(page, "[data-deflect-input]", "I forgot my password")
+        text = page.locator(".dfl-title").first.evaluate("e => getComputedStyle(e).color")
+        assert text == "rgb(229, 231, 235)"  # light text on the host's dark panel
+        assert page.locator(".dfl-widget").get_attribute("data-theme") == "dark"
+    finally:
+        context.close()
+
+
+# --- A3: layout -----------------------------------------------------------------------
+
+
+def test_in_a_flex_row_the_panel_goes_under_the_row_not_between_field_and_button(browser, site):
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    try:
+        page = context.new_page()
+        page.goto(site.customer.base + "/flex")
+        ask(page, "[data-deflect-input]", "I forgot my password")
+        field, button = page.locator("[data-deflect-input]").bounding_box(), page.get_by_role("button", name="Ask").bounding_box()
+        row, panel = page.locator("form.row").bounding_box(), page.locator(".dfl-panel").bounding_box()
+        assert abs(field["height"] - button["height"]) < 4, (field, button)  # the field is not stretched
+        assert button["x"] > field["x"] + field["width"] and button["x"] + button["width"] > 340  # nothing between them
+        assert panel["y"] >= row["y"] + row["height"] and panel["width"] > 300, (row, panel)
+    finally:
+        context.close()
+
+
+# --- lower-severity items -------------------------------------------------------------
+
+
+def test_an_english_widget_on_a_right_to_left_page_reads_left_to_right(page, site):
+    page.goto(site.customer.base + "/rtl")
+    ask(page, "[data-deflect-input]", "password reset")
+    widget = page.locator(".dfl-widget")
+    assert widget.evaluate("e => getComputedStyle(e).direction") == "ltr"
+    page.keyboard.press("ArrowDown")
+    option = page.locator(".dfl-option.dfl-active")
+    style = option.evaluate("e => [getComputedStyle(e).borderLeftWidth, getComputedStyle(e).borderRightWidth]")
+    assert style == ["3px", "0px"]  # the accent bar at the start of an English line
+    assert page.locator(".dfl-title").first.get_attribute("dir") == "auto"  # an Arabic title keeps its own
+
+
+def test_when_suggestions_become_unavailable_the_old_question_s_go_away(page, site):
+    page.goto(site.customer.base + "/form")
+    ask(page, "[data-deflect-input]", "I forgot my password")
+    page.route("**/api/suggest", lambda route: route.abort())
+    page.keyboard.type(" and my email changed", delay=20)
+    note = page.locator(".dfl-note")
+    expect(note).to_contain_text("not available", timeout=5000)
+    expect(page.locator("[data-deflect-suggestion]")).to_have_count(0)
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("aria-expanded", "false")
