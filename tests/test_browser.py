@@ -557,6 +557,9 @@ def test_vote_on_the_idea_board(page, site):
     card = page.locator(f"[data-idea-id='{idea_id}']")
     expect(card.locator("[data-vote-count]")).to_have_text(str(before + 1))
     expect(card.locator("[data-vote-idea]")).to_be_disabled()
+    # The email is kept for the tab only: nothing of it stays in the browser for the next user.
+    expect(page.locator("[data-voter-email]")).to_have_value("fan@example.com")
+    assert page.evaluate("JSON.stringify(localStorage)").find("fan@example.com") < 0
     page.console.check()
 
 

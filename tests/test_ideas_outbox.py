@@ -368,7 +368,8 @@ def test_closing_the_runtime_stops_the_boards_background_work(settings_factory, 
 
 
 def test_the_dashboard_shows_a_gap_an_article_has_answered_since(tiny_board, browser):
-    """A writer checks on /admin whether the new article worked: the gap says which article answers it."""
+    """A writer checks on /admin whether the new article worked: the gap says which article answers it;
+    an article removed since is marked, not linked to a 404."""
     from conftest import ADMIN_TOKEN, serve_app
 
     from deflect.web import create_app
@@ -377,6 +378,10 @@ def test_the_dashboard_shows_a_gap_an_article_has_answered_since(tiny_board, bro
     _ask_with_tickets(runtime)
     board.rebuild()
     gantt = next(c for c in board.candidates() if "gantt" in c["keywords"])
+    # An article people opened, removed since: its figures stay, under an id no page has.
+    opened = runtime.suggest("connect slack to get notifications", session="s-slack")
+    runtime.record_event(opened["search_id"], "click", item_id="integrations/slack", item_type="article")
+    (kb / "integrations" / "slack.md").unlink()
     write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
     runtime.reindex()
     board.check_answered()
@@ -393,5 +398,8 @@ def test_the_dashboard_shows_a_gap_an_article_has_answered_since(tiny_board, bro
             link = closed.get_by_role("link")
             assert link.get_attribute("href") == "/articles/views/gantt" and link.inner_text().strip()
             assert page.locator("[data-answered-by]").count() == 1, gantt["id"]  # the other gaps are still open
+            gone = page.locator("[data-top-articles] [data-article-gone]")
+            assert gone.inner_text().split() == ["integrations/slack", "not", "in", "the", "KB"]
+            assert gone.locator("a").count() == 0  # no link to a page that is not there
     finally:
         context.close()

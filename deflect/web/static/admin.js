@@ -13,6 +13,7 @@
   var message = $("[data-dash-message]");
   var period = $("[data-period]");
   var titles = {};
+  var titlesLoaded = false;  // once /api/articles answered, an id not in titles is an article removed since
   var ideas = [];
 
   function token() {
@@ -123,6 +124,13 @@
   }
 
   function articleLink(id) {
+    if (titlesLoaded && !titles.hasOwnProperty(id)) {
+      // Removed or renamed since (its figures and aliases stay under the old id): no link to a 404.
+      var gone = el("span", "", String(id) + " ");
+      gone.setAttribute("data-article-gone", "");
+      gone.appendChild(el("span", "status", "not in the KB"));
+      return gone;
+    }
     var a = el("a", "", titles[id] || id);
     a.href = "/articles/" + String(id).split("/").map(encodeURIComponent).join("/");
     return a;
@@ -533,6 +541,7 @@
     return fetch("/api/articles").then(function (r) { return r.ok ? r.json() : { articles: [] }; })
       .then(function (data) {
         (data.articles || []).forEach(function (a) { titles[a.id] = a.title; });
+        titlesLoaded = !!data.articles;
       }, function () { /* titles fall back to ids */ });
   }
 

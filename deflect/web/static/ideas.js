@@ -23,9 +23,14 @@
   }
 
   if (emailField) {
-    try { emailField.value = localStorage.getItem(EMAIL) || ""; } catch (e) { /* ignore */ }
+    // The email is kept for this tab only (a shared computer's next user does not find it);
+    // the browser's own autofill offers it again. Older versions kept it for good: removed.
+    try {
+      localStorage.removeItem(EMAIL);
+      emailField.value = sessionStorage.getItem(EMAIL) || "";
+    } catch (e) { /* ignore */ }
     emailField.addEventListener("change", function () {
-      try { localStorage.setItem(EMAIL, emailField.value.trim()); } catch (e) { /* ignore */ }
+      try { sessionStorage.setItem(EMAIL, emailField.value.trim()); } catch (e) { /* ignore */ }
     });
     emailField.form.addEventListener("submit", function (e) { e.preventDefault(); });
   }
