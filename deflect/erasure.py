@@ -195,10 +195,11 @@ def forget(conn: sa.Connection, found: Found, person: Person) -> dict[str, int]:
         conn.execute(idea_votes.update().where(idea_votes.c.id.in_(part)).values(email=None, customer_id=None, mrr=None))
     for part in chunks(sorted(found.outbox_ids)):
         conn.execute(outbox.delete().where(outbox.c.id.in_(part)))
-    done = found.counts()
-    done |= erase_searches(conn, found.search_ids, also_aliases=found.alias_ids, also_candidates=found.candidate_ids,
-                           words=person.mentioning)
-    return done
+    erased = erase_searches(conn, found.search_ids, also_aliases=found.alias_ids, also_candidates=found.candidate_ids,
+                            words=person.mentioning)
+    return {"searches": erased["searches"], "requester_events": len(found.event_ids), "votes": len(found.vote_ids),
+            "notifications": len(found.outbox_ids), "aliases": erased["aliases"],
+            "candidates_relabelled": erased["candidates_relabelled"]}
 
 
 def erase_searches(
@@ -233,10 +234,10 @@ def erase_searches(
         conn.execute(candidate_members.delete().where(candidate_members.c.search_id.in_(part)))
     for part in chunks(sorted(keys)):
         conn.execute(candidate_exclusions.delete().where(candidate_exclusions.c.query_key.in_(part)))
-    still_asked = _keys_asked_elsewhere(conn, {alias_key(k) for k in keys})
     alias_rows = []
     for part in chunks(sorted(also_aliases)):
         alias_rows += conn.execute(sa.select(aliases.c.id, aliases.c.query_key).where(aliases.c.id.in_(part))).all()
+    still_asked = _keys_asked_elsewhere(conn, {a.query_key for a in alias_rows}) if alias_rows else set()
     dropped = [a.id for a in alias_rows if a.query_key not in still_asked]
     for part in chunks(ids):
         conn.execute(alias_confirmations.delete().where(alias_confirmations.c.search_id.in_(part)))

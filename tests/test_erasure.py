@@ -135,3 +135,17 @@ def test_old_searches_are_forgotten_and_their_figures_stay(served):
         "the purple elephant code from the conference"]
     bad = cli("searches", "forget", "--before", "last week", "--database-url", runtime.settings.database_url, "--yes")
     assert bad[0] == 2 and "--before" in bad[1]
+
+
+def test_an_alias_someone_else_also_asked_stays(served):
+    base, runtime = served()
+    words = "the purple elephant code from the conference"
+    mine = ask(base, words, "s-erin")
+    event(base, search_id=mine["search_id"], type="ticket_created", requester={"email": "erin@example.com"})
+    event(base, search_id=mine["search_id"], type="helpful", item_id="billing/refunds", item_type="article")
+    ask(base, words, "s-frank")  # the same words, from someone who asked nothing of deflect
+    runtime.search_log.flush()
+    code, out = cli("person", "forget", "--email", "erin@example.com", "--database-url", runtime.settings.database_url,
+                    "--yes")
+    assert code == 0 and "3 searches" in out and "0 aliases" in out, out
+    assert [a["query"] for a in requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=30).json()["aliases"]] == [words]
