@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import re
+import stat as stat_module
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -41,8 +42,18 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # 9: raw HTML and entities read as the page shows them: entities decoded ("&gt;" is ">", "&nbsp;" a
 # space), script, style and comments gone, inline tags leave no space ("<b>Invite</b>." is "Invite."),
 # an <img> reads as its alt text, code spans read exactly as written ("`parent_key`", "`&amp;`");
-# a title from the file name starts with a capital ("reset-password" is "Reset password").
-PARSER_VERSION = 9
+# a title from the file name starts with a capital ("reset-password" is "Reset password");
+# 10: a list item that is only a link ("- [Lost your 2FA device?](lost-2fa-device.md)") is no search
+# evidence for the linking article, and a front-matter key deflect does not read is a warning kept
+# with the article (listed by every build until fixed).
+PARSER_VERSION = 10
+# The largest article file read (setting max_article_bytes; 0: no bound). Help-centre Markdown
+# makes ~4.4 passages per KB (the sample KB's articles: 1 MB of them is 4,393 passages), so 500 KB
+# is at most ~2,200 passages, some 20 s of embedding at the 9 ms a passage the report measured, and
+# still 170 times the sample KB's longest article (2.9 KB) and several times a long raw-HTML export.
+# A whole manual pasted into one file (4.3 MB: 12,007 passages, a 109 s reindex that then took over
+# unrelated searches) is refused.
+MAX_ARTICLE_BYTES = 500_000
 
 
 @dataclass
@@ -232,6 +243,7 @@ def load_kb(
     id_holders: Mapping[str, str] | None = None,
     reported: Collection[str] = (),
     held_ids: dict[str, str] | None = None,
+    max_article_bytes: int = MAX_ARTICLE_BYTES,
 ) -> tuple[list[Article], list[str]]:
     """Read every article file under kb_dir; return the good articles and the warnings: one per bad
     file (skipped) and those of the articles read (Article.warnings, drafts' too), each naming the file.
@@ -249,6 +261,16 @@ def load_kb(
     id too: no other file takes it, and `held_ids`, if given, gets those ids (id -> holder path)
     for the caller to pass on as holders next time.
 
+    A known file that has become malformed (a typo in its front matter, a half-saved edit) keeps
+    its known, last good version, with a warning saying so (KEPT_MARK): the article stays published
+    until the file is fixed or deleted. Without a known version (a new file, a full rebuild) it is
+    skipped, as is a file that cannot be opened (OSError) or is Refused.
+
+    Files never read: a file over `max_article_bytes` (0: no bound), and a symlink that leads
+    outside kb_dir or into a hidden file or folder (a KB is often a shared repository, and a
+    committed `notes.md -> /etc/passwd` or `-> ../.env` must not be published); a symlinked folder
+    is not followed, and one that leads outside kb_dir is named in a warning.
+
     Every warning is returned, but only those not in `reported` (the previous scan's) are
     logged, so a broken file that stays broken is not logged again on every reindex.
     """
@@ -258,15 +280,29 @@ def load_kb(
     known = known or {}
     trusted_before = known_scanned_ns - RACY_NS
     prefix = str(root) + "/"
+    real_root = os.path.realpath(root)
     read: list[Article] = []
     warnings: list[str] = []
     unreadable: set[str] = set()
-    for path in article_files(root):
+    linked_folders: list[str] = []
+    for path in article_files(root, linked_folders):
         name = str(path)
         rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
+        prior = known.get(rel)
         try:
-            article = _read_article(path, rel, default_locale, passage_chars, known.get(rel), trusted_before)
-        except (ArticleError, OSError) as exc:
+            article = _read_article(
+                path, rel, default_locale, passage_chars, prior, trusted_before, real_root, max_article_bytes
+            )
+        except ArticleError as exc:
+            if prior is None or isinstance(exc, Refused):
+                warnings.append(f"{rel}: skipped: {exc}")
+                unreadable.add(rel)
+                continue
+            # Published before and now unreadable: its last good version stays served. Its old
+            # file_stat makes the next scan read the file again, so a fix is picked up.
+            warnings.append(f"{rel}: {KEPT_MARK}: {exc}; {KEPT_NOTE}")
+            article = prior
+        except OSError as exc:
             warnings.append(f"{rel}: skipped: {exc}")
             unreadable.add(rel)
             continue
@@ -278,6 +314,7 @@ def load_kb(
         held_ids.update(held)
     articles, duplicates = _settle_ids(read, id_holders or {}, held)
     warnings.extend(duplicates + _shared_titles(articles))
+    warnings.extend(_outside_folder_warning(root, real_root, folder) for folder in linked_folders)
     already = set(reported)
     for warning in warnings:
         if warning not in already:
@@ -292,15 +329,23 @@ def is_article_file(name: str) -> bool:
     return base.lower().endswith(ARTICLE_SUFFIXES) and not base.startswith(".")
 
 
-def article_files(root: Path) -> list[Path]:
+def article_files(root: Path, linked_outside: list[str] | None = None) -> list[Path]:
     """The article files under root, in path order (compared as tuples of parts).
 
     os.walk already knows which entries are files, so a 10,000-article KB costs no extra
-    stat per file (rglob plus is_dir took 0.3 s of a 1 s one-article re-index).
+    stat per file (rglob plus is_dir took 0.3 s of a 1 s one-article re-index). Symlinked folders
+    are not followed; `linked_outside`, if given, gets the paths of those that lead outside root.
     """
     entries: list[tuple[tuple[str, ...], str]] = []
+    real_root = os.path.realpath(root) if linked_outside is not None else ""
     for folder, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .trash (Obsidian's deleted notes)...
+        if linked_outside is not None:
+            linked_outside.extend(
+                os.path.join(folder, d)
+                for d in dirs
+                if os.path.islink(os.path.join(folder, d)) and _leaves(os.path.realpath(os.path.join(folder, d)), real_root)
+            )
         parts = Path(folder).parts  # once per folder, not per file
         entries.extend((parts + (name,), os.path.join(folder, name)) for name in names if is_article_file(name))
     entries.sort(key=lambda entry: entry[0])
@@ -339,11 +384,61 @@ def _shared_titles(articles: list[Article]) -> list[str]:
     return found
 
 
+# How a warning starts when a published file has become unreadable and its last good version is kept.
+KEPT_MARK = "not updated"
+KEPT_NOTE = "its last good version stays published until the file is fixed (or deleted)"
+
+
+class Refused(ArticleError):
+    """A file not read at all (a symlink that leads outside kb_dir or into a hidden file, or one over
+    max_article_bytes): skipped, even when a version of it was published before."""
+
+
+def _leaves(target: str, real_root: str) -> bool:
+    """Whether a resolved path is outside real_root, or inside it under a hidden file or folder."""
+    if target != real_root and not target.startswith(real_root.rstrip("/") + "/"):
+        return True
+    return any(part.startswith(".") for part in Path(os.path.relpath(target, real_root)).parts)
+
+
+def _outside_folder_warning(root: Path, real_root: str, folder: str) -> str:
+    rel = Path(folder).relative_to(root).as_posix()
+    target = os.path.realpath(folder)
+    return f"{rel}/: skipped: a symlinked folder that leads outside the KB folder or to a hidden one (to {target}): no file in it is read"
+
+
+def _size_text(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB ({size:,} bytes)"
+    return f"{size / 1000:.0f} KB ({size:,} bytes)" if size >= 10_000 else f"{size:,} bytes"
+
+
 def _read_article(
-    path: Path, rel: str, default_locale: str, passage_chars: int, prior: Article | None, trusted_before: int
+    path: Path,
+    rel: str,
+    default_locale: str,
+    passage_chars: int,
+    prior: Article | None,
+    trusted_before: int,
+    real_root: str = "",
+    max_bytes: int = MAX_ARTICLE_BYTES,
 ) -> Article:
-    """One file as an Article: `prior` itself if the file is unchanged, else read (parsed if its hash differs)."""
-    stat = path.stat()
+    """One file as an Article: `prior` itself if the file is unchanged, else read (parsed if its hash differs).
+
+    A symlink is read only if it leads to a file inside `real_root` (kb_dir resolved), not a hidden
+    one; a file over `max_bytes` (0: no bound) is not read at all."""
+    stat = os.lstat(path)  # what a regular file's stat is anyway: no extra system call for most files
+    if stat_module.S_ISLNK(stat.st_mode):
+        stat = os.stat(path)  # a dangling link or a loop: OSError, skipped as before
+        target = os.path.realpath(path)
+        if real_root and _leaves(target, real_root):
+            raise Refused(f"a symlink that leads outside the KB folder or to a hidden file (to {target}); it is never published")
+        path = Path(target)  # read what was checked, not the link again
+    if max_bytes and stat.st_size > max_bytes:
+        raise Refused(
+            f"{_size_text(stat.st_size)}, over the {_size_text(max_bytes)} an article may have (setting "
+            "max_article_bytes): split it into articles of their own"
+        )
     signature = file_signature(stat)
     if prior is not None and prior.file_stat == signature and max(stat.st_mtime_ns, stat.st_ctime_ns) < trusted_before:
         return prior

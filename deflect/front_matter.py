@@ -7,12 +7,10 @@ with the article, which load_kb reports the same way.
 
 from __future__ import annotations
 
-import logging
 import re
+from difflib import get_close_matches
 
 import yaml
-
-log = logging.getLogger("deflect.articles")  # where writers' warnings about articles have always been logged
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)  # may be empty
 # The front matter deflect reads (DESIGN section 2). Keys are matched in any case ("Draft:"); any
@@ -24,9 +22,10 @@ class ArticleError(ValueError):
     """A file that cannot be read as an article; the KB skips it with a warning."""
 
 
-def read_front_matter(text: str, rel_path: str) -> tuple[dict, str, list[str]]:
+def read_front_matter(text: str, rel_path: str = "") -> tuple[dict, str, list[str]]:
     """The front matter's keys deflect reads (in lower case), the body after it, and warnings
-    about the front matter (without the file's name); ArticleError when it cannot be read."""
+    about the front matter (without the file's name: load_kb adds it and logs them once); ArticleError
+    when it cannot be read. `rel_path` is no longer needed (a key not read was logged here once)."""
     if not text.startswith("---"):
         return {}, text, []
     match = _FRONT_MATTER.match(text)
@@ -40,7 +39,8 @@ def read_front_matter(text: str, rel_path: str) -> tuple[dict, str, list[str]]:
         raise ArticleError("YAML front matter is nested too deeply") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ArticleError("front matter is not a mapping of keys to values")
-    return _known_keys(loaded or {}, rel_path), text[match.end() :], _repeated_keys(keys)
+    known, unknown = _known_keys(loaded or {})
+    return known, text[match.end() :], unknown + _repeated_keys(keys)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -113,11 +113,20 @@ def front_matter_tags(value: object, warnings: list[str]) -> list[str]:
     return [tag for tag in tags if tag]
 
 
-def _known_keys(meta: dict, rel_path: str) -> dict:
-    """The front matter with its keys in lower case; a key deflect does not read is logged, naming the file."""
+def _known_keys(meta: dict) -> tuple[dict, list[str]]:
+    """The front matter with its keys in lower case, and a warning naming the keys deflect does not read.
+
+    The warning is returned with the article (not only logged once), so that `deflect index` and
+    `POST /api/reindex` list it until it is fixed, as a key given twice is: a mistyped "draf: true"
+    publishes what was meant to be a draft.
+    """
     known = {str(key).lower(): value for key, value in meta.items() if str(key).lower() in FRONT_MATTER_KEYS}
     unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS]
-    if unknown:
-        log.warning("%s: front matter key%s %s ignored; deflect reads %s", rel_path, "s" if len(unknown) > 1 else "",
-                    ", ".join(map(repr, unknown)), ", ".join(FRONT_MATTER_KEYS))  # fmt: skip
-    return known
+    if not unknown:
+        return known, []
+    hints = [f"{key!r} for {close[0]!r}" for key in unknown if (close := get_close_matches(key.lower(), FRONT_MATTER_KEYS, n=1))]
+    warning = (
+        f"front matter key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} ignored; "
+        f"deflect reads {', '.join(FRONT_MATTER_KEYS)}" + (f" (a typo? {', '.join(hints)})" if hints else "")
+    )
+    return known, [warning]

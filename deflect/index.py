@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import PARSER_VERSION, Article, load_kb
+from .articles import KEPT_MARK, MAX_ARTICLE_BYTES, PARSER_VERSION, Article, load_kb
 from .errors import DeflectError
 from .index_folder import FORMAT, KBIndex, live_index, remember, save_index
 from .links import link_problems, log_new
@@ -56,8 +56,10 @@ class BuildReport:
             f"{self.embedded_passages} passages embedded" + (" (full rebuild)" if self.rebuilt else "")
         )
         skipped = sum(1 for warning in self.warnings if ": skipped: " in warning)
-        other = len(self.warnings) - skipped  # about indexed files (articles.Article.warnings)
+        kept = sum(1 for warning in self.warnings if f": {KEPT_MARK}: " in warning)
+        other = len(self.warnings) - skipped - kept  # about indexed files (articles.Article.warnings)
         line += f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else ""
+        line += f", {kept} unreadable file{'s' if kept > 1 else ''} kept at its last good version" if kept else ""
         return line + (f", {other} warning{'s' if other > 1 else ''}" if other else "")
 
 
@@ -88,6 +90,7 @@ def build_index(
     passage_chars: int = 700,
     progress: bool = False,
     calibrate=None,
+    max_article_bytes: int = MAX_ARTICLE_BYTES,
 ) -> tuple[KBIndex, BuildReport]:
     """Bring the index up to date with kb_dir, embedding only added or changed files.
 
@@ -97,6 +100,9 @@ def build_index(
     or articles stale, so it forces a full rebuild instead of mixing them.
     `calibrate(index)` returns the calibration stored in the manifest (see
     calibration.fit_calibration).
+
+    A file over `max_article_bytes` (0: no bound) is skipped; one that was published and has become
+    unreadable keeps its last good version (articles.load_kb).
 
     A missing kb_dir raises KBFolderMissing: saving an empty version would make every
     server sharing the index folder serve no article. An empty folder is a KB with none.
@@ -133,6 +139,7 @@ def build_index(
         id_holders=holders,
         reported=live.derived.get("warnings", ()) if live else (),
         held_ids=held_ids,
+        max_article_bytes=max_article_bytes,
     )
     # Links are checked against this version's articles, then left as written: they are resolved
     # when an article is shown (deflect.links), so a link never changes passages or search results.

@@ -207,9 +207,11 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
     """Split at headings and at a size bound; short bullet items also stand alone.
 
     Bullet items are often the phrasings customers use ("I can't log in"), so they are
-    indexed on their own as well as inside their section.
+    indexed on their own as well as inside their section. A list item that is only a link
+    (without_link_items) is neither.
     """
     passages = [Passage("title", title, title)]
+    body = without_link_items(body)  # "Related articles" lists: their words describe other articles
     body = _reference_links_as_text(body)  # definitions usually sit at the end, far from their links
     body = without_hidden_html(body)  # a <script> or comment may span paragraphs and headings
     sections: list[tuple[str, list[str]]] = [("", [])]
@@ -234,6 +236,66 @@ def split_passages(title: str, body: str, passage_chars: int = 700) -> list[Pass
                 if 12 <= len(content) <= 240:
                     passages.append(Passage("item", content, content))
     return passages
+
+
+# A list item's marker (bullet or number, and a task marker), and the item's text after it.
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?(.*)$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# What a link is, to tell an item that is only links: inline and reference links (not images),
+# autolinks, bare URLs and raw <a> tags. A shortcut "[label]" counts only when the label is defined.
+_ITEM_LINKS = re.compile(
+    r"(?<!!)\[[^\]]*\]\([^)]*\)|(?<!!)\[[^\]]+\]\[[^\]]*\]|<https?://[^>\s]*>|https?://\S+|www\.\S+"
+    r"|<a\b[^>]*>.*?</a\s*>",
+    re.I,
+)
+# Between links in an item: separators and emphasis, no words ("[A](a.md) · [B](b.md)", "**[A](a.md)**").
+_ONLY_SEPARATORS = re.compile(r"[\s*_~,;:|/.\-\u00b7\u2022\u2013\u2014()\[\]]*")
+
+
+def without_link_items(body: str) -> str:
+    """body without its list items that are only a link (or links), as in a "Related articles" or
+    "See also" list: their words are the linked articles' titles, so as search evidence they would make
+    this article win the linked one's questions. An item with words of its own ("[Refunds](refunds.md)
+    for annual plans"), or with a continuation line, stays; code blocks are never touched."""
+    if "[" not in body and "<a" not in body.lower() and "http" not in body and "www." not in body:
+        return body
+    defined = {label.strip().lower() for label in _LINK_DEFINITION.findall(body)}
+    lines = body.split("\n")
+    drop: set[int] = set()
+    fence = ""
+    for i, line in enumerate(lines):
+        opened = _FENCE.match(line)
+        if fence:
+            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if opened:
+            fence = opened.group(1)
+            continue
+        item = _LIST_ITEM.match(line)
+        if not item or not _only_links(item.group(1), defined):
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if following.strip() and not _LIST_ITEM.match(following) and not HEADING.match(following):
+            continue  # the item goes on below: text of its own
+        drop.add(i)
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop) if drop else body
+
+
+def _only_links(text: str, defined: set[str]) -> bool:
+    found = False
+
+    def gone(match: re.Match) -> str:
+        nonlocal found
+        if re.match(r"\[[^\]]*\]\(\s*#", match.group(0)):
+            return match.group(0)  # "[Fees](#fees)", a table of contents: this article's own words
+        found = True
+        return " "
+
+    rest = _ITEM_LINKS.sub(gone, text)
+    if defined:  # "[Refunds]" alone is a link when "[refunds]: ..." is defined
+        rest = _SHORTCUT_LINK.sub(lambda m: gone(m) if m.group(1).strip().lower() in defined else m.group(0), rest)
+    return found and _ONLY_SEPARATORS.fullmatch(rest) is not None
 
 
 def _section_texts(section: str, limit: int) -> list[str]:

@@ -75,6 +75,7 @@ def refresh_index(settings: Settings, progress: bool = False, publish=None):
             settings.default_locale,
             settings.passage_chars,
             progress=progress,
+            max_article_bytes=settings.max_article_bytes,
             calibrate=lambda idx: fit_calibration(
                 idx, embedder, target_false_answer=settings.target_false_answer, answer_threshold=settings.answer_threshold
             ),

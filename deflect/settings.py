@@ -95,6 +95,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8000, "TCP port `deflect serve` listens on.", int, check=between(1, 65535)),
     Setting("passage_chars", 700, "Upper bound on a passage's length (characters) before it is split further.", int, check=at_least(50)),
     Setting(
+        "max_article_bytes",
+        500_000,
+        "Largest article file indexed, in bytes; a bigger one is skipped with a warning naming it and its size "
+        "(500 KB of Markdown is up to ~2,200 passages, many times a long help article; a pasted manual would take "
+        "over searches). 0 = no limit.",
+        int,
+        check=at_least(0),
+    ),
+    Setting(
         "article_raw_html", "safe", "Raw HTML in articles (help-centre exports keep much of it): safe = its allowlisted "
         "subset renders, as on GitHub (p, b, lists, tables, img, links; never script, style, frames, forms, event "
         "handlers, id, class, style or javascript:/data: URLs); text = shown as text, tags and all.",
@@ -239,6 +248,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     passage_chars: int = 700
+    max_article_bytes: int = 500_000
     article_raw_html: str = "safe"
     answer_threshold: float = 0.5
     target_false_answer: float = 0.07

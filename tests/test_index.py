@@ -507,14 +507,21 @@ def test_a_new_file_cannot_take_an_id_from_an_indexed_article(kb, index_dir, cou
 
 def test_a_holder_that_cannot_be_read_for_a_while_keeps_its_id(kb, index_dir, counting):
     """A half-saved edit of the published article (the watcher reindexes on save) must not hand its
-    id and URL to another file for good: while the holder is unreadable nobody takes the id."""
+    id and URL to another file for good: a malformed holder stays published at its last good version
+    (tests/test_kb_maintenance.py), and while it cannot be opened at all nobody takes the id."""
     import deflect.index_folder as index_module
 
-    good = (kb / "billing" / "refunds.md").read_text()
+    refunds = kb / "billing" / "refunds.md"
+    good = refunds.read_text()
     build(kb, index_dir, counting)
     write_kb(kb, {"account/aaa-dup.md": DUPLICATE})
     build(kb, index_dir, counting)
     write_kb(kb, {"billing/refunds.md": '---\ntitle: "How refunds work\n---\nText.\n'})  # unclosed quote
+    index, report = build(kb, index_dir, counting)
+    assert {a["id"]: a["path"] for a in index.articles}["billing/refunds"] == "billing/refunds.md"  # its last good version
+    assert "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md" in report.warnings
+    refunds.unlink()
+    refunds.symlink_to("refunds-being-checked-out.md")  # a dangling link: cannot be opened at all
     index, report = build(kb, index_dir, counting)
     assert "billing/refunds" not in {a["id"] for a in index.articles}
     assert "account/aaa-dup.md: skipped: id 'billing/refunds' already used by billing/refunds.md" \
@@ -522,6 +529,7 @@ def test_a_holder_that_cannot_be_read_for_a_while_keeps_its_id(kb, index_dir, co
     index_module._LIVE.clear()  # a restart meanwhile: the claim comes from the saved index
     index, _ = build(kb, index_dir, counting)
     assert "billing/refunds" not in {a["id"] for a in index.articles}
+    refunds.unlink()
     write_kb(kb, {"billing/refunds.md": good})
     index, report = build(kb, index_dir, counting)
     assert {a["id"]: a["path"] for a in index.articles}["billing/refunds"] == "billing/refunds.md"
