@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from conftest import SAMPLE_KB, serve_app
 from pages_support import make_settings, suggest
 
-from deflect.db import events
+from deflect.db import events, searches
 
 if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
     pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
@@ -54,6 +55,56 @@ document.addEventListener("DOMContentLoaded", function () {
   });
 });
 </script>"""
+
+# rails-ujs's data-disable-with: the button that sent the form is disabled 13 ms later.
+APP_DISABLES_THE_BUTTON = """<script>
+document.addEventListener("submit", function (e) {
+  var button = e.submitter;
+  if (button) setTimeout(function () { button.disabled = true; }, 13);
+});
+</script>"""
+
+# A captcha (or any async check): the first submit is kept, then sent again with requestSubmit.
+APP_CAPTCHA = """<script>
+document.addEventListener("DOMContentLoaded", function () {
+  var form = document.getElementById("f");
+  form.addEventListener("submit", function (e) {
+    if (window.passed) return;
+    e.preventDefault();
+    var submitter = e.submitter;
+    setTimeout(function () { window.passed = true; form.requestSubmit(submitter); }, 300);
+  });
+});
+</script>"""
+
+# Bootstrap's validation pattern: novalidate, and the page stops an invalid submit itself.
+BOOTSTRAP_PAGE = HEAD + """{widget}</head><body><h1>Contact Acme</h1>
+<form id="f" method="post" action="/sent" novalidate>
+  <input name="q" aria-label="Question" data-deflect-input required>
+  <input name="email" type="email" aria-label="Email" data-deflect-email required>
+  <button id="send" name="priority" value="normal">Send</button>
+</form>
+<script>
+  var form = document.getElementById("f");
+  form.addEventListener("submit", function (e) {
+    if (!form.checkValidity()) { e.preventDefault(); e.stopPropagation(); }
+    form.classList.add("was-validated");
+  });
+</script></body></html>"""
+
+# A form sent into an iframe: the page stays (and may reset the form right after the submit).
+IFRAME_PAGE = HEAD + """{widget}</head><body><h1>Contact Acme</h1>
+<form id="f" method="post" action="/sent" target="out">
+  <input name="q" aria-label="Question" data-deflect-input>
+  <input type="submit" name="go" id="go">
+</form>
+<iframe name="out" id="out" title="sent"></iframe>
+<script>
+  var form = document.getElementById("f");
+  document.addEventListener("submit", function () {
+    if (location.search.indexOf("reset") >= 0) setTimeout(function () { form.reset(); }, 0);
+  });
+</script></body></html>"""
 
 # A single-page app: the widget's tag in <head>; the route's field is rendered after load, and
 # again on every route change.
@@ -134,7 +185,8 @@ def customer_site(customer: Customer):
 
     @app.get("/form")
     def form():
-        app_js = APP_SENDS_ITSELF if request.args.get("app") == "fetch" else ""
+        apps = {"fetch": APP_SENDS_ITSELF, "disable": APP_DISABLES_THE_BUTTON, "captcha": APP_CAPTCHA}
+        app_js = apps.get(request.args.get("app", ""), "")
         return FORM_PAGE.replace("{title}", "form").replace("{widget}", widget()).replace("{app}", app_js)
 
     @app.post("/sent")
@@ -142,6 +194,18 @@ def customer_site(customer: Customer):
     def sent(rest: str = ""):
         customer.posts.append({"path": request.path, "form": list(request.form.items(multi=True))})
         return "<!doctype html><title>sent</title><link rel='icon' href='data:,'><p id=sent>Sent</p>"
+
+    @app.get("/bootstrap")
+    def bootstrap():
+        return BOOTSTRAP_PAGE.replace("{title}", "bootstrap").replace("{widget}", widget())
+
+    @app.get("/iframe")
+    def iframe():
+        return IFRAME_PAGE.replace("{title}", "iframe").replace("{widget}", widget())
+
+    @app.get("/plain")
+    def plain():
+        return PLAIN_PAGE.replace("{title}", "plain").replace("{widget}", widget())
 
     @app.get("/spa")
     def spa():
@@ -179,15 +243,35 @@ def customer_site(customer: Customer):
 
 
 class SlowSuggest:
-    """WSGI middleware: /api/suggest answers `delay` seconds late (a slow connection)."""
+    """WSGI middleware: /api/suggest answers `delay` seconds late (a slow connection), and the
+    next `refuse` searches get 429 with `Retry-After: retry_after` (a rate limit). `seen` lists
+    (time, query, status, session) for every search."""
 
     def __init__(self, app):
         self.app = app
         self.delay = 0.0
+        self.refuse = 0
+        self.retry_after = "2"
+        self.origin = ""
+        self.seen: list[tuple[float, str, int]] = []
 
     def __call__(self, environ, start_response):
-        if self.delay and environ.get("PATH_INFO") == "/api/suggest" and environ.get("REQUEST_METHOD") == "POST":
-            time.sleep(self.delay)
+        if environ.get("PATH_INFO") == "/api/suggest" and environ.get("REQUEST_METHOD") == "POST":
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(size)
+            environ["wsgi.input"] = io.BytesIO(body)
+            sent = json.loads(body or b"{}")
+            query, session = sent.get("query", ""), sent.get("session")
+            if self.refuse:
+                self.refuse -= 1
+                self.seen.append((time.monotonic(), query, 429, session))
+                start_response("429 Too Many Requests", [
+                    ("Content-Type", "application/json"), ("Retry-After", self.retry_after),
+                    ("Access-Control-Allow-Origin", self.origin), ("Access-Control-Expose-Headers", "Retry-After")])
+                return [b'{"error": {"code": "rate_limited", "field": "session"}}']
+            self.seen.append((time.monotonic(), query, 200, session))
+            if self.delay:
+                time.sleep(self.delay)
         return self.app(environ, start_response)
 
 
@@ -215,6 +299,7 @@ def site(sample_runtime, tmp_path_factory):
         settings = make_settings(tmp, SAMPLE_KB, sample_runtime.settings.index_dir, cors_origins=customer_base)
         runtime = Runtime(settings)
         slow = SlowSuggest(create_app(settings, runtime))
+        slow.origin = customer_base
         with serve_app(slow) as base:
             customer.deflect = base
             suggest(base, "how do I invite my team")  # the first query pays for lazy loading
@@ -234,8 +319,10 @@ def page(browser, site):
     page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
     page.errors, page.warnings = errors, warnings
     site.customer.posts.clear()
+    site.slow.seen.clear()
     yield page
     site.slow.delay = 0.0
+    site.slow.refuse = 0
     context.close()
     # A form sent while an event's answer is still streaming cuts it off: that is not an error.
     unexpected = [e for e in errors if not re.search(r"Failed to load resource|ERR_ABORTED|net::", e)]
@@ -350,12 +437,96 @@ def test_a_ticket_sent_during_a_slow_search_waits_for_it_when_it_comes_in_time(p
     assert len(requests_seen) == 1, requests_seen
     session = json.loads(requests_seen[0])["session"]
     site.runtime.search_log.flush()
-    from deflect.db import searches
-
     with site.db.connect() as conn:
         ids = [r.id for r in conn.execute(sa.select(searches.c.id).where(searches.c.session == session))]
     assert len(ids) == 1
     assert stored(site.db, ids[0], "ticket_created")
+
+
+def tickets_of(site: Site, settle: float = 1.0) -> list[str]:
+    """The search ids with a ticket_created, over every session the page searched in."""
+    time.sleep(settle)  # tickets on their way
+    sessions = {seen[3] for seen in site.slow.seen}
+    site.runtime.search_log.flush()
+    with site.db.connect() as conn:
+        ids = [r.id for r in conn.execute(sa.select(searches.c.id).where(searches.c.session.in_(sessions)))]
+        rows = conn.execute(sa.select(events.c.search_id).where(events.c.search_id.in_(ids), events.c.type == "ticket_created"))
+        return [r.search_id for r in rows]
+
+
+def type_and_send_while_searching(page: Page, site: Site, question: str, button: str):
+    """Type a question and send the form while its search is on its way (1 s): the submit is held."""
+    site.slow.delay = 1.0
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type(question, delay=20)
+    page.wait_for_timeout(400)  # past the debounce: the search is on its way
+    page.locator(button).click()
+
+
+# --- review of the submit handling ----------------------------------------------------
+
+
+def test_a_button_disabled_just_after_the_submit_still_sends_its_value_and_formaction(page, site):
+    """rails-ujs data-disable-with disables the button 13 ms after the submit: what is sent is
+    what the browser read at the submit (the form is read when the submit is held, not after)."""
+    page.goto(site.customer.base + "/form?app=disable")
+    question = "my invoice shows the wrong address"
+    type_and_send_while_searching(page, site, question, "#urgent")
+    expect(page.locator("#sent")).to_be_visible(timeout=8000)
+    post = wait_for_post(site.customer)
+    assert post["path"] == "/sent/urgent"
+    assert post["form"] == [("q", question), ("email", "fe@example.com"), ("priority", "urgent")]
+
+
+def test_a_form_reset_right_after_the_submit_does_not_empty_what_is_sent(page, site):
+    page.goto(site.customer.base + "/iframe?reset")
+    question = "how do I change the billing email"
+    type_and_send_while_searching(page, site, question, "#go")
+    post = wait_for_post(site.customer)
+    assert ("q", question) in post["form"], post
+    assert page.locator("[data-deflect-input]").input_value() == ""  # the page did reset it
+    assert len(tickets_of(site)) == 1
+
+
+def test_an_unnamed_submit_input_sends_its_default_label_as_the_browser_does(page, site):
+    page.goto(site.customer.base + "/iframe")
+    question = "can I pay by bank transfer"
+    type_and_send_while_searching(page, site, question, "#go")
+    assert wait_for_post(site.customer)["form"] == [("q", question), ("go", "Submit")]
+
+
+def test_an_invalid_form_stopped_by_the_page_records_no_ticket_and_the_valid_one_records_one(page, site):
+    """Bootstrap's pattern (novalidate; checkValidity, preventDefault, stopPropagation): the first
+    submit with the email missing is not sent and records nothing; the second records one ticket,
+    on the same search."""
+    page.goto(site.customer.base + "/bootstrap")
+    search_id = ask(page, "[data-deflect-input]", "I was charged twice in May").get_attribute("data-search-id")
+    page.locator("#send").click()
+    assert stored(site.db, search_id, "ticket_created", timeout=1.0) == []
+    assert page.locator("[data-deflect-suggestion]").count() > 0  # the suggestions stay
+    page.locator("[data-deflect-email]").fill("fe@example.com")
+    page.locator("#send").click()
+    expect(page.locator("#sent")).to_be_visible(timeout=8000)
+    assert tickets_of(site) == [search_id]
+
+
+def test_a_submit_kept_for_a_captcha_then_sent_again_records_one_ticket(page, site):
+    page.goto(site.customer.base + "/form?app=captcha")
+    search_id = ask(page, "[data-deflect-input]", "I was charged twice in June").get_attribute("data-search-id")
+    page.locator("#urgent").click()
+    expect(page.locator("#sent")).to_be_visible(timeout=8000)
+    post = wait_for_post(site.customer)
+    assert post["path"] == "/sent/urgent" and ("priority", "urgent") in post["form"]
+    assert tickets_of(site) == [search_id]
+
+
+def test_a_submit_event_dispatched_by_a_script_sends_nothing(page, site):
+    page.goto(site.customer.base + "/iframe")
+    search_id = ask(page, "[data-deflect-input]", "I forgot my password").get_attribute("data-search-id")
+    page.evaluate("document.getElementById('f').dispatchEvent(new Event('submit', {bubbles: true, cancelable: true}))")
+    page.wait_for_timeout(2600)  # past the widget's longest hold
+    assert site.customer.posts == []
+    assert stored(site.db, search_id, "ticket_created", timeout=0.2) == []
 
 
 # --- A2: single-page apps -------------------------------------------------------------

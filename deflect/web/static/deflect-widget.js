@@ -769,16 +769,22 @@
     });
 
     // --- sending the form anyway ---------------------------------------------------------
+    /** The question's last keys are not searched yet. */
+    function lastKeysUnsearched() {
+      var query = currentQuery();
+      return longEnough(query) && query !== state.lastQuery;
+    }
+
     /** Record ticket_created for the whole question; resolves once stored or failed, null when
      * there is nothing to attach it to. The searches acted on are final whatever comes next, so
      * their tickets go at once; the last search's goes once its last keys are searched (the search
-     * already on its way for them is waited for, not sent again). Sent with keepalive: a ticket on
-     * its way when the page leaves still arrives. */
+     * already on its way for them is waited for, not sent again), at once when they are. Sent with
+     * keepalive: a ticket on its way when the page leaves still arrives. */
     function recordTicket() {
       clearTimeout(state.timer);
       showNote("");
       var query = currentQuery();
-      var needsSearch = longEnough(query) && query !== state.lastQuery;
+      var needsSearch = lastKeysUnsearched();
       if (!state.search && !needsSearch && !state.actedOn.length) return null;
       var sentFor = {};
       function ticket(id) {
@@ -787,16 +793,19 @@
         return postEvent(id, "ticket_created", null, { keepalive: true });
       }
       var now = state.actedOn.map(ticket);
-      var searched;
+      var last;
       if (!needsSearch) {
-        searched = Promise.resolve();
-      } else if (state.pending && state.pending.query === query) {
-        searched = state.pending.promise;
+        last = Promise.resolve(ticket(state.search && state.search.id)); // sent now, before the page leaves
       } else {
-        if (state.controller) state.controller.abort();
-        searched = search(query);
+        var searched;
+        if (state.pending && state.pending.query === query) {
+          searched = state.pending.promise;
+        } else {
+          if (state.controller) state.controller.abort();
+          searched = search(query);
+        }
+        last = searched.then(function () { return ticket(state.search && state.search.id); });
       }
-      var last = searched.then(function () { return ticket(state.search && state.search.id); });
       return Promise.all([last].concat(now)).then(function (sent) { return sent[0]; });
     }
 
@@ -811,68 +820,115 @@
       return input.form || input.closest("form");
     }
 
-    /** What the browser would have sent for this submit: form.submit() plus the submitter's
-     * name=value and its formaction / formmethod / formenctype / formtarget (form.submit() alone
-     * drops them; form.requestSubmit() would run the page's submit handlers a second time). */
-    function submitAs(target, submitter) {
-      var added = [], saved = [];
-      if (submitter && submitter.form === target && !submitter.disabled) {
-        if (submitter.name) {
-          var pairs = submitter.type === "image"
-            ? [[submitter.name + ".x", "0"], [submitter.name + ".y", "0"]]
-            : [[submitter.name, submitter.value]];
-          pairs.forEach(function (pair) {
-            var hidden = document.createElement("input");
-            hidden.type = "hidden";
-            hidden.name = pair[0];
-            hidden.value = pair[1];
-            // Where the button is, so the fields keep the browser's order.
-            if (target.contains(submitter)) submitter.insertAdjacentElement("afterend", hidden);
-            else target.appendChild(hidden);
-            added.push(hidden);
-          });
-        }
-        [["formaction", "action"], ["formmethod", "method"], ["formenctype", "enctype"], ["formtarget", "target"]]
-          .forEach(function (names) {
-            if (!submitter.hasAttribute(names[0])) return;
-            saved.push([names[1], target.getAttribute(names[1])]);
-            target.setAttribute(names[1], submitter.getAttribute(names[0]));
-          });
-      }
+    /** A form's own property, even when one of its fields is named "action" or "elements". */
+    function formProp(form, name) {
+      return Object.getOwnPropertyDescriptor(HTMLFormElement.prototype, name).get.call(form);
+    }
+
+    /** Every field of the form passes its constraints (without firing `invalid` events). */
+    function formValid(form) {
+      return Array.prototype.every.call(formProp(form, "elements"), function (field) {
+        return !field.willValidate || !field.validity || field.validity.valid;
+      });
+    }
+
+    /** What the browser sends for this submit, read now (a page may disable the button or reset
+     * the form right after the submit): the fields with the submitter's name=value, and where and
+     * how, the submitter's formaction / formmethod / formenctype / formtarget included. */
+    function snapshot(form, submitter) {
+      var own = submitter && submitter.form === form ? submitter : null;
+      var entries;
       try {
-        HTMLFormElement.prototype.submit.call(target); // reads the form now; the page leaves later
+        entries = own ? new FormData(form, own) : new FormData(form);
+      } catch (error) { // an old browser without FormData's submitter argument
+        entries = new FormData(form);
+        if (own && own.name) entries.append(own.name, own.value);
+      }
+      function how(attribute, property, formProperty) {
+        return own && own.hasAttribute(attribute) ? own[property] : formProp(form, formProperty);
+      }
+      return {
+        entries: Array.from(entries.entries()),
+        action: how("formaction", "formAction", "action"),
+        method: how("formmethod", "formMethod", "method"),
+        enctype: how("formenctype", "formEnctype", "enctype"),
+        target: how("formtarget", "formTarget", "target"),
+        acceptCharset: formProp(form, "acceptCharset"),
+      };
+    }
+
+    /** Send a snapshot as the browser would have: a form of hidden copies, sent with form.submit()
+     * (which runs no submit handler of the page a second time). */
+    function submitSnapshot(snap) {
+      var copy = document.createElement("form");
+      copy.setAttribute("data-deflect-snapshot", "");
+      copy.hidden = true;
+      copy.noValidate = true;
+      copy.action = snap.action;
+      copy.method = snap.method;
+      copy.enctype = snap.enctype;
+      if (snap.target) copy.target = snap.target;
+      if (snap.acceptCharset) copy.acceptCharset = snap.acceptCharset;
+      snap.entries.forEach(function (pair) {
+        var field = document.createElement("input");
+        field.name = pair[0];
+        if (typeof pair[1] === "string") {
+          field.type = "hidden";
+          field.value = pair[1];
+        } else {
+          field.type = "file";
+          if (pair[1].name || pair[1].size) { // an empty file field sends what an empty copy does
+            var files = new DataTransfer();
+            files.items.add(pair[1]);
+            field.files = files.files;
+          }
+        }
+        copy.appendChild(field);
+      });
+      document.body.appendChild(copy);
+      try {
+        HTMLFormElement.prototype.submit.call(copy); // reads the copy now; the page leaves later
       } finally {
-        added.forEach(function (node) { node.remove(); });
-        saved.forEach(function (pair) {
-          if (pair[1] == null) target.removeAttribute(pair[0]);
-          else target.setAttribute(pair[0], pair[1]);
-        });
+        copy.remove();
       }
     }
 
-    /** Once every handler of the page has seen the submit: a page that handles it itself
-     * (preventDefault: it files the ticket by fetch) keeps control and the widget only records the
-     * ticket; otherwise the submit is held until ticket_created is stored (at most submitWaitMs),
-     * then sent as the browser would have. */
+    /** Once every handler of the page has seen the submit:
+     * - the page prevented it (it validates the form itself, files the ticket by fetch, or sends
+     *   it later with requestSubmit after a captcha): the ticket is recorded only when the form is
+     *   valid, and the question stays, so a submit that follows lands on the same search (the
+     *   server stores the same event once);
+     * - the browser would send it: the submission is read now, held until the tickets are stored
+     *   (the search for the last keys first, if it is still needed; a ticket lost on the network
+     *   is tried again meanwhile), at most submitWaitMs, then sent as read. */
     function afterPageHandlers(e, target, canHold) {
       if (state.holding) {
         if (canHold && !e.defaultPrevented) e.preventDefault(); // a second click while held: one submit
         return;
       }
-      var sent = recordTicket();
-      if (!sent) return;
-      if (e.defaultPrevented || !canHold) {
-        sent.then(function () { newQuestion(); clearResults(); });
+      if (e.defaultPrevented) {
+        if (!formValid(target)) return; // not sent: the page shows what to fix
+        var kept = recordTicket();
+        // Typing on after this starts a new session, the search ticketed stays final.
+        if (kept) kept.then(function () { if (state.search) state.sessionActed = true; });
         return;
       }
+      var method = e.submitter && e.submitter.form === target && e.submitter.hasAttribute("formmethod")
+        ? e.submitter.formMethod : formProp(target, "method");
+      if (!canHold || method === "dialog") {
+        var sent = recordTicket();
+        if (sent) sent.then(function () { newQuestion(); clearResults(); }); // the page may stay
+        return;
+      }
+      var snap = snapshot(target, e.submitter);
+      var held = recordTicket();
+      if (!held) return; // nothing to record: the browser sends the form itself
       e.preventDefault();
       state.holding = true;
-      var submitter = e.submitter;
       var timeout = new Promise(function (resolve) { setTimeout(resolve, config.submitWaitMs); });
-      Promise.race([sent, timeout]).then(function () {
+      Promise.race([held, timeout]).then(function () {
         state.holding = false;
-        if (!target.isConnected) return;
-        submitAs(target, submitter);
+        submitSnapshot(snap);
         newQuestion(); // the page may stay (formtarget="_blank"): this question is sent
         clearResults();
       });
@@ -883,7 +939,8 @@
     // the document's (delegated, jQuery or React style) included, whenever they were added.
     on(window, "submit", function (e) {
       var target = formOf();
-      if (!target || e.target !== target) return;
+      // A submit event a script dispatched sends nothing: neither does the widget.
+      if (!target || e.target !== target || !e.isTrusted) return;
       var decided = false;
       function decide(bubbled) {
         window.removeEventListener("submit", onBubble);
