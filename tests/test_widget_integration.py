@@ -153,7 +153,8 @@ PLAIN_PAGE = HEAD + """{widget}</head><body><h1>Help</h1>
 
 # A header search: the field and its button in a flex row.
 FLEX_PAGE = HEAD + """<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>.row { display: flex; gap: 8px; } .row input { flex: 1; }</style>{widget}</head><body>
+<style>.row { display: flex; gap: 8px; } .row input { flex: 1; }
+header { --dfl-bg: rgb(1, 2, 3); } .row { --dfl-bg: rgb(4, 5, 6); }</style>{widget}</head><body>
 <header><form class="row" method="post" action="/sent"><input name="q" aria-label="Search help" data-deflect-input>
 <button>Ask</button></form></header><p>Page content below the header.</p></body></html>"""
 
@@ -529,6 +530,28 @@ def test_a_submit_event_dispatched_by_a_script_sends_nothing(page, site):
     assert stored(site.db, search_id, "ticket_created", timeout=0.2) == []
 
 
+def test_a_429_waits_its_retry_after_quietly_then_searches_the_field_s_question(page, site):
+    page.goto(site.customer.base + "/form")
+    site.slow.refuse, site.slow.retry_after = 1, "2"
+    page.locator("[data-deflect-input]").click()
+    page.keyboard.type("how do I change my plan", delay=20)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not site.slow.seen:
+        page.wait_for_timeout(50)
+    assert [s[2] for s in site.slow.seen] == [429]
+    refused_at = site.slow.seen[0][0]
+    page.wait_for_timeout(300)
+    assert not page.locator(".dfl-note").is_visible()  # nothing alarming ("not available")
+    page.keyboard.type(" to yearly", delay=20)
+    page.wait_for_timeout(600)
+    assert not page.locator(".dfl-note").is_visible()
+    listbox = page.locator(".dfl-listbox")
+    expect(listbox).to_have_attribute("data-query", "how do I change my plan to yearly", timeout=6000)
+    assert [(s[1], s[2]) for s in site.slow.seen] == [
+        ("how do I change my plan", 429), ("how do I change my plan to yearly", 200)]
+    assert site.slow.seen[1][0] - refused_at >= 1.8, site.slow.seen
+
+
 # --- A2: single-page apps -------------------------------------------------------------
 
 
@@ -595,6 +618,40 @@ def test_mount_and_unmount_a_field_by_hand(page, site):
     assert sent == []
 
 
+def test_a_copy_of_a_field_with_a_widget_gets_a_widget_of_its_own(page, site):
+    """cloneNode (a Turbo Drive snapshot, "duplicate this block") copies the field's attributes
+    and its widget: the copy's widget is replaced by one that works, and ids stay unique."""
+    page.goto(site.customer.base + "/plain")
+    expect(page.locator("[data-deflect-input]")).to_have_attribute("role", "combobox")
+    page.evaluate("document.body.appendChild(document.querySelector('form').cloneNode(true))")
+    copy = "form:nth-of-type(2) [data-deflect-input]"
+    original = page.locator("form:nth-of-type(1) [data-deflect-input]").get_attribute("aria-controls")
+    expect(page.locator(copy)).not_to_have_attribute("aria-controls", original)
+    state = widget_ids(page)
+    assert state["duplicates"] == [] and len(state["widgets"]) == 2, state
+    listbox = ask(page, copy, "I forgot my password")
+    assert page.locator("form:nth-of-type(2) .dfl-listbox").get_attribute("id") == listbox.get_attribute("id")
+
+
+def test_a_second_tag_with_other_settings_says_which_are_ignored(page, site):
+    page.goto(site.customer.base + "/spa")
+    expect(page.locator("#q-billing")).to_have_attribute("role", "combobox")
+    page.evaluate("""() => {
+      const first = document.querySelector("script[src*='deflect-widget.js']");
+      const again = document.createElement("script");
+      for (const a of first.attributes) again.setAttribute(a.name, a.value);
+      again.setAttribute("data-k", "7");
+      again.setAttribute("data-locale", "ko");
+      document.body.appendChild(again);
+    }""")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("second deflect-widget.js" in w for w in page.warnings):
+        page.wait_for_timeout(100)
+    warning = [w for w in page.warnings if "second deflect-widget.js" in w]
+    assert warning, page.warnings
+    assert re.search(r"differs from the first in data-k, data-locale:", warning[0]), warning[0]
+
+
 # --- A5: SRI and the host page's CSP --------------------------------------------------
 
 
@@ -659,6 +716,8 @@ def test_in_a_flex_row_the_panel_goes_under_the_row_not_between_field_and_button
         assert abs(field["height"] - button["height"]) < 4, (field, button)  # the field is not stretched
         assert button["x"] > field["x"] + field["width"] and button["x"] + button["width"] > 340  # nothing between them
         assert panel["y"] >= row["y"] + row["height"] and panel["width"] > 300, (row, panel)
+        # The README's theming rule: an ancestor of the row the panel follows, not the row itself.
+        assert page.locator(".dfl-panel").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(1, 2, 3)"
     finally:
         context.close()
 

@@ -47,6 +47,8 @@
     composeIdleMs: 800,
     sessionIdleMs: 10 * 60 * 1000,
     submitWaitMs: 2000,
+    // A 429 from /api/suggest: wait its Retry-After (default 2 s), at most this long.
+    maxBackoffMs: 30 * 1000,
     slowMs: 800,
     theme: /^(light|dark|auto)$/.test(data.theme || "") ? data.theme : "light",
   };
@@ -59,6 +61,18 @@
   var loadKey = config.endpoint + " " + config.input;
   if (shared && shared.loads[loadKey]) {
     // The same widget again: the first copy already watches the page (new fields included).
+    // Its own settings are not used: say so when they differ from the first tag's.
+    var firstData = shared.tags && shared.tags[loadKey];
+    if (firstData && window.console) {
+      var differing = Object.keys(firstData).concat(Object.keys(data)).filter(function (key, i, all) {
+        return all.indexOf(key) === i && firstData[key] !== data[key];
+      }).map(function (key) { return "data-" + key.replace(/[A-Z]/g, function (c) { return "-" + c.toLowerCase(); }); });
+      if (differing.length) {
+        console.warn("deflect: a second deflect-widget.js tag for the same data-endpoint and data-input differs from the first in " +
+          differing.join(", ") + ": its settings are ignored, the first tag's apply (change them on the first tag, " +
+          "e.g. data-email after sign-in, or load the script once)");
+      }
+    }
     shared.loads[loadKey]();
     return;
   }
@@ -71,6 +85,12 @@
     };
     window.deflect = shared;
   }
+  // The first tag's settings (live: a page may change data-email later), the fields with a widget
+  // and the widgets' own elements (not the attribute, which cloneNode copies), whichever copy of the script asks.
+  shared.tags = shared.tags || {};
+  shared.tags[loadKey] = data;
+  shared.fields = shared.fields || new WeakSet();
+  shared.roots = shared.roots || new WeakSet();
 
   // What the widget says, by language (data-locale's, else the page's <html lang>); any message
   // can be replaced with data-messages='{"yes": "..."}' (also how to add a language).
@@ -252,8 +272,24 @@
 
   var COMBOBOX_ATTRIBUTES = ["role", "aria-autocomplete", "aria-expanded", "aria-controls", "aria-activedescendant", "autocomplete", "data-deflect-input"];
 
+  var STALE_ATTRIBUTES = ["role", "aria-autocomplete", "aria-expanded", "aria-controls", "aria-activedescendant"];
+
+  /** A copy of a field that has a widget (cloneNode: a Turbo Drive snapshot, "duplicate this
+   * block") carries its attributes and, next to it, a copy of its widget with the same ids that
+   * nothing drives: take them away, so the copy gets a widget of its own. */
+  function dropStaleCopy(input) {
+    [widgetPlace(input).nextElementSibling, input.nextElementSibling].forEach(function (node) {
+      if (node && node.classList.contains("dfl-widget") && !shared.roots.has(node)) node.remove();
+    });
+    STALE_ATTRIBUTES.forEach(function (name) { input.removeAttribute(name); });
+    input.removeAttribute("data-deflect-attached");
+  }
+
   function attach(input) {
-    if (!input || input.nodeType !== 1 || !input.parentNode || input.hasAttribute("data-deflect-attached")) return false;
+    if (!input || input.nodeType !== 1 || !input.parentNode || shared.fields.has(input)) return false;
+    if (input.closest("form[data-deflect-snapshot]")) return false; // the widget's own copy of a form being sent
+    if (input.hasAttribute("data-deflect-attached")) dropStaleCopy(input);
+    shared.fields.add(input);
     input.setAttribute("data-deflect-attached", "1");
     // What unmount puts back.
     var before = COMBOBOX_ATTRIBUTES.map(function (name) { return [name, input.getAttribute(name)]; });
@@ -284,10 +320,12 @@
       feedback: {},
       pending: null, // {query, promise}: the search on its way
       holding: false, // a submit held back until its ticket_created is stored
+      backoffUntil: 0, // a 429 from /api/suggest: no search before this time (Date.now())
     };
 
     // --- DOM -----------------------------------------------------------------------------
     var root = el("div", "dfl-widget");
+    shared.roots.add(root);
     root.id = uid;
     root.setAttribute("data-theme", config.theme);
     // The language it speaks (and the results of a locale-filtered search are in), so a screen
@@ -413,7 +451,21 @@
         if (state.lastQuery) { state.lastQuery = ""; clearResults(); }
         return;
       }
-      state.timer = setTimeout(function () { search(query); }, config.debounceMs);
+      // After a 429, not before its wait is over (the timer is what ends it: a clock may say 1 ms early).
+      state.timer = setTimeout(function () { state.backoffUntil = 0; search(query); },
+        Math.max(config.debounceMs, state.backoffUntil - now));
+    }
+
+    function backingOff() {
+      return Date.now() < state.backoffUntil;
+    }
+
+    /** How long a 429 asks to wait (Retry-After: seconds or an HTTP date), within reason. */
+    function retryAfterMs(response) {
+      var value = (response.headers.get("Retry-After") || "").trim();
+      var ms = /^\d+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
+      if (!(ms >= 0)) ms = 2000;
+      return Math.min(config.maxBackoffMs, Math.max(500, ms));
     }
 
     /** minChars characters, or 2 in scripts written without spaces, where two characters are a
@@ -424,7 +476,7 @@
 
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
-      if (query === state.lastQuery) return Promise.resolve();
+      if (query === state.lastQuery || backingOff()) return Promise.resolve();
       if (state.sessionActed) {
         // A refined question after acting on a search's suggestions: keep that search final.
         state.session = null;
@@ -443,6 +495,12 @@
       var slow = setTimeout(function () { if (seq === state.seq) showNote(t("searching")); }, config.slowMs);
       var promise = post("/api/suggest", body, { signal: controller.signal })
         .then(function (response) {
+          if (response.status === 429) {
+            var wait = retryAfterMs(response);
+            var error = new Error("suggest answered 429");
+            error.retryAfterMs = wait;
+            throw error;
+          }
           if (!response.ok) throw new Error("suggest answered " + response.status);
           return response.json();
         })
@@ -454,6 +512,19 @@
         })
         .catch(function (error) {
           if (error && error.name === "AbortError") return;
+          if (error && error.retryAfterMs && seq === state.seq) {
+            // Too many searches for now: nothing is wrong that the visitor should hear about.
+            // The suggestions shown stay; the field's question is searched once the wait is over.
+            showNote("");
+            state.backoffUntil = Date.now() + error.retryAfterMs;
+            clearTimeout(state.timer);
+            state.timer = setTimeout(function () {
+              state.backoffUntil = 0;
+              var current = currentQuery();
+              if (longEnough(current)) search(current);
+            }, error.retryAfterMs);
+            return;
+          }
           if (seq === state.seq) {
             var message = t("unavailable");
             announce(message);
@@ -769,10 +840,10 @@
     });
 
     // --- sending the form anyway ---------------------------------------------------------
-    /** The question's last keys are not searched yet. */
+    /** The question's last keys are not searched yet (and may be: no 429 to wait out). */
     function lastKeysUnsearched() {
       var query = currentQuery();
-      return longEnough(query) && query !== state.lastQuery;
+      return longEnough(query) && query !== state.lastQuery && !backingOff();
     }
 
     /** Record ticket_created for the whole question; resolves once stored or failed, null when
@@ -967,6 +1038,7 @@
           else input.setAttribute(pair[0], pair[1]);
         });
         input.removeAttribute("data-deflect-attached");
+        shared.fields.delete(input);
         shared.widgets = shared.widgets.filter(function (w) { return w !== handle; });
       },
     };
