@@ -214,7 +214,7 @@ def customer_site(customer: Customer):
 
     @app.get("/theme")
     def theme():
-        extra = ' data-theme="dark"' if "dark" in request.args else ""
+        extra = ' data-theme="dark"' if "dark" in request.args else ' data-theme="auto"' if "auto" in request.args else ""
         return THEME_PAGE.replace("{title}", "theme").replace("{widget}", widget(extra))
 
     @app.get("/flex")
@@ -700,6 +700,20 @@ def test_a_dark_theme(browser, site):
         assert page.locator(".dfl-widget").get_attribute("data-theme") == "dark"
     finally:
         context.close()
+
+
+def test_the_auto_theme_follows_the_visitors_system(browser, site):
+    colours = {}
+    for scheme in ("dark", "light"):
+        context = browser.new_context(color_scheme=scheme)
+        try:
+            page = context.new_page()
+            page.goto(site.customer.base + "/theme?auto")
+            ask(page, "[data-deflect-input]", "I forgot my password")
+            colours[scheme] = page.locator(".dfl-title").first.evaluate("e => getComputedStyle(e).color")
+        finally:
+            context.close()
+    assert colours["dark"] == "rgb(229, 231, 235)" and colours["light"] != colours["dark"], colours
 
 
 # --- A3: layout -----------------------------------------------------------------------
