@@ -20,26 +20,23 @@ EMAIL, IBAN, NUMBER = "[email]", "[iban]", "[number]"
 # A word with an @ inside: an email address, also half typed ("anna.schmidt@exa"), so the
 # prefixes a widget records while someone types are masked too.
 _EMAIL = re.compile(r"[^\s@<>()\[\]{},;:\"'`]+@[^\s@<>()\[\]{},;:\"'`]*|(?<!\S)@[^\s@<>()\[\]{},;:\"'`]+\.\w+")
-# An IBAN: country code, two check digits, then 11-30 letters and digits, in groups of 4 or not.
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b", re.I)
+# An IBAN, also while it is typed: country code, two check digits, then groups of letters and
+# digits (4 at a time or not); masked once it holds 7 digits, as a long number is.
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){1,7}(?:[ ]?[A-Z0-9]{1,3})?\b", re.I)
 # Seven digits or more, perhaps in groups: a phone, card, account or customer number. Shorter
-# numbers (amounts, years, "error 404", a 6-digit code) stay: they say what the question is about.
-_LONG_NUMBER = re.compile(r"\+?\(?\d(?:[ \-./()]{0,2}\d){6,}\)?")
-# Dates keep their digits: "charged twice on 2026-11-03" is no one's number.
-_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
-
-
-def _number(match: re.Match) -> str:
-    text = match.group(0)
-    return text if _DATE.fullmatch(text) else NUMBER
+# numbers (amounts, years, "error 404", a 6-digit code) stay: they say what the question is about,
+# as do digits that are part of a word ("0x80070005", "order5512345") and dates and times (below).
+_LONG_NUMBER = re.compile(r"(?<![\w])\+?\(?\d(?:[ \-./()]{0,2}\d){6,}\)?")
+# Dates and times keep their digits: "charged twice on 2026-11-03 10:15" is no one's number.
+_DATE_OR_TIME = re.compile(
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?"
+)
+_KEPT = re.compile("\ue000(\\d+)\ue001")  # a date or time set aside while numbers are masked
 
 
 def _iban(match: re.Match) -> str:
     text = match.group(0)
-    # An IBAN has at least 11 characters after the country and check digits, most of them digits;
-    # a word such as "AB12 test" or a product code with letters only is no IBAN.
-    compact = text.replace(" ", "")
-    return IBAN if len(compact) >= 15 and sum(c.isdigit() for c in compact) >= 10 else text
+    return IBAN if sum(c.isdigit() for c in text) >= 7 else text
 
 
 def redact(text: str) -> str:
@@ -47,26 +44,61 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub(EMAIL, text)
     if any(c.isdigit() for c in text):
+        kept: list[str] = []
+
+        def aside(match: re.Match) -> str:
+            kept.append(match.group(0))
+            return f"\ue000{len(kept) - 1}\ue001"
+
+        text = _DATE_OR_TIME.sub(aside, text)
         text = _IBAN.sub(_iban, text)
-        text = _LONG_NUMBER.sub(_number, text)
+        text = _LONG_NUMBER.sub(NUMBER, text)
+        text = _KEPT.sub(lambda m: kept[int(m.group(1))], text)
     return text
 
 
-# What each placeholder may stand for while the question was still being typed: its prefix was
-# stored unmasked ("call 030123") or masked otherwise ("iban de[number]") before the whole was.
-_STANDS_FOR = {
-    EMAIL: lambda c: not c.isspace(),
-    IBAN: lambda c: c.isalnum() or c in " []",
-    NUMBER: lambda c: c.isdigit() or c in " -./()+[]" or c in "number",
-}
-_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in _STANDS_FOR))
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in (EMAIL, IBAN, NUMBER)))
+_NUMBER_CHARS = frozenset("0123456789 -./()+")
+
+
+def _run_ends(holder: str, text: str) -> list[int]:
+    """For each position of text, where a run of what `holder` masks (or of placeholders stored for
+    its prefix: "de[number]" before "[iban]") starting there ends; one right-to-left pass."""
+    n = len(text)
+    ends = list(range(n + 1))
+    for at in range(n - 1, -1, -1):
+        token = next((p for p in (NUMBER, IBAN, EMAIL) if text.startswith(p, at)), None)
+        if token is not None:
+            ends[at] = ends[at + len(token)]
+        elif (
+            (holder == EMAIL and not text[at].isspace())
+            or (holder == NUMBER and text[at] in _NUMBER_CHARS)
+            or (holder == IBAN and (text[at].isalnum() or text[at] == " "))
+        ):
+            ends[at] = ends[at + 1]
+    return ends
+
+
+def _reach(holder: str, text: str, start: int, ends: list[int]) -> int:
+    """The furthest end such that text[start:end] (and every shorter piece) may be what `holder`
+    stood for while it was typed; `ends` is _run_ends(holder, text)."""
+    if holder != IBAN:
+        return ends[start]
+    at, n = start, len(text)  # an IBAN: two letters of the country code, then digits, letters and spaces
+    while at < n and at - start < 2 and text[at].isalpha():
+        at += 1
+    if at - start < 2 or at >= n or not (text[at].isdigit() or text.startswith(NUMBER, at)):
+        return at
+    return ends[at]
 
 
 def extends(later: str, earlier: str) -> bool:
     """Whether `later` could be `earlier` typed on, when either may have been masked.
 
     Both are normalised questions (deflect.events.normalize_query). Without placeholders this
-    is `later.startswith(earlier)`; a placeholder in `later` may stand for any text it masks.
+    is `later.startswith(earlier)`; a placeholder in `later` may stand for the text it masks.
+    Positions are tracked as a set, one pass per piece of `later`: at most pieces x length steps,
+    never exponential, whatever the placeholders (every stored question passes through here).
     """
     if later.startswith(earlier):
         return True
@@ -74,27 +106,32 @@ def extends(later: str, earlier: str) -> bool:
         return False
     parts = _PLACEHOLDER.split(later)
     holders = _PLACEHOLDER.findall(later)
-
-    def match(part: int, at: int) -> bool:
-        literal = parts[part]
-        rest = earlier[at:]
-        if literal.startswith(rest):
-            return True  # earlier ends here, inside later's text
-        if not rest.startswith(literal):
-            return False
-        at += len(literal)
-        if part == len(holders):
-            return False  # earlier goes on past the end of later
-        stands_for = _STANDS_FOR[holders[part]]
-        end = at
-        while True:
-            if match(part + 1, end):
-                return True
-            if end >= len(earlier) or not stands_for(earlier[end]):
-                return False
-            end += 1
-
-    return match(0, 0)
+    n = len(earlier)
+    positions = {0}
+    run_ends: dict[str, list[int]] = {}
+    for index, literal in enumerate(parts):
+        after: set[int] = set()
+        for at in positions:
+            if n - at <= len(literal):
+                if literal.startswith(earlier[at:]):
+                    return True  # earlier ends here, inside later's text
+            elif earlier.startswith(literal, at):
+                after.add(at + len(literal))
+        if index == len(holders) or not after:
+            return False  # earlier goes on past the end of later, or differs from it
+        holder = holders[index]
+        if holder not in run_ends:
+            run_ends[holder] = _run_ends(holder, earlier)
+        reachable: set[int] = set()
+        furthest = -1
+        for at in sorted(after):
+            end = _reach(holder, earlier, at, run_ends[holder])
+            reachable.update(range(max(at, furthest + 1), end + 1))
+            furthest = max(furthest, end)
+        positions = {at for at in reachable if at <= n}
+        if n in positions:
+            return True  # earlier ends inside the placeholder
+    return False
 
 
 def without_placeholders(text: str) -> str:
