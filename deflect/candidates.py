@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from . import clusters, decisions
 from .db import advisory_lock, metadata, searches, sync_state, writing
 from .events import normalize_query
-from .pool import chunks, load_pool, pool_matrix
+from .pool import chunks, erased_among, load_pool, pool_matrix
 
 STATUSES = ("new", "promoted", "merged", "dismissed")
 REBUILT_AT = "clusters.rebuilt_at"
@@ -213,6 +213,9 @@ def rebuild(engine: sa.Engine, encode, model_id: str, settings, now: float | Non
         tested = [j for j in range(len(ids)) if ids[j] not in owner and j not in continuing]
         joins = decisions.join_test(vectors, ids, owner, tested, settings.cluster_join_similarity)
         groups = decisions.settle(free, mapping, ids, owner, joins, min_size)
+        erased = erased_among(conn, ids)  # forgotten while the pool was clustered: no label or member from them
+        if erased:
+            groups = [(kept, cid) for kept, cid in (([j for j in m if ids[j] not in erased], cid) for m, cid in groups) if kept]
         texts = [[pool[j]["query"] for j in members] for members, _ in groups]
         words = clusters.keywords(texts)
         summary = {"pool": len(pool), "candidates": len(groups), "new": 0, "kept": 0, "returned": 0, "retired": 0,
@@ -317,7 +320,8 @@ def join_new(engine: sa.Engine, encode, model_id: str, now: float | None = None)
                 sa.select(candidate_members.c.search_id).where(candidate_members.c.search_id.in_([r["search_id"] for r in rows]))
             )}
             alive = {r.id for r in conn.execute(sa.select(candidates.c.id).where(candidates.c.active == sa.true()))}
-            rows = [r for r in rows if r["search_id"] not in taken and r["candidate_id"] in alive]
+            erased = erased_among(conn, [r["search_id"] for r in rows])
+            rows = [r for r in rows if r["search_id"] not in taken | erased and r["candidate_id"] in alive]
             if rows:
                 conn.execute(candidate_members.insert(), rows)
             for cid in {r["candidate_id"] for r in rows}:

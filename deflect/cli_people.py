@@ -53,9 +53,10 @@ def person_show(emails, customer_ids, sessions, mentioning, database_url):
 @_person_options
 @click.option("--yes", is_flag=True, help="Do it without asking first (scripts).")
 def person_forget(emails, customer_ids, sessions, mentioning, database_url, yes):
-    """Erase the person: their questions read [erased], their email, id and MRR leave events and votes
-    (which still count), notifications to them are deleted, and aliases and candidate labels made
-    from their questions go. Every figure stays as it was. Nothing undoes it."""
+    """Erase the person: their questions read [erased], their email and customer id on events and
+    votes become a pseudonym (votes and MRR still count, nothing is sent to it), notifications to
+    them are deleted, and aliases and candidate labels made from their questions go. Every figure
+    stays as it was. Nothing undoes it."""
     from .erasure import forget_person, show_person
 
     who = _person(emails, customer_ids, sessions, mentioning)
@@ -78,9 +79,10 @@ def person_forget(emails, customer_ids, sessions, mentioning, database_url, yes)
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 @click.option("--yes", is_flag=True, help="Do it without asking first (cron).")
 def searches_forget(before, database_url, yes):
-    """Retention: every search before DATE reads [erased], its session is replaced and its events lose
-    their requester (email, customer id, MRR); figures stay, content gaps and candidates lose those
-    questions. Learned aliases stay (what deflect learned, not who asked). Nothing undoes it."""
+    """Retention: every search before DATE (with the rest of its typing) reads [erased], its session
+    is replaced and its events' requester becomes a pseudonym; figures stay, content gaps and
+    candidates lose those questions. Learned aliases stay (what deflect learned, not who asked).
+    Nothing undoes it."""
     from .erasure import forget_before
     from .metrics import PeriodError, parse_period
 

@@ -2,19 +2,23 @@
 
 A data-protection request names a person by what deflect may hold of them: an email address or
 customer id (given with a ticket, a vote, an import), widget sessions, and words their questions
-held (their name). `find` gathers everything tied to them; `describe` shows it (a request for
-access); `forget` removes it (a request for erasure). `forget_before` forgets every search
-older than a date, for a retention period.
+held (their name). `find` gathers everything tied to them, following the other identifier a row
+gives (an email stored with a customer id finds that id's rows too); `describe` shows it (a
+request for access); `forget` removes it (a request for erasure). `forget_before` forgets every
+search older than a date, for a retention period.
 
 Forgetting anonymises rather than deletes, so every figure deflect reports stays as it was:
 - a search keeps its time, answer and events, but its question reads `[erased]` and its session
-  becomes a fresh one of its own (searches typed on from one another keep sharing one, so the
-  superseded prefixes stay superseded);
-- events, votes and their MRR keep counting, without the requester's email, id or MRR;
+  becomes a fresh one of its own. A question is forgotten whole: the prefixes recorded while it
+  was typed and the searches typed on from it go with it, and share one fresh session, so what
+  was superseded stays superseded and what was final stays final;
+- the requester's email and customer id on events and votes become a pseudonym (`erased-...`),
+  one per requester, so each still counts once and their MRR still adds up; nothing is ever sent
+  to a pseudonym;
 - pending and sent notifications to the person are deleted;
 - what was built from their questions goes: cached vectors, idea-candidate membership (a
   candidate labelled with their words is relabelled from its other questions), left-out
-  wordings, and learned aliases worded as their questions (unless someone else asked alike;
+  wordings and learned aliases worded as their questions (unless someone else asked alike;
   `forget_before` keeps aliases: they are what deflect learned, not who asked).
 """
 
@@ -29,11 +33,11 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from .aliases import bump_generation
-from .candidates import candidate_exclusions, candidate_members, candidates
-from .db import alias_confirmations, aliases, events, idea_votes, ideas, searches, writing
+from .candidates import candidate_exclusions, candidate_history, candidate_members, candidates, lock_candidates
+from .db import advisory_lock, alias_confirmations, aliases, events, idea_votes, ideas, searches, writing
 from .events import normalize_query
 from .metrics import ERASED, superseding
-from .outbox import outbox
+from .outbox import PSEUDONYM_PREFIX, outbox, requester_key
 from .pool import chunks, pool_vectors
 from .wording import alias_key
 
@@ -48,8 +52,8 @@ class Person:
     mentioning: tuple[str, ...] = ()  # words their questions held, such as their name
 
     def __post_init__(self) -> None:
-        self.emails = tuple(e.strip().lower() for e in self.emails if e.strip())
-        self.customer_ids = tuple(c.strip() for c in self.customer_ids if c.strip())
+        self.emails = tuple(sorted({e.strip().lower() for e in self.emails if e.strip()}))
+        self.customer_ids = tuple(sorted({c.strip() for c in self.customer_ids if c.strip()}))
         self.sessions = tuple(s.strip() for s in self.sessions if s.strip())
         self.mentioning = tuple(m.strip() for m in self.mentioning if len(m.strip()) >= 3)
 
@@ -84,79 +88,104 @@ class Found:
                 "candidates": len(self.candidate_ids)}
 
 
+def _ids_where(conn: sa.Connection, column: sa.Column, wanted: sa.Column, values: Iterable) -> set:
+    """`column` of the rows whose `wanted` is one of `values`, asked in chunks (bound-parameter limits)."""
+    out: set = set()
+    for part in chunks(sorted(values)):
+        out |= {v for v in conn.execute(sa.select(column).where(wanted.in_(part))).scalars() if v is not None}
+    return out
+
+
+def widen(conn: sa.Connection, person: Person) -> Person:
+    """The person with every email and customer id their own rows give: a ticket sent with both
+    ties the id's other rows (and the address's) to them."""
+    for _ in range(5):  # a chain of identifiers is short; stop anyway
+        emails, customer_ids = set(person.emails), set(person.customer_ids)
+        for table in (events, idea_votes, outbox):
+            for row in conn.execute(sa.select(table.c.email, table.c.customer_id).where(person.requester_clause(table))):
+                emails |= {row.email.lower()} if row.email else set()
+                if row.customer_id and not row.customer_id.startswith(PSEUDONYM_PREFIX):
+                    customer_ids.add(row.customer_id)
+        if emails == set(person.emails) and customer_ids == set(person.customer_ids):
+            return person
+        person = Person(tuple(emails), tuple(customer_ids), person.sessions, person.mentioning)
+    return person
+
+
+def _mentioning(conn: sa.Connection, words: str) -> set[str]:
+    """Searches whose question holds `words`, case ignored in every script (SQL's lower() is ASCII-only
+    on SQLite, so other words are compared here)."""
+    if words.isascii():
+        pattern = "%" + words.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return set(conn.execute(
+            sa.select(searches.c.id).where(sa.func.lower(searches.c.query).like(pattern, escape="\\"))
+        ).scalars())
+    folded = words.casefold()
+    return {r.id for r in conn.execute(sa.select(searches.c.id, searches.c.query)) if folded in r.query.casefold()}
+
+
 def find(conn: sa.Connection, person: Person) -> Found:
     """Everything tied to the person: their requester rows, the searches of their sessions (a ticket
-    or vote names the search, the search its session), searches mentioning their words, and what
-    was built from those searches."""
+    or vote names the search, the search its session), searches mentioning their words with the rest
+    of the typing they belong to, and what was built from those searches."""
     found = Found()
     if person.empty:
         return found
+    person = widen(conn, person)
     found.event_ids = set(conn.execute(sa.select(events.c.id).where(person.requester_clause(events))).scalars())
     found.vote_ids = set(conn.execute(sa.select(idea_votes.c.id).where(person.requester_clause(idea_votes))).scalars())
     found.outbox_ids = set(conn.execute(sa.select(outbox.c.id).where(person.requester_clause(outbox))).scalars())
-    named = set(conn.execute(sa.select(events.c.search_id).where(events.c.id.in_(found.event_ids))).scalars())
-    named |= {s for s in conn.execute(sa.select(idea_votes.c.search_id).where(idea_votes.c.id.in_(found.vote_ids))).scalars() if s}
-    sessions = set(person.sessions)
-    for part in chunks(sorted(named)):
-        sessions |= {s for s in conn.execute(sa.select(searches.c.session).where(searches.c.id.in_(part))).scalars() if s}
-    found.search_ids = named
-    for part in chunks(sorted(sessions)):
-        found.search_ids |= set(conn.execute(sa.select(searches.c.id).where(searches.c.session.in_(part))).scalars())
-    mentioned: set[str] = set()
+    named = _ids_where(conn, events.c.search_id, events.c.id, found.event_ids)
+    named |= _ids_where(conn, idea_votes.c.search_id, idea_votes.c.id, found.vote_ids)
+    sessions = set(person.sessions) | _ids_where(conn, searches.c.session, searches.c.id, named)
+    found.search_ids = named | _ids_where(conn, searches.c.id, searches.c.session, sessions)
     for words in person.mentioning:
-        pattern = "%" + words.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        mentioned |= set(conn.execute(
-            sa.select(searches.c.id).where(sa.func.lower(searches.c.query).like(pattern, escape="\\"))
-        ).scalars())
-    found.search_ids |= mentioned | _typed_before(conn, mentioned)
+        found.search_ids |= _mentioning(conn, words)
+    found.search_ids = whole_typings(conn, found.search_ids)
     _built_from(conn, found, person)
     return found
 
 
-def _typed_before(conn: sa.Connection, search_ids: set[str]) -> set[str]:
-    """The prefixes recorded while these searches were typed ("is Anna Schm" before "is Anna Schmidt ...")."""
-    sessions: set[str] = set()
-    for part in chunks(sorted(search_ids)):
-        sessions |= {s for s in conn.execute(sa.select(searches.c.session).where(searches.c.id.in_(part))).scalars() if s}
+def whole_typings(conn: sa.Connection, search_ids: set[str]) -> set[str]:
+    """These searches with every search of the typing each belongs to: the prefixes recorded while a
+    question was typed ("is Anna Schm" before "is Anna Schmidt ...") and the searches typed on from it
+    (metrics.superseding links them), so erasing never turns a prefix into a final search."""
+    sessions = _ids_where(conn, searches.c.session, searches.c.id, search_ids)
     rows: list[dict] = []
     for part in chunks(sorted(sessions)):
         rows += [dict(r._mapping) for r in conn.execute(
             sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(searches.c.session.in_(part))
         )]
-    superseded_by = superseding(rows)
-    out = set()
-    for row in rows:
-        at = row["id"]
-        while at in superseded_by and at not in search_ids:
-            at = superseded_by[at]
-        if at in search_ids and row["id"] not in search_ids:
-            out.add(row["id"])
-    return out
+    parent: dict[str, str] = {}
+
+    def root(at: str) -> str:
+        while parent.get(at, at) != at:
+            parent[at] = parent.get(parent[at], parent[at])
+            at = parent[at]
+        return at
+
+    for earlier, later in superseding(rows).items():
+        parent[root(earlier)] = root(later)
+    wanted = {root(i) for i in search_ids}
+    return set(search_ids) | {r["id"] for r in rows if root(r["id"]) in wanted}
 
 
 def _built_from(conn: sa.Connection, found: Found, person: Person) -> None:
     """The aliases and candidates made from the found searches (or worded with the person's words)."""
     keys = {alias_key(k) for k in _query_keys(conn, found.search_ids)}
-    for part in chunks(sorted(found.search_ids)):
-        found.alias_ids |= set(conn.execute(
-            sa.select(alias_confirmations.c.alias_id).where(alias_confirmations.c.search_id.in_(part))
-        ).scalars())
-        found.candidate_ids |= set(conn.execute(
-            sa.select(candidate_members.c.candidate_id).where(candidate_members.c.search_id.in_(part))
-        ).scalars())
-    for part in chunks(sorted(keys)):
-        found.alias_ids |= set(conn.execute(sa.select(aliases.c.id).where(aliases.c.query_key.in_(part))).scalars())
+    found.alias_ids |= _ids_where(conn, alias_confirmations.c.alias_id, alias_confirmations.c.search_id, found.search_ids)
+    found.candidate_ids |= _ids_where(conn, candidate_members.c.candidate_id, candidate_members.c.search_id, found.search_ids)
+    found.candidate_ids |= _ids_where(conn, candidate_history.c.candidate_id, candidate_history.c.search_id, found.search_ids)
+    found.alias_ids |= _ids_where(conn, aliases.c.id, aliases.c.query_key, keys)
     for words in person.mentioning:
-        lowered = words.lower()
-        found.alias_ids |= {a.id for a in conn.execute(sa.select(aliases.c.id, aliases.c.query)) if lowered in a.query.lower()}
+        folded = words.casefold()
+        found.alias_ids |= {a.id for a in conn.execute(sa.select(aliases.c.id, aliases.c.query)) if folded in a.query.casefold()}
         found.candidate_ids |= {c.id for c in conn.execute(sa.select(candidates.c.id, candidates.c.label, candidates.c.keywords))
-                                if lowered in c.label.lower() or lowered in c.keywords.lower()}
+                                if folded in c.label.casefold() or folded in c.keywords.casefold()}
 
 
 def _query_keys(conn: sa.Connection, search_ids: Iterable[str]) -> set[str]:
-    keys: set[str] = set()
-    for part in chunks(sorted(search_ids)):
-        keys |= {normalize_query(q) for q in conn.execute(sa.select(searches.c.query).where(searches.c.id.in_(part))).scalars()}
+    keys = {normalize_query(q) for q in _ids_where(conn, searches.c.query, searches.c.id, search_ids)}
     keys.discard(ERASED)
     return keys
 
@@ -171,7 +200,7 @@ def describe(conn: sa.Connection, found: Found) -> dict:
         return out
 
     voted = rows(idea_votes, found.vote_ids, idea_votes.c.id)
-    titles = dict(conn.execute(sa.select(ideas.c.id, ideas.c.title).where(ideas.c.id.in_(sorted({v["idea_id"] for v in voted})))).all())
+    titles = {i["id"]: i["title"] for i in rows(ideas, {v["idea_id"] for v in voted}, ideas.c.id)}
     notifications = rows(outbox, found.outbox_ids, outbox.c.id)
     for n in notifications:
         n["payload"] = json.loads(n["payload"])
@@ -187,12 +216,25 @@ def describe(conn: sa.Connection, found: Found) -> dict:
     }
 
 
+def pseudonymise(conn: sa.Connection, table: sa.Table, row_ids: Collection[int], pseudonyms: dict[str, str]) -> None:
+    """Replace the email and customer id of these rows with one pseudonym per requester (MRR stays):
+    each requester still counts once, and their MRR still adds up, but nobody can tell who."""
+    by_pseudonym: dict[str, list[int]] = {}
+    for part in chunks(sorted(row_ids)):
+        for row in conn.execute(sa.select(table.c.id, table.c.email, table.c.customer_id).where(table.c.id.in_(part))):
+            key = requester_key({"customer_id": row.customer_id, "email": row.email})
+            name = pseudonyms.setdefault(key, f"{PSEUDONYM_PREFIX}{uuid.uuid4().hex}")
+            by_pseudonym.setdefault(name, []).append(row.id)
+    for name, ids in by_pseudonym.items():
+        for part in chunks(ids):
+            conn.execute(table.update().where(table.c.id.in_(part)).values(email=None, customer_id=name))
+
+
 def forget(conn: sa.Connection, found: Found, person: Person) -> dict[str, int]:
     """Erase the person (see the module's docstring); returns what was changed, by kind."""
-    for part in chunks(sorted(found.event_ids)):
-        conn.execute(events.update().where(events.c.id.in_(part)).values(email=None, customer_id=None, mrr=None))
-    for part in chunks(sorted(found.vote_ids)):
-        conn.execute(idea_votes.update().where(idea_votes.c.id.in_(part)).values(email=None, customer_id=None, mrr=None))
+    pseudonyms: dict[str, str] = {}
+    pseudonymise(conn, events, found.event_ids, pseudonyms)
+    pseudonymise(conn, idea_votes, found.vote_ids, pseudonyms)
     for part in chunks(sorted(found.outbox_ids)):
         conn.execute(outbox.delete().where(outbox.c.id.in_(part)))
     erased = erase_searches(conn, found.search_ids, also_aliases=found.alias_ids, also_candidates=found.candidate_ids,
@@ -209,7 +251,12 @@ def erase_searches(
     also_candidates: Collection[str] = (),
     words: Collection[str] = (),
 ) -> dict[str, int]:
-    """Anonymise these searches and drop what was built from their questions (module docstring)."""
+    """Anonymise these searches (whole typings: see whole_typings) and drop what was built from their
+    questions (module docstring)."""
+    # A cluster rebuild or join in another process re-reads, under these locks, which of its
+    # questions were erased meanwhile, so it cannot write their text or vectors back.
+    lock_candidates(conn)
+    advisory_lock(conn, "pool_vectors")
     ids = sorted(set(search_ids))
     keys = _query_keys(conn, ids)
     rows: list[dict] = []
@@ -217,30 +264,34 @@ def erase_searches(
         rows += [dict(r._mapping) for r in conn.execute(
             sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(searches.c.id.in_(part))
         )]
-    # Sessions: one fresh one per chain of searches typed on from one another, so what was
+    # Sessions: one fresh one per typing (searches typed on from one another), so what was
     # superseded stays superseded and the figures do not move.
     by_id = {r["id"]: r for r in rows}
     superseded_by = superseding(rows)
     fresh: dict[str, str] = {}
+    changes = []
     for row in rows:
         end = row["id"]
         while end in superseded_by and superseded_by[end] in by_id:
             end = superseded_by[end]
         session = fresh.setdefault(end, f"erased-{uuid.uuid4().hex}") if row["session"] else None
-        conn.execute(searches.update().where(searches.c.id == row["id"]).values(query=ERASED, session=session))
+        changes.append({"erase_id": row["id"], "erase_session": session})
+    if changes:
+        conn.execute(searches.update().where(searches.c.id == sa.bindparam("erase_id")).values(
+            query=ERASED, session=sa.bindparam("erase_session")), changes)
     for part in chunks(ids):
         conn.execute(events.update().where(events.c.search_id.in_(part)).values(session=None))
         conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_(part)))
         conn.execute(candidate_members.delete().where(candidate_members.c.search_id.in_(part)))
-    for part in chunks(sorted(keys)):
-        conn.execute(candidate_exclusions.delete().where(candidate_exclusions.c.query_key.in_(part)))
+        conn.execute(alias_confirmations.delete().where(alias_confirmations.c.search_id.in_(part)))
     alias_rows = []
     for part in chunks(sorted(also_aliases)):
         alias_rows += conn.execute(sa.select(aliases.c.id, aliases.c.query_key).where(aliases.c.id.in_(part))).all()
-    still_asked = _keys_asked_elsewhere(conn, {a.query_key for a in alias_rows}) if alias_rows else set()
-    dropped = [a.id for a in alias_rows if a.query_key not in still_asked]
-    for part in chunks(ids):
-        conn.execute(alias_confirmations.delete().where(alias_confirmations.c.search_id.in_(part)))
+    asked, asked_alias = _still_asked(conn, keys, {a.query_key for a in alias_rows})
+    # A wording an admin left out stays left out while someone else still asks it.
+    for part in chunks(sorted(keys - asked)):
+        conn.execute(candidate_exclusions.delete().where(candidate_exclusions.c.query_key.in_(part)))
+    dropped = [a.id for a in alias_rows if a.query_key not in asked_alias]
     for part in chunks(dropped):
         conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id.in_(part)))
         conn.execute(aliases.delete().where(aliases.c.id.in_(part)))
@@ -250,16 +301,20 @@ def erase_searches(
     return {"searches": len(rows), "aliases": len(dropped), "candidates_relabelled": relabelled}
 
 
-def _keys_asked_elsewhere(conn: sa.Connection, keys: set[str]) -> set[str]:
-    """The alias keys that searches of other people still have (an alias worded so is theirs too)."""
-    if not keys:
-        return set()
+def _still_asked(conn: sa.Connection, query_keys: set[str], alias_keys: set[str]) -> tuple[set[str], set[str]]:
+    """Which of these wordings (normalize_query) and alias keys searches not erased still have: they
+    are other people's too. One pass over the searches, only when there is something to look for."""
     asked: set[str] = set()
+    asked_alias: set[str] = set()
+    if not (query_keys or alias_keys):
+        return asked, asked_alias
     for query in conn.execute(sa.select(searches.c.query).where(searches.c.query != ERASED)).scalars():
-        key = alias_key(query)
-        if key in keys:
+        key = normalize_query(query)
+        if key in query_keys:
             asked.add(key)
-    return asked
+        if alias_keys and alias_key(query) in alias_keys:
+            asked_alias.add(alias_key(query))
+    return asked, asked_alias
 
 
 def _relabel(conn: sa.Connection, candidate_ids: set[str], keys: set[str], words: Collection[str]) -> int:
@@ -274,11 +329,11 @@ def _relabel(conn: sa.Connection, candidate_ids: set[str], keys: set[str], words
             worded = any(key.startswith(label_key) for key in keys) or any(w in c.label.lower() or w in c.keywords.lower() for w in lowered)
             if not worded:
                 continue
-            remaining = list(conn.execute(
-                sa.select(searches.c.query).join(candidate_members, candidate_members.c.search_id == searches.c.id)
-                .where(candidate_members.c.candidate_id == c.id, searches.c.query != ERASED)
+            remaining = [q for table in (candidate_members, candidate_history) for q in conn.execute(
+                sa.select(searches.c.query).join(table, table.c.search_id == searches.c.id)
+                .where(table.c.candidate_id == c.id, searches.c.query != ERASED)
                 .order_by(searches.c.created_at)
-            ).scalars())
+            ).scalars()]  # its current questions, or those it had when it was retired
             remaining = [q for q in remaining if not any(w in q.lower() for w in lowered)]
             label = min(remaining, key=len)[:80] if remaining else ERASED
             found_words = keywords_of([remaining])[0] if remaining else []
@@ -300,20 +355,21 @@ def show_person(engine: sa.Engine, person: Person) -> dict:
 
 
 def forget_before(engine: sa.Engine, before: float) -> dict[str, int]:
-    """Retention: forget every search made before `before` (epoch seconds) and the requesters of its
-    events; the figures of those days stay as they were."""
+    """Retention: forget every search made before `before` (epoch seconds), with the rest of its
+    typing (a question typed across the cutoff goes whole: seconds after it), and the requesters of
+    their events; the figures of those days stay as they were."""
     with writing(engine) as conn:
-        ids = list(conn.execute(
+        ids = set(conn.execute(
             sa.select(searches.c.id).where(searches.c.created_at < before, searches.c.query != ERASED)
         ).scalars())
-        found = Found(search_ids=set(ids))
-        for part in chunks(ids):
+        found = Found(search_ids=whole_typings(conn, ids))
+        for part in chunks(sorted(found.search_ids)):
             found.event_ids |= set(conn.execute(sa.select(events.c.id).where(
-                events.c.search_id.in_(part), sa.or_(events.c.email.is_not(None), events.c.customer_id.is_not(None))
+                events.c.search_id.in_(part), events.c.email.is_not(None)
+                | (events.c.customer_id.is_not(None) & ~events.c.customer_id.startswith(PSEUDONYM_PREFIX))
             )).scalars())
         _built_from(conn, found, Person())
-        for part in chunks(sorted(found.event_ids)):
-            conn.execute(events.update().where(events.c.id.in_(part)).values(email=None, customer_id=None, mrr=None))
+        pseudonymise(conn, events, found.event_ids, {})
         # Learned aliases stay: they are what deflect learned, worded as (masked) questions, not who asked.
         done = erase_searches(conn, found.search_ids, also_candidates=found.candidate_ids)
         return done | {"requester_events": len(found.event_ids)}

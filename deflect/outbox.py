@@ -49,6 +49,16 @@ outbox = sa.Table(
 )
 
 
+# deflect.erasure replaces a forgotten requester's email and customer id with a pseudonym of this
+# form: one per requester, so their votes still count once and their MRR still adds up.
+PSEUDONYM_PREFIX = "erased-"
+
+
+def is_pseudonym(requester: dict) -> bool:
+    """A forgotten requester: nobody to notify."""
+    return not requester.get("email") and str(requester.get("customer_id") or "").startswith(PSEUDONYM_PREFIX)
+
+
 def requester_key(requester: dict) -> str:
     """One requester, however many times they asked: by customer id, else by email."""
     if requester.get("customer_id"):
@@ -57,7 +67,10 @@ def requester_key(requester: dict) -> str:
 
 
 def enqueue(conn: sa.Connection, kind: str, subject: str, requester: dict, payload: dict) -> bool:
-    """Add one notification for one requester unless the same (kind, subject, requester) is there already."""
+    """Add one notification for one requester unless the same (kind, subject, requester) is there
+    already, or the requester was forgotten."""
+    if is_pseudonym(requester):
+        return False
     key = f"{kind}:{subject}:{requester_key(requester)}"[:500]
     exists = conn.execute(sa.select(outbox.c.id).where(outbox.c.dedupe_key == key)).first()
     if exists:

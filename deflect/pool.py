@@ -56,6 +56,17 @@ def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None =
     return pool[-limit:] if limit else pool
 
 
+def erased_among(conn: sa.Connection, search_ids: list[str]) -> set[str]:
+    """Which of these searches deflect.erasure has forgotten (their question reads [erased]): a
+    rebuild or join that read them before must not write their text or vectors back."""
+    from .metrics import ERASED
+
+    out: set[str] = set()
+    for part in chunks(sorted(search_ids)):
+        out |= set(conn.execute(sa.select(searches.c.id).where(searches.c.id.in_(part), searches.c.query == ERASED)).scalars())
+    return out
+
+
 def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> np.ndarray:
     """Vectors of the pool's queries: cached ones from the store, the rest embedded and cached."""
     ids = [r["id"] for r in pool]
@@ -71,11 +82,15 @@ def pool_matrix(engine: sa.Engine, pool: list[dict], encode, model_id: str) -> n
         fresh = encode([r["query"] for r in missing])
         with writing(engine) as conn:
             advisory_lock(conn, "pool_vectors")  # concurrent rebuilds/joins cache the same vectors: one at a time
-            conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_([r["id"] for r in missing])))
-            conn.execute(pool_vectors.insert(), [
-                {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
-                for r, v in zip(missing, fresh)
-            ])
+            erased = erased_among(conn, [r["id"] for r in missing])  # forgotten since the pool was read: no vector kept
+            keep = [(r, v) for r, v in zip(missing, fresh) if r["id"] not in erased]
+            for part in chunks([r["id"] for r, _ in keep]):
+                conn.execute(pool_vectors.delete().where(pool_vectors.c.search_id.in_(part)))
+            if keep:
+                conn.execute(pool_vectors.insert(), [
+                    {"search_id": r["id"], "model": model_id, "vector": np.asarray(v, dtype=np.float32).tobytes()}
+                    for r, v in keep
+                ])
         cached.update({r["id"]: np.asarray(v, dtype=np.float32) for r, v in zip(missing, fresh)})
     if not ids:
         return np.zeros((0, 0), dtype=np.float32)

@@ -149,3 +149,36 @@ def test_an_alias_someone_else_also_asked_stays(served):
                     "--yes")
     assert code == 0 and "3 searches" in out and "0 aliases" in out, out
     assert [a["query"] for a in requests.get(f"{base}/api/aliases", headers=ADMIN, timeout=30).json()["aliases"]] == [words]
+
+
+def test_a_forgotten_voter_still_counts_once_with_their_mrr_and_hears_nothing(served):
+    base, runtime = served()
+    url = runtime.settings.database_url
+    for idea in ("gantt", "sso"):
+        assert requests.post(f"{base}/api/ideas", json={"id": idea, "title": idea.upper()}, headers=ADMIN,
+                             timeout=30).status_code == 201
+    # Anna votes for gantt from two searches (counted once) and for sso; Bob votes for gantt.
+    for question in ("gantt charts please", "a gantt view for my projects"):
+        found = ask(base, question, "s-anna")
+        event(base, search_id=found["search_id"], type="vote", item_id="gantt", item_type="idea", requester=ANNA)
+    requests.post(f"{base}/api/ideas/sso/vote", json={"requester": ANNA}, timeout=30)
+    bob = ask(base, "gantt please", "s-bob")
+    event(base, search_id=bob["search_id"], type="vote", item_id="gantt", item_type="idea", requester=BOB)
+    runtime.search_log.flush()
+
+    def board() -> list[dict]:
+        return [requests.get(f"{base}/api/ideas/{idea}", timeout=30).json() for idea in ("gantt", "sso")]
+
+    before, counted = board(), figures(runtime.db)
+    assert [(i["requesters"], i["mrr"]) for i in before] == [(2, 119.0), (1, 99.0)]
+    code, out = cli("person", "forget", "--customer-id", "cust-4711", "--database-url", url, "--yes")
+    assert code == 0 and "2 votes" in out, out
+    assert board() == before and figures(runtime.db) == counted  # votes, requesters, MRR, per-idea votes
+    listed = requests.get(f"{base}/api/ideas/gantt/requesters", headers=ADMIN, timeout=30).json()["requesters"]
+    assert listed[0]["customer_id"].startswith("erased-") and listed[0]["email"] is None and listed[0]["mrr"] == 99.0
+    assert "anna" not in every_text(runtime.db) and "cust-4711" not in every_text(runtime.db)
+    # Shipping tells Bob; nothing is queued for the pseudonym.
+    shipped = requests.patch(f"{base}/api/ideas/gantt", json={"status": "shipped"}, headers=ADMIN, timeout=30).json()
+    assert shipped["notifications_queued"] == 1
+    assert requests.patch(f"{base}/api/ideas/sso", json={"status": "shipped"}, headers=ADMIN,
+                          timeout=30).json()["notifications_queued"] == 0
