@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deflect.articles import load_kb  # noqa: E402
 from deflect.evaluation import build_benchmark_engine, evaluate, read_jsonl  # noqa: E402
+from deflect.kb_folder import load_kb  # noqa: E402
 from deflect.settings import load_settings  # noqa: E402
 
 FOLDS = 3

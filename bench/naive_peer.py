@@ -28,7 +28,7 @@ def create_app(kb_dir: str, model_name: str | None = None):
     from flask import Flask, jsonify, request
     from sentence_transformers import SentenceTransformer
 
-    from deflect.articles import load_kb
+    from deflect.kb_folder import load_kb
     from deflect.passages import plain_text
 
     if not model_name:

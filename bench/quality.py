@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deflect.articles import load_kb  # noqa: E402
 from deflect.evaluation import build_benchmark_engine, evaluate, read_jsonl  # noqa: E402
+from deflect.kb_folder import load_kb  # noqa: E402
 from deflect.passages import plain_text  # noqa: E402
 from deflect.scoring import auroc  # noqa: E402
 from deflect.settings import load_settings  # noqa: E402

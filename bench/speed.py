@@ -248,7 +248,7 @@ def synthetic_kb(folder: Path, articles: int, seed: int = 7) -> Path:
 
 
 def index_bars(args, work: Path) -> dict:
-    from deflect.articles import load_kb
+    from deflect.kb_folder import load_kb
     from deflect.refresh import make_embedder, refresh_index
     from deflect.settings import load_settings
 
@@ -360,11 +360,11 @@ def index_bars(args, work: Path) -> dict:
 
 def reindex_parts(settings, embedder, kb: Path) -> dict[str, float]:
     """Where a one-article re-index spends its time, in-process (plus the full build's calibration)."""
-    from deflect.articles import load_kb
     from deflect.calibration import fit_calibration
     from deflect.catalog import Catalog
     from deflect.index import _known_articles
     from deflect.index_folder import live_index
+    from deflect.kb_folder import load_kb
     from deflect.refresh import refresh_index
 
     index = live_index(settings.index_dir)  # the version refresh_index just built, kept in memory

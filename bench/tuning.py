@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from deflect.articles import load_kb  # noqa: E402
 from deflect.evaluation import evaluate_with_feedback, read_jsonl  # noqa: E402
+from deflect.kb_folder import load_kb  # noqa: E402
 from deflect.passages import split_passages  # noqa: E402
 from deflect.settings import load_settings  # noqa: E402
 

@@ -63,13 +63,14 @@ def aliases_import(file, kb_dir, database_url):
     line goes to the idea it was merged into. Exit status 1 if any line was skipped.
     """
     from .aliases import import_aliases
-    from .articles import load_kb
+    from .kb_folder import load_kb
 
     settings = _settings(database_url=database_url, **({"kb_dir": kb_dir} if kb_dir else {}))
     if not Path(settings.kb_dir).is_dir():
         raise click.ClickException(f"no knowledge-base folder {settings.kb_dir} (setting kb_dir, or --kb)")
     engine = migrated_store(settings)
-    articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars)
+    articles, _ = load_kb(settings.kb_dir, settings.default_locale, settings.passage_chars,
+                          max_article_bytes=settings.max_article_bytes)
     added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
     for error in errors:
         click.echo(f"skipped: {error}", err=True)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import KEPT_MARK, MAX_ARTICLE_BYTES, PARSER_VERSION, Article, load_kb
+from .articles import PARSER_VERSION, Article
 from .errors import DeflectError
 from .index_folder import FORMAT, KBIndex, live_index, remember, save_index
+from .kb_folder import KEPT_MARK, MAX_ARTICLE_BYTES, load_kb
 from .links import link_problems, log_new
 from .passages import Passage
 from .scoring import SCORING_VERSION
@@ -95,14 +96,14 @@ def build_index(
     """Bring the index up to date with kb_dir, embedding only added or changed files.
 
     Files whose size, times and inode are those recorded in the manifest are not even read
-    (see articles.load_kb); the rest are hashed and only the changed ones parsed and embedded.
+    (see kb_folder.load_kb); the rest are hashed and only the changed ones parsed and embedded.
     A different model, passage size or parser (articles.PARSER_VERSION) makes old vectors
     or articles stale, so it forces a full rebuild instead of mixing them.
     `calibrate(index)` returns the calibration stored in the manifest (see
     calibration.fit_calibration).
 
     A file over `max_article_bytes` (0: no bound) is skipped; one that was published and has become
-    unreadable keeps its last good version (articles.load_kb).
+    unreadable keeps its last good version (kb_folder.load_kb).
 
     A missing kb_dir raises KBFolderMissing: saving an empty version would make every
     server sharing the index folder serve no article. An empty folder is a KB with none.
@@ -238,7 +239,7 @@ def build_index(
         # the next build reads only files whose signature differs (or was taken too close to a change).
         "file_stats": {a.path: list(a.file_stat) for a in articles},
         "scanned_ns": scanned_ns,
-        # Ids whose holder cannot be read now: no other file takes them meanwhile (articles.load_kb).
+        # Ids whose holder cannot be read now: no other file takes them meanwhile (kb_folder.load_kb).
         "held_ids": held_ids,
         # What an indexed file should fix (a front-matter key given twice): reported again for an
         # unchanged file, which the next build (maybe by another process) does not parse again.

@@ -108,7 +108,7 @@ class Runtime:
             self._watcher = KBWatcher(self.settings.kb_dir, self._reindex_after_kb_change).start()
 
     def _reindex_after_kb_change(self) -> None:
-        self.reindex(trigger="a KB change")  # a newly bad file is logged (and skipped) by articles.load_kb
+        self.reindex(trigger="a KB change")  # a newly bad file is logged (and skipped) by kb_folder.load_kb
 
     def on_close(self, closer) -> None:
         """Call `closer()` first when the runtime closes: background work built on it stops before it."""

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .articles import is_article_file
 from .errors import DeflectError
+from .kb_folder import is_article_file
 
 log = logging.getLogger(__name__)
 

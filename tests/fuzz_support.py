@@ -370,7 +370,8 @@ def kb_folders(draw) -> dict[str, bytes]:
 
 def check_load_kb(files: dict[str, bytes]) -> None:
     """A KB of good and bad files loads the good ones; each bad one gets a warning naming it."""
-    from deflect.articles import ArticleError, load_kb, parse_article
+    from deflect.articles import ArticleError, parse_article
+    from deflect.kb_folder import load_kb
 
     with tempfile.TemporaryDirectory() as tmp:
         for rel, raw in files.items():

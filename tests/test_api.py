@@ -11,8 +11,8 @@ import requests
 import sqlalchemy as sa
 from conftest import ADMIN_TOKEN, DATA, SAMPLE_KB, TINY_KB, read_jsonl, serve_app, write_kb
 
-from deflect.articles import load_kb
 from deflect.index_folder import current_version_dir
+from deflect.kb_folder import load_kb
 
 TIMEOUT = 60
 

@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 import pytest
 from conftest import SAMPLE_KB, write_kb
 
-from deflect.articles import ArticleError, load_kb, parse_article, render_html
+from deflect.articles import ArticleError, parse_article, render_html
+from deflect.kb_folder import load_kb
 from deflect.passages import plain_text, split_passages
 
 

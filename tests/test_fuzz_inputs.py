@@ -51,7 +51,7 @@ def test_the_inertness_check_accepts_safe_html(markup):
 
 
 def test_deeply_nested_front_matter_is_a_warning_not_a_crash(tmp_path):
-    from deflect.articles import load_kb
+    from deflect.kb_folder import load_kb
 
     (tmp_path / "deep.md").write_text("---\ntitle: " + "[" * 5000 + "\n---\n# Deep\n\nBody.\n", encoding="utf-8")
     (tmp_path / "fine.md").write_text("# Fine\n\nA normal article.\n", encoding="utf-8")

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import TINY_KB, write_kb
 
-from deflect.articles import PARSER_VERSION, load_kb
+from deflect.articles import PARSER_VERSION
 from deflect.index import build_index
 from deflect.index_folder import KBIndex, current_version_dir, load_index, save_index
+from deflect.kb_folder import load_kb
 
 MODEL_ID = "bundled-test-model"
 
@@ -341,21 +342,23 @@ def _age(kb: Path, monkeypatch, seconds: float = 3600) -> None:
     past = os.stat(kb).st_mtime - seconds
     for path in kb.rglob("*.md"):
         os.utime(path, (past, past))
-    monkeypatch.setattr(deflect.articles, "RACY_NS", 0)
+    monkeypatch.setattr(deflect.kb_folder, "RACY_NS", 0)
 
 
 @pytest.fixture
 def reads(monkeypatch):
-    """The relative paths of the KB files read (Path.read_bytes) while the test runs."""
+    """The relative paths of the KB files read (kb_folder.read_article_bytes) while the test runs."""
+    import deflect.kb_folder
+
     seen: list[str] = []
-    real = Path.read_bytes
+    real = deflect.kb_folder.read_article_bytes
 
-    def read_bytes(self):
-        if self.suffix == ".md":
-            seen.append(self.name)
-        return real(self)
+    def read_bytes(path, max_bytes):
+        if path.suffix == ".md":
+            seen.append(path.name)
+        return real(path, max_bytes)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(deflect.kb_folder, "read_article_bytes", read_bytes)
     return seen
 
 
@@ -439,7 +442,7 @@ def test_a_file_changed_just_before_a_scan_is_hashed_despite_an_equal_signature(
     import deflect.articles
 
     coarse = lambda stat: (stat.st_size, stat.st_mtime_ns)  # noqa: E731 - what a coarse file system would tell apart
-    monkeypatch.setattr(deflect.articles, "file_signature", coarse)
+    monkeypatch.setattr(deflect.kb_folder, "file_signature", coarse)
     build(kb, index_dir, counting)  # the files were written just now: within RACY_NS of this scan
     path = kb / "billing/refunds.md"
     before = path.stat()

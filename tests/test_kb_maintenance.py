@@ -15,8 +15,9 @@ import pytest
 import requests
 from conftest import ADMIN_TOKEN, SAMPLE_KB, TINY_KB, write_kb
 
-from deflect.articles import load_kb, parse_article
+from deflect.articles import parse_article
 from deflect.index import build_index
+from deflect.kb_folder import load_kb
 from deflect.passages import split_passages, without_link_items
 
 MODEL_ID = "bundled-test-model"
@@ -49,7 +50,7 @@ def linked_kb(tmp_path) -> Path:
 
 
 def test_a_symlink_that_leaves_the_kb_is_skipped_with_a_warning_naming_it(linked_kb, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+    with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
         articles, warnings = load_kb(linked_kb)
     paths = {a.path for a in articles}
     assert "account/os-release.md" not in paths and "account/secret.md" not in paths
@@ -102,7 +103,7 @@ def test_the_api_reindex_lists_a_symlink_that_leaves_the_kb(served, tiny_kb, tmp
 def test_an_article_over_max_article_bytes_is_skipped_naming_the_file_and_its_size(tmp_path, caplog):
     huge = "# A whole manual\n\n" + "Slack calendar reminders tasks and projects. " * 12_000  # 540 KB
     kb = write_kb(tmp_path / "kb", TINY_KB | {"malformed/huge.md": huge})
-    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+    with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
         articles, warnings = load_kb(kb)  # the default bound, 500 KB
     assert "malformed/huge.md" not in {a.path for a in articles} and len(articles) == 3
     assert warnings == [
@@ -217,7 +218,7 @@ def test_a_published_article_that_becomes_malformed_keeps_its_last_good_version(
     good = refunds.read_text()
     first, _ = build(kb, index_dir, embedder)
     refunds.write_text("---\ntitle: Refunds: policy and requests\n---\n" + good)  # the commonest YAML mistake
-    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+    with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
         index, report = build(kb, index_dir, embedder)
     expected = (
         "billing/refunds.md: not updated: bad YAML front matter, line 2: mapping values are not allowed here; "
@@ -273,7 +274,7 @@ def test_an_unknown_front_matter_key_is_listed_by_every_build_until_fixed(tmp_pa
         "locale, tags, url, draft (a typo? 'draf' for 'draft')"
     )
     index_dir = tmp_path / "index"
-    with caplog.at_level(logging.WARNING, logger="deflect.articles"):
+    with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
         index, report = build(kb, index_dir, embedder)
         _, again = build(kb, index_dir, embedder)  # the same version: listed, not logged again
     assert "malformed/draf-typo" in ids(index)  # ignored, as before: the article is published

@@ -11,8 +11,9 @@ import requests
 from conftest import SAMPLE_KB, serve_app
 from pages_support import HOSTILE_ARTICLE_ID, HOSTILE_IDEA, hostile_site, make_settings
 
-from deflect.articles import is_safe_url, load_kb
+from deflect.articles import is_safe_url
 from deflect.ideas import list_ideas
+from deflect.kb_folder import load_kb
 
 TIMEOUT = 60
 ALLOWED_ORIGIN = "https://help.customer.example"

@@ -50,7 +50,7 @@ def test_watcher_event_filter():
     assert is_relevant("moved", False, ["/kb/.a.md.swp", "/kb/a.md"])  # an editor's atomic save
     assert is_relevant("deleted", True, ["/kb/billing"])
     assert not is_relevant("modified", False, ["/kb/notes.txt"])
-    assert is_relevant("created", False, ["/kb/a.markdown"])  # read as an article too (articles.is_article_file)
+    assert is_relevant("created", False, ["/kb/a.markdown"])  # read as an article too (kb_folder.is_article_file)
     assert not is_relevant("opened", False, ["/kb/a.md"])
     assert not is_relevant("modified", True, ["/kb/billing"])  # any write inside; the file event follows
 
