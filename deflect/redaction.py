@@ -21,22 +21,29 @@ EMAIL, IBAN, NUMBER = "[email]", "[iban]", "[number]"
 # prefixes a widget records while someone types are masked too.
 _EMAIL = re.compile(r"[^\s@<>()\[\]{},;:\"'`]+@[^\s@<>()\[\]{},;:\"'`]*|(?<!\S)@[^\s@<>()\[\]{},;:\"'`]+\.\w+")
 # An IBAN, also while it is typed: country code, two check digits, then groups of letters and
-# digits (4 at a time or not); masked once it holds 7 digits, as a long number is.
+# digits (4 at a time or not); masked from 12 characters on (country, check digits and a German
+# bank code: no one's account yet), so a product code ("KB5034441") stays.
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){1,7}(?:[ ]?[A-Z0-9]{1,3})?\b", re.I)
 # Seven digits or more, perhaps in groups: a phone, card, account or customer number. Shorter
 # numbers (amounts, years, "error 404", a 6-digit code) stay: they say what the question is about,
 # as do digits that are part of a word ("0x80070005", "order5512345") and dates and times (below).
 _LONG_NUMBER = re.compile(r"(?<![\w])\+?\(?\d(?:[ \-./()]{0,2}\d){6,}\)?")
-# Dates and times keep their digits: "charged twice on 2026-11-03 10:15" is no one's number.
+# Dates and times keep their digits: "charged twice on 2026-11-03 10:15" is no one's number. Only
+# a whole one: "06.12.34" inside the phone number "06.12.34.56.78" is no date.
 _DATE_OR_TIME = re.compile(
-    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?"
+    r"(?<![\d.\-/:])"
+    r"(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?)"
+    r"(?![\d:]|[-./]\d)"
 )
-_KEPT = re.compile("\ue000(\\d+)\ue001")  # a date or time set aside while numbers are masked
 
 
 def _iban(match: re.Match) -> str:
-    text = match.group(0)
-    return IBAN if sum(c.isdigit() for c in text) >= 7 else text
+    compact = match.group(0).replace(" ", "")
+    return IBAN if len(compact) >= 12 and sum(c.isdigit() for c in compact) >= 6 else match.group(0)
+
+
+def _mask_numbers(text: str) -> str:
+    return _LONG_NUMBER.sub(NUMBER, _IBAN.sub(_iban, text))
 
 
 def redact(text: str) -> str:
@@ -44,21 +51,18 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub(EMAIL, text)
     if any(c.isdigit() for c in text):
-        kept: list[str] = []
-
-        def aside(match: re.Match) -> str:
-            kept.append(match.group(0))
-            return f"\ue000{len(kept) - 1}\ue001"
-
-        text = _DATE_OR_TIME.sub(aside, text)
-        text = _IBAN.sub(_iban, text)
-        text = _LONG_NUMBER.sub(NUMBER, text)
-        text = _KEPT.sub(lambda m: kept[int(m.group(1))], text)
+        pieces, last = [], 0
+        for date in _DATE_OR_TIME.finditer(text):  # the text between dates is masked, dates kept
+            pieces += [_mask_numbers(text[last : date.start()]), date.group(0)]
+            last = date.end()
+        text = "".join(pieces) + _mask_numbers(text[last:])
     return text
 
 
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in (EMAIL, IBAN, NUMBER)))
 _NUMBER_CHARS = frozenset("0123456789 -./()+")
+# More placeholders than a question typed by a person holds: extends costs placeholders x length.
+MAX_PLACEHOLDERS = 16
 
 
 def _run_ends(holder: str, text: str) -> list[int]:
@@ -82,8 +86,8 @@ def _run_ends(holder: str, text: str) -> list[int]:
 def _reach(holder: str, text: str, start: int, ends: list[int]) -> int:
     """The furthest end such that text[start:end] (and every shorter piece) may be what `holder`
     stood for while it was typed; `ends` is _run_ends(holder, text)."""
-    if holder != IBAN:
-        return ends[start]
+    if holder != IBAN or _PLACEHOLDER.match(text, start):
+        return ends[start]  # (an IBAN's earlier text may already hold placeholders: "[iban] to a")
     at, n = start, len(text)  # an IBAN: two letters of the country code, then digits, letters and spaces
     while at < n and at - start < 2 and text[at].isalpha():
         at += 1
@@ -106,6 +110,8 @@ def extends(later: str, earlier: str) -> bool:
         return False
     parts = _PLACEHOLDER.split(later)
     holders = _PLACEHOLDER.findall(later)
+    if len(holders) > MAX_PLACEHOLDERS:
+        return False  # no one types that: a question built to make this slow counts as final
     n = len(earlier)
     positions = {0}
     run_ends: dict[str, list[int]] = {}

@@ -34,8 +34,16 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ("charged on 2026-11-03 10:15 and at 10:15:22", "charged on 2026-11-03 10:15 and at 10:15:22"),
     ("error 0x80070005 on order5512345", "error 0x80070005 on order5512345"),
     ("card 4111-1111-1111-1111", "card [number]"),
-    ("iban DE89 3704 0", "iban [iban]"),  # an IBAN being typed is masked once it holds 7 digits
-    ("iban DE89 37", "iban DE89 37"),
+    ("iban DE89 3704 0044 0", "iban [iban]"),  # an IBAN being typed is masked from 12 characters on
+    ("iban DE89 3704 00", "iban DE89 3704 00"),
+    ("GB82 WEST 1234 5698 7654 32", "[iban]"),
+    ("update KB5034441 fails", "update KB5034441 fails"),  # a product code is no IBAN
+    # A date inside a phone number is no date: the whole number is masked.
+    ("call me 06.12.34.56.78", "call me [number]"),
+    ("tel 01-23-45-67-89 or 030.12.34.5678", "tel [number] or [number]"),
+    ("ref 1234567-12-12", "ref [number]"),
+    ("1234567 2026-11-03", "[number] 2026-11-03"),
+    ("code \ue0005\ue001 on 2026-01-01", "code \ue0005\ue001 on 2026-01-01"),  # private-use characters are text
 ])  # fmt: skip
 def test_redact_masks_addresses_and_long_numbers_only(typed, stored):
     assert redact(typed) == stored
@@ -70,17 +78,26 @@ def test_extends_tells_what_a_placeholder_may_stand_for():
 
 
 @pytest.mark.parametrize(("later", "earlier"), [
-    ("[number]" * 125 + "x", "-" * 999 + "y"),
-    ("[email]" * 140, "a" * 999 + " "),
-    ("[iban]" * 160, "de" + "1" * 990 + "!"),
-    ("[number] " * 110, "1 " * 495 + "b"),
-    ("[iban] " * 140, "de1 " * 250 + "!"),
+    ("[number]" * 16 + "x", "-" * 999 + "y"),
+    ("[email]" * 16, "a" * 999 + " "),
+    ("[iban]" * 16, "de" + "1" * 990 + "!"),
+    ("[number] " * 16, "1 " * 495 + "b"),
+    ("[iban] " * 16, "de1 " * 250 + "!"),
 ])
 def test_extends_answers_for_questions_built_to_be_slow(later, earlier):
     """Every stored question passes through extends: a backtracking matcher took minutes (or
     forever) on these; the position-set one answers (no timing asserted, the suite would hang)."""
     assert not extends(later, earlier)
     assert extends(later, earlier[:-1])
+
+
+def test_a_question_with_more_placeholders_than_anyone_types_is_final():
+    assert extends("[number] " * 16 + "x", "1 " * 16) and not extends("[number] " * 17 + "x", "1 " * 17)
+
+
+def test_extends_after_an_iban_already_masked():
+    assert extends("pay [iban] to [email]", "pay [iban] to anna")
+    assert extends("refund to [iban] and mail [email]", "refund to [iban] and mail a")
 
 
 def test_keywords_leave_placeholders_out_but_keep_the_word_email():
@@ -97,10 +114,8 @@ def test_stored_searches_and_learned_aliases_hold_no_address(served):
     base, runtime = served()
     typed = "anna.schmidt@example.de wants her money back, card 4111 1111 1111 1111"
     answer = requests.post(f"{base}/api/suggest", json={"query": typed, "session": "s-anna"}, timeout=30).json()
-    plain = requests.post(f"{base}/api/suggest", json={"query": "[email] wants her money back, card [number]"},
-                          timeout=30).json()
     # The suggestion is made from the question as typed; what is stored is masked.
-    assert answer["results"] and [r["id"] for r in answer["results"]] != []
+    assert "billing/refunds" in [r["id"] for r in answer["results"]]
     runtime.search_log.flush()
     assert stored_queries(runtime)[0] == "[email] wants her money back, card [number]"
     assert "anna" not in " ".join(stored_queries(runtime))
@@ -117,7 +132,6 @@ def test_stored_searches_and_learned_aliases_hold_no_address(served):
     )
     refunds = [next((r["score"] for r in got["results"] if r["id"] == "billing/refunds"), 0.0) for got in (hers, other)]
     assert not hers["answered"] and abs(refunds[0] - refunds[1]) < 0.01, (hers, other)
-    assert plain["search_id"]
 
 
 def test_redaction_can_be_turned_off(served):
