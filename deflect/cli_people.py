@@ -61,8 +61,14 @@ def person_forget(emails, customer_ids, sessions, mentioning, database_url, yes)
 
     who = _person(emails, customer_ids, sessions, mentioning)
     engine = existing_store(cli_settings(database_url=database_url))
-    counts = show_person(engine, who)["counts"]
+    shown = show_person(engine, who)
+    counts = shown["counts"]
     click.echo("found: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()))
+    others = shown["other_identifiers"]
+    if others["emails"] or others["customer_ids"]:
+        named = [f"--email {e}" for e in others["emails"]] + [f"--customer-id {c}" for c in others["customer_ids"]]
+        click.echo("their rows also name " + " ".join(named) + ": add those to forget their other rows too (a "
+                   "customer id may be an account others share)")
     if not any(counts.values()):
         return
     if not yes:

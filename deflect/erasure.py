@@ -2,9 +2,9 @@
 
 A data-protection request names a person by what deflect may hold of them: an email address or
 customer id (given with a ticket, a vote, an import), widget sessions, and words their questions
-held (their name). `find` gathers everything tied to them, following the other identifier a row
-gives (an email stored with a customer id finds that id's rows too); `describe` shows it (a
-request for access); `forget` removes it (a request for erasure). `forget_before` forgets every
+held (their name). `find` gathers everything tied to them; `describe` shows it (a request for
+access), with the other identifiers their rows carry (an email given with a customer id) for the
+operator to add; `forget` removes it (a request for erasure). `forget_before` forgets every
 search older than a date, for a retention period.
 
 Forgetting anonymises rather than deletes, so every figure deflect reports stays as it was:
@@ -24,6 +24,7 @@ Forgetting anonymises rather than deletes, so every figure deflect reports stays
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 import uuid
@@ -96,20 +97,19 @@ def _ids_where(conn: sa.Connection, column: sa.Column, wanted: sa.Column, values
     return out
 
 
-def widen(conn: sa.Connection, person: Person) -> Person:
-    """The person with every email and customer id their own rows give: a ticket sent with both
-    ties the id's other rows (and the address's) to them."""
-    for _ in range(5):  # a chain of identifiers is short; stop anyway
-        emails, customer_ids = set(person.emails), set(person.customer_ids)
-        for table in (events, idea_votes, outbox):
-            for row in conn.execute(sa.select(table.c.email, table.c.customer_id).where(person.requester_clause(table))):
-                emails |= {row.email.lower()} if row.email else set()
-                if row.customer_id and not row.customer_id.startswith(PSEUDONYM_PREFIX):
-                    customer_ids.add(row.customer_id)
-        if emails == set(person.emails) and customer_ids == set(person.customer_ids):
-            return person
-        person = Person(tuple(emails), tuple(customer_ids), person.sessions, person.mentioning)
-    return person
+def other_identifiers(conn: sa.Connection, person: Person) -> dict[str, list[str]]:
+    """Emails and customer ids that the person's own rows also carry, not given in the request. Not
+    followed on their own: a customer id can be an account several people share, so the operator
+    decides (person show lists them; forget names them)."""
+    emails: set[str] = set()
+    customer_ids: set[str] = set()
+    for table in (events, idea_votes, outbox):
+        for row in conn.execute(sa.select(table.c.email, table.c.customer_id).where(person.requester_clause(table)).distinct()):
+            if row.email and row.email.lower() not in person.emails:
+                emails.add(row.email.lower())
+            if row.customer_id and row.customer_id not in person.customer_ids and not row.customer_id.startswith(PSEUDONYM_PREFIX):
+                customer_ids.add(row.customer_id)
+    return {"emails": sorted(emails), "customer_ids": sorted(customer_ids)}
 
 
 def _mentioning(conn: sa.Connection, words: str) -> set[str]:
@@ -131,7 +131,6 @@ def find(conn: sa.Connection, person: Person) -> Found:
     found = Found()
     if person.empty:
         return found
-    person = widen(conn, person)
     found.event_ids = set(conn.execute(sa.select(events.c.id).where(person.requester_clause(events))).scalars())
     found.vote_ids = set(conn.execute(sa.select(idea_votes.c.id).where(person.requester_clause(idea_votes))).scalars())
     found.outbox_ids = set(conn.execute(sa.select(outbox.c.id).where(person.requester_clause(outbox))).scalars())
@@ -190,7 +189,7 @@ def _query_keys(conn: sa.Connection, search_ids: Iterable[str]) -> set[str]:
     return keys
 
 
-def describe(conn: sa.Connection, found: Found) -> dict:
+def describe(conn: sa.Connection, found: Found, person: Person | None = None) -> dict:
     """What deflect holds of the person, as JSON (a request for access): each row as stored."""
 
     def rows(table: sa.Table, ids: Collection, order) -> list[dict]:
@@ -206,6 +205,7 @@ def describe(conn: sa.Connection, found: Found) -> dict:
         n["payload"] = json.loads(n["payload"])
     return {
         "counts": found.counts(),
+        "other_identifiers": other_identifiers(conn, person) if person else {"emails": [], "customer_ids": []},
         "searches": sorted(rows(searches, found.search_ids, searches.c.created_at), key=lambda s: (s["created_at"], s["id"])),
         "requester_events": rows(events, found.event_ids, events.c.id),
         "votes": [v | {"idea_title": titles.get(v["idea_id"])} for v in voted],
@@ -251,12 +251,11 @@ def erase_searches(
     also_candidates: Collection[str] = (),
     words: Collection[str] = (),
 ) -> dict[str, int]:
-    """Anonymise these searches (whole typings: see whole_typings) and drop what was built from their
-    questions (module docstring)."""
+    """Anonymise these searches and drop what was built from their questions (module docstring).
+    Callers pass whole typings (whole_typings), or a prefix left behind would become final."""
     # A cluster rebuild or join in another process re-reads, under these locks, which of its
     # questions were erased meanwhile, so it cannot write their text or vectors back.
-    lock_candidates(conn)
-    advisory_lock(conn, "pool_vectors")
+    _lock_writers(conn)
     ids = sorted(set(search_ids))
     keys = _query_keys(conn, ids)
     rows: list[dict] = []
@@ -318,40 +317,74 @@ def _still_asked(conn: sa.Connection, query_keys: set[str], alias_keys: set[str]
 
 
 def _relabel(conn: sa.Connection, candidate_ids: set[str], keys: set[str], words: Collection[str]) -> int:
-    """Give candidates labelled or keyworded with erased words a label from their remaining questions."""
+    """Candidates the erased questions were part of: a label worded as one of them (or holding the
+    erased words) is replaced by the shortest remaining question, and keywords no remaining question
+    holds are dropped; notifications that quote the label are rewritten too. Returns how many changed."""
     from .clusters import keywords as keywords_of
 
-    lowered = [w.lower() for w in words]
+    folded = [w.casefold() for w in words]
+    sorted_keys = sorted(keys)
+
+    def worded_as_erased(label: str) -> bool:
+        label_key = normalize_query(label.rstrip("…"))
+        at = bisect.bisect_left(sorted_keys, label_key)  # keys starting with label_key sort right here
+        return (at < len(sorted_keys) and sorted_keys[at].startswith(label_key)) or any(w in label.casefold() for w in folded)
+
     changed = 0
     for part in chunks(sorted(candidate_ids)):
         for c in conn.execute(sa.select(candidates.c.id, candidates.c.label, candidates.c.keywords).where(candidates.c.id.in_(part))).all():
-            label_key = normalize_query(c.label.rstrip("…"))
-            worded = any(key.startswith(label_key) for key in keys) or any(w in c.label.lower() or w in c.keywords.lower() for w in lowered)
-            if not worded:
-                continue
             remaining = [q for table in (candidate_members, candidate_history) for q in conn.execute(
                 sa.select(searches.c.query).join(table, table.c.search_id == searches.c.id)
                 .where(table.c.candidate_id == c.id, searches.c.query != ERASED)
                 .order_by(searches.c.created_at)
             ).scalars()]  # its current questions, or those it had when it was retired
-            remaining = [q for q in remaining if not any(w in q.lower() for w in lowered)]
-            label = min(remaining, key=len)[:80] if remaining else ERASED
-            found_words = keywords_of([remaining])[0] if remaining else []
+            remaining = [q for q in remaining if not any(w in q.casefold() for w in folded)]
+            asked = " ".join(remaining).casefold()
+            old_words = json.loads(c.keywords)
+            kept_words = [w for w in old_words if w.casefold() in asked and not any(f in w.casefold() for f in folded)]
+            if old_words and not kept_words and remaining:
+                kept_words = keywords_of([remaining])[0]  # none left: read afresh from the questions that are
+            label = c.label
+            if worded_as_erased(c.label):
+                label = min(remaining, key=len)[:80] if remaining else ERASED
+            if label == c.label and kept_words == old_words:
+                continue
             conn.execute(candidates.update().where(candidates.c.id == c.id).values(
-                label=label, keywords=json.dumps(found_words), updated_at=time.time()))
+                label=label, keywords=json.dumps(kept_words, ensure_ascii=False), updated_at=time.time()))
+            if label != c.label:
+                _rewrite_notifications(conn, c.id, label)
             changed += 1
     return changed
+
+
+def _rewrite_notifications(conn: sa.Connection, candidate_id: str, label: str) -> None:
+    """Notifications about the candidate (article_published) quote its label: the new one, sent or not."""
+    rows = conn.execute(sa.select(outbox.c.id, outbox.c.payload).where(
+        outbox.c.kind == "article_published", outbox.c.dedupe_key.like(f"%:candidate:{candidate_id}:%"))).all()
+    for row in rows:
+        payload = json.loads(row.payload)
+        if isinstance(payload.get("candidate"), dict):
+            payload["candidate"]["label"] = label
+            conn.execute(outbox.update().where(outbox.c.id == row.id).values(payload=json.dumps(payload, ensure_ascii=False)))
+
+
+def _lock_writers(conn: sa.Connection) -> None:
+    """Hold off cluster rebuilds, joins and promotes (PostgreSQL) before anything is read, so none
+    can add a row of the person's between finding and forgetting (SQLite's writer lock does it)."""
+    lock_candidates(conn)
+    advisory_lock(conn, "pool_vectors")
 
 
 def forget_person(engine: sa.Engine, person: Person) -> dict[str, int]:
     """Find and forget the person in one transaction."""
     with writing(engine) as conn:
+        _lock_writers(conn)
         return forget(conn, find(conn, person), person)
 
 
 def show_person(engine: sa.Engine, person: Person) -> dict:
     with engine.connect() as conn:
-        return describe(conn, find(conn, person))
+        return describe(conn, find(conn, person), person)
 
 
 def forget_before(engine: sa.Engine, before: float) -> dict[str, int]:
@@ -359,6 +392,7 @@ def forget_before(engine: sa.Engine, before: float) -> dict[str, int]:
     typing (a question typed across the cutoff goes whole: seconds after it), and the requesters of
     their events; the figures of those days stay as they were."""
     with writing(engine) as conn:
+        _lock_writers(conn)
         ids = set(conn.execute(
             sa.select(searches.c.id).where(searches.c.created_at < before, searches.c.query != ERASED)
         ).scalars())

@@ -73,7 +73,8 @@ def record_event(
         )
     vector = None
     if event_type == "helpful" and item_id:
-        # Usually a hit in the embedder's query cache: the search just encoded it.
+        # The stored (masked) question: the alias learns that wording. A hit in the embedder's query
+        # cache unless redaction changed it (the search encoded the question as typed).
         vector = runtime.engine.embedder.encode([search["query"]])[0]
     alias = voted = None
     with writing(runtime.db) as conn:

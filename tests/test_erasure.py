@@ -95,6 +95,7 @@ def test_a_person_is_shown_then_forgotten_and_no_figure_moves(served):
                     "--database-url", url, "--yes")
     assert code == 0, out
     assert "forgotten: 9 searches, 1 requester events, 1 votes, 1 notifications, 1 aliases" in out
+    assert "their rows also name --customer-id cust-4711: add those" in out  # named for the operator, not followed
     text = every_text(runtime.db)
     assert "anna" not in text and "cust-4711" not in text and "elephant" not in text
     assert "bob@example.com" in text and "charged twice this month" in text  # nobody else's data goes

@@ -73,20 +73,25 @@ def test_a_question_typed_across_the_retention_cutoff_is_forgotten_whole(store):
     assert forget_before(store, cutoff)["searches"] == 0
 
 
-def test_an_identifier_a_row_gives_is_followed(store):
-    both = ask(store, "my invoice is wrong", "s-a", ticket={"email": "Anna@example.de", "customer_id": "cust-4711", "mrr": 50.0})
-    by_id = ask(store, "still waiting for my refund", "s-b", ticket={"customer_id": "cust-4711"})
-    other = ask(store, "how do I add a user", "s-c", ticket={"customer_id": "cust-0815"})
+def test_other_identifiers_are_named_not_followed_and_each_requester_gets_one_pseudonym(store):
+    both = ask(store, "my invoice is wrong", "s-a", ticket={"email": "Anna@example.de", "customer_id": "acme", "mrr": 50.0})
+    by_id = ask(store, "still waiting for my refund", "s-b", ticket={"customer_id": "acme"})
+    bob = ask(store, "how do I add a user", "s-c", ticket={"customer_id": "acme", "email": "bob@example.de"})
     shown = show_person(store, Person(emails=("anna@EXAMPLE.de",)))
-    assert shown["counts"]["requester_events"] == 2 and {s["id"] for s in shown["searches"]} == {both, by_id}
+    # The customer id on her ticket may be an account Bob shares: named, not followed.
+    assert shown["other_identifiers"] == {"emails": [], "customer_ids": ["acme"]}
+    assert shown["counts"]["requester_events"] == 1 and {s["id"] for s in shown["searches"]} == {both}
     forget_person(store, Person(emails=("anna@example.de",)))
+    assert query_of(store, both) == ERASED and query_of(store, by_id) == "still waiting for my refund"
+    assert query_of(store, bob) == "how do I add a user"
+    # The operator adds the account: every row of it goes, one pseudonym for customer:acme, MRR kept.
+    forget_person(store, Person(customer_ids=("acme",)))
     with store.connect() as conn:
         people = conn.execute(sa.select(db.events.c.customer_id, db.events.c.email, db.events.c.mrr)).all()
-    assert ("cust-0815", None, None) in people and query_of(store, other) == "how do I add a user"
-    forgotten = [p for p in people if p.customer_id != "cust-0815"]
-    # One pseudonym for the one requester (customer:cust-4711), email gone, MRR kept.
-    assert len({p.customer_id for p in forgotten}) == 1 and forgotten[0].customer_id.startswith("erased-")
-    assert {p.email for p in forgotten} == {None} and sorted(p.mrr or 0 for p in forgotten) == [0, 50.0]
+    assert {query_of(store, s) for s in (by_id, bob)} == {ERASED}
+    assert {p.email for p in people} == {None} and all(p.customer_id.startswith("erased-") for p in people)
+    # Anna's row kept the pseudonym her own request gave it; the account's rows share one of theirs.
+    assert len({p.customer_id for p in people}) == 2 and sorted(p.mrr or 0 for p in people) == [0, 0, 50.0]
 
 
 def test_words_in_any_script_are_found_case_ignored(store):
@@ -114,6 +119,26 @@ def test_candidates_worded_by_the_person_are_relabelled_current_and_reviewed(sto
     done = forget_person(store, Person(emails=("dora@example.com",)))
     assert done["candidates_relabelled"] == 1
     assert candidate(store, "c-vat")["label"] == "vat id missing on invoice"
+
+
+def test_keywords_from_erased_questions_go_and_notifications_quoting_the_label_are_rewritten(store):
+    from deflect.outbox import enqueue, outbox
+
+    carl = ask(store, "refund for invoice of Carl Jung", "s-carl", ticket={"email": "carl@example.com"})
+    others = [ask(store, "refund for my invoice", "s-4"), ask(store, "invoice refund please", "s-5")]
+    add_candidate(store, "c-ref", "refund for my invoice", [carl, *others])
+    with db.writing(store) as conn:
+        conn.execute(cand.candidates.update().where(cand.candidates.c.id == "c-ref").values(
+            keywords=json.dumps(["refund", "invoice", "jung"]), label="refund for invoice of Carl Jung"))
+        enqueue(conn, "article_published", "article:billing/refunds:candidate:c-ref", {"email": "dana@example.com"},
+                {"article": {"id": "billing/refunds"}, "candidate": {"id": "c-ref", "label": "refund for invoice of Carl Jung"}})
+    done = forget_person(store, Person(emails=("carl@example.com",)))
+    assert done["candidates_relabelled"] == 1
+    changed = candidate(store, "c-ref")
+    assert changed["keywords"] == ["refund", "invoice"] and changed["label"] == "refund for my invoice"
+    with store.connect() as conn:
+        [payload] = [json.loads(p) for p in conn.execute(sa.select(outbox.c.payload)).scalars()]
+    assert payload["candidate"]["label"] == "refund for my invoice" and payload["requester"]["email"] == "dana@example.com"
 
 
 def test_a_left_out_wording_stays_while_someone_else_still_asks_it(store):
