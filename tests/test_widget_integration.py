@@ -151,6 +151,17 @@ PLAIN_PAGE = HEAD + """{widget}</head><body><h1>Help</h1>
 </body></html>"""
 
 
+# A form with an attachment (a screenshot), sent as multipart; `{before}` may take DataTransfer away
+# first, as browsers without it (Safari before 14.1) have none.
+ATTACH_PAGE = HEAD + """{before}{widget}</head><body><h1>Contact Acme</h1>
+<form id="f" method="post" action="/sent" enctype="multipart/form-data">
+  <input name="q" aria-label="Question" data-deflect-input>
+  <input name="shot" id="file" type="file" aria-label="Screenshot">
+  <button id="send">Send</button>
+</form></body></html>"""
+NO_DATATRANSFER = "<script>window.DataTransfer = undefined;</script>"
+
+
 # A header search: the field and its button in a flex row.
 FLEX_PAGE = HEAD + """<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>.row { display: flex; gap: 8px; } .row input { flex: 1; }
@@ -193,8 +204,14 @@ def customer_site(customer: Customer):
     @app.post("/sent")
     @app.post("/sent/<path:rest>")
     def sent(rest: str = ""):
-        customer.posts.append({"path": request.path, "form": list(request.form.items(multi=True))})
+        customer.posts.append({"path": request.path, "form": list(request.form.items(multi=True)),
+                               "files": [(k, f.filename, len(f.read())) for k, f in request.files.items(multi=True)]})
         return "<!doctype html><title>sent</title><link rel='icon' href='data:,'><p id=sent>Sent</p>"
+
+    @app.get("/attach")
+    def attach():
+        before = NO_DATATRANSFER if "nodt" in request.args else ""
+        return ATTACH_PAGE.replace("{title}", "attach").replace("{before}", before).replace("{widget}", widget())
 
     @app.get("/bootstrap")
     def bootstrap():
@@ -378,6 +395,24 @@ def test_the_button_that_sent_the_form_keeps_its_value_and_formaction(page, site
     assert post["form"] == [("q", question), ("email", "fe@example.com"), ("priority", "urgent")]
     tickets = stored(site.db, search_id, "ticket_created")
     assert [(t["email"], t["item_id"]) for t in tickets] == [("fe@example.com", None)]
+
+
+@pytest.mark.parametrize("without_datatransfer", [False, True], ids=["held-and-resent", "sent-by-the-browser"])
+def test_an_attachment_reaches_the_help_desk_with_the_ticket(page, site, tmp_path, without_datatransfer):
+    """The widget holds the submit and sends a copy of the form; a file goes into the copy through
+    DataTransfer. A browser without it sends the form itself (the ticket with keepalive), file and all."""
+    screenshot = tmp_path / "screenshot.png"
+    screenshot.write_bytes(b"\x89PNG\r\n" + bytes(range(256)) * 8)
+    page.goto(site.customer.base + "/attach" + ("?nodt" if without_datatransfer else ""))
+    question = "the export button does nothing"
+    search_id = ask(page, "[data-deflect-input]", question).get_attribute("data-search-id")
+    page.locator("#file").set_input_files(str(screenshot))
+    page.locator("#send").click()
+    expect(page.locator("#sent")).to_be_visible()
+    post = wait_for_post(site.customer)
+    assert post["files"] == [("shot", "screenshot.png", screenshot.stat().st_size)]
+    assert post["form"] == [("q", question)]
+    assert stored(site.db, search_id, "ticket_created")
 
 
 def test_enter_in_the_email_field_sends_the_default_button(page, site):

@@ -928,6 +928,18 @@
       };
     }
 
+    /** Whether submitSnapshot can send this snapshot: a file field needs DataTransfer (older
+     * Safari has none), or the files would be lost. */
+    function canResend(snap) {
+      var files = snap.entries.some(function (pair) { return typeof pair[1] !== "string" && (pair[1].name || pair[1].size); });
+      if (!files) return true;
+      try {
+        return !!new DataTransfer().items;
+      } catch (error) {
+        return false;
+      }
+    }
+
     /** Send a snapshot as the browser would have: a form of hidden copies, sent with form.submit()
      * (which runs no submit handler of the page a second time). */
     function submitSnapshot(snap) {
@@ -992,6 +1004,10 @@
         return;
       }
       var snap = snapshot(target, e.submitter);
+      if (!canResend(snap)) { // files this browser cannot put back into a form: it sends the form itself
+        recordTicket();
+        return;
+      }
       var held = recordTicket();
       if (!held) return; // nothing to record: the browser sends the form itself
       e.preventDefault();
