@@ -42,6 +42,7 @@ class BuildReport:
     unchanged: int = 0
     embedded_passages: int = 0
     warnings: list[str] = field(default_factory=list)
+    link_warnings: list[str] = field(default_factory=list)  # links and images that lead nowhere (deflect.links)
     rebuilt: bool = False  # True when nothing could be reused (new index or model change)
     version: str = ""
 
@@ -147,6 +148,7 @@ def build_index(
     links_checked: dict = {}
     link_warnings = link_problems(articles, kb_dir, live.derived.get("links_checked") if live else None, links_checked)
     log_new(link_warnings, live.derived.get("link_warnings", ()) if live else ())
+    report.link_warnings = list(link_warnings)
     old_files = previous.manifest["files"] if previous else {}
     spans = dict(zip((a["path"] for a in previous.articles), previous.article_rows())) if previous else {}
 

@@ -217,6 +217,12 @@ class Runtime:
             except Exception:  # a listener's failure must not undo the swap
                 log.warning("index change listener failed", exc_info=True)
 
+    def stranded_aliases(self) -> str | None:
+        """The warning about learned aliases whose articles the served index lacks, or None."""
+        from .aliases import stranded_by
+
+        return stranded_by(self.db, {a["id"] for a in self.engine.index.articles})
+
     def _warn_stranded_aliases(self, index, removed: set[str]) -> None:
         from .aliases import stranded_by
 

@@ -509,6 +509,22 @@ def test_reindex_picks_up_a_new_article_while_serving(tiny_server):
     assert requests.get(f"{base}/api/articles/data/export", timeout=TIMEOUT).status_code == 200
 
 
+def test_reindex_lists_links_that_lead_nowhere_and_aliases_left_without_their_article(tiny_server):
+    base, kb = tiny_server
+    assert reindex(base)["link_warnings"] == [] and reindex(base)["alias_warning"] is None
+    asked = post_suggest(base, {"query": "the purple elephant code from the conference", "types": ["article"]}).json()
+    taught = requests.post(f"{base}/api/events", json={"search_id": asked["search_id"], "type": "helpful",
+                                                       "item_id": "billing/refunds", "item_type": "article"}, timeout=TIMEOUT)
+    assert taught.status_code == 202 and taught.json()["alias"]["status"] == "learned"
+    (kb / "billing" / "refunds.md").unlink()
+    write_kb(kb, {"data/export.md": "# Export your tasks\n\nSee [the refunds page](../billing/refunds.md).\n"})
+    report = reindex(base)
+    assert report["removed"] == ["billing/refunds.md"] and report["added"] == ["data/export.md"]
+    assert len(report["link_warnings"]) == 1 and "data/export.md" in report["link_warnings"][0]
+    assert "../billing/refunds.md" in report["link_warnings"][0]
+    assert report["alias_warning"].startswith("1 learned alias now points at articles not in the KB: 'billing/refunds' (1)")
+
+
 def test_reindex_without_the_kb_folder_is_refused_and_the_index_keeps_serving(tiny_server):
     base, kb = tiny_server
     before = requests.get(f"{base}/healthz", timeout=TIMEOUT).json()

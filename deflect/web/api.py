@@ -135,6 +135,8 @@ def reindex():
             "removed": report.removed,
             "unchanged": report.unchanged,
             "warnings": report.warnings,
+            "link_warnings": report.link_warnings,
+            "alias_warning": runtime().stranded_aliases(),
         }
     )
 

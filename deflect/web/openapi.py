@@ -164,7 +164,11 @@ OPENAPI = {
                                   "index_version": {"type": "string"}, "added": {"type": "array", "items": {"type": "string"}},
                                   "changed": {"type": "array", "items": {"type": "string"}},
                                   "removed": {"type": "array", "items": {"type": "string"}},
-                                  "unchanged": {"type": "integer"}, "warnings": {"type": "array", "items": {"type": "string"}}}},
+                                  "unchanged": {"type": "integer"}, "warnings": {"type": "array", "items": {"type": "string"}},
+                                  "link_warnings": {"type": "array", "items": {"type": "string"},
+                                                    "description": "links and images in articles that lead nowhere"},
+                                  "alias_warning": {"type": ["string", "null"],
+                                                    "description": "learned aliases point at articles not in the KB"}}},
             "SuggestRequest": {
                 "type": "object",
                 "required": ["query"],
