@@ -317,6 +317,16 @@ def list_aliases(engine: sa.Engine, active: bool | None = None) -> list[dict]:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
+def mark_in_use(rows: list[dict], article_ids: set[str] | None, idea_ids: set[str]) -> list[dict]:
+    """Add `in_use` to listed aliases: active, and their article is in the index served (unknown:
+    `article_ids` None) or their idea is suggested (not shipped or declined). An active alias whose
+    article was renamed away is otherwise indistinguishable from one that works."""
+    for row in rows:
+        known = idea_ids if row["item_type"] == "idea" else article_ids
+        row["in_use"] = bool(row["active"]) and (known is None or row["item_id"] in known)
+    return rows
+
+
 def delete_alias(conn: sa.Connection, alias_id: int) -> bool:
     conn.execute(alias_confirmations.delete().where(alias_confirmations.c.alias_id == alias_id))
     deleted = conn.execute(aliases.delete().where(aliases.c.id == alias_id)).rowcount

@@ -22,16 +22,26 @@ def aliases():
 @click.option("--all", "show_all", is_flag=True, help="Also list queries not yet confirmed often enough.")
 def aliases_list(database_url, show_all):
     """List learned aliases."""
-    from .aliases import list_aliases
+    from .aliases import list_aliases, mark_in_use
+    from .ideas import SUGGESTED_STATUSES, list_ideas
+    from .index_folder import load_index
 
-    engine = existing_store(_settings(database_url=database_url))
+    settings = _settings(database_url=database_url)
+    engine = existing_store(settings)
     rows = list_aliases(engine, active=None if show_all else True)
     if not rows:
         click.echo("no learned aliases yet" if show_all else "no active learned aliases (--all also lists pending ones)")
+        return
+    index = load_index(settings.index_dir)
+    article_ids = {a["id"] for a in index.articles} if index is not None else None
+    mark_in_use(rows, article_ids, {str(i["id"]) for i in list_ideas(engine, SUGGESTED_STATUSES)})
     for row in rows:
         state = "active" if row["active"] else "pending"
         how = row["source"] if row["source"] in ("review", "import") else f"{row['confirmations']}x"
-        click.echo(f"{row['id']:>6}  {state:<7} {how:>6}  {row['item_type']}:{row['item_id']}  {row['query']!r}")
+        unused = ""
+        if row["active"] and not row["in_use"]:
+            unused = "  (not used: " + ("article not in the KB)" if row["item_type"] == "article" else "idea not suggested)")
+        click.echo(f"{row['id']:>6}  {state:<7} {how:>6}  {row['item_type']}:{row['item_id']}  {row['query']!r}{unused}")
 
 
 @aliases.command("delete")

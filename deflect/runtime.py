@@ -300,9 +300,10 @@ class Runtime:
         engine.set_calibration(calibration)
 
     def aliases(self, active: bool | None = None) -> list[dict]:
-        from .aliases import list_aliases
+        from .aliases import list_aliases, mark_in_use
 
-        return list_aliases(self.db, active)
+        engine = self.engine
+        return mark_in_use(list_aliases(self.db, active), set(engine.articles.position), set(engine.ideas.position))
 
     def delete_alias(self, alias_id: int) -> bool:
         from .aliases import delete_alias

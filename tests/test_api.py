@@ -523,6 +523,17 @@ def test_reindex_lists_links_that_lead_nowhere_and_aliases_left_without_their_ar
     assert len(report["link_warnings"]) == 1 and "data/export.md" in report["link_warnings"][0]
     assert "../billing/refunds.md" in report["link_warnings"][0]
     assert report["alias_warning"].startswith("1 learned alias now points at articles not in the KB: 'billing/refunds' (1)")
+    # The alias is still active, and says it is not used; so does `deflect aliases list`.
+    listed = requests.get(f"{base}/api/aliases", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=TIMEOUT).json()
+    assert [(a["item_id"], a["active"], a["in_use"]) for a in listed["aliases"]] == [("billing/refunds", True, False)]
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+
+    index_dir, database = kb.parent / "index", f"sqlite:///{kb.parent / 'd.db'}"
+    out = CliRunner().invoke(main, ["aliases", "list", "--database-url", database], env={"DEFLECT_INDEX_DIR": str(index_dir)})
+    assert out.exit_code == 0 and "article:billing/refunds" in out.output
+    assert "(not used: article not in the KB)" in out.output, out.output
 
 
 def test_reindex_without_the_kb_folder_is_refused_and_the_index_keeps_serving(tiny_server):

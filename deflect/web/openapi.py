@@ -133,6 +133,8 @@ OPENAPI = {
                           "id": {"type": "integer"}, "item_type": {"type": "string", "enum": ["article", "idea"]},
                           "item_id": {"type": "string"}, "query": {"type": "string"}, "confirmations": {"type": "integer"},
                           "active": {"type": "boolean"},
+                          "in_use": {"type": "boolean", "description": "active, and its article is in the index served "
+                                     "(or its idea is suggested): retrieval uses it now"},
                           "source": {"type": "string", "enum": ["feedback", "review", "import"], "description":
                                      "feedback: confirmed by helpful events; review: a question of an idea "
                                      "candidate promoted or merged into the idea (candidate_id); import: "
