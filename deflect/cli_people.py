@@ -69,6 +69,9 @@ def person_forget(emails, customer_ids, sessions, mentioning, database_url, yes)
         named = [f"--email {e}" for e in others["emails"]] + [f"--customer-id {c}" for c in others["customer_ids"]]
         click.echo("their rows also name " + " ".join(named) + ": add those to forget their other rows too (a "
                    "customer id may be an account others share)")
+    for idea in shown["ideas_mentioning"]:
+        click.echo(f"idea {idea['id']} ({idea['title']!r}) mentions them: it is the team's text, edit it yourself "
+                   f"(PATCH /api/ideas/{idea['id']})")
     if not any(counts.values()):
         return
     if not yes:

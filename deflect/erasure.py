@@ -206,6 +206,7 @@ def describe(conn: sa.Connection, found: Found, person: Person | None = None) ->
     return {
         "counts": found.counts(),
         "other_identifiers": other_identifiers(conn, person) if person else {"emails": [], "customer_ids": []},
+        "ideas_mentioning": _ideas_mentioning(conn, person.mentioning if person else ()),
         "searches": sorted(rows(searches, found.search_ids, searches.c.created_at), key=lambda s: (s["created_at"], s["id"])),
         "requester_events": rows(events, found.event_ids, events.c.id),
         "votes": [v | {"idea_title": titles.get(v["idea_id"])} for v in voted],
@@ -214,6 +215,16 @@ def describe(conn: sa.Connection, found: Found, person: Person | None = None) ->
         "candidates": [{"id": c["id"], "label": c["label"], "keywords": json.loads(c["keywords"]), "status": c["status"],
                         "idea_id": c["idea_id"]} for c in rows(candidates, found.candidate_ids, candidates.c.id)],
     }
+
+
+def _ideas_mentioning(conn: sa.Connection, words: Collection[str]) -> list[dict]:
+    """Ideas whose title or description holds the words (an idea written from a customer's question):
+    the team's public text, so shown for them to edit, never changed here."""
+    folded = [w.casefold() for w in words]
+    if not folded:
+        return []
+    return [{"id": i.id, "title": i.title} for i in conn.execute(sa.select(ideas.c.id, ideas.c.title, ideas.c.description))
+            if any(w in f"{i.title} {i.description or ''}".casefold() for w in folded)]
 
 
 def pseudonymise(conn: sa.Connection, table: sa.Table, row_ids: Collection[int], pseudonyms: dict[str, str]) -> None:

@@ -62,6 +62,8 @@ def test_a_person_is_shown_then_forgotten_and_no_figure_moves(served):
     url = runtime.settings.database_url
     assert requests.post(f"{base}/api/ideas", json={"id": "gantt", "title": "Gantt charts"}, headers=ADMIN,
                          timeout=30).status_code == 201
+    assert requests.post(f"{base}/api/ideas", json={"id": "vip-export", "title": "Exports for Anna Schmidt"},
+                         headers=ADMIN, timeout=30).status_code == 201
     # Anna: a ticket anyway, a confirmed answer (an alias), a vote, a question with her name in it.
     first = ask(base, "my name is Anna Schmidt and I was charged twice", "s-anna")
     event(base, search_id=first["search_id"], type="ticket_created", requester=ANNA)
@@ -96,7 +98,8 @@ def test_a_person_is_shown_then_forgotten_and_no_figure_moves(served):
     assert code == 0, out
     assert "forgotten: 9 searches, 1 requester events, 1 votes, 1 notifications, 1 aliases" in out
     assert "their rows also name --customer-id cust-4711: add those" in out  # named for the operator, not followed
-    text = every_text(runtime.db)
+    assert "idea vip-export ('Exports for Anna Schmidt') mentions them" in out  # the team's text: named, not changed
+    text = every_text(runtime.db).replace("exports for anna schmidt", "")  # the team's idea title: theirs to edit
     assert "anna" not in text and "cust-4711" not in text and "elephant" not in text
     assert "bob@example.com" in text and "charged twice this month" in text  # nobody else's data goes
     assert figures(runtime.db) == before  # searches, deflections, tickets, per article, per day: as they were
