@@ -114,7 +114,10 @@ class Board:
         return review.sync_requesters(self.db)
 
     def check_answered(self) -> int:
-        return review.check_answered(self.db, self.runtime.engine.version, self.answers, self.encode, self.model_id)
+        index = self.runtime.engine.index
+        changed = index.manifest.get("changed_at", {})
+        changed_at = {a["id"]: float(changed.get(a["path"], 0.0)) for a in index.articles}
+        return review.check_answered(self.db, index.version, self.answers, self.encode, self.model_id, changed_at)
 
     # --- closing the loop after index changes -------------------------------------------------
 

@@ -17,7 +17,7 @@ requesters or notifications.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
 
@@ -30,7 +30,7 @@ from .candidates import (
     excluded_keys,
     lock_candidates,
 )
-from .db import writing
+from .db import searches, writing
 from .events import normalize_query
 from .ideas import (
     CLOSED_STATUSES,
@@ -44,7 +44,7 @@ from .ideas import (
     slugify,
 )
 from .outbox import enqueue, requester_key
-from .pool import pool_matrix
+from .pool import chunks, pool_matrix
 from .votes import add_vote
 from .wording import alias_key
 
@@ -230,11 +230,23 @@ def dismiss(engine: sa.Engine, candidate_id: str) -> dict:
 # --- closing the loop: an article now answers a candidate ---------------------------------
 
 
-def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str) -> int:
+def _asked_at(engine: sa.Engine, search_ids: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with engine.connect() as conn:
+        for part in chunks(search_ids):
+            out |= dict(conn.execute(sa.select(searches.c.id, searches.c.created_at).where(searches.c.id.in_(part))).all())
+    return out
+
+
+def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str,
+                   changed_at: Mapping[str, float] | None = None) -> int:
     """After the index changed, notify the requesters of candidates a published article now answers.
 
     `answer(vectors, texts)` returns (top article id, answered) per query. A candidate counts
-    as answered when more than half of its queries get the same article with answered=true.
+    as answered when more than half of its queries get the same article with answered=true, an
+    article published or edited after the question was asked (`changed_at`: article id -> epoch
+    seconds, from the index manifest): one that was there all along is no news to them, even when
+    it now comes first because an idea stopped being suggested.
     """
     queued = 0
     with engine.connect() as conn:
@@ -248,7 +260,9 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
             members = kept_members(conn, cand["id"])  # a question the admin left out is not about it
         pool = [{"id": search_id, "query": query} for search_id, query in members]
         verdicts = answer(pool_matrix(engine, pool, encode, model_id), [query for _, query in members]) if pool else []
-        tops = [article for article, answered in verdicts if answered]
+        asked_at = _asked_at(engine, [search_id for search_id, _ in members]) if changed_at is not None else {}
+        tops = [article for (search_id, _), (article, answered) in zip(members, verdicts)
+                if answered and (changed_at is None or changed_at.get(article, 0.0) > asked_at.get(search_id, 0.0))]
         winner = max(set(tops), key=tops.count) if tops else None
         with writing(engine) as conn:
             # Several server processes check after the same index change: one at a time, and

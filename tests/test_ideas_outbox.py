@@ -150,6 +150,35 @@ def test_publishing_an_answering_article_notifies_the_candidates_requesters(tiny
     assert gap["answered_by"] == "views/gantt"  # still a gap of the period, but someone has written the article
 
 
+def test_an_article_that_was_there_when_they_asked_is_no_news_until_it_is_edited(tmp_path, settings_factory):
+    """People who filed a ticket although the gantt article was there (it did not help them) are not
+    told it "now answers" them after some other change to the KB; an edit to it is news."""
+    from deflect.board import Board
+    from deflect.runtime import Runtime
+
+    kb = write_kb(tmp_path / "kb", TINY_KB | {"views/gantt.md": GANTT_ARTICLE})
+    runtime = Runtime(settings_factory(), sync=False)
+    try:
+        board = Board(runtime)
+        people = [requester for _, requester in _ask_with_tickets(runtime)]
+        board.rebuild()
+        assert any("gantt" in c["keywords"] for c in board.candidates())
+        write_kb(kb, {"billing/vat.md": VAT_ARTICLE})  # a new article: news for the VAT askers only
+        runtime.reindex()
+        board.check_answered()
+        rows = [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
+        assert rows and {json.loads(r["payload"])["article"]["id"] for r in rows} == {"billing/vat"}
+        write_kb(kb, {"views/gantt.md": GANTT_ARTICLE + "\nGantt charts are on every plan.\n"})
+        runtime.reindex()
+        assert board.check_answered() == len(people)
+        told = [r for r in _rows(runtime.db) if r["kind"] == "article_published" and r not in rows]
+        assert {json.loads(r["payload"])["article"]["id"] for r in told} == {"views/gantt"}
+        assert {r["email"] for r in told} == {p["email"] for p in people}
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+
+
 def test_no_article_notice_while_the_promoted_idea_still_comes_first(tiny_board):
     """The notice says an article now answers them: not while the help form still shows the idea
     promoted from their questions first (its review aliases are their very words)."""
