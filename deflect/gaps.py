@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .events import normalize_query
+from .wording import alias_key
 
 # A gap row names at most this many of its searches (the latest): enough to open a few.
 SEARCH_IDS_PER_GAP = 20
@@ -41,7 +42,7 @@ def content_gaps(
     A search in an open idea candidate (`clusters`: search id -> candidate) counts for that
     candidate; one in a candidate the team already promoted, merged or dismissed
     (`reviewed`) is no gap; any other (before candidates are built, or one that joined
-    none yet) is grouped with the same query. Only the period's final searches count, so
+    none yet) is grouped with the same words (wording.alias_key). Only the period's final searches count, so
     the API and the CLI give the same gaps for the same period.
     """
     clusters = clusters or {}
@@ -50,7 +51,9 @@ def content_gaps(
         if search["id"] in reviewed:
             continue
         cluster = clusters.get(search["id"])
-        key = ("candidate", cluster.candidate_id) if cluster else ("query", normalize_query(search["query"]))
+        # Unclustered, a question groups with the same words, case, spacing and punctuation aside
+        # ("Sync with Jira?" is "sync with jira"), as a learned alias is keyed.
+        key = ("candidate", cluster.candidate_id) if cluster else ("query", alias_key(search["query"]))
         groups[key].append(search)
     ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), -max(r["created_at"] for r in g[1]), g[0]))
     gaps = []

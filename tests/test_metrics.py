@@ -272,6 +272,14 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
 
 
+def test_unclustered_gaps_group_the_same_words_whatever_the_punctuation(store):
+    for i, query in enumerate(["offline mode mobile app", "Offline mode mobile app?", "offline  mode, mobile app!",
+                               "sync with jira", "Sync with Jira?"]):
+        add_search(store, query, 100 + i, answered=False)
+    gaps = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)["content_gaps"]
+    assert [(g["query"], g["count"]) for g in gaps] == [("offline  mode, mobile app!", 3), ("Sync with Jira?", 2)]
+
+
 def test_content_gaps_list_ten_groups_unless_asked_for_more(store, tmp_path):
     from click.testing import CliRunner
 
