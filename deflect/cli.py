@@ -400,7 +400,7 @@ def settings(show_values):
 
 from .cli_aliases import aliases  # noqa: E402
 from .cli_board import clusters, ideas_requesters, outbox  # noqa: E402
-from .cli_exports import events, searches  # noqa: E402
+from .cli_exports import events, ideas_export, searches  # noqa: E402
 from .cli_people import person, searches_forget  # noqa: E402
 
 main.add_command(aliases)
@@ -410,6 +410,7 @@ searches.add_command(searches_forget)
 main.add_command(person)
 main.add_command(clusters)
 ideas.add_command(ideas_requesters)
+ideas.add_command(ideas_export)
 main.add_command(outbox)
 
 

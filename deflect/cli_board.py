@@ -124,43 +124,59 @@ def _person(p: dict) -> str:
 
 
 @click.command("requesters")
-@click.argument("idea_id")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (customer_id,email,mrr) for a spreadsheet or a mailing.")
+@click.argument("idea_id", required=False)
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV (idea_id,idea_title,customer_id,email,mrr) for a spreadsheet or a mailing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON (GET /api/ideas/<id>/requesters).")
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def ideas_requesters(idea_id, as_csv, as_json, database_url):
-    """Who asked for idea IDEA_ID, highest MRR first (a merged idea's requesters are on its target)."""
+    """Who asked for idea IDEA_ID, highest MRR first; without IDEA_ID, for every idea that has any.
+
+    A merged idea's requesters are on the idea it was merged into: those are listed, and said so."""
+    from .ideas import list_ideas, resolve_idea
     from .review import sync_requesters
     from .votes import idea_requesters
 
     engine = existing_store(_settings(database_url=database_url))  # the store only: no index, no model
     try:
         sync_requesters(engine)  # people who asked since the review, as a server would have added them
+        ids = [idea_id] if idea_id else [i["id"] for i in list_ideas(engine) if i["requesters"]]
+        found = []
         with engine.connect() as conn:
-            found = idea_requesters(conn, idea_id)
+            for one in ids:
+                target = resolve_idea(conn, one)
+                if target is not None and target["id"] != one:
+                    click.echo(f"{one} was merged into {target['id']}: its requesters are listed there", err=True)
+                got = idea_requesters(conn, target["id"] if target else one)
+                if got is None:
+                    raise click.ClickException(f"no idea with id {one!r}")
+                found.append(got | {"title": (target or {}).get("title")})
     finally:
         engine.dispose()
-    if found is None:
-        raise click.ClickException(f"no idea with id {idea_id!r}")
     if as_json:
-        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        payload = found[0] if idea_id else found
+        click.echo(json.dumps({k: v for k, v in payload.items() if k != "title"} if idea_id else
+                              [{k: v for k, v in f.items() if k != "title"} for f in payload], ensure_ascii=False, indent=2))
     elif as_csv:
         import csv
         import io
 
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["customer_id", "email", "mrr"])
-        # customer_id and email are what callers of the public API said: a formula is not run
-        writer.writerows([csv_value(p["customer_id"] or ""), csv_value(p["email"] or ""),
-                          "" if p["mrr"] is None else f"{p['mrr']:g}"] for p in found["requesters"])
+        writer.writerow(["idea_id", "idea_title", "customer_id", "email", "mrr"])
+        # customer_id, email and titles are what callers of the API said: a formula is not run
+        for idea in found:
+            writer.writerows([csv_value(idea["idea_id"]), csv_value(idea["title"] or ""), csv_value(p["customer_id"] or ""),
+                              csv_value(p["email"] or ""), "" if p["mrr"] is None else f"{p['mrr']:g}"]
+                             for p in idea["requesters"])
         click.echo(out.getvalue(), nl=False)
     else:
-        people = found["requesters"]
-        moved = f"; merged into {found['merged_into']}" if found.get("merged_into") else ""
-        click.echo(f"{found['idea_id']} [{found['status']}]: {len(people)} requesters, MRR {found['mrr']:g}{moved}")
-        for p in people:
-            click.echo(f"  {_person(p)}")
+        for idea in found:
+            people = idea["requesters"]
+            moved = f"; merged into {idea['merged_into']}" if idea.get("merged_into") else ""
+            click.echo(f"{idea['idea_id']} [{idea['status']}]: {len(people)} requesters, MRR {idea['mrr']:g}{moved}")
+            for p in people:
+                click.echo(f"  {_person(p)}")
 
 
 def _review(action: str):

@@ -54,6 +54,28 @@ def searches_export(since, until, database_url, fmt, bom, output):
     _export(search_rows, "searches", since, until, database_url, fmt, bom, output)
 
 
+@click.command("export")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["open", "planned", "in_progress", "shipped", "declined", "merged"]),
+              help="Only ideas with this status; repeatable (default: every idea).")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+@_FORMAT
+@_BOM
+@_OUTPUT
+def ideas_export(statuses, database_url, fmt, bom, output):
+    """Write the board for a roadmap spreadsheet: each idea with its status, votes, requesters and
+    their MRR (as the board counts them), the customer questions its candidates brought, and when it
+    was created and shipped."""
+    from .exports import idea_rows
+    from .review import sync_requesters
+
+    if bom and fmt != "csv":
+        raise click.UsageError("--bom is for --format csv (JSON lines are read by programs, which want none)")
+    engine = existing_store(cli_settings(database_url=database_url))
+    sync_requesters(engine)  # people who asked since the review, as a server would have added them
+    _write(idea_rows(engine, tuple(statuses) or None), fmt, output, "ideas", bom)
+
+
 def _export(rows_of, noun: str, since, until, database_url, fmt: str, bom: bool, output: str) -> None:
     """`rows_of(engine, start, end)` of the store and period the options name, written out."""
     if bom and fmt != "csv":

@@ -118,3 +118,36 @@ def _with_utc_times(row: dict) -> dict:
         if key.endswith("created_at") and isinstance(value, int | float):
             out[key + "_utc"] = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
     return out
+
+
+def idea_rows(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> list[dict]:
+    """Every idea (or those of `statuses`) as a roadmap row: votes, distinct requesters and their MRR
+    as the board counts them, how many customer questions its promoted or merged candidates brought,
+    and when it was created and shipped (Unix seconds and UTC)."""
+    from .candidates import candidate_exclusions, candidate_history, candidate_members, candidates
+    from .events import normalize_query
+    from .ideas import list_ideas
+
+    ideas = list_ideas(engine, statuses)
+    asked: dict[str, int] = {}
+    with engine.connect() as conn:
+        left_out = set(conn.execute(sa.select(candidate_exclusions.c.candidate_id, candidate_exclusions.c.query_key)).all())
+        for table in (candidate_members, candidate_history):
+            for cid, idea_id, query in conn.execute(
+                sa.select(candidates.c.id, candidates.c.idea_id, searches.c.query)
+                .join(table, table.c.candidate_id == candidates.c.id).join(searches, searches.c.id == table.c.search_id)
+                .where(candidates.c.idea_id.is_not(None), candidates.c.status.in_(("promoted", "merged")))
+            ):
+                if (cid, normalize_query(query)) not in left_out:  # a question left out is not about the idea
+                    asked[idea_id] = asked.get(idea_id, 0) + 1
+    rows = []
+    for idea in ideas:
+        row = {k: idea[k] for k in ("id", "title", "status", "merged_into", "votes", "requesters", "mrr")}
+        row["questions"] = asked.get(idea["id"], 0)
+        for key in ("created_at", "shipped_at"):
+            row[key] = idea[key]
+            row[key + "_utc"] = datetime.fromtimestamp(idea[key], UTC).strftime("%Y-%m-%d %H:%M:%S") if idea[key] else None
+        row["url"] = f"/ideas#idea-{idea['id']}"
+        row["description"] = idea["description"]
+        rows.append(row)
+    return rows

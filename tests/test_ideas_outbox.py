@@ -3,6 +3,8 @@ candidate notifies its requesters; the CLI over the same store."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 
@@ -368,17 +370,39 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     engine.dispose()
     people = ["ideas", "requesters", "from-the-cli", "--database-url", url]
     as_csv = runner.invoke(main, [*people, "--csv"], catch_exceptions=False).stdout
-    assert as_csv.splitlines() == ["customer_id,email,mrr", "acme,it@acme.example,1200", ",small@example.com,9.5",
-                                   "\"'=HYPERLINK(\"\"https://evil.example\"\")\",,"]  # a spreadsheet runs no formula
+    assert as_csv.splitlines() == ["idea_id,idea_title,customer_id,email,mrr", "from-the-cli,From the CLI,acme,it@acme.example,1200",
+                                   "from-the-cli,From the CLI,,small@example.com,9.5",
+                                   "from-the-cli,From the CLI,\"'=HYPERLINK(\"\"https://evil.example\"\")\",,"]  # no formula runs
     plain = runner.invoke(main, people, catch_exceptions=False).stdout
     assert plain.startswith("from-the-cli [open]: 3 requesters, MRR 1209.5") and "acme (it@acme.example) MRR 1200" in plain
     assert json.loads(runner.invoke(main, [*people, "--json"]).stdout)["requesters"][0]["customer_id"] == "acme"
+    # Every idea's requesters in one sheet; a merged idea's are on its target, and it says so.
+    every = runner.invoke(main, ["ideas", "requesters", "--csv", "--database-url", url], catch_exceptions=False).stdout
+    assert every.splitlines()[1:] == as_csv.splitlines()[1:]  # the only idea with requesters
+    engine = db.make_engine(url)
+    from deflect.ideas import create_idea, update_idea
+
+    with db.writing(engine) as conn:
+        create_idea(conn, {"id": "old-cli", "title": "Older CLI idea"})
+        update_idea(conn, "from-the-cli", {"status": "merged", "merged_into": "old-cli"})
+    engine.dispose()
+    merged = runner.invoke(main, [*people, "--csv"])
+    assert merged.exit_code == 0 and "from-the-cli was merged into old-cli: its requesters are listed there" in merged.stderr
+    assert merged.stdout.splitlines()[1].startswith("old-cli,Older CLI idea,acme,it@acme.example,1200")
+    # The board for a roadmap sheet.
+    sheet = runner.invoke(main, ["ideas", "export", "--format", "csv", "--database-url", url], catch_exceptions=False).stdout
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(sheet))}
+    assert list(rows["old-cli"])[:8] == ["id", "title", "status", "merged_into", "votes", "requesters", "mrr", "questions"]
+    assert (rows["old-cli"]["requesters"], rows["old-cli"]["mrr"], rows["from-the-cli"]["status"]) == ("3", "1209.5", "merged")
+    assert int(rows["from-the-cli"]["questions"]) == len(kept) and rows["old-cli"]["url"] == "/ideas#idea-old-cli"
+    only = runner.invoke(main, ["ideas", "export", "--status", "merged", "--database-url", url]).stdout
+    assert [json.loads(line)["id"] for line in only.splitlines()] == ["from-the-cli"]
     unknown = runner.invoke(main, ["ideas", "requesters", "nope", "--database-url", url])
     assert unknown.exit_code == 1 and "no idea with id 'nope'" in unknown.output
     state = runner.invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False)
     assert state.stdout.startswith("pending 0, delivered 0, failed 0")
     for command in (["clusters", "--help"], ["clusters", "merge", "--help"], ["outbox", "deliver", "--help"],
-                    ["ideas", "requesters", "--help"]):
+                    ["ideas", "requesters", "--help"], ["ideas", "export", "--help"]):
         assert runner.invoke(main, command).exit_code == 0
 
 
