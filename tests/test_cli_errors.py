@@ -164,7 +164,8 @@ def test_an_export_to_a_missing_folder_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["metrics"], ["events", "export"], ["searches", "export"], ["aliases", "list"],
-                                     ["aliases", "delete", "3"], ["ideas", "requesters", "dark-mode"]])  # fmt: skip
+                                     ["aliases", "delete", "3"], ["ideas", "requesters", "dark-mode"], ["ideas", "requesters"],
+                                     ["ideas", "export"]])  # fmt: skip
 def test_a_reading_command_on_a_database_that_is_not_there_says_so(tmp_path, command):
     """A wrong working folder or a typo in database_url: an error, not zeros from a new empty database."""
     missing = tmp_path / "typo.db"
