@@ -1,4 +1,4 @@
-"""WSGI entry point: `gunicorn server:app` or `waitress-serve server:app`."""
+"""WSGI entry point: `gunicorn server:app` or `waitress-serve --no-clear-untrusted-proxy-headers server:app`."""
 
 from deflect.web import create_app
 

@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime = Runtime(settings)
         if settings.watch_kb:
             runtime.watch_kb()
+        _close_when_the_process_stops(runtime)
     app.extensions["deflect"] = runtime
     app.extensions["deflect_settings"] = settings
 
@@ -40,6 +41,21 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_limits(app, settings)  # after security: a preflight is answered before it counts
     install_input_guards(app)
     return app
+
+
+def _close_when_the_process_stops(runtime: Runtime) -> None:
+    """Under a WSGI server (server.py) the process owns the runtime: searches still queued for the
+    database are written when it stops, as `deflect serve` does. gunicorn's workers exit through
+    sys.exit on SIGTERM (atexit runs); waitress-serve keeps Python's default SIGTERM, which kills
+    the process without any cleanup, so it is made a SystemExit here (only when nobody set a handler)."""
+    import atexit
+    import signal
+    import sys
+    import threading
+
+    atexit.register(runtime.close)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
 
 def make_server(app: Flask, host: str, port: int, threads: int, sock=None):
