@@ -95,7 +95,7 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     who = f" (worker, pid {os.getpid()})" if sock is not None else ""
     click.echo(f"deflect: serving {runtime.health()['articles']} articles on {base}{who} (help form: {base}/help)", err=True)
     if sock is None:  # said by the supervisor of --workers, not by each worker
-        _say_if_admin_disabled(settings)
+        _say_where_and_who(settings)
     tell_ready()
 
     def _terminate(_signum, _frame):
@@ -112,6 +112,15 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
 # Shorter than this, an admin token (which guards requesters' emails and every question asked)
 # could be guessed; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes a good one.
 STRONG_TOKEN_CHARS = 20
+
+
+def _say_where_and_who(settings) -> None:
+    """Where this server keeps what it records (a mistyped DEFLECT_DATABASE_URL, only warned about,
+    would otherwise send a replica's searches to a new, empty SQLite file unnoticed), then the admin token."""
+    from .errors import mask_url
+
+    click.echo(f"deflect: database {mask_url(settings.database_url)}, index {settings.index_dir}", err=True)
+    _say_if_admin_disabled(settings)
 
 
 def _say_if_admin_disabled(settings) -> None:
@@ -145,7 +154,7 @@ def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
     try:
         def ready() -> None:
             click.echo(f"deflect: {workers} workers serving on {base} (help form: {base}/help)", err=True)
-            _say_if_admin_disabled(settings)
+            _say_where_and_who(settings)
 
         supervisor.run(on_ready=ready)
     except WorkerError as exc:

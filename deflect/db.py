@@ -199,7 +199,8 @@ def _create_engine(url: sa.URL) -> sa.Engine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             if not url.database.startswith("file:"):  # a URI names its file (and mode) itself
                 create_private(Path(url.database))
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # hide_parameters: an error's message must not carry a row (someone's question, an email) into the log.
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -224,7 +225,7 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_driver_name() in ("psycopg", "psycopg2"):
         wanted = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} | POSTGRES_TCP_ARGS
         connect_args = {key: value for key, value in wanted.items() if key not in url.query}
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
 
 
 def writing(engine: sa.Engine):

@@ -77,7 +77,9 @@ def typed_value(kind_of: type, value: Any) -> Any:
         return float(number)
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ValueError(f"{value!r} is not text")
-    return str(value)
+    # Spaces and newlines around text are no part of it: a token read from a secret file ends in a
+    # newline, and an admin token with one would refuse every admin.
+    return str(value).strip()
 
 
 def _number(value: float | str) -> int | float:

@@ -90,6 +90,13 @@ def test_env_values_are_coerced(no_config):
     assert s.cors_origin_list == ["https://a.example", "https://b.example"]
 
 
+def test_text_settings_lose_the_spaces_and_newline_around_them(no_config):
+    """A token read from a secret file ends in a newline; kept, it would refuse every admin."""
+    env = {"DEFLECT_ADMIN_TOKEN": "a-long-random-admin-token\n", "DEFLECT_WEBHOOK_SECRET": "  hook-secret \n"}
+    s = load_settings(config_file=no_config, env=env)
+    assert (s.admin_token, s.webhook_secret) == ("a-long-random-admin-token", "hook-secret")
+
+
 def test_unrelated_env_is_ignored(no_config, caplog):
     assert load_settings(config_file=no_config, env={"KB_DIR": "x", "DEFLECT_UNKNOWN": "y"}) == Settings()
 

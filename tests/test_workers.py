@@ -66,6 +66,11 @@ def workers_server(tmp_path, database_url):
         server.wait_healthy()
         assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
         assert "admin_token is not set" not in server.log()
+        from deflect.errors import mask_url
+
+        # Where what it records goes, said once (a mistyped DEFLECT_DATABASE_URL is seen here).
+        said = f"deflect: database {mask_url(database_url)}, index {tmp_path / 'index'}"
+        assert wait_for(lambda: said in server.log(), timeout=30) and server.log().count(said) == 1, server.log()
         yield server
     finally:
         server.stop()
