@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -99,6 +100,9 @@ def searches_forget(before, database_url, yes):
         start, _ = parse_period(before, None)
     except PeriodError as exc:
         raise click.BadParameter(exc.reason, param_hint="--before") from None
+    if start > time.time():  # a sign slipped in a cron job's date arithmetic: every search would go
+        raise click.BadParameter(f"{before} is in the future: every search up to now would be forgotten; give a "
+                                 "day in the past (e.g. 90 days ago)", param_hint="--before")
     engine = existing_store(cli_settings(database_url=database_url))
     if not yes:
         click.confirm(f"Forget every search before {before}? Nothing undoes this", abort=True)

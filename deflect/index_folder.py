@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ import numpy as np
 
 from .errors import DeflectError
 from .filemodes import open_up
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_VERSIONS = 2
@@ -120,17 +123,32 @@ def live_index(index_dir: str | Path) -> KBIndex | None:
     return index
 
 
+_DAMAGED_SAID: set[str] = set()  # version folders already named in a warning (once per process)
+
+
 def load_index(index_dir: str | Path) -> KBIndex | None:
-    """Load the live version, or None when there is none yet."""
+    """Load the live version, or None when there is none yet, or it cannot be read (a damaged disk, a
+    file cut short by hand): then the next build makes a whole new version, as for no index, and
+    the folder is named in one warning."""
     folder = current_version_dir(index_dir)
     if folder is None:
         return None
-    manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format") != FORMAT:
+            return None
+        data = json.loads((folder / "passages.json").read_text())
+        vectors = np.load(folder / "vectors.npy")
+        index = KBIndex(manifest, data["articles"], data["passages"], vectors, data.get("bodies", {}))
+        if vectors.ndim != 2 or len(index.passages) != vectors.shape[0]:
+            raise ValueError(f"{len(index.passages)} passages but {vectors.shape[0] if vectors.ndim else 0} vectors")
+        return index
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # JSONDecodeError is a ValueError
+        if str(folder) not in _DAMAGED_SAID:
+            _DAMAGED_SAID.add(str(folder))
+            log.warning("index version %s cannot be read (%s: %s); a new one is built in its place "
+                        "(deflect index, or the server's next start or KB change)", folder, type(exc).__name__, exc)
         return None
-    data = json.loads((folder / "passages.json").read_text())
-    vectors = np.load(folder / "vectors.npy")
-    return KBIndex(manifest, data["articles"], data["passages"], vectors, data.get("bodies", {}))
 
 
 def save_index(index: KBIndex, index_dir: str | Path) -> Path:

@@ -322,6 +322,25 @@ def test_a_crash_mid_save_leaves_the_previous_version_loadable(kb, index_dir, co
     assert load_index(index_dir).version == index.version != first.version
 
 
+@pytest.mark.parametrize("damaged", ["vectors.npy", "passages.json", "manifest.json"])
+def test_a_damaged_live_version_is_rebuilt_and_named_once(kb, index_dir, counting, caplog, damaged):
+    """`deflect index` and `deflect serve` stopped on a truncated vectors.npy with a bare ValueError."""
+    import deflect.index_folder
+
+    first, _ = build(kb, index_dir, counting)
+    folder = current_version_dir(index_dir)
+    with open(folder / damaged, "r+b") as fh:
+        fh.truncate(1000 if damaged == "vectors.npy" else 10)  # cut short, as a full disk or a bad copy leaves it
+    deflect.index_folder._LIVE.clear()  # a new process: `deflect index`, or a server starting
+    with caplog.at_level(logging.WARNING, logger="deflect.index_folder"):
+        assert load_index(index_dir) is None and load_index(index_dir) is None
+        index, report = build(kb, index_dir, counting)
+    said = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(said) == 1 and str(folder) in said[0] and "a new one is built in its place" in said[0]
+    assert report.rebuilt and index.version != first.version and load_index(index_dir).version == index.version
+    assert len(index.passages) == index.vectors.shape[0] == len(first.passages)
+
+
 def test_save_index_never_touches_the_live_version(kb, index_dir, counting):
     first, _ = build(kb, index_dir, counting)
     live = current_version_dir(index_dir)
