@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -258,13 +259,17 @@ class OnnxRunner:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         runs = plan_runs(lengths[order], RUN_COST_TOKENS, max_rows)
         last = runs[-1] if runs else None  # the longest texts: the run that grows the arena most
-        if progress:
+        if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
             runs = tqdm(runs, desc="embedding", unit="batch")
+        elif progress:  # a log file or a journal: one line, not a bar redrawn with carriage returns
+            print(f"embedding {len(texts)} passages in {len(runs)} batches ...", file=sys.stderr, flush=True)
         for start, end in runs:
             rows = order[start:end]
             out[rows] = self._run([encodings[i] for i in rows], shrink_if_big=(start, end) == last)
+        if progress and not sys.stderr.isatty():
+            print(f"embedded {len(texts)} passages", file=sys.stderr, flush=True)
         return out
 
     def _run(self, encodings: list, shrink_if_big: bool = False) -> np.ndarray:

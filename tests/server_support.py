@@ -288,8 +288,9 @@ def index_is_whole(index_dir: Path) -> str:
 
 
 def _collect(stream, into: list[str]) -> None:
-    for chunk in iter(lambda: stream.read(64), ""):
-        into.append(chunk)
+    """What the process writes, as soon as it is written (a read of N characters waits for N)."""
+    for chunk in iter(lambda: os.read(stream.fileno(), 4096), b""):
+        into.append(chunk.decode(errors="replace"))
 
 
 def _phase_reached(point: str | float, output: list[str], index_dir: Path, old_tmp: set[Path], started: float,
@@ -297,10 +298,10 @@ def _phase_reached(point: str | float, output: list[str], index_dir: Path, old_t
     if isinstance(point, float):
         return time.monotonic() - started >= point * full
     text = "".join(output)
-    if point == "embedding":  # the progress bar has started: vectors are being computed
+    if point == "embedding":  # "embedding N passages ..." (no bar: not a terminal): vectors are being computed
         return "embedding" in text
-    if point == "calibrating":  # embedding done; the answered-calibration is fitted next
-        return "100%" in text
+    if point == "calibrating":  # "embedded N passages": the answered-calibration is fitted next
+        return "embedded " in text
     if point == "saving":  # the new version's temp folder exists
         return bool(set(index_dir.glob(".tmp-*")) - old_tmp)
     raise ValueError(point)
