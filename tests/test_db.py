@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from deflect import db
@@ -184,3 +185,17 @@ def test_a_new_sqlite_store_and_its_wal_are_private_to_their_owner(tmp_path):
         assert stat.S_IMODE(shared.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_database_error_carries_no_question_into_the_log(store):
+    """SQLAlchemy puts a failed statement's parameters in its message, which the log prints."""
+    from deflect.events import record_search
+
+    with store.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE search_results RENAME TO search_results_away")
+        conn.exec_driver_sql("ALTER TABLE searches RENAME TO searches_away")
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        record_search(store, "Bob Secretname wants a refund", "s-bob", None, True,
+                      [{"type": "article", "id": "billing/refunds", "score": 0.9}], "v1")
+    assert "Secretname" not in str(caught.value) and "s-bob" not in str(caught.value)
+    assert "hidden due to hide_parameters" in str(caught.value)
