@@ -30,7 +30,7 @@ from .candidates import (
     excluded_keys,
     lock_candidates,
 )
-from .db import searches, writing
+from .db import search_results, searches, writing
 from .events import normalize_query
 from .ideas import (
     CLOSED_STATUSES,
@@ -70,16 +70,32 @@ REVIEW_ALIAS_LIMIT = 50
 def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIEW_ALIAS_LIMIT) -> list[str]:
     """The candidate's distinct questions (by wording.alias_key, as their aliases are), most recent
     first, at most `limit`; none worded like a question the admin left out (candidate_exclusions,
-    by normalize_query)."""
+    by normalize_query), and none an article answered when it was asked: the KB has its answer (the
+    asker filed a ticket anyway, or said it did not help), and an alias would put the idea above it
+    for everyone who asks alike. Their askers still become requesters."""
     skipped = excluded_keys(conn, candidate_id)
+    members = member_queries(conn, candidate_id)
+    by_article = _answered_by_an_article(conn, [search_id for search_id, _ in members])
     seen: dict[str, str] = {}
-    for _, query in member_queries(conn, candidate_id):
+    for search_id, query in members:
         key, typed = alias_key(query), normalize_query(query)
-        if typed and key not in seen and typed not in skipped:
+        if typed and key not in seen and typed not in skipped and search_id not in by_article:
             seen[key] = query
             if len(seen) >= limit:
                 break
     return list(seen.values())
+
+
+def _answered_by_an_article(conn: sa.Connection, search_ids: list[str]) -> set[str]:
+    """The searches answered (answered=true) with an article first."""
+    found: set[str] = set()
+    for part in chunks(search_ids):
+        found |= set(conn.execute(
+            sa.select(searches.c.id).join(search_results, search_results.c.search_id == searches.c.id)
+            .where(searches.c.id.in_(part), searches.c.answered == sa.true(), search_results.c.rank == 1,
+                   search_results.c.item_type == "article")
+        ).scalars())
+    return found
 
 
 def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:

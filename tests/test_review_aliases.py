@@ -254,6 +254,27 @@ def test_a_pending_alias_is_activated_and_an_active_one_left_alone(store):
     assert after["night mode?"] == before["night mode?"]  # learned from visitors: stays theirs
 
 
+def test_a_question_an_article_answered_is_no_alias_but_its_asker_is_a_requester(store):
+    """Someone shown the SSO article (answered) filed a ticket anyway and landed in the SCIM candidate:
+    an alias would put the SCIM idea above the SSO article for everyone who asks alike."""
+    from deflect.events import insert_event
+    from deflect.votes import requesters
+
+    add_idea(store, "scim", "SCIM user provisioning")
+    ids = make_candidate(store, "c-scim", ["scim provisioning from okta", "sync users with scim", "sso with okta"])
+    with db.writing(store) as conn:
+        conn.execute(db.searches.update().where(db.searches.c.id == ids[2]).values(answered=True))
+        conn.execute(db.search_results.insert(), [
+            {"search_id": ids[2], "rank": 1, "item_type": "article", "item_id": "account/sso", "score": 0.91},
+            {"search_id": ids[2], "rank": 2, "item_type": "idea", "item_id": "scim", "score": 0.2}])
+        insert_event(conn, {"id": ids[2], "session": "s-c-scim-2"}, "ticket_created", None, None, {"email": "it@acme.example"})
+    merged = review.merge(store, "c-scim", "scim")
+    assert merged["aliases_added"] == 2 and merged["requesters_added"] == 1
+    assert sorted(a["query"] for a in alias_rows(store)) == ["scim provisioning from okta", "sync users with scim"]
+    with store.connect() as conn:
+        assert [p["email"] for p in requesters(conn, "scim")] == ["it@acme.example"]
+
+
 def test_a_large_candidate_teaches_its_most_recent_questions_only(store):
     add_idea(store, "prefs", "Personal preferences")
     texts = [f"dark mode request number {n}" for n in range(review.REVIEW_ALIAS_LIMIT + 20)]
