@@ -199,6 +199,16 @@ def totals(final: dict[str, SearchOutcome], window: float, now: float) -> dict:
     }
 
 
+def answered_by(final: dict[str, SearchOutcome], shown: list[dict]) -> dict:
+    """answered_rate split by what came first: an article (the KB answered) or an idea (the board
+    did: the feature is asked for, not explained). A rate that climbs with no new article is ideas."""
+    first = {row["search_id"]: row["item_type"] for row in shown if row["rank"] == 1}
+    answered = [sid for sid, o in final.items() if o.search["answered"]]
+    by_idea = sum(first.get(sid) == "idea" for sid in answered)
+    return {"answered_by_article_rate": _rate(len(answered) - by_idea, len(final)),
+            "answered_by_idea_rate": _rate(by_idea, len(final))}
+
+
 def item_metrics(final: dict[str, SearchOutcome], shown: list[dict], event_rows: list[dict]) -> dict[str, list[dict]]:
     """Per article and per idea: impressions, clicks, helpful, not_helpful, tickets, effectiveness."""
     stats: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -324,6 +334,7 @@ def compute_metrics(
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
     totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}
+    totals_ |= answered_by(final, shown)
     return {
         "since": since,
         "until": until,

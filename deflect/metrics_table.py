@@ -21,7 +21,8 @@ def format_report(report: dict, top: int = 10) -> str:
         f"period: {when(report['since'])} .. {when(report['until'])} (UTC)",
         "",
         f"searches (final)         {t['searches']:>8}   (+{t['superseded_searches']} superseded while typing)",
-        f"answered rate            {pct(t['answered_rate']):>8}",
+        f"answered rate            {pct(t['answered_rate']):>8}   (article first {pct(t['answered_by_article_rate'])}, "
+        f"idea first {pct(t['answered_by_idea_rate'])})",
         f"click rate               {pct(t['click_rate']):>8}",
         f"confirmed deflections    {t['confirmed_deflections']:>8}",
         f"assumed deflections      {t['assumed_deflections']:>8}   ({t['assumed_pending']} still inside the window)",

@@ -699,7 +699,7 @@ def test_admin_sees_metrics(page, site):
     searches_shown = page.locator("[data-deflect-metric=searches]")
     assert int(searches_shown.get_attribute("data-value")) >= 3
     for name in ("searches", "deflection_rate", "answered_rate", "click_rate", "tickets",
-                 "confirmed_deflections", "assumed_deflections"):
+                 "confirmed_deflections", "assumed_deflections", "answered_by_article_rate", "answered_by_idea_rate"):
         shown = page.locator(f"[data-deflect-metric={name}]").first
         assert float(shown.get_attribute("data-value")) == pytest.approx(totals[name], abs=1e-9)
         assert re.fullmatch(r"[\d,.]+%?", shown.inner_text()), shown.inner_text()

@@ -272,6 +272,15 @@ def test_cluster_gaps_count_only_the_searches_of_the_period(store, tmp_path):
     assert same.exit_code == 2 and "--since" in same.output and "before --until" in same.output
 
 
+def test_the_answered_rate_is_split_by_what_came_first(store):
+    add_search(store, "reset my password", 1, shown=("a-reset", "i-sso"))
+    add_search(store, "dark mode please", 2, shown=("i-dark", "a-theme"))
+    add_search(store, "night theme", 3, shown=("i-dark",))
+    add_search(store, "gantt", 4, answered=False, shown=("i-gantt",))  # not answered: in neither
+    t = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)["totals"]
+    assert (t["answered_rate"], t["answered_by_article_rate"], t["answered_by_idea_rate"]) == (0.75, 0.25, 0.5)
+
+
 def test_unclustered_gaps_group_the_same_words_whatever_the_punctuation(store):
     for i, query in enumerate(["offline mode mobile app", "Offline mode mobile app?", "offline  mode, mobile app!",
                                "sync with jira", "Sync with Jira?"]):

@@ -170,6 +170,8 @@
     setMetric("tickets", t.tickets, num(t.tickets));
     setMetric("answered_rate", answered, pct(answered));
     setMetric("no_answer_rate", noAnswer, pct(noAnswer));
+    setMetric("answered_by_article_rate", t.answered_by_article_rate, pct(t.answered_by_article_rate));
+    setMetric("answered_by_idea_rate", t.answered_by_idea_rate, pct(t.answered_by_idea_rate));
     setMetric("click_rate", t.click_rate, pct(t.click_rate));
     setMetric("helpful_events", events.helpful, num(events.helpful));
 
