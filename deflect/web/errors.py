@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -39,11 +41,35 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return jsonify({"error": error}), status
 
 
+class _EveryFewSeconds:
+    """One log line per key every `seconds`, saying how many it stood for: a database restart gave
+    one WARNING per request (162 identical lines in 21 s)."""
+
+    def __init__(self, seconds: float = 10.0):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged, requests since)
+
+    def due(self, key: str) -> int | None:
+        """None: stay quiet; else how many requests this line stands for (1 + those not logged)."""
+        now = time.monotonic()
+        with self._lock:
+            last, waiting = self._seen.get(key, (-self.seconds, 0))
+            if now - last < self.seconds:
+                self._seen[key] = (last, waiting + 1)
+                return None
+            self._seen[key] = (now, 0)
+            return waiting + 1
+
+
+
 def _is_page_path(path: str) -> bool:
     return not (path.startswith(("/api/", "/static/")) or path == "/healthz")
 
 
 def register_error_handlers(app: Flask) -> None:
+    unavailable_log = _EveryFewSeconds()  # this app's own (a process may hold several)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         body, status = error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
@@ -66,7 +92,10 @@ def register_error_handlers(app: Flask) -> None:
         if is_database_unavailable(exc):
             # A known condition (database restarting, unreachable, locked): one line, no traceback;
             # the client may retry (Retry-After), and a load balancer sees 503, not a crash.
-            log.warning("%s %s: 503, database unavailable: %s", request.method, request.path, short_reason(exc))
+            count = unavailable_log.due(f"{request.method} {request.path}")
+            if count is not None:
+                log.warning("%s %s: 503, database unavailable: %s%s", request.method, request.path, short_reason(exc),
+                            f" ({count} requests since the last line)" if count > 1 else "")
             if _is_page_path(request.path):  # a person's browser: a page that says so, not JSON
                 page = render_template("unavailable.html", nav="")
                 return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
