@@ -116,7 +116,7 @@ class Board:
     def check_answered(self) -> int:
         index = self.runtime.engine.index
         changed = index.manifest.get("changed_at", {})
-        changed_at = {a["id"]: float(changed.get(a["path"], 0.0)) for a in index.articles}
+        changed_at = {a["id"]: changed.get(a["path"]) for a in index.articles}
         return review.check_answered(self.db, index.version, self.answers, self.encode, self.model_id, changed_at)
 
     # --- closing the loop after index changes -------------------------------------------------

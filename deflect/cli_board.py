@@ -153,10 +153,11 @@ def ideas_requesters(idea_id, as_csv, as_json, database_url):
                 found.append(got | {"title": (target or {}).get("title")})
     finally:
         engine.dispose()
-    if as_json:
-        payload = found[0] if idea_id else found
-        click.echo(json.dumps({k: v for k, v in payload.items() if k != "title"} if idea_id else
-                              [{k: v for k, v in f.items() if k != "title"} for f in payload], ensure_ascii=False, indent=2))
+    if not found:
+        click.echo("no idea has requesters yet", err=True)
+    if as_json:  # one idea: the API's object; every idea: a list of them, each with its title
+        payload = {k: v for k, v in found[0].items() if k != "title"} if idea_id else found
+        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     elif as_csv:
         import csv
         import io

@@ -155,6 +155,11 @@ class Embedder:
         return runner.encode(texts, max_rows=self.batch_size, progress=progress)
 
 
+def _terminal() -> bool:
+    """Whether progress goes to a terminal (a bar) rather than a log file or journal (two lines)."""
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
 def model_unavailable(model_name: str, exc: BaseException) -> DeflectError:
     """The one-line error for a model that cannot be loaded (nothing is downloaded at run time)."""
     fix = "set model to the folder of a sentence-transformers model, or leave it empty for the bundled all-MiniLM-L6-v2"
@@ -184,9 +189,14 @@ class TorchRunner:
         self.dimension = int(getter())
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if progress and not _terminal():
+            print(f"embedding {len(texts)} passages ...", file=sys.stderr, flush=True)
         vectors = self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=progress and _terminal(),
         )
+        if progress and not _terminal():
+            print(f"embedded {len(texts)} passages", file=sys.stderr, flush=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -259,7 +269,7 @@ class OnnxRunner:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         runs = plan_runs(lengths[order], RUN_COST_TOKENS, max_rows)
         last = runs[-1] if runs else None  # the longest texts: the run that grows the arena most
-        if progress and sys.stderr.isatty():
+        if progress and _terminal():
             from tqdm import tqdm
 
             runs = tqdm(runs, desc="embedding", unit="batch")
@@ -268,7 +278,7 @@ class OnnxRunner:
         for start, end in runs:
             rows = order[start:end]
             out[rows] = self._run([encodings[i] for i in rows], shrink_if_big=(start, end) == last)
-        if progress and not sys.stderr.isatty():
+        if progress and not _terminal():
             print(f"embedded {len(texts)} passages", file=sys.stderr, flush=True)
         return out
 

@@ -123,13 +123,15 @@ def _with_utc_times(row: dict) -> dict:
 def idea_rows(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> list[dict]:
     """Every idea (or those of `statuses`) as a roadmap row: votes, distinct requesters and their MRR
     as the board counts them, how many customer questions its promoted or merged candidates brought,
-    and when it was created and shipped (Unix seconds and UTC)."""
+    and when it was created and shipped (Unix seconds and UTC). Like votes, a merged idea's questions
+    count on the idea it was merged into."""
     from .candidates import candidate_exclusions, candidate_history, candidate_members, candidates
     from .events import normalize_query
-    from .ideas import list_ideas
+    from .ideas import list_ideas, resolve_idea
 
     ideas = list_ideas(engine, statuses)
     asked: dict[str, int] = {}
+    stands_for: dict[str, str] = {}  # a candidate's idea -> the idea it is now (merged_into chains)
     with engine.connect() as conn:
         left_out = set(conn.execute(sa.select(candidate_exclusions.c.candidate_id, candidate_exclusions.c.query_key)).all())
         for table in (candidate_members, candidate_history):
@@ -139,7 +141,11 @@ def idea_rows(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> lis
                 .where(candidates.c.idea_id.is_not(None), candidates.c.status.in_(("promoted", "merged")))
             ):
                 if (cid, normalize_query(query)) not in left_out:  # a question left out is not about the idea
-                    asked[idea_id] = asked.get(idea_id, 0) + 1
+                    if idea_id not in stands_for:
+                        now = resolve_idea(conn, idea_id)
+                        stands_for[idea_id] = now["id"] if now else idea_id
+                    target = stands_for[idea_id]  # merged ideas' questions count where their votes went
+                    asked[target] = asked.get(target, 0) + 1
     rows = []
     for idea in ideas:
         row = {k: idea[k] for k in ("id", "title", "status", "merged_into", "votes", "requesters", "mrr")}

@@ -83,13 +83,14 @@ def _reusable_calibration(previous: KBIndex | None, report: BuildReport, n_artic
     return calibration | {"edits_since_fit": edits}
 
 
-def _changed_at(live: KBIndex | None, articles: list[Article]) -> dict[str, float]:
+def _changed_at(live: KBIndex | None, articles: list[Article]) -> dict[str, float | None]:
     """Each file's last content change, carried over from the live version (also across a model
-    change) while its hash stays; now for a new or edited file. The first index has no news."""
+    change) while its hash stays; now for a new or edited file; None when not known (the first
+    index of a folder, e.g. one built at image build time, or a version from before this was kept)."""
     if live is None:
-        return {a.path: 0.0 for a in articles}
+        return dict.fromkeys((a.path for a in articles), None)
     hashes, known, now = live.manifest.get("files", {}), live.manifest.get("changed_at", {}), time.time()
-    return {a.path: float(known.get(a.path, 0.0)) if hashes.get(a.path) == a.content_hash else now for a in articles}
+    return {a.path: known.get(a.path) if hashes.get(a.path) == a.content_hash else now for a in articles}
 
 
 def build_index(
@@ -255,8 +256,8 @@ def build_index(
         # What an indexed file should fix (a front-matter key given twice): reported again for an
         # unchanged file, which the next build (maybe by another process) does not parse again.
         "article_warnings": {a.path: list(a.warnings) for a in articles if a.warnings},
-        # When each file's content last changed (epoch seconds; 0: already in the first index):
-        # an article counts as news for questions asked before it (review.check_answered).
+        # When each file's content last changed (epoch seconds; null: not known): an article
+        # counts as news for questions asked before it (review.check_answered).
         "changed_at": _changed_at(live, articles),
     }
     index = KBIndex(manifest, article_rows, passage_rows, matrix, {a.id: a.body for a in articles})

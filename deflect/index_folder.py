@@ -144,6 +144,8 @@ def load_index(index_dir: str | Path) -> KBIndex | None:
             raise ValueError(f"{len(index.passages)} passages but {vectors.shape[0] if vectors.ndim else 0} vectors")
         return index
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # JSONDecodeError is a ValueError
+        if current_version_dir(index_dir) != folder:
+            return None  # replaced and pruned while it was read (another process built a newer one): no damage
         if str(folder) not in _DAMAGED_SAID:
             _DAMAGED_SAID.add(str(folder))
             log.warning("index version %s cannot be read (%s: %s); a new one is built in its place "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -81,6 +82,20 @@ def short_reason(exc: BaseException) -> str:
     return (lines[0] if lines else type(orig).__name__)[:300]
 
 
+def log_failure(logger: logging.Logger, level: int, message: str, exc: BaseException) -> None:
+    """`message` with the exception's traceback. A database error's own text is cut to its first
+    line: PostgreSQL's DETAIL can quote a row ("Failing row contains (...)", "Key (...)=(...)"),
+    that is someone's question or email, and the log must hold none (SQL parameters are already
+    hidden: db.make_engine's hide_parameters)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip("\n")
+        orig = getattr(exc, "orig", None) or exc
+        logger.log(level, "%s\nTraceback (most recent call last):\n%s\n%s: %s", message, frames,
+                   type(orig).__name__, short_reason(exc))
+    else:
+        logger.log(level, message, exc_info=exc)
+
+
 class FailureLog:
     """Log a failure that repeats while a loop retries: the first one with its traceback, then
     at most one short line per `interval` seconds while it goes on, and one INFO line once the
@@ -101,7 +116,7 @@ class FailureLog:
         self.failures += 1
         if self.failing_since is None:
             self.failing_since = self._last_line = now
-            self.logger.warning("%s failed", self.what, exc_info=exc)
+            log_failure(self.logger, logging.WARNING, f"{self.what} failed", exc)
         elif now - self._last_line >= self.interval:
             self._last_line = now
             self.logger.warning(

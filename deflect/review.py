@@ -246,23 +246,42 @@ def dismiss(engine: sa.Engine, candidate_id: str) -> dict:
 # --- closing the loop: an article now answers a candidate ---------------------------------
 
 
-def _asked_at(engine: sa.Engine, search_ids: list[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _news(changed_at: Mapping[str, float | None] | None, asked: tuple[float, set[str]] | None, article: str) -> bool:
+    """Whether the article is news to whoever asked (check_answered)."""
+    if changed_at is None:
+        return True
+    asked_at, shown = asked or (0.0, set())
+    when = changed_at.get(article)
+    return article not in shown if when is None else when > asked_at
+
+
+def _asked(engine: sa.Engine, search_ids: list[str]) -> dict[str, tuple[float, set[str]]]:
+    """search id -> (when it was asked, the articles it showed)."""
+    out: dict[str, tuple[float, set[str]]] = {}
     with engine.connect() as conn:
         for part in chunks(search_ids):
-            out |= dict(conn.execute(sa.select(searches.c.id, searches.c.created_at).where(searches.c.id.in_(part))).all())
+            for search_id, created_at in conn.execute(
+                sa.select(searches.c.id, searches.c.created_at).where(searches.c.id.in_(part))
+            ):
+                out[search_id] = (created_at, set())
+            for search_id, item_id in conn.execute(
+                sa.select(search_results.c.search_id, search_results.c.item_id)
+                .where(search_results.c.search_id.in_(part), search_results.c.item_type == "article")
+            ):
+                out[search_id][1].add(item_id)
     return out
 
 
 def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str,
-                   changed_at: Mapping[str, float] | None = None) -> int:
+                   changed_at: Mapping[str, float | None] | None = None) -> int:
     """After the index changed, notify the requesters of candidates a published article now answers.
 
     `answer(vectors, texts)` returns (top article id, answered) per query. A candidate counts
     as answered when more than half of its queries get the same article with answered=true, an
-    article published or edited after the question was asked (`changed_at`: article id -> epoch
-    seconds, from the index manifest): one that was there all along is no news to them, even when
-    it now comes first because an idea stopped being suggested.
+    article that is news to whoever asked: published or edited after the question was asked
+    (`changed_at`: article id -> epoch seconds, from the index manifest), or, where that is not
+    known (None), one their search did not show them. An article that was there all along is no
+    news, even when it now comes first because an idea stopped being suggested.
     """
     queued = 0
     with engine.connect() as conn:
@@ -276,9 +295,9 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
             members = kept_members(conn, cand["id"])  # a question the admin left out is not about it
         pool = [{"id": search_id, "query": query} for search_id, query in members]
         verdicts = answer(pool_matrix(engine, pool, encode, model_id), [query for _, query in members]) if pool else []
-        asked_at = _asked_at(engine, [search_id for search_id, _ in members]) if changed_at is not None else {}
+        seen = _asked(engine, [search_id for search_id, _ in members]) if changed_at is not None else {}
         tops = [article for (search_id, _), (article, answered) in zip(members, verdicts)
-                if answered and (changed_at is None or changed_at.get(article, 0.0) > asked_at.get(search_id, 0.0))]
+                if answered and _news(changed_at, seen.get(search_id), article)]
         winner = max(set(tops), key=tops.count) if tops else None
         with writing(engine) as conn:
             # Several server processes check after the same index change: one at a time, and

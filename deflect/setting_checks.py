@@ -77,9 +77,9 @@ def typed_value(kind_of: type, value: Any) -> Any:
         return float(number)
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ValueError(f"{value!r} is not text")
-    # Spaces and newlines around text are no part of it: a token read from a secret file ends in a
-    # newline, and an admin token with one would refuse every admin.
-    return str(value).strip()
+    # A line ending is no part of a value: a token read from a secret file ends in one, and an admin
+    # token with it would refuse every admin. Spaces stay (a webhook secret is what it is).
+    return str(value).strip("\r\n")
 
 
 def _number(value: float | str) -> int | float:

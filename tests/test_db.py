@@ -199,3 +199,22 @@ def test_a_database_error_carries_no_question_into_the_log(store):
                       [{"type": "article", "id": "billing/refunds", "score": 0.9}], "v1")
     assert "Secretname" not in str(caught.value) and "s-bob" not in str(caught.value)
     assert "hidden due to hide_parameters" in str(caught.value)
+
+
+def test_a_logged_database_error_quotes_no_row(store, caplog):
+    """PostgreSQL's DETAIL quotes the failing row ("Failing row contains (...)"): someone's question.
+    A traceback is still logged, the error's first line with it."""
+    import logging
+
+    from deflect.outage import FailureLog, log_failure
+
+    with pytest.raises(sa.exc.DBAPIError) as caught, store.begin() as conn:
+        conn.execute(sa.text("INSERT INTO searches (id, query, created_at, answered) VALUES ('x', :q, 1, NULL)"),
+                     {"q": "Bob Secretname wants a refund"})
+    logger = logging.getLogger("deflect.test_db")
+    with caplog.at_level(logging.WARNING, logger="deflect.test_db"):
+        log_failure(logger, logging.ERROR, "unhandled error", caught.value)
+        FailureLog(logger, "writing searches").failed(caught.value)
+    text = caplog.text
+    assert "Secretname" not in text and text.count("Traceback (most recent call last)") == 2
+    assert "writing searches failed" in text and ("NotNullViolation" in text or "IntegrityError" in text), text

@@ -181,6 +181,24 @@ def test_an_article_that_was_there_when_they_asked_is_no_news_until_it_is_edited
         runtime.db.dispose()
 
 
+def test_an_index_built_afresh_with_the_article_still_tells_those_it_was_never_shown(tiny_board):
+    """An index folder built from nothing (at image build time, say) knows no file's history: an
+    article the askers' searches did not show them is news to them."""
+    import shutil
+
+    import deflect.index_folder
+
+    kb, runtime, board = tiny_board
+    people = [requester for _, requester in _ask_with_tickets(runtime)]
+    board.rebuild()
+    write_kb(kb, {"views/gantt.md": GANTT_ARTICLE})
+    shutil.rmtree(runtime.settings.index_dir)  # a new release's image: its index built from scratch
+    deflect.index_folder._LIVE.clear()
+    runtime.reindex()
+    assert set(runtime.engine.index.manifest["changed_at"].values()) == {None}
+    assert board.check_answered() == len(people)
+
+
 def test_no_article_notice_while_the_promoted_idea_still_comes_first(tiny_board):
     """The notice says an article now answers them: not while the help form still shows the idea
     promoted from their questions first (its review aliases are their very words)."""
@@ -394,7 +412,9 @@ def test_cli_rebuild_list_show(tmp_path, clean_env):
     rows = {r["id"]: r for r in csv.DictReader(io.StringIO(sheet))}
     assert list(rows["old-cli"])[:8] == ["id", "title", "status", "merged_into", "votes", "requesters", "mrr", "questions"]
     assert (rows["old-cli"]["requesters"], rows["old-cli"]["mrr"], rows["from-the-cli"]["status"]) == ("3", "1209.5", "merged")
-    assert int(rows["from-the-cli"]["questions"]) == len(kept) and rows["old-cli"]["url"] == "/ideas#idea-old-cli"
+    # Like its votes, the merged idea's questions count where it was merged.
+    assert (int(rows["old-cli"]["questions"]), int(rows["from-the-cli"]["questions"])) == (len(kept), 0)
+    assert rows["old-cli"]["url"] == "/ideas#idea-old-cli"
     only = runner.invoke(main, ["ideas", "export", "--status", "merged", "--database-url", url]).stdout
     assert [json.loads(line)["id"] for line in only.splitlines()] == ["from-the-cli"]
     unknown = runner.invoke(main, ["ideas", "requesters", "nope", "--database-url", url])

@@ -178,14 +178,14 @@ def test_model_change_forces_a_full_rebuild(kb, index_dir, counting):
 def test_each_file_s_last_content_change_is_kept_across_builds_and_a_model_change(kb, index_dir, counting):
     """manifest changed_at: what review.check_answered counts as news for questions asked before."""
     first, _ = build(kb, index_dir, counting)
-    assert set(first.manifest["changed_at"].values()) == {0.0}  # the first index: nothing is news
+    assert set(first.manifest["changed_at"].values()) == {None}  # the first index of a folder: not known
     path = kb / "billing" / "refunds.md"
     path.write_text(path.read_text() + "\nRefunds take 5 days.\n")
     write_kb(kb, {"data/export.md": "# Export your data\n\nDownload every task as CSV.\n"})
     second, _ = build(kb, index_dir, counting)
     changed = second.manifest["changed_at"]
     assert changed["billing/refunds.md"] > 0 and changed["data/export.md"] > 0
-    assert {changed[p] for p in TINY_KB if p != "billing/refunds.md"} == {0.0}
+    assert {changed[p] for p in TINY_KB if p != "billing/refunds.md"} == {None}
     rebuilt, report = build(kb, index_dir, counting, model_id="some-other-model")
     assert report.rebuilt and rebuilt.manifest["changed_at"] == changed  # the same contents: no news
 

@@ -10,7 +10,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..ideas import show_id
-from ..outage import RETRY_AFTER_SECONDS, is_database_unavailable, short_reason
+from ..outage import RETRY_AFTER_SECONDS, is_database_unavailable, log_failure, short_reason
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,18 @@ class _EveryFewSeconds:
         self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged, requests since)
 
     def due(self, key: str) -> int | None:
-        """None: stay quiet; else how many requests this line stands for (1 + those not logged)."""
+        """None: stay quiet; else how many requests this line stands for (1 + those held back in
+        the window just before; an older window's are no part of this outage)."""
         now = time.monotonic()
         with self._lock:
-            last, waiting = self._seen.get(key, (-self.seconds, 0))
+            last, waiting = self._seen.get(key, (-2 * self.seconds, 0))
             if now - last < self.seconds:
                 self._seen[key] = (last, waiting + 1)
                 return None
+            if len(self._seen) > 1000:  # keys are routes, but keep it bounded whatever comes
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 2 * self.seconds}
             self._seen[key] = (now, 0)
-            return waiting + 1
+            return 1 + (waiting if now - last < 2 * self.seconds else 0)
 
 
 
@@ -92,7 +95,7 @@ def register_error_handlers(app: Flask) -> None:
         if is_database_unavailable(exc):
             # A known condition (database restarting, unreachable, locked): one line, no traceback;
             # the client may retry (Retry-After), and a load balancer sees 503, not a crash.
-            count = unavailable_log.due(f"{request.method} {request.path}")
+            count = unavailable_log.due(f"{request.method} {request.url_rule.rule if request.url_rule else request.path}")
             if count is not None:
                 log.warning("%s %s: 503, database unavailable: %s%s", request.method, request.path, short_reason(exc),
                             f" ({count} requests since the last line)" if count > 1 else "")
@@ -104,5 +107,5 @@ def register_error_handlers(app: Flask) -> None:
             )
             body.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return body, status
-        log.exception("unhandled error")
+        log_failure(log, logging.ERROR, "unhandled error", exc)
         return error_response(500, "internal_error", "internal error; the server log has the details")
