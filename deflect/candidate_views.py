@@ -15,7 +15,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .candidates import candidate_members, candidates, excluded_keys
-from .db import events, searches
+from .db import events, search_results, searches
 from .events import normalize_query
 from .outbox import requester_key
 from .pool import chunks
@@ -84,6 +84,19 @@ def candidate_requesters(conn: sa.Connection, search_ids: list[str]) -> list[dic
     return list(people.values())
 
 
+def answered_by_article(conn: sa.Connection, search_ids: list[str]) -> dict[str, str]:
+    """search id -> the article that came first, for those of these searches answered (answered=true)
+    with an article first: a promote or merge teaches no alias from them (review._member_questions)."""
+    found: dict[str, str] = {}
+    for part in chunks(search_ids):
+        found |= dict(conn.execute(
+            sa.select(searches.c.id, search_results.c.item_id).join(search_results, search_results.c.search_id == searches.c.id)
+            .where(searches.c.id.in_(part), searches.c.answered == sa.true(), search_results.c.rank == 1,
+                   search_results.c.item_type == "article")
+        ).all())
+    return found
+
+
 def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
     members = conn.execute(
         sa.select(searches.c.id, searches.c.query, searches.c.created_at, candidate_members.c.how)
@@ -95,6 +108,7 @@ def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
     left_out = excluded_keys(conn, row["id"])
     kept = [m for m in members if normalize_query(m.query) not in left_out]
     people = candidate_requesters(conn, [m.id for m in kept])
+    by_article = answered_by_article(conn, [m.id for m in members])
     out = {
         "id": row["id"],
         "label": row["label"],
@@ -109,7 +123,8 @@ def _describe(conn: sa.Connection, row: dict, nearest=None) -> dict:
         "mrr": round(sum(p["mrr"] or 0.0 for p in people), 2),
         "top_requesters": ranked_requesters(people, TOP_REQUESTERS),
         "queries": [
-            {"search_id": m.id, "text": m.query, "joined": m.how == "joined", "excluded": normalize_query(m.query) in left_out}
+            {"search_id": m.id, "text": m.query, "joined": m.how == "joined", "excluded": normalize_query(m.query) in left_out,
+             "answered_by_article": by_article.get(m.id)}
             for m in members
         ],
         "idea_id": row["idea_id"],

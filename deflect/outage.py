@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -82,18 +81,19 @@ def short_reason(exc: BaseException) -> str:
     return (lines[0] if lines else type(orig).__name__)[:300]
 
 
+class LoggedDatabaseError(Exception):
+    """A database error as the log shows it: its traceback, and its first line only."""
+
+
 def log_failure(logger: logging.Logger, level: int, message: str, exc: BaseException) -> None:
     """`message` with the exception's traceback. A database error's own text is cut to its first
     line: PostgreSQL's DETAIL can quote a row ("Failing row contains (...)", "Key (...)=(...)"),
     that is someone's question or email, and the log must hold none (SQL parameters are already
     hidden: db.make_engine's hide_parameters)."""
     if isinstance(exc, sa.exc.DBAPIError):
-        frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip("\n")
         orig = getattr(exc, "orig", None) or exc
-        logger.log(level, "%s\nTraceback (most recent call last):\n%s\n%s: %s", message, frames,
-                   type(orig).__name__, short_reason(exc))
-    else:
-        logger.log(level, message, exc_info=exc)
+        exc = LoggedDatabaseError(f"{type(orig).__name__}: {short_reason(exc)}").with_traceback(exc.__traceback__)
+    logger.log(level, message, exc_info=exc)
 
 
 class FailureLog:

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 import sqlalchemy as sa
 
 from . import aliases
-from .candidate_views import candidate_requesters, get_candidate, kept_members, member_queries
+from .candidate_views import answered_by_article, candidate_requesters, get_candidate, kept_members, member_queries
 from .candidates import (
     CandidateError,
     candidate_exclusions,
@@ -75,7 +75,7 @@ def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIE
     for everyone who asks alike. Their askers still become requesters."""
     skipped = excluded_keys(conn, candidate_id)
     members = member_queries(conn, candidate_id)
-    by_article = _answered_by_an_article(conn, [search_id for search_id, _ in members])
+    by_article = answered_by_article(conn, [search_id for search_id, _ in members])
     seen: dict[str, str] = {}
     for search_id, query in members:
         key, typed = alias_key(query), normalize_query(query)
@@ -84,18 +84,6 @@ def _member_questions(conn: sa.Connection, candidate_id: str, limit: int = REVIE
             if len(seen) >= limit:
                 break
     return list(seen.values())
-
-
-def _answered_by_an_article(conn: sa.Connection, search_ids: list[str]) -> set[str]:
-    """The searches answered (answered=true) with an article first."""
-    found: set[str] = set()
-    for part in chunks(search_ids):
-        found |= set(conn.execute(
-            sa.select(searches.c.id).join(search_results, search_results.c.search_id == searches.c.id)
-            .where(searches.c.id.in_(part), searches.c.answered == sa.true(), search_results.c.rank == 1,
-                   search_results.c.item_type == "article")
-        ).scalars())
-    return found
 
 
 def _teach(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:

@@ -142,7 +142,7 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
     now = views.get_candidate(store, offline["id"])
     assert now["size"] == offline["size"] + 1
     assert {"search_id": late, "text": "is there an offline mode for the iphone app when travelling", "joined": True,
-            "excluded": False} in now["queries"]
+            "excluded": False, "answered_by_article": None} in now["queries"]
     assert stray not in {q["search_id"] for c in views.list_candidates(store) for q in c["queries"]}
     assert cand.join_new(store, embedder.encode, MODEL) == 0  # nothing new the second time
 

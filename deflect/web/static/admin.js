@@ -336,9 +336,14 @@
       var text = typeof q === "string" ? q : first(q.text, q.query, "");
       if (!text) return;
       var key = text.trim().toLowerCase().replace(/\s+/g, " ");
-      if (!(key in counts)) { counts[key] = { text: text.trim(), n: 0, ids: [] }; order.push(key); }
+      if (!(key in counts)) {
+        counts[key] = { text: text.trim(), n: 0, ids: [], article: q && q.answered_by_article };
+        order.push(key);
+      }
       counts[key].n += 1;
       if (q && q.search_id) counts[key].ids.push(q.search_id);
+      // Not taught only when an article answered every time it was asked (review._member_questions).
+      if (!(q && q.answered_by_article)) counts[key].article = null;
     });
     return order.map(function (k) { return counts[k]; })
       .sort(function (a, b) { return b.n - a.n; }).slice(0, limit);
@@ -450,7 +455,12 @@
           box.setAttribute("data-teach", q.ids.join(" "));
           label.appendChild(box);
           label.appendChild(document.createTextNode(" " + (q.n > 1 ? q.text + " (×" + q.n + ")" : q.text)));
-          tl.appendChild(el("li")).appendChild(label);
+          var item = tl.appendChild(el("li"));
+          item.appendChild(label);
+          if (q.article) {  // the KB answered it: it will not find the idea, but its asker still hears
+            item.setAttribute("data-answered-by-article", q.article);
+            item.appendChild(el("span", "muted", " — answered by “" + (titles[q.article] || q.article) + "”: will not find the idea"));
+          }
         });
       } else if (asked.length) {
         var ul = card.appendChild(el("ul", "candidate-queries"));
