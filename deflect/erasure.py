@@ -155,6 +155,14 @@ def whole_typings(conn: sa.Connection, search_ids: set[str]) -> set[str]:
         rows += [dict(r._mapping) for r in conn.execute(
             sa.select(searches.c.id, searches.c.query, searches.c.session, searches.c.created_at).where(searches.c.session.in_(part))
         )]
+    typing = typing_of(rows)
+    wanted = {typing.get(i, i) for i in search_ids}
+    return set(search_ids) | {r["id"] for r in rows if typing[r["id"]] in wanted}
+
+
+def typing_of(rows: list[dict]) -> dict[str, str]:
+    """Search id -> one id standing for its typing: the searches metrics.superseding links (a
+    prefix to what was typed on from it), joined whatever their order."""
     parent: dict[str, str] = {}
 
     def root(at: str) -> str:
@@ -165,8 +173,7 @@ def whole_typings(conn: sa.Connection, search_ids: set[str]) -> set[str]:
 
     for earlier, later in superseding(rows).items():
         parent[root(earlier)] = root(later)
-    wanted = {root(i) for i in search_ids}
-    return set(search_ids) | {r["id"] for r in rows if root(r["id"]) in wanted}
+    return {r["id"]: root(r["id"]) for r in rows}
 
 
 def _built_from(conn: sa.Connection, found: Found, person: Person) -> None:
@@ -276,15 +283,11 @@ def erase_searches(
         )]
     # Sessions: one fresh one per typing (searches typed on from one another), so what was
     # superseded stays superseded and the figures do not move.
-    by_id = {r["id"]: r for r in rows}
-    superseded_by = superseding(rows)
+    typing = typing_of(rows)
     fresh: dict[str, str] = {}
     changes = []
     for row in rows:
-        end = row["id"]
-        while end in superseded_by and superseded_by[end] in by_id:
-            end = superseded_by[end]
-        session = fresh.setdefault(end, f"erased-{uuid.uuid4().hex}") if row["session"] else None
+        session = fresh.setdefault(typing[row["id"]], f"erased-{uuid.uuid4().hex}") if row["session"] else None
         changes.append({"erase_id": row["id"], "erase_session": session})
     if changes:
         conn.execute(searches.update().where(searches.c.id == sa.bindparam("erase_id")).values(
