@@ -23,6 +23,8 @@ from .cli_options import (
 )
 
 _settings = cli_settings
+LOG_LINE = "%(levelname)s %(name)s: %(message)s"
+LOG_DATE = "%Y-%m-%d %H:%M:%S"
 
 
 @click.group(cls=DeflectGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,8 +33,8 @@ def main(verbose: bool) -> None:
     """deflect: suggest help articles and ideas while users type, and measure deflection."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",  # 2026-11-23 03:41:07 INFO deflect.runtime: ...
-        datefmt="%Y-%m-%d %H:%M:%S",
+        format=f"%(asctime)s {LOG_LINE}",  # 2026-11-23 03:41:07 INFO deflect.runtime: ...
+        datefmt=LOG_DATE,
     )
 
 
@@ -60,14 +62,22 @@ def main(verbose: bool) -> None:
     default=None,
     help="Reindex when files in the KB folder change (setting watch_kb, default on).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log one line per request: client address, method, path (no query string), status, bytes, milliseconds.",
+)
 @path_options
 @click.pass_context
-def serve(ctx, host, port, threads, workers, watch_kb, **paths):
+def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
     """Build or refresh the index, then serve the API with waitress (and follow KB edits)."""
     settings = _settings(host=host, port=port, watch_kb=watch_kb, **paths)
     from .workers import follow_supervisor, inherited_socket, tell_ready
 
     sock = inherited_socket()  # set when this process is one of `--workers N`
+    if workers > 1 or sock is not None:
+        _log_with_pid()
     if workers > 1 and sock is None:
         return _supervise_workers(ctx, settings, workers)
     # From now on, also while indexing: SIGTERM (its default until serving, then a clean stop).
@@ -80,7 +90,7 @@ def serve(ctx, host, port, threads, workers, watch_kb, **paths):
     _log_deflect_info()
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
     runtime = Runtime(settings, progress=True)  # skipped files are logged as warnings, once
-    app = create_app(settings, runtime)
+    app = create_app(settings, runtime, access_log=access_log)
     runtime.engine.embedder.encode(["warm up"])  # load the model before the first visitor, not during
     from .web import make_server
 
@@ -171,6 +181,12 @@ def _log_deflect_info() -> None:
     ours = logging.getLogger("deflect")
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
+
+
+def _log_with_pid() -> None:
+    """With `--workers N` several processes write to one log: each line names the one that wrote it."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [%(process)d] {LOG_LINE}", LOG_DATE))
 
 
 def _check_can_listen(host: str, port: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,7 +62,7 @@ def suggest_on_new_connections(base: str, count: int, session: str) -> list[dict
 @pytest.fixture
 def workers_server(tmp_path, database_url):
     write_kb(tmp_path / "kb", TINY_KB)
-    server = Server(server_env(tmp_path, database_url), tmp_path / "serve.log", args=("--workers", "2"))
+    server = Server(server_env(tmp_path, database_url), tmp_path / "serve.log", args=("--workers", "2", "--access-log"))
     try:
         server.wait_healthy()
         assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
@@ -83,6 +84,17 @@ def test_two_workers_share_the_port_the_database_and_survive_a_killed_worker(wor
 
     answers = suggest_on_new_connections(server.base, 12, "before")
     assert all(a["results"][0]["id"] == "account/reset-password" for a in answers)
+    # --access-log: a line per request, naming the worker that answered it; never a query string.
+    assert requests.get(f"{server.base}/admin?email=kept-out-of-the-log", timeout=60).status_code == 200
+
+    def access_lines() -> list[re.Match]:
+        pattern = r'\[(\d+)\] INFO deflect\.access: 127\.0\.0\.1 "(\S+) (\S+)" (\d+) (\d+) B [\d.]+ ms$'
+        return [m for line in server.log().splitlines() if (m := re.search(pattern, line))]
+
+    assert wait_for(lambda: len([m for m in access_lines() if m[3] == "/api/suggest"]) == 12, timeout=30), server.log()
+    assert {int(m[1]) for m in access_lines()} <= set(workers)
+    assert [m[4] for m in access_lines() if m[3] == "/admin"] == ["200"]
+    assert "kept-out-of-the-log" not in server.log()
     event = requests.post(f"{server.base}/api/events", json={"search_id": answers[0]["search_id"], "type": "ticket_created"}, timeout=60)
     assert event.status_code == 202, event.text  # a search logged by one worker is known to the one that gets the event
 

@@ -10,7 +10,8 @@ from ..settings import Settings, load_settings
 MAX_BODY_BYTES = 16 * 1024
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None, access_log: bool = False) -> Flask:
+    """The deflect app; `access_log` logs one line per request (deflect.web.access_log)."""
     settings = settings or (runtime.settings if runtime else load_settings())
     app = Flask(__name__)
     # One byte over the limit so a truncated chunked body is still seen as too large.
@@ -31,6 +32,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from .security import install_security
     from .validation import install_input_guards
 
+    if access_log:  # first, so its clock starts before a rate limit or a guard can answer
+        from .access_log import install_access_log
+
+        install_access_log(app)
     app.register_blueprint(api)
     app.register_blueprint(pages)
     from .board_api import init_board
