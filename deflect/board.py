@@ -218,6 +218,7 @@ class Board:
         with self.db.connect() as conn:
             return votes.idea_requesters(conn, idea_id)
 
-    def vote(self, idea_id: str, requester: dict | None = None) -> dict:
+    def vote(self, idea_id: str, requester: dict | None = None, trusted: bool = False) -> dict:
+        """`trusted`: sent with the admin token, so a repeat vote may update the requester's details."""
         with writing(self.db) as conn:
-            return votes.vote(conn, idea_id, requester)
+            return votes.vote(conn, idea_id, requester, update_known=trusted)

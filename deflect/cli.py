@@ -51,10 +51,11 @@ def main(verbose: bool) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Server processes sharing the port, each with its own model and index in memory. One is the "
-    "fastest on 2 cores; on more, about one per 2 cores (README: Scaling out).",
+    default=None,
+    help="Run N server processes sharing the port, each with its own model and index in memory, under a "
+    "supervisor that replaces one that dies and reloads them all, one at a time, on SIGHUP. Without it: "
+    "one process, no supervisor. One worker is the fastest on 2 cores; on more, about one per 2 cores "
+    "(README: Scaling out).",
 )
 @click.option(
     "--watch/--no-watch",
@@ -76,9 +77,10 @@ def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
     from .workers import follow_supervisor, inherited_socket, tell_ready
 
     sock = inherited_socket()  # set when this process is one of `--workers N`
-    if workers > 1 or sock is not None:
+    _log_deflect_info()
+    if workers is not None or sock is not None:
         _log_with_pid()
-    if workers > 1 and sock is None:
+    if workers is not None and sock is None:
         return _supervise_workers(ctx, settings, workers)
     # From now on, also while indexing: SIGTERM (its default until serving, then a clean stop).
     follow_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
@@ -87,7 +89,6 @@ def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
 
     if sock is None:
         _check_can_listen(settings.host, settings.port)  # before indexing, which can take minutes
-    _log_deflect_info()
     click.echo(f"deflect: indexing {settings.kb_dir} ...", err=True)
     runtime = Runtime(settings, progress=True)  # skipped files are logged as warnings, once
     app = create_app(settings, runtime, access_log=access_log)
@@ -108,10 +109,17 @@ def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
         _say_where_and_who(settings)
     tell_ready()
 
-    def _terminate(_signum, _frame):
-        raise SystemExit(0)
+    from .web.draining import Drain
 
-    signal.signal(signal.SIGTERM, _terminate)  # so queued searches are written on a normal stop
+    drain = Drain(server, stop=lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+    def _terminate(_signum, _frame):
+        if not drain.started:  # first: let the requests in flight finish (deflect.web.draining)
+            drain.start()
+            return
+        raise SystemExit(0)  # then stop; queued searches are written on the way out
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         server.run()
     finally:
@@ -163,7 +171,9 @@ def _supervise_workers(ctx: click.Context, settings, workers: int) -> None:
     supervisor = Supervisor(command, workers, sock)
     try:
         def ready() -> None:
-            click.echo(f"deflect: {workers} workers serving on {base} (help form: {base}/help)", err=True)
+            plural = "s" if workers > 1 else ""
+            click.echo(f"deflect: {workers} worker{plural} serving on {base} (help form: {base}/help); "
+                       f"kill -HUP {os.getpid()} reloads them one at a time", err=True)  # fmt: skip
             _say_where_and_who(settings)
 
         supervisor.run(on_ready=ready)

@@ -125,12 +125,12 @@ def _import_requesters(value) -> list[dict]:
 
 
 def _add_requesters(conn: sa.Connection, idea_id: str, people: list[dict], votes: int | None) -> None:
-    """One vote per requester not on record yet (deflect.votes folds a repeat into the first),
+    """One vote per requester not on record yet (a repeat updates the first: highest MRR, an email),
     then the count raised to the line's `votes` (a board's count includes its voters)."""
     from .votes import add_vote
 
     for person in people:
-        add_vote(conn, idea_id, person)
+        add_vote(conn, idea_id, person, update_known=True)  # the admin's own file: its details are news
     if votes is not None:
         _raise_votes(conn, idea_id, votes)
 

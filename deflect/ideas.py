@@ -42,19 +42,26 @@ def validate_idea(data: dict) -> dict:
         raise IdeaError("title", "title must be a non-empty string")
     if len(title) > 300:
         raise IdeaError("title", "title must be at most 300 characters")
-    description = data.get("description", "") or ""
+    # A null is "not given" (the default); any other value must be of the right type: an empty
+    # list or a false is a mistake in the caller, not a way to say "none".
+    description = _given(data, "description", "")
     if not isinstance(description, str):
         raise IdeaError("description", "description must be a string")
-    status = data.get("status", "open") or "open"
+    status = _given(data, "status", "open")
     if status not in STATUSES:
         raise IdeaError("status", f"status must be one of {', '.join(STATUSES)}")
-    votes = data.get("votes", 0) or 0
+    votes = _given(data, "votes", 0)
     if not isinstance(votes, int) or isinstance(votes, bool) or not 0 <= votes <= MAX_VOTES:
         raise IdeaError("votes", f"votes must be an integer from 0 to {MAX_VOTES}")
     idea_id = slugify(title) if data.get("id") is None else data["id"]
     if not isinstance(idea_id, str) or not re.fullmatch(r"[\w.-]{1,200}", idea_id):
         raise IdeaError("id", "id must be 1-200 letters, digits, '-', '_' or '.'")
     return {"id": idea_id, "title": title.strip(), "description": description.strip(), "status": status, "votes": votes}
+
+
+def _given(data: dict, key: str, default):
+    value = data.get(key)
+    return default if value is None else value
 
 
 def shipped_at(record: dict, now: float) -> float | None:

@@ -99,15 +99,37 @@ def _row(row) -> dict:
     return out
 
 
-def list_outbox(engine: sa.Engine, status: str | None = None, limit: int = 200) -> dict:
-    """What admins see: recent notifications with their delivery state, and counts per state."""
-    query = sa.select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+def list_outbox(engine: sa.Engine, status: str | None = None, limit: int = 200, after_id: int | None = None) -> dict:
+    """Notifications with their delivery state, and counts per state: the most recent `limit`, or,
+    with `after_id` (a mailer polling), the first `limit` after that id, oldest first."""
+    query = sa.select(outbox).limit(limit)
+    if after_id is None:
+        query = query.order_by(outbox.c.id.desc())
+    else:
+        query = query.where(outbox.c.id > after_id).order_by(outbox.c.id)
     if status:
         query = query.where(outbox.c.status == status)
     with engine.connect() as conn:
         rows = [_row(r) for r in conn.execute(query)]
         counts = dict(conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all())
     return {"counts": {s: int(counts.get(s, 0)) for s in STATUSES}, "notifications": rows}
+
+
+def mark_delivered(engine: sa.Engine, notification_id: int) -> dict | None:
+    """A notification your own mailer sent (read from GET /api/outbox rather than by webhook):
+    delivered now, never sent by deflect. Marking one delivered already changes nothing, so a
+    poller may repeat itself. None when there is no such notification."""
+    with writing(engine) as conn:
+        row = conn.execute(sa.select(outbox).where(outbox.c.id == notification_id)).first()
+        if row is None:
+            return None
+        if row.status != "delivered":
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id == notification_id)
+                .values(status="delivered", delivered_at=time.time(), last_error=None)
+            )
+        return _row(conn.execute(sa.select(outbox).where(outbox.c.id == notification_id)).first())
 
 
 class OutboxConflict(ValueError):
@@ -143,11 +165,23 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib would re-send a POST as a GET without its
+    body (and with the signature header) to wherever the receiver points; the 3xx is counted as a
+    failure instead, so a moved webhook shows up in the log and the outbox."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def post_json(url: str, body: bytes, headers: dict, timeout: float) -> int:
-    """POST and return the HTTP status (raises OSError on a network failure)."""
+    """POST and return the HTTP status (raises OSError on a network failure); redirects are not followed."""
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (admin-configured URL)
+        with _OPENER.open(request, timeout=timeout) as response:  # noqa: S310 (admin-configured URL)
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)

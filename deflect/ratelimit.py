@@ -65,5 +65,13 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
             return decision
 
+    def peek(self, key: str) -> Decision:
+        """What `hit` would decide for `key` now, taking nothing."""
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + max(0.0, now - at) * self.rate)
+            return Decision(True) if tokens >= 1.0 else Decision(False, (1.0 - tokens) / self.rate)
+
     def __len__(self) -> int:
         return len(self._buckets)

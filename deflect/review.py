@@ -109,6 +109,14 @@ def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]
         ])
 
 
+def _idea_answer(engine: sa.Engine, idea_id: str) -> dict:
+    """The idea as every other idea answer shows it: with its requesters' count and MRR."""
+    from .votes import with_requesters
+
+    with engine.connect() as conn:
+        return with_requesters(conn, get_idea(conn, idea_id))
+
+
 def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> int:
     """Each requester of the candidate becomes a vote (with their details) on the idea, once; not
     those who asked only questions the admin left out."""
@@ -118,19 +126,11 @@ def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> 
     known = {requester_key(p): p for p in idea_requesters(conn, target["id"])}  # a cheap first filter
     added = 0
     for person in candidate_requesters(conn, [search_id for search_id, _ in kept_members(conn, candidate_id)]):
-        if _nothing_new(known.get(requester_key(person)), person):
-            continue  # add_vote would fold a known person in (highest MRR, an email): only when it changes something
+        if requester_key(person) in known:
+            continue  # on record: what a question says of its asker (public input) changes nothing there
         requester = {k: person.get(k) for k in ("customer_id", "email", "mrr")}
         added += add_vote(conn, idea_id, requester, person.get("search_id"))[1]
     return added
-
-
-def _nothing_new(known: dict | None, person: dict) -> bool:
-    """True when the idea already has this requester with at least this MRR and an email if they gave one."""
-    if known is None:
-        return False
-    higher_mrr = person.get("mrr") is not None and (known.get("mrr") is None or person["mrr"] > known["mrr"])
-    return not higher_mrr and not (person.get("email") and not known.get("email"))
 
 
 def sync_requesters(engine: sa.Engine) -> int:
@@ -184,7 +184,7 @@ def promote(
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="promoted", idea_id=idea["id"], reviewed_at=now, updated_at=now
         ))
-    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea["id"]), "requesters_added": added,
+    return {"candidate": get_candidate(engine, candidate_id), "idea": _idea_answer(engine, idea["id"]), "requesters_added": added,
             "aliases_added": taught}
 
 
@@ -216,7 +216,7 @@ def merge(engine: sa.Engine, candidate_id: str, idea_id, exclude: Collection[str
         conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
             status="merged", idea_id=idea_id, reviewed_at=now, updated_at=now
         ))
-    return {"candidate": get_candidate(engine, candidate_id), "idea": get_idea(engine, idea_id), "requesters_added": added,
+    return {"candidate": get_candidate(engine, candidate_id), "idea": _idea_answer(engine, idea_id), "requesters_added": added,
             "aliases_added": taught}
 
 

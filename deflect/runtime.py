@@ -371,8 +371,11 @@ class Runtime:
             return None
         body = index.bodies.get(article_id, "")
         targets = _once_per_version(index, "link_targets", lambda: LinkTargets(index.articles, self.settings.kb_dir))
+        from .passages import without_hidden_html
+
         return {k: meta[k] for k in ("id", "title", "url", "locale", "tags")} | {
-            "markdown": body,
+            # Public, as the page is: without what the page never shows (a writer's <!-- notes -->).
+            "markdown": without_hidden_html(body),
             "html": render_html(body, targets.rewriter(meta.get("path", "")), self.settings.article_raw_html),
         }
 

@@ -143,7 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "alias_limit_per_client",
         200,
-        "Most alias confirmations one client address may add per hour, whatever sessions it names, so "
+        "Most alias confirmations one client address (an IPv6 one: its /64) may add per hour, whatever sessions it names, so "
         "a script cannot get past alias_limit_per_session with a new session per search; the rest are "
         "ignored (0 = no per-address limit). Behind a proxy, set trusted_proxies, or every visitor is "
         "the proxy's one address.",
@@ -207,7 +207,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "rate_limit_per_client",
         1200,
-        "Requests per minute one client address may make to the public API (suggest, events, articles, ideas "
+        "Requests per minute one client address (an IPv6 one: its /64) may make to the public API (suggest, events, articles, ideas "
         "and votes): a burst of that many, refilled evenly; 0 = off. High because an office or a mobile "
         "carrier puts many people behind one address, each typing a search every few hundred ms (ten people "
         "typing at once for half a minute fit); past it, 429 with Retry-After. Counted per server process.",
@@ -220,6 +220,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute one widget session (the session field of /api/suggest and /api/events) may make; "
         "0 = off. One person typing fast sends a search every ~250 ms for well under a minute per question, "
         "so 120 never stops a person but stops a script reusing one session. Counted per server process.",
+        int,
+        check=at_least(0),
+    ),
+    Setting(
+        "wrong_token_limit_per_client",
+        30,
+        "Wrong admin tokens one client address (an IPv6 one: its /64) may send per minute: a burst of that "
+        "many, refilled evenly; past it, 429 with Retry-After without the token being compared, the right "
+        "one included, so a script cannot try thousands a second. A missing token is not counted; 0 = off. "
+        "Counted per server process.",
         int,
         check=at_least(0),
     ),
@@ -275,6 +285,7 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     rate_limit_per_client: int = 1200
     rate_limit_per_session: int = 120
+    wrong_token_limit_per_client: int = 30
     trusted_proxies: str = ""
 
     def with_overrides(self, **overrides: Any) -> Settings:

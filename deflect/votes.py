@@ -27,7 +27,7 @@ def _same_requester(requester: dict) -> sa.ColumnElement | None:
 
 
 def _fold_into(conn: sa.Connection, vote_id: int, requester: dict) -> None:
-    """A repeated vote updates what is known about its requester: highest MRR, an email if none yet."""
+    """What a trusted source says of a requester on record: highest MRR, an email if none yet."""
     row = conn.execute(sa.select(idea_votes.c.email, idea_votes.c.mrr).where(idea_votes.c.id == vote_id)).one()
     values = {}
     mrr = requester.get("mrr")
@@ -40,13 +40,21 @@ def _fold_into(conn: sa.Connection, vote_id: int, requester: dict) -> None:
 
 
 def add_vote(
-    conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None
+    conn: sa.Connection,
+    idea_id: str,
+    requester: dict | None = None,
+    search_id: str | None = None,
+    update_known: bool = False,
 ) -> tuple[str, bool]:
     """Count one vote on the idea (a merged idea's votes go to its target); returns (target, counted).
 
     One vote per requester per idea: when the same person (the same customer id, or, where
     either has none, the same email in any case) has voted there already, nothing is counted
-    again; their record keeps the highest MRR given. Anonymous votes always count.
+    again. Their record changes only when `update_known` (an import, a vote sent with the admin
+    token): to the highest MRR given, and an email if it had none. From anyone else a repeat
+    changes nothing, as a public caller could otherwise read a customer's MRR from the idea's
+    total (by claiming a higher one for them), or redirect their notifications to an email of
+    its own. Anonymous votes always count.
     """
     idea = resolve_idea(conn, idea_id) or get_idea(conn, idea_id)
     target = idea["id"] if idea else idea_id
@@ -60,7 +68,8 @@ def add_vote(
             sa.select(idea_votes.c.id).where(idea_votes.c.idea_id == target, same).order_by(idea_votes.c.id).limit(1)
         ).scalar()
         if earlier is not None:
-            _fold_into(conn, earlier, requester)
+            if update_known:
+                _fold_into(conn, earlier, requester)
             return target, False
     now = time.time()
     conn.execute(
@@ -154,7 +163,13 @@ def move_votes(conn: sa.Connection, source_id: str, target_id: str) -> int:
     return twice
 
 
-def vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, search_id: str | None = None) -> dict:
+def vote(
+    conn: sa.Connection,
+    idea_id: str,
+    requester: dict | None = None,
+    search_id: str | None = None,
+    update_known: bool = False,
+) -> dict:
     """One vote (with optional requester) on an open idea; a merged idea's vote goes to its target.
 
     Voting is closed (IdeaConflict) on a shipped or declined idea, and on a merged one whose
@@ -168,5 +183,5 @@ def vote(conn: sa.Connection, idea_id: str, requester: dict | None = None, searc
     if target["status"] in CLOSED_STATUSES:
         where = "" if target["id"] == idea_id else f" (merged into {show_id(target['id'])})"
         raise IdeaConflict("id", f"idea {show_id(idea_id)}{where} is {target['status']}; voting is closed")
-    target_id, counted = add_vote(conn, idea_id, requester, search_id)
+    target_id, counted = add_vote(conn, idea_id, requester, search_id, update_known)
     return with_requesters(conn, get_idea(conn, target_id)) | {"counted": counted}

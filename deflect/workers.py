@@ -111,7 +111,9 @@ class Supervisor:
     def __init__(self, command: Callable[[int], Sequence[str]], count: int, sock: socket.socket):
         self.command, self.count, self.sock = command, count, sock
         self.workers: dict[int, Worker] = {}
+        self.retiring: list[subprocess.Popen] = []  # replaced by a reload, finishing their requests
         self.stopping = False
+        self.reload_asked = False
         self.quick_crashes = 0
 
     def start(self, number: int) -> Worker:
@@ -156,6 +158,7 @@ class Supervisor:
     def run(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Start every worker (the first alone: it builds or refreshes the index once), then keep them up."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._ask_reload)
         try:
             if not self.wait_ready(self.start(1)):
                 return
@@ -165,6 +168,9 @@ class Supervisor:
             on_ready()
             while not self.stopping:
                 self._restart_dead()
+                if self.reload_asked:
+                    self.reload_asked = False
+                    self.reload()
                 time.sleep(0.2)
         finally:
             self.stop_all()
@@ -186,13 +192,58 @@ class Supervisor:
             except WorkerError as exc:  # seen dead on the next round, and counted
                 log.warning("%s", exc)
 
+    def reload(self) -> None:
+        """Replace every worker, one at a time: the new one serves before the old one stops.
+
+        A new worker runs the code installed now and reads deflect.toml again (environment
+        variables and --options stay as the server was started with). The old one finishes the
+        requests it is answering first (deflect.web.draining), so none is refused or cut. If a
+        new worker cannot start, the reload stops there and the workers still running go on.
+        """
+        log.info("reloading %d worker(s), one at a time", len(self.workers))
+        for number in sorted(self.workers):
+            old = self.workers[number]
+            self.retiring.append(old.process)
+            try:
+                ready = self.wait_ready(self.start(number))
+            except WorkerError as exc:
+                self._abandon(self.workers[number].process)
+                self.workers[number] = old
+                self.retiring.remove(old.process)
+                log.warning("reload stopped: %s; the workers running go on with what they run", exc)
+                return
+            if not ready:
+                return  # stopping: stop_all stops the new one and the old one
+            log.info("worker %d reloaded (pid %d, was %d)", number, self.workers[number].process.pid, old.process.pid)
+            self._retire(old.process)
+            self.retiring.remove(old.process)
+        log.info("reload done: %d worker(s) serving", len(self.workers))
+
+    def _retire(self, process: subprocess.Popen) -> None:
+        """SIGTERM: it stops accepting, finishes what it answers, then exits (SIGKILL after a while)."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        self._abandon(process, wait=STOP_TIMEOUT_SECONDS)
+
+    @staticmethod
+    def _abandon(process: subprocess.Popen, wait: float = 0.0) -> None:
+        try:
+            process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _ask_reload(self, _signum, _frame) -> None:
+        self.reload_asked = True
+
     def _stop(self, _signum, _frame) -> None:
         self.stopping = True
 
     def stop_all(self) -> None:
         """SIGTERM every worker (each writes its queued searches first), SIGKILL what is left after a while."""
         self.stopping = True
-        running = [w.process for w in self.workers.values() if w.process.poll() is None]
+        everyone = [w.process for w in self.workers.values()] + self.retiring
+        running = [process for process in everyone if process.poll() is None]
         for process in running:
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS

@@ -85,6 +85,7 @@ def _hermetic_settings(tmp: Path, **overrides):
         # unless a test configures them (tests/test_limits.py).
         "rate_limit_per_client": 0,
         "rate_limit_per_session": 0,
+        "wrong_token_limit_per_client": 0,
     }
     values.update(overrides)
     if "kb_dir" not in overrides and tmp.is_dir():

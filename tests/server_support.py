@@ -42,6 +42,7 @@ def server_env(root: Path, database_url: str, **settings: str) -> dict[str, str]
         "DEFLECT_WATCH_KB": "false",
         "DEFLECT_RATE_LIMIT_PER_CLIENT": "0",
         "DEFLECT_RATE_LIMIT_PER_SESSION": "0",
+        "DEFLECT_WRONG_TOKEN_LIMIT_PER_CLIENT": "0",
     }
     env |= {f"DEFLECT_{name.upper()}": str(value) for name, value in settings.items()}
     return env
@@ -65,7 +66,11 @@ class Server:
         )
 
     def log(self) -> str:
+        """The end of the server's log, for an assertion's message."""
         return self.log_path.read_text(errors="replace")[-3000:]
+
+    def whole_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 300) -> dict:
         deadline = time.time() + timeout

@@ -421,6 +421,7 @@ def test_wrong_content_type_is_a_415(live_server, headers):
 def test_wrong_method_on_suggest_is_a_405_json_error(live_server, method):
     r = requests.request(method, f"{live_server}/api/suggest", timeout=TIMEOUT)
     _assert_error(r, None, statuses=(405,))
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"POST", "OPTIONS"}  # which methods are
 
 
 def test_bad_input_does_not_break_the_next_request(live_server):
@@ -627,3 +628,18 @@ def test_admin_endpoints_refuse_when_no_token_is_configured(tmp_path, settings_f
                 _assert_error(r, "Authorization", statuses=(401,))
     finally:
         runtime.db.dispose()
+
+
+def test_an_articles_markdown_leaves_out_what_its_page_never_shows(served, tiny_kb):
+    """A writer's <!-- internal note --> is on no page, so not in the public API either; code that
+    shows a comment keeps it."""
+    (tiny_kb / "notes.md").write_text(
+        "---\ntitle: Exporting reports\n---\n# Exporting reports\n\n"
+        "<!-- internal: override code 4471 for VIP customers -->\n"
+        "Open **Reports** and choose *Export*.\n\n```html\n<!-- a comment in an example stays -->\n```\n"
+    )
+    base, _ = served()
+    article = requests.get(f"{base}/api/articles/notes", timeout=TIMEOUT).json()
+    assert "4471" not in article["markdown"] and "4471" not in article["html"]
+    assert "Open **Reports** and choose *Export*." in article["markdown"]
+    assert "<!-- a comment in an example stays -->" in article["markdown"]

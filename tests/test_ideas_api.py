@@ -120,13 +120,22 @@ def test_create_edit_and_vote_with_requesters(board):
     # Indexed at once: suggested alongside articles while open.
     assert ("idea", "calendar-sync") in suggested_ids(base, "sync my tasks to google calendar")
     counted = []
-    for who in ({"customer_id": "acme", "email": "ops@acme.example", "mrr": 500},
-                {"customer_id": "acme", "mrr": 650},  # the same customer again: one vote, one requester, highest MRR
+    for who in ({"customer_id": "acme", "mrr": 500},
+                {"customer_id": "acme", "email": "thief@evil.example", "mrr": 9000},  # the same customer: not counted, not believed
                 {"email": "solo@example.com", "mrr": 20}):
         r = requests.post(f"{base}/api/ideas/calendar-sync/vote", json={"requester": who}, timeout=TIMEOUT)
         assert r.status_code == 200
         counted.append(r.json()["counted"])
-    assert counted == [True, False, True]
+    assert counted == [True, False, True] and r.json()["mrr"] == 520.0
+    # From your own server, with the admin token, a repeat vote is news about the requester;
+    # a wrong token is refused rather than taken as a public vote.
+    acme = {"requester": {"customer_id": "acme", "email": "ops@acme.example", "mrr": 650}}
+    wrong = requests.post(f"{base}/api/ideas/calendar-sync/vote", json=acme, headers={"Authorization": "Bearer nope"}, timeout=TIMEOUT)
+    assert wrong.status_code == 401 and wrong.json()["error"]["field"] == "Authorization"
+    trusted = requests.post(f"{base}/api/ideas/calendar-sync/vote", json=acme, headers=AUTH, timeout=TIMEOUT)
+    assert trusted.status_code == 200 and trusted.json()["counted"] is False and trusted.json()["mrr"] == 670.0
+    people = requests.get(f"{base}/api/ideas/calendar-sync/requesters", headers=AUTH, timeout=TIMEOUT).json()["requesters"]
+    assert {"customer_id": "acme", "email": "ops@acme.example", "mrr": 650.0} in people
     # Not JSON (what a form or a "simple" cross-site fetch sends): refused, counts nothing.
     for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
         refused = requests.post(f"{base}/api/ideas/calendar-sync/vote", headers=headers, timeout=TIMEOUT)
@@ -207,6 +216,11 @@ def test_merging_moves_votes_and_requesters(board):
         ("post", "/api/ideas", {"title": "x", "colour": "red"}, 400, "colour"),
         ("post", "/api/ideas", {"id": "timeline", "title": "Again"}, 409, "id"),
         ("post", "/api/ideas", {"id": "", "title": "An empty id is no id"}, 400, "id"),
+        # A false or empty value of the wrong type is a mistake, not "the default" (null is).
+        ("post", "/api/ideas", {"title": "x", "votes": {}}, 400, "votes"),
+        ("post", "/api/ideas", {"title": "x", "votes": False}, 400, "votes"),
+        ("post", "/api/ideas", {"title": "x", "description": False}, 400, "description"),
+        ("post", "/api/ideas", {"title": "x", "status": ""}, 400, "status"),
         # Actions without fields name one they were given rather than run as if it were honoured.
         ("post", "/api/clusters/rebuild", {"x": 1}, 400, "x"),
         ("post", "/api/reindex", {"full": True}, 400, "full"),
@@ -376,6 +390,7 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
     deadline = time.time() + 30  # the worker records the delivery just after the receiver answered
     while True:
         outbox = requests.get(f"{base}/api/outbox", headers=AUTH, timeout=TIMEOUT).json()
+        assert "notifications" in outbox, outbox
         delivered = [n for n in outbox["notifications"] if n["kind"] == "idea_shipped"]
         if all(n["status"] == "delivered" for n in delivered) or time.time() > deadline:
             break

@@ -7,11 +7,14 @@ import csv
 import io
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 import sqlalchemy as sa
 from click.testing import CliRunner
-from conftest import DATA, TINY_KB, read_jsonl, write_kb
+from conftest import ADMIN_TOKEN, DATA, TINY_KB, read_jsonl, write_kb
 from test_ideas_api import Receiver
 
 from deflect import db, outbox
@@ -476,3 +479,78 @@ def test_the_dashboard_shows_a_gap_an_article_has_answered_since(tiny_board, bro
             assert gone.locator("a").count() == 0  # no link to a page that is not there
     finally:
         context.close()
+
+
+def test_a_mailer_of_your_own_polls_the_outbox_and_marks_what_it_sent(served):
+    """Without a webhook: read pending notifications page by page (oldest first, after the last id
+    seen), send them yourself, mark each delivered; deflect then never sends them."""
+    base, runtime = served(admin_token=ADMIN_TOKEN)
+    _queue(runtime.db, 5)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def page(**params) -> requests.Response:
+        return requests.get(f"{base}/api/outbox", params=params, headers=auth, timeout=60)
+
+    sent, last = [], 0
+    while True:
+        found = page(status="pending", after_id=last, limit=2)
+        assert found.status_code == 200, found.text
+        batch = found.json()["notifications"]
+        if not batch:
+            break
+        assert [n["id"] for n in batch] == sorted(n["id"] for n in batch) and batch[0]["id"] > last
+        for n in batch:
+            marked = requests.post(f"{base}/api/outbox/{n['id']}/delivered", headers=auth, json={}, timeout=60)
+            assert marked.status_code == 200 and marked.json()["status"] == "delivered", marked.text
+            sent.append(n["email"])
+        last = batch[-1]["id"]
+    assert sent == [f"u{i}@example.com" for i in range(5)]
+    again = requests.post(f"{base}/api/outbox/{last}/delivered", headers=auth, timeout=60)
+    assert again.status_code == 200 and again.json()["delivered_at"] == _rows(runtime.db)[-1]["delivered_at"]  # unchanged
+    listed = page()
+    assert listed.json()["counts"] == {"pending": 0, "delivered": 5, "failed": 0}
+    assert [n["id"] for n in listed.json()["notifications"]] == sorted((r["id"] for r in _rows(runtime.db)), reverse=True)
+    for params, field in (({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"after_id": "-1"}, "after_id"),
+                          ({"after_id": "x"}, "after_id")):
+        refused = page(**params)
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == field, params
+    missing = requests.post(f"{base}/api/outbox/999999/delivered", headers=auth, timeout=60)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "id"
+    assert requests.post(f"{base}/api/outbox/1/delivered", timeout=60).status_code == 401
+
+
+def test_a_redirecting_webhook_is_a_failure_not_followed(store):
+    """urllib would re-send the POST as a bodiless GET (signature included) wherever the receiver
+    points; deflect records the 3xx instead."""
+    followed = Receiver(fail_first=0)
+    got_get = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302)
+            self.send_header("Location", followed.url)
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            got_get.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=redirecting.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(webhook_url=f"http://127.0.0.1:{redirecting.server_port}/hook", webhook_secret="k",
+                            webhook_backoff_seconds=30.0)
+        _queue(store, 1)
+        assert outbox.deliver_due(store, settings) == {"delivered": 0, "retrying": 1, "failed": 0}
+        (row,) = _rows(store)
+        assert row["status"] == "pending" and row["last_error"] == "HTTP 302" and row["last_status_code"] == 302
+        assert followed.received == [] and got_get == []
+    finally:
+        redirecting.shutdown()
+        redirecting.server_close()
+        followed.close()

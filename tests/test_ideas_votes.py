@@ -17,9 +17,9 @@ def _ideas(store, *specs: dict) -> None:
             create_idea(conn, spec)
 
 
-def _vote(store, idea_id: str, requester: dict | None = None) -> dict:
+def _vote(store, idea_id: str, requester: dict | None = None, update_known: bool = False) -> dict:
     with db.writing(store) as conn:
-        return vote(conn, idea_id, requester)
+        return vote(conn, idea_id, requester, update_known=update_known)
 
 
 def _requesters(store, idea_id: str) -> list[dict]:
@@ -36,13 +36,20 @@ def test_one_vote_per_requester_emails_in_any_case(store):
     assert get_idea(store, "dark-mode")["votes"] == 1 and len(_requesters(store, "dark-mode")) == 1
 
 
-def test_a_customer_votes_once_and_keeps_the_highest_mrr(store):
+def test_a_customer_votes_once_and_a_public_repeat_changes_nothing_about_them(store):
     _ideas(store, {"id": "sso", "title": "SSO"})
-    _vote(store, "sso", {"customer_id": "acme", "email": "ops@acme.test", "mrr": 500.0})
-    again = _vote(store, "sso", {"customer_id": "acme", "mrr": 650.0})
-    assert again["counted"] is False and again["votes"] == 1 and again["mrr"] == 650.0
-    lower = _vote(store, "sso", {"customer_id": "acme", "mrr": 10.0})
-    assert lower["counted"] is False and lower["mrr"] == 650.0
+    _vote(store, "sso", {"customer_id": "acme", "mrr": 500.0})
+    # Anyone may vote: a higher MRR claimed for acme would show its MRR in the total's change
+    # (and an email added would take its "shipped" notice), so a public repeat is only counted out.
+    again = _vote(store, "sso", {"customer_id": "acme", "email": "attacker@evil.test", "mrr": 1_000_000.0})
+    assert again["counted"] is False and again["votes"] == 1 and again["mrr"] == 500.0
+    assert _requesters(store, "sso") == [{"customer_id": "acme", "email": None, "mrr": 500.0}]
+    # Sent with the admin token (update_known), the same repeat is news: the higher MRR, a missing email.
+    trusted = _vote(store, "sso", {"customer_id": "acme", "email": "ops@acme.test", "mrr": 650.0}, update_known=True)
+    assert trusted["counted"] is False and trusted["mrr"] == 650.0
+    lower = _vote(store, "sso", {"customer_id": "acme", "email": "other@acme.test", "mrr": 10.0}, update_known=True)
+    assert lower["counted"] is False and lower["mrr"] == 650.0  # the highest stays, and the first email
+    assert _requesters(store, "sso") == [{"customer_id": "acme", "email": "ops@acme.test", "mrr": 650.0}]
     # The same person without their customer id (the same email) is still the same person.
     assert _vote(store, "sso", {"email": "OPS@acme.test"})["counted"] is False
     # Someone else, and anonymous votes, count.

@@ -164,3 +164,57 @@ def test_zero_turns_both_limits_off(sample_runtime):
     with limited_server(sample_runtime, rate_limit_per_client=0, rate_limit_per_session=0) as base:
         statuses = {bad_event(base, session="same").status_code for _ in range(300)}
         assert statuses == {400}
+
+
+def test_an_ipv6_client_is_its_64_for_the_limits():
+    from deflect.web.limits import client_group
+
+    assert client_group("2001:db8:1:2:aaaa::1") == client_group("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:3::1") != client_group("2001:db8:1:2::1")
+    assert client_group("::ffff:198.51.100.7") == "198.51.100.7"  # an IPv4 client on a dual-stack socket
+    assert client_group("198.51.100.7") == "198.51.100.7" and client_group("unknown") == "unknown"
+
+
+def test_ipv6_addresses_of_one_64_share_a_limit(sample_runtime):
+    with limited_server(sample_runtime, rate_limit_per_client=20, rate_limit_per_session=0,
+                        trusted_proxies="127.0.0.1") as base:
+        counter = iter(range(1, 10**6))
+        _, refused = until_refused(lambda: bad_event(base, headers={"X-Forwarded-For": f"2001:db8:7:7::{next(counter):x}"}))
+        assert_rate_limited(refused, "client")
+        assert bad_event(base, headers={"X-Forwarded-For": "2001:db8:7:8::1"}).status_code == 400  # another /64
+
+
+def test_wrong_admin_tokens_are_limited_per_client_and_never_logged(sample_runtime, caplog):
+    with limited_server(sample_runtime, trusted_proxies="127.0.0.1", wrong_token_limit_per_client=30) as base:
+        guesser = {"X-Forwarded-For": "198.51.100.9"}
+
+        def guess(token: str, path: str = "/api/metrics", who: dict = guesser) -> requests.Response:
+            return requests.get(base + path, headers=who | {"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+
+        with caplog.at_level("WARNING", logger="deflect"):
+            # The path is escaped in the log: a request cannot write a log line of its own.
+            forged = "/api/clusters/x%0a2026-11-24 23:59:59 INFO deflect.admin: admin signed in"
+            assert guess("x", forged, {"X-Forwarded-For": "198.51.100.11"}).status_code == 401
+            answers = [guess(f"guess-{n}").status_code for n in range(30)]
+            assert answers == [401] * 30
+            refused = guess(ADMIN_TOKEN)  # past the limit the token is not even compared, the right one neither
+            assert_rate_limited(refused, "Authorization")
+        said = [r.getMessage() for r in caplog.records if "admin token" in r.getMessage()]
+        assert len(said) == 2 and not any("guess-" in line for line in said), said  # once a minute per address
+        assert "/api/clusters/x\\x0a2026-11-24 23:59:59 INFO" in said[0] and "\n" not in said[0], said
+        assert "198.51.100.9" in said[1]
+        # Another address is not held up, and a missing token is not a guess.
+        other = requests.get(base + "/api/metrics", headers={"X-Forwarded-For": "198.51.100.10"} | ADMIN, timeout=TIMEOUT)
+        assert other.status_code == 200
+        missing = requests.get(base + "/api/metrics", headers=guesser, timeout=TIMEOUT)
+        assert missing.status_code == 401
+
+
+def test_a_non_ascii_admin_token_works_as_curl_sends_it(sample_runtime):
+    token = "tökén-한국어-0123456789abcdef"
+    with limited_server(sample_runtime, admin_token=token) as base:
+        raw = f"Bearer {token}".encode()  # UTF-8 on the wire, as curl and browsers' fetch send it
+        r = requests.get(base + "/api/metrics", headers={"Authorization": raw}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        wrong = requests.get(base + "/api/metrics", headers={"Authorization": "Bearer tökén".encode()}, timeout=TIMEOUT)
+        assert wrong.status_code == 401

@@ -7,6 +7,8 @@ import re
 import signal
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -65,13 +67,13 @@ def workers_server(tmp_path, database_url):
     server = Server(server_env(tmp_path, database_url), tmp_path / "serve.log", args=("--workers", "2", "--access-log"))
     try:
         server.wait_healthy()
-        assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
-        assert "admin_token is not set" not in server.log()
+        assert wait_for(lambda: "2 workers serving on" in server.whole_log(), timeout=300), server.log()
+        assert "admin_token is not set" not in server.whole_log()
         from deflect.errors import mask_url
 
         # Where what it records goes, said once (a mistyped DEFLECT_DATABASE_URL is seen here).
         said = f"deflect: database {mask_url(database_url)}, index {tmp_path / 'index'}"
-        assert wait_for(lambda: said in server.log(), timeout=30) and server.log().count(said) == 1, server.log()
+        assert wait_for(lambda: said in server.whole_log(), timeout=30) and server.whole_log().count(said) == 1, server.log()
         yield server
     finally:
         server.stop()
@@ -89,12 +91,12 @@ def test_two_workers_share_the_port_the_database_and_survive_a_killed_worker(wor
 
     def access_lines() -> list[re.Match]:
         pattern = r'\[(\d+)\] INFO deflect\.access: 127\.0\.0\.1 "(\S+) (\S+)" (\d+) (\d+) B [\d.]+ ms$'
-        return [m for line in server.log().splitlines() if (m := re.search(pattern, line))]
+        return [m for line in server.whole_log().splitlines() if (m := re.search(pattern, line))]
 
     assert wait_for(lambda: len([m for m in access_lines() if m[3] == "/api/suggest"]) == 12, timeout=30), server.log()
     assert {int(m[1]) for m in access_lines()} <= set(workers)
     assert [m[4] for m in access_lines() if m[3] == "/admin"] == ["200"]
-    assert "kept-out-of-the-log" not in server.log()
+    assert "kept-out-of-the-log" not in server.whole_log()
     event = requests.post(f"{server.base}/api/events", json={"search_id": answers[0]["search_id"], "type": "ticket_created"}, timeout=60)
     assert event.status_code == 202, event.text  # a search logged by one worker is known to the one that gets the event
 
@@ -111,9 +113,53 @@ def test_two_workers_share_the_port_the_database_and_survive_a_killed_worker(wor
         return now if len(now) == 2 and killed not in now else None
 
     assert wait_for(replaced, timeout=300), server.log()
-    assert wait_for(lambda: "exited with code -9; starting another" in server.log(), timeout=60), server.log()
+    assert wait_for(lambda: "exited with code -9; starting another" in server.whole_log(), timeout=60), server.log()
     suggest_on_new_connections(server.base, 6, "after")
     assert wait_for(lambda: searches() == 24, timeout=30), searches()  # nothing lost, whichever worker logged it
+
+
+def test_sighup_replaces_every_worker_without_refusing_or_cutting_a_request(workers_server):
+    """A reload (new code, deflect.toml read again) under load: one worker at a time, the old one
+    finishing what it answers and telling kept-alive clients to reconnect, so no request fails."""
+    server = workers_server
+    before = children(server.process.pid)
+    assert len(before) == 2
+    stop_at = time.monotonic() + 240
+    done = threading.Event()
+    answered, failures = [0], []
+
+    def type_searches(keep_alive: bool) -> None:
+        session = requests.Session() if keep_alive else requests
+        while not done.is_set() and time.monotonic() < stop_at:
+            try:
+                response = session.post(f"{server.base}/api/suggest", json={"query": "I forgot my password"}, timeout=60)
+                if response.status_code == 200:
+                    answered[0] += 1
+                else:
+                    failures.append(f"{response.status_code} {response.text[:100]}")
+            except requests.RequestException as exc:
+                failures.append(repr(exc)[:200])
+            time.sleep(0.02)
+
+    clients = [threading.Thread(target=type_searches, args=(n % 2 == 0,)) for n in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        assert wait_for(lambda: answered[0] >= 20, timeout=60)
+        os.kill(server.process.pid, signal.SIGHUP)
+        assert wait_for(lambda: "reload done: 2 worker(s) serving" in server.whole_log(), timeout=200), server.log()
+        during = answered[0]
+        assert wait_for(lambda: answered[0] >= during + 20, timeout=60)  # the new workers answer
+    finally:
+        done.set()
+        for client in clients:
+            client.join(timeout=120)
+    after = children(server.process.pid)
+    assert len(after) == 2 and not after & before, (before, after)
+    assert not any(map(is_running, before))
+    assert failures == [], failures[:5]
+    assert "worker 1 reloaded" in server.whole_log() and "worker 2 reloaded" in server.whole_log()
+    assert "Traceback" not in server.whole_log()
 
 
 def test_stopping_the_server_stops_every_worker_and_frees_the_port(workers_server):
@@ -124,7 +170,7 @@ def test_stopping_the_server_stops_every_worker_and_frees_the_port(workers_serve
     assert server.process.wait(timeout=120) == 0, server.log()
     assert not any(map(is_running, workers))
     assert port_is_free(server.port)
-    assert "Traceback" not in server.log()
+    assert "Traceback" not in server.whole_log()
 
 
 def test_workers_stop_when_their_supervisor_is_killed(workers_server):
@@ -140,8 +186,8 @@ def test_workers_stop_when_their_supervisor_is_killed(workers_server):
         for pid in filter(is_running, workers):
             os.kill(pid, signal.SIGKILL)
     assert port_is_free(server.port)
-    assert server.log().count("the supervisor (pid ") == 2, server.log()
-    assert "Traceback" not in server.log()
+    assert server.whole_log().count("the supervisor (pid ") == 2, server.log()
+    assert "Traceback" not in server.whole_log()
     assert answers[0]["results"][0]["id"] == "account/reset-password"
 
 
@@ -152,9 +198,9 @@ def test_a_server_without_an_admin_token_says_so_once(tmp_path):
     server = Server(env, tmp_path / "serve.log", args=("--workers", "2"))
     try:
         server.wait_healthy()
-        assert wait_for(lambda: "2 workers serving on" in server.log(), timeout=300), server.log()
-        assert wait_for(lambda: "admin_token is not set" in server.log(), timeout=30), server.log()
-        assert server.log().count("admin_token is not set") == 1
+        assert wait_for(lambda: "2 workers serving on" in server.whole_log(), timeout=300), server.log()
+        assert wait_for(lambda: "admin_token is not set" in server.whole_log(), timeout=30), server.log()
+        assert server.whole_log().count("admin_token is not set") == 1
         refused = requests.get(f"{server.base}/api/metrics", timeout=30)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "admin_disabled"
     finally:

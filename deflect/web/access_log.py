@@ -34,15 +34,11 @@ def install_access_log(app: Flask) -> None:
 
 def access_line(response: Response) -> str:
     """`127.0.0.1 "POST /api/suggest" 200 412 B 8.4 ms` for the current request."""
+    from .errors import loggable
     from .limits import request_client
 
     started = g.get("deflect_request_started")
     took = f"{(time.perf_counter() - started) * 1000:.1f} ms" if started is not None else "- ms"
     size = response.calculate_content_length()
     size_text = f"{size} B" if size is not None else "- B"  # streamed: unknown until sent
-    return f'{request_client()} "{request.method} {_printable(request.path)}" {response.status_code} {size_text} {took}'
-
-
-def _printable(path: str) -> str:
-    """The path with quotes and control characters escaped, so one request is one parseable line."""
-    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02x}" for c in path)
+    return f'{request_client()} "{request.method} {loggable(request.path)}" {response.status_code} {size_text} {took}'

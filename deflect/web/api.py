@@ -8,8 +8,8 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from ..gaps import DEFAULT_GAPS, MAX_GAPS
-from .errors import ApiError, not_found
-from .limits import request_client
+from .errors import ApiError, loggable, not_found
+from .limits import request_client, request_client_group
 from .validation import (
     MAX_ID,
     count_param,
@@ -33,13 +33,22 @@ def require_admin() -> None:
     if not token:
         raise ApiError(401, "admin_disabled", "admin endpoints are disabled until DEFLECT_ADMIN_TOKEN is set", "Authorization")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip()
+    client, group = request_client(), request_client_group()
+    guesses = current_app.extensions["deflect_token_guesses"]  # None: wrong_token_limit_per_client = 0
+    waiting = guesses.peek(group) if guesses is not None and given else None
+    if waiting is not None and not waiting.allowed:  # not even compared: a script guessing tokens learns nothing more
+        raise ApiError(429, "rate_limited", f"too many wrong admin tokens from this address; retry after "
+                       f"{waiting.retry_after_seconds} s", "Authorization", retry_after=waiting.retry_after_seconds)  # fmt: skip
     # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is as good as "Bearer x".
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        client = request_client()
+    # WSGI hands headers over as Latin-1: their bytes again, compared with the token's UTF-8 ones.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode("latin-1", "replace"), token.encode()):
+        if given and guesses is not None:
+            guesses.hit(group)
         # A trail of who tried, never the token tried: one line per client address a minute.
         if current_app.extensions["deflect_refusal_log"].hit(client).allowed:
             log.warning("admin token %s for %s %s from %s (said once a minute per address)",
-                        "wrong" if given.strip() else "missing", request.method, request.path, client)
+                        "wrong" if given else "missing", request.method, loggable(request.path), client)
         raise ApiError(401, "unauthorized", "missing or wrong admin token (Authorization: Bearer ...)", "Authorization")
 
 
@@ -60,7 +69,7 @@ def post_event():
 
     params = event_request(json_body(request))
     try:
-        stored = runtime().record_event(**params, client=request_client())
+        stored = runtime().record_event(**params, client=request_client_group())
     except EventError as exc:
         raise ApiError(exc.status, exc.code, str(exc), exc.field) from None
     return jsonify(stored), 202

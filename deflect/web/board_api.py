@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from .api import require_admin, runtime
 from .errors import ApiError, not_found
-from .validation import MAX_ID, json_body, only_known_fields, optional_body, requester_fields
+from .validation import MAX_ID, count_param, json_body, only_known_fields, optional_body, requester_fields
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,12 @@ def vote_idea(idea_id: str):
     requester = requester_fields(data.get("requester"))
     if requester is not None and not any(requester.values()):
         requester = None
-    return jsonify(_idea_call(board().vote, idea_id, requester))
+    # With the admin token (a vote from your own server) a repeat vote may update what is known
+    # of the requester; a wrong token is refused rather than quietly taken as a public vote.
+    trusted = "Authorization" in request.headers
+    if trusted:
+        require_admin()
+    return jsonify(_idea_call(board().vote, idea_id, requester, trusted))
 
 
 # --- outbox ----------------------------------------------------------------------------------
@@ -183,8 +188,26 @@ def list_outbox():
     status = request.args.get("status") or None
     if status is not None and status not in OUTBOX_STATUSES:
         raise ApiError(400, "invalid_field", f"status must be one of {', '.join(OUTBOX_STATUSES)}", "status")
+    limit = count_param(request.args, "limit", 200, 1000)
+    after_id = _after_id(request.args.get("after_id"))
     settings = current_app.extensions["deflect_settings"]
-    return jsonify(load(runtime().db, status) | {"webhook_configured": bool(settings.webhook_url)})
+    found = load(runtime().db, status, limit=limit, after_id=after_id)
+    return jsonify(found | {"webhook_configured": bool(settings.webhook_url)})
+
+
+def _after_id(given: str | None) -> int | None:
+    if given is None or given == "":
+        return None
+    if not (given.isascii() and given.isdigit() and len(given) <= 12 and int(given) <= MAX_ID):
+        raise ApiError(400, "invalid_field", f"after_id must be a notification id (a whole number up to {MAX_ID})", "after_id")
+    return int(given)
+
+
+def _notification_id(notification_id: str) -> int:
+    digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
+    if not digits or int(notification_id) > MAX_ID:
+        raise not_found("notification", notification_id)
+    return int(notification_id)
 
 
 @board_api.post("/api/outbox/<notification_id>/retry")
@@ -193,16 +216,25 @@ def retry_notification(notification_id: str):
 
     require_admin()
     optional_body(request)
-    missing = not_found("notification", notification_id)
-    digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
-    if not digits or int(notification_id) > MAX_ID:
-        raise missing
     try:
-        row = retry(runtime().db, int(notification_id))
+        row = retry(runtime().db, _notification_id(notification_id))
     except OutboxConflict as exc:
         raise ApiError(409, "conflict", str(exc), "id") from None
     if row is None:
-        raise missing
+        raise not_found("notification", notification_id)
+    return jsonify(row)
+
+
+@board_api.post("/api/outbox/<notification_id>/delivered")
+def notification_delivered(notification_id: str):
+    """For a mailer of your own that reads the outbox instead of receiving the webhook."""
+    from ..outbox import mark_delivered
+
+    require_admin()
+    optional_body(request)
+    row = mark_delivered(runtime().db, _notification_id(notification_id))
+    if row is None:
+        raise not_found("notification", notification_id)
     return jsonify(row)
 
 

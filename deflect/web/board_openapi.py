@@ -30,7 +30,7 @@ def _id(name: str = "id") -> list[dict]:
 def _admin(summary: str, ok: dict, *errors: str, body: dict | None = None, params: list | None = None) -> dict:
     op = {"summary": summary, "security": _ADMIN, "responses": {"200": ok, **{c: _E[c] for c in ("401", *errors)}}}
     if body is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {"required": bool(body.get("required")), "content": {"application/json": {"schema": body}}}
     if params:
         op["parameters"] = params
     return op
@@ -86,11 +86,15 @@ BOARD_PATHS = {
             "summary": "Edit an idea (admin): title, description, status; merged_into moves votes and requesters. "
                        "Becoming shipped notifies every requester through the outbox.",
             "security": _ADMIN, "parameters": _id(),
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
-                "title": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": "\\S"}, "description": {"type": "string"},
-                "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined", "merged"]},
-                "merged_into": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "the idea (+ notifications_queued)", **_ref("Idea")},
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "title": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": "\\S"},
+                    "description": {"type": "string"},
+                    "status": {"type": "string", "enum": ["open", "planned", "in_progress", "shipped", "declined", "merged"]},
+                    "merged_into": {"type": "string", "nullable": True}}}}}},
+            "responses": {"200": {"description": "the idea (+ notifications_queued: requesters told of shipping)", "content": {
+                "application/json": {"schema": {"allOf": [{"$ref": "#/components/schemas/Idea"}, {
+                    "type": "object", "properties": {"notifications_queued": {"type": "integer", "minimum": 0}}}]}}}},
                           **{c: _E[c] for c in ("400", "401", "404", "409", "415")} | {"409": _TITLE_409}},
         },
     },
@@ -101,19 +105,34 @@ BOARD_PATHS = {
     "/api/ideas/{id}/vote": {"post": {
         "summary": "Vote for an idea, optionally as a requester (a merged idea's votes go to its target). "
                    "One vote per requester (customer_id, else email, case-insensitive): voting again counts "
-                   "nothing (counted: false). Voting is closed (409) on shipped and declined ideas.",
+                   "nothing (counted: false) and changes nothing about the requester, unless sent with the "
+                   "admin token (from your own server): then a higher MRR and a missing email are taken. "
+                   "Voting is closed (409) on shipped and declined ideas.",
+        "security": [{}, *_ADMIN],  # public; the admin token is optional (401 when given and wrong)
         "parameters": _id(),
         "requestBody": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
                 "requester": {"$ref": "#/components/schemas/Requester"}}}}}},
         "responses": {"200": {"description": "the idea voted for (+ counted)", **_ref("Idea")},
-                      **{c: _E[c] for c in ("400", "404", "409", "415")}},
+                      **{c: _E[c] for c in ("400", "401", "404", "409", "415")}},
     }},
     "/api/outbox": {"get": _admin(
-        "Notifications to requesters and their webhook delivery state",
+        "Notifications to requesters and their webhook delivery state: the most recent `limit`, or, with "
+        "`after_id`, the first `limit` after that id, oldest first (a mailer of your own polls with the last id "
+        "it saw, sends, then marks each delivered)",
         {"description": "counts and notifications", **_ref("Outbox")},
         "400", params=[{"name": "status", "in": "query", "required": False,
-                        "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}])},
+                        "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}},
+                       {"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}},
+                       {"name": "after_id", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 0}}])},
+    "/api/outbox/{id}/delivered": {"post": _admin(
+        "Mark a notification delivered by your own mailer: deflect will not send it (again marking one "
+        "delivered changes nothing)",
+        {"description": "the notification", **_ref("Notification")},
+        "400", "404", "415", body=_NO_FIELDS,
+        params=[{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
     "/api/outbox/{id}/retry": {"post": _admin(
         "Send a failed or pending notification again now with a fresh attempt budget",
         {"description": "the notification", **_ref("Notification")},
@@ -157,7 +176,12 @@ BOARD_SCHEMAS = {
         "queries": {"type": "array", "items": {"type": "object", "properties": {
             "search_id": {"type": "string"}, "text": {"type": "string"}, "joined": {"type": "boolean"},
             "excluded": {"type": "boolean", "description": "Left out by an admin when promoting or merging: "
-                         "not about the idea; its askers are not the idea's requesters."}}}},
+                         "not about the idea; its askers are not the idea's requesters."},
+            "answered_by_article": {"type": "string", "nullable": True, "description": "the article a helpful "
+                                    "event on this search named: no alias is learned from such a question"}}}},
+        "created_at": {"type": "number"}, "updated_at": {"type": "number"},
+        "dismissed_size": {"type": "integer", "description": "dismissed ones: their size when dismissed "
+                           "(they come back once grown by cluster_regrow_factor)"},
         "nearest": {"type": "object", "nullable": True, "properties": {
             "type": {"type": "string", "enum": ["article", "idea"]}, "id": {"type": "string"},
             "title": {"type": "string"}, "score": {"type": "number"}}},

@@ -19,13 +19,28 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 BODY_TOO_LARGE_MESSAGE = "request body is larger than 16 KB"
 
 
+def loggable(text: str) -> str:
+    """`text` from a request (a path, an Origin) with quotes, backslashes and control characters as
+    \\xNN: one request stays one log line, and nobody can write a line of their own into the log."""
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02x}" for c in text)
+
+
 class ApiError(Exception):
     """`details`: more keys of the error object, for a client to act on (a duplicate title's `idea_id`)."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: dict | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.details = details or {}
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
 def not_found(noun: str, item_id: str) -> ApiError:
@@ -78,6 +93,8 @@ def register_error_handlers(app: Flask) -> None:
         body, status = error_response(exc.status, exc.code, exc.message, exc.field, exc.details)
         if status == 401:  # tells HTTP clients which credentials to send (RFC 9110 section 11.6.1)
             body.headers["WWW-Authenticate"] = 'Bearer realm="deflect admin"'
+        if exc.retry_after is not None:
+            body.headers["Retry-After"] = str(exc.retry_after)
         return body, status
 
     @app.errorhandler(HTTPException)
@@ -88,7 +105,10 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 413:  # werkzeug's (a body over MAX_CONTENT_LENGTH), said as deflect's own check says it
             return error_response(413, PAYLOAD_TOO_LARGE, BODY_TOO_LARGE_MESSAGE, "body")
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description)
+        body, status = error_response(exc.code or 500, code, exc.description)
+        if "Allow" in (exc_headers := dict(exc.get_headers())):  # a 405 says which methods are (RFC 9110 15.5.6)
+            body.headers["Allow"] = exc_headers["Allow"]
+        return body, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -97,7 +117,7 @@ def register_error_handlers(app: Flask) -> None:
             # the client may retry (Retry-After), and a load balancer sees 503, not a crash.
             count = unavailable_log.due(f"{request.method} {request.url_rule.rule if request.url_rule else request.path}")
             if count is not None:
-                log.warning("%s %s: 503, database unavailable: %s%s", request.method, request.path, short_reason(exc),
+                log.warning("%s %s: 503, database unavailable: %s%s", request.method, loggable(request.path), short_reason(exc),
                             f" ({count} requests since the last line)" if count > 1 else "")
             if _is_page_path(request.path):  # a person's browser: a page that says so, not JSON
                 page = render_template("unavailable.html", nav="")

@@ -80,6 +80,24 @@ def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: 
     return client
 
 
+def client_group(address: str) -> str:
+    """Whom rate limits and alias confirmations count as one client: an IPv4 address, or an IPv6
+    /64. One subscriber's line or host gets a whole /64 and may send from any of its 2^64
+    addresses, so counting IPv6 addresses one by one would give a script as many "people" as it
+    likes (to confirm an alias from several addresses, say)."""
+    ip = _ip(address)
+    if ip is None or ip.version == 4:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
+def request_client_group() -> str:
+    """client_group of the current request's client."""
+    return client_group(request_client())
+
+
 def request_client(req: Request | None = None) -> str:
     """The client address of the current request, as the rate limits (and alias limits) see it."""
     from flask import current_app
@@ -116,6 +134,8 @@ def install_limits(app: Flask, settings: Settings) -> None:
     per_session = RateLimiter(settings.rate_limit_per_session) if settings.rate_limit_per_session > 0 else None
     app.extensions["deflect_limiters"] = {"client": per_client, "session": per_session}
     app.extensions["deflect_refusal_log"] = RateLimiter(1)  # refused admin tokens: logged once a minute per address
+    wrong_tokens = settings.wrong_token_limit_per_client
+    app.extensions["deflect_token_guesses"] = RateLimiter(wrong_tokens) if wrong_tokens > 0 else None
     if per_client is None and per_session is None:
         return
 
@@ -124,7 +144,7 @@ def install_limits(app: Flask, settings: Settings) -> None:
         if request.endpoint not in RATE_LIMITED or request.method == "OPTIONS":
             return None
         if per_client is not None:
-            decision = per_client.hit(request_client())
+            decision = per_client.hit(request_client_group())
             if not decision.allowed:
                 return _refuse("client", decision.retry_after_seconds, "client address")
         if per_session is not None:

@@ -169,7 +169,7 @@ OPENAPI = {
                                   "unchanged": {"type": "integer"}, "warnings": {"type": "array", "items": {"type": "string"}},
                                   "link_warnings": {"type": "array", "items": {"type": "string"},
                                                     "description": "links and images in articles that lead nowhere"},
-                                  "alias_warning": {"type": ["string", "null"],
+                                  "alias_warning": {"type": "string", "nullable": True,
                                                     "description": "learned aliases point at articles not in the KB"}}},
             "SuggestRequest": {
                 "type": "object",

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
+from .errors import loggable
+
 log = logging.getLogger(__name__)
 
 # Pages run only our own static scripts and styles; nothing inline, nothing from a CDN.
@@ -143,6 +145,6 @@ class RefusedOrigins:
             self._said.add(key)
         log.warning(
             "CORS: a page on %s called the API and was refused: it is not in cors_origins "
-            "(said once per origin); add it there if the widget is meant to work on it", key,
+            "(said once per origin); add it there if the widget is meant to work on it", loggable(key),
         )  # fmt: skip
 

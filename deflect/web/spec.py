@@ -2,8 +2,8 @@
 completed with what endpoints share, read from the app itself so it cannot drift from the code.
 
 From the URL map and the settings this adds: 401 on every admin operation, 429 (+ Retry-After)
-on every rate-limited one, 413/415 on every operation with a body, 400 on every operation with
-a parameter or body, 404 on every operation with a path parameter, 503 (+ Retry-After) on every
+on every rate-limited one, 413/415 on every operation with a body, 400 on every GET (a query
+parameter it does not take) and every operation with a parameter or body, 404 on every operation with a path parameter, 503 (+ Retry-After) on every
 one that needs the database, the configured query length, and the HTML pages. tests/test_access.py checks that every route of the URL map is described.
 """
 
@@ -133,8 +133,8 @@ def build_openapi(app: Flask, settings: Settings) -> dict:
                 needed.append("401")
             if "requestBody" in op:
                 needed += ["400", "413", "415"]
-            if any(p["in"] == "query" for p in params):
-                needed.append("400")
+            if (method == "get" and path.startswith("/api/")) or any(p["in"] == "query" for p in params):
+                needed.append("400")  # a query parameter an operation does not take is named in a 400
             if any(p["in"] == "path" for p in params):
                 needed.append("404")
             for code in needed:

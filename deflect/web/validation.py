@@ -103,7 +103,7 @@ QUERY_PARAMETERS = {
     "api.metrics": ("since", "until", "gaps"),
     "api.list_aliases": ("active",),
     "board_api.list_clusters": ("status",),
-    "board_api.list_outbox": ("status",),
+    "board_api.list_outbox": ("status", "limit", "after_id"),
 }
 
 
