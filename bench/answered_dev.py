@@ -66,7 +66,7 @@ def banking_fold(bench: Path, offset: int, scratch: Path) -> tuple[Path, list[di
 
 def line(name: str, report) -> str:
     return (
-        f"{name:22s} {report.answerable:5d} {report.unanswerable:5d} {report.hit_at_1:7.4f} {report.auroc:7.4f}"
+        f"{name:22s} {report.answerable:5d} {report.unanswerable:5d} {report.hit_at_1:7.4f} {report.auroc if report.auroc is not None else float('nan'):7.4f}"
         f" {report.answered_correct_rate:17.4f} {report.false_answer_rate:18.4f}"
     )
 

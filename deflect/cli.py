@@ -28,6 +28,7 @@ LOG_DATE = "%Y-%m-%d %H:%M:%S"
 
 
 @click.group(cls=DeflectGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="deflect", message="deflect %(version)s", help="Show the version and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress and warnings in detail.")
 def main(verbose: bool) -> None:
     """deflect: suggest help articles and ideas while users type, and measure deflection."""
@@ -279,7 +280,7 @@ def suggest(question, k, types, locale, as_json, record, **paths):
                                  param_hint="'QUESTION'")  # fmt: skip
     from .runtime import Runtime
 
-    runtime = Runtime(settings, sync=False)
+    runtime = Runtime(settings, sync=False, progress=True)  # a model change rebuilds the index: say so
     try:
         answer = runtime.suggest(question, k=k, types=tuple(types) or ("article", "idea"), locale=locale, record=record)
     finally:
@@ -327,7 +328,7 @@ def ideas_import(file, database_url):
 @click.option("--feedback", type=click.Path(exists=True, dir_okay=False), default=None, help="feedback.jsonl ({text, article}) of confirmed answers, replayed first as helpful events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--model", default=None, help="Model (setting model): a sentence-transformers folder or name, all-mpnet-base-v2 (the opt-in extra), or empty for the bundled all-MiniLM-L6-v2.")
-@click.option("--show-misses", type=int, default=0, help="Also list this many missed queries.")
+@click.option("--show-misses", type=click.IntRange(min=0), default=0, help="Also list this many missed queries.")
 def eval_command(kb_dir, queries, feedback, as_json, model, show_misses):
     """Measure hit@1/3, MRR@10, AUROC and the answered decision on a benchmark (README: Benchmarks)."""
     settings = _settings(model=model)

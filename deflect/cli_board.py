@@ -18,14 +18,18 @@ def _board(paths: dict):
     from .runtime import Runtime
 
     settings = _settings(**paths)
-    runtime = Runtime(settings, sync=False)
+    runtime = Runtime(settings, sync=False, progress=True)  # a model change rebuilds the index: say so
     from .board import Board
 
     return runtime, Board(runtime)
 
 
 @contextlib.contextmanager
-def _opened(paths: dict):
+def _opened(paths: dict, existing: bool = False):
+    """The board over the index and store of `paths`; `existing`: the store must be one already
+    (a command that only reads it creates no database where a typo points)."""
+    if existing:
+        existing_store(_settings(**paths)).dispose()
     runtime, board = _board(paths)
     try:
         yield board
@@ -74,7 +78,7 @@ def clusters_rebuild(as_json, **paths):
 @_path_options
 def clusters_list(status, as_json, **paths):
     """Candidates, largest first."""
-    with _opened(paths) as board:
+    with _opened(paths, existing=True) as board:
         found = board.candidates(status)
     if as_json:
         click.echo(json.dumps(found, ensure_ascii=False, indent=2))
@@ -93,7 +97,7 @@ def clusters_list(status, as_json, **paths):
 @_path_options
 def clusters_show(candidate_id, as_json, **paths):
     """One candidate with all its queries and the nearest idea or article."""
-    with _opened(paths) as board:
+    with _opened(paths, existing=True) as board:
         c = board.candidate(candidate_id)
     if c is None:
         raise click.ClickException(f"no candidate with id {candidate_id!r}")
@@ -227,15 +231,14 @@ def outbox():
 
 
 @outbox.command("list")
-@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None,
+              help="Only notifications in this state (default: all).")
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def outbox_list(status, database_url):
     """Recent notifications with attempts and the last error."""
-    from .db import make_engine, upgrade
     from .outbox import list_outbox
 
-    engine = make_engine(_settings(database_url=database_url).database_url)
-    upgrade(engine)
+    engine = existing_store(_settings(database_url=database_url))
     found = list_outbox(engine, status)
     click.echo(", ".join(f"{k} {v}" for k, v in found["counts"].items()))
     for n in found["notifications"]:

@@ -49,12 +49,17 @@ def migrated_store(settings):
 
 
 def existing_store(settings):
-    """migrated_store for a command that only reads or removes: a SQLite file that is not there is
-    an error, not a new empty database (a wrong working folder or a typo in database_url would
-    otherwise print zeros and exit 0)."""
+    """migrated_store for a command that only reads or removes: a SQLite file that is not there,
+    or a database deflect never set up (PostgreSQL's own `postgres` database, say), is an error,
+    not a new empty store (a wrong working folder or a typo in database_url would otherwise print
+    zeros and exit 0, or create deflect's tables where they do not belong)."""
     from pathlib import Path
 
+    import sqlalchemy as sa
     from sqlalchemy.engine import make_url
+
+    from .db import make_engine
+    from .errors import mask_url
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
@@ -64,6 +69,16 @@ def existing_store(settings):
                 f"no database at {path.resolve()} (database_url {settings.database_url!r}; a relative path is "
                 "read from the working folder): `deflect serve` creates it, or give --database-url"
             )
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        ours = sa.inspect(conn).has_table("alembic_version")
+    if not ours:
+        engine.dispose()
+        raise click.ClickException(
+            f"{mask_url(settings.database_url)} is no deflect database (it has no deflect tables): check "
+            "database_url, or let `deflect serve` or `deflect db upgrade` set it up"
+        )
+    engine.dispose()
     return migrated_store(settings)
 
 

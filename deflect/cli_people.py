@@ -16,7 +16,8 @@ def _person_options(func):
         click.option("--customer-id", "customer_ids", multiple=True, help="A customer id the person was given as; repeatable."),
         click.option("--session", "sessions", multiple=True, help="A widget session id of theirs; repeatable."),
         click.option("--mentioning", multiple=True, metavar="WORDS",
-                     help="Words their questions held, such as their name (3 characters at least; any case): every "
+                     help="Words their questions held, such as their name (3 characters at least, 2 in Korean and other "
+                          "non-Latin scripts; any case): every "
                           "search, alias and candidate whose text holds them; repeatable."),
         click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url)."),
     ]):
@@ -25,8 +26,13 @@ def _person_options(func):
 
 
 def _person(emails, customer_ids, sessions, mentioning):
-    from .erasure import Person
+    from .erasure import Person, too_short
 
+    for words in mentioning:
+        if too_short(words):
+            raise click.BadParameter(f"{words.strip()!r} is too short to look for (it would be found inside other "
+                                     "words): give at least 3 characters (2 in Korean and other scripts), such as "
+                                     "a full name", param_hint="--mentioning")  # fmt: skip
     person = Person(tuple(emails), tuple(customer_ids), tuple(sessions), tuple(mentioning))
     if person.empty:
         raise click.UsageError("name the person: --email, --customer-id, --session or --mentioning")

@@ -43,6 +43,13 @@ from .pool import chunks, pool_vectors
 from .wording import alias_key
 
 
+def too_short(words: str) -> bool:
+    """Words too short to look for: they would be found inside other people's words ("li" in
+    "click"). Three characters, or two outside ASCII (a two-syllable Korean name is a whole name)."""
+    words = words.strip()
+    return len(words) < (3 if words.isascii() else 2)
+
+
 @dataclass
 class Person:
     """Who a request is about; any of these may be given, each widens what is found."""
@@ -56,7 +63,7 @@ class Person:
         self.emails = tuple(sorted({e.strip().lower() for e in self.emails if e.strip()}))
         self.customer_ids = tuple(sorted({c.strip() for c in self.customer_ids if c.strip()}))
         self.sessions = tuple(s.strip() for s in self.sessions if s.strip())
-        self.mentioning = tuple(m.strip() for m in self.mentioning if len(m.strip()) >= 3)
+        self.mentioning = tuple(m.strip() for m in self.mentioning if not too_short(m))
 
     @property
     def empty(self) -> bool:

@@ -21,7 +21,7 @@ class EvalReport:
     hit_at_1: float = 0.0
     hit_at_3: float = 0.0
     mrr_at_10: float = 0.0
-    auroc: float = float("nan")
+    auroc: float | None = None  # None: no unanswerable queries (or no answerable ones) to tell apart
     answered_correct_rate: float = 0.0  # answered=true with the right top article, share of answerable
     false_answer_rate: float = 0.0  # answered=true on unanswerable, share of unanswerable
     feedback_replayed: int = 0
@@ -29,8 +29,14 @@ class EvalReport:
     warnings: list[str] = field(default_factory=list)  # said on stderr, not part of the figures
 
     def to_dict(self) -> dict:
+        """The figures; null where a set has no query to measure them on (JSON has no NaN)."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("misses", "warnings")}
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+        if not self.answerable:
+            out |= {"hit_at_1": None, "hit_at_3": None, "mrr_at_10": None, "answered_correct_rate": None}
+        if not self.unanswerable:
+            out["false_answer_rate"] = None
+        return {k: (round(v, 4) if isinstance(v, float) and v == v else (None if isinstance(v, float) else v))
+                for k, v in out.items()}
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -69,14 +75,25 @@ def read_queries(path: str | Path) -> list[dict]:
     return rows
 
 
+QUERY_KEYS = ("text", "expected", "label")  # DESIGN section 8; label is the benchmark's own, not read
+
+
 def unknown_expected(engine, queries: list[dict]) -> list[str]:
-    """Lines whose expected article is not in the benchmark's KB: each would count as a miss."""
+    """Lines whose expected article is not in the benchmark's KB (each would count as a miss), and
+    lines with a key a query line does not have: a misspelt `expected` would make it unanswerable."""
     known = engine.articles.position
-    return [
+    said = [
         f"queries line {q.get('line', '?')}: expected {q['expected']!r} is no article of the KB (counted as a miss)"
         for q in queries
         if q.get("expected") is not None and q["expected"] not in known
     ]
+    for q in queries:
+        unknown = sorted(k for k in q if k not in (*QUERY_KEYS, "line"))
+        if unknown:
+            what = "unanswerable" if q.get("expected") is None else "read as given"
+            said.append(f"queries line {q.get('line', '?')}: not read: {', '.join(map(repr, unknown))} "
+                        f"(a line has text, expected, label; this one is {what})")  # fmt: skip
+    return said
 
 
 def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
@@ -113,6 +130,7 @@ def evaluate(engine, queries: list[dict], k: int = 10) -> EvalReport:
         report.answered_correct_rate = answered_right / report.answerable
     if report.unanswerable:
         report.false_answer_rate = answered_wrong_unanswerable / report.unanswerable
+    if report.unanswerable and report.answerable:
         report.auroc = auroc(np.array(pos_scores), np.array(neg_scores))
     return report
 

@@ -442,5 +442,15 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-assert {f.name for f in fields(Settings)} == set(_BY_NAME), "Settings and SETTINGS disagree"
-assert all(s.check is None or s.check.test(s.default) for s in SETTINGS), "a default its own check refuses"
+# A setting is declared twice, in SETTINGS (help, checks) and as a Settings field (typed access):
+# a contributor who adds it to one only is told which one at import, not by a failure later.
+assert {f.name for f in fields(Settings)} == set(_BY_NAME), (
+    f"Settings and SETTINGS disagree: only in Settings {sorted({f.name for f in fields(Settings)} - set(_BY_NAME))}, "
+    f"only in SETTINGS {sorted(set(_BY_NAME) - {f.name for f in fields(Settings)})}"
+)
+assert all(s.default == getattr(Settings, s.name, s.default) for s in SETTINGS), (
+    f"defaults differ between SETTINGS and Settings: {[s.name for s in SETTINGS if s.default != getattr(Settings, s.name, s.default)]}"
+)
+assert all(s.check is None or s.check.test(s.default) for s in SETTINGS), (
+    f"a default its own check refuses: {[s.name for s in SETTINGS if s.check is not None and not s.check.test(s.default)]}"
+)

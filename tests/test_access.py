@@ -191,6 +191,7 @@ def test_api_answers_of_every_kind_carry_the_hardening_headers(app_and_base, met
     assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert r.headers["Referrer-Policy"]
     assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["Cache-Control"] == "no-store"  # about someone: no cache in between keeps it
 
 
 @pytest.mark.parametrize("path", ["/no-such-page", "/articles/no/such", "/ideas?status=nope"])

@@ -10,6 +10,7 @@ import tempfile
 from datetime import UTC
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from conftest import TINY_KB, write_kb
@@ -17,11 +18,25 @@ from conftest import TINY_KB, write_kb
 from deflect.cli import main
 from deflect.settings import SETTINGS
 
-COMMANDS = [
-    ["serve"], ["index"], ["suggest"], ["ideas"], ["ideas", "import"], ["eval"], ["settings"], ["db"], ["db", "upgrade"],
-    ["metrics"], ["events"], ["events", "export"], ["aliases"], ["aliases", "list"], ["aliases", "delete"],
-    ["aliases", "import"],
-]
+
+def _every_command(group: click.Group = main, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command and group of the CLI, as the words that name it: none is left out of the checks."""
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append([*path, name])
+        if isinstance(command, click.Group):
+            found += _every_command(command, (*path, name))
+    return found
+
+
+COMMANDS = _every_command()
+
+
+def _command(words: list[str]) -> click.Command:
+    command = main
+    for word in words:
+        command = command.commands[word]
+    return command
 
 
 @pytest.fixture
@@ -56,6 +71,20 @@ def test_every_command_has_help(runner, command):
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
     assert len(result.stdout.strip().splitlines()) > 3
+    assert _command(command).help, command  # says what it does
+    unexplained = [p.name for p in _command(command).params if isinstance(p, click.Option) and not p.help]
+    assert unexplained == [], (command, unexplained)  # and every option says what it is for
+
+
+def test_version(runner):
+    from importlib.metadata import version
+
+    result = invoke(runner, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"deflect {version('deflect')}"
+
+
+def test_the_command_walk_finds_them_all():
+    assert len(COMMANDS) > 30 and ["outbox", "list"] in COMMANDS and ["searches", "forget"] in COMMANDS
 
 
 def test_serve_help_lists_the_documented_options(runner):
@@ -259,6 +288,28 @@ def test_eval_json_reports_hit_at_1(runner, eval_files, tmp_path, monkeypatch):
     assert report["hit_at_1"] <= report["hit_at_3"] == 1.0  # only three articles
     assert report["hit_at_1"] >= 2 / 3
     assert "auroc" in report
+
+
+def test_eval_json_says_null_where_a_set_has_nothing_to_measure_and_names_unread_keys(runner, eval_files, tmp_path,
+                                                                                     monkeypatch):
+    """JSON has no NaN: a set without unanswerable questions has no AUROC or false-answer rate (null),
+    and a misspelt `expected` (a line then counts as unanswerable) is named on stderr."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kb, _ = eval_files
+    queries = tmp_path / "answerable.jsonl"
+    queries.write_text(json.dumps({"text": "i forgot my password", "expected": "account/reset-password"}) + "\n"
+                       + json.dumps({"text": "post updates to slack", "expect": "integrations/slack"}) + "\n")
+    result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # strict: NaN would not parse in most JSON readers
+    assert "NaN" not in result.stdout
+    assert report["answerable"] == 1 and report["unanswerable"] == 1 and report["auroc"] is not None
+    assert "line 2: not read: 'expect'" in result.stderr and "this one is unanswerable" in result.stderr
+    only_answerable = tmp_path / "only.jsonl"
+    only_answerable.write_text(json.dumps({"text": "i forgot my password", "expected": "account/reset-password"}) + "\n")
+    result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(only_answerable), "--json"])
+    report = json.loads(result.stdout)
+    assert report["auroc"] is None and report["false_answer_rate"] is None and report["hit_at_1"] == 1.0
 
 
 def test_eval_plain_output(runner, eval_files, tmp_path, monkeypatch):

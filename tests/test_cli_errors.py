@@ -163,15 +163,31 @@ def test_an_export_to_a_missing_folder_is_one_line(tmp_path):
     assert_one_line_error(proc, "/nonexistent/dir/x.csv: No such file or directory")
 
 
-@pytest.mark.parametrize("command", [["metrics"], ["events", "export"], ["searches", "export"], ["aliases", "list"],
-                                     ["aliases", "delete", "3"], ["ideas", "requesters", "dark-mode"], ["ideas", "requesters"],
-                                     ["ideas", "export"]])  # fmt: skip
+READING_COMMANDS = [["metrics"], ["events", "export"], ["searches", "export"], ["aliases", "list"],
+                    ["aliases", "delete", "3"], ["ideas", "requesters", "dark-mode"], ["ideas", "requesters"],
+                    ["ideas", "export"], ["outbox", "list"], ["clusters", "list"], ["clusters", "show", "c1"]]
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS)
 def test_a_reading_command_on_a_database_that_is_not_there_says_so(tmp_path, command):
     """A wrong working folder or a typo in database_url: an error, not zeros from a new empty database."""
     missing = tmp_path / "typo.db"
     proc = run_deflect(tmp_path, *command, "--database-url", f"sqlite:///{missing}")
     assert_one_line_error(proc, f"no database at {missing}", "`deflect serve` creates it")
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", [["metrics"], ["outbox", "list"], ["clusters", "list"]])
+def test_a_reading_command_on_a_database_deflect_never_set_up_says_so(tmp_path, command):
+    """PostgreSQL's own `postgres` database, or any other one: no deflect tables are created there."""
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE customers (id INTEGER)").connection.commit()
+    proc = run_deflect(tmp_path, *command, "--database-url", f"sqlite:///{other}")
+    assert_one_line_error(proc, "is no deflect database (it has no deflect tables)", "deflect db upgrade")
+    tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert tables == [("customers",)]
 
 
 def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(runner, tmp_path, monkeypatch):

@@ -101,6 +101,22 @@ def test_words_in_any_script_are_found_case_ignored(store):
     with store.connect() as conn:
         assert find(conn, Person(mentioning=("öztürk",))).search_ids == {turkish}
         assert find(conn, Person(mentioning=("김민수",))).search_ids == {korean}
+        assert find(conn, Person(mentioning=("민수",))).search_ids == {korean}  # two Hangul syllables: a given name
+
+
+def test_words_too_short_to_look_for_are_refused_by_name(tmp_path):
+    """"li" would be found in "click": an erasure would take others' questions, so it is a usage
+    error naming it, never silently dropped while the rest runs."""
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+    from deflect.erasure import too_short
+
+    assert too_short("Li") and too_short(" a ") and not too_short("Lia") and not too_short("민수") and too_short("민")
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    for args in (["--mentioning", "Li"], ["--email", "a@b.test", "--mentioning", "Li"]):
+        result = CliRunner().invoke(main, ["person", "show", *args, "--database-url", url])
+        assert result.exit_code == 2 and "--mentioning" in result.output and "'Li' is too short" in result.output
 
 
 def test_candidates_worded_by_the_person_are_relabelled_current_and_reviewed(store):

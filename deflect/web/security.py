@@ -101,6 +101,10 @@ def install_security(app: Flask, cors_origins: list[str]) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if request.path.startswith("/api/") and request.path != "/api/openapi.json":
+            # Answers about someone (requesters' emails, questions, a search's results): no cache
+            # between here and the caller keeps them.
+            headers.setdefault("Cache-Control", "no-store")
         if _is_cors_path(request.path):
             headers.setdefault("Content-Security-Policy", API_CSP)
             response.vary.add("Origin")
