@@ -30,7 +30,8 @@ class Board:
         self.runtime = runtime
         self.db = runtime.db
         self.settings = runtime.settings
-        self._rebuild_lock = threading.Lock()
+        # Re-entrant: a rebuild holds it through the answered check, which takes it per candidate.
+        self._rebuild_lock = threading.RLock()
         self._index_changed = threading.Event()
         self._stop = threading.Event()
         self._checker: threading.Thread | None = None
@@ -79,12 +80,15 @@ class Board:
         return summary
 
     def sync(self) -> int:
-        """New pool searches join their nearest candidate (cheap; run before every read)."""
+        """New pool searches join their nearest candidate (cheap; run before every read). Where no
+        background check follows index changes (a command, not a server), candidates an article
+        now answers are found here too."""
         self._flush()
         with self._rebuild_lock:
             joined = self._join_locked()
+        if self._checker is None:
             self.check_answered()
-            return joined
+        return joined
 
     def join(self) -> int:
         """New pool searches join their nearest candidate, their requesters reach reviewed ideas
@@ -114,10 +118,14 @@ class Board:
         return review.sync_requesters(self.db)
 
     def check_answered(self) -> int:
+        """Candidates an article of the index served now answers (review.check_answered). The lock
+        is taken per candidate: with hundreds of candidates the check takes a minute or more, and
+        the dashboard's metrics and candidate list must not wait for all of it."""
         index = self.runtime.engine.index
         changed = index.manifest.get("changed_at", {})
         changed_at = {a["id"]: changed.get(a["path"]) for a in index.articles}
-        return review.check_answered(self.db, index.version, self.answers, self.encode, self.model_id, changed_at)
+        return review.check_answered(self.db, index.version, self.answers, self.encode, self.model_id, changed_at,
+                                     hold=lambda: self._rebuild_lock)
 
     # --- closing the loop after index changes -------------------------------------------------
 
@@ -148,8 +156,7 @@ class Board:
                 if not changed:
                     self.join()
                     continue
-                with self._rebuild_lock:
-                    queued = self.check_answered()
+                queued = self.check_answered()  # takes the lock per candidate
                 failures.succeeded()
                 if queued:
                     log.info("index %s answers candidates: %d notifications queued", self.runtime.engine.version, queued)

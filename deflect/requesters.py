@@ -30,7 +30,7 @@ def check_requester(data, field: str = "requester") -> dict | None:
         raise RequesterError(f"{field}.{sorted(unknown)[0]}", f"{field} takes only customer_id, email and mrr")
     customer_id = data.get("customer_id")
     if customer_id is not None and (not isinstance(customer_id, str | int) or isinstance(customer_id, bool)):
-        raise RequesterError(f"{field}.customer_id", f"{field}.customer_id must be a string")
+        raise RequesterError(f"{field}.customer_id", f"{field}.customer_id must be a string (or an integer)")
     if customer_id is not None and not 1 <= len(str(customer_id)) <= 200:
         raise RequesterError(f"{field}.customer_id", f"{field}.customer_id must be 1-200 characters")
     email = data.get("email")

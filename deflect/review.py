@@ -16,8 +16,10 @@ requesters or notifications.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 
 import sqlalchemy as sa
 
@@ -261,7 +263,8 @@ def _asked(engine: sa.Engine, search_ids: list[str]) -> dict[str, tuple[float, s
 
 
 def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str,
-                   changed_at: Mapping[str, float | None] | None = None) -> int:
+                   changed_at: Mapping[str, float | None] | None = None,
+                   hold: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> int:
     """After the index changed, notify the requesters of candidates a published article now answers.
 
     `answer(vectors, texts)` returns (top article id, answered) per query. A candidate counts
@@ -269,7 +272,8 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
     article that is news to whoever asked: published or edited after the question was asked
     (`changed_at`: article id -> epoch seconds, from the index manifest), or, where that is not
     known (None), one their search did not show them. An article that was there all along is no
-    news, even when it now comes first because an idea stopped being suggested.
+    news, even when it now comes first because an idea stopped being suggested. Each candidate
+    is checked inside `hold()` (the board's lock: one candidate at a time, not the whole pass).
     """
     queued = 0
     with engine.connect() as conn:
@@ -279,30 +283,39 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
                    candidates.c.answered_by.is_(None))
         ) if r.checked_version != version]
     for cand in due:
-        with engine.connect() as conn:
-            members = kept_members(conn, cand["id"])  # a question the admin left out is not about it
-        pool = [{"id": search_id, "query": query} for search_id, query in members]
-        verdicts = answer(pool_matrix(engine, pool, encode, model_id), [query for _, query in members]) if pool else []
-        seen = _asked(engine, [search_id for search_id, _ in members]) if changed_at is not None else {}
-        tops = [article for (search_id, _), (article, answered) in zip(members, verdicts)
-                if answered and _news(changed_at, seen.get(search_id), article)]
-        winner = max(set(tops), key=tops.count) if tops else None
-        with writing(engine) as conn:
-            # Several server processes check after the same index change: one at a time, and
-            # whoever comes second finds the candidate done.
-            lock_candidates(conn)
-            current = conn.execute(
-                sa.select(candidates.c.checked_version, candidates.c.answered_by).where(candidates.c.id == cand["id"])
-            ).first()
-            if current is None or current.answered_by is not None or current.checked_version == version:
-                continue
-            values = {"checked_version": version}
-            if winner is not None and tops.count(winner) * 2 > len(pool):
-                values["answered_by"] = winner
-                for person in candidate_requesters(conn, [search_id for search_id, _ in members]):
-                    payload = {"article": {"id": winner}, "candidate": {"id": cand["id"], "label": cand["label"]}}
-                    queued += enqueue(conn, "article_published", f"article:{winner}:candidate:{cand['id']}", person, payload)
-            conn.execute(candidates.update().where(candidates.c.id == cand["id"]).values(**values))
+        with hold():
+            queued += _check_one(engine, cand, version, answer, encode, model_id, changed_at)
+    return queued
+
+
+def _check_one(engine: sa.Engine, cand: dict, version: str, answer, encode, model_id: str,
+               changed_at: Mapping[str, float | None] | None) -> int:
+    """check_answered for one candidate: the notifications it queued."""
+    queued = 0
+    with engine.connect() as conn:
+        members = kept_members(conn, cand["id"])  # a question the admin left out is not about it
+    pool = [{"id": search_id, "query": query} for search_id, query in members]
+    verdicts = answer(pool_matrix(engine, pool, encode, model_id), [query for _, query in members]) if pool else []
+    seen = _asked(engine, [search_id for search_id, _ in members]) if changed_at is not None else {}
+    tops = [article for (search_id, _), (article, answered) in zip(members, verdicts)
+            if answered and _news(changed_at, seen.get(search_id), article)]
+    winner = max(set(tops), key=tops.count) if tops else None
+    with writing(engine) as conn:
+        # Several server processes check after the same index change: one at a time, and
+        # whoever comes second finds the candidate done.
+        lock_candidates(conn)
+        current = conn.execute(
+            sa.select(candidates.c.checked_version, candidates.c.answered_by).where(candidates.c.id == cand["id"])
+        ).first()
+        if current is None or current.answered_by is not None or current.checked_version == version:
+            return 0
+        values = {"checked_version": version}
+        if winner is not None and tops.count(winner) * 2 > len(pool):
+            values["answered_by"] = winner
+            for person in candidate_requesters(conn, [search_id for search_id, _ in members]):
+                payload = {"article": {"id": winner}, "candidate": {"id": cand["id"], "label": cand["label"]}}
+                queued += enqueue(conn, "article_published", f"article:{winner}:candidate:{cand['id']}", person, payload)
+        conn.execute(candidates.update().where(candidates.c.id == cand["id"]).values(**values))
     return queued
 
 

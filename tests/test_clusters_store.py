@@ -147,17 +147,24 @@ def test_new_searches_join_the_nearest_candidate_between_rebuilds(store, embedde
     assert cand.join_new(store, embedder.encode, MODEL) == 0  # nothing new the second time
 
 
-def test_a_requester_asking_again_with_a_higher_mrr_raises_it_on_the_idea(store, embedder):
-    """The idea keeps each requester's highest MRR, as a direct vote does, also when they ask again later."""
+def test_a_requester_asking_again_counts_once_and_changes_nothing_about_them(store, embedder):
+    """A question's requester details are public input (anyone can send a ticket event): asking again
+    adds no vote and neither raises the MRR on record nor adds an email, or a stranger could read
+    a customer's MRR off the idea's total, or take their "shipped" notice (as with a repeat vote)."""
     offline = ask_all_and_rebuild(store, embedder, Settings())["offline"]
-    ask(store, "offline mode for the iphone app please", ticket={"email": "ana@example.com", "mrr": 40.0})
+    ask(store, "offline mode for the iphone app please", ticket={"customer_id": "c-ana", "mrr": 40.0})
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     idea_id = review.promote(store, offline["id"], "Offline mode")["idea"]["id"]
     assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 40.0)
-    ask(store, "can i use the iphone app offline on a plane", ticket={"email": "ANA@example.com", "mrr": 500.0})
+    ask(store, "can i use the iphone app offline on a plane",
+        ticket={"customer_id": "c-ana", "email": "thief@example.com", "mrr": 500.0})
     assert cand.join_new(store, embedder.encode, MODEL) == 1
     review.sync_requesters(store)
-    assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 500.0)  # one person, highest MRR
+    assert (get_idea(store, idea_id)["votes"], _idea_mrr(store, idea_id)) == (1, 40.0)  # one person, as on record
+    from deflect.votes import requesters
+
+    with store.connect() as conn:
+        assert requesters(conn, idea_id) == [{"customer_id": "c-ana", "email": None, "mrr": 40.0}]
 
 
 def _idea_mrr(store, idea_id: str) -> float:

@@ -149,7 +149,8 @@ BOARD_SCHEMAS = {
         "idea_id": {"type": "string"}, "status": {"type": "string"}, "merged_into": {"type": "string", "nullable": True},
         "requesters": {"type": "array", "items": _PERSON}, "mrr": {"type": "number"}}},
     "Requester": {"type": "object", "additionalProperties": False, "properties": {
-        "customer_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "customer_id": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 200}, {"type": "integer"}],
+                        "description": "an integer is stored as its decimal string (a CRM's numeric id)"},
         "email": {"type": "string", "format": "email", "maxLength": 320},
         "mrr": {"type": "number", "minimum": 0, "maximum": 1e12, "exclusiveMaximum": True}}},
     "IdeaInput": {"type": "object", "required": ["title"], "additionalProperties": False, "properties": {
