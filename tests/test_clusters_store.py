@@ -711,3 +711,33 @@ def test_sync_requesters_stops_at_a_merge_cycle(store, embedder):
     ask(store, "does the mobile app work offline on a plane", ticket={"email": "new@example.com"})
     cand.join_new(store, embedder.encode, MODEL)
     assert review.sync_requesters(store) == 0
+
+
+def test_the_answered_check_holds_the_lock_per_candidate_not_for_the_whole_pass(store, embedder):
+    """After an index change the check runs one search per member question of every candidate (a
+    minute or more with hundreds): the dashboard's reads, which take the same lock, get in between."""
+    import contextlib
+    import threading
+
+    topics = ask_all_and_rebuild(store, embedder, Settings())
+    lock, held, waited = threading.Lock(), [], []
+
+    @contextlib.contextmanager
+    def hold():
+        with lock:
+            held.append(True)
+            yield
+
+    def answer(vectors, texts):
+        # A reader in another thread gets the lock between two candidates' checks.
+        reader = threading.Thread(target=lambda: waited.append(lock.acquire(timeout=5) and (lock.release() or True)))
+        reader.start()
+        reader.join(timeout=0.05)  # it cannot while this candidate is being checked
+        return [(None, False)] * len(texts)
+
+    assert review.check_answered(store, "v-next", answer, embedder.encode, MODEL, {}, hold=hold) == 0
+    assert len(held) == len(topics) >= 3  # one hold per candidate
+    deadline = time.time() + 10
+    while len(waited) < len(topics) and time.time() < deadline:
+        time.sleep(0.01)
+    assert waited == [True] * len(topics)  # each reader got in once the candidate was done
