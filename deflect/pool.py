@@ -29,15 +29,45 @@ def chunks(items: list, size: int = CHUNK):
         yield items[i : i + size]
 
 
+# A rebuild keeps the newest cluster_max_pool pool searches: it first reads the searches of the
+# period in which this many times as many might be (some are typing prefixes or were answered
+# well), and the whole history only when that period holds too few.
+POOL_OVERFETCH = 4
+
+
 def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None = None) -> list[dict]:
     """Final pool searches, oldest first (the most recent `limit` of them)."""
+    if limit and since is None:
+        cutoff = _nth_newest_maybe_in_pool(engine, limit * POOL_OVERFETCH)
+        if cutoff is not None:
+            recent = _load_pool(engine, since=cutoff)
+            if len(recent) >= limit:  # then no older one is among the newest `limit`
+                return recent[-limit:]
+    pool = _load_pool(engine, since)
+    return pool[-limit:] if limit else pool
+
+
+def _nth_newest_maybe_in_pool(engine: sa.Engine, n: int) -> float | None:
+    """When the n-th newest search that may be in the pool was made (None: there are fewer)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(searches.c.created_at).where(_maybe_in_pool())
+            .order_by(searches.c.created_at.desc()).offset(n - 1).limit(1)
+        ).scalar()
+
+
+def _maybe_in_pool() -> sa.ColumnElement:
+    flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
+    return sa.or_(searches.c.answered == sa.false(), searches.c.id.in_(flagged))
+
+
+def _load_pool(engine: sa.Engine, since: float | None = None) -> list[dict]:
     from .metrics import outcomes, pool_searches, superseded_in_store
 
-    flagged = sa.select(events.c.search_id).where(events.c.type.in_(("ticket_created", "not_helpful")))
     cols = [searches.c.id, searches.c.query, searches.c.session, searches.c.created_at, searches.c.answered,
             searches.c.index_version]
     with engine.connect() as conn:
-        query = sa.select(*cols).where(sa.or_(searches.c.answered == sa.false(), searches.c.id.in_(flagged)))
+        query = sa.select(*cols).where(_maybe_in_pool())
         if since is not None:
             query = query.where(searches.c.created_at > since)
         rows = [dict(r._mapping) for r in conn.execute(query)]
@@ -53,7 +83,7 @@ def load_pool(engine: sa.Engine, limit: int | None = None, since: float | None =
             )]
     pool = pool_searches(outcomes(rows, found), found)
     pool.sort(key=lambda r: (r["created_at"], r["id"]))
-    return pool[-limit:] if limit else pool
+    return pool
 
 
 def erased_among(conn: sa.Connection, search_ids: list[str]) -> set[str]:

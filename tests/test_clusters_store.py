@@ -741,3 +741,18 @@ def test_the_answered_check_holds_the_lock_per_candidate_not_for_the_whole_pass(
     while len(waited) < len(topics) and time.time() < deadline:
         time.sleep(0.01)
     assert waited == [True] * len(topics)  # each reader got in once the candidate was done
+
+
+@pytest.mark.parametrize("overfetch", [1, 4])
+def test_the_newest_pool_is_read_from_a_recent_window_and_is_the_same(store, embedder, monkeypatch, overfetch):
+    """A rebuild keeps the newest cluster_max_pool pool searches; it reads only the searches of a
+    recent window when that holds enough of them, with the very same result."""
+    from deflect import pool as pool_module
+
+    for q in QUESTIONS:
+        ask(store, q["text"])
+    ask(store, "how do i reset my password", answered=True)  # answered and no ticket: not in the pool
+    everything = pool_module._load_pool(store)
+    monkeypatch.setattr(pool_module, "POOL_OVERFETCH", overfetch)
+    for limit in (1, 5, len(everything) - 1, len(everything), len(everything) + 5):
+        assert [r["id"] for r in pool_module.load_pool(store, limit)] == [r["id"] for r in everything[-limit:]], limit
