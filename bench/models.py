@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+
+def _diff(value: float | None, base: float | None) -> str:
+    """value - base, signed; n/a where either is null (a set without that kind of query)."""
+    return "n/a" if value is None or base is None else f"{value - base:+.4f}"
+
 def measure(model: str, kb: Path, queries_file: Path, feedback_file: Path | None, work: Path) -> dict:
     """Everything for one model, in this process."""
     from deflect.evaluation import build_benchmark_engine, evaluate, evaluate_with_feedback, read_jsonl
@@ -107,6 +112,7 @@ def main() -> None:
         p, f = r["plain"], r["feedback"] or {"hit_at_1": float("nan"), "false_answer_rate": float("nan")}
         cells = (p["hit_at_1"], p["auroc"], p["answered_correct_rate"], p["false_answer_rate"], f["hit_at_1"],
                  f["false_answer_rate"], r["query_ms_p50"], r["query_cpu_ms_p50"], r["build_seconds"], r["model_mb"])  # fmt: skip
+        cells = tuple(float("nan") if c is None else c for c in cells)  # null: a set without that kind of query
         print(f"{r['model'][:33]:34}" + "".join(f"{c:>10.4f}" for c in cells[:6]) + "".join(f"{c:>10.1f}" for c in cells[6:]))
     base = runs[0]
     for r in runs[1:]:
@@ -114,8 +120,9 @@ def main() -> None:
             f"{r['model']} / {base['model']}: query p50 {r['query_ms_p50'] / base['query_ms_p50']:.2f}x, "
             f"CPU {r['query_cpu_ms_p50'] / base['query_cpu_ms_p50']:.2f}x, build {r['build_seconds'] / base['build_seconds']:.2f}x "
             f"({r['passages']} passages), int8 model file {r['model_mb'] / base['model_mb']:.2f}x; "
-            f"hit@1 {r['plain']['hit_at_1'] - base['plain']['hit_at_1']:+.4f}, AUROC {r['plain']['auroc'] - base['plain']['auroc']:+.4f}"
-            + (f", hit@1 with feedback {r['feedback']['hit_at_1'] - base['feedback']['hit_at_1']:+.4f}" if r["feedback"] else "")
+            f"hit@1 {_diff(r['plain']['hit_at_1'], base['plain']['hit_at_1'])}, "
+            f"AUROC {_diff(r['plain']['auroc'], base['plain']['auroc'])}"
+            + (f", hit@1 with feedback {_diff(r['feedback']['hit_at_1'], base['feedback']['hit_at_1'])}" if r["feedback"] else "")
         )
     print(f"elapsed {time.time() - started:.0f}s")
 

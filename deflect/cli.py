@@ -115,15 +115,20 @@ def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
     drain = Drain(server, stop=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def _terminate(_signum, _frame):
-        if not drain.started:  # first: let the requests in flight finish (deflect.web.draining)
+        # The first SIGTERM drains (deflect.web.draining); the drain's own one, once the requests
+        # in flight are answered, stops the loop. Any other is the same request again (systemd
+        # signals the whole group: a worker gets one from it and one from its supervisor).
+        if drain.finished:
+            raise SystemExit(0)  # queued searches are written on the way out
+        if not drain.started:
             drain.start()
-            return
-        raise SystemExit(0)  # then stop; queued searches are written on the way out
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         server.run()
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already: a late one must not cut the cleanup
+        drain.close()
         server.close()
         runtime.close()
 

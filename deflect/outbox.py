@@ -243,7 +243,9 @@ def deliver_due(engine: sa.Engine, settings, now: float | None = None, limit: in
                 row.id, attempts, settings.webhook_max_attempts, error, wait,
             )  # fmt: skip
         with writing(engine) as conn:
-            conn.execute(outbox.update().where(outbox.c.id == row.id).values(attempts=attempts, last_status_code=code, **values))
+            # Only while still pending: a mailer of your own may have marked it delivered meanwhile.
+            conn.execute(outbox.update().where(outbox.c.id == row.id, outbox.c.status == "pending")
+                         .values(attempts=attempts, last_status_code=code, **values))
     return result
 
 

@@ -138,7 +138,9 @@ def with_requesters(conn: sa.Connection, idea: dict) -> dict:
 
 def move_votes(conn: sa.Connection, source_id: str, target_id: str) -> int:
     """Move the source idea's votes to the target; returns how many were from people who had voted
-    there too (each such person keeps one vote on the target, at their highest MRR)."""
+    there too. Each such person keeps one vote on the target: the earlier of their two records, as
+    it stands (the details a vote carries are public input; folding the later one in would let a
+    stranger's vote on the source change the MRR or email on record once an admin merges)."""
     conn.execute(sa.select(ideas_table.c.id).where(ideas_table.c.id == target_id).with_for_update())
     moving = conn.execute(
         sa.select(idea_votes.c.id, idea_votes.c.customer_id, idea_votes.c.email, idea_votes.c.mrr)
@@ -157,8 +159,9 @@ def move_votes(conn: sa.Connection, source_id: str, target_id: str) -> int:
         if earlier is None:
             conn.execute(idea_votes.update().where(idea_votes.c.id == row.id).values(idea_id=target_id))
         else:
-            _fold_into(conn, earlier, requester)
-            conn.execute(idea_votes.delete().where(idea_votes.c.id == row.id))
+            first, later = sorted((row.id, earlier))
+            conn.execute(idea_votes.delete().where(idea_votes.c.id == later))
+            conn.execute(idea_votes.update().where(idea_votes.c.id == first).values(idea_id=target_id))
             twice += 1
     return twice
 

@@ -202,6 +202,8 @@ class Supervisor:
         """
         log.info("reloading %d worker(s), one at a time", len(self.workers))
         for number in sorted(self.workers):
+            if self.stopping:
+                return  # stop_all stops every worker, old and new
             old = self.workers[number]
             self.retiring.append(old.process)
             try:

@@ -90,7 +90,19 @@ def test_merging_counts_a_person_who_voted_for_both_once(store):
     # timeline's 1 + gantt's 5 (2 imported, c1, q, anonymous), less c1's second vote
     assert target["votes"] == 5 and get_idea(store, "gantt")["votes"] == 0
     people = sorted(_requesters(store, "timeline"), key=lambda p: p["mrr"])
-    assert [(p["customer_id"], p["email"], p["mrr"]) for p in people] == [(None, "q@x.test", 7.0), ("c1", None, 300.0)]
+    # c1's first vote (timeline's, at 100) stands: a vote's details are public input, and folding
+    # the later one in on a merge would let anyone's vote on gantt change what is on record.
+    assert [(p["customer_id"], p["email"], p["mrr"]) for p in people] == [(None, "q@x.test", 7.0), ("c1", None, 100.0)]
+
+
+def test_a_strangers_vote_on_the_merged_idea_changes_nothing_on_record(store):
+    _ideas(store, {"id": "a", "title": "A"}, {"id": "b", "title": "B"})
+    _vote(store, "a", {"customer_id": "C1", "mrr": 900.0})
+    _vote(store, "b", {"customer_id": "C1", "email": "evil@attacker.test", "mrr": 1_000_000.0})
+    with db.writing(store) as conn:
+        update_idea(conn, "b", {"merged_into": "a"})
+    assert _requesters(store, "a") == [{"customer_id": "C1", "email": None, "mrr": 900.0}]
+    assert get_idea(store, "a")["votes"] == 1
 
 
 def test_simultaneous_votes_of_one_person_count_once(store):

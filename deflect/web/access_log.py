@@ -39,6 +39,8 @@ def access_line(response: Response) -> str:
 
     started = g.get("deflect_request_started")
     took = f"{(time.perf_counter() - started) * 1000:.1f} ms" if started is not None else "- ms"
-    size = response.calculate_content_length()
-    size_text = f"{size} B" if size is not None else "- B"  # streamed: unknown until sent
+    # What the headers say (a file's size too); never counted by reading a streamed body. A HEAD
+    # answer sends no body.
+    size = 0 if request.method == "HEAD" else response.content_length
+    size_text = f"{size} B" if size is not None else "- B"
     return f'{request_client()} "{request.method} {loggable(request.path)}" {response.status_code} {size_text} {took}'

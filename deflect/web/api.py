@@ -38,6 +38,9 @@ def require_admin() -> None:
     guesses = current_app.extensions["deflect_token_guesses"]  # None: wrong_token_limit_per_client = 0
     waiting = guesses.peek(group) if guesses is not None and given else None
     if waiting is not None and not waiting.allowed:  # not even compared: a script guessing tokens learns nothing more
+        if current_app.extensions["deflect_refusal_log"].hit(client).allowed:
+            log.warning("admin token refused unread for %s %s from %s: over wrong_token_limit_per_client "
+                        "(said once a minute per address)", request.method, loggable(request.path), client)
         raise ApiError(429, "rate_limited", f"too many wrong admin tokens from this address; retry after "
                        f"{waiting.retry_after_seconds} s", "Authorization", retry_after=waiting.retry_after_seconds)  # fmt: skip
     # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is as good as "Bearer x".
