@@ -203,21 +203,17 @@ def _after_id(given: str | None) -> int | None:
     return int(given)
 
 
-def _notification_id(notification_id: str) -> int:
-    digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
-    if not digits or int(notification_id) > MAX_ID:
-        raise not_found("notification", notification_id)
-    return int(notification_id)
-
-
-@board_api.post("/api/outbox/<notification_id>/retry")
-def retry_notification(notification_id: str):
-    from ..outbox import OutboxConflict, retry
+def _on_notification(action, notification_id: str):
+    """Run `action(engine, id)` on one notification: 404 naming `id` when there is none, 409 on a conflict."""
+    from ..outbox import OutboxConflict
 
     require_admin()
     optional_body(request)
+    digits = notification_id.isascii() and notification_id.isdigit() and len(notification_id) <= 10
+    if not digits or int(notification_id) > MAX_ID:
+        raise not_found("notification", notification_id)
     try:
-        row = retry(runtime().db, _notification_id(notification_id))
+        row = action(runtime().db, int(notification_id))
     except OutboxConflict as exc:
         raise ApiError(409, "conflict", str(exc), "id") from None
     if row is None:
@@ -225,17 +221,19 @@ def retry_notification(notification_id: str):
     return jsonify(row)
 
 
+@board_api.post("/api/outbox/<notification_id>/retry")
+def retry_notification(notification_id: str):
+    from ..outbox import retry
+
+    return _on_notification(retry, notification_id)
+
+
 @board_api.post("/api/outbox/<notification_id>/delivered")
 def notification_delivered(notification_id: str):
     """For a mailer of your own that reads the outbox instead of receiving the webhook."""
     from ..outbox import mark_delivered
 
-    require_admin()
-    optional_body(request)
-    row = mark_delivered(runtime().db, _notification_id(notification_id))
-    if row is None:
-        raise not_found("notification", notification_id)
-    return jsonify(row)
+    return _on_notification(mark_delivered, notification_id)
 
 
 def init_board(app: Flask) -> None:
