@@ -85,6 +85,8 @@ def serve(ctx, host, port, threads, workers, watch_kb, access_log, **paths):
         return _supervise_workers(ctx, settings, workers)
     # From now on, also while indexing: SIGTERM (its default until serving, then a clean stop).
     follow_supervisor(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    if sock is not None:  # a reload is the supervisor's: a SIGHUP sent to the whole group is not for workers
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from .runtime import Runtime
     from .web import create_app
 
