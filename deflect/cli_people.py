@@ -106,7 +106,8 @@ def searches_forget(before, database_url, yes):
         start, _ = parse_period(before, None)
     except PeriodError as exc:
         raise click.BadParameter(exc.reason, param_hint="--before") from None
-    if start > time.time():  # a sign slipped in a cron job's date arithmetic: every search would go
+    # A second of slack: "now", written with its fractions rounded up, is not the future.
+    if start > time.time() + 1:  # a sign slipped in a cron job's date arithmetic: every search would go
         raise click.BadParameter(f"{before} is in the future: every search up to now would be forgotten; give a "
                                  "day in the past (e.g. 90 days ago)", param_hint="--before")
     engine = existing_store(cli_settings(database_url=database_url))
