@@ -29,12 +29,9 @@ class EvalReport:
     warnings: list[str] = field(default_factory=list)  # said on stderr, not part of the figures
 
     def to_dict(self) -> dict:
-        """The figures; null where a set has no query to measure them on (JSON has no NaN)."""
+        """The figures; `auroc` is null where a set lacks answerable or unanswerable queries (JSON has
+        no NaN). The rates stay 0.0 there, as they always were, for scripts that compare them."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("misses", "warnings")}
-        if not self.answerable:
-            out |= {"hit_at_1": None, "hit_at_3": None, "mrr_at_10": None, "answered_correct_rate": None}
-        if not self.unanswerable:
-            out["false_answer_rate"] = None
         return {k: (round(v, 4) if isinstance(v, float) and v == v else (None if isinstance(v, float) else v))
                 for k, v in out.items()}
 

@@ -292,7 +292,7 @@ def test_eval_json_reports_hit_at_1(runner, eval_files, tmp_path, monkeypatch):
 
 def test_eval_json_says_null_where_a_set_has_nothing_to_measure_and_names_unread_keys(runner, eval_files, tmp_path,
                                                                                      monkeypatch):
-    """JSON has no NaN: a set without unanswerable questions has no AUROC or false-answer rate (null),
+    """JSON has no NaN: a set without unanswerable questions has no AUROC (null; the rates stay 0.0),
     and a misspelt `expected` (a line then counts as unanswerable) is named on stderr."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     kb, _ = eval_files
@@ -309,7 +309,7 @@ def test_eval_json_says_null_where_a_set_has_nothing_to_measure_and_names_unread
     only_answerable.write_text(json.dumps({"text": "i forgot my password", "expected": "account/reset-password"}) + "\n")
     result = invoke(runner, ["eval", "--kb", str(kb), "--queries", str(only_answerable), "--json"])
     report = json.loads(result.stdout)
-    assert report["auroc"] is None and report["false_answer_rate"] is None and report["hit_at_1"] == 1.0
+    assert report["auroc"] is None and report["false_answer_rate"] == 0.0 and report["hit_at_1"] == 1.0
 
 
 def test_eval_plain_output(runner, eval_files, tmp_path, monkeypatch):
