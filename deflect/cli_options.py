@@ -58,7 +58,7 @@ def existing_store(settings):
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from .db import make_engine
+    from .db import make_engine, upgrade
     from .errors import mask_url
 
     url = make_url(settings.database_url)
@@ -78,8 +78,8 @@ def existing_store(settings):
             f"{mask_url(settings.database_url)} is no deflect database (it has no deflect tables): check "
             "database_url, or let `deflect serve` or `deflect db upgrade` set it up"
         )
-    engine.dispose()
-    return migrated_store(settings)
+    upgrade(engine)  # an older deflect database (a restored backup) is brought up to date
+    return engine
 
 
 class ConfigProblem(click.ClickException):

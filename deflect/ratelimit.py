@@ -53,8 +53,7 @@ class RateLimiter:
         """Take one token for `key` if there is one; refused requests take nothing."""
         with self._lock:
             now = self._clock()
-            tokens, at = self._buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + max(0.0, now - at) * self.rate)
+            tokens = self._refilled(self._buckets.pop(key, None), now)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 decision = Decision(True)
@@ -68,10 +67,15 @@ class RateLimiter:
     def peek(self, key: str) -> Decision:
         """What `hit` would decide for `key` now, taking nothing."""
         with self._lock:
-            now = self._clock()
-            tokens, at = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + max(0.0, now - at) * self.rate)
+            tokens = self._refilled(self._buckets.get(key), self._clock())
             return Decision(True) if tokens >= 1.0 else Decision(False, (1.0 - tokens) / self.rate)
+
+    def _refilled(self, bucket: tuple[float, float] | None, now: float) -> float:
+        """The tokens of a bucket (tokens, at) by `now`; a key not tracked has a full bucket."""
+        if bucket is None:
+            return self.capacity
+        tokens, at = bucket
+        return min(self.capacity, tokens + max(0.0, now - at) * self.rate)
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -47,7 +47,7 @@ from .ideas import (
 )
 from .outbox import enqueue, requester_key
 from .pool import chunks, pool_matrix
-from .votes import add_vote
+from .votes import add_vote, with_requesters
 from .wording import alias_key
 
 
@@ -113,8 +113,6 @@ def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]
 
 def _idea_answer(engine: sa.Engine, idea_id: str) -> dict:
     """The idea as every other idea answer shows it: with its requesters' count and MRR."""
-    from .votes import with_requesters
-
     with engine.connect() as conn:
         return with_requesters(conn, get_idea(conn, idea_id))
 
@@ -125,7 +123,7 @@ def _record_requesters(conn: sa.Connection, candidate_id: str, idea_id: str) -> 
     from .votes import requesters as idea_requesters
 
     target = resolve_idea(conn, idea_id) or {"id": idea_id}
-    known = {requester_key(p): p for p in idea_requesters(conn, target["id"])}  # a cheap first filter
+    known = {requester_key(p) for p in idea_requesters(conn, target["id"])}  # a cheap first filter
     added = 0
     for person in candidate_requesters(conn, [search_id for search_id, _ in kept_members(conn, candidate_id)]):
         if requester_key(person) in known:

@@ -14,6 +14,9 @@ import time
 
 from flask import Flask, Response, g, request
 
+from .errors import loggable
+from .limits import request_client
+
 ACCESS_LOGGER = "deflect.access"
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -34,9 +37,6 @@ def install_access_log(app: Flask) -> None:
 
 def access_line(response: Response) -> str:
     """`127.0.0.1 "POST /api/suggest" 200 412 B 8.4 ms` for the current request."""
-    from .errors import loggable
-    from .limits import request_client
-
     started = g.get("deflect_request_started")
     took = f"{(time.perf_counter() - started) * 1000:.1f} ms" if started is not None else "- ms"
     # What the headers say (a file's size too); never counted by reading a streamed body. A HEAD

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..gaps import DEFAULT_GAPS, MAX_GAPS
 from .errors import ApiError, loggable, not_found
-from .limits import request_client, request_client_group
+from .limits import client_group, request_client, request_client_group
 from .validation import (
     MAX_ID,
     count_param,
@@ -34,7 +34,8 @@ def require_admin() -> None:
         raise ApiError(401, "admin_disabled", "admin endpoints are disabled until DEFLECT_ADMIN_TOKEN is set", "Authorization")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip()
-    client, group = request_client(), request_client_group()
+    client = request_client()
+    group = client_group(client)
     guesses = current_app.extensions["deflect_token_guesses"]  # None: wrong_token_limit_per_client = 0
     waiting = guesses.peek(group) if guesses is not None and given else None
     if waiting is not None and not waiting.allowed:  # not even compared: a script guessing tokens learns nothing more
