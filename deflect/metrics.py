@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from .db import events, search_results, searches
 from .events import EVENT_TYPES, normalize_query
@@ -24,6 +26,7 @@ from .redaction import extends
 ERASED = "[erased]"  # deflect.erasure's stand-in for a forgotten question
 
 SUPERSEDE_SECONDS = 30.0
+SHOWN_CHUNK = 900  # search ids per IN list: under SQLite's 999-variable limit of old builds
 
 
 @dataclass
@@ -153,6 +156,45 @@ def superseded_in_store(conn: sa.Connection, sessions_at: list[tuple[str | None,
     return superseded_ids(nearby)
 
 
+@dataclass
+class Shown:
+    """What the final searches showed, counted by the database (a year of as-you-type searches
+    holds millions of shown rows; only these sums are needed)."""
+
+    impressions: Counter = field(default_factory=Counter)  # (item_type, item_id) -> times shown
+    tickets_after_shown: Counter = field(default_factory=Counter)  # ... shown on a search with a ticket
+    idea_first: set[str] = field(default_factory=set)  # searches whose first result was an idea
+
+
+def shown_in(conn: sa.Connection, final: dict[str, SearchOutcome]) -> Shown:
+    """Count the final searches' shown results (search_results) in the database."""
+    shown = Shown()
+    per_item = sa.select(search_results.c.item_type, search_results.c.item_id, sa.func.count()).group_by(
+        search_results.c.item_type, search_results.c.item_id
+    )
+    ticketed = [sid for sid, o in final.items() if o.ticket]
+    for ids, counter in ((list(final), shown.impressions), (ticketed, shown.tickets_after_shown)):
+        for among in _among(conn, search_results.c.search_id, ids):
+            for item_type, item_id, n in conn.execute(per_item.where(among)):
+                counter[(item_type, item_id)] += int(n)
+    idea_first = sa.select(search_results.c.search_id).where(search_results.c.rank == 1, search_results.c.item_type == "idea")
+    for among in _among(conn, search_results.c.search_id, list(final)):
+        shown.idea_first.update(conn.execute(idea_first.where(among)).scalars())
+    return shown
+
+
+def _among(conn: sa.Connection, column: sa.Column, ids: list[str]) -> Iterator[sa.ColumnElement]:
+    """`column IN ids` as few conditions as the database takes well: one array parameter on
+    PostgreSQL (a long IN list costs psycopg more than the query), bounded IN lists on SQLite."""
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        yield column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String)))
+        return
+    for start in range(0, len(ids), SHOWN_CHUNK):
+        yield column.in_(ids[start : start + SHOWN_CHUNK])
+
+
 def outcomes(final: list[dict], event_rows: list[dict]) -> dict[str, SearchOutcome]:
     by_id = {s["id"]: SearchOutcome(s) for s in final}
     tickets: dict[str, list[float]] = defaultdict(list)
@@ -199,26 +241,21 @@ def totals(final: dict[str, SearchOutcome], window: float, now: float) -> dict:
     }
 
 
-def answered_by(final: dict[str, SearchOutcome], shown: list[dict]) -> dict:
+def answered_by(final: dict[str, SearchOutcome], shown: Shown) -> dict:
     """answered_rate split by what came first: an article (the KB answered) or an idea (the board
     did: the feature is asked for, not explained). A rate that climbs with no new article is ideas."""
-    first = {row["search_id"]: row["item_type"] for row in shown if row["rank"] == 1}
     answered = [sid for sid, o in final.items() if o.search["answered"]]
-    by_idea = sum(first.get(sid) == "idea" for sid in answered)
+    by_idea = sum(sid in shown.idea_first for sid in answered)
     return {"answered_by_article_rate": _rate(len(answered) - by_idea, len(final)),
             "answered_by_idea_rate": _rate(by_idea, len(final))}
 
 
-def item_metrics(final: dict[str, SearchOutcome], shown: list[dict], event_rows: list[dict]) -> dict[str, list[dict]]:
+def item_metrics(final: dict[str, SearchOutcome], shown: Shown, event_rows: list[dict]) -> dict[str, list[dict]]:
     """Per article and per idea: impressions, clicks, helpful, not_helpful, tickets, effectiveness."""
     stats: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for row in shown:
-        outcome = final.get(row["search_id"])
-        if outcome is None:
-            continue
-        key = (row["item_type"], row["item_id"])
-        stats[key]["impressions"] += 1
-        stats[key]["tickets_after_shown"] += outcome.ticket
+    for key, n in shown.impressions.items():
+        stats[key]["impressions"] = n
+        stats[key]["tickets_after_shown"] = shown.tickets_after_shown[key]
     clicks_at: dict[tuple[str, str, str], float] = {}
     voters: set[tuple[str, str]] = set()  # (idea, requester): the board counts one vote per requester
     for event in sorted(event_rows, key=lambda e: e["created_at"]):
@@ -317,18 +354,18 @@ def compute_metrics(
         query = sa.select(searches).where(searches.c.created_at < until + SUPERSEDE_SECONDS)
         if since is not None:
             query = query.where(searches.c.created_at >= since)
-        loaded = [dict(r._mapping) for r in conn.execute(query)]
+        loaded = _dicts(conn.execute(query))
         superseded = superseded_ids(loaded)
         in_period = [s for s in loaded if s["created_at"] < until]
         final_rows = [s for s in in_period if s["id"] not in superseded]
         final_ids = {s["id"] for s in final_rows}
         search_events = _rows_for_searches(conn, events, final_ids, since, until)
-        shown = _rows_for_searches(conn, search_results, final_ids, since, until)
         counted = sa.select(events.c.type, sa.func.count()).where(events.c.created_at < until).group_by(events.c.type)
         if since is not None:
             counted = counted.where(events.c.created_at >= since)
         event_counts = dict.fromkeys(EVENT_TYPES, 0) | {t: int(n) for t, n in conn.execute(counted)}
         final = outcomes(final_rows, search_events)
+        shown = shown_in(conn, final)
         pool = pool_searches(final, search_events)
         clusters, reviewed = candidates_of(conn, [r["id"] for r in pool])
     per_item = item_metrics(final, shown, search_events)
@@ -354,7 +391,13 @@ def _rows_for_searches(conn: sa.Connection, table: sa.Table, search_ids: set[str
     query = sa.select(table).join(searches, searches.c.id == table.c.search_id).where(searches.c.created_at < until)
     if since is not None:
         query = query.where(searches.c.created_at >= since)
-    return [dict(r._mapping) for r in conn.execute(query) if r.search_id in search_ids]
+    return [row for row in _dicts(conn.execute(query)) if row["search_id"] in search_ids]
+
+
+def _dicts(result: sa.CursorResult) -> list[dict]:
+    """Rows as dicts, the column names read once (Row._mapping per row costs as much as the fetch)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row)) for row in result]
 
 
 def add_titles(report: dict, article_titles: dict[str, str], idea_titles: dict[str, str]) -> dict:

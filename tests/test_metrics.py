@@ -9,7 +9,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from deflect import db
+from deflect import db, metrics
 from deflect.events import write_searches
 from deflect.metrics import compute_metrics, superseded_ids
 
@@ -279,6 +279,25 @@ def test_the_answered_rate_is_split_by_what_came_first(store):
     add_search(store, "gantt", 4, answered=False, shown=("i-gantt",))  # not answered: in neither
     t = compute_metrics(store, since=T0, until=T0 + 3600, now=T0 + 7200)["totals"]
     assert (t["answered_rate"], t["answered_by_article_rate"], t["answered_by_idea_rate"]) == (0.75, 0.25, 0.5)
+
+
+def test_shown_results_are_counted_the_same_whatever_the_in_list_size(store, monkeypatch):
+    # The shown results are summed in the database; on SQLite a bounded IN list of search ids at
+    # a time (PostgreSQL takes them as one array): an id list cut anywhere must add up the same.
+    for n in range(7):
+        search = add_search(store, f"question {n}", n * 60, session=f"s{n}", shown=("a1", "i1", "a2")[: 1 + n % 3])
+        if n % 2:
+            add_event(store, search, "ticket_created", n * 60 + 5)
+    add_search(store, "question", 6 * 60 - 1, session="s6", shown=("a2", "a3"))  # superseded: not counted
+    add_search(store, "dark mode", 500, session="s7", shown=("i2", "a1"))  # an idea first
+    whole = compute_metrics(store, now=T0 + 5000)
+    shown = {r["id"]: (r["impressions"], r["tickets_after_shown"]) for r in whole["articles"] + whole["ideas"]}
+    # a1 in all 8 final searches, i1 in n = 1, 2, 4, 5, a2 in n = 2, 5; tickets on n = 1, 3, 5
+    assert shown == {"a1": (8, 3), "i1": (4, 2), "a2": (2, 1), "i2": (1, 0)}
+    assert whole["totals"]["answered_by_idea_rate"] == pytest.approx(1 / 8, abs=1e-4)
+    for size in (1, 2, 5):
+        monkeypatch.setattr(metrics, "SHOWN_CHUNK", size)
+        assert compute_metrics(store, now=T0 + 5000) == whole
 
 
 def test_unclustered_gaps_group_the_same_words_whatever_the_punctuation(store):
