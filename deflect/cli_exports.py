@@ -33,11 +33,16 @@ def events():
 
 @events.command("export")
 @export_options
-def events_export(since, until, database_url, fmt, bom, output):
+@click.option("--by-search-time", is_flag=True,
+              help="Take the period by the search's time, as the metrics do: the period's searches with all "
+                   "their events, a ticket filed after the period's end included (default: by the event's time).")
+def events_export(since, until, database_url, fmt, bom, output, by_search_time):
     """Write every event of the period (by event time) with its search (query, session, answered...)."""
+    from functools import partial
+
     from .exports import event_rows
 
-    _export(event_rows, "events", since, until, database_url, fmt, bom, output)
+    _export(partial(event_rows, by_search_time=by_search_time), "events", since, until, database_url, fmt, bom, output)
 
 
 @click.group()
@@ -106,7 +111,7 @@ def _write(rows: Iterable[dict], fmt: str, output: str, noun: str, bom: bool = F
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row))
                     writer.writeheader()
-                writer.writerow({k: csv_value(v) for k, v in row.items()})
+                writer.writerow({k: csv_value(json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
             count += 1
     if output != "-":
         click.echo(f"{count} {noun} written to {output}", err=True)

@@ -6,7 +6,6 @@ in no metric), so the two exports together reproduce `deflect metrics`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -17,8 +16,15 @@ from .db import events, search_results, searches
 EXPORT_CHUNK = 1000
 
 
-def event_rows(engine: sa.Engine, since: float | None = None, until: float | None = None) -> Iterator[dict]:
-    """Events joined with their search, oldest first (`deflect events export`); the period is the event's time."""
+def event_rows(
+    engine: sa.Engine, since: float | None = None, until: float | None = None, by_search_time: bool = False
+) -> Iterator[dict]:
+    """Events joined with their search, oldest first (`deflect events export`).
+
+    The period is the event's time; `by_search_time` takes it by the search's time instead, as
+    the metrics do: a month's searches with all their events, a ticket filed on the 1st of the
+    next month included, so a month's figures can be recomputed from it.
+    """
     query = (
         sa.select(
             events.c.id.label("event_id"),
@@ -41,7 +47,8 @@ def event_rows(engine: sa.Engine, since: float | None = None, until: float | Non
         .order_by(events.c.created_at, events.c.id)
     )
     with engine.connect() as conn:
-        for chunk in _final_chunks(conn, _in_period(query, events.c.created_at, since, until), "search_created_at"):
+        period_of = searches.c.created_at if by_search_time else events.c.created_at
+        for chunk in _final_chunks(conn, _in_period(query, period_of, since, until), "search_created_at"):
             yield from chunk
 
 
@@ -64,7 +71,7 @@ def search_rows(engine: sa.Engine, since: float | None = None, until: float | No
     with engine.connect() as conn:
         for chunk in _final_chunks(conn, _in_period(query, searches.c.created_at, since, until), "created_at"):
             shown = _results_of(conn, [row["search_id"] for row in chunk])
-            yield from (row | {"results": json.dumps(shown.get(row["search_id"], []))} for row in chunk)
+            yield from (row | {"results": shown.get(row["search_id"], [])} for row in chunk)
 
 
 def _in_period(query, column, since: float | None, until: float | None):

@@ -61,6 +61,8 @@ def content_gaps(
         gap = {
             "query": rows[-1]["query"],
             "count": len(rows),
+            # answered, yet a ticket or a "No" followed: the article shown missed the point
+            "answered": sum(bool(r["answered"]) for r in rows),
             "last_seen": max(r["created_at"] for r in rows),
             "search_ids": [r["id"] for r in sorted(rows, key=lambda r: r["created_at"])][-SEARCH_IDS_PER_GAP:],
         }

@@ -26,7 +26,7 @@ def format_report(report: dict, top: int = 10) -> str:
         f"click rate               {pct(t['click_rate']):>8}",
         f"confirmed deflections    {t['confirmed_deflections']:>8}",
         f"assumed deflections      {t['assumed_deflections']:>8}   ({t['assumed_pending']} still inside the window)",
-        f"tickets                  {t['tickets']:>8}",
+        f"searches with a ticket   {t['tickets']:>8}",
         f"deflection rate          {pct(t['deflection_rate']):>8}   (confirmed only {pct(t['confirmed_deflection_rate'])})",
         "",
         "events: " + ", ".join(f"{k} {v}" for k, v in report["events"].items()),
@@ -62,13 +62,16 @@ def format_report(report: dict, top: int = 10) -> str:
             "effective = yes / (yes + no + ticket click).",
         ]
     if report["content_gaps"]:
-        lines += ["", "content gaps (most frequent unanswered questions)"]
+        lines += ["", "content gaps: questions nothing answered (no answer, or one followed by a ticket or a No)",
+                  f"{'asked':>6} {'answered':>8}  question"]
         for gap in report["content_gaps"][:top]:
             shipped = f"  (since idea {gap['shipped_idea']} shipped)" if gap.get("shipped_idea") else ""
             answered = f"  (answered since by {gap['answered_by']})" if gap.get("answered_by") else ""
-            lines.append(f"{gap['count']:>6}  {_one_line(gap['query'])[:70]}{shipped}{answered}")
+            lines.append(f"{gap['count']:>6} {gap.get('answered', 0):>8}  {_one_line(gap['query'])[:70]}{shipped}{answered}")
     if report["series"]:
-        lines += ["", f"{'day':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}"]
+        days = len(report["series"])
+        shown = f"  (the last {top} of {days} days with searches; --top N or --json for more)" if days > top else ""
+        lines += ["", f"{'day (UTC)':<12} {'searches':>8} {'deflected':>9} {'tickets':>7} {'rate':>7}{shown}"]
         for day in report["series"][-top:]:
             lines.append(
                 f"{day['date']:<12} {day['searches']:>8} {day['deflections']:>9} {day['tickets']:>7} "

@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .raw_html import RAW_HTML_MODES
 from .setting_checks import (
     LANGUAGE_TAG,
+    LINK,
     NOT_EMPTY,
     Check,
     above,
@@ -85,6 +86,14 @@ SETTINGS: tuple[Setting, ...] = (
         is_list=True,
     ),
     Setting("default_locale", "en", "Locale (language tag) of articles whose front matter names none.", check=LANGUAGE_TAG),
+    Setting(
+        "support_url",
+        "",
+        "Where \"Still stuck? Contact support\" on deflect's article pages leads: your help desk's form or "
+        "the page with your help form (https://example.com/support); empty = deflect's demo form /help, "
+        "which sends no ticket anywhere.",
+        check=LINK,
+    ),
     Setting(
         "ideas_file",
         "",
@@ -254,6 +263,7 @@ class Settings:
     admin_token: str = ""
     cors_origins: str = ""
     default_locale: str = "en"
+    support_url: str = ""
     ideas_file: str = ""
     host: str = "127.0.0.1"
     port: int = 8000

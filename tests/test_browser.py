@@ -710,6 +710,15 @@ def test_admin_sees_metrics(page, site):
     series = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["series"]
     cells = figures.locator("tr").last.locator("td").all_inner_texts()
     assert cells[1] == str(series[-1]["searches"]) and cells[2].endswith("%"), (cells, series[-1])
+    # "Last 30 days" counts from now minus 30 days: the chart starts on that day, as the tiles do.
+    expect(figures.locator("tr")).to_have_count(1 + 31)  # the header, then the partial first day to today
+    # A gap whose questions got an answer and then a ticket or a "No" says so (the article may miss the point).
+    gaps = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["content_gaps"]  # all recent
+    missed = page.locator("[data-content-gaps] [data-gap-answered]")
+    expect(missed).to_have_count(sum(1 for gap in gaps if gap["answered"]))
+    # The terms are explained on the page (a support lead reports these figures onwards).
+    page.get_by_text("How these figures are counted").click()
+    expect(page.locator("[data-how-counted]")).to_contain_text("counts searches, not tickets")
     # The token is kept for the tab: a reload goes straight to the dashboard.
     page.reload()
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")

@@ -554,13 +554,13 @@ def test_metrics_table_shows_what_effectiveness_counts_and_keeps_a_query_on_one_
            "tickets_after_click": 1, "votes": 7, "effectiveness": 0.5}  # fmt: skip
     report["articles"] = [row | {"id": "getting-started/keyboard-shortcuts", "title": "Keyboard shortcuts"}]
     report["ideas"] = [row | {"id": "dark-mode", "title": "Dark mode"}]
-    report["content_gaps"] = [{"query": "line one\nline two", "count": 2, "search_ids": []}]
+    report["content_gaps"] = [{"query": "line one\nline two", "count": 2, "answered": 1, "search_ids": []}]
     text = format_report(report)
     article = next(line for line in text.splitlines() if line.startswith("Keyboard shortcuts"))
     assert article.split()[-3:] == ["3", "1", "50.0%"]  # tickets after shown, after a click, effective
     idea = next(line for line in text.splitlines() if line.startswith("Dark mode"))
     assert idea.split()[-1] == "7"
-    assert "     2  line one line two" in text.splitlines()
+    assert "     2        1  line one line two" in text.splitlines()  # asked, answered yet a ticket or a No
 
     # Two articles titled alike (a copy in another folder) are told apart by their ids.
     report["articles"] = [row | {"id": "integrations/slack", "title": "Connect Slack"},

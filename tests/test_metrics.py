@@ -127,6 +127,8 @@ def test_confirmed_assumed_tickets_and_superseded(store):
     gaps = {g["query"]: g["count"] for g in m["content_gaps"]}
     # pool: unanswered (sso setup, dark mode) or a ticket (refund, api limits)
     assert set(gaps) == {"sso setup", "dark mode", "refund", "api limits"}
+    # refund and api limits were answered, and a ticket came anyway: the article missed the point
+    assert {g["query"]: g["answered"] for g in m["content_gaps"]} == {"sso setup": 0, "dark mode": 0, "refund": 1, "api limits": 1}
     assert m["series"] and sum(day["searches"] for day in m["series"]) == 6
 
 
@@ -375,6 +377,36 @@ def test_events_export_says_which_searches_count(store, tmp_path):
     assert refused.exit_code == 2 and "--bom is for --format csv" in refused.output
 
 
+def test_events_export_by_search_time_recomputes_a_periods_tickets(store):
+    """A month's figures count the events of the month's searches whenever they came (a ticket filed
+    after midnight on the last day); --by-search-time exports exactly those, the default by event time."""
+    from click.testing import CliRunner
+
+    from deflect.cli import main
+
+    day = 86400
+    late = add_search(store, "export invoices", day - 60, session="late")  # a minute before the period ends
+    add_event(store, late, "click", day - 50, "a1")
+    add_event(store, late, "ticket_created", day + 120)  # after midnight: the next period by event time
+    early = add_search(store, "refund", 10, session="early")
+    add_event(store, early, "ticket_created", 40)
+    since, until = str(T0), str(T0 + day)
+    report = compute_metrics(store, since=T0, until=T0 + day, now=T0 + 3 * day)
+    url = store.url.render_as_string(hide_password=False)
+
+    def exported(*options: str) -> list[dict]:
+        result = CliRunner().invoke(main, ["events", "export", "--database-url", url, "--since", since, "--until", until, *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    def tickets(rows: list[dict]) -> int:
+        return len({r["search_id"] for r in rows if r["type"] == "ticket_created" and r["final_search"]})
+
+    assert report["totals"]["tickets"] == 2
+    assert tickets(exported("--by-search-time")) == 2
+    assert tickets(exported()) == 1  # by event time the late ticket is the next period's
+
+
 def test_searches_export_has_the_searches_nobody_acted_on(store, tmp_path):
     """With the searches export an analyst recomputes searches, answered rate and impressions too."""
     import csv
@@ -393,12 +425,12 @@ def test_searches_export_has_the_searches_nobody_acted_on(store, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [(r["search_id"], r["final_search"]) for r in rows][:2] == [(typed, False), (final, True)]
-    assert [r["id"] for r in json.loads(rows[1]["results"])] == ["a1", "a2"]
+    assert [r["id"] for r in rows[1]["results"]] == ["a1", "a2"]  # a list in JSON lines, JSON text in CSV
     report = compute_metrics(store, now=T0 + 7200)
     final_rows = [r for r in rows if r["final_search"]]
     assert report["totals"]["searches"] == len(final_rows) == 2
     assert report["totals"]["answered_rate"] == sum(r["answered"] for r in final_rows) / len(final_rows)
-    impressions = sum(1 for r in final_rows for shown in json.loads(r["results"]) if shown["id"] == "a1")
+    impressions = sum(1 for r in final_rows for shown in r["results"] if shown["id"] == "a1")
     assert next(a for a in report["articles"] if a["id"] == "a1")["impressions"] == impressions == 1
 
     out = tmp_path / "searches.csv"

@@ -272,3 +272,24 @@ def test_an_image_is_served_once_a_published_article_shows_it(tmp_path):
     finally:
         runtime.close()
         runtime.db.dispose()
+
+
+def test_contact_support_leads_to_the_help_desk_the_settings_name(kb_site):
+    """"Still stuck? Contact support" under an article goes to the demo form unless support_url names
+    the deployment's own help desk (the demo form sends no ticket anywhere)."""
+    from deflect.errors import ConfigError
+    from deflect.runtime import Runtime
+    from deflect.web import create_app
+
+    base, tmp = kb_site
+    assert anchors(get(base, "/articles/billing/refunds").text)["Contact support"] == "/help"
+    runtime = Runtime(make_settings(tmp, tmp / "kb", tmp / "index", support_url="https://desk.example.com/new?from=kb&x=1"))
+    try:
+        with serve_app(create_app(runtime.settings, runtime)) as other:
+            page = get(other, "/articles/billing/refunds").text
+            assert anchors(page)["Contact support"] == "https://desk.example.com/new?from=kb&x=1"
+    finally:
+        runtime.close()
+        runtime.db.dispose()
+    with pytest.raises(ConfigError, match="support_url"):
+        make_settings(tmp, tmp / "kb", tmp / "index", support_url="javascript:alert(1)")

@@ -216,7 +216,7 @@ def test_every_setting_has_an_env_variable(no_config):
             s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
             assert getattr(s, setting.name) is expected, setting.name
             continue
-        candidates = ["42", "0.25", "64"] if setting.type in (int, float) else ["from-env", "torch", "text"]
+        candidates = ["42", "0.25", "64"] if setting.type in (int, float) else ["from-env", "torch", "text", "/from-env"]
         value = next(v for v in candidates if _allowed(setting, v) not in (None, setting.default))
         s = load_settings(config_file=no_config, env={f"DEFLECT_{setting.name.upper()}": value})
         assert str(getattr(s, setting.name)).startswith(value[:2]), setting.name

@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         _close_when_the_process_stops(runtime)
     app.extensions["deflect"] = runtime
     app.extensions["deflect_settings"] = settings
+    # "Contact support" on article pages: the deployment's own help desk, else the demo form.
+    app.jinja_env.globals["support_url"] = settings.support_url.strip()
 
     from .api import api
     from .errors import register_error_handlers

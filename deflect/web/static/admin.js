@@ -4,6 +4,7 @@
 (function () {
   "use strict";
   var TOKEN_KEY = "deflect-admin-token";
+  var MIN_VERDICTS = 3;  // verdicts (yes, no, tickets after opening) before an article can rank as weak
   var $ = function (selector) { return document.querySelector(selector); };
   var loginCard = $("[data-admin-login]");
   var loginForm = $("[data-login-form]");
@@ -167,6 +168,8 @@
     setMetric("deflections", deflections, num(deflections));
     setMetric("confirmed_deflections", confirmed, num(confirmed));
     setMetric("assumed_deflections", assumed, num(assumed));
+    setMetric("assumed_pending", t.assumed_pending, num(t.assumed_pending));
+    $("[data-pending]").hidden = !t.assumed_pending;
     setMetric("tickets", t.tickets, num(t.tickets));
     setMetric("answered_rate", answered, pct(answered));
     setMetric("no_answer_rate", noAnswer, pct(noAnswer));
@@ -192,7 +195,8 @@
     var days = Object.keys(byDay).sort();
     if (!days.length) return [];
     var periodDays = parseInt(period.value, 10);
-    var start = periodDays ? new Date(Date.now() - (periodDays - 1) * 86400000) : new Date(days[0] + "T00:00:00Z");
+    // The period's first (partial) day too: the figures above count from now minus periodDays.
+    var start = periodDays ? new Date(Date.now() - periodDays * 86400000) : new Date(days[0] + "T00:00:00Z");
     var end = new Date();
     var points = [];
     for (var d = new Date(start.toISOString().slice(0, 10) + "T00:00:00Z"); d <= end && points.length < 400;
@@ -222,9 +226,14 @@
         return (b.helpful || 0) - (a.helpful || 0) || (b.clicks || 0) - (a.clicks || 0) || (b.impressions || 0) - (a.impressions || 0);
       }).slice(0, 5);
     var topIds = top.map(function (a) { return a.id; });
+    // An effectiveness from one or two verdicts says little: such an article ranks as unknown (0.5).
+    var judged = function (a) {
+      var verdicts = (a.helpful || 0) + (a.not_helpful || 0) + first(a.tickets_after_click, 0);
+      return a.effectiveness == null || verdicts < MIN_VERDICTS ? 0.5 : a.effectiveness;
+    };
     var weak = shown.filter(function (a) { return topIds.indexOf(a.id) < 0; }).sort(function (a, b) {
-      var ea = a.effectiveness == null ? 0.5 : a.effectiveness;
-      var eb = b.effectiveness == null ? 0.5 : b.effectiveness;
+      var ea = judged(a);
+      var eb = judged(b);
       return ea - eb || (b.not_helpful || 0) - (a.not_helpful || 0) || (b.impressions || 0) - (a.impressions || 0);
     }).slice(0, 5);
     var topBox = $("[data-top-articles]");
@@ -252,6 +261,12 @@
         return typeof q === "string" ? q : first(q.text, q.query, "");
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
+      if (gap.answered) {  // an answer was shown, and a ticket or a "No" followed: rewrite rather than add
+        var missed = el("div", "muted", num(gap.answered) + " of these got an answer, then a ticket or a “No”: " +
+          "does the article shown miss the point?");
+        missed.setAttribute("data-gap-answered", String(gap.answered));
+        left.appendChild(missed);
+      }
       if (gap.answered_by) {  // an article published since answers its questions: the gap is closed
         li.setAttribute("data-answered-by", gap.answered_by);
         var closed = el("div", "muted", "Answered since by ");
