@@ -380,7 +380,28 @@ def db_upgrade(database_url, revision):
     engine = make_engine(settings.database_url)
     before = current_revision(engine)
     upgrade(engine, revision)
-    click.echo(f"database at revision {current_revision(engine)} (was {before or 'empty'})")
+    after = current_revision(engine)
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+    if revision != "head" and after != revision:  # asked for an older one: alembic did nothing
+        raise click.ClickException(
+            f"the database is already past revision {revision}: deflect migrates forward only. To go back, "
+            "restore a backup taken before the upgrade (README, Backups and upgrades)"
+        )
+
+
+@db.command("current")
+@click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
+def db_current(database_url):
+    """Say which schema revision the database is at, and which this deflect would migrate it to."""
+    settings = _settings(database_url=database_url)
+    from .db import current_revision, head_revision, make_engine
+
+    at, head = current_revision(make_engine(settings.database_url)), head_revision()
+    if at is None or at == head:
+        state = "empty" if at is None else "up to date"
+    else:  # revisions are numbered 0001, 0002...
+        state = "newer: written by a newer deflect" if at > head else f"older: deflect db upgrade migrates it to {head}"
+    click.echo(f"database at revision {at or '-'}; this deflect's schema is {head} ({state})")
 
 
 @main.command()

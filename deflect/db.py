@@ -275,6 +275,16 @@ def _refuse_unknown_revision(connection: sa.Connection, config) -> None:
             )
 
 
+def head_revision() -> str:
+    """The schema revision this deflect's migrations end at."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

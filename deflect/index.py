@@ -127,12 +127,9 @@ def build_index(
         raise KBFolderMissing(kb_dir)
     report = BuildReport()
     live = previous = live_index(index_dir)
-    if previous is not None and (
-        previous.manifest.get("model") != model_id
-        or previous.manifest.get("passage_chars") != passage_chars
-        or previous.manifest.get("parser") != PARSER_VERSION
-    ):
-        log.info("model, passage size or article parser changed: rebuilding the whole index")
+    changed = built_differently(previous.manifest, model_id, passage_chars) if previous is not None else None
+    if changed:
+        log.info("%s changed since index %s: rebuilding the whole index", changed, previous.version)
         previous = None
     if previous is not None and not _grouped(previous):
         log.warning("index %s has passages out of article order: rebuilding the whole index", previous.version)
@@ -271,6 +268,18 @@ def build_index(
     remember(index_dir, index)
     report.version = version
     return index, report
+
+
+def built_differently(manifest: dict, model_id: str, passage_chars: int) -> str | None:
+    """What makes an index version's vectors or passages unlike the ones this process would build
+    (its model, passage size or article parser: articles.PARSER_VERSION), or None when nothing does."""
+    changed = [
+        name
+        for name, key, ours in (("model", "model", model_id), ("passage size", "passage_chars", passage_chars),
+                                ("article parser", "parser", PARSER_VERSION))
+        if manifest.get(key) != ours
+    ]
+    return " and ".join(changed) or None
 
 
 def _grouped(index: KBIndex) -> bool:

@@ -160,6 +160,7 @@ class Runtime:
         Only the shared folder's live version is loaded, and only when it is the recorded
         one, so a process never serves a half-written or superseded build.
         """
+        from .index import built_differently
         from .index_folder import current_version_dir, load_index
         from .replicas import published_version
 
@@ -176,8 +177,11 @@ class Runtime:
             index = load_index(self.settings.index_dir)
             if index is None or index.version != version:
                 return False
-            if index.manifest.get("model") != model_id_for(self.settings):
-                log.warning("index %s was built with %s; not loading it", version, index.manifest.get("model"))
+            # Another deflect (an older one still running during an upgrade, or other settings) built
+            # it: its passages are not what this one would search, so keep serving ours.
+            changed = built_differently(index.manifest, model_id_for(self.settings), self.settings.passage_chars)
+            if changed:
+                log.warning("index %s was built by another process with a different %s; not loading it", version, changed)
                 self._skipped_version = version
                 return False
             self._swap(index)

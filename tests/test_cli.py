@@ -485,6 +485,18 @@ def test_db_upgrade(runner, tmp_path):
     assert result.exit_code == 0
     assert "revision 0010 (was empty)" in result.stdout
     assert "revision 0010 (was 0010)" in invoke(runner, ["db", "upgrade", "--database-url", url]).stdout
+    assert "at revision 0010; this deflect's schema is 0010 (up to date)" in invoke(runner, ["db", "current", "--database-url", url]).stdout
+    # Migrations go forward only: asking for an older revision says so instead of doing nothing quietly.
+    back = runner.invoke(main, ["db", "upgrade", "--database-url", url, "--revision", "0006"])
+    assert back.exit_code == 1 and "already past revision 0006" in back.output and "restore a backup" in back.output
+
+
+def test_db_current_says_how_far_behind_a_database_is(runner, tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert "(empty)" in invoke(runner, ["db", "current", "--database-url", url]).stdout
+    invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "0006"])
+    said = invoke(runner, ["db", "current", "--database-url", url]).stdout
+    assert "at revision 0006; this deflect's schema is 0010 (older: deflect db upgrade migrates it to 0010)" in said
 
 
 def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):

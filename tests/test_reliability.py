@@ -271,6 +271,32 @@ def test_replicas_serve_a_new_version_within_seconds(two_replicas, tmp_path):
         assert server.health()["articles"] == len(TINY_KB)
 
 
+def test_a_version_built_with_other_passages_is_not_followed(settings_factory, tiny_kb, caplog):
+    """During an upgrade an older deflect may still build into the shared folder with its own
+    article parser (or passage size): a process keeps serving what it built itself instead of
+    searching passages it would not make, and says why once."""
+    from deflect.runtime import Runtime
+
+    ours = Runtime(settings_factory(), sync=False)
+    try:
+        serving = ours.engine.version
+        other = Runtime(settings_factory(passage_chars=300), sync=False)  # builds and publishes its own
+        try:
+            assert other.engine.version != serving
+        finally:
+            other.close()
+            other.db.dispose()
+        with caplog.at_level("WARNING", logger="deflect.runtime"):
+            assert ours.follow_index() is False
+            assert ours.follow_index() is False
+        said = [r.getMessage() for r in caplog.records if "not loading it" in r.getMessage()]
+        assert said == [f"index {other.engine.version} was built by another process with a different passage size; not loading it"]
+        assert ours.engine.version == serving
+    finally:
+        ours.close()
+        ours.db.dispose()
+
+
 def test_a_recorded_version_missing_from_the_folder_is_said_once(settings_factory, tiny_kb, monkeypatch, caplog):
     """A replica left on its own index folder (not the shared one) hears of other builds only
     through the database: it says so once per version, instead of staying silent forever."""
