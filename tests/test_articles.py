@@ -418,6 +418,32 @@ def test_titles_and_tags_are_read_as_text(caplog):
         parse("---\ntags: [[a], {b: c}]\n---\nText.\n")
 
 
+@pytest.mark.parametrize(
+    "body, title",
+    [
+        ('# <span style="color: #333;">Set up store hours</span>\n\nText.\n', "Set up store hours"),
+        ("# Orders &amp; returns: what&#39;s covered\n\nText.\n", "Orders & returns: what's covered"),
+        ("# Ship&nbsp;to <b>PO</b> boxes <!-- TODO -->\n\nText.\n", "Ship to PO boxes"),
+        ("# Write `&amp;` and `<br>` *here*\n\nText.\n", "Write &amp; and <br> here"),  # code as written
+        ("# 1\\. Before you start \\*\n\nText.\n", "1. Before you start *"),
+        ("# a < b & c, Ads &notifications\n\nText.\n", "a < b & c, Ads &notifications"),  # no tag, no entity
+        ('# <img src="logo.png">\n\nText.\n', "Refunds"),  # nothing shows: the file name's
+    ],
+)
+def test_a_title_from_a_heading_reads_as_the_page_shows_it(body, title):
+    """A converter's heading keeps raw HTML and entities; the title (the page's <title>, the h1, the
+    suggestion) is the heading's text as rendered, not its source."""
+    assert parse(body).title == title
+
+
+def test_a_raw_h1_is_the_title_when_there_is_no_heading():
+    """A Zendesk body keeps its <h1>; without it the title was the file name, Zendesk's id included."""
+    body = '<p>Help Center &gt; Shipping</p>\n<h1 class="article-title">Ship to PO boxes &amp; APO addresses</h1>\n<p>Text.</p>\n'
+    assert parse(body, "shipping/360012345678-Ship-to-PO-boxes.md").title == "Ship to PO boxes & APO addresses"
+    assert parse("<h1>Raw one</h1>\n\n# Markdown one\n\nText.\n").title == "Markdown one"  # a "# " heading first
+    assert parse("```\n<h1>Code</h1>\n```\n\nText.\n", "guides/no-title.md").title == "No title"
+
+
 def test_hidden_files_and_folders_are_not_articles(tmp_path):
     """Editors' lock files, scratch notes and tools' folders (.git, Obsidian's .trash) are not published."""
     kb = write_kb(
