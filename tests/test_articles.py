@@ -773,6 +773,27 @@ def test_two_articles_titled_alike_are_warned_about_once_per_later_file(tmp_path
     ]
 
 
+def test_titles_alike_in_one_language_are_warned_whatever_the_region(tmp_path):
+    """A Zendesk export's en-us and an article without a locale (en) are offered to the same searcher:
+    alike titles are warned about across regions of a language, not across languages."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "helpscout/pos/reset-password.md": "# How do I reset my password?\n\nOn the POS.\n",
+            "zendesk/360-reset.md": "---\nlocale: en-us\n---\n# How do I reset my password?\n\nOnline.\n",
+            "zendesk/361-reset-gb.md": "---\nlocale: en_GB\n---\n# How do I reset my password?\n\nIn the UK.\n",
+            "ko/reset.md": "---\nlocale: ko-KR\n---\n# How do I reset my password?\n\n한국어.\n",
+        },
+    )
+    articles, warnings = load_kb(kb)
+    assert len(articles) == 4
+    assert warnings == [
+        f"zendesk/{name}: title 'How do I reset my password?' is also that of helpscout/pos/reset-password.md; "
+        "suggestions would show two alike"
+        for name in ("360-reset.md", "361-reset-gb.md")
+    ]
+
+
 @pytest.mark.parametrize(
     "name, title",
     [("reset-password", "Reset password"), ("two_factor-auth", "Two factor auth"), ("iOS-setup", "iOS setup"),
