@@ -4,6 +4,7 @@ front matter: deflect.front_matter; passages: deflect.passages; HTML: deflect.ar
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import re
 import unicodedata
@@ -17,7 +18,8 @@ from .front_matter import FRONT_MATTER_KEYS as FRONT_MATTER_KEYS
 from .front_matter import ArticleError, front_matter_tags, read_front_matter
 from .gfm import FOOTNOTE_REFERENCE
 from .locales import is_language_tag
-from .passages import HEADING, Passage, split_passages
+from .passages import HEADING, Passage, code_aside, escapes_aside, restore_literal, split_passages, without_hidden_html
+from .raw_html import tags_as_text
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ MAX_ID_CHARS = 200  # also the longest item_id /api/events accepts
 # a title from the file name starts with a capital ("reset-password" is "Reset password");
 # 10: a list item that is only a link ("- [Lost your 2FA device?](lost-2fa-device.md)") is no search
 # evidence for the linking article, and a front-matter key deflect does not read is a warning kept
-# with the article (listed by every build until fixed).
-PARSER_VERSION = 10
+# with the article (listed by every build until fixed);
+# 11: a title from a heading read as the page shows it (raw tags gone, entities decoded: "<span>Hours</span>"
+# and "Orders &amp; returns" are "Hours" and "Orders & returns"), or from a raw <h1> when there is no
+# "# " heading; backslash escapes read as their character ("1\. Go to" is "1. Go to"); warnings about
+# front-matter keys not read split into a not-public one, a typo one and the rest (counted over the KB).
+PARSER_VERSION = 11
 
 
 @dataclass
@@ -87,8 +93,7 @@ def parse_article(
     if isinstance(title, (list, dict)):
         raise ArticleError("title must be text, not a list or mapping")
     if not title:
-        heading = _first_h1(body)
-        title = _plain_text(heading) if heading else None  # "# Export to **CSV**" is titled "Export to CSV"
+        title = _first_h1(body)  # "# Export to **CSV**" is titled "Export to CSV"
     title = str(title or _title_from_name(Path(default_id).name)).strip()
     tags = front_matter_tags(meta.get("tags"), warnings)
     url = str(meta.get("url") or article_url(article_id))
@@ -179,7 +184,6 @@ def article_url(article_id: str) -> str:
 
 _INLINE_MARKUP = (
     (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url), ![alt](src)
-    (re.compile(r"(`+)(.+?)\1"), r"\2"),  # `code`
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **strong**, __strong__
     (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
     (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # _emphasis_, not snake_case
@@ -189,23 +193,46 @@ _INLINE_MARKUP = (
 
 
 def _plain_text(markdown_text: str) -> str:
-    """Inline Markdown as the text a reader sees: emphasis, code and links without their markup
-    (anything else, "<" and "&" included, is kept as written: the pages escape it)."""
-    text = markdown_text
+    """A heading's inline Markdown as the text the page shows in it: emphasis and links without
+    their markup, raw tags gone ("<span style=...>Hours</span>" is "Hours"), entities decoded
+    ("&amp;" is "&"), backslash escapes as their character; code spans exactly as written.
+    Empty when nothing shows (a heading that is only an image without alt text)."""
+    text, literal = code_aside(without_hidden_html(markdown_text))
+    text = escapes_aside(text, literal)
     for pattern, replacement in _INLINE_MARKUP:
         text = pattern.sub(replacement, text)
-    return text.strip() or markdown_text
+    return " ".join(restore_literal(_entities_decoded(tags_as_text(text)), literal).split())
+
+
+def _html_text(raw_html: str) -> str:
+    """Raw HTML's text as the page shows it: tags gone, entities decoded, on one line."""
+    return " ".join(_entities_decoded(tags_as_text(without_hidden_html(raw_html))).split())
+
+
+# An entity as Markdown and browsers read one in a heading: with its ";" ("Ads &notifications" stays).
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def _entities_decoded(text: str) -> str:
+    return _ENTITY.sub(lambda entity: html.unescape(entity.group(0)), text).replace("\xa0", " ")
+
+
+# A raw <h1> on a line of its own (Zendesk's exported bodies), read as the title when no "# " heading is.
+_RAW_H1 = re.compile(r"^ {0,3}<h1(?:\s[^>]*)?>(.*?)</h1\s*>", re.I)
 
 
 def _first_h1(body: str) -> str | None:
-    """The first "# " heading outside fenced code blocks."""
+    """The first "# " heading outside fenced code blocks, as plain text; else the first raw <h1>'s text."""
     in_code = False
+    raw_h1 = None
     for line in body.splitlines():
         if line.strip().startswith("```"):
             in_code = not in_code
         elif not in_code and (match := HEADING.match(line)) and len(match.group(1)) == 1:
-            return match.group(2)
-    return None
+            return _plain_text(match.group(2))
+        elif not in_code and raw_h1 is None and (match := _RAW_H1.match(line)):
+            raw_h1 = _html_text(match.group(1))
+    return raw_h1
 
 
 # A file changed this close to (or after) the scan that recorded its stat may have changed

@@ -7,8 +7,8 @@ with the article, which load_kb reports the same way.
 
 from __future__ import annotations
 
+import ast
 import re
-from difflib import get_close_matches
 
 import yaml
 
@@ -114,19 +114,116 @@ def front_matter_tags(value: object, warnings: list[str]) -> list[str]:
 
 
 def _known_keys(meta: dict) -> tuple[dict, list[str]]:
-    """The front matter with its keys in lower case, and a warning naming the keys deflect does not read.
+    """The front matter with its keys in lower case, and warnings about the keys deflect does not read.
 
-    The warning is returned with the article (not only logged once), so that `deflect index` and
-    `POST /api/reindex` list it until it is fixed, as a key given twice is: a mistyped "draf: true"
-    publishes what was meant to be a draft.
+    The warnings are returned with the article (not only logged once), so that `deflect index` and
+    `POST /api/reindex` list them until fixed: a key that marks the article not public where it came
+    from (a help-centre export's `status: notpublished`) and a likely typo ("draf: true") each get one
+    of their own, since the file is published all the same; the other keys share one (ignored_keys),
+    which load_kb counts over the whole KB rather than repeating for every file of an export.
     """
     known = {str(key).lower(): value for key, value in meta.items() if str(key).lower() in FRONT_MATTER_KEYS}
-    unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS]
-    if not unknown:
-        return known, []
-    hints = [f"{key!r} for {close[0]!r}" for key in unknown if (close := get_close_matches(key.lower(), FRONT_MATTER_KEYS, n=1))]
-    warning = (
-        f"front matter key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} ignored; "
-        f"deflect reads {', '.join(FRONT_MATTER_KEYS)}" + (f" (a typo? {', '.join(hints)})" if hints else "")
-    )
-    return known, [warning]
+    # A draft is not published anyway; a key that also marks it unpublished needs no word.
+    hidden = [(key, value) for key, value in meta.items() if _marks_not_public(str(key).lower(), value)]
+    hidden = hidden if known.get("draft") is not True else []
+    warnings = [
+        f"published by deflect although {str(key)[:40]}: {str(value)[:40]} marks it not public in the source; "
+        "add draft: true to hold it back"
+        for key, value in hidden
+    ]
+    said = {key for key, _ in hidden}
+    unknown = [str(key)[:40] for key in meta if str(key).lower() not in FRONT_MATTER_KEYS and key not in said]
+    typos = {key: close for key in unknown if (close := _typo_of(key.lower()))}
+    warnings += [f"front matter key {key!r} ignored: a typo of {close!r}?" for key, close in typos.items()]
+    ignored = [key for key in unknown if key not in typos]
+    if ignored:
+        warnings.append(
+            f"front matter key{'s' if len(ignored) > 1 else ''} {', '.join(map(repr, ignored))} {_IGNORED}"
+            f"{', '.join(FRONT_MATTER_KEYS)}"
+        )
+    return known, warnings
+
+
+_IGNORED = "ignored; deflect reads "
+_IGNORED_WARNING = re.compile(r"\Afront matter keys? (.+?) " + re.escape(_IGNORED))
+
+
+def ignored_keys(warning: str) -> list[str] | None:
+    """The keys named by an article's warning about keys deflect does not read (see _known_keys), or
+    None for any other warning; load_kb counts them over the KB (the index keeps warnings as text)."""
+    match = _IGNORED_WARNING.match(warning)
+    if not match:
+        return None
+    try:
+        keys = ast.literal_eval(f"[{match.group(1)}]")
+    except (ValueError, SyntaxError):
+        return None
+    return keys if all(isinstance(key, str) for key in keys) else None
+
+
+def ignored_keys_warning(key: str, files: list[str]) -> str:
+    """One warning for a key deflect does not read, naming how many files have it and the first one."""
+    count = f"{len(files)} files (the first: {files[0]})" if len(files) > 1 else f"1 file ({files[0]})"
+    return f"front matter key {key!r} ignored in {count}; deflect reads {', '.join(FRONT_MATTER_KEYS)}"
+
+
+_IGNORED_IN = re.compile(r"\Afront matter key .+ ignored in \d+ files? \(")
+
+
+def is_ignored_keys_warning(warning: str) -> bool:
+    """Whether a KB warning is one of ignored_keys_warning's: a key not read, no problem in itself
+    (BuildReport.summary counts these apart from the warnings a writer must act on)."""
+    return _IGNORED_IN.match(warning) is not None
+
+
+# Keys by which help-centre exports mark an article that was not public there (Help Scout's status,
+# Zendesk's user segment, other tools' visibility or internal flags), and the values that say it is.
+# deflect publishes every file but a draft (DESIGN section 2), so a migrated KB would publish these
+# unless the writer adds draft: true; each gets a warning of its own.
+_PUBLIC = {"status": ("published", "public", "live"), "visibility": ("public", "everyone", "all", "visible")}
+_NOT_PUBLIC_STATUS = ("notpublished", "unpublished", "draft", "private", "internal", "hidden", "archived")
+
+
+def _marks_not_public(key: str, value: object) -> bool:
+    """Whether a key deflect does not read says the article was not public in the source."""
+    text = str(value).strip().lower() if value is not None else ""
+    if key == "status":  # Help Scout: published or notpublished; others: draft, private...
+        return re.sub(r"[\s_-]", "", text) in _NOT_PUBLIC_STATUS
+    if key == "user_segment":  # Zendesk: who may see it; "Everyone" (or none) is the public
+        return bool(text) and text not in ("everyone", "none", "null")
+    if key == "user_segment_id":  # Zendesk's API: null is everyone
+        return bool(text) and text not in ("none", "null")
+    if key == "visibility":
+        return bool(text) and text not in _PUBLIC["visibility"]
+    if key == "internal":
+        return value is True or text in ("true", "yes")
+    if key == "published":
+        return value is False or text in ("false", "no")
+    return False
+
+
+def _typo_of(key: str) -> str | None:
+    """The key deflect reads that `key` is most likely a mistyping of: one edit away (a letter
+    missing, added, changed, or two swapped; two edits for the six-letter "locale"), both at least
+    three letters long. difflib's looser ratio took "status" for "tags" and "slug" for "url"."""
+    if len(key) < 3:
+        return None
+    for known in FRONT_MATTER_KEYS:
+        if len(known) >= 3 and _edits(key, known) <= (2 if len(known) >= 6 else 1):
+            return known
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters to insert, delete, change or swap with the next one to turn a into b (Damerau's distance)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]

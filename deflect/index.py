@@ -16,7 +16,7 @@ import numpy as np
 from .articles import PARSER_VERSION, Article
 from .errors import DeflectError
 from .index_folder import FORMAT, KBIndex, live_index, remember, save_index
-from .kb_folder import KEPT_MARK, MAX_ARTICLE_BYTES, load_kb
+from .kb_folder import KEPT_MARK, MAX_ARTICLE_BYTES, is_ignored_keys_warning, load_kb
 from .links import link_problems, log_new
 from .passages import Passage
 from .scoring import SCORING_VERSION
@@ -59,10 +59,12 @@ class BuildReport:
         )
         skipped = sum(1 for warning in self.warnings if ": skipped: " in warning)
         kept = sum(1 for warning in self.warnings if f": {KEPT_MARK}: " in warning)
-        other = len(self.warnings) - skipped - kept  # about indexed files (articles.Article.warnings)
+        unread = sum(1 for warning in self.warnings if is_ignored_keys_warning(warning))  # not a problem
+        other = len(self.warnings) - skipped - kept - unread  # about indexed files (articles.Article.warnings)
         line += f", {skipped} file{'s' if skipped > 1 else ''} skipped" if skipped else ""
         line += f", {kept} unreadable file{'s' if kept > 1 else ''} kept at its last good version" if kept else ""
-        return line + (f", {other} warning{'s' if other > 1 else ''}" if other else "")
+        line += f", {other} warning{'s' if other > 1 else ''}" if other else ""
+        return line + (f", {unread} front-matter key{'s' if unread > 1 else ''} not read" if unread else "")
 
 
 # On a large KB a handful of edited articles barely moves the answered-calibration, and

@@ -13,6 +13,9 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from .articles import ARTICLE_SUFFIXES, Article, ArticleError, parse_article
+from .front_matter import ignored_keys, ignored_keys_warning
+from .front_matter import is_ignored_keys_warning as is_ignored_keys_warning  # for BuildReport.summary
+from .locales import primary_language
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,10 @@ def load_kb(
     max_article_bytes: int = MAX_ARTICLE_BYTES,
 ) -> tuple[list[Article], list[str]]:
     """Read every article file under kb_dir; return the good articles and the warnings: one per bad
-    file (skipped) and those of the articles read (Article.warnings, drafts' too), each naming the file.
+    file (skipped) and those of the articles read (Article.warnings, drafts' too), each naming the file,
+    then one per front-matter key deflect does not read, with the number of files that have it and the
+    first of them (a converted help-centre export has a dozen such keys in every file, and a warning
+    per file buried the skipped ones).
 
     `known` (relative path -> Article, e.g. from the previous index, parsed with the same
     settings) makes an unchanged KB cheap to rescan: a file whose file_signature equals the
@@ -88,6 +94,7 @@ def load_kb(
     warnings: list[str] = []
     unreadable: set[str] = set()
     linked_folders: list[str] = []
+    ignored: dict[str, tuple[str, list[str]]] = {}  # a key not read, in lower case -> (as first written, files)
     for path in article_files(root, linked_folders):
         name = str(path)
         rel = name[len(prefix) :] if name.startswith(prefix) else path.relative_to(root).as_posix()
@@ -109,7 +116,14 @@ def load_kb(
             warnings.append(f"{rel}: skipped: {exc}")
             unreadable.add(rel)
             continue
-        warnings.extend(f"{rel}: {warning}" for warning in article.warnings)
+        for warning in article.warnings:
+            keys = ignored_keys(warning)
+            if keys is None:
+                warnings.append(f"{rel}: {warning}")
+            for key in keys or ():
+                files = ignored.setdefault(key.lower(), (key, []))[1]
+                if not files or files[-1] != rel:
+                    files.append(rel)
         if not article.draft:
             read.append(article)
     held = {i: p for i, p in (id_holders or {}).items() if p in unreadable}
@@ -118,6 +132,8 @@ def load_kb(
     articles, duplicates = _settle_ids(read, id_holders or {}, held)
     warnings.extend(duplicates + _shared_titles(articles))
     warnings.extend(_outside_folder_warning(root, real_root, folder) for folder in linked_folders)
+    by_count = sorted(ignored.values(), key=lambda key_files: (-len(key_files[1]), key_files[0].lower()))
+    warnings.extend(ignored_keys_warning(key, files) for key, files in by_count)
     already = set(reported)
     for warning in warnings:
         if warning not in already:
@@ -174,12 +190,13 @@ def _settle_ids(
 
 
 def _shared_titles(articles: list[Article]) -> list[str]:
-    """A warning per article titled as an earlier one of its locale (case and spacing aside): a
-    searcher would be offered two suggestions alike, and a Zendesk export has many ("Overview")."""
+    """A warning per article titled as an earlier one of its language (case and spacing aside): a
+    searcher would be offered two suggestions alike, and a Zendesk export has many ("Overview").
+    Compared by language, as searches match locales: en and en-us articles are offered together."""
     first: dict[tuple[str, str], str] = {}
     found = []
     for article in articles:
-        key = (article.locale.lower(), " ".join(article.title.casefold().split()))
+        key = (primary_language(article.locale), " ".join(article.title.casefold().split()))
         if key in first:
             found.append(f"{article.path}: title {article.title!r} is also that of {first[key]}; suggestions would show two alike")
         else:

@@ -21,5 +21,9 @@ def is_language_tag(value: str) -> bool:
 
 def locale_matches(item_locale: str, wanted: str) -> bool:
     """Same tag, or same language: ko matches ko-KR; en_US (POSIX style) counts as en-US."""
-    a, w = item_locale.lower().replace("_", "-"), wanted.lower().replace("_", "-")
-    return a == w or a.split("-")[0] == w.split("-")[0]
+    return primary_language(item_locale) == primary_language(wanted)
+
+
+def primary_language(tag: str) -> str:
+    """A tag's language in lower case, what locale_matches compares: "ko" for ko-KR, ko_KR and KO."""
+    return tag.lower().replace("_", "-").split("-")[0]

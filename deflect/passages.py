@@ -36,10 +36,12 @@ def _strip_markup(markdown_text: str) -> str:
 
     Read as the page shows it: raw HTML's tags go (deflect.raw_html.tags_as_text), with what never
     shows (script, style, comments), and entities are decoded ("&gt;" reads ">", "&nbsp;" a space),
-    except in code, which reads exactly as written.
+    except in code, which reads exactly as written; a backslash escape reads as its character
+    ("1\\. Go to", as converters write a numbered line that is not a list, reads "1. Go to").
     """
     text = re.sub(r"```.*?```", " ", markdown_text, flags=re.S)
-    text, code = _code_aside(without_hidden_html(text))
+    text, code = code_aside(without_hidden_html(text))
+    text = escapes_aside(text, code)
     text = ANGLE_AUTOLINK.sub(r"\1", text)  # <https://...> reads as its URL, as shown
     text = tags_as_text(text)
     text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
@@ -51,7 +53,7 @@ def _strip_markup(markdown_text: str) -> str:
     text = _strip_number_markers(text)
     text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+])\s+", "", text, flags=re.M)
     text = html.unescape(_without_emphasis(text)).replace("\xa0", " ")
-    return _CODE_MARK.sub(lambda mark: code[int(mark.group(1))], text)
+    return restore_literal(text, code)
 
 
 # Code as Markdown finds it: a fenced block, or a span in backticks (within a paragraph).
@@ -61,6 +63,27 @@ _CODE = re.compile(
     re.M | re.S,
 )
 _CODE_MARK = re.compile("\ue000(\\d+)\ue001")
+# A backslash escape as the article page renders it: Python-Markdown's escapable characters (with
+# the tables extension's "|"), not all of CommonMark's ASCII punctuation ("\\&" shows as written).
+MARKDOWN_ESCAPE = re.compile(r"\\([!#()*+\-.>\[\\\]_`{|}])")
+
+
+def escapes_aside(text: str, literal: list[str]) -> str:
+    """text with each backslash escape as a mark of its character, put in `literal` (the code list
+    of code_aside, restored at the end): "\\*" reads "*", and no later step takes it for markup."""
+    if "\\" not in text:
+        return text
+
+    def aside(match: re.Match) -> str:
+        literal.append(match.group(1))
+        return f"\ue000{len(literal) - 1}\ue001"
+
+    return MARKDOWN_ESCAPE.sub(aside, text)
+
+
+def restore_literal(text: str, literal: list[str]) -> str:
+    """text with the marks of code_aside and escapes_aside back as what they stand for."""
+    return _CODE_MARK.sub(lambda mark: literal[int(mark.group(1))], text) if literal else text
 
 
 def without_hidden_html(text: str) -> str:
@@ -74,7 +97,7 @@ def without_hidden_html(text: str) -> str:
     return "".join(pieces) + HIDDEN.sub("", text[at:])
 
 
-def _code_aside(text: str) -> tuple[str, list[str]]:
+def code_aside(text: str) -> tuple[str, list[str]]:
     """text with each code span as a mark, and the spans' code: code reads literally, no tag or
     entity in it touched ("`&amp;`" reads "&amp;", as the page shows it)."""
     if "`" not in text and "~~~" not in text:

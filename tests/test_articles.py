@@ -369,13 +369,13 @@ def test_front_matter_keys_in_any_case_and_unknown_ones_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="deflect.articles"):
         articles, warnings = load_kb(kb)
     assert [(a.id, a.locale) for a in articles] == [("typo", "ko")]
-    # Not skipped: a warning of the article, listed with the skip warnings until fixed (logged once).
-    [logged] = [r.getMessage() for r in caplog.records]
-    assert warnings == [logged]
-    assert logged == (
-        "typo.md: front matter keys 'titel', 'Author' ignored; deflect reads id, title, locale, tags, url, draft "
-        "(a typo? 'titel' for 'title')"
-    )
+    # Not skipped: warnings of the article, listed with the skip warnings until fixed (logged once): a
+    # likely typo on its own, naming the file; a key deflect does not read counted over the KB (one file here).
+    logged = [r.getMessage() for r in caplog.records]
+    assert warnings == logged == [
+        "typo.md: front matter key 'titel' ignored: a typo of 'title'?",
+        "front matter key 'Author' ignored in 1 file (typo.md); deflect reads id, title, locale, tags, url, draft",
+    ]
 
 
 def test_a_front_matter_key_given_twice_is_warned_naming_the_file_and_the_key(tmp_path, caplog):
@@ -401,9 +401,9 @@ def test_a_front_matter_key_given_twice_is_warned_naming_the_file_and_the_key(tm
     assert warnings == logged == [
         "billing/draft.md: front matter key 'draft' given 2 times (lines 2, 3); the last one is used",
         "billing/draft.md: front matter key 'id' given 2 times (lines 4, 5); the last one is used",
-        # A key deflect does not read is named as one (tests/test_kb_maintenance.py), not as one given twice.
-        "billing/fine.md: front matter key 'note' ignored; deflect reads id, title, locale, tags, url, draft",
         "billing/refunds.md: front matter key 'title' given 2 times (lines 2, 4); the last one is used",
+        # A key deflect does not read is named as one (tests/test_kb_maintenance.py), not as one given twice.
+        "front matter key 'note' ignored in 1 file (billing/fine.md); deflect reads id, title, locale, tags, url, draft",
     ]
 
 
@@ -416,6 +416,32 @@ def test_titles_and_tags_are_read_as_text(caplog):
         parse("---\ntitle: [a, b]\n---\nText.\n")
     with pytest.raises(ArticleError, match="tags must be a list of words"):
         parse("---\ntags: [[a], {b: c}]\n---\nText.\n")
+
+
+@pytest.mark.parametrize(
+    "body, title",
+    [
+        ('# <span style="color: #333;">Set up store hours</span>\n\nText.\n', "Set up store hours"),
+        ("# Orders &amp; returns: what&#39;s covered\n\nText.\n", "Orders & returns: what's covered"),
+        ("# Ship&nbsp;to <b>PO</b> boxes <!-- TODO -->\n\nText.\n", "Ship to PO boxes"),
+        ("# Write `&amp;` and `<br>` *here*\n\nText.\n", "Write &amp; and <br> here"),  # code as written
+        ("# 1\\. Before you start \\*\n\nText.\n", "1. Before you start *"),
+        ("# a < b & c, Ads &notifications\n\nText.\n", "a < b & c, Ads &notifications"),  # no tag, no entity
+        ('# <img src="logo.png">\n\nText.\n', "Refunds"),  # nothing shows: the file name's
+    ],
+)
+def test_a_title_from_a_heading_reads_as_the_page_shows_it(body, title):
+    """A converter's heading keeps raw HTML and entities; the title (the page's <title>, the h1, the
+    suggestion) is the heading's text as rendered, not its source."""
+    assert parse(body).title == title
+
+
+def test_a_raw_h1_is_the_title_when_there_is_no_heading():
+    """A Zendesk body keeps its <h1>; without it the title was the file name, Zendesk's id included."""
+    body = '<p>Help Center &gt; Shipping</p>\n<h1 class="article-title">Ship to PO boxes &amp; APO addresses</h1>\n<p>Text.</p>\n'
+    assert parse(body, "shipping/360012345678-Ship-to-PO-boxes.md").title == "Ship to PO boxes & APO addresses"
+    assert parse("<h1>Raw one</h1>\n\n# Markdown one\n\nText.\n").title == "Markdown one"  # a "# " heading first
+    assert parse("```\n<h1>Code</h1>\n```\n\nText.\n", "guides/no-title.md").title == "No title"
 
 
 def test_hidden_files_and_folders_are_not_articles(tmp_path):
@@ -744,6 +770,27 @@ def test_two_articles_titled_alike_are_warned_about_once_per_later_file(tmp_path
     assert len(articles) == 4
     assert warnings == [
         "team/overview.md: title 'overview' is also that of billing/overview.md; suggestions would show two alike"
+    ]
+
+
+def test_titles_alike_in_one_language_are_warned_whatever_the_region(tmp_path):
+    """A Zendesk export's en-us and an article without a locale (en) are offered to the same searcher:
+    alike titles are warned about across regions of a language, not across languages."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "helpscout/pos/reset-password.md": "# How do I reset my password?\n\nOn the POS.\n",
+            "zendesk/360-reset.md": "---\nlocale: en-us\n---\n# How do I reset my password?\n\nOnline.\n",
+            "zendesk/361-reset-gb.md": "---\nlocale: en_GB\n---\n# How do I reset my password?\n\nIn the UK.\n",
+            "ko/reset.md": "---\nlocale: ko-KR\n---\n# How do I reset my password?\n\n한국어.\n",
+        },
+    )
+    articles, warnings = load_kb(kb)
+    assert len(articles) == 4
+    assert warnings == [
+        f"zendesk/{name}: title 'How do I reset my password?' is also that of helpscout/pos/reset-password.md; "
+        "suggestions would show two alike"
+        for name in ("360-reset.md", "361-reset-gb.md")
     ]
 
 

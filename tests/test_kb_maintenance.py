@@ -269,22 +269,23 @@ def test_an_unknown_front_matter_key_is_listed_by_every_build_until_fixed(tmp_pa
         tmp_path / "kb",
         TINY_KB | {"malformed/draf-typo.md": "---\ndraf: true\ntranslation_of: x\n---\n# Time travel\n\nSecret feature.\n"},
     )
-    expected = (
-        "malformed/draf-typo.md: front matter keys 'draf', 'translation_of' ignored; deflect reads id, title, "
-        "locale, tags, url, draft (a typo? 'draf' for 'draft')"
-    )
+    expected = [
+        "malformed/draf-typo.md: front matter key 'draf' ignored: a typo of 'draft'?",
+        "front matter key 'translation_of' ignored in 1 file (malformed/draf-typo.md); deflect reads id, title, "
+        "locale, tags, url, draft",
+    ]
     index_dir = tmp_path / "index"
     with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
         index, report = build(kb, index_dir, embedder)
         _, again = build(kb, index_dir, embedder)  # the same version: listed, not logged again
     assert "malformed/draf-typo" in ids(index)  # ignored, as before: the article is published
-    assert report.warnings == again.warnings == [expected] and caplog.text.count(expected) == 1
-    assert report.summary().endswith(", 1 warning")
+    assert report.warnings == again.warnings == expected and all(caplog.text.count(w) == 1 for w in expected)
+    assert report.summary().endswith(", 1 warning, 1 front-matter key not read")  # the typo is a problem
     import deflect.index_folder as index_folder
 
     index_folder._LIVE.clear()  # another process: the warning is kept in the index for an unchanged file
     _, report = build(kb, index_dir, embedder)
-    assert report.warnings == [expected]
+    assert report.warnings == expected
     (kb / "malformed" / "draf-typo.md").write_text("---\ndraft: true\n---\n# Time travel\n\nSecret feature.\n")
     index, report = build(kb, index_dir, embedder)
     assert "malformed/draf-typo" not in ids(index) and report.warnings == []
@@ -293,3 +294,83 @@ def test_an_unknown_front_matter_key_is_listed_by_every_build_until_fixed(tmp_pa
 def test_unknown_keys_are_warnings_of_the_article():
     article = parse_article(b"---\nAuthor: Ana\n---\n# T\n\nText.\n", "a.md")
     assert article.warnings == ("front matter key 'Author' ignored; deflect reads id, title, locale, tags, url, draft",)
+
+
+# --- a help centre's export: keys deflect does not read, content not public there (s20 writer 1, 7) ---
+
+
+def _export_article(n: int, extra: str = "") -> str:
+    return (
+        f"---\ntitle: Article {n}\nsection_id: 3600{n}\nauthor: Dev Patel\nlocale: en-us\n{extra}---\n"
+        f"# Article {n}\n\nHow to do thing number {n} in the store admin.\n"
+    )
+
+
+def test_keys_an_export_has_in_every_file_are_one_warning_each_and_not_counted_as_problems(tmp_path, embedder, caplog):
+    """A converted Zendesk export has a dozen keys deflect does not read in every file: one warning per
+    key (how many files, the first one), after the per-file ones, so a skipped file stands out; the
+    build's "N warnings" counts what a writer must act on, not these."""
+    files = {f"3600-Orders/3600{n:02}-Article.md": _export_article(n) for n in range(12)}
+    files["3600-Orders/360099-Broken.md"] = "---\ntitle: Broken: colon\n---\nText.\n"
+    files["3600-Orders/360098-Author.md"] = "---\nAuthor: Ana\n---\n# Last\n\nText.\n"  # any case: one key
+    kb = write_kb(tmp_path / "kb", files)
+    with caplog.at_level(logging.WARNING, logger="deflect.kb_folder"):
+        index, report = build(kb, tmp_path / "index", embedder)
+    assert len(index.articles) == 13
+    assert report.warnings == [
+        "3600-Orders/360099-Broken.md: skipped: bad YAML front matter, line 2: mapping values are not allowed here",
+        "front matter key 'author' ignored in 13 files (the first: 3600-Orders/360000-Article.md); deflect reads "
+        "id, title, locale, tags, url, draft",
+        "front matter key 'section_id' ignored in 12 files (the first: 3600-Orders/360000-Article.md); deflect "
+        "reads id, title, locale, tags, url, draft",
+    ]
+    assert [r.getMessage() for r in caplog.records] == report.warnings  # logged once each, not per file
+    assert report.summary().endswith("passages embedded (full rebuild), 1 file skipped, 2 front-matter keys not read")
+
+
+def test_content_not_public_in_the_source_is_published_with_a_loud_warning(tmp_path, embedder):
+    """Help Scout's status: notpublished and Zendesk's agents-only user segment are not read (DESIGN
+    section 2 has only draft), so the article is published: each file says so and how to hold it back,
+    counted as a warning; the same keys saying "public" or on a draft are no problem."""
+    kb = write_kb(
+        tmp_path / "kb",
+        {
+            "helpscout/pos/card-reader.md": "---\ntitle: Card reader\nstatus: notpublished\nslug: card-reader\n---\nPair it.\n",
+            "helpscout/pos/printer.md": "---\ntitle: Printer\nstatus: published\n---\nConnect it.\n",
+            "zendesk/refund-override.md": '---\ntitle: Refund override\nuser_segment: "Agents and admins"\n---\nAgents only.\n',
+            "zendesk/refunds.md": "---\ntitle: Refunds\nuser_segment: Everyone\n---\nWithin 14 days.\n",
+            "zendesk/capital.md": "---\ntitle: Capital\nuser_segment: Agents and admins\ndraft: true\n---\nLoans.\n",
+            "wiki/macro.md": "---\ntitle: Macro\nInternal: true\nvisibility: internal\n---\nSecret macro.\n",
+        },
+    )
+    index, report = build(kb, tmp_path / "index", embedder)
+    assert ids(index) == {
+        "helpscout/pos/card-reader", "helpscout/pos/printer", "wiki/macro", "zendesk/refund-override", "zendesk/refunds"
+    }  # only draft: true holds an article back, as before
+    hold = "marks it not public in the source; add draft: true to hold it back"
+    assert [w for w in report.warnings if hold in w] == [
+        f"helpscout/pos/card-reader.md: published by deflect although status: notpublished {hold}",
+        f"wiki/macro.md: published by deflect although Internal: True {hold}",
+        f"wiki/macro.md: published by deflect although visibility: internal {hold}",
+        f"zendesk/refund-override.md: published by deflect although user_segment: Agents and admins {hold}",
+    ]
+    assert report.summary().endswith(", 4 warnings, 3 front-matter keys not read")  # slug, status, user_segment
+    not_read = [w.split(" ignored in ")[0] for w in report.warnings if " ignored in " in w]
+    # The most common first: user_segment on refunds.md (Everyone) and on the draft.
+    assert not_read == ["front matter key 'user_segment'", "front matter key 'slug'", "front matter key 'status'"]
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [("draf", "draft"), ("Titel", "title"), ("tag", "tags"), ("lcoale", "locale"), ("locael", "locale"), ("drfat", "draft")],
+)
+def test_a_likely_typo_of_a_key_is_named(key, hint):
+    article = parse_article(f"---\n{key}: x\n---\nText.\n".encode(), "a.md")
+    assert article.warnings == (f"front matter key {key!r} ignored: a typo of {hint!r}?",)
+
+
+@pytest.mark.parametrize("key", ["status", "slug", "labels", "keywords", "date", "author", "uid", "site", "html_url"])
+def test_a_key_merely_alike_is_not_called_a_typo(key):
+    """difflib's 0.6 ratio called Help Scout's "status" a typo of "tags"; only a key one edit away is."""
+    article = parse_article(f"---\n{key}: x\n---\nText.\n".encode(), "a.md")
+    assert article.warnings == (f"front matter key {key!r} ignored; deflect reads id, title, locale, tags, url, draft",)

@@ -467,7 +467,10 @@ def test_a_cors_entry_that_is_not_an_origin_is_named_in_a_warning(caplog):
     "article_id, locale, category",
     [("billing/refunds", "en", "Billing"), ("ko/refunds", "ko", "Other languages (ko)"),
      ("ko/billing/refunds", "ko", "Billing (ko)"), ("ko-KR/billing/refunds", "ko-KR", "Billing (ko-KR)"),
-     ("faq", "en", "General"), ("data-export/csv", "ko", "Data export")],
+     ("faq", "en", "General"), ("data-export/csv", "ko", "Data export"),
+     # A folder per language holds its regions too (a Zendesk export's ko-KR next to ko): one group.
+     ("ko/setup", "ko-KR", "Other languages (ko)"), ("ja/billing/invoice", "ja_JP", "Billing (ja)"),
+     ("en/setup", "ko", "En")],
 )
 def test_articles_in_a_language_folder_are_a_group_apart(article_id, locale, category):
     """ko/billing/... is "Billing (ko)": on /articles the Korean billing pages are not mixed into the English ones."""

@@ -6,10 +6,13 @@ KB of a team moving from Zendesk, copied as they were): inline HTML, entities, a
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
 
+from deflect.article_html import render_html
 from deflect.articles import parse_article
 from deflect.passages import plain_text, split_passages
 
@@ -83,3 +86,24 @@ def test_code_reads_exactly_as_written():
     assert [p.snippet for p in passages if p.kind == "section"] == ["Never paste <script> tags.", "This stays searchable."]
     fenced = plain_text("Before\n\n~~~html\n<b>&amp;</b>\n~~~\n\nafter")
     assert fenced == "Before <b>&amp;</b> after"
+
+
+def test_backslash_escapes_read_as_their_character():
+    """turndown writes "1\\." so that a numbered line stays a line; the page shows "1.", and so does the
+    snippet. Code keeps its backslashes, as the page shows them."""
+    passages = split_passages("Activity log", "To do this:\n\n1\\. Go to Settings > Activity log\n2\\. Filter by \\*date\\*\n")
+    assert [p.snippet for p in passages if p.kind == "section"] == ["To do this: 1. Go to Settings > Activity log 2. Filter by *date*"]
+    assert plain_text(r"\# Not a heading, \[not a link\](x), a\_b, \`code\` and `a\*b`") == (
+        r"# Not a heading, [not a link](x), a_b, `code` and a\*b"
+    )
+    assert plain_text("| Plan | Limit |\n|---|---|\n| Team \\| Pro | 10 |") == "Plan, Limit. Team | Pro: 10."
+
+
+# "~" aside: search text drops a lone "~" as a strikethrough mark, escaped or not.
+@pytest.mark.parametrize("char", [chr(c) for c in range(33, 127) if not chr(c).isalnum() and chr(c) != "~"])
+def test_a_backslash_escape_reads_as_the_page_shows_it(char):
+    """Every ASCII punctuation character after a backslash: the search text is the page's text
+    (Python-Markdown drops the backslash before its escapable characters only; "\\&" shows as written)."""
+    page = render_html(f"before \\{char} after")
+    shown = html.unescape(re.sub(r"<[^>]+>", "", page)).strip()
+    assert plain_text(f"before \\{char} after") == shown

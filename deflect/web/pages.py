@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..article_html import is_safe_url
 from ..links import IMAGE_ROUTE, kb_image
-from ..locales import is_language_tag, locale_matches
+from ..locales import is_language_tag, locale_matches, primary_language
 
 pages = Blueprint("pages", __name__, template_folder="templates")
 
@@ -53,10 +53,12 @@ def status_label(value: str) -> str:
 def _category(article: dict) -> str:
     """Group articles by their top folder (account/, billing/, ...) for browsing; in a folder per
     language (ko/billing/...), by the folder inside it, with the language: "Billing (ko)", a group
-    apart from the English "Billing" on /articles."""
+    apart from the English "Billing" on /articles. The folder is the article's locale or its language
+    (ko/ holds ko and ko-KR articles alike, as searches match them: one group, not two)."""
     parts = article["id"].split("/")
     head = parts[0] if len(parts) > 1 else "general"
-    if len(parts) > 1 and head.lower() == str(article.get("locale", "")).lower():
+    locale = str(article.get("locale", "")).lower().replace("_", "-")
+    if len(parts) > 1 and head.lower().replace("_", "-") in (locale, primary_language(locale)):
         if len(parts) == 2:
             return f"Other languages ({head})"  # a folder per language, such as ko/
         return f"{_folder_name(parts[1])} ({head})"  # ko/billing/refunds
