@@ -206,36 +206,69 @@
     return new URL(url).origin === new URL(config.endpoint + "/", location.href).origin;
   }
 
+  // A request with no answer at all (a dead cell connection, a stuck proxy: it neither answers
+  // nor fails) is given up after this long: a search then shows that suggestions are unavailable
+  // (the form still sends), an event counts as not stored.
+  var REQUEST_TIMEOUT_MS = 8000;
+
+  /** POST JSON to deflect; aborted after REQUEST_TIMEOUT_MS (the body's reading included), or
+   * when options.signal is. */
   function post(path, body, options) {
+    options = options || {};
+    var controller = new AbortController();
+    var given = options.signal;
+    if (given) {
+      if (given.aborted) controller.abort();
+      else given.addEventListener("abort", function () { controller.abort(); });
+    }
+    setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS); // a no-op once read
     return fetch(config.endpoint + path, Object.assign({
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
       credentials: "omit",
       mode: "cors",
-    }, options || {}));
+    }, options, { signal: controller.signal }));
+  }
+
+  /** Retry-After (seconds or an HTTP date) in ms; null when absent or unreadable. */
+  function retryAfterHeaderMs(response) {
+    var value = (response.headers.get("Retry-After") || "").trim();
+    var ms = /^\d+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
+    return ms >= 0 ? ms : null;
   }
 
   // An event is stored only once the database has it: while the database is away for a moment
   // deflect answers 503, and a network error may be just as short. Try again twice, soon
   // (3 tries within ~2 s), then give up; the form's submit waits at most submitWaitMs anyway.
   var RETRY_DELAYS_MS = [500, 1200];
+  // A 429 (the session's or the address's rate limit: searches count in the same bucket) stored
+  // nothing either: try again after its Retry-After, within the same two retries, each waiting
+  // at most this long (a click or an answer is worth a short wait, not a minute's).
+  var MAX_EVENT_RETRY_AFTER_MS = 10 * 1000;
 
-  /** Retry on 503 (nothing was stored); on a network error only when `body` may be sent twice:
-   * the server stores the same event once, but counts each anonymous vote. */
+  /** Retry on 503 and 429 (nothing was stored); on a network error only when `body` may be sent
+   * twice: the server stores the same event once, but counts each anonymous vote. A request that
+   * timed out (an AbortError) is not sent again: it may have arrived. */
   function postWithRetry(path, body, options) {
     var repeatable = body.type !== "vote";
     function attempt(tried) {
-      function again(failed) {
+      function again(delay, failed) {
         if (tried >= RETRY_DELAYS_MS.length) return failed();
-        return new Promise(function (resolve) { setTimeout(resolve, RETRY_DELAYS_MS[tried]); })
+        return new Promise(function (resolve) { setTimeout(resolve, delay); })
           .then(function () { return attempt(tried + 1); });
       }
       return post(path, body, options).then(function (response) {
-        return response.status === 503 ? again(function () { return response; }) : response;
+        function failed() { return response; }
+        if (response.status === 503) return again(RETRY_DELAYS_MS[tried], failed);
+        if (response.status === 429) {
+          var wait = retryAfterHeaderMs(response);
+          return again(Math.min(MAX_EVENT_RETRY_AFTER_MS, Math.max(RETRY_DELAYS_MS[0], wait == null ? 2000 : wait)), failed);
+        }
+        return response;
       }, function (error) {
         if ((error && error.name === "AbortError") || !repeatable) throw error;
-        return again(function () { throw error; });
+        return again(RETRY_DELAYS_MS[tried], function () { throw error; });
       });
     }
     return attempt(0);
@@ -462,10 +495,8 @@
 
     /** How long a 429 asks to wait (Retry-After: seconds or an HTTP date), within reason. */
     function retryAfterMs(response) {
-      var value = (response.headers.get("Retry-After") || "").trim();
-      var ms = /^\d+$/.test(value) ? parseInt(value, 10) * 1000 : Date.parse(value) - Date.now();
-      if (!(ms >= 0)) ms = 2000;
-      return Math.min(config.maxBackoffMs, Math.max(500, ms));
+      var ms = retryAfterHeaderMs(response);
+      return Math.min(config.maxBackoffMs, Math.max(500, ms == null ? 2000 : ms));
     }
 
     /** minChars characters, or 2 in scripts written without spaces, where two characters are a
@@ -511,7 +542,9 @@
           render(answer);
         })
         .catch(function (error) {
-          if (error && error.name === "AbortError") return;
+          // Aborted by a newer search (or the widget's end): nothing to say. Aborted by the timeout
+          // in post(): no answer is a failed search, said as one.
+          if (error && error.name === "AbortError" && controller.signal.aborted) return;
           if (error && error.retryAfterMs && seq === state.seq) {
             // Too many searches for now: nothing is wrong that the visitor should hear about.
             // The suggestions shown stay; the field's question is searched once the wait is over.
