@@ -62,9 +62,10 @@ def build(url: str, finals: int, seed: int = 7) -> None:
             search_id = uuid.uuid4().hex
             rows.append({"id": search_id, "query": " ".join(words[:typed]), "session": session, "locale": "en",
                          "created_at": at + typed, "answered": answered, "top_score": 0.5, "index_version": "v"})
-            shown.extend({"search_id": search_id, "rank": r, "item_type": "idea" if r == 5 else "article",
+            idea_rank = 1 if rnd.random() < 0.1 else 5  # an idea first on some (answered_by_idea_rate)
+            shown.extend({"search_id": search_id, "rank": r, "item_type": "idea" if r == idea_rank else "article",
                           "item_id": rnd.choice(items), "score": 0.5} for r in range(1, 6))
-        luck, first = rnd.random(), shown[-5]["item_id"]
+        luck, first = rnd.random(), next(r["item_id"] for r in shown[-5:] if r["item_type"] == "article")
         event = {"search_id": search_id, "session": session, "item_type": "article", "item_id": first}
         if luck < 0.35:
             acts.append(event | {"type": "click", "created_at": at + 10})

@@ -371,18 +371,20 @@ def db():
 
 @db.command("upgrade")
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
-@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+@click.option("--revision", default="head", show_default=True,
+              help="Alembic revision to upgrade to (a number such as 0008, or head); migrations go forward only.")
 def db_upgrade(database_url, revision):
     """Apply the Alembic migrations (deflect serve also does this on start)."""
     settings = _settings(database_url=database_url)
-    from .db import current_revision, make_engine, upgrade
+    from .db import current_revision, known_revisions, make_engine, upgrade
 
     engine = make_engine(settings.database_url)
     before = current_revision(engine)
     upgrade(engine, revision)
     after = current_revision(engine)
     click.echo(f"database at revision {after} (was {before or 'empty'})")
-    if revision != "head" and after != revision:  # asked for an older one: alembic did nothing
+    if after == before and revision not in ("head", "heads", after) and revision in known_revisions():
+        # An older revision than the database's: alembic upgrades only, so it did nothing.
         raise click.ClickException(
             f"the database is already past revision {revision}: deflect migrates forward only. To go back, "
             "restore a backup taken before the upgrade (README, Backups and upgrades)"
@@ -393,12 +395,12 @@ def db_upgrade(database_url, revision):
 @click.option("--database-url", default=None, help="SQLAlchemy database URL (setting database_url).")
 def db_current(database_url):
     """Say which schema revision the database is at, and which this deflect would migrate it to."""
-    settings = _settings(database_url=database_url)
-    from .db import current_revision, head_revision, make_engine
+    from .cli_options import existing_store
+    from .db import current_revision, head_revision
 
-    at, head = current_revision(make_engine(settings.database_url)), head_revision()
-    if at is None or at == head:
-        state = "empty" if at is None else "up to date"
+    at, head = current_revision(existing_store(_settings(database_url=database_url), migrate=False)), head_revision()
+    if at == head:
+        state = "up to date"
     else:  # revisions are numbered 0001, 0002...
         state = "newer: written by a newer deflect" if at > head else f"older: deflect db upgrade migrates it to {head}"
     click.echo(f"database at revision {at or '-'}; this deflect's schema is {head} ({state})")

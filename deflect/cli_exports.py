@@ -37,7 +37,8 @@ def events():
               help="Take the period by the search's time, as the metrics do: the period's searches with all "
                    "their events, a ticket filed after the period's end included (default: by the event's time).")
 def events_export(since, until, database_url, fmt, bom, output, by_search_time):
-    """Write every event of the period (by event time) with its search (query, session, answered...)."""
+    """Write every event of the period (by event time, or by its search's with --by-search-time) with its
+    search (query, session, answered...)."""
     from functools import partial
 
     from .exports import event_rows
@@ -111,7 +112,8 @@ def _write(rows: Iterable[dict], fmt: str, output: str, noun: str, bom: bool = F
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row))
                     writer.writeheader()
-                writer.writerow({k: csv_value(json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
+                writer.writerow({k: csv_value(json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v)
+                                 for k, v in row.items()})
             count += 1
     if output != "-":
         click.echo(f"{count} {noun} written to {output}", err=True)

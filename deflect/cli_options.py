@@ -48,11 +48,12 @@ def migrated_store(settings):
     return engine
 
 
-def existing_store(settings):
+def existing_store(settings, migrate: bool = True):
     """migrated_store for a command that only reads or removes: a SQLite file that is not there,
     or a database deflect never set up (PostgreSQL's own `postgres` database, say), is an error,
     not a new empty store (a wrong working folder or a typo in database_url would otherwise print
-    zeros and exit 0, or create deflect's tables where they do not belong)."""
+    zeros and exit 0, or create deflect's tables where they do not belong). `migrate=False` leaves
+    an older one as it is (`deflect db current` reports it)."""
     from pathlib import Path
 
     import sqlalchemy as sa
@@ -78,7 +79,8 @@ def existing_store(settings):
             f"{mask_url(settings.database_url)} is no deflect database (it has no deflect tables): check "
             "database_url, or let `deflect serve` or `deflect db upgrade` set it up"
         )
-    upgrade(engine)  # an older deflect database (a restored backup) is brought up to date
+    if migrate:
+        upgrade(engine)  # an older deflect database (a restored backup) is brought up to date
     return engine
 
 
@@ -122,7 +124,7 @@ def options_as_given(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
 
 def parse_period_options(since: str | None, until: str | None) -> tuple[float | None, float | None]:
     """--since/--until as (start, end) epoch seconds; a usage error (exit 2) naming the bad option."""
-    from .metrics import PeriodError, parse_period
+    from .periods import PeriodError, parse_period
 
     try:
         return parse_period(since, until)

@@ -100,7 +100,7 @@ def searches_forget(before, database_url, yes):
     candidates lose those questions. Learned aliases stay (what deflect learned, not who asked).
     Nothing undoes it."""
     from .erasure import forget_before
-    from .metrics import PeriodError, parse_period
+    from .periods import PeriodError, parse_period
 
     try:
         start, _ = parse_period(before, None)

@@ -248,41 +248,51 @@ def advisory_lock(conn: sa.Connection, name: str) -> None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Apply Alembic migrations up to `revision` (run on every start; a no-op when current)."""
     from alembic import command
-    from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config = _alembic_config()
     with writing(engine) as connection:
         advisory_lock(connection, "migrations")  # several processes may start at once: one migrates
-        _refuse_unknown_revision(connection, config)
+        _refuse_unknown_revision(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
 
-def _refuse_unknown_revision(connection: sa.Connection, config) -> None:
+def _refuse_unknown_revision(connection: sa.Connection) -> None:
     """A database at a revision this deflect has no migration for was written by a newer deflect."""
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
-    scripts = ScriptDirectory.from_config(config)
-    known = {script.revision for script in scripts.walk_revisions()}
+    known = known_revisions()
     for current in MigrationContext.configure(connection).get_current_heads():
         if current not in known:
             raise DeflectError(
                 f"the database {connection.engine.url.render_as_string(hide_password=True)} is at schema revision "
-                f"{current!r}, which this deflect (schema {scripts.get_current_head()}) does not know: it was written "
+                f"{current!r}, which this deflect (schema {head_revision()}) does not know: it was written "
                 "by a newer deflect. Run that version (or newer), or set database_url to another database"
             )
 
 
-def head_revision() -> str:
-    """The schema revision this deflect's migrations end at."""
+def _alembic_config():
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return config
+
+
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def head_revision() -> str:
+    """The schema revision this deflect's migrations end at."""
+    return _scripts().get_current_head()
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this deflect has a migration for."""
+    return {script.revision for script in _scripts().walk_revisions()}
 
 
 def current_revision(engine: sa.Engine) -> str | None:

@@ -127,7 +127,7 @@ def _known_keys(meta: dict) -> tuple[dict, list[str]]:
     hidden = [(key, value) for key, value in meta.items() if _marks_not_public(str(key).lower(), value)]
     hidden = hidden if known.get("draft") is not True else []
     warnings = [
-        f"published by deflect although {str(key)[:40]}: {str(value)[:40]} marks it not public in the source; "
+        f"published by deflect although {str(key)[:40]}: {_as_written(value)[:40]} marks it not public in the source; "
         "add draft: true to hold it back"
         for key, value in hidden
     ]
@@ -202,14 +202,19 @@ def _marks_not_public(key: str, value: object) -> bool:
     return False
 
 
+def _as_written(value: object) -> str:
+    """A front-matter value as YAML writes it (true, not Python's True)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 def _typo_of(key: str) -> str | None:
     """The key deflect reads that `key` is most likely a mistyping of: one edit away (a letter
-    missing, added, changed, or two swapped; two edits for the six-letter "locale"), both at least
-    three letters long. difflib's looser ratio took "status" for "tags" and "slug" for "url"."""
+    missing, added, changed, or two swapped), both at least three letters long. difflib's looser
+    ratio took "status" for "tags" and "slug" for "url"; two edits took "scale" for "locale"."""
     if len(key) < 3:
         return None
     for known in FRONT_MATTER_KEYS:
-        if len(known) >= 3 and _edits(key, known) <= (2 if len(known) >= 6 else 1):
+        if len(known) >= 3 and _edits(key, known) <= 1:
             return known
     return None
 

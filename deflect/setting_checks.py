@@ -36,9 +36,10 @@ def one_of(*choices: str) -> Check:
 
 NOT_EMPTY = Check(lambda v: bool(v.strip()), "not empty")
 LANGUAGE_TAG = Check(is_language_tag, "a language tag such as en or pt-BR")
-# A link shown to visitors: a web address or a path on this site, never javascript: or the like.
-LINK = Check(lambda v: not v.strip() or v.strip().lower().startswith(("https://", "http://", "/")),
-             "empty, an http(s):// address or a path starting with /")
+# A link shown to visitors: a web address, an email address or a path on this site, never
+# javascript: or the like.
+LINK = Check(lambda v: not v.strip() or v.strip().lower().startswith(("https://", "http://", "mailto:", "/")),
+             "empty, an http(s):// or mailto: address, or a path starting with /")
 
 
 # --- types: what a value must be before its check ---------------------------------------------

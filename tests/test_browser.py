@@ -719,6 +719,7 @@ def test_admin_sees_metrics(page, site):
     # The terms are explained on the page (a support lead reports these figures onwards).
     page.get_by_text("How these figures are counted").click()
     expect(page.locator("[data-how-counted]")).to_contain_text("counts searches, not tickets")
+    expect(page.locator("[data-how-counted]")).to_contain_text("within 30 minutes (the assumed_window_seconds setting)")
     # The token is kept for the tab: a reload goes straight to the dashboard.
     page.reload()
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")

@@ -493,10 +493,15 @@ def test_db_upgrade(runner, tmp_path):
 
 def test_db_current_says_how_far_behind_a_database_is(runner, tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    assert "(empty)" in invoke(runner, ["db", "current", "--database-url", url]).stdout
+    typo = runner.invoke(main, ["db", "current", "--database-url", url])  # from the wrong folder, say
+    assert typo.exit_code == 1 and "no database at" in typo.output and not (tmp_path / "old.db").exists()
     invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "0006"])
     said = invoke(runner, ["db", "current", "--database-url", url]).stdout
     assert "at revision 0006; this deflect's schema is 0010 (older: deflect db upgrade migrates it to 0010)" in said
+    assert "at revision 0006;" in invoke(runner, ["db", "current", "--database-url", url]).stdout  # it migrated nothing
+    # Alembic's relative and plural forms move forward and are no error.
+    assert "revision 0007 (was 0006)" in invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "+1"]).stdout
+    assert "revision 0010 (was 0007)" in invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "heads"]).stdout
 
 
 def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):

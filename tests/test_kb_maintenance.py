@@ -350,7 +350,7 @@ def test_content_not_public_in_the_source_is_published_with_a_loud_warning(tmp_p
     hold = "marks it not public in the source; add draft: true to hold it back"
     assert [w for w in report.warnings if hold in w] == [
         f"helpscout/pos/card-reader.md: published by deflect although status: notpublished {hold}",
-        f"wiki/macro.md: published by deflect although Internal: True {hold}",
+        f"wiki/macro.md: published by deflect although Internal: true {hold}",
         f"wiki/macro.md: published by deflect although visibility: internal {hold}",
         f"zendesk/refund-override.md: published by deflect although user_segment: Agents and admins {hold}",
     ]
@@ -369,7 +369,7 @@ def test_a_likely_typo_of_a_key_is_named(key, hint):
     assert article.warnings == (f"front matter key {key!r} ignored: a typo of {hint!r}?",)
 
 
-@pytest.mark.parametrize("key", ["status", "slug", "labels", "keywords", "date", "author", "uid", "site", "html_url"])
+@pytest.mark.parametrize("key", ["status", "slug", "labels", "keywords", "date", "author", "uid", "site", "html_url", "scale"])
 def test_a_key_merely_alike_is_not_called_a_typo(key):
     """difflib's 0.6 ratio called Help Scout's "status" a typo of "tags"; only a key one edit away is."""
     article = parse_article(f"---\n{key}: x\n---\nText.\n".encode(), "a.md")

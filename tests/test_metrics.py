@@ -167,7 +167,7 @@ def test_a_date_alone_as_the_end_of_a_period_takes_in_that_day(store, tmp_path):
     from click.testing import CliRunner
 
     from deflect.cli import main
-    from deflect.metrics import parse_time
+    from deflect.periods import parse_time
 
     day = datetime.fromtimestamp(T0, UTC).date().isoformat()  # T0 is 2026-09-21 14:13 UTC
     assert parse_time(day, end=True) - parse_time(day) == 86400

@@ -293,3 +293,4 @@ def test_contact_support_leads_to_the_help_desk_the_settings_name(kb_site):
         runtime.db.dispose()
     with pytest.raises(ConfigError, match="support_url"):
         make_settings(tmp, tmp / "kb", tmp / "index", support_url="javascript:alert(1)")
+    assert make_settings(tmp, tmp / "kb", tmp / "index", support_url="mailto:help@example.com").support_url

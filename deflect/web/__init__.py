@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.extensions["deflect_settings"] = settings
     # "Contact support" on article pages: the deployment's own help desk, else the demo form.
     app.jinja_env.globals["support_url"] = settings.support_url.strip()
+    app.jinja_env.globals["assumed_window"] = _duration(settings.assumed_window_seconds)  # the dashboard's terms
 
     from .api import api
     from .errors import register_error_handlers
@@ -48,6 +49,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     install_limits(app, settings)  # after security: a preflight is answered before it counts
     install_input_guards(app)
     return app
+
+
+def _duration(seconds: int) -> str:
+    """1800 -> "30 minutes", 3600 -> "1 hour", 90 -> "90 seconds": as a support lead reads it."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
 
 
 def _close_when_the_process_stops(runtime: Runtime) -> None:

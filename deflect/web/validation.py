@@ -232,8 +232,8 @@ def count_param(args, field: str, default: int, most: int) -> int:
 
 
 def period_params(args) -> tuple[float | None, float | None]:
-    """The since/until of a report from the query string (metrics.parse_period), 400 naming the bad one."""
-    from ..metrics import PeriodError, parse_period
+    """The since/until of a report from the query string (periods.parse_period), 400 naming the bad one."""
+    from ..periods import PeriodError, parse_period
 
     try:
         return parse_period(args.get("since"), args.get("until"))
