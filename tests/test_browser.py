@@ -12,7 +12,9 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -720,6 +722,19 @@ def test_admin_sees_metrics(page, site):
     page.get_by_text("How these figures are counted").click()
     expect(page.locator("[data-how-counted]")).to_contain_text("counts searches, not tickets")
     expect(page.locator("[data-how-counted]")).to_contain_text("within 30 minutes (the assumed_window_seconds setting)")
+    # A monthly report: last calendar month in UTC, from its first day to the first of this one.
+    today = datetime.now(UTC)
+    this_month = datetime(today.year, today.month, 1, tzinfo=UTC)
+    last_month = datetime(this_month.year - (this_month.month == 1), (this_month.month - 2) % 12 + 1, 1, tzinfo=UTC)
+    with page.expect_response(lambda r: "/api/metrics?" in r.url and "until=" in r.url) as seen:
+        page.select_option("[data-period]", "last-month")
+    asked = parse_qs(urlsplit(seen.value.url).query)
+    assert (asked["since"], asked["until"]) == ([last_month.isoformat().replace("+00:00", ".000Z")],
+                                                [this_month.isoformat().replace("+00:00", ".000Z")])
+    expected = requests.get(f"{site.base}/api/metrics", params={"since": asked["since"][0], "until": asked["until"][0]},
+                            headers=admin_headers(), timeout=TIMEOUT).json()["totals"]["searches"]
+    expect(page.locator("[data-deflect-metric=searches]")).to_have_attribute("data-value", str(expected))
+    page.select_option("[data-period]", "30")
     # The token is kept for the tab: a reload goes straight to the dashboard.
     page.reload()
     expect(page.locator("[data-admin-dashboard]")).to_have_attribute("data-loaded", "true")

@@ -138,11 +138,23 @@
   }
 
   // --- metrics ---------------------------------------------------------------------------
-  function periodQuery() {
+  /** The chosen period as {since, until} Dates (null: open): the last N days up to now, or a
+   * calendar month in UTC (the days the series and `deflect metrics` count in), this one or the last. */
+  function periodRange() {
+    var now = new Date();
+    var monthStart = function (back) { return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - back, 1)); };
+    if (period.value === "this-month") return { since: monthStart(0), until: null };
+    if (period.value === "last-month") return { since: monthStart(1), until: monthStart(0) };
     var days = parseInt(period.value, 10);
-    if (!days) return "";
-    var since = new Date(Date.now() - days * 86400 * 1000);
-    return "?since=" + encodeURIComponent(since.toISOString());
+    return { since: days ? new Date(now.getTime() - days * 86400 * 1000) : null, until: null };
+  }
+
+  function periodQuery() {
+    var range = periodRange();
+    var params = [];
+    if (range.since) params.push("since=" + encodeURIComponent(range.since.toISOString()));
+    if (range.until) params.push("until=" + encodeURIComponent(range.until.toISOString()));
+    return params.length ? "?" + params.join("&") : "";
   }
 
   function setMetric(name, value, text) {
@@ -194,10 +206,10 @@
     });
     var days = Object.keys(byDay).sort();
     if (!days.length) return [];
-    var periodDays = parseInt(period.value, 10);
-    // The period's first (partial) day too: the figures above count from now minus periodDays.
-    var start = periodDays ? new Date(Date.now() - periodDays * 86400000) : new Date(days[0] + "T00:00:00Z");
-    var end = new Date();
+    var range = periodRange();
+    // The period's first (partial) day too: the figures above count from its very start.
+    var start = range.since || new Date(days[0] + "T00:00:00Z");
+    var end = range.until ? new Date(range.until.getTime() - 1) : new Date();
     var points = [];
     for (var d = new Date(start.toISOString().slice(0, 10) + "T00:00:00Z"); d <= end && points.length < 400;
       d = new Date(d.getTime() + 86400000)) {
