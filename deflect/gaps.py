@@ -3,7 +3,7 @@ candidate once candidates exist (DESIGN section 7), else by query."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ def content_gaps(
     limit: int = DEFAULT_GAPS,
     clusters: dict[str, OpenCluster] | None = None,
     reviewed: Collection[str] = (),
+    first_articles: dict[str, str] | None = None,
 ) -> list[dict]:
     """The period's pool searches grouped, largest group first.
 
@@ -66,6 +67,9 @@ def content_gaps(
             "last_seen": max(r["created_at"] for r in rows),
             "search_ids": [r["id"] for r in sorted(rows, key=lambda r: r["created_at"])][-SEARCH_IDS_PER_GAP:],
         }
+        shown_first = Counter(first_articles[r["id"]] for r in rows if r["answered"] and r["id"] in (first_articles or {}))
+        if shown_first:  # the article those answered questions got first, most often: the one to rewrite
+            gap["answered_with"] = shown_first.most_common(1)[0][0]
         if kind == "candidate":
             cluster = clusters[rows[0]["id"]]
             gap |= {"candidate_id": cluster.candidate_id, "label": cluster.label, "query": cluster.label,

@@ -130,6 +130,16 @@ def shown_in(conn: sa.Connection, final: dict[str, SearchOutcome]) -> Shown:
     return shown
 
 
+def first_article_of(conn: sa.Connection, search_ids: list[str]) -> dict[str, str]:
+    """search id -> the article it showed first (for a content gap's answered questions: the
+    article that missed the point)."""
+    first = sa.select(search_results.c.search_id, search_results.c.item_id).where(
+        search_results.c.rank == 1, search_results.c.item_type == "article"
+    )
+    return {sid: item for among in _among(conn, search_results.c.search_id, search_ids)
+            for sid, item in conn.execute(first.where(among))}
+
+
 def _among(conn: sa.Connection, column: sa.Column, ids: list[str]) -> Iterator[sa.ColumnElement]:
     """`column IN ids` as few conditions as the database takes well: one array parameter on
     PostgreSQL (a long IN list costs psycopg more than the query), bounded IN lists on SQLite."""
@@ -317,6 +327,7 @@ def compute_metrics(
         shown = shown_in(conn, final)
         pool = pool_searches(final, search_events)
         clusters, reviewed = candidates_of(conn, [r["id"] for r in pool])
+        first_articles = first_article_of(conn, [r["id"] for r in pool if r["answered"]])
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
     totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}
@@ -328,7 +339,7 @@ def compute_metrics(
         "events": event_counts,
         "articles": per_item.get("article", []),
         "ideas": per_item.get("idea", []),
-        "content_gaps": content_gaps(pool, gaps, clusters=clusters, reviewed=reviewed),
+        "content_gaps": content_gaps(pool, gaps, clusters=clusters, reviewed=reviewed, first_articles=first_articles),
         "series": daily_series(final, assumed_window_seconds),
     }
 

@@ -718,6 +718,10 @@ def test_admin_sees_metrics(page, site):
     gaps = requests.get(f"{site.base}/api/metrics", headers=admin_headers(), timeout=TIMEOUT).json()["content_gaps"]  # all recent
     missed = page.locator("[data-content-gaps] [data-gap-answered]")
     expect(missed).to_have_count(sum(1 for gap in gaps if gap["answered"]))
+    # ... naming the article those questions got first, linked as the dashboard links articles
+    for line, gap in enumerate(gap for gap in gaps if gap["answered"]):
+        if gap.get("answered_with"):
+            expect(missed.nth(line).locator("a")).to_have_attribute("href", "/articles/" + gap["answered_with"])
     # The terms are explained on the page (a support lead reports these figures onwards).
     page.get_by_text("How these figures are counted").click()
     expect(page.locator("[data-how-counted]")).to_contain_text("counts searches, not tickets")

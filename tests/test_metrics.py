@@ -129,6 +129,9 @@ def test_confirmed_assumed_tickets_and_superseded(store):
     assert set(gaps) == {"sso setup", "dark mode", "refund", "api limits"}
     # refund and api limits were answered, and a ticket came anyway: the article missed the point
     assert {g["query"]: g["answered"] for g in m["content_gaps"]} == {"sso setup": 0, "dark mode": 0, "refund": 1, "api limits": 1}
+    # ... with the article they showed first: the one to look at
+    assert {g["query"]: g.get("answered_with") for g in m["content_gaps"]} == {
+        "sso setup": None, "dark mode": None, "refund": "a1", "api limits": "a1"}
     assert m["series"] and sum(day["searches"] for day in m["series"]) == 6
 
 

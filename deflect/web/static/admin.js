@@ -274,8 +274,14 @@
       }).filter(Boolean);
       if (examples.length) left.appendChild(el("div", "muted", "e.g. " + examples.join(" · ")));
       if (gap.answered) {  // an answer was shown, and a ticket or a "No" followed: rewrite rather than add
-        var missed = el("div", "muted", num(gap.answered) + " of these got an answer, then a ticket or a “No”: " +
-          "does the article shown miss the point?");
+        var missed = el("div", "muted", num(gap.answered) + " of these got an answer, then a ticket or a “No”");
+        if (gap.answered_with) {
+          missed.appendChild(document.createTextNode(": does "));
+          missed.appendChild(articleLink(gap.answered_with));
+          missed.appendChild(document.createTextNode(" miss the point?"));
+        } else {
+          missed.appendChild(document.createTextNode(": does the article shown miss the point?"));
+        }
         missed.setAttribute("data-gap-answered", String(gap.answered));
         left.appendChild(missed);
       }
