@@ -109,6 +109,35 @@ def _leave_out(conn: sa.Connection, candidate_id: str, left_out: Collection[str]
         conn.execute(candidate_exclusions.insert(), [
             {"candidate_id": candidate_id, "query_key": key, "excluded_at": now} for key in sorted(keys)
         ])
+        _refit(conn, candidate_id)
+
+
+def _refit(conn: sa.Connection, candidate_id: str) -> None:
+    """The candidate's centre and joining threshold from the questions it keeps.
+
+    A rebuild fits them to every member; left as they were, the questions the admin left out would
+    go on pulling in newcomers like them until the next rebuild (a dark-mode question left out of a
+    Salesforce candidate drew more dark-mode askers, who became the Salesforce idea's requesters and
+    heard when it shipped). The threshold only tightens: the old one is its floor.
+    """
+    import numpy as np
+
+    from .clusters import centroid, join_threshold
+    from .pool import pool_vectors
+
+    row = conn.execute(sa.select(candidates.c.join_threshold).where(candidates.c.id == candidate_id)).first()
+    kept = [search_id for search_id, _ in kept_members(conn, candidate_id)]
+    by_model: dict[str, list[np.ndarray]] = {}
+    for part in chunks(kept):
+        for found in conn.execute(sa.select(pool_vectors).where(pool_vectors.c.search_id.in_(part))):
+            by_model.setdefault(found.model, []).append(np.frombuffer(found.vector, dtype=np.float32))
+    if row is None or not by_model:
+        return  # no vectors kept for them (not rebuilt with this store): the next rebuild fits it
+    vectors = np.stack(max(by_model.values(), key=len))  # one model's vectors, never mixed
+    conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
+        centroid=centroid(vectors).astype(np.float32).tobytes(),
+        join_threshold=join_threshold(vectors, row.join_threshold if row.join_threshold is not None else 0.0),
+    ))
 
 
 def _idea_answer(engine: sa.Engine, idea_id: str) -> dict:

@@ -10,6 +10,7 @@ unrelated questions until it came back as `new`.
 from __future__ import annotations
 
 import numpy as np
+import sqlalchemy as sa
 from test_clusters_store import MODEL, QUESTIONS, TopicEmbedder, _texts, _with, ask
 
 from deflect import candidate_views as views
@@ -159,6 +160,42 @@ def test_cluster_join_similarity_applies_at_rebuilds_too(store):
     cand.rebuild(store, fake.encode, "fake-1", Settings())
     assert late in _members(store, promo["id"])
     assert review.sync_requesters(store) == 1 and get_idea(store, idea_id)["votes"] == 7
+
+
+def test_questions_left_out_of_a_merge_stop_drawing_in_askers_like_them(store, monkeypatch):
+    """A product manager's case: a candidate held four Salesforce questions and two about dark mode;
+    merging it into the Salesforce idea, they left the dark-mode ones out. A customer who then asks
+    the same dark-mode question must not join the candidate (and become a requester of the
+    Salesforce idea, to hear when it ships): the centre moves to the questions kept."""
+    salesforce, dark = _texts("salesforce", 4), _texts("dark mode", 2)
+    fake = TopicEmbedder({t: 0 for t in salesforce} | {t: 5 for t in dark})
+    ForcedClustering(fake, [set(salesforce) | set(dark)]).install(monkeypatch)
+    asked = {text: ask(store, text, ticket={"email": f"{i}@example.com"}) for i, text in enumerate(salesforce + dark)}
+    settings = Settings(cluster_join_similarity=0.3)
+    cand.rebuild(store, fake.encode, "fake-1", settings)
+    mixed = views.list_candidates(store)[0]
+
+    def fitted():
+        with store.connect() as conn:
+            return conn.execute(sa.select(cand.candidates.c.centroid, cand.candidates.c.join_threshold)
+                                .where(cand.candidates.c.id == mixed["id"])).one()
+
+    before = fitted()
+    idea = review.promote(store, mixed["id"], title="Salesforce sync", exclude=[asked[t] for t in dark])["idea"]
+    assert idea["votes"] == 4  # the dark-mode askers are no requesters
+
+    after = fitted()
+    assert np.allclose(np.frombuffer(after.centroid, dtype=np.float32), clusters.centroid(fake.encode(salesforce)), atol=1e-6)
+    assert after.join_threshold > before.join_threshold  # only the close ones join now
+
+    again = ask(store, dark[0], ticket={"email": "dark-fan@example.com"})  # the same words, another customer
+    near = "salesforce question number 9"
+    fake.topics[near] = 0
+    joined = ask(store, near, ticket={"email": "sf-fan@example.com"})
+    assert cand.join_new(store, fake.encode, "fake-1") == 1
+    members = {q["search_id"] for q in _with(store, mixed["id"])["queries"]}
+    assert joined in members and again not in members
+    assert review.sync_requesters(store) == 1 and get_idea(store, idea["id"])["votes"] == 5
 
 
 # --- the pure rules (deflect.decisions), by hand ---------------------------------------------------
