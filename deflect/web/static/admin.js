@@ -4,7 +4,11 @@
 (function () {
   "use strict";
   var TOKEN_KEY = "deflect-admin-token";
-  var MIN_VERDICTS = 3;  // verdicts (yes, no, tickets after opening) before an article can rank as weak
+  var MIN_VERDICTS = 3;
+  // Promote and merge make the candidate's askers the idea's voters (told when it ships) and its
+  // questions the idea's aliases; nothing takes that back, so a stray click is asked about first.
+  var NO_UNDO = "Its askers become the idea's voters and hear when it ships, and its questions will find the idea. " +
+    "This cannot be undone.";  // verdicts (yes, no, tickets after opening) before an article can rank as weak
   var $ = function (selector) { return document.querySelector(selector); };
   var loginCard = $("[data-admin-login]");
   var loginForm = $("[data-login-form]");
@@ -321,6 +325,7 @@
     promote.addEventListener("click", function () {
       var chosen = title.value.trim();
       if (!chosen) return;
+      if (!window.confirm("Promote “" + label + "” to a new idea “" + chosen + "”? " + NO_UNDO)) return;
       review(c, "promote", withLeftOut(c, { title: chosen }), "Promoted “" + chosen + "” to a new idea.");
     });
     var select = el("select");
@@ -344,14 +349,18 @@
     syncMerge();
     merge.addEventListener("click", function () {
       if (!select.value) return;
+      var into = select.options[select.selectedIndex].text;
+      if (!window.confirm("Merge “" + label + "” into “" + into + "”? " + NO_UNDO)) return;
       review(c, "merge", withLeftOut(c, { idea_id: select.value }), "Merged into “" + select.options[select.selectedIndex].text + "”.");
     });
     var dismiss = el("button", "btn btn-quiet btn-small btn-danger", "Dismiss");
     dismiss.type = "button";
     dismiss.setAttribute("data-action", "dismiss");
     dismiss.addEventListener("click", function () {
-      // Nothing undoes a dismissal (the candidate returns only once it has grown): one stray click is not enough.
-      if (!window.confirm("Dismiss “" + label + "”? It leaves the review list and comes back only if many more people ask.")) return;
+      // Out of the review list (it returns once it has grown); promote or merge still work on it from
+      // `deflect clusters` or the API: one stray click is not enough all the same.
+      if (!window.confirm("Dismiss “" + label + "”? It leaves the review list and comes back here only if many " +
+        "more people ask (deflect clusters list --status dismissed lists it).")) return;
       review(c, "dismiss", {}, "Dismissed “" + label + "”.");
     });
     [title, promote, select, merge, dismiss].forEach(function (n) {
@@ -504,6 +513,12 @@
         var link = el("a", "", "idea “" + ideaTitle(c.idea_id) + "”");
         link.href = "/ideas#idea-" + encodeURIComponent(c.idea_id);
         done.appendChild(link);
+      }
+      if (c.answered_by && open) {  // the KB answers it now: its askers were told; an idea may be moot
+        var answeredBy = card.appendChild(el("p", "notice candidate-answered", "An article published since answers these questions: "));
+        answeredBy.appendChild(articleLink(c.answered_by));
+        answeredBy.appendChild(document.createTextNode(". Its askers were told. Dismiss it, unless the feature is still wanted."));
+        answeredBy.setAttribute("data-candidate-answered-by", c.answered_by);
       }
       if (c.nearest && c.nearest.id) {
         var near = (c.nearest.type || c.nearest.item_type || "item") + " “" + (c.nearest.title || titles[c.nearest.id] || c.nearest.id) + "”";
