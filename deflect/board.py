@@ -124,8 +124,9 @@ class Board:
         index = self.runtime.engine.index
         changed = index.manifest.get("changed_at", {})
         changed_at = {a["id"]: changed.get(a["path"]) for a in index.articles}
+        named = {a["id"]: {"title": a["title"], "url": a["url"]} for a in index.articles}
         return review.check_answered(self.db, index.version, self.answers, self.encode, self.model_id, changed_at,
-                                     hold=lambda: self._rebuild_lock)
+                                     hold=lambda: self._rebuild_lock, articles=named)
 
     # --- closing the loop after index changes -------------------------------------------------
 

@@ -289,5 +289,6 @@ def notify_shipped(conn: sa.Connection, idea_id: str) -> list[dict]:
     from .votes import requesters
 
     fresh = get_idea(conn, idea_id)
-    payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")}}
+    # url: the idea on deflect's board, relative to the server's address (the mailer prepends it).
+    payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")} | {"url": f"/ideas#idea-{idea_id}"}}
     return [person for person in requesters(conn, idea_id) if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload)]

@@ -291,7 +291,8 @@ def _asked(engine: sa.Engine, search_ids: list[str]) -> dict[str, tuple[float, s
 
 def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: str,
                    changed_at: Mapping[str, float | None] | None = None,
-                   hold: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> int:
+                   hold: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+                   articles: Mapping[str, dict] | None = None) -> int:
     """After the index changed, notify the requesters of candidates a published article now answers.
 
     `answer(vectors, texts)` returns (top article id, answered) per query. A candidate counts
@@ -301,6 +302,7 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
     known (None), one their search did not show them. An article that was there all along is no
     news, even when it now comes first because an idea stopped being suggested. Each candidate
     is checked inside `hold()` (the board's lock: one candidate at a time, not the whole pass).
+    `articles` (id -> {"title", "url"}) names the article in the notification, for the mailer.
     """
     queued = 0
     with engine.connect() as conn:
@@ -311,12 +313,12 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
         ) if r.checked_version != version]
     for cand in due:
         with hold():
-            queued += _check_one(engine, cand, version, answer, encode, model_id, changed_at)
+            queued += _check_one(engine, cand, version, answer, encode, model_id, changed_at, articles or {})
     return queued
 
 
 def _check_one(engine: sa.Engine, cand: dict, version: str, answer, encode, model_id: str,
-               changed_at: Mapping[str, float | None] | None) -> int:
+               changed_at: Mapping[str, float | None] | None, articles: Mapping[str, dict]) -> int:
     """check_answered for one candidate: the notifications it queued."""
     queued = 0
     with engine.connect() as conn:
@@ -340,7 +342,8 @@ def _check_one(engine: sa.Engine, cand: dict, version: str, answer, encode, mode
         if winner is not None and tops.count(winner) * 2 > len(pool):
             values["answered_by"] = winner
             for person in candidate_requesters(conn, [search_id for search_id, _ in members]):
-                payload = {"article": {"id": winner}, "candidate": {"id": cand["id"], "label": cand["label"]}}
+                # Not the candidate's label: it is one customer's own question, and this goes to the others.
+                payload = {"article": {"id": winner} | dict(articles.get(winner, {})), "candidate": {"id": cand["id"]}}
                 queued += enqueue(conn, "article_published", f"article:{winner}:candidate:{cand['id']}", person, payload)
         conn.execute(candidates.update().where(candidates.c.id == cand["id"]).values(**values))
     return queued

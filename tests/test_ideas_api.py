@@ -385,6 +385,7 @@ def test_unanswered_questions_become_an_idea_whose_shipping_reaches_the_webhook(
     assert {g["body"]["requester"]["email"] for g in got} == {p["email"] for p in people}
     for g in got:
         assert g["body"]["kind"] == "idea_shipped" and g["body"]["idea"]["id"] == new_idea["id"]
+        assert g["body"]["idea"]["url"] == f"/ideas#idea-{new_idea['id']}" and g["body"]["created_at"] > 0
         assert g["headers"]["X-Deflect-Event"] == "idea_shipped"
         assert g["headers"]["X-Deflect-Signature"].startswith("sha256=")
     deadline = time.time() + 30  # the worker records the delivery just after the receiver answered

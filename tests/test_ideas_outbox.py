@@ -148,7 +148,12 @@ def test_publishing_an_answering_article_notifies_the_candidates_requesters(tiny
     rows = [r for r in _rows(runtime.db) if r["kind"] == "article_published"]
     assert queued == len(rows) == len(people)
     assert {r["email"] for r in rows} == {p["email"] for p in people}
-    assert all(json.loads(r["payload"])["article"]["id"] == "views/gantt" for r in rows)
+    # What a mailer needs to write the message: the article by title and address; not the candidate's
+    # label (one customer's own question, and this goes to the others).
+    for row in rows:
+        payload = json.loads(row["payload"])
+        assert payload["article"] == {"id": "views/gantt", "title": "Gantt charts", "url": "/articles/views/gantt"}
+        assert payload["candidate"] == {"id": gantt["id"]}
     assert board.candidate(gantt["id"])["answered_by"] == "views/gantt"
     assert board.check_answered() == 0  # once per candidate and article
     gap = next(g for g in board.metrics(None, None)["content_gaps"] if g.get("candidate_id") == gantt["id"])
