@@ -130,10 +130,11 @@ SETTINGS: tuple[Setting, ...] = (
         0.07,
         "Cap on the KB's own practice questions, not on customers': the calibration's bias is lowered until at most "
         "this share of its titles, list items and learned aliases, asked with their article hidden, would get "
-        "answered=true. It can only lower the answered rate, never raise it above the plain fit; 0 and 1 mean no cap. "
+        "answered=true. It can only lower the answered rate, never raise it above the plain fit; 1 means no cap. "
         "Real questions differ (banking77: 9.4% false answers at 0.07); measure yours with deflect eval.",
         float,
-        check=between(0, 1),
+        # 0 once passed and meant no cap at all: the opposite of what someone who sets it wants.
+        check=Check(lambda v: 0 < v <= 1, "greater than 0, up to 1 (1: no cap)"),
     ),
     Setting("min_confirmations", 1, "Helpful events, from distinct sessions and client addresses, needed before a query becomes a learned alias.", int, check=at_least(1)),
     Setting(

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from conftest import TINY_KB, write_kb
 
 from deflect.cli import main
+from deflect.errors import ConfigError
+from deflect.settings import load_settings
 
 
 @pytest.fixture
@@ -218,17 +220,19 @@ def test_ideas_import_names_a_pretty_printed_file(clean_env, tmp_path):
 
 def test_target_false_answer_help_says_what_the_cap_does():
     """The help text's claims, checked against the code that applies the cap: it counts the KB's
-    own pseudo-questions, it only lowers the bias, and 0 and 1 leave the fit uncapped."""
+    own pseudo-questions, it only lowers the bias, and 1 leaves the fit uncapped (0 did too, so the
+    setting refuses it: someone who sets 0 means "never answer wrongly")."""
     from deflect import scoring
     from deflect.settings import SETTINGS
 
     help_text = next(s.help for s in SETTINGS if s.name == "target_false_answer")
     assert "practice questions" in help_text and "not on customers'" in help_text
-    assert "only lower" in help_text and "0 and 1 mean no cap" in help_text and "9.4%" in help_text
+    assert "only lower" in help_text and "1 means no cap" in help_text and "9.4%" in help_text
     weights = np.array([-2.0, 5.0, 1.0])
     negatives = np.random.default_rng(0).uniform(0, 1, size=(200, 2))
-    for target in (0.0, 1.0):
-        assert (scoring.cap_false_answers(weights, negatives, target) == weights).all()
+    assert (scoring.cap_false_answers(weights, negatives, 1.0) == weights).all()
+    with pytest.raises(ConfigError, match="target_false_answer"):
+        load_settings(config_file="none", env={"DEFLECT_TARGET_FALSE_ANSWER": "0"})
     biases = [scoring.cap_false_answers(weights, negatives, t)[0] for t in (0.01, 0.07, 0.3, 0.99)]
     assert biases == sorted(biases) and all(b <= weights[0] for b in biases)
     assert math.isclose(scoring.cap_false_answers(weights, negatives, 0.99)[0], weights[0])  # never raised

@@ -320,7 +320,8 @@ def test_a_toml_syntax_error_names_the_file(toml):
         ("port", "0", "from 1 to 65535"),
         ("port", "65536", "from 1 to 65535"),
         ("answer_threshold", "7", "from 0 to 1"),
-        ("target_false_answer", "-0.1", "from 0 to 1"),
+        ("target_false_answer", "-0.1", "greater than 0, up to 1 (1: no cap)"),
+        ("target_false_answer", "0", "greater than 0, up to 1 (1: no cap)"),  # it meant no cap at all
         ("rate_limit_per_client", "-5", "at least 0"),
         ("rate_limit_per_session", "-1", "at least 0"),
         ("sync_interval_seconds", "-1", "greater than 0"),
