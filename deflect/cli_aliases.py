@@ -84,5 +84,5 @@ def aliases_import(file, kb_dir, database_url):
     added, already, errors = import_aliases(engine, file, {a.id for a in articles}, settings.max_query_chars)
     for error in errors:
         click.echo(f"skipped: {error}", err=True)
-    click.echo(f"{added} aliases added, {already} already active, {len(errors)} skipped")
+    click.echo(f"{added} alias{'' if added == 1 else 'es'} added, {already} already active, {len(errors)} skipped")
     skipped_lines(file, errors, imported=added + already)

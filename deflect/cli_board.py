@@ -179,7 +179,8 @@ def ideas_requesters(idea_id, as_csv, as_json, database_url):
         for idea in found:
             people = idea["requesters"]
             moved = f"; merged into {idea['merged_into']}" if idea.get("merged_into") else ""
-            click.echo(f"{idea['idea_id']} [{idea['status']}]: {len(people)} requesters, MRR {idea['mrr']:g}{moved}")
+            people_count = f"{len(people)} requester{'' if len(people) == 1 else 's'}"
+            click.echo(f"{idea['idea_id']} [{idea['status']}]: {people_count}, MRR {idea['mrr']:g}{moved}")
             for p in people:
                 click.echo(f"  {_person(p)}")
 
@@ -244,7 +245,10 @@ def outbox_list(status, database_url):
     for n in found["notifications"]:
         who = n["email"] or n["customer_id"]
         error = f"  last error: {n['last_error']}" if n["last_error"] else ""
-        click.echo(f"#{n['id']} {n['kind']} -> {who} [{n['status']}, {n['attempts']} attempts]{error}")
+        item = n["payload"].get("idea") or n["payload"].get("article") or {}  # what it is about
+        about = f" ({item.get('title') or item.get('id')})" if item else ""
+        tries = f"{n['attempts']} attempt{'' if n['attempts'] == 1 else 's'}"
+        click.echo(f"#{n['id']} {n['kind']}{about} -> {who} [{n['status']}, {tries}]{error}")
 
 
 @outbox.command("deliver")

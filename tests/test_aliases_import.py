@@ -137,7 +137,7 @@ def test_a_running_server_uses_imported_answers_at_once(served, tmp_path, databa
            "DEFLECT_CONFIG": "none"}  # fmt: skip
     proc = subprocess.run([str(exe), "aliases", "import", str(path)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "1 aliases added, 0 already active, 0 skipped"
+    assert proc.stdout.strip() == "1 alias added, 0 already active, 0 skipped"
     deadline = time.monotonic() + 20
     while top()[0] != target and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -167,7 +167,7 @@ def test_cli_import_reports_skips_and_fails_when_nothing_imports(tmp_path, tiny_
                                             {"text": "q", "article": "nope"}])  # fmt: skip
     proc = subprocess.run([str(exe), "aliases", "import", "--kb", str(tiny_kb), str(half)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1, proc.stdout  # one good line in, one bad: a script must hear of it
-    assert proc.stdout.strip() == "1 aliases added, 0 already active, 1 skipped"
+    assert proc.stdout.strip() == "1 alias added, 0 already active, 1 skipped"
     assert f"Error: 1 line of {half} skipped (named above); the rest was imported" in proc.stderr
 
 

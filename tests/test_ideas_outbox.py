@@ -559,3 +559,20 @@ def test_a_redirecting_webhook_is_a_failure_not_followed(store):
         redirecting.shutdown()
         redirecting.server_close()
         followed.close()
+
+
+def test_outbox_list_says_what_each_notification_is_about(tmp_path):
+    """An admin reading `deflect outbox list` sees which idea or article each notification is about."""
+    from deflect.cli import main
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    with db.writing(engine) as conn:
+        outbox.enqueue(conn, "idea_shipped", "idea:dark-mode", {"email": "dana@example.com"},
+                       {"idea": {"id": "dark-mode", "title": "Dark mode", "status": "shipped"}})
+        outbox.enqueue(conn, "article_published", "article:views/gantt:candidate:c1", {"customer_id": "acct-9"},
+                       {"article": {"id": "views/gantt"}, "candidate": {"id": "c1"}})  # as queued before titles
+    listed = CliRunner().invoke(main, ["outbox", "list", "--database-url", url], catch_exceptions=False).stdout
+    assert "idea_shipped (Dark mode) -> dana@example.com [pending, 0 attempts]" in listed
+    assert "article_published (views/gantt) -> acct-9 [pending, 0 attempts]" in listed
