@@ -10,8 +10,7 @@
  *           defer></script>
  *
  * The question field becomes an ARIA combobox. Searches of one question share a `session`;
- * typing is debounced and a newer request aborts the older one, unless it types on the older
- * one's question (a slow connection): then the older answer shows until the newer one's comes. Typing on after opening a
+ * typing is debounced and a newer request aborts the older one. Typing on after opening a
  * suggestion, answering Yes/No or voting starts a new session: the search acted on stays a
  * final search (one extended in its own session would be superseded, and its click and answer
  * would count in no metric). Opening a suggestion records a
@@ -342,9 +341,7 @@
       lastTyped: 0,
       timer: null,
       controller: null,
-      kept: null, // the search before, still on its way: its answer is shown if it comes first
       seq: 0,
-      shownSeq: 0, // the search whose answer is shown: an older one's never replaces it
       lastQuery: "",
       search: null, // {id, answered, results}
       actedOn: [], // the searches of this question whose suggestions the user opened, answered or voted on
@@ -452,15 +449,8 @@
       showNote("");
       clearTimeout(state.timer);
       if (state.controller) state.controller.abort();
-      if (state.kept) state.kept.abort();
-      state.controller = state.kept = null;
+      state.controller = null;
       state.pending = null;
-    }
-
-    /** Whether `longer` is `shorter` typed on (case and spacing aside), as the server's superseding reads it. */
-    function typedOn(longer, shorter) {
-      var norm = function (text) { return text.toLowerCase().replace(/\s+/g, " ").trim(); };
-      return norm(longer).indexOf(norm(shorter)) === 0;
     }
 
     /** The question as sent: trimmed, at most maxChars characters (code points, as the server counts). */
@@ -483,11 +473,7 @@
       var now = Date.now();
       if (state.session && now - state.lastTyped > config.sessionIdleMs) newQuestion();
       state.lastTyped = now;
-      if (state.pending && !state.sessionActed && query && typedOn(query, state.pending.query)) {
-        clearTimeout(state.timer); // typing on: the search on its way stays (see search())
-      } else {
-        cancelPending();
-      }
+      cancelPending();
       if (!query) {
         newQuestion();
         clearResults();
@@ -522,9 +508,6 @@
     /** Search for query; resolves once its results are shown (or it failed or was replaced). */
     function search(query) {
       if (query === state.lastQuery || backingOff()) return Promise.resolve();
-      // Typing on while the search before is on its way (a slow mobile connection): let it come,
-      // and show its answer until this one's does, instead of nothing until the typing stops.
-      var keep = state.pending && !state.sessionActed && typedOn(query, state.pending.query) ? state.controller : null;
       if (state.sessionActed) {
         // A refined question after acting on a search's suggestions: keep that search final.
         state.session = null;
@@ -533,9 +516,7 @@
         state.feedback = {};
       }
       if (!state.session) state.session = randomId();
-      if (state.kept) state.kept.abort(); // at most one older search kept: the one just before
-      if (state.controller && state.controller !== keep) state.controller.abort();
-      state.kept = keep;
+      if (state.controller) state.controller.abort();
       var controller = new AbortController();
       state.controller = controller;
       var seq = ++state.seq;
@@ -555,17 +536,7 @@
           return response.json();
         })
         .then(function (answer) {
-          if (seq !== state.seq) {
-            // A newer search is on its way. This older one's answer is shown if none newer has
-            // been and the field still holds its question typed on; "Searching…" stays.
-            if (seq > state.shownSeq && typedOn(currentQuery(), query)) {
-              state.shownSeq = seq;
-              state.lastQuery = query;
-              render(answer);
-            }
-            return;
-          }
-          state.shownSeq = seq;
+          if (seq !== state.seq) return; // a newer search is on its way
           state.lastQuery = query;
           showNote("");
           render(answer);
@@ -598,7 +569,6 @@
         })
         .finally(function () {
           clearTimeout(slow);
-          if (state.kept === controller) state.kept = null;
           if (seq === state.seq) {
             root.removeAttribute("aria-busy");
             state.controller = null;
