@@ -134,7 +134,7 @@ def idea_rows(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> lis
     count on the idea it was merged into."""
     from .candidates import candidate_exclusions, candidate_history, candidate_members, candidates
     from .events import normalize_query
-    from .ideas import list_ideas, resolve_idea
+    from .ideas import idea_url, list_ideas, resolve_idea
 
     ideas = list_ideas(engine, statuses)
     asked: dict[str, int] = {}
@@ -160,7 +160,7 @@ def idea_rows(engine: sa.Engine, statuses: tuple[str, ...] | None = None) -> lis
         for key in ("created_at", "shipped_at"):
             row[key] = idea[key]
             row[key + "_utc"] = datetime.fromtimestamp(idea[key], UTC).strftime("%Y-%m-%d %H:%M:%S") if idea[key] else None
-        row["url"] = f"/ideas#idea-{idea['id']}"
+        row["url"] = idea_url(idea["id"])
         row["description"] = idea["description"]
         rows.append(row)
     return rows

@@ -19,6 +19,11 @@ SUGGESTED_STATUSES = ("open", "planned", "in_progress")
 GENERATION = "ideas"
 
 
+def idea_url(idea_id: str) -> str:
+    """An idea's place on deflect's public board, relative to the server's address."""
+    return f"/ideas#idea-{idea_id}"
+
+
 class IdeaError(ValueError):
     """Bad idea data; `field` names the offending field."""
 
@@ -289,6 +294,5 @@ def notify_shipped(conn: sa.Connection, idea_id: str) -> list[dict]:
     from .votes import requesters
 
     fresh = get_idea(conn, idea_id)
-    # url: the idea on deflect's board, relative to the server's address (the mailer prepends it).
-    payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")} | {"url": f"/ideas#idea-{idea_id}"}}
+    payload = {"idea": {k: fresh[k] for k in ("id", "title", "description", "status")} | {"url": idea_url(idea_id)}}
     return [person for person in requesters(conn, idea_id) if enqueue(conn, "idea_shipped", f"idea:{idea_id}", person, payload)]

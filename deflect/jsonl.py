@@ -67,7 +67,8 @@ def _check_not_one_document(path: str | Path, text: str) -> None:
     if isinstance(document, list):
         jq = "jq -c '.[]'"
     elif isinstance(document, dict) and len(document) == 1 and isinstance(next(iter(document.values())), list):
-        jq = f"jq -c '.{next(iter(document))}[]'"  # {"queries": [...]}
+        key = next(iter(document))  # {"queries": [...]}
+        jq = f"jq -c '.{key}[]'" if key.isidentifier() else f"jq -c '.[{json.dumps(key)}][]'"
     else:
         jq = "jq -c ."
     span = "on one line" if lines < 2 else f"over {lines} lines"

@@ -125,15 +125,22 @@ def _refit(conn: sa.Connection, candidate_id: str) -> None:
     from .clusters import centroid, join_threshold
     from .pool import pool_vectors
 
-    row = conn.execute(sa.select(candidates.c.join_threshold).where(candidates.c.id == candidate_id)).first()
+    row = conn.execute(
+        sa.select(candidates.c.join_threshold, candidates.c.centroid).where(candidates.c.id == candidate_id)
+    ).first()
+    if row is None or row.centroid is None:
+        return
+    dim = len(row.centroid) // 4  # float32
     kept = [search_id for search_id, _ in kept_members(conn, candidate_id)]
     by_model: dict[str, list[np.ndarray]] = {}
     for part in chunks(kept):
         for found in conn.execute(sa.select(pool_vectors).where(pool_vectors.c.search_id.in_(part))):
-            by_model.setdefault(found.model, []).append(np.frombuffer(found.vector, dtype=np.float32))
-    if row is None or not by_model:
-        return  # no vectors kept for them (not rebuilt with this store): the next rebuild fits it
-    vectors = np.stack(max(by_model.values(), key=len))  # one model's vectors, never mixed
+            vector = np.frombuffer(found.vector, dtype=np.float32)
+            if len(vector) == dim:  # after a model change some may be the new model's: never mixed in
+                by_model.setdefault(found.model, []).append(vector)
+    if not by_model:
+        return  # no vectors kept for them in its space: the next rebuild fits it
+    vectors = np.stack(max(by_model.values(), key=len))  # one model's vectors
     conn.execute(candidates.update().where(candidates.c.id == candidate_id).values(
         centroid=centroid(vectors).astype(np.float32).tobytes(),
         join_threshold=join_threshold(vectors, row.join_threshold if row.join_threshold is not None else 0.0),

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import scoring
 from .catalog import Catalog
+from .ideas import idea_url
 from .index_folder import KBIndex
 from .lexical import tokenize, unspaced_share
 
@@ -145,7 +146,7 @@ class Engine:
                 {
                     "id": str(idea["id"]),
                     "title": idea["title"],
-                    "url": idea.get("url") or f"/ideas#idea-{idea['id']}",
+                    "url": idea_url(idea["id"]),
                     "snippet": (idea.get("description") or "")[:SNIPPET_CHARS],
                 }
             )

@@ -503,6 +503,14 @@ def test_db_current_says_how_far_behind_a_database_is(runner, tmp_path):
     # Alembic's relative and plural forms move forward and are no error.
     assert "revision 0007 (was 0006)" in invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "+1"]).stdout
     assert "revision 0010 (was 0007)" in invoke(runner, ["db", "upgrade", "--database-url", url, "--revision", "heads"]).stdout
+    # deflect's table with no revision in it (a migration that never finished) is said, not a crash.
+    import sqlite3
+
+    blank = tmp_path / "blank.db"
+    with sqlite3.connect(blank) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    said = invoke(runner, ["db", "current", "--database-url", f"sqlite:///{blank}"]).stdout
+    assert "at revision -; this deflect's schema is 0010 (no revision recorded" in said
 
 
 def test_serve_on_a_port_in_use_fails_at_once_with_one_line(runner, paths):

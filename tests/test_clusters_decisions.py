@@ -198,6 +198,32 @@ def test_questions_left_out_of_a_merge_stop_drawing_in_askers_like_them(store, m
     assert review.sync_requesters(store) == 1 and get_idea(store, idea["id"])["votes"] == 5
 
 
+def test_the_refit_after_a_review_keeps_to_the_candidates_own_vector_space(store, monkeypatch):
+    """After a model change some members' cached vectors are another model's (another dimension):
+    the refit uses only vectors of the centre's own dimension, so joins between rebuilds go on."""
+    from deflect.pool import pool_vectors
+
+    salesforce, dark = _texts("salesforce", 4), _texts("dark mode", 2)
+    fake = TopicEmbedder({t: 0 for t in salesforce} | {t: 5 for t in dark})
+    ForcedClustering(fake, [set(salesforce) | set(dark)]).install(monkeypatch)
+    asked = {text: ask(store, text) for text in salesforce + dark}
+    cand.rebuild(store, fake.encode, "fake-1", Settings(cluster_join_similarity=0.3))
+    mixed = views.list_candidates(store)[0]
+    with store.begin() as conn:  # three kept members re-embedded by a new 16-dimension model
+        for text in salesforce[:3]:
+            conn.execute(pool_vectors.update().where(pool_vectors.c.search_id == asked[text])
+                         .values(model="new-16", vector=np.ones(16, dtype=np.float32).tobytes()))
+    review.promote(store, mixed["id"], title="Salesforce sync", exclude=[asked[t] for t in dark])
+    with store.connect() as conn:
+        centre = conn.execute(sa.select(cand.candidates.c.centroid).where(cand.candidates.c.id == mixed["id"])).scalar_one()
+    assert np.allclose(np.frombuffer(centre, dtype=np.float32), clusters.centroid(fake.encode(salesforce[3:])), atol=1e-6)
+    near = "salesforce question number 9"
+    fake.topics[near] = 0
+    joined = ask(store, near)
+    assert cand.join_new(store, fake.encode, "fake-1") == 1
+    assert joined in {q["search_id"] for q in _with(store, mixed["id"])["queries"]}
+
+
 # --- the pure rules (deflect.decisions), by hand ---------------------------------------------------
 
 

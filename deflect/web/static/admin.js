@@ -4,11 +4,12 @@
 (function () {
   "use strict";
   var TOKEN_KEY = "deflect-admin-token";
+  // Verdicts (yes, no, tickets after opening) before an article can rank as weak.
   var MIN_VERDICTS = 3;
   // Promote and merge make the candidate's askers the idea's voters (told when it ships) and its
   // questions the idea's aliases; nothing takes that back, so a stray click is asked about first.
   var NO_UNDO = "Its askers become the idea's voters and hear when it ships, and its questions will find the idea. " +
-    "This cannot be undone.";  // verdicts (yes, no, tickets after opening) before an article can rank as weak
+    "This cannot be undone.";
   var $ = function (selector) { return document.querySelector(selector); };
   var loginCard = $("[data-admin-login]");
   var loginForm = $("[data-login-form]");
@@ -517,7 +518,7 @@
       if (c.answered_by && open) {  // the KB answers it now: its askers were told; an idea may be moot
         var answeredBy = card.appendChild(el("p", "notice candidate-answered", "An article published since answers these questions: "));
         answeredBy.appendChild(articleLink(c.answered_by));
-        answeredBy.appendChild(document.createTextNode(". Its askers were told. Dismiss it, unless the feature is still wanted."));
+        answeredBy.appendChild(document.createTextNode(". Its askers who left an email or customer id are being told. Dismiss it, unless the feature is still wanted."));
         answeredBy.setAttribute("data-candidate-answered-by", c.answered_by);
       }
       if (c.nearest && c.nearest.id) {
