@@ -360,7 +360,9 @@ def ask(page: Page, selector: str, question: str):
     return listbox
 
 
-def stored(db: sa.Engine, search_id: str, kind: str, timeout: float = 6.0) -> list[dict]:
+def stored(db: sa.Engine, search_id: str, kind: str, timeout: float = 8.0) -> list[dict]:
+    """The events of `kind` stored for a search, waiting up to `timeout` s for them (they come
+    from the browser after the page acted)."""
     found: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

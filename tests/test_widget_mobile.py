@@ -22,8 +22,7 @@ import requests
 import sqlalchemy as sa
 from conftest import SAMPLE_KB, TINY_KB, serve_app, write_kb
 from pages_support import make_settings, suggest
-
-from deflect.db import events
+from test_widget_integration import stored
 
 if os.environ.get("DEFLECT_SKIP_BROWSER") == "1":
     pytest.skip("DEFLECT_SKIP_BROWSER=1: browser tests skipped on purpose", allow_module_level=True)
@@ -198,19 +197,6 @@ def ask(page: Page, question: str):
     listbox = page.locator("[role=listbox]")
     expect(listbox).to_have_attribute("data-query", question, timeout=8000)
     return listbox
-
-
-def stored(db: sa.Engine, search_id: str, kind: str, timeout: float = 8.0) -> list[dict]:
-    found: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with db.connect() as conn:
-            rows = conn.execute(sa.select(events).where(events.c.search_id == search_id, events.c.type == kind))
-            found = [dict(r._mapping) for r in rows]
-        if found:
-            break
-        time.sleep(0.1)
-    return found
 
 
 # --- a search that never gets an answer -------------------------------------------------
