@@ -110,7 +110,16 @@ class Shown:
 
     impressions: Counter = field(default_factory=Counter)  # (item_type, item_id) -> times shown
     tickets_after_shown: Counter = field(default_factory=Counter)  # ... shown on a search with a ticket
-    idea_first: set[str] = field(default_factory=set)  # searches whose first result was an idea
+    first: dict[str, tuple[str, str]] = field(default_factory=dict)  # search id -> (item_type, item_id) at rank 1
+
+    @property
+    def idea_first(self) -> set[str]:
+        """The searches whose first result was an idea."""
+        return {sid for sid, (item_type, _) in self.first.items() if item_type == "idea"}
+
+    def first_articles(self, search_ids) -> dict[str, str]:
+        """search id -> the article it showed first, for those of `search_ids` that showed one first."""
+        return {sid: self.first[sid][1] for sid in search_ids if self.first.get(sid, ("",))[0] == "article"}
 
 
 def shown_in(conn: sa.Connection, final: dict[str, SearchOutcome]) -> Shown:
@@ -124,20 +133,12 @@ def shown_in(conn: sa.Connection, final: dict[str, SearchOutcome]) -> Shown:
         for among in _among(conn, search_results.c.search_id, ids):
             for item_type, item_id, n in conn.execute(per_item.where(among)):
                 counter[(item_type, item_id)] += int(n)
-    idea_first = sa.select(search_results.c.search_id).where(search_results.c.rank == 1, search_results.c.item_type == "idea")
-    for among in _among(conn, search_results.c.search_id, list(final)):
-        shown.idea_first.update(conn.execute(idea_first.where(among)).scalars())
-    return shown
-
-
-def first_article_of(conn: sa.Connection, search_ids: list[str]) -> dict[str, str]:
-    """search id -> the article it showed first (for a content gap's answered questions: the
-    article that missed the point)."""
-    first = sa.select(search_results.c.search_id, search_results.c.item_id).where(
-        search_results.c.rank == 1, search_results.c.item_type == "article"
+    first = sa.select(search_results.c.search_id, search_results.c.item_type, search_results.c.item_id).where(
+        search_results.c.rank == 1
     )
-    return {sid: item for among in _among(conn, search_results.c.search_id, search_ids)
-            for sid, item in conn.execute(first.where(among))}
+    for among in _among(conn, search_results.c.search_id, list(final)):
+        shown.first.update((sid, (item_type, item_id)) for sid, item_type, item_id in conn.execute(first.where(among)))
+    return shown
 
 
 def _among(conn: sa.Connection, column: sa.Column, ids: list[str]) -> Iterator[sa.ColumnElement]:
@@ -204,7 +205,8 @@ def answered_by(final: dict[str, SearchOutcome], shown: Shown) -> dict:
     """answered_rate split by what came first: an article (the KB answered) or an idea (the board
     did: the feature is asked for, not explained). A rate that climbs with no new article is ideas."""
     answered = [sid for sid, o in final.items() if o.search["answered"]]
-    by_idea = sum(sid in shown.idea_first for sid in answered)
+    idea_first = shown.idea_first
+    by_idea = sum(sid in idea_first for sid in answered)
     return {"answered_by_article_rate": _rate(len(answered) - by_idea, len(final)),
             "answered_by_idea_rate": _rate(by_idea, len(final))}
 
@@ -327,7 +329,6 @@ def compute_metrics(
         shown = shown_in(conn, final)
         pool = pool_searches(final, search_events)
         clusters, reviewed = candidates_of(conn, [r["id"] for r in pool])
-        first_articles = first_article_of(conn, [r["id"] for r in pool if r["answered"]])
     per_item = item_metrics(final, shown, search_events)
     totals_ = totals(final, assumed_window_seconds, now)
     totals_ |= {"all_searches": len(in_period), "superseded_searches": len(in_period) - len(final_rows)}
@@ -339,7 +340,8 @@ def compute_metrics(
         "events": event_counts,
         "articles": per_item.get("article", []),
         "ideas": per_item.get("idea", []),
-        "content_gaps": content_gaps(pool, gaps, clusters=clusters, reviewed=reviewed, first_articles=first_articles),
+        "content_gaps": content_gaps(pool, gaps, clusters=clusters, reviewed=reviewed,
+                                     first_articles=shown.first_articles(r["id"] for r in pool if r["answered"])),
         "series": daily_series(final, assumed_window_seconds),
     }
 

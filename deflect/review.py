@@ -314,7 +314,7 @@ def check_answered(engine: sa.Engine, version: str, answer, encode, model_id: st
     queued = 0
     with engine.connect() as conn:
         due = [dict(r._mapping) for r in conn.execute(
-            sa.select(candidates.c.id, candidates.c.label, candidates.c.checked_version)
+            sa.select(candidates.c.id, candidates.c.checked_version)
             .where(candidates.c.active == sa.true(), candidates.c.status != "dismissed",
                    candidates.c.answered_by.is_(None))
         ) if r.checked_version != version]
